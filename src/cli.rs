@@ -1,0 +1,203 @@
+//! The command line (SPEC §1): parsing, wiring and exit codes.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Settings;
+use crate::report::Report;
+use crate::sources::files;
+use crate::{engine, values};
+
+/// Exit codes of SPEC §1.
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// Finished, but some records or calls failed.
+    pub const PARTIAL: u8 = 1;
+    /// The input cannot be used at all.
+    pub const DATA: u8 = 65;
+    /// The configuration is invalid.
+    pub const CONFIG: u8 = 78;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "channel-sync",
+    version,
+    about = "Channel-program conflicts, protection windows and partner scorecards"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read a folder of CSV/JSONL exports, run the rules once, print the report.
+    Detect {
+        /// The folder holding accounts, opportunities, partners, partner_reps,
+        /// registrations (and optionally users) as .csv or .jsonl.
+        #[arg(long)]
+        input: PathBuf,
+        /// Evaluate as of this time instead of now (RFC 3339, Salesforce form, or a date).
+        #[arg(long, value_parser = parse_now)]
+        now: Option<DateTime<Utc>>,
+        /// The TOML configuration (default: config/channel-sync.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+    },
+    /// Write a synthetic channel program (a files-source folder) for demos and benchmarks.
+    Generate {
+        /// The folder to write (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of opportunities; everything else scales with it
+        /// (1,000,000 : 200,000 accounts : 100,000 registrations : 50,000 reps : 2,000 partners).
+        #[arg(long, default_value_t = 10_000)]
+        opportunities: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// The clock the data is laid out around.
+        #[arg(long, value_parser = parse_now)]
+        now: Option<DateTime<Utc>>,
+    },
+}
+
+fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
+    values::parse_timestamp(s).ok_or_else(|| {
+        format!("not a timestamp: '{s}' (use RFC 3339, e.g. 2026-11-26T00:00:00Z, or a date)")
+    })
+}
+
+/// Runs the command line; the return value is the process exit code.
+pub fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    ExitCode::from(run(cli))
+}
+
+fn init_logging() {
+    // Logs go to stderr so stdout carries only the report.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn run(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Detect {
+            input,
+            now,
+            config,
+            format,
+        } => detect(&input, now, config.as_deref(), format),
+        Command::Generate {
+            out,
+            opportunities,
+            seed,
+            now,
+        } => generate(&out, opportunities, seed, now),
+    }
+}
+
+fn detect(
+    input: &std::path::Path,
+    now: Option<DateTime<Utc>>,
+    config: Option<&std::path::Path>,
+    format: Format,
+) -> u8 {
+    let settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("channel-sync: {e}");
+            return exit::CONFIG;
+        }
+    };
+    let now = now.unwrap_or_else(Utc::now);
+    let started = Instant::now();
+    let loaded = match files::load(input, &settings.scorecard) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("channel-sync: {e}");
+            return exit::DATA;
+        }
+    };
+    let read = started.elapsed();
+    let evaluation = engine::evaluate(&loaded.dataset, &settings, now);
+    let rules = started.elapsed() - read;
+    let rejected = loaded.rejected.len();
+    drop(loaded.dataset);
+    let report = Report::new(now, evaluation, loaded.rejected);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let written = match format {
+        Format::Json => serde_json::to_writer_pretty(&mut out, &report)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out)),
+        Format::Text => out.write_all(report.to_text().as_bytes()),
+    }
+    .and_then(|()| out.flush());
+    if let Err(e) = written {
+        eprintln!("channel-sync: writing the report: {e}");
+        return exit::PARTIAL;
+    }
+    tracing::info!(
+        read_ms = read.as_millis() as u64,
+        rules_ms = rules.as_millis() as u64,
+        output_ms = (started.elapsed() - read - rules).as_millis() as u64,
+        findings = report.findings.len(),
+        rejected,
+        "Detect finished."
+    );
+    if rejected > 0 {
+        eprintln!("channel-sync: {rejected} row(s) rejected; see \"rejected\" in the report");
+        exit::PARTIAL
+    } else {
+        exit::OK
+    }
+}
+
+fn generate(
+    out: &std::path::Path,
+    opportunities: usize,
+    seed: u64,
+    now: Option<DateTime<Utc>>,
+) -> u8 {
+    let params =
+        crate::synth::SynthParams::scaled(seed, opportunities, now.unwrap_or_else(Utc::now));
+    match crate::synth::write_program(out, &params) {
+        Ok(summary) => {
+            eprintln!(
+                "wrote {}: {} accounts, {} opportunities, {} registrations, {} reps, {} partners, {} users ({} bytes)",
+                out.display(),
+                summary.accounts,
+                summary.opportunities,
+                summary.registrations,
+                summary.reps,
+                summary.partners,
+                summary.users,
+                summary.bytes
+            );
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("channel-sync: generate: {e:#}");
+            exit::PARTIAL
+        }
+    }
+}

@@ -1,0 +1,619 @@
+//! The five finding kinds (SPEC §3.3).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use rayon::prelude::*;
+use serde::{Serialize, Serializer};
+
+use super::Context;
+use super::matching::Match;
+use super::names::{name_key, normalize_name, registrable_domain};
+use crate::model::{OpportunityStatus, RegistrationStatus};
+use crate::values::{date_of, format_timestamp};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    DirectVsPartner,
+    PartnerVsPartner,
+    PartnerBypassed,
+    RegistrationExpiring,
+    RegistrationExpired,
+}
+
+impl FindingKind {
+    pub const ALL: [FindingKind; 5] = [
+        FindingKind::DirectVsPartner,
+        FindingKind::PartnerBypassed,
+        FindingKind::PartnerVsPartner,
+        FindingKind::RegistrationExpired,
+        FindingKind::RegistrationExpiring,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::DirectVsPartner => "direct_vs_partner",
+            FindingKind::PartnerVsPartner => "partner_vs_partner",
+            FindingKind::PartnerBypassed => "partner_bypassed",
+            FindingKind::RegistrationExpiring => "registration_expiring",
+            FindingKind::RegistrationExpired => "registration_expired",
+        }
+    }
+
+    /// A conflict names parties in a dispute (counted in `open_conflicts`).
+    pub fn is_conflict(self) -> bool {
+        matches!(
+            self,
+            FindingKind::DirectVsPartner
+                | FindingKind::PartnerVsPartner
+                | FindingKind::PartnerBypassed
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+fn ts<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&format_timestamp(t)),
+        None => s.serialize_none(),
+    }
+}
+
+fn ts_req<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_timestamp(t))
+}
+
+/// A record that a finding rests on, with the dates that decide it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evidence {
+    /// `registration` or `opportunity`.
+    #[serde(rename = "type")]
+    pub record: &'static str,
+    pub id: String,
+    pub name: Option<String>,
+    pub partner_id: Option<String>,
+    /// `submitted_at` of a registration, `created_at` of an opportunity.
+    #[serde(serialize_with = "ts_req")]
+    pub at: DateTime<Utc>,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ts")]
+    pub approved_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ts")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub close_date: Option<NaiveDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rep: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    pub how: Option<Match>,
+}
+
+/// One finding of the report (SPEC §4), plus evidence for people.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub key: String,
+    pub severity: Severity,
+    pub account_id: Option<String>,
+    pub partner_ids: Vec<String>,
+    pub registration_ids: Vec<String>,
+    pub opportunity_ids: Vec<String>,
+    pub first_in: String,
+    #[serde(rename = "match")]
+    pub how: Option<Match>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ts")]
+    pub expires_at: Option<DateTime<Utc>>,
+    pub summary: String,
+    /// The account's name, when the finding is about a CRM account.
+    pub account_name: Option<String>,
+    /// The registrations and opportunities involved, in `first_in` order.
+    pub evidence: Vec<Evidence>,
+}
+
+/// A finding before its ids, parties and evidence are filled in.
+struct Draft {
+    kind: FindingKind,
+    key: String,
+    severity: Severity,
+    account: Option<usize>,
+    claims: Vec<Claim>,
+    how: Option<Match>,
+    expires_at: Option<DateTime<Utc>>,
+    summary: String,
+}
+
+/// A registration or an opportunity taking part in a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    Registration(usize),
+    Opportunity(usize),
+}
+
+impl Context<'_> {
+    fn claim_at(&self, c: Claim) -> DateTime<Utc> {
+        match c {
+            Claim::Registration(r) => self.data.registrations[r].submitted_at,
+            Claim::Opportunity(o) => self.data.opportunities[o].created_at,
+        }
+    }
+
+    fn claim_id(&self, c: Claim) -> &str {
+        match c {
+            Claim::Registration(r) => &self.data.registrations[r].id,
+            Claim::Opportunity(o) => &self.data.opportunities[o].id,
+        }
+    }
+
+    fn claim_partner(&self, c: Claim) -> Option<&str> {
+        match c {
+            Claim::Registration(r) => Some(&self.data.registrations[r].partner_id),
+            Claim::Opportunity(o) => self.data.opportunities[o].partner_id.as_deref(),
+        }
+    }
+
+    /// Orders claims by who came first: time, then registrations before
+    /// opportunities, then id.
+    fn first_order(&self, a: Claim, b: Claim) -> std::cmp::Ordering {
+        let rank = |c| matches!(c, Claim::Opportunity(_)) as u8;
+        (self.claim_at(a), rank(a), self.claim_id(a)).cmp(&(
+            self.claim_at(b),
+            rank(b),
+            self.claim_id(b),
+        ))
+    }
+
+    fn evidence(&self, c: Claim) -> Evidence {
+        match c {
+            Claim::Registration(r) => {
+                let reg = &self.data.registrations[r];
+                Evidence {
+                    record: "registration",
+                    id: reg.id.clone(),
+                    name: Some(reg.customer_name.clone()),
+                    partner_id: Some(reg.partner_id.clone()),
+                    at: reg.submitted_at,
+                    status: status_name(reg.status).into(),
+                    approved_at: reg.approved_at,
+                    expires_at: Some(self.expiry[r]),
+                    close_date: None,
+                    rep: reg.rep.clone(),
+                    owner_id: None,
+                    how: self.matches[r].map(|m| m.how),
+                }
+            }
+            Claim::Opportunity(o) => {
+                let opp = &self.data.opportunities[o];
+                Evidence {
+                    record: "opportunity",
+                    id: opp.id.clone(),
+                    name: opp.name.clone(),
+                    partner_id: opp.partner_id.clone(),
+                    at: opp.created_at,
+                    status: match opp.status {
+                        OpportunityStatus::Open => "open",
+                        OpportunityStatus::Won => "won",
+                        OpportunityStatus::Lost => "lost",
+                    }
+                    .into(),
+                    approved_at: None,
+                    expires_at: None,
+                    close_date: opp.close_date,
+                    rep: opp.partner_rep.clone(),
+                    owner_id: opp.owner_id.clone(),
+                    how: None,
+                }
+            }
+        }
+    }
+
+    /// The date a registration's protection counts from.
+    fn protected_since(&self, r: usize) -> NaiveDate {
+        let reg = &self.data.registrations[r];
+        date_of(&reg.approved_at.unwrap_or(reg.submitted_at))
+    }
+
+    /// Whether an opportunity is open, or was won on or after `since`. A won
+    /// opportunity without a close date is dated by its creation, a lower bound
+    /// of its close date.
+    fn open_or_won_since(&self, o: usize, since: NaiveDate) -> bool {
+        let opp = &self.data.opportunities[o];
+        match opp.status {
+            OpportunityStatus::Open => true,
+            OpportunityStatus::Won => opp.close_date.unwrap_or(date_of(&opp.created_at)) >= since,
+            OpportunityStatus::Lost => false,
+        }
+    }
+
+    fn account_label(&self, a: usize) -> &str {
+        &self.data.accounts[a].name
+    }
+
+    fn opp_label(&self, o: usize) -> String {
+        let opp = &self.data.opportunities[o];
+        match &opp.name {
+            Some(n) => format!("{} ({n})", opp.id),
+            None => opp.id.clone(),
+        }
+    }
+
+    /// Assembles a finding from its claims.
+    fn finding(&self, draft: Draft) -> Finding {
+        let Draft {
+            kind,
+            key,
+            severity,
+            account,
+            mut claims,
+            how,
+            expires_at,
+            summary,
+        } = draft;
+        claims.sort_by(|&a, &b| self.first_order(a, b));
+        let mut partner_ids = BTreeSet::new();
+        let mut registration_ids = Vec::new();
+        let mut opportunity_ids = Vec::new();
+        for &c in &claims {
+            if let Some(p) = self.claim_partner(c) {
+                partner_ids.insert(p.to_string());
+            }
+            match c {
+                Claim::Registration(_) => registration_ids.push(self.claim_id(c).to_string()),
+                Claim::Opportunity(_) => opportunity_ids.push(self.claim_id(c).to_string()),
+            }
+        }
+        registration_ids.sort();
+        registration_ids.dedup();
+        opportunity_ids.sort();
+        opportunity_ids.dedup();
+        let first_in = match kind {
+            FindingKind::RegistrationExpiring | FindingKind::RegistrationExpired => claims
+                .iter()
+                .find(|c| matches!(c, Claim::Registration(_)))
+                .map(|&c| self.claim_id(c).to_string()),
+            _ => claims.first().map(|&c| self.claim_id(c).to_string()),
+        }
+        .unwrap_or_default();
+        Finding {
+            kind,
+            key,
+            severity,
+            account_id: account.map(|a| self.data.accounts[a].id.clone()),
+            account_name: account.map(|a| self.data.accounts[a].name.clone()),
+            partner_ids: partner_ids.into_iter().collect(),
+            registration_ids,
+            opportunity_ids,
+            first_in,
+            how,
+            expires_at,
+            summary,
+            evidence: claims.iter().map(|&c| self.evidence(c)).collect(),
+        }
+    }
+}
+
+fn status_name(s: RegistrationStatus) -> &'static str {
+    use RegistrationStatus::*;
+    match s {
+        Submitted => "submitted",
+        Approved => "approved",
+        Rejected => "rejected",
+        Expired => "expired",
+        Cancelled => "cancelled",
+        Won => "won",
+        Lost => "lost",
+    }
+}
+
+fn day(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d").to_string()
+}
+
+/// Runs every rule; the result is sorted by kind, then key.
+pub(super) fn detect(ctx: &Context) -> Vec<Finding> {
+    let n = ctx.data.registrations.len();
+    let mut findings: Vec<Finding> = (0..n)
+        .into_par_iter()
+        .flat_map_iter(|r| {
+            let mut out = direct_vs_partner(ctx, r);
+            out.extend(partner_bypassed(ctx, r));
+            out.extend(window(ctx, r));
+            out
+        })
+        .collect();
+    findings.extend(partner_vs_partner(ctx));
+    findings.sort_by(|a, b| (a.kind.as_str(), &a.key).cmp(&(b.kind.as_str(), &b.key)));
+    findings
+}
+
+fn direct_vs_partner(ctx: &Context, r: usize) -> Vec<Finding> {
+    let Some(m) = ctx.matches[r] else {
+        return Vec::new();
+    };
+    if !ctx.is_active(r) {
+        return Vec::new();
+    }
+    let reg = &ctx.data.registrations[r];
+    let since = ctx.protected_since(r);
+    let mut out = Vec::new();
+    for &o in ctx.opportunities_of(m.account) {
+        let opp = &ctx.data.opportunities[o];
+        if opp.partner_id.is_some()
+            || ctx.linked[r].binary_search(&o).is_ok()
+            || !ctx.open_or_won_since(o, since)
+        {
+            continue;
+        }
+        let won = opp.status == OpportunityStatus::Won;
+        let partner = ctx.partner_name(&reg.partner_id);
+        let account = ctx.account_label(m.account);
+        let until = day(&ctx.expiry[r]);
+        let registered_first = ctx
+            .first_order(Claim::Registration(r), Claim::Opportunity(o))
+            .is_lt();
+        let summary = match (won, registered_first) {
+            (true, _) => format!(
+                "Direct opportunity {} was won on {account} while {partner}'s registration {} protects it until {until}.",
+                ctx.opp_label(o),
+                reg.id
+            ),
+            (false, true) => format!(
+                "Direct opportunity {} is on {account}, which {partner} registered first ({}, protected until {until}).",
+                ctx.opp_label(o),
+                reg.id
+            ),
+            (false, false) => format!(
+                "Direct opportunity {} on {account} predates {partner}'s registration {}, which protects the account until {until}.",
+                ctx.opp_label(o),
+                reg.id
+            ),
+        };
+        out.push(ctx.finding(Draft {
+            kind: FindingKind::DirectVsPartner,
+            key: format!("direct_vs_partner:{}:{}", reg.id, opp.id),
+            severity: if won {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
+            account: Some(m.account),
+            claims: vec![Claim::Registration(r), Claim::Opportunity(o)],
+            how: Some(m.how),
+            expires_at: Some(ctx.expiry[r]),
+            summary,
+        }));
+    }
+    out
+}
+
+fn partner_bypassed(ctx: &Context, r: usize) -> Vec<Finding> {
+    if !ctx.is_active(r) {
+        return Vec::new();
+    }
+    let reg = &ctx.data.registrations[r];
+    let since = ctx.protected_since(r);
+    let mut out = Vec::new();
+    for &o in &ctx.linked[r] {
+        let opp = &ctx.data.opportunities[o];
+        if opp.partner_id.as_deref() == Some(reg.partner_id.as_str())
+            || !ctx.open_or_won_since(o, since)
+        {
+            continue;
+        }
+        let partner = ctx.partner_name(&reg.partner_id);
+        let now_with = match &opp.partner_id {
+            None => "has no partner on it any more".to_string(),
+            Some(p) => format!("is now attributed to {}", ctx.partner_name(p)),
+        };
+        let account = ctx.opp_account[o];
+        let account = (account != usize::MAX).then_some(account);
+        out.push(ctx.finding(Draft {
+kind: FindingKind::PartnerBypassed,
+key: format!("partner_bypassed:{}:{}", reg.id, opp.id),
+severity: Severity::Critical,
+account,
+claims: vec![Claim::Registration(r), Claim::Opportunity(o)],
+how: ctx.matches[r].map(|m| m.how),
+expires_at: Some(ctx.expiry[r]),
+summary: format!(
+                "Opportunity {} from {partner}'s registration {} {now_with}; the registration protects it until {}.",
+                ctx.opp_label(o),
+                reg.id,
+                day(&ctx.expiry[r])
+            ),
+}));
+    }
+    out
+}
+
+fn window(ctx: &Context, r: usize) -> Option<Finding> {
+    if ctx.won[r] {
+        return None;
+    }
+    let reg = &ctx.data.registrations[r];
+    let rules = &ctx.settings.rules;
+    let expiry = ctx.expiry[r];
+    let partner = ctx.partner_name(&reg.partner_id);
+    let ahead = ctx.now + Duration::days(i64::from(rules.expiring_within_days));
+    let behind = ctx.now - Duration::days(i64::from(rules.expired_lookback_days));
+    let (kind, severity, summary) = if ctx.is_active(r) && expiry <= ahead {
+        let days = (expiry - ctx.now).num_days();
+        (
+            FindingKind::RegistrationExpiring,
+            Severity::Info,
+            format!(
+                "{partner}'s registration {} for {} expires on {} (in {days} day{}).",
+                reg.id,
+                reg.customer_name,
+                day(&expiry),
+                if days == 1 { "" } else { "s" }
+            ),
+        )
+    } else if matches!(
+        reg.status,
+        RegistrationStatus::Expired | RegistrationStatus::Approved
+    ) && behind <= expiry
+        && expiry <= ctx.now
+    {
+        // Marked expired, or approved with its window run out: either way the
+        // expiry itself must fall in the look-back window.
+        (
+            FindingKind::RegistrationExpired,
+            Severity::Warning,
+            format!(
+                "{partner}'s registration {} for {} expired on {} without a win.",
+                reg.id,
+                reg.customer_name,
+                day(&expiry)
+            ),
+        )
+    } else {
+        return None;
+    };
+    let m = ctx.matches[r];
+    Some(ctx.finding(Draft {
+        kind,
+        key: format!("{}:{}", kind.as_str(), reg.id),
+        severity,
+        account: m.map(|m| m.account),
+        claims: vec![Claim::Registration(r)],
+        how: m.map(|m| m.how),
+        expires_at: Some(expiry),
+        summary,
+    }))
+}
+
+/// Where unmatched registrations meet: their registrable domain, else their
+/// name (SPEC §3.1 step 5).
+fn unmatched_group(reg: &crate::model::Registration) -> Option<String> {
+    if let Some(d) = reg.customer_domain.as_deref().and_then(registrable_domain) {
+        return Some(format!("domain:{d}"));
+    }
+    let key = name_key(&normalize_name(&reg.customer_name));
+    (!key.is_empty()).then(|| format!("name:{key}"))
+}
+
+fn partner_vs_partner(ctx: &Context) -> Vec<Finding> {
+    let mut by_account: HashMap<usize, Vec<Claim>> = HashMap::new();
+    let mut unmatched: BTreeMap<String, Vec<Claim>> = BTreeMap::new();
+    for (r, reg) in ctx.data.registrations.iter().enumerate() {
+        if !(ctx.is_active(r) || ctx.is_pending(r)) {
+            continue;
+        }
+        match ctx.matches[r] {
+            Some(m) => by_account
+                .entry(m.account)
+                .or_default()
+                .push(Claim::Registration(r)),
+            None => {
+                if let Some(g) = unmatched_group(reg) {
+                    unmatched.entry(g).or_default().push(Claim::Registration(r));
+                }
+            }
+        }
+    }
+    for (o, opp) in ctx.data.opportunities.iter().enumerate() {
+        let a = ctx.opp_account[o];
+        if opp.status == OpportunityStatus::Open && opp.partner_id.is_some() && a != usize::MAX {
+            by_account.entry(a).or_default().push(Claim::Opportunity(o));
+        }
+    }
+    let partners = |claims: &[Claim]| {
+        claims
+            .iter()
+            .filter_map(|&c| ctx.claim_partner(c))
+            .collect::<BTreeSet<_>>()
+    };
+    let describe = |claims: &mut Vec<Claim>| {
+        claims.sort_by(|&a, &b| ctx.first_order(a, b));
+        let parties: Vec<String> = claims
+            .iter()
+            .map(|&c| {
+                format!(
+                    "{} ({}, {})",
+                    ctx.partner_name(ctx.claim_partner(c).unwrap_or_default()),
+                    ctx.claim_id(c),
+                    day(&ctx.claim_at(c))
+                )
+            })
+            .collect();
+        parties.join(", ")
+    };
+    let mut out = Vec::new();
+    for (a, mut claims) in by_account {
+        let count = partners(&claims).len();
+        if count < 2 {
+            continue;
+        }
+        // The weakest registration match (lowest score, then the later
+        // matching step) bounds how sure the finding is.
+        let how = claims
+            .iter()
+            .filter_map(|&c| match c {
+                Claim::Registration(r) => ctx.matches[r].map(|m| m.how),
+                Claim::Opportunity(_) => None,
+            })
+            .min_by(|x, y| x.score.total_cmp(&y.score).then(y.method.cmp(&x.method)));
+        let summary = format!(
+            "{} is claimed by {count} partners: {}; the first claim was {}.",
+            ctx.account_label(a),
+            describe(&mut claims),
+            ctx.claim_id(claims[0])
+        );
+        out.push(ctx.finding(Draft {
+            kind: FindingKind::PartnerVsPartner,
+            key: format!("partner_vs_partner:{}", ctx.data.accounts[a].id),
+            severity: Severity::Warning,
+            account: Some(a),
+            claims,
+            how,
+            expires_at: None,
+            summary,
+        }));
+    }
+    for (group, mut claims) in unmatched {
+        let count = partners(&claims).len();
+        if count < 2 {
+            continue;
+        }
+        claims.sort_by(|&a, &b| ctx.first_order(a, b));
+        let customer = match &claims[0] {
+            Claim::Registration(r) => ctx.data.registrations[*r].customer_name.clone(),
+            Claim::Opportunity(_) => group.clone(),
+        };
+        let summary = format!(
+            "{customer} (not in the CRM) is registered by {count} partners: {}.",
+            describe(&mut claims)
+        );
+        out.push(ctx.finding(Draft {
+            kind: FindingKind::PartnerVsPartner,
+            key: format!("partner_vs_partner:{group}"),
+            severity: Severity::Warning,
+            account: None,
+            claims,
+            how: None,
+            expires_at: None,
+            summary,
+        }));
+    }
+    out
+}

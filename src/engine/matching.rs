@@ -1,0 +1,505 @@
+//! Matching a registration to a CRM account (SPEC §3.1).
+//!
+//! The index is built once per run. Exact steps are hash lookups; the fuzzy
+//! step looks only at accounts with the same number of words whose first word
+//! starts with the same letter, grouped by distinct first word, and skips a
+//! pair early when an upper bound of its similarity is already too low. It
+//! never compares all pairs.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::names::{name_key, normalize_name, registrable_domain};
+use crate::model::{Account, Registration};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    AccountId,
+    Domain,
+    Name,
+    Fuzzy,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::AccountId => "account_id",
+            Method::Domain => "domain",
+            Method::Name => "name",
+            Method::Fuzzy => "fuzzy",
+        }
+    }
+}
+
+/// How a registration was matched, and how sure the match is.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Match {
+    pub method: Method,
+    pub score: f64,
+}
+
+/// A registration's match: the account (by index into the accounts) and how.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AccountMatch {
+    pub account: usize,
+    pub how: Match,
+}
+
+/// Accounts that share a normalised first word, within one block.
+struct FirstWord {
+    word: String,
+    chars: usize,
+    accounts: Vec<usize>,
+}
+
+/// Lookup structures over the accounts that can be matched (partners' own
+/// accounts are left out of every one of them).
+pub struct AccountIndex<'a> {
+    accounts: &'a [Account],
+    by_id: HashMap<&'a str, usize>,
+    by_domain: HashMap<String, usize>,
+    by_name: HashMap<String, usize>,
+    /// Normalised names, by account index (empty for excluded accounts).
+    normalized: Vec<String>,
+    /// (word count, first character) -> distinct first words.
+    blocks: HashMap<(usize, char), Vec<FirstWord>>,
+    threshold: f64,
+}
+
+/// Keeps the account with the smaller id under `key`.
+fn insert_smallest<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, usize>,
+    key: K,
+    i: usize,
+    accounts: &[Account],
+) {
+    map.entry(key)
+        .and_modify(|held| {
+            if accounts[i].id < accounts[*held].id {
+                *held = i;
+            }
+        })
+        .or_insert(i);
+}
+
+impl<'a> AccountIndex<'a> {
+    /// `excluded` holds the ids of partners' own accounts.
+    pub fn build(
+        accounts: &'a [Account],
+        excluded: &std::collections::HashSet<&str>,
+        threshold: f64,
+    ) -> Self {
+        // The per-account work (normalising, public-suffix lookups) is the
+        // expensive part: do it in parallel, then fill the maps in order.
+        let prepared: Vec<Option<(String, Vec<String>)>> = accounts
+            .par_iter()
+            .map(|a| {
+                if excluded.contains(a.id.as_str()) {
+                    return None;
+                }
+                let mut domains: Vec<String> = [&a.domain, &a.website]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|d| registrable_domain(d))
+                    .collect();
+                domains.dedup();
+                Some((normalize_name(&a.name), domains))
+            })
+            .collect();
+
+        let mut by_id = HashMap::with_capacity(accounts.len());
+        let mut by_domain = HashMap::with_capacity(accounts.len());
+        let mut by_name = HashMap::with_capacity(accounts.len());
+        let mut normalized = Vec::with_capacity(accounts.len());
+        let mut blocks: HashMap<(usize, char), HashMap<String, Vec<usize>>> = HashMap::new();
+        for (i, p) in prepared.into_iter().enumerate() {
+            let Some((norm, domains)) = p else {
+                normalized.push(String::new());
+                continue;
+            };
+            by_id.insert(accounts[i].id.as_str(), i);
+            for d in domains {
+                insert_smallest(&mut by_domain, d, i, accounts);
+            }
+            if !norm.is_empty() {
+                insert_smallest(&mut by_name, name_key(&norm), i, accounts);
+                let first = norm.split(' ').next().unwrap_or_default();
+                if let Some(c) = first.chars().next() {
+                    let words = norm.split(' ').count();
+                    blocks
+                        .entry((words, c))
+                        .or_default()
+                        .entry(first.to_string())
+                        .or_default()
+                        .push(i);
+                }
+            }
+            normalized.push(norm);
+        }
+        let blocks = blocks
+            .into_iter()
+            .map(|(k, firsts)| {
+                let mut v: Vec<FirstWord> = firsts
+                    .into_iter()
+                    .map(|(word, accounts)| FirstWord {
+                        chars: word.chars().count(),
+                        word,
+                        accounts,
+                    })
+                    .collect();
+                v.sort_by(|a, b| a.word.cmp(&b.word));
+                (k, v)
+            })
+            .collect();
+        AccountIndex {
+            accounts,
+            by_id,
+            by_domain,
+            by_name,
+            normalized,
+            blocks,
+            threshold,
+        }
+    }
+
+    /// The account index of a matchable account id.
+    pub fn by_id(&self, id: &str) -> Option<usize> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Matches one registration by the first rule that applies.
+    pub fn match_registration(&self, r: &Registration) -> Option<AccountMatch> {
+        let exact = |account, method| {
+            Some(AccountMatch {
+                account,
+                how: Match { method, score: 1.0 },
+            })
+        };
+        if let Some(i) = r.account_id.as_deref().and_then(|id| self.by_id(id)) {
+            return exact(i, Method::AccountId);
+        }
+        if let Some(d) = r.customer_domain.as_deref().and_then(registrable_domain)
+            && let Some(&i) = self.by_domain.get(&d)
+        {
+            return exact(i, Method::Domain);
+        }
+        let norm = normalize_name(&r.customer_name);
+        if norm.is_empty() {
+            return None;
+        }
+        if let Some(&i) = self.by_name.get(&name_key(&norm)) {
+            return exact(i, Method::Name);
+        }
+        self.fuzzy(&norm)
+    }
+
+    /// Step 4: word-by-word Jaro-Winkler among same-length names.
+    fn fuzzy(&self, norm: &str) -> Option<AccountMatch> {
+        let words: Vec<&str> = norm.split(' ').collect();
+        let first_char = words[0].chars().next()?;
+        let block = self.blocks.get(&(words.len(), first_char))?;
+        let first_len = words[0].chars().count();
+        let mut best: Option<AccountMatch> = None;
+        for fw in block {
+            if similarity_bound(words[0], first_len, &fw.word, fw.chars) < self.threshold {
+                continue;
+            }
+            let s0 = strsim::jaro_winkler(words[0], &fw.word);
+            if !passes(s0, self.threshold) {
+                continue;
+            }
+            for &i in &fw.accounts {
+                let Some(score) = self.rest_score(&words, s0, &self.normalized[i]) else {
+                    continue;
+                };
+                let better = match best {
+                    None => true,
+                    Some(b) => {
+                        score > b.how.score
+                            || (score == b.how.score
+                                && self.accounts[i].id < self.accounts[b.account].id)
+                    }
+                };
+                if better {
+                    best = Some(AccountMatch {
+                        account: i,
+                        how: Match {
+                            method: Method::Fuzzy,
+                            score,
+                        },
+                    });
+                }
+            }
+        }
+        best
+    }
+
+    /// The mean word similarity when every remaining word passes, else `None`.
+    fn rest_score(&self, words: &[&str], first: f64, candidate: &str) -> Option<f64> {
+        let mut sum = first;
+        for (w, c) in words.iter().zip(candidate.split(' ')).skip(1) {
+            let s = strsim::jaro_winkler(w, c);
+            if !passes(s, self.threshold) {
+                return None;
+            }
+            sum += s;
+        }
+        Some(sum / words.len() as f64)
+    }
+
+    /// Matches every registration, in parallel, in input order.
+    pub fn match_all(&self, registrations: &[Registration]) -> Vec<Option<AccountMatch>> {
+        registrations
+            .par_iter()
+            .map(|r| self.match_registration(r))
+            .collect()
+    }
+}
+
+/// Similarities are compared with a small tolerance so that a word pair whose
+/// true similarity equals the threshold is not lost to rounding.
+fn passes(similarity: f64, threshold: f64) -> bool {
+    similarity >= threshold - 1e-9
+}
+
+/// An upper bound of the Jaro-Winkler similarity of two words from their
+/// lengths (in chars) and common prefix alone: the matches cannot exceed the
+/// shorter length. Used to skip pairs that cannot reach the threshold; it
+/// never changes a result.
+fn similarity_bound(a: &str, a_len: usize, b: &str, b_len: usize) -> f64 {
+    let (short, long) = (a_len.min(b_len) as f64, a_len.max(b_len) as f64);
+    if short == 0.0 {
+        return 0.0;
+    }
+    let jaro = (1.0 + short / long + 1.0) / 3.0;
+    if jaro <= 0.7 {
+        return jaro;
+    }
+    let prefix = a
+        .chars()
+        .zip(b.chars())
+        .take(4)
+        .take_while(|(x, y)| x == y)
+        .count();
+    jaro + 0.1 * prefix as f64 * (1.0 - jaro)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn account(id: &str, name: &str, domain: Option<&str>) -> Account {
+        Account {
+            id: id.into(),
+            name: name.into(),
+            domain: domain.map(Into::into),
+            website: None,
+            owner_id: None,
+        }
+    }
+
+    fn registration(name: &str) -> Registration {
+        Registration {
+            id: "R-1".into(),
+            partner_id: "P-1".into(),
+            customer_name: name.into(),
+            status: crate::model::RegistrationStatus::Approved,
+            submitted_at: Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0).unwrap(),
+            rep: None,
+            customer_domain: None,
+            account_id: None,
+            opportunity_id: None,
+            approved_at: None,
+            expires_at: None,
+            amount: None,
+        }
+    }
+
+    fn matched(
+        accounts: &[Account],
+        excluded: &[&str],
+        r: &Registration,
+    ) -> Option<(String, Match)> {
+        let excluded = excluded.iter().copied().collect();
+        let index = AccountIndex::build(accounts, &excluded, 0.92);
+        index
+            .match_registration(r)
+            .map(|m| (accounts[m.account].id.clone(), m.how))
+    }
+
+    fn exact(method: Method) -> Match {
+        Match { method, score: 1.0 }
+    }
+
+    #[test]
+    fn account_id_comes_first() {
+        let accounts = [
+            account("A-1", "Acme", Some("acme.com")),
+            account("A-2", "Other", None),
+        ];
+        let mut r = registration("Acme");
+        r.account_id = Some("A-2".into());
+        r.customer_domain = Some("acme.com".into());
+        assert_eq!(
+            matched(&accounts, &[], &r),
+            Some(("A-2".into(), exact(Method::AccountId)))
+        );
+    }
+
+    #[test]
+    fn an_unknown_account_id_falls_through_to_the_domain() {
+        let accounts = [account("A-1", "Acme", Some("acme.com"))];
+        let mut r = registration("Something else");
+        r.account_id = Some("A-404".into());
+        r.customer_domain = Some("https://eu.shop.acme.com/x".into());
+        assert_eq!(
+            matched(&accounts, &[], &r),
+            Some(("A-1".into(), exact(Method::Domain)))
+        );
+    }
+
+    #[test]
+    fn domain_beats_name_and_matches_the_website_too() {
+        let mut web = account("A-2", "Zeta Industries", None);
+        web.website = Some("https://www.zeta.co.uk/home".into());
+        let accounts = [account("A-1", "Zeta", None), web];
+        let mut r = registration("Zeta");
+        r.customer_domain = Some("shop.zeta.co.uk".into());
+        assert_eq!(
+            matched(&accounts, &[], &r),
+            Some(("A-2".into(), exact(Method::Domain)))
+        );
+    }
+
+    #[test]
+    fn free_mail_domains_never_match_and_fall_through_to_the_name() {
+        let accounts = [
+            account("A-1", "Gmail Fan Club", Some("gmail.com")),
+            account("A-2", "Bob's Bikes", None),
+        ];
+        let mut r = registration("Bobs Bikes LLC");
+        r.customer_domain = Some("bob@gmail.com".into());
+        assert_eq!(
+            matched(&accounts, &[], &r),
+            Some(("A-2".into(), exact(Method::Name)))
+        );
+    }
+
+    #[test]
+    fn names_match_after_normalising_and_without_spaces() {
+        let accounts = [account("A-1", "AT&T Inc.", None)];
+        assert_eq!(
+            matched(&accounts, &[], &registration("ATandT")),
+            Some(("A-1".into(), exact(Method::Name)))
+        );
+        let accounts = [account("A-1", "Nokia GmbH & Co. KG", None)];
+        assert_eq!(
+            matched(&accounts, &[], &registration("NOKIA")),
+            Some(("A-1".into(), exact(Method::Name)))
+        );
+    }
+
+    #[test]
+    fn ties_go_to_the_smallest_account_id() {
+        let accounts = [
+            account("A-9", "Acme", Some("acme.com")),
+            account("A-3", "Acme Inc", Some("acme.com")),
+        ];
+        let mut r = registration("Acme");
+        assert_eq!(matched(&accounts, &[], &r).unwrap().0, "A-3");
+        r.customer_domain = Some("acme.com".into());
+        assert_eq!(matched(&accounts, &[], &r).unwrap().0, "A-3");
+    }
+
+    #[test]
+    fn fuzzy_matches_word_by_word_and_scores_the_mean() {
+        let accounts = [account("A-1", "Contoso Bakery", None)];
+        let (id, how) = matched(&accounts, &[], &registration("Contosso Bakery")).unwrap();
+        assert_eq!(id, "A-1");
+        assert_eq!(how.method, Method::Fuzzy);
+        let want = (strsim::jaro_winkler("contosso", "contoso") + 1.0) / 2.0;
+        assert!((how.score - want).abs() < 1e-12, "{} vs {want}", how.score);
+    }
+
+    #[test]
+    fn fuzzy_keeps_near_miss_names_apart() {
+        let accounts = [
+            account("A-1", "Contoso Bank", None),
+            account("A-2", "Generali", None),
+        ];
+        assert_eq!(
+            matched(&accounts, &[], &registration("Contoso Bakery")),
+            None
+        );
+        assert_eq!(
+            matched(&accounts, &[], &registration("General Mills")),
+            None
+        );
+    }
+
+    #[test]
+    fn fuzzy_picks_the_highest_score_then_the_smallest_id() {
+        let accounts = [
+            account("A-2", "Fabrikam Holdings", None),
+            account("A-1", "Fabrikan Holdings", None),
+            account("A-3", "Fabrikamm Holdings", None),
+        ];
+        let (id, how) = matched(&accounts, &[], &registration("Fabrikan Holding")).unwrap();
+        assert_eq!((id.as_str(), how.method), ("A-1", Method::Fuzzy));
+        // "acmee" and "acmea" are equally close to "acme": the smaller id wins.
+        let accounts = [
+            account("A-2", "Acmee Widgets", None),
+            account("A-1", "Acmea Widgets", None),
+        ];
+        assert_eq!(
+            strsim::jaro_winkler("acme", "acmee"),
+            strsim::jaro_winkler("acme", "acmea")
+        );
+        let (id, _) = matched(&accounts, &[], &registration("Acme Widgets")).unwrap();
+        assert_eq!(id, "A-1");
+    }
+
+    #[test]
+    fn partner_accounts_are_never_matched_at_any_step() {
+        let accounts = [account("A-1", "Northwind Partners", Some("northwind.com"))];
+        let mut r = registration("Northwind Partners");
+        r.account_id = Some("A-1".into());
+        r.customer_domain = Some("northwind.com".into());
+        assert_eq!(matched(&accounts, &["A-1"], &r), None);
+        assert_eq!(
+            matched(&accounts, &["A-1"], &registration("Northwind Partner")),
+            None
+        );
+    }
+
+    #[test]
+    fn the_bound_never_undercuts_the_real_similarity() {
+        let words = [
+            "acme",
+            "acmee",
+            "acne",
+            "contoso",
+            "contosso",
+            "bakery",
+            "bank",
+            "a",
+            "ab",
+            "northwind",
+            "nrothwind",
+            "münchen",
+            "munchen",
+            "zzzzzzzzzzzz",
+        ];
+        for a in words {
+            for b in words {
+                let real = strsim::jaro_winkler(a, b);
+                let bound = similarity_bound(a, a.chars().count(), b, b.chars().count());
+                assert!(bound + 1e-12 >= real, "{a} {b}: {bound} < {real}");
+            }
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The rules engine (SPEC §3): pure and deterministic. Data, settings and a
+//! clock go in; findings and scorecards come out. No I/O, no clock reads.
+
+mod findings;
+pub mod matching;
+pub mod names;
+mod scorecard;
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Duration, Utc};
+use rayon::prelude::*;
+use serde::Serialize;
+
+pub use findings::{Evidence, Finding, FindingKind, Severity};
+pub use matching::{Match, Method};
+pub use scorecard::{Period, Scorecard};
+
+use crate::config::Settings;
+use crate::model::{Dataset, OpportunityStatus, Registration, RegistrationStatus};
+use matching::{AccountIndex, AccountMatch};
+
+/// What one evaluation yields.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    pub period: Period,
+    pub findings: Vec<Finding>,
+    pub scorecards: Vec<Scorecard>,
+}
+
+/// Runs every rule over `data` as of `now`.
+pub fn evaluate(data: &Dataset, settings: &Settings, now: DateTime<Utc>) -> Evaluation {
+    let ctx = Context::build(data, settings, now);
+    let findings = findings::detect(&ctx);
+    let period = Period::last_full_quarter(now, settings.scorecard.fiscal_year_start_month);
+    let scorecards = scorecard::compute(&ctx, &period, &findings);
+    Evaluation {
+        period,
+        findings,
+        scorecards,
+    }
+}
+
+/// Everything derived from the data that more than one rule needs.
+pub(crate) struct Context<'a> {
+    pub data: &'a Dataset,
+    pub settings: &'a Settings,
+    pub now: DateTime<Utc>,
+    pub partner_by_id: HashMap<&'a str, usize>,
+    /// Per registration: the matched account, if any.
+    pub matches: Vec<Option<AccountMatch>>,
+    /// Per registration: when its protection ends.
+    pub expiry: Vec<DateTime<Utc>>,
+    /// Per registration: the linked opportunities, sorted.
+    pub linked: Vec<Vec<usize>>,
+    /// Per registration: won itself or through a linked opportunity.
+    pub won: Vec<bool>,
+    /// Per account: its opportunities (a compressed adjacency list).
+    opp_offsets: Vec<usize>,
+    opp_list: Vec<usize>,
+    /// Per opportunity: its account's index.
+    pub opp_account: Vec<usize>,
+}
+
+impl<'a> Context<'a> {
+    fn build(data: &'a Dataset, settings: &'a Settings, now: DateTime<Utc>) -> Self {
+        let rules = &settings.rules;
+        let partner_by_id: HashMap<&str, usize> = data
+            .partners
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.as_str(), i))
+            .collect();
+        let account_by_id: HashMap<&str, usize> = data
+            .accounts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.id.as_str(), i))
+            .collect();
+        let partner_accounts: HashSet<&str> = data
+            .partners
+            .iter()
+            .filter_map(|p| p.crm_account_id.as_deref())
+            .collect();
+        let index = AccountIndex::build(&data.accounts, &partner_accounts, rules.fuzzy_threshold);
+        let matches = index.match_all(&data.registrations);
+
+        let expiry = data
+            .registrations
+            .iter()
+            .map(|r| {
+                let tier = partner_by_id
+                    .get(r.partner_id.as_str())
+                    .and_then(|&p| data.partners[p].tier.as_deref());
+                expiry_of(r, rules.protection_days_for(tier))
+            })
+            .collect();
+
+        // Opportunities by account. Sources guarantee every account_id resolves;
+        // one that does not (a bug upstream) is simply left out.
+        let opp_account: Vec<usize> = data
+            .opportunities
+            .par_iter()
+            .map(|o| {
+                account_by_id
+                    .get(o.account_id.as_str())
+                    .copied()
+                    .unwrap_or(usize::MAX)
+            })
+            .collect();
+        let mut opp_offsets = vec![0usize; data.accounts.len() + 1];
+        for &a in &opp_account {
+            if a != usize::MAX {
+                opp_offsets[a + 1] += 1;
+            }
+        }
+        for i in 0..data.accounts.len() {
+            opp_offsets[i + 1] += opp_offsets[i];
+        }
+        let mut fill = opp_offsets.clone();
+        let mut opp_list = vec![0usize; opp_offsets[data.accounts.len()]];
+        for (o, &a) in opp_account.iter().enumerate() {
+            if a != usize::MAX {
+                opp_list[fill[a]] = o;
+                fill[a] += 1;
+            }
+        }
+
+        let linked = link_registrations(data);
+        let won = data
+            .registrations
+            .iter()
+            .zip(&linked)
+            .map(|(r, opps)| {
+                r.status == RegistrationStatus::Won
+                    || opps
+                        .iter()
+                        .any(|&o| data.opportunities[o].status == OpportunityStatus::Won)
+            })
+            .collect();
+
+        Context {
+            data,
+            settings,
+            now,
+            partner_by_id,
+            matches,
+            expiry,
+            linked,
+            won,
+            opp_offsets,
+            opp_list,
+            opp_account,
+        }
+    }
+
+    /// The opportunities on an account.
+    pub fn opportunities_of(&self, account: usize) -> &[usize] {
+        &self.opp_list[self.opp_offsets[account]..self.opp_offsets[account + 1]]
+    }
+
+    /// Approved and not yet expired at the evaluation time.
+    pub fn is_active(&self, r: usize) -> bool {
+        self.data.registrations[r].status == RegistrationStatus::Approved
+            && self.now < self.expiry[r]
+    }
+
+    pub fn is_pending(&self, r: usize) -> bool {
+        self.data.registrations[r].status == RegistrationStatus::Submitted
+    }
+
+    pub fn partner_name<'s>(&'s self, id: &'s str) -> &'s str {
+        self.partner_by_id
+            .get(id)
+            .map(|&p| self.data.partners[p].name.as_str())
+            .unwrap_or(id)
+    }
+}
+
+/// When a registration's protection ends (SPEC §3.2).
+pub fn expiry_of(r: &Registration, protection_days: u32) -> DateTime<Utc> {
+    r.expires_at.unwrap_or_else(|| {
+        r.approved_at.unwrap_or(r.submitted_at) + Duration::days(i64::from(protection_days))
+    })
+}
+
+/// For every registration, the opportunities linked to it either way:
+/// `opportunities.registration_id` or `registrations.opportunity_id`.
+fn link_registrations(data: &Dataset) -> Vec<Vec<usize>> {
+    let reg_by_id: HashMap<&str, usize> = data
+        .registrations
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id.as_str(), i))
+        .collect();
+    // Only the few opportunity ids that registrations name are looked up.
+    let mut wanted: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, r) in data.registrations.iter().enumerate() {
+        if let Some(o) = r.opportunity_id.as_deref() {
+            wanted.entry(o).or_default().push(i);
+        }
+    }
+    let mut linked = vec![Vec::new(); data.registrations.len()];
+    for (o, opp) in data.opportunities.iter().enumerate() {
+        if let Some(&r) = opp
+            .registration_id
+            .as_deref()
+            .and_then(|id| reg_by_id.get(id))
+        {
+            linked[r].push(o);
+        }
+        if let Some(regs) = wanted.get(opp.id.as_str()) {
+            for &r in regs {
+                linked[r].push(o);
+            }
+        }
+    }
+    for l in &mut linked {
+        l.sort_unstable();
+        l.dedup();
+    }
+    linked
+}
+
+#[cfg(test)]
+mod tests;

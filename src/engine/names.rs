@@ -1,0 +1,297 @@
+//! Company names and domains, reduced to the forms SPEC §3.1 compares.
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::is_combining_mark;
+
+/// Legal forms dropped from the end of a name (SPEC §3.1 step 3).
+const LEGAL_FORMS: &[&str] = &[
+    "inc",
+    "incorporated",
+    "llc",
+    "llp",
+    "lp",
+    "ltd",
+    "limited",
+    "corp",
+    "corporation",
+    "co",
+    "company",
+    "plc",
+    "gmbh",
+    "mbh",
+    "kg",
+    "kgaa",
+    "ag",
+    "se",
+    "sa",
+    "sas",
+    "sarl",
+    "srl",
+    "spa",
+    "sl",
+    "ltda",
+    "bv",
+    "nv",
+    "oy",
+    "oyj",
+    "ab",
+    "as",
+    "asa",
+    "aps",
+    "kk",
+    "pty",
+    "pte",
+];
+
+fn is_legal_form_or_and(word: &str) -> bool {
+    word == "and" || LEGAL_FORMS.contains(&word)
+}
+
+/// Normalises a company name: compatibility-decompose and drop accents,
+/// lower-case, `&` -> ` and `, drop apostrophes, periods and slashes, other
+/// punctuation to spaces, drop a leading `the`, drop trailing legal forms and
+/// `and` (never the last word), collapse spaces.
+///
+/// `Nokia GmbH & Co. KG` -> `nokia`; `L'Oréal S.A.` -> `loreal`.
+pub fn normalize_name(name: &str) -> String {
+    let mut flat = String::with_capacity(name.len() + 8);
+    let mut push = |c: char| match c {
+        '&' => flat.push_str(" and "),
+        '\'' | '\u{2018}' | '\u{2019}' | '`' | '\u{00B4}' | '.' | '/' => {}
+        c if c.is_alphanumeric() => flat.extend(c.to_lowercase()),
+        _ => flat.push(' '),
+    };
+    if name.is_ascii() {
+        // NFKD is the identity on ASCII: skip the decomposition.
+        name.chars().for_each(&mut push);
+    } else {
+        name.nfkd()
+            .filter(|c| !is_combining_mark(*c))
+            .for_each(push);
+    }
+    let mut words: Vec<&str> = flat.split_whitespace().collect();
+    if words.len() > 1 && words[0] == "the" {
+        words.remove(0);
+    }
+    while words.len() > 1 && words.last().is_some_and(|w| is_legal_form_or_and(w)) {
+        words.pop();
+    }
+    words.join(" ")
+}
+
+/// The key under which two names count as equal: the normalised name with all
+/// spaces removed (`AT and T` = `ATandT`).
+pub fn name_key(normalized: &str) -> String {
+    normalized.split(' ').collect()
+}
+
+/// Free-mail and ISP domains, as registrable domains: never a company's domain.
+const FREE_MAIL: &[&str] = &[
+    "126.com",
+    "163.com",
+    "att.net",
+    "bellsouth.net",
+    "bigpond.com",
+    "btinternet.com",
+    "charter.net",
+    "comcast.net",
+    "cox.net",
+    "earthlink.net",
+    "fastmail.com",
+    "free.fr",
+    "freenet.de",
+    "hanmail.net",
+    "hey.com",
+    "icloud.com",
+    "laposte.net",
+    "libero.it",
+    "live.com",
+    "mac.com",
+    "mail.com",
+    "mail.ru",
+    "me.com",
+    "msn.com",
+    "naver.com",
+    "orange.fr",
+    "pm.me",
+    "proton.me",
+    "qq.com",
+    "rediffmail.com",
+    "rogers.com",
+    "sbcglobal.net",
+    "seznam.cz",
+    "sfr.fr",
+    "shaw.ca",
+    "sky.com",
+    "sympatico.ca",
+    "t-online.de",
+    "tutanota.com",
+    "verizon.net",
+    "virginmedia.com",
+    "wanadoo.fr",
+    "web.de",
+    "wp.pl",
+    "zohomail.com",
+];
+
+/// Free-mail brands that exist under many country suffixes (`yahoo.co.uk`,
+/// `hotmail.fr`, `gmx.de`): matched on the label before the public suffix.
+const FREE_MAIL_BRANDS: &[&str] = &[
+    "aol",
+    "gmail",
+    "gmx",
+    "googlemail",
+    "hotmail",
+    "outlook",
+    "protonmail",
+    "rocketmail",
+    "yahoo",
+    "yandex",
+    "ymail",
+];
+
+/// Whether a registrable domain belongs to a free-mail or ISP provider.
+pub fn is_free_mail(registrable: &str) -> bool {
+    if FREE_MAIL.binary_search(&registrable).is_ok() {
+        return true;
+    }
+    let brand = registrable.split('.').next().unwrap_or_default();
+    FREE_MAIL_BRANDS.binary_search(&brand).is_ok()
+}
+
+/// The registrable domain of a domain, URL or e-mail address: scheme, user,
+/// `www.`, path, query and port stripped, lower-cased, reduced with the
+/// public-suffix list (`https://eu.shop.acme.co.uk:8443/x` -> `acme.co.uk`).
+/// Free-mail domains, IP addresses and bare suffixes give `None`.
+pub fn registrable_domain(input: &str) -> Option<String> {
+    let mut host = input.trim();
+    if let Some(i) = host.find("://") {
+        host = &host[i + 3..];
+    }
+    if let Some(i) = host.find(['/', '?', '#']) {
+        host = &host[..i];
+    }
+    if let Some(i) = host.rfind('@') {
+        host = &host[i + 1..];
+    }
+    if let Some(i) = host.find(':') {
+        host = &host[..i];
+    }
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let host = host.strip_prefix("www.").unwrap_or(&host);
+    let valid = host.contains('.')
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !host.split('.').any(str::is_empty);
+    if !valid || host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    let registrable = psl::domain_str(host)?;
+    (!is_free_mail(registrable)).then(|| registrable.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spec_examples_normalise() {
+        assert_eq!(normalize_name("Nokia GmbH & Co. KG"), "nokia");
+        assert_eq!(normalize_name("L'Oréal"), "loreal");
+        assert_eq!(normalize_name("L’Oréal S.A."), "loreal");
+        assert_eq!(normalize_name("Maersk A/S"), "maersk");
+        assert_eq!(normalize_name("AT&T"), "at and t");
+        assert_eq!(normalize_name("The Home Depot, Inc."), "home depot");
+        assert_eq!(normalize_name("  Acme   Corp  "), "acme");
+        assert_eq!(
+            normalize_name("Müller-Lüdenscheidt GmbH"),
+            "muller ludenscheidt"
+        );
+        assert_eq!(
+            normalize_name("ＡＣＭＥ Ltd"),
+            "acme",
+            "full-width letters decompose"
+        );
+    }
+
+    #[test]
+    fn the_last_word_is_never_dropped() {
+        assert_eq!(normalize_name("Company"), "company");
+        assert_eq!(normalize_name("The Co."), "co");
+        assert_eq!(normalize_name("The"), "the");
+        assert_eq!(normalize_name("Johnson & Johnson"), "johnson and johnson");
+        assert_eq!(normalize_name("Smith & Co"), "smith");
+    }
+
+    #[test]
+    fn punctuation_only_names_normalise_to_nothing() {
+        assert_eq!(normalize_name("—"), "");
+        assert_eq!(normalize_name(""), "");
+    }
+
+    #[test]
+    fn spaces_do_not_matter_for_the_name_key() {
+        assert_eq!(
+            name_key(&normalize_name("AT and T")),
+            name_key(&normalize_name("ATandT"))
+        );
+        assert_eq!(name_key(&normalize_name("AT&T Inc.")), "atandt");
+    }
+
+    #[test]
+    fn domains_reduce_to_the_registrable_part() {
+        let r = |s| registrable_domain(s);
+        assert_eq!(r("eu.shop.acme.co.uk").as_deref(), Some("acme.co.uk"));
+        assert_eq!(
+            r("https://www.Acme.com/about?x=1").as_deref(),
+            Some("acme.com")
+        );
+        assert_eq!(r("http://acme.com:8080").as_deref(), Some("acme.com"));
+        assert_eq!(r("jane@sales.acme.de").as_deref(), Some("acme.de"));
+        assert_eq!(r("acme.com.").as_deref(), Some("acme.com"));
+        assert_eq!(r("www.acme.io").as_deref(), Some("acme.io"));
+    }
+
+    #[test]
+    fn junk_and_bare_suffixes_have_no_domain() {
+        for s in [
+            "",
+            "acme",
+            "co.uk",
+            "10.0.0.1",
+            "not a domain.com",
+            "a..b.com",
+        ] {
+            assert_eq!(registrable_domain(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn free_mail_counts_as_no_domain() {
+        for s in [
+            "gmail.com",
+            "mail.google.gmail.com",
+            "outlook.com",
+            "yahoo.co.uk",
+            "hotmail.fr",
+            "icloud.com",
+            "aol.com",
+            "proton.me",
+            "https://www.gmx.de",
+            "bob@Hotmail.com",
+        ] {
+            assert_eq!(registrable_domain(s), None, "{s}");
+        }
+        assert_eq!(
+            registrable_domain("gmailer.com").as_deref(),
+            Some("gmailer.com")
+        );
+    }
+
+    #[test]
+    fn free_mail_lists_stay_sorted_for_binary_search() {
+        assert!(FREE_MAIL.windows(2).all(|w| w[0] < w[1]));
+        assert!(FREE_MAIL_BRANDS.windows(2).all(|w| w[0] < w[1]));
+    }
+}

@@ -1,0 +1,290 @@
+//! Partner scorecards for the last full fiscal quarter (SPEC §3.4).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, Utc};
+use serde::Serialize;
+
+use super::Context;
+use super::findings::Finding;
+use crate::model::OpportunityStatus;
+use crate::values::date_of;
+
+/// A fiscal quarter, both ends inclusive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Period {
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+    pub label: String,
+}
+
+impl Period {
+    /// The last full fiscal quarter that ended before `now`. Quarters start in
+    /// `fy_start_month` and every third month after it. The label names the
+    /// fiscal year by the calendar year in which it ends (`2026-Q3` for
+    /// July-September 2026 when the year starts in January; `2027-Q1` for
+    /// February-April 2026 when it starts in February).
+    pub fn last_full_quarter(now: DateTime<Utc>, fy_start_month: u32) -> Period {
+        let m0 = fy_start_month.clamp(1, 12);
+        let today = date_of(&now);
+        let offset = (today.month() + 12 - m0) % 12;
+        let back = offset % 3; // months since the current quarter began
+        let first_of_month = today.with_day(1).unwrap_or(today);
+        let current = first_of_month
+            .checked_sub_months(Months::new(back))
+            .unwrap_or(first_of_month);
+        let start = current
+            .checked_sub_months(Months::new(3))
+            .unwrap_or(current);
+        let end = current - Duration::days(1);
+        let q = ((start.month() + 12 - m0) % 12) / 3 + 1;
+        let fy_first_year = if start.month() >= m0 {
+            start.year()
+        } else {
+            start.year() - 1
+        };
+        let fy = if m0 == 1 {
+            fy_first_year
+        } else {
+            fy_first_year + 1
+        };
+        Period {
+            start,
+            end,
+            label: format!("{fy}-Q{q}"),
+        }
+    }
+
+    pub fn contains(&self, d: NaiveDate) -> bool {
+        self.start <= d && d <= self.end
+    }
+}
+
+/// One partner's scorecard (SPEC §3.4, §4).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scorecard {
+    pub partner_id: String,
+    pub reps: u64,
+    pub active_sellers: u64,
+    pub active_seller_rate: Option<f64>,
+    pub sourced_pipeline: f64,
+    pub sourced_revenue: f64,
+    pub open_registrations: u64,
+    pub expiring_registrations: u64,
+    pub open_conflicts: u64,
+    pub partner_name: String,
+    pub tier: Option<String>,
+}
+
+/// Amounts are summed in whole cents so the totals do not depend on the
+/// order of the rows.
+fn cents(x: f64) -> i64 {
+    (x * 100.0).round() as i64
+}
+
+pub(super) fn compute(ctx: &Context, period: &Period, findings: &[Finding]) -> Vec<Scorecard> {
+    let data = ctx.data;
+    let np = data.partners.len();
+
+    // Reps by id and by e-mail (case-insensitive; the smaller id on a tie).
+    let rep_by_id: HashMap<&str, usize> = data
+        .reps
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id.as_str(), i))
+        .collect();
+    let mut rep_by_email: HashMap<String, usize> = HashMap::new();
+    for (i, r) in data.reps.iter().enumerate() {
+        if let Some(e) = &r.email {
+            rep_by_email
+                .entry(e.to_lowercase())
+                .and_modify(|held| {
+                    if r.id < data.reps[*held].id {
+                        *held = i;
+                    }
+                })
+                .or_insert(i);
+        }
+    }
+    let resolve = |reference: &str| {
+        rep_by_id.get(reference).copied().or_else(|| {
+            reference
+                .contains('@')
+                .then(|| rep_by_email.get(&reference.to_lowercase()).copied())
+                .flatten()
+        })
+    };
+    let reg_by_id: HashMap<&str, usize> = data
+        .registrations
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id.as_str(), i))
+        .collect();
+    // Registrations that name an opportunity, earliest submission first.
+    let mut reg_naming: HashMap<&str, usize> = HashMap::new();
+    for (i, r) in data.registrations.iter().enumerate() {
+        if let Some(o) = r.opportunity_id.as_deref() {
+            reg_naming
+                .entry(o)
+                .and_modify(|held| {
+                    let h = &data.registrations[*held];
+                    if (r.submitted_at, &r.id) < (h.submitted_at, &h.id) {
+                        *held = i;
+                    }
+                })
+                .or_insert(i);
+        }
+    }
+
+    let mut sold = vec![false; data.reps.len()];
+    let mut pipeline = vec![0i64; np];
+    let mut revenue = vec![0i64; np];
+    for opp in &data.opportunities {
+        let partner = opp
+            .partner_id
+            .as_deref()
+            .and_then(|p| ctx.partner_by_id.get(p).copied());
+        let amount = opp.amount.as_ref().map_or(0, |m| cents(m.base));
+        match opp.status {
+            OpportunityStatus::Open => {
+                if let Some(p) = partner {
+                    pipeline[p] += amount;
+                }
+            }
+            OpportunityStatus::Won => {
+                if !opp.close_date.is_some_and(|d| period.contains(d)) {
+                    continue;
+                }
+                if let Some(p) = partner {
+                    revenue[p] += amount;
+                }
+                // The credited rep: the opportunity's own, else a linked
+                // registration's.
+                let credited = opp.partner_rep.as_deref().and_then(resolve).or_else(|| {
+                    let via_link = opp
+                        .registration_id
+                        .as_deref()
+                        .and_then(|id| reg_by_id.get(id))
+                        .or_else(|| reg_naming.get(opp.id.as_str()))?;
+                    data.registrations[*via_link]
+                        .rep
+                        .as_deref()
+                        .and_then(resolve)
+                });
+                if let Some(rep) = credited {
+                    sold[rep] = true;
+                }
+            }
+            OpportunityStatus::Lost => {}
+        }
+    }
+
+    let mut reps = vec![0u64; np];
+    let mut sellers = vec![0u64; np];
+    for (i, rep) in data.reps.iter().enumerate() {
+        let Some(&p) = ctx.partner_by_id.get(rep.partner_id.as_str()) else {
+            continue;
+        };
+        let with_partner = rep.joined_on.is_none_or(|d| d <= period.end)
+            && rep.left_on.is_none_or(|d| d >= period.start)
+            && (rep.active || rep.left_on.is_some());
+        if with_partner {
+            reps[p] += 1;
+            sellers[p] += u64::from(sold[i]);
+        }
+    }
+
+    let ahead = ctx.now + Duration::days(i64::from(ctx.settings.rules.expiring_within_days));
+    let mut open = vec![0u64; np];
+    let mut expiring = vec![0u64; np];
+    for (r, reg) in data.registrations.iter().enumerate() {
+        if !ctx.is_active(r) {
+            continue;
+        }
+        if let Some(&p) = ctx.partner_by_id.get(reg.partner_id.as_str()) {
+            open[p] += 1;
+            expiring[p] += u64::from(ctx.expiry[r] <= ahead);
+        }
+    }
+
+    let mut conflicts = vec![0u64; np];
+    for f in findings.iter().filter(|f| f.kind.is_conflict()) {
+        for p in &f.partner_ids {
+            if let Some(&i) = ctx.partner_by_id.get(p.as_str()) {
+                conflicts[i] += 1;
+            }
+        }
+    }
+
+    let mut cards: Vec<Scorecard> = data
+        .partners
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Scorecard {
+            partner_id: p.id.clone(),
+            reps: reps[i],
+            active_sellers: sellers[i],
+            active_seller_rate: (reps[i] > 0).then(|| sellers[i] as f64 / reps[i] as f64),
+            sourced_pipeline: pipeline[i] as f64 / 100.0,
+            sourced_revenue: revenue[i] as f64 / 100.0,
+            open_registrations: open[i],
+            expiring_registrations: expiring[i],
+            open_conflicts: conflicts[i],
+            partner_name: p.name.clone(),
+            tier: p.tier.clone(),
+        })
+        .collect();
+    cards.sort_by(|a, b| a.partner_id.cmp(&b.partner_id));
+    cards
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, 12, 0, 0).unwrap()
+    }
+
+    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    #[test]
+    fn calendar_quarters() {
+        let p = Period::last_full_quarter(at(2026, 11, 26), 1);
+        assert_eq!((p.start, p.end), (date(2026, 7, 1), date(2026, 9, 30)));
+        assert_eq!(p.label, "2026-Q3");
+        let p = Period::last_full_quarter(at(2026, 1, 15), 1);
+        assert_eq!((p.start, p.end), (date(2025, 10, 1), date(2025, 12, 31)));
+        assert_eq!(p.label, "2025-Q4");
+    }
+
+    #[test]
+    fn the_first_moment_of_a_quarter_closes_the_previous_one() {
+        let t = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap();
+        let p = Period::last_full_quarter(t, 1);
+        assert_eq!((p.start, p.end), (date(2026, 7, 1), date(2026, 9, 30)));
+        let t = Utc.with_ymd_and_hms(2026, 9, 30, 23, 59, 59).unwrap();
+        assert_eq!(Period::last_full_quarter(t, 1).label, "2026-Q2");
+    }
+
+    #[test]
+    fn fiscal_years_starting_in_february_are_named_by_their_end() {
+        // FY2027 runs 2026-02-01 .. 2027-01-31.
+        let p = Period::last_full_quarter(at(2026, 6, 10), 2);
+        assert_eq!((p.start, p.end), (date(2026, 2, 1), date(2026, 4, 30)));
+        assert_eq!(p.label, "2027-Q1");
+        let p = Period::last_full_quarter(at(2026, 2, 10), 2);
+        assert_eq!((p.start, p.end), (date(2025, 11, 1), date(2026, 1, 31)));
+        assert_eq!(p.label, "2026-Q4");
+    }
+
+    #[test]
+    fn fiscal_years_starting_in_october() {
+        let p = Period::last_full_quarter(at(2026, 11, 26), 10);
+        assert_eq!((p.start, p.end), (date(2026, 7, 1), date(2026, 9, 30)));
+        assert_eq!(p.label, "2026-Q4");
+    }
+}

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    channel_sync::cli::main()
+}

@@ -1,0 +1,152 @@
+//! The vendor-neutral domain model.
+//!
+//! Every source (CSV files today; Salesforce, HubSpot and PartnerStack later) maps
+//! into these types, and the engine reads nothing else. Nothing here knows where a
+//! record came from, except its [`Origin`], which rejection messages use.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+
+/// Where a record came from, for error messages: a file and line for the files
+/// source, an object and record id for API sources.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    pub file: String,
+    pub line: u64,
+}
+
+/// A CRM account (a customer, a prospect, or a partner's own company).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    pub domain: Option<String>,
+    pub website: Option<String>,
+    pub owner_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Partner {
+    pub id: String,
+    pub name: String,
+    pub tier: Option<String>,
+    /// The partner's own account in the CRM: never a match for a registration.
+    pub crm_account_id: Option<String>,
+    pub domain: Option<String>,
+}
+
+/// An individual seller at a partner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartnerRep {
+    pub id: String,
+    pub partner_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub active: bool,
+    pub joined_on: Option<NaiveDate>,
+    pub left_on: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpportunityStatus {
+    Open,
+    Won,
+    Lost,
+}
+
+/// An amount in its own currency, and converted to the base currency.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Money {
+    pub value: f64,
+    /// ISO code as given; `None` means the base currency.
+    pub currency: Option<String>,
+    /// `value` in the base currency (`scorecard.currency`).
+    pub base: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Opportunity {
+    pub id: String,
+    pub account_id: String,
+    pub status: OpportunityStatus,
+    pub created_at: DateTime<Utc>,
+    pub name: Option<String>,
+    pub owner_id: Option<String>,
+    pub stage: Option<String>,
+    pub amount: Option<Money>,
+    pub close_date: Option<NaiveDate>,
+    /// `None` means a direct opportunity.
+    pub partner_id: Option<String>,
+    /// A rep id or email.
+    pub partner_rep: Option<String>,
+    pub registration_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationStatus {
+    Submitted,
+    Approved,
+    Rejected,
+    Expired,
+    Cancelled,
+    Won,
+    Lost,
+}
+
+/// A deal registration: a partner's claim on a customer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registration {
+    pub id: String,
+    pub partner_id: String,
+    pub customer_name: String,
+    pub status: RegistrationStatus,
+    pub submitted_at: DateTime<Utc>,
+    /// A rep id or email.
+    pub rep: Option<String>,
+    pub customer_domain: Option<String>,
+    pub account_id: Option<String>,
+    pub opportunity_id: Option<String>,
+    pub approved_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub amount: Option<f64>,
+}
+
+/// An internal (vendor) user: opportunity and account owners.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+/// A row or record that was skipped, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejected {
+    pub file: String,
+    pub line: u64,
+    pub reason: String,
+}
+
+impl Rejected {
+    pub fn new(origin: &Origin, reason: impl Into<String>) -> Self {
+        Rejected {
+            file: origin.file.clone(),
+            line: origin.line,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Everything the engine needs, already validated: ids are unique and every
+/// reference between records resolves.
+#[derive(Debug, Clone, Default)]
+pub struct Dataset {
+    pub accounts: Vec<Account>,
+    pub partners: Vec<Partner>,
+    pub reps: Vec<PartnerRep>,
+    pub opportunities: Vec<Opportunity>,
+    pub registrations: Vec<Registration>,
+    pub users: Vec<User>,
+}

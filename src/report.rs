@@ -1,0 +1,263 @@
+//! The report (SPEC §4): JSON for scripts, text for a channel manager's review.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use serde::{Serialize, Serializer};
+
+use crate::engine::{Evaluation, Evidence, Finding, FindingKind, Period, Scorecard, Severity};
+use crate::model::Rejected;
+use crate::values::format_timestamp;
+
+fn ts<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_timestamp(t))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    #[serde(serialize_with = "ts")]
+    pub as_of: DateTime<Utc>,
+    pub period: Period,
+    pub findings: Vec<Finding>,
+    pub scorecards: Vec<Scorecard>,
+    pub rejected: Vec<Rejected>,
+}
+
+impl Report {
+    pub fn new(as_of: DateTime<Utc>, evaluation: Evaluation, rejected: Vec<Rejected>) -> Self {
+        Report {
+            as_of,
+            period: evaluation.period,
+            findings: evaluation.findings,
+            scorecards: evaluation.scorecards,
+            rejected,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serialising plain data to a String cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// What a channel manager pastes into a monthly review.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let p = &self.period;
+        let _ = writeln!(
+            out,
+            "Channel program report as of {}\nScorecard period {} ({} to {})\n",
+            format_timestamp(&self.as_of),
+            p.label,
+            p.start,
+            p.end
+        );
+        self.findings_text(&mut out);
+        self.scorecards_text(&mut out);
+        if !self.rejected.is_empty() {
+            let _ = writeln!(out, "\nREJECTED ROWS ({})", self.rejected.len());
+            for r in &self.rejected {
+                let _ = writeln!(out, "  {}:{}  {}", r.file, r.line, r.reason);
+            }
+        }
+        out
+    }
+
+    fn findings_text(&self, out: &mut String) {
+        let count = |s| self.findings.iter().filter(|f| f.severity == s).count();
+        let _ = writeln!(
+            out,
+            "FINDINGS ({}): {} critical, {} warning, {} info",
+            self.findings.len(),
+            count(Severity::Critical),
+            count(Severity::Warning),
+            count(Severity::Info)
+        );
+        for kind in FindingKind::ALL {
+            let of_kind: Vec<&Finding> = self.findings.iter().filter(|f| f.kind == kind).collect();
+            if of_kind.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "\n{} ({})", kind_title(kind), of_kind.len());
+            for f in of_kind {
+                finding_text(out, f);
+            }
+        }
+    }
+
+    fn scorecards_text(&self, out: &mut String) {
+        let _ = writeln!(out, "\nPARTNER SCORECARDS ({})", self.period.label);
+        let header = [
+            "Partner",
+            "Tier",
+            "Reps",
+            "Active",
+            "Rate",
+            "Pipeline",
+            "Revenue",
+            "Open regs",
+            "Expiring",
+            "Conflicts",
+        ];
+        let rows: Vec<[String; 10]> = self
+            .scorecards
+            .iter()
+            .map(|s| {
+                [
+                    format!("{} {}", s.partner_id, truncate(&s.partner_name, 28)),
+                    s.tier.clone().unwrap_or_else(|| "-".into()),
+                    s.reps.to_string(),
+                    s.active_sellers.to_string(),
+                    s.active_seller_rate
+                        .map_or_else(|| "-".into(), |r| format!("{:.1}%", r * 100.0)),
+                    money(s.sourced_pipeline),
+                    money(s.sourced_revenue),
+                    s.open_registrations.to_string(),
+                    s.expiring_registrations.to_string(),
+                    s.open_conflicts.to_string(),
+                ]
+            })
+            .collect();
+        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |cells: Vec<&str>| {
+            let mut s = String::from(" ");
+            for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+                // The first two columns are text: left-aligned; numbers right.
+                if i < 2 {
+                    let _ = write!(s, " {cell:<w$}");
+                } else {
+                    let _ = write!(s, " {cell:>w$}");
+                }
+            }
+            s.trim_end().to_string()
+        };
+        let _ = writeln!(out, "{}", line(header.to_vec()));
+        for row in &rows {
+            let _ = writeln!(out, "{}", line(row.iter().map(String::as_str).collect()));
+        }
+    }
+}
+
+fn kind_title(kind: FindingKind) -> &'static str {
+    match kind {
+        FindingKind::DirectVsPartner => "Direct sales on partner-registered accounts",
+        FindingKind::PartnerBypassed => "Registered deals that lost their partner",
+        FindingKind::PartnerVsPartner => "Customers claimed by several partners",
+        FindingKind::RegistrationExpired => "Registrations expired without a win",
+        FindingKind::RegistrationExpiring => "Registrations about to expire",
+    }
+}
+
+fn finding_text(out: &mut String, f: &Finding) {
+    let _ = writeln!(
+        out,
+        "  [{}] {}\n    {}",
+        f.severity.as_str().to_uppercase(),
+        f.key,
+        f.summary
+    );
+    match (&f.account_id, &f.account_name) {
+        (Some(id), Some(name)) => {
+            let how = f.how.map_or(String::new(), |m| {
+                format!(", matched by {} (score {:.2})", m.method.as_str(), m.score)
+            });
+            let _ = writeln!(out, "    Account: {name} ({id}){how}");
+        }
+        _ => {
+            if f.kind == FindingKind::PartnerVsPartner {
+                let _ = writeln!(out, "    Account: not in the CRM");
+            }
+        }
+    }
+    for e in &f.evidence {
+        let first = if e.id == f.first_in {
+            "  <- first in"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "    - {}{first}", evidence_text(e));
+    }
+}
+
+fn evidence_text(e: &Evidence) -> String {
+    let mut s = format!(
+        "{} {} by {}",
+        e.record,
+        e.id,
+        e.partner_id.as_deref().unwrap_or("direct sales")
+    );
+    if let Some(n) = &e.name {
+        let _ = write!(s, " \"{n}\"");
+    }
+    let verb = if e.record == "registration" {
+        "submitted"
+    } else {
+        "created"
+    };
+    let _ = write!(s, ", {verb} {}, {}", e.at.format("%Y-%m-%d"), e.status);
+    if let Some(a) = e.approved_at {
+        let _ = write!(s, ", approved {}", a.format("%Y-%m-%d"));
+    }
+    if let Some(x) = e.expires_at {
+        let _ = write!(s, ", protected until {}", x.format("%Y-%m-%d"));
+    }
+    if let Some(d) = e.close_date {
+        let _ = write!(s, ", close date {d}");
+    }
+    if let Some(m) = e.how {
+        let _ = write!(s, ", matched by {} ({:.2})", m.method.as_str(), m.score);
+    }
+    s
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// `1234567.5` -> `1,234,567.50`.
+fn money(x: f64) -> String {
+    let cents = (x * 100.0).round() as i64;
+    let (sign, cents) = if cents < 0 {
+        ("-", -cents)
+    } else {
+        ("", cents)
+    };
+    let whole = (cents / 100).to_string();
+    let mut grouped = String::new();
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("{sign}{grouped}.{:02}", cents % 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_groups_thousands() {
+        assert_eq!(money(0.0), "0.00");
+        assert_eq!(money(999.5), "999.50");
+        assert_eq!(money(1234567.456), "1,234,567.46");
+        assert_eq!(money(-1000.0), "-1,000.00");
+    }
+
+    #[test]
+    fn long_names_are_shortened() {
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("abcdefgh", 5), "abcd…");
+    }
+}

@@ -1,0 +1,735 @@
+//! The files source (SPEC §2): a folder of CSV (or JSONL) exports.
+//!
+//! Reading is driven by the header row: columns in any order, unknown columns
+//! ignored, a UTF-8 BOM and CRLF line ends tolerated, quoted fields with commas
+//! handled by the `csv` crate. A bad row is rejected with file, line and reason
+//! and everything else is still read; a missing required file or column is an
+//! [`InputError`] (exit 65).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use csv::{ByteRecord, StringRecord};
+
+use crate::config::ScorecardSettings;
+use crate::model::{
+    Account, Dataset, Money, Opportunity, OpportunityStatus, Partner, PartnerRep, Registration,
+    RegistrationStatus, Rejected, User,
+};
+use crate::values::{parse_amount, parse_bool, parse_currency, parse_date, parse_timestamp};
+
+/// The input cannot be used at all: exit code 65.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("{dir}: required file {name}.csv (or {name}.jsonl) is missing")]
+    MissingFile { dir: String, name: &'static str },
+    #[error("{file}: line 1: required column '{column}' is missing from the header")]
+    MissingColumn { file: String, column: &'static str },
+    #[error("{dir}: both {name}.csv and {name}.jsonl exist; keep one")]
+    Ambiguous { dir: String, name: &'static str },
+    #[error("{file}: line {line}: {reason}")]
+    Unreadable {
+        file: String,
+        line: u64,
+        reason: String,
+    },
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a folder yields: the validated dataset and every rejected row.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub dataset: Dataset,
+    pub rejected: Vec<Rejected>,
+}
+
+/// A table's columns: name and whether it is required.
+type Columns = &'static [(&'static str, bool)];
+
+/// Column positions, one module per table, so each row is read by index.
+mod col {
+    pub mod account {
+        pub const ALL: super::super::Columns = &[
+            ("id", true),
+            ("name", true),
+            ("domain", false),
+            ("website", false),
+            ("owner_id", false),
+        ];
+        pub const ID: usize = 0;
+        pub const NAME: usize = 1;
+        pub const DOMAIN: usize = 2;
+        pub const WEBSITE: usize = 3;
+        pub const OWNER_ID: usize = 4;
+    }
+    pub mod partner {
+        pub const ALL: super::super::Columns = &[
+            ("id", true),
+            ("name", true),
+            ("tier", false),
+            ("crm_account_id", false),
+            ("domain", false),
+        ];
+        pub const ID: usize = 0;
+        pub const NAME: usize = 1;
+        pub const TIER: usize = 2;
+        pub const CRM_ACCOUNT_ID: usize = 3;
+        pub const DOMAIN: usize = 4;
+    }
+    pub mod rep {
+        pub const ALL: super::super::Columns = &[
+            ("id", true),
+            ("partner_id", true),
+            ("email", false),
+            ("name", false),
+            ("active", false),
+            ("joined_on", false),
+            ("left_on", false),
+        ];
+        pub const ID: usize = 0;
+        pub const PARTNER_ID: usize = 1;
+        pub const EMAIL: usize = 2;
+        pub const NAME: usize = 3;
+        pub const ACTIVE: usize = 4;
+        pub const JOINED_ON: usize = 5;
+        pub const LEFT_ON: usize = 6;
+    }
+    pub mod opportunity {
+        pub const ALL: super::super::Columns = &[
+            ("id", true),
+            ("account_id", true),
+            ("status", true),
+            ("created_at", true),
+            ("name", false),
+            ("owner_id", false),
+            ("stage", false),
+            ("amount", false),
+            ("currency", false),
+            ("close_date", false),
+            ("partner_id", false),
+            ("partner_rep", false),
+            ("registration_id", false),
+        ];
+        pub const ID: usize = 0;
+        pub const ACCOUNT_ID: usize = 1;
+        pub const STATUS: usize = 2;
+        pub const CREATED_AT: usize = 3;
+        pub const NAME: usize = 4;
+        pub const OWNER_ID: usize = 5;
+        pub const STAGE: usize = 6;
+        pub const AMOUNT: usize = 7;
+        pub const CURRENCY: usize = 8;
+        pub const CLOSE_DATE: usize = 9;
+        pub const PARTNER_ID: usize = 10;
+        pub const PARTNER_REP: usize = 11;
+        pub const REGISTRATION_ID: usize = 12;
+    }
+    pub mod registration {
+        pub const ALL: super::super::Columns = &[
+            ("id", true),
+            ("partner_id", true),
+            ("customer_name", true),
+            ("status", true),
+            ("submitted_at", true),
+            ("rep", false),
+            ("customer_domain", false),
+            ("account_id", false),
+            ("opportunity_id", false),
+            ("approved_at", false),
+            ("expires_at", false),
+            ("amount", false),
+        ];
+        pub const ID: usize = 0;
+        pub const PARTNER_ID: usize = 1;
+        pub const CUSTOMER_NAME: usize = 2;
+        pub const STATUS: usize = 3;
+        pub const SUBMITTED_AT: usize = 4;
+        pub const REP: usize = 5;
+        pub const CUSTOMER_DOMAIN: usize = 6;
+        pub const ACCOUNT_ID: usize = 7;
+        pub const OPPORTUNITY_ID: usize = 8;
+        pub const APPROVED_AT: usize = 9;
+        pub const EXPIRES_AT: usize = 10;
+        pub const AMOUNT: usize = 11;
+    }
+    pub mod user {
+        pub const ALL: super::super::Columns = &[("id", true), ("name", false), ("email", false)];
+        pub const ID: usize = 0;
+        pub const NAME: usize = 1;
+        pub const EMAIL: usize = 2;
+    }
+}
+
+/// One row, read by column position. Empty (or all-blank) cells are absent.
+struct Row<'a> {
+    record: &'a StringRecord,
+    /// For each of the table's columns, its index in the record, if present.
+    index: &'a [Option<usize>],
+    columns: Columns,
+}
+
+impl<'a> Row<'a> {
+    fn get(&self, col: usize) -> Option<&'a str> {
+        let i = self.index[col]?;
+        let v = self.record.get(i)?.trim();
+        (!v.is_empty()).then_some(v)
+    }
+
+    fn name(&self, col: usize) -> &'static str {
+        self.columns[col].0
+    }
+
+    fn required(&self, col: usize) -> Result<&'a str, String> {
+        self.get(col)
+            .ok_or_else(|| format!("{}: required value is empty", self.name(col)))
+    }
+
+    fn opt_string(&self, col: usize) -> Option<String> {
+        self.get(col).map(str::to_string)
+    }
+
+    fn parsed<T>(
+        &self,
+        col: usize,
+        what: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, String> {
+        match self.get(col) {
+            None => Ok(None),
+            Some(v) => parse(v)
+                .map(Some)
+                .ok_or_else(|| format!("{}: not {what}: '{v}'", self.name(col))),
+        }
+    }
+
+    fn required_parsed<T>(
+        &self,
+        col: usize,
+        what: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<T, String> {
+        self.required(col)?;
+        self.parsed(col, what, parse)?
+            .ok_or_else(|| format!("{}: required value is empty", self.name(col)))
+    }
+}
+
+/// Rows of one table, each with its line number, plus the rejected ones.
+struct Table<T> {
+    file: String,
+    rows: Vec<(T, u64)>,
+    rejected: Vec<Rejected>,
+}
+
+impl<T> Table<T> {
+    fn reject(&mut self, line: u64, reason: String) {
+        self.rejected.push(Rejected {
+            file: self.file.clone(),
+            line,
+            reason,
+        });
+    }
+}
+
+/// Locates `name.csv` or `name.jsonl` in `dir`.
+fn locate(dir: &Path, name: &'static str) -> Result<Option<PathBuf>, InputError> {
+    let csv = dir.join(format!("{name}.csv"));
+    let jsonl = dir.join(format!("{name}.jsonl"));
+    match (csv.is_file(), jsonl.is_file()) {
+        (true, true) => Err(InputError::Ambiguous {
+            dir: dir.display().to_string(),
+            name,
+        }),
+        (true, false) => Ok(Some(csv)),
+        (false, true) => Ok(Some(jsonl)),
+        (false, false) => Ok(None),
+    }
+}
+
+fn file_label(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Reads one table, calling `parse` on every row.
+fn read_table<T: Send>(
+    path: &Path,
+    columns: Columns,
+    parse: impl Fn(&Row) -> Result<T, String>,
+) -> Result<Table<T>, InputError> {
+    let label = file_label(path);
+    let io = |source| InputError::Io {
+        file: label.clone(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    // A UTF-8 byte-order mark is not part of the first column's name.
+    if reader.fill_buf().map_err(io)?.starts_with(b"\xEF\xBB\xBF") {
+        reader.consume(3);
+    }
+    let mut table = Table {
+        file: label.clone(),
+        rows: Vec::new(),
+        rejected: Vec::new(),
+    };
+    if path.extension().is_some_and(|e| e == "jsonl") {
+        read_jsonl(reader, columns, &parse, &mut table)?;
+    } else {
+        read_csv(reader, columns, &parse, &mut table)?;
+    }
+    Ok(table)
+}
+
+fn read_csv<T>(
+    reader: impl Read,
+    columns: Columns,
+    parse: &impl Fn(&Row) -> Result<T, String>,
+    table: &mut Table<T>,
+) -> Result<(), InputError> {
+    let mut csv = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(false)
+        .from_reader(reader);
+    let mut raw = ByteRecord::new();
+    let file = table.file.clone();
+    let unreadable = |line: u64, e: csv::Error| InputError::Unreadable {
+        file: file.clone(),
+        line,
+        reason: e.to_string(),
+    };
+    let got_header = csv
+        .read_byte_record(&mut raw)
+        .map_err(|e| unreadable(1, e))?;
+    let header: Vec<String> = if got_header {
+        raw.iter()
+            .map(|h| String::from_utf8_lossy(h).trim().to_ascii_lowercase())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let index = resolve_columns(&header, columns, &table.file)?;
+    let width = header.len();
+    let mut record;
+    loop {
+        let line = csv.position().line();
+        match csv.read_byte_record(&mut raw) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                // The csv reader cannot resynchronise after an I/O error.
+                return Err(unreadable(line, e));
+            }
+        }
+        let line = raw.position().map(|p| p.line()).unwrap_or(line);
+        if raw.len() == 1 && raw.get(0).is_some_and(|f| f.is_empty()) {
+            continue; // a blank line
+        }
+        if raw.len() != width {
+            table.reject(
+                line,
+                format!(
+                    "expected {width} fields as in the header, found {}",
+                    raw.len()
+                ),
+            );
+            continue;
+        }
+        record = match StringRecord::from_byte_record(std::mem::take(&mut raw)) {
+            Ok(r) => r,
+            Err(e) => {
+                raw = e.into_byte_record();
+                table.reject(line, "not valid UTF-8".into());
+                continue;
+            }
+        };
+        let row = Row {
+            record: &record,
+            index: &index,
+            columns,
+        };
+        match parse(&row) {
+            Ok(v) => table.rows.push((v, line)),
+            Err(reason) => table.reject(line, reason),
+        }
+        raw = std::mem::take(&mut record).into_byte_record();
+    }
+    Ok(())
+}
+
+fn read_jsonl<T>(
+    reader: impl BufRead,
+    columns: Columns,
+    parse: &impl Fn(&Row) -> Result<T, String>,
+    table: &mut Table<T>,
+) -> Result<(), InputError> {
+    // Each object becomes a record laid out in the table's column order.
+    let index: Vec<Option<usize>> = (0..columns.len()).map(Some).collect();
+    for (n, text) in reader.lines().enumerate() {
+        let line = n as u64 + 1;
+        let text = match text {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                table.reject(line, "not valid UTF-8".into());
+                continue;
+            }
+            Err(e) => {
+                return Err(InputError::Io {
+                    file: table.file.clone(),
+                    source: e,
+                });
+            }
+        };
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let object = match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+        {
+            Ok(o) => o,
+            Err(e) => {
+                table.reject(line, format!("not a JSON object: {e}"));
+                continue;
+            }
+        };
+        let mut record = StringRecord::with_capacity(text.len(), columns.len());
+        let mut bad = None;
+        for (name, _) in columns {
+            let cell = match object.get(*name) {
+                None | Some(serde_json::Value::Null) => String::new(),
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Bool(b)) => b.to_string(),
+                Some(serde_json::Value::Number(x)) => x.to_string(),
+                Some(_) => {
+                    bad = Some(format!("{name}: not a single value"));
+                    String::new()
+                }
+            };
+            record.push_field(&cell);
+        }
+        if let Some(reason) = bad {
+            table.reject(line, reason);
+            continue;
+        }
+        let row = Row {
+            record: &record,
+            index: &index,
+            columns,
+        };
+        match parse(&row) {
+            Ok(v) => table.rows.push((v, line)),
+            Err(reason) => table.reject(line, reason),
+        }
+    }
+    Ok(())
+}
+
+/// Maps each of the table's columns to its position in the header.
+fn resolve_columns(
+    header: &[String],
+    columns: Columns,
+    file: &str,
+) -> Result<Vec<Option<usize>>, InputError> {
+    columns
+        .iter()
+        .map(|(name, required)| {
+            let at = header.iter().position(|h| h == name);
+            match (at, required) {
+                (None, true) => Err(InputError::MissingColumn {
+                    file: file.to_string(),
+                    column: name,
+                }),
+                (at, _) => Ok(at),
+            }
+        })
+        .collect()
+}
+
+fn parse_account(r: &Row) -> Result<Account, String> {
+    use col::account::*;
+    Ok(Account {
+        id: r.required(ID)?.to_string(),
+        name: r.required(NAME)?.to_string(),
+        domain: r.opt_string(DOMAIN),
+        website: r.opt_string(WEBSITE),
+        owner_id: r.opt_string(OWNER_ID),
+    })
+}
+
+fn parse_partner(r: &Row) -> Result<Partner, String> {
+    use col::partner::*;
+    Ok(Partner {
+        id: r.required(ID)?.to_string(),
+        name: r.required(NAME)?.to_string(),
+        tier: r.opt_string(TIER),
+        crm_account_id: r.opt_string(CRM_ACCOUNT_ID),
+        domain: r.opt_string(DOMAIN),
+    })
+}
+
+fn parse_rep(r: &Row) -> Result<PartnerRep, String> {
+    use col::rep::*;
+    Ok(PartnerRep {
+        id: r.required(ID)?.to_string(),
+        partner_id: r.required(PARTNER_ID)?.to_string(),
+        email: r.opt_string(EMAIL),
+        name: r.opt_string(NAME),
+        active: r.parsed(ACTIVE, "a boolean", parse_bool)?.unwrap_or(true),
+        joined_on: r.parsed(JOINED_ON, "a date (YYYY-MM-DD)", parse_date)?,
+        left_on: r.parsed(LEFT_ON, "a date (YYYY-MM-DD)", parse_date)?,
+    })
+}
+
+fn parse_opportunity_status(s: &str) -> Option<OpportunityStatus> {
+    match s.to_ascii_lowercase().as_str() {
+        "open" => Some(OpportunityStatus::Open),
+        "won" => Some(OpportunityStatus::Won),
+        "lost" => Some(OpportunityStatus::Lost),
+        _ => None,
+    }
+}
+
+fn parse_registration_status(s: &str) -> Option<RegistrationStatus> {
+    use RegistrationStatus::*;
+    match s.to_ascii_lowercase().as_str() {
+        "submitted" => Some(Submitted),
+        "approved" => Some(Approved),
+        "rejected" => Some(Rejected),
+        "expired" => Some(Expired),
+        "cancelled" | "canceled" => Some(Cancelled),
+        "won" => Some(Won),
+        "lost" => Some(Lost),
+        _ => None,
+    }
+}
+
+fn parse_opportunity(r: &Row, money: &ScorecardSettings) -> Result<Opportunity, String> {
+    use col::opportunity::*;
+    let amount = match r.parsed(AMOUNT, "a decimal amount", parse_amount)? {
+        None => None,
+        Some(value) => {
+            let currency = r.parsed(CURRENCY, "a currency code", parse_currency)?;
+            let rate = match &currency {
+                None => 1.0,
+                Some(code) => money.rate(code).ok_or_else(|| {
+                    format!("currency: no exchange rate for {code} (set scorecard.fx.{code})")
+                })?,
+            };
+            Some(Money {
+                value,
+                base: value * rate,
+                currency,
+            })
+        }
+    };
+    Ok(Opportunity {
+        id: r.required(ID)?.to_string(),
+        account_id: r.required(ACCOUNT_ID)?.to_string(),
+        status: r.required_parsed(STATUS, "one of open, won, lost", parse_opportunity_status)?,
+        created_at: r.required_parsed(CREATED_AT, "a timestamp", parse_timestamp)?,
+        name: r.opt_string(NAME),
+        owner_id: r.opt_string(OWNER_ID),
+        stage: r.opt_string(STAGE),
+        amount,
+        close_date: r.parsed(CLOSE_DATE, "a date (YYYY-MM-DD)", parse_date)?,
+        partner_id: r.opt_string(PARTNER_ID),
+        partner_rep: r.opt_string(PARTNER_REP),
+        registration_id: r.opt_string(REGISTRATION_ID),
+    })
+}
+
+fn parse_registration(r: &Row) -> Result<Registration, String> {
+    use col::registration::*;
+    Ok(Registration {
+        id: r.required(ID)?.to_string(),
+        partner_id: r.required(PARTNER_ID)?.to_string(),
+        customer_name: r.required(CUSTOMER_NAME)?.to_string(),
+        status: r.required_parsed(
+            STATUS,
+            "one of submitted, approved, rejected, expired, cancelled, won, lost",
+            parse_registration_status,
+        )?,
+        submitted_at: r.required_parsed(SUBMITTED_AT, "a timestamp", parse_timestamp)?,
+        rep: r.opt_string(REP),
+        customer_domain: r.opt_string(CUSTOMER_DOMAIN),
+        account_id: r.opt_string(ACCOUNT_ID),
+        opportunity_id: r.opt_string(OPPORTUNITY_ID),
+        approved_at: r.parsed(APPROVED_AT, "a timestamp", parse_timestamp)?,
+        expires_at: r.parsed(EXPIRES_AT, "a timestamp", parse_timestamp)?,
+        amount: r.parsed(AMOUNT, "a decimal amount", parse_amount)?,
+    })
+}
+
+fn parse_user(r: &Row) -> Result<User, String> {
+    use col::user::*;
+    Ok(User {
+        id: r.required(ID)?.to_string(),
+        name: r.opt_string(NAME),
+        email: r.opt_string(EMAIL),
+    })
+}
+
+/// Reads a required or optional table; an absent optional one is empty.
+fn load_table<T: Send>(
+    dir: &Path,
+    name: &'static str,
+    required: bool,
+    columns: Columns,
+    parse: impl Fn(&Row) -> Result<T, String>,
+) -> Result<Table<T>, InputError> {
+    match locate(dir, name)? {
+        Some(path) => read_table(&path, columns, parse),
+        None if required => Err(InputError::MissingFile {
+            dir: dir.display().to_string(),
+            name,
+        }),
+        None => Ok(Table {
+            file: format!("{name}.csv"),
+            rows: Vec::new(),
+            rejected: Vec::new(),
+        }),
+    }
+}
+
+/// Reads every table of `dir` (in parallel), then checks the references
+/// between them. Rows whose references do not resolve are rejected too.
+pub fn load(dir: &Path, money: &ScorecardSettings) -> Result<Loaded, InputError> {
+    if !dir.is_dir() {
+        return Err(InputError::Io {
+            file: dir.display().to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder"),
+        });
+    }
+    // The opportunities are by far the largest table: read them on their own
+    // thread while this one reads the rest.
+    let (opportunities, rest) = rayon::join(
+        || {
+            load_table(dir, "opportunities", true, col::opportunity::ALL, |r| {
+                parse_opportunity(r, money)
+            })
+        },
+        || -> Result<_, InputError> {
+            Ok((
+                load_table(dir, "accounts", true, col::account::ALL, parse_account)?,
+                load_table(dir, "partners", true, col::partner::ALL, parse_partner)?,
+                load_table(dir, "partner_reps", true, col::rep::ALL, parse_rep)?,
+                load_table(
+                    dir,
+                    "registrations",
+                    true,
+                    col::registration::ALL,
+                    parse_registration,
+                )?,
+                load_table(dir, "users", false, col::user::ALL, parse_user)?,
+            ))
+        },
+    );
+    let (accounts, partners, reps, registrations, users) = rest?;
+    let opportunities = opportunities?;
+    Ok(link(
+        accounts,
+        partners,
+        reps,
+        opportunities,
+        registrations,
+        users,
+    ))
+}
+
+/// Drops rows whose id repeats an earlier row's, keeping the first.
+fn dedupe<T>(table: &mut Table<T>, id: impl Fn(&T) -> &str) {
+    let mut seen: HashMap<String, u64> = HashMap::with_capacity(table.rows.len());
+    let mut rejected = Vec::new();
+    table.rows.retain(|(row, line)| {
+        let key = id(row);
+        if let Some(first) = seen.get(key) {
+            rejected.push((*line, format!("id: duplicate of line {first}")));
+            false
+        } else {
+            seen.insert(key.to_string(), *line);
+            true
+        }
+    });
+    for (line, reason) in rejected {
+        table.reject(line, reason);
+    }
+}
+
+/// Keeps the rows whose reference resolves, rejecting the others.
+fn check_refs<T>(table: &mut Table<T>, check: impl Fn(&T) -> Result<(), String>) {
+    let mut rejected = Vec::new();
+    table.rows.retain(|(row, line)| match check(row) {
+        Ok(()) => true,
+        Err(reason) => {
+            rejected.push((*line, reason));
+            false
+        }
+    });
+    for (line, reason) in rejected {
+        table.reject(line, reason);
+    }
+}
+
+fn link(
+    mut accounts: Table<Account>,
+    mut partners: Table<Partner>,
+    mut reps: Table<PartnerRep>,
+    mut opportunities: Table<Opportunity>,
+    mut registrations: Table<Registration>,
+    mut users: Table<User>,
+) -> Loaded {
+    dedupe(&mut accounts, |a| &a.id);
+    dedupe(&mut partners, |p| &p.id);
+    dedupe(&mut reps, |r| &r.id);
+    dedupe(&mut opportunities, |o| &o.id);
+    dedupe(&mut registrations, |r| &r.id);
+    dedupe(&mut users, |u| &u.id);
+
+    let account_ids: std::collections::HashSet<&str> =
+        accounts.rows.iter().map(|(a, _)| a.id.as_str()).collect();
+    let partner_ids: std::collections::HashSet<&str> =
+        partners.rows.iter().map(|(p, _)| p.id.as_str()).collect();
+    let known_partner = |id: &str| {
+        if partner_ids.contains(id) {
+            Ok(())
+        } else {
+            Err(format!("partner_id: no partner '{id}' in partners"))
+        }
+    };
+    check_refs(&mut reps, |r| known_partner(&r.partner_id));
+    check_refs(&mut registrations, |r| known_partner(&r.partner_id));
+    check_refs(&mut opportunities, |o| {
+        if !account_ids.contains(o.account_id.as_str()) {
+            return Err(format!(
+                "account_id: no account '{}' in accounts",
+                o.account_id
+            ));
+        }
+        o.partner_id.as_deref().map_or(Ok(()), known_partner)
+    });
+
+    let mut rejected = Vec::new();
+    let dataset = Dataset {
+        accounts: take_rows(&mut rejected, accounts),
+        partners: take_rows(&mut rejected, partners),
+        reps: take_rows(&mut rejected, reps),
+        opportunities: take_rows(&mut rejected, opportunities),
+        registrations: take_rows(&mut rejected, registrations),
+        users: take_rows(&mut rejected, users),
+    };
+    rejected.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    Loaded { dataset, rejected }
+}
+
+fn take_rows<T>(rejected: &mut Vec<Rejected>, t: Table<T>) -> Vec<T> {
+    rejected.extend(t.rejected);
+    t.rows.into_iter().map(|(row, _)| row).collect()
+}

@@ -1,0 +1,138 @@
+//! Parsing of cell values (SPEC §2.1, §2.2), shared by every source.
+
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
+
+/// A timestamp: RFC 3339 (any offset), Salesforce's `2026-09-01T12:00:00.000+0000`,
+/// or a bare date meaning 00:00 UTC. Always returned in UTC.
+pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if s.len() == 10 {
+        return parse_date(s).map(|d| Utc.from_utc_datetime(&d.and_time(chrono::NaiveTime::MIN)));
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    // Salesforce: offset without a colon, optional fraction.
+    DateTime::<FixedOffset>::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z")
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// A `YYYY-MM-DD` date.
+pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    let s = s.trim();
+    if s.len() != 10 {
+        return None;
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+/// `true/false`, `yes/no`, `1/0`, any case.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    let s = s.trim();
+    for (t, f) in [("true", "false"), ("yes", "no"), ("1", "0")] {
+        if s.eq_ignore_ascii_case(t) {
+            return Some(true);
+        }
+        if s.eq_ignore_ascii_case(f) {
+            return Some(false);
+        }
+    }
+    None
+}
+
+/// A decimal amount: `.` as decimal point, no thousands separators, finite.
+pub fn parse_amount(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    let valid = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && digits.bytes().filter(|&b| b == b'.').count() <= 1
+        && digits.bytes().any(|b| b.is_ascii_digit());
+    if !valid {
+        return None;
+    }
+    s.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// An ISO 4217-shaped currency code, upper-cased.
+pub fn parse_currency(s: &str) -> Option<String> {
+    let s = s.trim();
+    (s.len() == 3 && s.bytes().all(|b| b.is_ascii_alphabetic())).then(|| s.to_ascii_uppercase())
+}
+
+/// Formats a timestamp the way the report does: RFC 3339, seconds, `Z`.
+pub fn format_timestamp(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The UTC calendar date of a timestamp.
+pub fn date_of(t: &DateTime<Utc>) -> NaiveDate {
+    t.date_naive()
+}
+
+/// Midnight UTC at the start of a date.
+pub fn start_of(d: NaiveDate) -> DateTime<Utc> {
+    Utc.from_utc_datetime(&NaiveDateTime::new(d, chrono::NaiveTime::MIN))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_in_every_accepted_form_land_in_utc() {
+        let want = Utc.with_ymd_and_hms(2026, 9, 1, 12, 0, 0).unwrap();
+        assert_eq!(parse_timestamp("2026-09-01T12:00:00Z"), Some(want));
+        assert_eq!(parse_timestamp("2026-09-01T14:00:00+02:00"), Some(want));
+        assert_eq!(parse_timestamp("2026-09-01T12:00:00.000+0000"), Some(want));
+        assert_eq!(parse_timestamp("2026-09-01T07:00:00.000-0500"), Some(want));
+        assert_eq!(
+            parse_timestamp("2026-09-01"),
+            Some(Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0).unwrap())
+        );
+    }
+
+    #[test]
+    fn bad_timestamps_are_refused() {
+        for s in [
+            "31/02/2026",
+            "2026-02-31",
+            "2026-09-01 12:00",
+            "",
+            "yesterday",
+            "2026-9-1",
+        ] {
+            assert_eq!(parse_timestamp(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn booleans_accept_the_three_spellings_in_any_case() {
+        for s in ["true", "TRUE", "Yes", "1"] {
+            assert_eq!(parse_bool(s), Some(true), "{s}");
+        }
+        for s in ["false", "No", "0", "FALSE"] {
+            assert_eq!(parse_bool(s), Some(false), "{s}");
+        }
+        assert_eq!(parse_bool("y"), None);
+    }
+
+    #[test]
+    fn amounts_are_plain_decimals() {
+        assert_eq!(parse_amount("1234.50"), Some(1234.5));
+        assert_eq!(parse_amount("-10"), Some(-10.0));
+        assert_eq!(parse_amount("1,234.50"), None);
+        assert_eq!(parse_amount("1e5"), None);
+        assert_eq!(parse_amount("12,5"), None);
+        assert_eq!(parse_amount("."), None);
+        assert_eq!(parse_amount("NaN"), None);
+    }
+
+    #[test]
+    fn currencies_are_three_letters() {
+        assert_eq!(parse_currency("eur"), Some("EUR".into()));
+        assert_eq!(parse_currency("EURO"), None);
+        assert_eq!(parse_currency("€"), None);
+    }
+}
