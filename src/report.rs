@@ -184,12 +184,12 @@ fn finding_text(out: &mut String, f: &Finding) {
 }
 
 fn evidence_text(e: &Evidence) -> String {
-    let mut s = format!(
-        "{} {} by {}",
-        e.record,
-        e.id,
-        e.partner_id.as_deref().unwrap_or("direct sales")
-    );
+    let by = match (&e.partner_name, &e.partner_id) {
+        (Some(name), Some(id)) => format!("{name} ({id})"),
+        (None, Some(id)) => id.clone(),
+        _ => "direct sales".into(),
+    };
+    let mut s = format!("{} {} by {by}", e.record, e.id);
     if let Some(n) = &e.name {
         let _ = write!(s, " \"{n}\"");
     }
@@ -198,9 +198,14 @@ fn evidence_text(e: &Evidence) -> String {
     } else {
         "created"
     };
-    let _ = write!(s, ", {verb} {}, {}", e.at.format("%Y-%m-%d"), e.status);
+    let _ = write!(
+        s,
+        ", {verb} {}, status {}",
+        e.at.format("%Y-%m-%d"),
+        e.status
+    );
     if let Some(a) = e.approved_at {
-        let _ = write!(s, ", approved {}", a.format("%Y-%m-%d"));
+        let _ = write!(s, ", approved on {}", a.format("%Y-%m-%d"));
     }
     if let Some(x) = e.expires_at {
         let _ = write!(s, ", protected until {}", x.format("%Y-%m-%d"));

@@ -90,6 +90,7 @@ pub struct Evidence {
     pub id: String,
     pub name: Option<String>,
     pub partner_id: Option<String>,
+    pub partner_name: Option<String>,
     /// `submitted_at` of a registration, `created_at` of an opportunity.
     #[serde(serialize_with = "ts_req")]
     pub at: DateTime<Utc>,
@@ -191,6 +192,7 @@ impl Context<'_> {
                     id: reg.id.clone(),
                     name: Some(reg.customer_name.clone()),
                     partner_id: Some(reg.partner_id.clone()),
+                    partner_name: Some(self.partner_name(&reg.partner_id).to_string()),
                     at: reg.submitted_at,
                     status: status_name(reg.status).into(),
                     approved_at: reg.approved_at,
@@ -208,6 +210,10 @@ impl Context<'_> {
                     id: opp.id.clone(),
                     name: opp.name.clone(),
                     partner_id: opp.partner_id.clone(),
+                    partner_name: opp
+                        .partner_id
+                        .as_deref()
+                        .map(|p| self.partner_name(p).to_string()),
                     at: opp.created_at,
                     status: match opp.status {
                         OpportunityStatus::Open => "open",
@@ -324,6 +330,15 @@ fn status_name(s: RegistrationStatus) -> &'static str {
     }
 }
 
+/// `Northwind's`, `Fabrikam Partners'`.
+fn possessive(name: &str) -> String {
+    if name.ends_with('s') {
+        format!("{name}'")
+    } else {
+        format!("{name}'s")
+    }
+}
+
 fn day(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%d").to_string()
 }
@@ -365,6 +380,7 @@ fn direct_vs_partner(ctx: &Context, r: usize) -> Vec<Finding> {
         }
         let won = opp.status == OpportunityStatus::Won;
         let partner = ctx.partner_name(&reg.partner_id);
+        let partners = possessive(partner);
         let account = ctx.account_label(m.account);
         let until = day(&ctx.expiry[r]);
         let registered_first = ctx
@@ -372,7 +388,7 @@ fn direct_vs_partner(ctx: &Context, r: usize) -> Vec<Finding> {
             .is_lt();
         let summary = match (won, registered_first) {
             (true, _) => format!(
-                "Direct opportunity {} was won on {account} while {partner}'s registration {} protects it until {until}.",
+                "Direct opportunity {} was won on {account} while {partners} registration {} protects it until {until}.",
                 ctx.opp_label(o),
                 reg.id
             ),
@@ -382,7 +398,7 @@ fn direct_vs_partner(ctx: &Context, r: usize) -> Vec<Finding> {
                 reg.id
             ),
             (false, false) => format!(
-                "Direct opportunity {} on {account} predates {partner}'s registration {}, which protects the account until {until}.",
+                "Direct opportunity {} on {account} predates {partners} registration {}, which protects the account until {until}.",
                 ctx.opp_label(o),
                 reg.id
             ),
@@ -419,7 +435,7 @@ fn partner_bypassed(ctx: &Context, r: usize) -> Vec<Finding> {
         {
             continue;
         }
-        let partner = ctx.partner_name(&reg.partner_id);
+        let partner = possessive(ctx.partner_name(&reg.partner_id));
         let now_with = match &opp.partner_id {
             None => "has no partner on it any more".to_string(),
             Some(p) => format!("is now attributed to {}", ctx.partner_name(p)),
@@ -435,7 +451,7 @@ claims: vec![Claim::Registration(r), Claim::Opportunity(o)],
 how: ctx.matches[r].map(|m| m.how),
 expires_at: Some(ctx.expiry[r]),
 summary: format!(
-                "Opportunity {} from {partner}'s registration {} {now_with}; the registration protects it until {}.",
+                "Opportunity {} from {partner} registration {} {now_with}; the registration protects it until {}.",
                 ctx.opp_label(o),
                 reg.id,
                 day(&ctx.expiry[r])
@@ -452,7 +468,7 @@ fn window(ctx: &Context, r: usize) -> Option<Finding> {
     let reg = &ctx.data.registrations[r];
     let rules = &ctx.settings.rules;
     let expiry = ctx.expiry[r];
-    let partner = ctx.partner_name(&reg.partner_id);
+    let partner = possessive(ctx.partner_name(&reg.partner_id));
     let ahead = ctx.now + Duration::days(i64::from(rules.expiring_within_days));
     let behind = ctx.now - Duration::days(i64::from(rules.expired_lookback_days));
     let (kind, severity, summary) = if ctx.is_active(r) && expiry <= ahead {
@@ -461,7 +477,7 @@ fn window(ctx: &Context, r: usize) -> Option<Finding> {
             FindingKind::RegistrationExpiring,
             Severity::Info,
             format!(
-                "{partner}'s registration {} for {} expires on {} (in {days} day{}).",
+                "{partner} registration {} for {} expires on {} (in {days} day{}).",
                 reg.id,
                 reg.customer_name,
                 day(&expiry),
@@ -480,7 +496,7 @@ fn window(ctx: &Context, r: usize) -> Option<Finding> {
             FindingKind::RegistrationExpired,
             Severity::Warning,
             format!(
-                "{partner}'s registration {} for {} expired on {} without a win.",
+                "{partner} registration {} for {} expired on {} without a win.",
                 reg.id,
                 reg.customer_name,
                 day(&expiry)

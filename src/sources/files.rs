@@ -295,9 +295,14 @@ fn read_csv<T>(
     parse: &impl Fn(&Row) -> Result<T, String>,
     table: &mut Table<T>,
 ) -> Result<(), InputError> {
+    // Records end at `\n`: with CRLF as the terminator the csv crate reports
+    // every record after the first one line too early. The `\r` that a CRLF
+    // file leaves at the end of a record's last field is trimmed like any
+    // other surrounding white space.
     let mut csv = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(false)
+        .terminator(csv::Terminator::Any(b'\n'))
         .from_reader(reader);
     let mut raw = ByteRecord::new();
     let file = table.file.clone();
@@ -330,7 +335,7 @@ fn read_csv<T>(
             }
         }
         let line = raw.position().map(|p| p.line()).unwrap_or(line);
-        if raw.len() == 1 && raw.get(0).is_some_and(|f| f.is_empty()) {
+        if raw.len() == 1 && raw.get(0).is_some_and(|f| f.trim_ascii().is_empty()) {
             continue; // a blank line
         }
         if raw.len() != width {
@@ -732,4 +737,260 @@ fn link(
 fn take_rows<T>(rejected: &mut Vec<Rejected>, t: Table<T>) -> Vec<T> {
     rejected.extend(t.rejected);
     t.rows.into_iter().map(|(row, _)| row).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACCOUNTS: &str =
+        "id,name,domain\nA-1,Acme Corp,acme.com\nA-2,\"Widgets, Inc.\",widgets.io\n";
+    const PARTNERS: &str = "id,name,tier\nP-1,Northwind,gold\n";
+    const REPS: &str = "id,partner_id,email\nPR-1,P-1,ann@northwind.example\n";
+    const OPPS: &str = "id,account_id,status,created_at\nO-1,A-1,open,2026-09-01\n";
+    const REGS: &str =
+        "id,partner_id,customer_name,status,submitted_at\nR-1,P-1,Acme,approved,2026-09-01\n";
+
+    /// Writes a folder with the five required files, some replaced.
+    fn folder(replace: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body) in [
+            ("accounts.csv", ACCOUNTS),
+            ("partners.csv", PARTNERS),
+            ("partner_reps.csv", REPS),
+            ("opportunities.csv", OPPS),
+            ("registrations.csv", REGS),
+        ] {
+            let body = replace
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(body, |(_, b)| b);
+            if !body.is_empty() {
+                std::fs::write(dir.path().join(name), body).unwrap();
+            }
+        }
+        dir
+    }
+
+    fn money() -> ScorecardSettings {
+        let mut s = ScorecardSettings::default();
+        s.fx.insert("EUR".into(), 1.08);
+        s
+    }
+
+    fn load_ok(dir: &tempfile::TempDir) -> Loaded {
+        load(dir.path(), &money()).unwrap()
+    }
+
+    fn reasons(l: &Loaded) -> Vec<(String, u64, String)> {
+        l.rejected
+            .iter()
+            .map(|r| (r.file.clone(), r.line, r.reason.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_clean_folder_loads_everything() {
+        let l = load_ok(&folder(&[]));
+        assert!(l.rejected.is_empty(), "{:?}", l.rejected);
+        assert_eq!(l.dataset.accounts.len(), 2);
+        assert_eq!(l.dataset.accounts[1].name, "Widgets, Inc.");
+        assert!(l.dataset.reps[0].active, "active defaults to true");
+        assert!(l.dataset.users.is_empty(), "users is optional");
+    }
+
+    #[test]
+    fn bom_crlf_quotes_column_order_and_extra_columns_are_tolerated() {
+        let accounts = "\u{feff}Name,notes,ID,website\r\n\"Acme, Corp\",\"said \"\"hi\"\"\",A-1,\"https://acme.com\"\r\n\r\nBeta,x,A-2,\r\n,,,\r\n";
+        let l = load_ok(&folder(&[("accounts.csv", accounts)]));
+        assert_eq!(
+            reasons(&l),
+            vec![(
+                "accounts.csv".into(),
+                5,
+                "id: required value is empty".into()
+            )],
+            "CRLF line numbers count every line"
+        );
+        let a = &l.dataset.accounts;
+        assert_eq!(
+            (a[0].id.as_str(), a[0].name.as_str()),
+            ("A-1", "Acme, Corp")
+        );
+        assert_eq!(a[0].website.as_deref(), Some("https://acme.com"));
+        assert_eq!(a[1].website, None, "an empty cell is absent");
+    }
+
+    #[test]
+    fn bad_rows_are_rejected_with_file_line_and_reason() {
+        let opps = "id,account_id,status,created_at,amount,currency,partner_id\n\
+            O-1,A-1,open,2026-09-01,100,EUR,\n\
+            O-2,A-1,open,31/02/2026,,,\n\
+            O-3,A-1,pending,2026-09-01,,,\n\
+            O-4,A-1,won,2026-09-01,1000,JPY,\n\
+            O-5,A-404,open,2026-09-01,,,\n\
+            O-6,A-1,open,2026-09-01,,,P-404\n\
+            O-1,A-1,open,2026-09-01,,,\n\
+            O-7,A-1,open,2026-09-01,\"1,000\",,\n\
+            O-8,A-1,open\n\
+            ,A-1,open,2026-09-01,,,\n\
+            \"O-9\nmultiline\",A-1,open,2026-09-01,,,\n\
+            O-10,A-1,lost,2026-09-01,,,\n";
+        let reps = "id,partner_id,email,active,left_on\nPR-1,P-1,a@b.c,maybe,\nPR-2,P-9,,,\nPR-3,P-1,,false,2026-13-01\n";
+        let l = load_ok(&folder(&[
+            ("opportunities.csv", opps),
+            ("partner_reps.csv", reps),
+        ]));
+        let o = "opportunities.csv".to_string();
+        let r = "partner_reps.csv".to_string();
+        assert_eq!(
+            reasons(&l),
+            vec![
+                (
+                    o.clone(),
+                    3,
+                    "created_at: not a timestamp: '31/02/2026'".into()
+                ),
+                (
+                    o.clone(),
+                    4,
+                    "status: not one of open, won, lost: 'pending'".into()
+                ),
+                (
+                    o.clone(),
+                    5,
+                    "currency: no exchange rate for JPY (set scorecard.fx.JPY)".into()
+                ),
+                (
+                    o.clone(),
+                    6,
+                    "account_id: no account 'A-404' in accounts".into()
+                ),
+                (
+                    o.clone(),
+                    7,
+                    "partner_id: no partner 'P-404' in partners".into()
+                ),
+                (o.clone(), 8, "id: duplicate of line 2".into()),
+                (o.clone(), 9, "amount: not a decimal amount: '1,000'".into()),
+                (
+                    o.clone(),
+                    10,
+                    "expected 7 fields as in the header, found 3".into()
+                ),
+                (o.clone(), 11, "id: required value is empty".into()),
+                (r.clone(), 2, "active: not a boolean: 'maybe'".into()),
+                (
+                    r.clone(),
+                    3,
+                    "partner_id: no partner 'P-9' in partners".into()
+                ),
+                (
+                    r.clone(),
+                    4,
+                    "left_on: not a date (YYYY-MM-DD): '2026-13-01'".into()
+                ),
+            ]
+        );
+        let ids: Vec<&str> = l
+            .dataset
+            .opportunities
+            .iter()
+            .map(|o| o.id.as_str())
+            .collect();
+        assert_eq!(
+            ids,
+            ["O-1", "O-9\nmultiline", "O-10"],
+            "everything else is kept"
+        );
+        let eur = l.dataset.opportunities[0].amount.as_ref().unwrap();
+        assert_eq!((eur.value, eur.base), (100.0, 108.0));
+        assert_eq!(eur.currency.as_deref(), Some("EUR"));
+    }
+
+    #[test]
+    fn invalid_utf8_rejects_only_that_row() {
+        let dir = folder(&[]);
+        let bytes = b"id,name\nA-1,Acme\nA-2,Caf\xe9\nA-3,Beta\n";
+        std::fs::write(dir.path().join("accounts.csv"), bytes).unwrap();
+        let l = load_ok(&dir);
+        assert_eq!(
+            reasons(&l),
+            vec![("accounts.csv".into(), 3, "not valid UTF-8".into())]
+        );
+        assert_eq!(l.dataset.accounts.len(), 2);
+    }
+
+    #[test]
+    fn a_missing_required_file_or_column_is_an_input_error() {
+        let dir = folder(&[("partners.csv", "")]);
+        let e = load(dir.path(), &money()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                InputError::MissingFile {
+                    name: "partners",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("partners.csv"), "{e}");
+
+        let dir = folder(&[("registrations.csv", "id,partner_id,customer_name,status\n")]);
+        let e = load(dir.path(), &money()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "registrations.csv: line 1: required column 'submitted_at' is missing from the header"
+        );
+    }
+
+    #[test]
+    fn jsonl_stands_in_for_csv() {
+        let dir = folder(&[("opportunities.csv", "")]);
+        let jsonl = concat!(
+            r#"{"id":"O-1","account_id":"A-1","status":"won","created_at":"2026-09-01T10:00:00.000+0000","amount":1250.5,"close_date":"2026-09-10","extra":{"x":1}}"#,
+            "\n\n",
+            "not json\n",
+            r#"{"id":"O-2","account_id":"A-1","status":"open","created_at":"2026-09-01","partner_id":null,"name":["a"]}"#,
+            "\n",
+            r#"{"id":"O-3","account_id":"A-1","status":"open","created_at":"2026-09-02"}"#,
+            "\n"
+        );
+        std::fs::write(dir.path().join("opportunities.jsonl"), jsonl).unwrap();
+        let l = load_ok(&dir);
+        let o = &l.dataset.opportunities;
+        assert_eq!(o.len(), 2);
+        assert_eq!(o[0].amount.as_ref().map(|m| m.value), Some(1250.5));
+        assert_eq!(o[1].id, "O-3");
+        let r = reasons(&l);
+        assert_eq!(r[0].0, "opportunities.jsonl");
+        assert_eq!(r[0].1, 3);
+        assert!(r[0].2.starts_with("not a JSON object"), "{}", r[0].2);
+        assert_eq!(
+            r[1],
+            (
+                "opportunities.jsonl".into(),
+                4,
+                "name: not a single value".into()
+            )
+        );
+    }
+
+    #[test]
+    fn csv_and_jsonl_of_the_same_table_is_ambiguous() {
+        let dir = folder(&[]);
+        std::fs::write(dir.path().join("accounts.jsonl"), "").unwrap();
+        let e = load(dir.path(), &money()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                InputError::Ambiguous {
+                    name: "accounts",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
 }

@@ -1,0 +1,347 @@
+//! `channel-sync detect` end to end: the bundled sample, a messy copy of it,
+//! and the exit codes of SPEC §1.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{NOW, channel_sync, detect_json, sample};
+
+fn keys(report: &Value) -> Vec<&str> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["key"].as_str().unwrap())
+        .collect()
+}
+
+/// The findings computed by hand in sample/EXPECTED.md.
+const SAMPLE_KEYS: [&str; 14] = [
+    "direct_vs_partner:R-01:O-002",
+    "direct_vs_partner:R-02:O-005",
+    "direct_vs_partner:R-02:O-006",
+    "partner_bypassed:R-12:O-015",
+    "partner_bypassed:R-13:O-017",
+    "partner_vs_partner:A-05",
+    "partner_vs_partner:A-16",
+    "partner_vs_partner:domain:quantumfjord.no",
+    "partner_vs_partner:name:blueharborlogistics",
+    "registration_expired:R-03",
+    "registration_expired:R-19",
+    "registration_expired:R-21",
+    "registration_expiring:R-09",
+    "registration_expiring:R-11",
+];
+
+#[test]
+fn the_sample_program_gives_the_expected_report() {
+    let (code, report, stderr) = detect_json(&sample());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["as_of"], NOW);
+    assert_eq!(
+        report["period"],
+        json!({"start": "2026-07-01", "end": "2026-09-30", "label": "2026-Q3"})
+    );
+    assert_eq!(keys(&report), SAMPLE_KEYS);
+    assert_eq!(report["rejected"], json!([]));
+
+    let finding = |key: &str| {
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["key"] == key)
+            .unwrap()
+            .clone()
+    };
+    let f = finding("direct_vs_partner:R-02:O-005");
+    assert_eq!(f["severity"], "critical");
+    assert_eq!(f["account_id"], "A-10");
+    assert_eq!(f["partner_ids"], json!(["P-1"]));
+    assert_eq!(f["first_in"], "R-02");
+    assert_eq!(f["match"], json!({"method": "account_id", "score": 1.0}));
+    assert_eq!(f["expires_at"], "2027-02-28T00:00:00Z");
+    let f = finding("partner_vs_partner:A-16");
+    assert_eq!(
+        f["first_in"], "R-10",
+        "a tie in time goes to the registration"
+    );
+    assert_eq!(f["match"]["method"], "fuzzy");
+    assert_eq!(f["opportunity_ids"], json!(["O-024", "O-025"]));
+    let f = finding("partner_vs_partner:domain:quantumfjord.no");
+    assert_eq!(f["account_id"], Value::Null);
+    assert_eq!(f["match"], Value::Null);
+    let f = finding("registration_expired:R-03");
+    assert_eq!(
+        f["expires_at"], "2026-11-25T16:00:00Z",
+        "Silver = silver: 120 days"
+    );
+
+    let cards: Vec<Value> = report["scorecards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            json!([
+                c["partner_id"],
+                c["reps"],
+                c["active_sellers"],
+                c["sourced_pipeline"],
+                c["sourced_revenue"],
+                c["open_registrations"],
+                c["expiring_registrations"],
+                c["open_conflicts"]
+            ])
+        })
+        .collect();
+    assert_eq!(
+        cards,
+        [
+            json!(["P-1", 7, 3, 252000.0, 127840.0, 4, 0, 5]),
+            json!(["P-2", 3, 2, 48940.0, 143730.0, 3, 0, 2]),
+            json!(["P-3", 2, 0, 71300.0, 0.0, 3, 1, 2]),
+            json!(["P-4", 2, 1, 111800.0, 27500.0, 4, 1, 3]),
+            json!(["P-5", 2, 1, 209080.0, 32400.0, 3, 1, 2]),
+        ]
+    );
+    let rate = report["scorecards"][0]["active_seller_rate"]
+        .as_f64()
+        .unwrap();
+    assert!((rate - 3.0 / 7.0).abs() < 1e-12);
+}
+
+#[test]
+fn the_text_report_reads_like_a_review() {
+    let out = channel_sync(&[
+        "detect", "--input", "sample", "--now", NOW, "--format", "text",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "Scorecard period 2026-Q3 (2026-07-01 to 2026-09-30)",
+        "FINDINGS (14): 4 critical, 8 warning, 2 info",
+        "Direct sales on partner-registered accounts (3)",
+        "[CRITICAL] direct_vs_partner:R-02:O-005",
+        "matched by fuzzy (score 0.99)",
+        "<- first in",
+        "PARTNER SCORECARDS (2026-Q3)",
+        "42.9%",
+        "252,000.00",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
+
+/// Rewrites a CSV the way spreadsheets and exporters mangle them: a BOM, CRLF
+/// line ends, every field quoted, columns in reverse order with an extra
+/// column full of commas, and then the given bad rows appended.
+fn mangle(src: &Path, dst: &Path, bad_rows: &[&[(&str, &str)]]) -> usize {
+    let mut reader = csv::Reader::from_path(src).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    let mut order: Vec<usize> = (0..header.len()).rev().collect();
+    order.insert(1, usize::MAX); // the extra column
+    let mut out = Vec::from(&b"\xEF\xBB\xBF"[..]);
+    {
+        let mut w = csv::WriterBuilder::new()
+            .quote_style(csv::QuoteStyle::Always)
+            .terminator(csv::Terminator::CRLF)
+            .from_writer(&mut out);
+        let cell = |row: &[String], i: usize| {
+            if i == usize::MAX {
+                "free text, with commas, and \"quotes\"".to_string()
+            } else {
+                row[i].clone()
+            }
+        };
+        let names: Vec<String> = order
+            .iter()
+            .map(|&i| {
+                if i == usize::MAX {
+                    "Notes".into()
+                } else {
+                    header[i].to_uppercase()
+                }
+            })
+            .collect();
+        w.write_record(&names).unwrap();
+        let mut rows = 0;
+        for r in reader.records() {
+            let r: Vec<String> = r.unwrap().iter().map(String::from).collect();
+            w.write_record(order.iter().map(|&i| cell(&r, i))).unwrap();
+            rows += 1;
+        }
+        for bad in bad_rows {
+            let row: Vec<String> = header
+                .iter()
+                .map(|h| {
+                    bad.iter()
+                        .find(|(k, _)| k == h)
+                        .map_or(String::new(), |(_, v)| v.to_string())
+                })
+                .collect();
+            w.write_record(order.iter().map(|&i| cell(&row, i)))
+                .unwrap();
+        }
+        w.flush().unwrap();
+        drop(w);
+        std::fs::write(dst, &out).unwrap();
+        rows
+    }
+}
+
+#[test]
+fn a_messy_copy_gives_the_same_findings_plus_the_rejected_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = std::collections::HashMap::new();
+    for name in [
+        "accounts",
+        "opportunities",
+        "partners",
+        "partner_reps",
+        "registrations",
+        "users",
+    ] {
+        let bad: Vec<&[(&str, &str)]> = match name {
+            "opportunities" => vec![
+                &[
+                    ("id", "O-900"),
+                    ("account_id", "A-01"),
+                    ("status", "open"),
+                    ("created_at", "31/02/2026"),
+                ],
+                &[
+                    ("id", "O-901"),
+                    ("account_id", "A-01"),
+                    ("status", "won"),
+                    ("created_at", "2026-10-01"),
+                    ("amount", "5000"),
+                    ("currency", "CHF"),
+                ],
+            ],
+            "registrations" => vec![
+                &[
+                    ("id", "R-900"),
+                    ("partner_id", "P-1"),
+                    ("customer_name", "Acme"),
+                    ("status", "pending"),
+                    ("submitted_at", "2026-10-01"),
+                ],
+                &[
+                    ("id", "R-901"),
+                    ("partner_id", "P-404"),
+                    ("customer_name", "Acme"),
+                    ("status", "approved"),
+                    ("submitted_at", "2026-10-01"),
+                ],
+            ],
+            "accounts" => vec![&[("id", "A-900")]],
+            _ => vec![],
+        };
+        let rows = mangle(
+            &sample().join(format!("{name}.csv")),
+            &dir.path().join(format!("{name}.csv")),
+            &bad,
+        );
+        lines.insert(name, rows as u64 + 2); // header + rows, 1-based
+    }
+
+    let (clean_code, clean, _) = detect_json(&sample());
+    let (code, messy, stderr) = detect_json(dir.path());
+    assert_eq!(clean_code, 0);
+    assert_eq!(code, 1, "rejected rows make exit code 1: {stderr}");
+    assert!(stderr.contains("5 row(s) rejected"), "{stderr}");
+    assert_eq!(messy["findings"], clean["findings"]);
+    assert_eq!(messy["scorecards"], clean["scorecards"]);
+    let first_bad = |name| lines[name];
+    assert_eq!(
+        messy["rejected"],
+        json!([
+            {"file": "accounts.csv", "line": first_bad("accounts"), "reason": "name: required value is empty"},
+            {"file": "opportunities.csv", "line": first_bad("opportunities"), "reason": "created_at: not a timestamp: '31/02/2026'"},
+            {"file": "opportunities.csv", "line": first_bad("opportunities") + 1, "reason": "currency: no exchange rate for CHF (set scorecard.fx.CHF)"},
+            {"file": "registrations.csv", "line": first_bad("registrations"), "reason": "status: not one of submitted, approved, rejected, expired, cancelled, won, lost: 'pending'"},
+            {"file": "registrations.csv", "line": first_bad("registrations") + 1, "reason": "partner_id: no partner 'P-404' in partners"},
+        ])
+    );
+}
+
+#[test]
+fn a_missing_file_or_column_is_exit_65_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["accounts", "opportunities", "partners", "partner_reps"] {
+        std::fs::copy(
+            sample().join(format!("{f}.csv")),
+            dir.path().join(format!("{f}.csv")),
+        )
+        .unwrap();
+    }
+    let input = dir.path().to_str().unwrap();
+    let out = channel_sync(&["detect", "--input", input, "--now", NOW]);
+    assert_eq!(out.status.code(), Some(65));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("registrations.csv"), "{err}");
+    assert!(out.stdout.is_empty());
+
+    std::fs::write(
+        dir.path().join("registrations.csv"),
+        "id,partner_id,status,submitted_at\n",
+    )
+    .unwrap();
+    let out = channel_sync(&["detect", "--input", input, "--now", NOW]);
+    assert_eq!(out.status.code(), Some(65));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("registrations.csv: line 1: required column 'customer_name'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_config_is_exit_78_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    for (body, key) in [
+        ("[rules]\nfuzzy_threshold = 2.0\n", "rules.fuzzy_threshold"),
+        (
+            "[rules]\nprotection_days = 90\ncolour = \"red\"\n",
+            "rules.colour",
+        ),
+        (
+            "[scorecard]\nfiscal_year_start_month = \"may\"\n",
+            "fiscal_year_start_month",
+        ),
+    ] {
+        std::fs::write(&config, body).unwrap();
+        let out = channel_sync(&[
+            "detect",
+            "--input",
+            "sample",
+            "--config",
+            config.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(78), "{body}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{key} not named in: {err}");
+    }
+}
+
+#[test]
+fn the_clock_comes_from_now() {
+    // A month later the expiring registrations have expired.
+    let out = channel_sync(&[
+        "detect",
+        "--input",
+        "sample",
+        "--now",
+        "2026-12-20",
+        "--format",
+        "json",
+    ]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let k = keys(&report);
+    assert!(k.contains(&"registration_expired:R-09"), "{k:?}");
+    assert!(!k.contains(&"registration_expiring:R-09"), "{k:?}");
+    let out = channel_sync(&["detect", "--input", "sample", "--now", "31/12/2026"]);
+    assert_eq!(out.status.code(), Some(2), "a bad --now is a usage error");
+}

@@ -1,0 +1,4 @@
+//! One integration-test binary (compiled and linked once).
+
+mod detect;
+mod helpers;
