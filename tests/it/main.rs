@@ -2,3 +2,4 @@
 
 mod detect;
 mod helpers;
+mod properties;
