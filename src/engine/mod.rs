@@ -47,6 +47,7 @@ pub(crate) struct Context<'a> {
     pub settings: &'a Settings,
     pub now: DateTime<Utc>,
     pub partner_by_id: HashMap<&'a str, usize>,
+    pub registration_by_id: HashMap<&'a str, usize>,
     /// Per registration: the matched account, if any.
     pub matches: Vec<Option<AccountMatch>>,
     /// Per registration: when its protection ends.
@@ -126,7 +127,13 @@ impl<'a> Context<'a> {
             }
         }
 
-        let linked = link_registrations(data);
+        let registration_by_id: HashMap<&str, usize> = data
+            .registrations
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.as_str(), i))
+            .collect();
+        let linked = link_registrations(data, &registration_by_id);
         let won = data
             .registrations
             .iter()
@@ -144,6 +151,7 @@ impl<'a> Context<'a> {
             settings,
             now,
             partner_by_id,
+            registration_by_id,
             matches,
             expiry,
             linked,
@@ -186,13 +194,7 @@ pub fn expiry_of(r: &Registration, protection_days: u32) -> DateTime<Utc> {
 
 /// For every registration, the opportunities linked to it either way:
 /// `opportunities.registration_id` or `registrations.opportunity_id`.
-fn link_registrations(data: &Dataset) -> Vec<Vec<usize>> {
-    let reg_by_id: HashMap<&str, usize> = data
-        .registrations
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.id.as_str(), i))
-        .collect();
+fn link_registrations(data: &Dataset, reg_by_id: &HashMap<&str, usize>) -> Vec<Vec<usize>> {
     // Only the few opportunity ids that registrations name are looked up.
     let mut wanted: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, r) in data.registrations.iter().enumerate() {

@@ -114,12 +114,6 @@ pub(super) fn compute(ctx: &Context, period: &Period, findings: &[Finding]) -> V
                 .flatten()
         })
     };
-    let reg_by_id: HashMap<&str, usize> = data
-        .registrations
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.id.as_str(), i))
-        .collect();
     // Registrations that name an opportunity, earliest submission first.
     let mut reg_naming: HashMap<&str, usize> = HashMap::new();
     for (i, r) in data.registrations.iter().enumerate() {
@@ -164,7 +158,7 @@ pub(super) fn compute(ctx: &Context, period: &Period, findings: &[Finding]) -> V
                     let via_link = opp
                         .registration_id
                         .as_deref()
-                        .and_then(|id| reg_by_id.get(id))
+                        .and_then(|id| ctx.registration_by_id.get(id))
                         .or_else(|| reg_naming.get(opp.id.as_str()))?;
                     data.registrations[*via_link]
                         .rep

@@ -651,21 +651,33 @@ pub fn load(dir: &Path, money: &ScorecardSettings) -> Result<Loaded, InputError>
 
 /// Drops rows whose id repeats an earlier row's, keeping the first.
 fn dedupe<T>(table: &mut Table<T>, id: impl Fn(&T) -> &str) {
-    let mut seen: HashMap<String, u64> = HashMap::with_capacity(table.rows.len());
-    let mut rejected = Vec::new();
-    table.rows.retain(|(row, line)| {
-        let key = id(row);
-        if let Some(first) = seen.get(key) {
-            rejected.push((*line, format!("id: duplicate of line {first}")));
-            false
-        } else {
-            seen.insert(key.to_string(), *line);
-            true
+    let mut duplicates = Vec::new();
+    {
+        let mut first: HashMap<&str, u64> = HashMap::with_capacity(table.rows.len());
+        for (i, (row, line)) in table.rows.iter().enumerate() {
+            match first.entry(id(row)) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    duplicates.push((i, *line, *e.get()));
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(*line);
+                }
+            }
         }
-    });
-    for (line, reason) in rejected {
-        table.reject(line, reason);
     }
+    if duplicates.is_empty() {
+        return;
+    }
+    let mut drop = vec![false; table.rows.len()];
+    for &(i, line, first) in &duplicates {
+        drop[i] = true;
+        table.reject(line, format!("id: duplicate of line {first}"));
+    }
+    let mut i = 0;
+    table.rows.retain(|_| {
+        i += 1;
+        !drop[i - 1]
+    });
 }
 
 /// Keeps the rows whose reference resolves, rejecting the others.
