@@ -30,10 +30,19 @@ pub struct Evaluation {
 
 /// Runs every rule over `data` as of `now`.
 pub fn evaluate(data: &Dataset, settings: &Settings, now: DateTime<Utc>) -> Evaluation {
+    let started = std::time::Instant::now();
     let ctx = Context::build(data, settings, now);
+    let built = started.elapsed();
     let findings = findings::detect(&ctx);
+    let detected = started.elapsed();
     let period = Period::last_full_quarter(now, settings.scorecard.fiscal_year_start_month);
     let scorecards = scorecard::compute(&ctx, &period, &findings);
+    tracing::debug!(
+        context_ms = built.as_millis() as u64,
+        findings_ms = (detected - built).as_millis() as u64,
+        scorecards_ms = (started.elapsed() - detected).as_millis() as u64,
+        "Rules evaluated."
+    );
     Evaluation {
         period,
         findings,
@@ -83,8 +92,15 @@ impl<'a> Context<'a> {
             .iter()
             .filter_map(|p| p.crm_account_id.as_deref())
             .collect();
+        let started = std::time::Instant::now();
         let index = AccountIndex::build(&data.accounts, &partner_accounts, rules.fuzzy_threshold);
+        let indexed = started.elapsed();
         let matches = index.match_all(&data.registrations);
+        tracing::debug!(
+            index_ms = indexed.as_millis() as u64,
+            match_ms = (started.elapsed() - indexed).as_millis() as u64,
+            "Registrations matched."
+        );
 
         let expiry = data
             .registrations
