@@ -273,13 +273,6 @@ const LEGAL: [(&str, u32); 22] = [
     ("N.V.", 1), ("S.r.l.", 2), ("SAS", 2), ("A/S", 1), ("Corporation", 2),
     ("GmbH & Co. KG", 1), ("S.p.A.", 1), ("Ltda.", 1),
 ];
-/// Legal-form words dropped from the end of a normalised name (SPEC §3.1 step 3).
-#[rustfmt::skip]
-const LEGAL_WORDS: [&str; 36] = [
-    "inc", "incorporated", "llc", "llp", "lp", "ltd", "limited", "corp", "corporation", "co",
-    "company", "plc", "gmbh", "mbh", "kg", "kgaa", "ag", "se", "sa", "sas", "sarl", "srl",
-    "spa", "sl", "ltda", "bv", "nv", "oy", "oyj", "ab", "as", "asa", "aps", "kk", "pty", "pte",
-];
 #[rustfmt::skip]
 const TLDS: [(&str, u32); 12] = [
     (".com", 50), (".de", 8), (".co.uk", 8), (".io", 8), (".co", 5), (".net", 5), (".fr", 4),
@@ -668,8 +661,8 @@ impl CompanyGen {
             }
             stem.make_ascii_lowercase();
             let legal = chance(rng, 0.5).then(|| pick_index_weighted(rng, &LEGAL));
-            norm_name_into(&core, &mut self.scratch);
-            let key = fnv(self.scratch.as_bytes());
+            // Unique under the engine's name equality (spaces removed).
+            let key = fnv(crate::engine::names::name_key(&norm_name(&core)).as_bytes());
             if self.names.contains(&key) && attempt < 50 {
                 continue;
             }
@@ -714,44 +707,10 @@ fn with_legal(core: &str, legal: Option<usize>) -> String {
     }
 }
 
-/// SPEC §3.1 step 3 normalisation for the ASCII names generated here.
+/// The engine's normalised name (SPEC §3.1 step 3): uniqueness and the name
+/// variants are judged by the same rule that will match them.
 fn norm_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 8);
-    norm_name_into(name, &mut out);
-    out
-}
-
-/// [`norm_name`] into a reused buffer.
-fn norm_name_into(name: &str, out: &mut String) {
-    out.clear();
-    let mut s = String::with_capacity(name.len() + 8);
-    for c in name.chars() {
-        match c {
-            '&' => s.push_str(" and "),
-            '\'' | '.' | '/' => {}
-            c if c.is_ascii_alphanumeric() => s.push(c.to_ascii_lowercase()),
-            c if c.is_alphanumeric() => s.extend(c.to_lowercase()),
-            _ => s.push(' '),
-        }
-    }
-    let mut words: Vec<&str> = s.split_whitespace().collect();
-    if words.first() == Some(&"the") {
-        words.remove(0);
-    }
-    while words.len() > 1 {
-        match words.last() {
-            Some(w) if *w == "and" || LEGAL_WORDS.contains(w) => {
-                words.pop();
-            }
-            _ => break,
-        }
-    }
-    for (i, w) in words.iter().enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        out.push_str(w);
-    }
+    crate::engine::names::normalize_name(name)
 }
 
 /// Zipf(1) sampler over `n` items in a shuffled order.
@@ -1650,27 +1609,15 @@ fn push_id(buf: &mut Vec<u8>, prefix: &str, i: u32, width: usize) {
     push_uint(buf, u64::from(i) + 1, width);
 }
 
-/// (year, month, day) of a day number since 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 fn push_date(buf: &mut Vec<u8>, t: i64) {
-    let (y, m, d) = civil_from_days(t.div_euclid(DAY));
-    push_uint(buf, y.max(0) as u64, 4);
+    let date = chrono::DateTime::from_timestamp(t.div_euclid(DAY) * DAY, 0)
+        .map(|d| d.date_naive())
+        .unwrap_or_default();
+    push_uint(buf, u64::try_from(date.year()).unwrap_or(0), 4);
     buf.push(b'-');
-    push_uint(buf, u64::from(m), 2);
+    push_uint(buf, u64::from(date.month()), 2);
     buf.push(b'-');
-    push_uint(buf, u64::from(d), 2);
+    push_uint(buf, u64::from(date.day()), 2);
 }
 
 fn push_ts(buf: &mut Vec<u8>, t: i64) {
