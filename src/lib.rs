@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod fast;
 pub mod model;
 pub mod report;
 pub mod sources;

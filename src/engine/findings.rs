@@ -1,6 +1,8 @@
 //! The five finding kinds (SPEC §3.3).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::fast::FastMap;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rayon::prelude::*;
@@ -529,7 +531,7 @@ fn unmatched_group(reg: &crate::model::Registration) -> Option<String> {
 }
 
 fn partner_vs_partner(ctx: &Context) -> Vec<Finding> {
-    let mut by_account: HashMap<usize, Vec<Claim>> = HashMap::new();
+    let mut by_account: FastMap<usize, Vec<Claim>> = FastMap::default();
     let mut unmatched: BTreeMap<String, Vec<Claim>> = BTreeMap::new();
     for (r, reg) in ctx.data.registrations.iter().enumerate() {
         if !(ctx.is_active(r) || ctx.is_pending(r)) {

@@ -6,7 +6,7 @@ pub mod matching;
 pub mod names;
 mod scorecard;
 
-use std::collections::{HashMap, HashSet};
+use crate::fast::{FastMap, FastSet};
 
 use chrono::{DateTime, Duration, Utc};
 use rayon::prelude::*;
@@ -55,8 +55,8 @@ pub(crate) struct Context<'a> {
     pub data: &'a Dataset,
     pub settings: &'a Settings,
     pub now: DateTime<Utc>,
-    pub partner_by_id: HashMap<&'a str, usize>,
-    pub registration_by_id: HashMap<&'a str, usize>,
+    pub partner_by_id: FastMap<&'a str, usize>,
+    pub registration_by_id: FastMap<&'a str, usize>,
     /// Per registration: the matched account, if any.
     pub matches: Vec<Option<AccountMatch>>,
     /// Per registration: when its protection ends.
@@ -75,19 +75,19 @@ pub(crate) struct Context<'a> {
 impl<'a> Context<'a> {
     fn build(data: &'a Dataset, settings: &'a Settings, now: DateTime<Utc>) -> Self {
         let rules = &settings.rules;
-        let partner_by_id: HashMap<&str, usize> = data
+        let partner_by_id: FastMap<&str, usize> = data
             .partners
             .iter()
             .enumerate()
             .map(|(i, p)| (p.id.as_str(), i))
             .collect();
-        let account_by_id: HashMap<&str, usize> = data
+        let account_by_id: FastMap<&str, usize> = data
             .accounts
             .iter()
             .enumerate()
             .map(|(i, a)| (a.id.as_str(), i))
             .collect();
-        let partner_accounts: HashSet<&str> = data
+        let partner_accounts: FastSet<&str> = data
             .partners
             .iter()
             .filter_map(|p| p.crm_account_id.as_deref())
@@ -143,7 +143,7 @@ impl<'a> Context<'a> {
             }
         }
 
-        let registration_by_id: HashMap<&str, usize> = data
+        let registration_by_id: FastMap<&str, usize> = data
             .registrations
             .iter()
             .enumerate()
@@ -210,9 +210,9 @@ pub fn expiry_of(r: &Registration, protection_days: u32) -> DateTime<Utc> {
 
 /// For every registration, the opportunities linked to it either way:
 /// `opportunities.registration_id` or `registrations.opportunity_id`.
-fn link_registrations(data: &Dataset, reg_by_id: &HashMap<&str, usize>) -> Vec<Vec<usize>> {
+fn link_registrations(data: &Dataset, reg_by_id: &FastMap<&str, usize>) -> Vec<Vec<usize>> {
     // Only the few opportunity ids that registrations name are looked up.
-    let mut wanted: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut wanted: FastMap<&str, Vec<usize>> = FastMap::default();
     for (i, r) in data.registrations.iter().enumerate() {
         if let Some(o) = r.opportunity_id.as_deref() {
             wanted.entry(o).or_default().push(i);

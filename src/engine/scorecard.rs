@@ -1,6 +1,6 @@
 //! Partner scorecards for the last full fiscal quarter (SPEC §3.4).
 
-use std::collections::HashMap;
+use crate::fast::FastMap;
 
 use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, Utc};
 use serde::Serialize;
@@ -87,13 +87,13 @@ pub(super) fn compute(ctx: &Context, period: &Period, findings: &[Finding]) -> V
     let np = data.partners.len();
 
     // Reps by id and by e-mail (case-insensitive; the smaller id on a tie).
-    let rep_by_id: HashMap<&str, usize> = data
+    let rep_by_id: FastMap<&str, usize> = data
         .reps
         .iter()
         .enumerate()
         .map(|(i, r)| (r.id.as_str(), i))
         .collect();
-    let mut rep_by_email: HashMap<String, usize> = HashMap::new();
+    let mut rep_by_email: FastMap<String, usize> = FastMap::default();
     for (i, r) in data.reps.iter().enumerate() {
         if let Some(e) = &r.email {
             rep_by_email
@@ -115,7 +115,7 @@ pub(super) fn compute(ctx: &Context, period: &Period, findings: &[Finding]) -> V
         })
     };
     // Registrations that name an opportunity, earliest submission first.
-    let mut reg_naming: HashMap<&str, usize> = HashMap::new();
+    let mut reg_naming: FastMap<&str, usize> = FastMap::default();
     for (i, r) in data.registrations.iter().enumerate() {
         if let Some(o) = r.opportunity_id.as_deref() {
             reg_naming

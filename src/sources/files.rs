@@ -6,12 +6,13 @@
 //! and everything else is still read; a missing required file or column is an
 //! [`InputError`] (exit 65).
 
-use std::collections::HashMap;
+use crate::fast::FastMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use csv::{ByteRecord, StringRecord};
+use rayon::prelude::*;
 
 use crate::config::ScorecardSettings;
 use crate::model::{
@@ -169,7 +170,8 @@ mod col {
 
 /// One row, read by column position. Empty (or all-blank) cells are absent.
 struct Row<'a> {
-    record: &'a StringRecord,
+    /// A record whose bytes are known to be valid UTF-8.
+    record: &'a ByteRecord,
     /// For each of the table's columns, its index in the record, if present.
     index: &'a [Option<usize>],
     columns: Columns,
@@ -178,7 +180,7 @@ struct Row<'a> {
 impl<'a> Row<'a> {
     fn get(&self, col: usize) -> Option<&'a str> {
         let i = self.index[col]?;
-        let v = self.record.get(i)?.trim();
+        let v = std::str::from_utf8(self.record.get(i)?).ok()?.trim();
         (!v.is_empty()).then_some(v)
     }
 
@@ -221,20 +223,79 @@ impl<'a> Row<'a> {
     }
 }
 
-/// Rows of one table, each with its line number, plus the rejected ones.
+/// Rows of one table and, beside them, each row's line number (kept apart so
+/// the rows move into the dataset without a copy), plus the rejected ones.
 struct Table<T> {
     file: String,
-    rows: Vec<(T, u64)>,
+    rows: Vec<T>,
+    lines: Vec<u64>,
     rejected: Vec<Rejected>,
 }
 
 impl<T> Table<T> {
+    fn new(file: String, capacity: usize) -> Self {
+        Table {
+            file,
+            rows: Vec::with_capacity(capacity),
+            lines: Vec::with_capacity(capacity),
+            rejected: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, row: T, line: u64) {
+        self.rows.push(row);
+        self.lines.push(line);
+    }
+
     fn reject(&mut self, line: u64, reason: String) {
         self.rejected.push(Rejected {
             file: self.file.clone(),
             line,
             reason,
         });
+    }
+
+    /// Rejects every row for which `verdict` gives a reason; keeps the rest.
+    fn reject_where(&mut self, verdict: impl Fn(usize, &T) -> Option<String>) {
+        let reasons: Vec<(usize, String)> = self
+            .rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, row)| verdict(i, row).map(|r| (i, r)))
+            .collect();
+        if reasons.is_empty() {
+            return;
+        }
+        let mut keep = vec![true; self.rows.len()];
+        for (i, reason) in reasons {
+            keep[i] = false;
+            self.reject(self.lines[i], reason);
+        }
+        let mut i = 0;
+        self.rows.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        let mut i = 0;
+        self.lines.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+    }
+}
+
+/// The number of lines in a file: an upper bound of its records, read fast
+/// (the file is then in the page cache for the real read).
+fn count_lines(path: &Path) -> std::io::Result<usize> {
+    let mut file = File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut lines = 1;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(lines);
+        }
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count();
     }
 }
 
@@ -263,7 +324,7 @@ fn file_label(path: &Path) -> String {
 fn read_table<T: Send>(
     path: &Path,
     columns: Columns,
-    parse: impl Fn(&Row) -> Result<T, String>,
+    parse: impl Fn(&Row) -> Result<T, String> + Sync,
 ) -> Result<Table<T>, InputError> {
     let label = file_label(path);
     let io = |source| InputError::Io {
@@ -276,11 +337,7 @@ fn read_table<T: Send>(
     if reader.fill_buf().map_err(io)?.starts_with(b"\xEF\xBB\xBF") {
         reader.consume(3);
     }
-    let mut table = Table {
-        file: label.clone(),
-        rows: Vec::new(),
-        rejected: Vec::new(),
-    };
+    let mut table = Table::new(label.clone(), count_lines(path).map_err(io)?);
     if path.extension().is_some_and(|e| e == "jsonl") {
         read_jsonl(reader, columns, &parse, &mut table)?;
     } else {
@@ -289,10 +346,26 @@ fn read_table<T: Send>(
     Ok(table)
 }
 
-fn read_csv<T>(
-    reader: impl Read,
+/// Records per chunk: while both cores parse one chunk, the next is read.
+const CHUNK: usize = 8192;
+
+/// A raw record and the line it starts on.
+struct Raw {
+    record: ByteRecord,
+    line: u64,
+}
+
+/// What became of one raw record.
+enum Outcome<T> {
+    Row(T),
+    Rejected(String),
+    Blank,
+}
+
+fn read_csv<T: Send>(
+    reader: impl Read + Send,
     columns: Columns,
-    parse: &impl Fn(&Row) -> Result<T, String>,
+    parse: &(impl Fn(&Row) -> Result<T, String> + Sync),
     table: &mut Table<T>,
 ) -> Result<(), InputError> {
     // Records end at `\n`: with CRLF as the terminator the csv crate reports
@@ -304,70 +377,108 @@ fn read_csv<T>(
         .has_headers(false)
         .terminator(csv::Terminator::Any(b'\n'))
         .from_reader(reader);
-    let mut raw = ByteRecord::new();
     let file = table.file.clone();
-    let unreadable = |line: u64, e: csv::Error| InputError::Unreadable {
-        file: file.clone(),
-        line,
-        reason: e.to_string(),
-    };
+    let mut header = ByteRecord::new();
     let got_header = csv
-        .read_byte_record(&mut raw)
-        .map_err(|e| unreadable(1, e))?;
+        .read_byte_record(&mut header)
+        .map_err(|e| unreadable(&file, 1, &e))?;
     let header: Vec<String> = if got_header {
-        raw.iter()
+        header
+            .iter()
             .map(|h| String::from_utf8_lossy(h).trim().to_ascii_lowercase())
             .collect()
     } else {
         Vec::new()
     };
-    let index = resolve_columns(&header, columns, &table.file)?;
+    let index = resolve_columns(&header, columns, &file)?;
     let width = header.len();
-    let mut record;
-    loop {
-        let line = csv.position().line();
-        match csv.read_byte_record(&mut raw) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                // The csv reader cannot resynchronise after an I/O error.
-                return Err(unreadable(line, e));
-            }
-        }
-        let line = raw.position().map(|p| p.line()).unwrap_or(line);
+
+    let judge = |raw: &ByteRecord| -> Outcome<T> {
         if raw.len() == 1 && raw.get(0).is_some_and(|f| f.trim_ascii().is_empty()) {
-            continue; // a blank line
+            return Outcome::Blank;
         }
         if raw.len() != width {
-            table.reject(
-                line,
-                format!(
-                    "expected {width} fields as in the header, found {}",
-                    raw.len()
-                ),
-            );
-            continue;
+            return Outcome::Rejected(format!(
+                "expected {width} fields as in the header, found {}",
+                raw.len()
+            ));
         }
-        record = match StringRecord::from_byte_record(std::mem::take(&mut raw)) {
-            Ok(r) => r,
-            Err(e) => {
-                raw = e.into_byte_record();
-                table.reject(line, "not valid UTF-8".into());
-                continue;
-            }
-        };
+        if std::str::from_utf8(raw.as_slice()).is_err() {
+            return Outcome::Rejected("not valid UTF-8".into());
+        }
         let row = Row {
-            record: &record,
+            record: raw,
             index: &index,
             columns,
         };
         match parse(&row) {
-            Ok(v) => table.rows.push((v, line)),
-            Err(reason) => table.reject(line, reason),
+            Ok(v) => Outcome::Row(v),
+            Err(reason) => Outcome::Rejected(reason),
         }
-        raw = std::mem::take(&mut record).into_byte_record();
+    };
+
+    let mut current = Vec::new();
+    let mut next = Vec::new();
+    let mut n = read_chunk(&mut csv, &mut current, &file)?;
+    while n > 0 {
+        let (next_n, outcomes) = rayon::join(
+            || read_chunk(&mut csv, &mut next, &file),
+            || {
+                current[..n]
+                    .par_iter()
+                    .map(|raw| judge(&raw.record))
+                    .collect::<Vec<_>>()
+            },
+        );
+        for (raw, outcome) in current[..n].iter().zip(outcomes) {
+            match outcome {
+                Outcome::Row(v) => table.push(v, raw.line),
+                Outcome::Rejected(reason) => table.reject(raw.line, reason),
+                Outcome::Blank => {}
+            }
+        }
+        std::mem::swap(&mut current, &mut next);
+        n = next_n?;
     }
     Ok(())
+}
+
+fn unreadable(file: &str, line: u64, e: &csv::Error) -> InputError {
+    InputError::Unreadable {
+        file: file.to_string(),
+        line,
+        reason: e.to_string(),
+    }
+}
+
+/// Reads up to [`CHUNK`] raw records into `pool` (reusing its buffers);
+/// returns how many.
+fn read_chunk<R: Read>(
+    csv: &mut csv::Reader<R>,
+    pool: &mut Vec<Raw>,
+    file: &str,
+) -> Result<usize, InputError> {
+    let mut n = 0;
+    while n < CHUNK {
+        if n == pool.len() {
+            pool.push(Raw {
+                record: ByteRecord::new(),
+                line: 0,
+            });
+        }
+        let before = csv.position().line();
+        let raw = &mut pool[n];
+        // The csv reader cannot resynchronise after an I/O error.
+        if !csv
+            .read_byte_record(&mut raw.record)
+            .map_err(|e| unreadable(file, before, &e))?
+        {
+            break;
+        }
+        raw.line = raw.record.position().map_or(before, |p| p.line());
+        n += 1;
+    }
+    Ok(n)
 }
 
 fn read_jsonl<T>(
@@ -424,13 +535,14 @@ fn read_jsonl<T>(
             table.reject(line, reason);
             continue;
         }
+        let record = record.into_byte_record();
         let row = Row {
             record: &record,
             index: &index,
             columns,
         };
         match parse(&row) {
-            Ok(v) => table.rows.push((v, line)),
+            Ok(v) => table.push(v, line),
             Err(reason) => table.reject(line, reason),
         }
     }
@@ -588,7 +700,7 @@ fn load_table<T: Send>(
     name: &'static str,
     required: bool,
     columns: Columns,
-    parse: impl Fn(&Row) -> Result<T, String>,
+    parse: impl Fn(&Row) -> Result<T, String> + Sync,
 ) -> Result<Table<T>, InputError> {
     match locate(dir, name)? {
         Some(path) => read_table(&path, columns, parse),
@@ -596,11 +708,7 @@ fn load_table<T: Send>(
             dir: dir.display().to_string(),
             name,
         }),
-        None => Ok(Table {
-            file: format!("{name}.csv"),
-            rows: Vec::new(),
-            rejected: Vec::new(),
-        }),
+        None => Ok(Table::new(format!("{name}.csv"), 0)),
     }
 }
 
@@ -615,11 +723,17 @@ pub fn load(dir: &Path, money: &ScorecardSettings) -> Result<Loaded, InputError>
     }
     // The opportunities are by far the largest table: read them on their own
     // thread while this one reads the rest.
+    let started = std::time::Instant::now();
     let (opportunities, rest) = rayon::join(
         || {
-            load_table(dir, "opportunities", true, col::opportunity::ALL, |r| {
+            let t = load_table(dir, "opportunities", true, col::opportunity::ALL, |r| {
                 parse_opportunity(r, money)
-            })
+            });
+            tracing::debug!(
+                ms = started.elapsed().as_millis() as u64,
+                "Opportunities read."
+            );
+            t
         },
         || -> Result<_, InputError> {
             Ok((
@@ -635,63 +749,55 @@ pub fn load(dir: &Path, money: &ScorecardSettings) -> Result<Loaded, InputError>
                 )?,
                 load_table(dir, "users", false, col::user::ALL, parse_user)?,
             ))
+            .inspect(|_| {
+                tracing::debug!(
+                    ms = started.elapsed().as_millis() as u64,
+                    "Other tables read."
+                );
+            })
         },
     );
     let (accounts, partners, reps, registrations, users) = rest?;
     let opportunities = opportunities?;
-    Ok(link(
+    let read = started.elapsed();
+    let loaded = link(
         accounts,
         partners,
         reps,
         opportunities,
         registrations,
         users,
-    ))
+    );
+    tracing::debug!(
+        read_ms = read.as_millis() as u64,
+        link_ms = (started.elapsed() - read).as_millis() as u64,
+        "Files read."
+    );
+    Ok(loaded)
 }
 
-/// Drops rows whose id repeats an earlier row's, keeping the first.
+/// Rejects rows whose id repeats an earlier row's, keeping the first.
 fn dedupe<T>(table: &mut Table<T>, id: impl Fn(&T) -> &str) {
-    let mut duplicates = Vec::new();
+    let mut first_line_of_duplicate: FastMap<usize, u64> = FastMap::default();
     {
-        let mut first: HashMap<&str, u64> = HashMap::with_capacity(table.rows.len());
-        for (i, (row, line)) in table.rows.iter().enumerate() {
+        let mut first: FastMap<&str, u64> = crate::fast::map_with_capacity(table.rows.len());
+        for (i, row) in table.rows.iter().enumerate() {
             match first.entry(id(row)) {
                 std::collections::hash_map::Entry::Occupied(e) => {
-                    duplicates.push((i, *line, *e.get()));
+                    first_line_of_duplicate.insert(i, *e.get());
                 }
                 std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(*line);
+                    e.insert(table.lines[i]);
                 }
             }
         }
     }
-    if duplicates.is_empty() {
-        return;
-    }
-    let mut drop = vec![false; table.rows.len()];
-    for &(i, line, first) in &duplicates {
-        drop[i] = true;
-        table.reject(line, format!("id: duplicate of line {first}"));
-    }
-    let mut i = 0;
-    table.rows.retain(|_| {
-        i += 1;
-        !drop[i - 1]
-    });
-}
-
-/// Keeps the rows whose reference resolves, rejecting the others.
-fn check_refs<T>(table: &mut Table<T>, check: impl Fn(&T) -> Result<(), String>) {
-    let mut rejected = Vec::new();
-    table.rows.retain(|(row, line)| match check(row) {
-        Ok(()) => true,
-        Err(reason) => {
-            rejected.push((*line, reason));
-            false
-        }
-    });
-    for (line, reason) in rejected {
-        table.reject(line, reason);
+    if !first_line_of_duplicate.is_empty() {
+        table.reject_where(|i, _| {
+            first_line_of_duplicate
+                .get(&i)
+                .map(|first| format!("id: duplicate of line {first}"))
+        });
     }
 }
 
@@ -710,27 +816,23 @@ fn link(
     dedupe(&mut registrations, |r| &r.id);
     dedupe(&mut users, |u| &u.id);
 
-    let account_ids: std::collections::HashSet<&str> =
-        accounts.rows.iter().map(|(a, _)| a.id.as_str()).collect();
-    let partner_ids: std::collections::HashSet<&str> =
-        partners.rows.iter().map(|(p, _)| p.id.as_str()).collect();
-    let known_partner = |id: &str| {
-        if partner_ids.contains(id) {
-            Ok(())
-        } else {
-            Err(format!("partner_id: no partner '{id}' in partners"))
-        }
+    let account_ids: crate::fast::FastSet<&str> =
+        accounts.rows.iter().map(|a| a.id.as_str()).collect();
+    let partner_ids: crate::fast::FastSet<&str> =
+        partners.rows.iter().map(|p| p.id.as_str()).collect();
+    let unknown_partner = |id: &str| {
+        (!partner_ids.contains(id)).then(|| format!("partner_id: no partner '{id}' in partners"))
     };
-    check_refs(&mut reps, |r| known_partner(&r.partner_id));
-    check_refs(&mut registrations, |r| known_partner(&r.partner_id));
-    check_refs(&mut opportunities, |o| {
+    reps.reject_where(|_, r| unknown_partner(&r.partner_id));
+    registrations.reject_where(|_, r| unknown_partner(&r.partner_id));
+    opportunities.reject_where(|_, o| {
         if !account_ids.contains(o.account_id.as_str()) {
-            return Err(format!(
+            return Some(format!(
                 "account_id: no account '{}' in accounts",
                 o.account_id
             ));
         }
-        o.partner_id.as_deref().map_or(Ok(()), known_partner)
+        o.partner_id.as_deref().and_then(unknown_partner)
     });
 
     let mut rejected = Vec::new();
@@ -748,7 +850,7 @@ fn link(
 
 fn take_rows<T>(rejected: &mut Vec<Rejected>, t: Table<T>) -> Vec<T> {
     rejected.extend(t.rejected);
-    t.rows.into_iter().map(|(row, _)| row).collect()
+    t.rows
 }
 
 #[cfg(test)]
