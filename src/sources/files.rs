@@ -256,10 +256,13 @@ impl<T> Table<T> {
     }
 
     /// Rejects every row for which `verdict` gives a reason; keeps the rest.
-    fn reject_where(&mut self, verdict: impl Fn(usize, &T) -> Option<String>) {
+    fn reject_where(&mut self, verdict: impl Fn(usize, &T) -> Option<String> + Sync)
+    where
+        T: Sync,
+    {
         let reasons: Vec<(usize, String)> = self
             .rows
-            .iter()
+            .par_iter()
             .enumerate()
             .filter_map(|(i, row)| verdict(i, row).map(|r| (i, r)))
             .collect();
@@ -777,7 +780,7 @@ pub fn load(dir: &Path, money: &ScorecardSettings) -> Result<Loaded, InputError>
 }
 
 /// Rejects rows whose id repeats an earlier row's, keeping the first.
-fn dedupe<T>(table: &mut Table<T>, id: impl Fn(&T) -> &str) {
+fn dedupe<T: Sync>(table: &mut Table<T>, id: impl Fn(&T) -> &str) {
     let mut first_line_of_duplicate: FastMap<usize, u64> = FastMap::default();
     {
         let mut first: FastMap<&str, u64> = crate::fast::map_with_capacity(table.rows.len());
@@ -809,12 +812,16 @@ fn link(
     mut registrations: Table<Registration>,
     mut users: Table<User>,
 ) -> Loaded {
-    dedupe(&mut accounts, |a| &a.id);
-    dedupe(&mut partners, |p| &p.id);
-    dedupe(&mut reps, |r| &r.id);
-    dedupe(&mut opportunities, |o| &o.id);
-    dedupe(&mut registrations, |r| &r.id);
-    dedupe(&mut users, |u| &u.id);
+    rayon::join(
+        || dedupe(&mut opportunities, |o| &o.id),
+        || {
+            dedupe(&mut accounts, |a| &a.id);
+            dedupe(&mut partners, |p| &p.id);
+            dedupe(&mut reps, |r| &r.id);
+            dedupe(&mut registrations, |r| &r.id);
+            dedupe(&mut users, |u| &u.id);
+        },
+    );
 
     let account_ids: crate::fast::FastSet<&str> =
         accounts.rows.iter().map(|a| a.id.as_str()).collect();
