@@ -75,18 +75,8 @@ pub(crate) struct Context<'a> {
 impl<'a> Context<'a> {
     fn build(data: &'a Dataset, settings: &'a Settings, now: DateTime<Utc>) -> Self {
         let rules = &settings.rules;
-        let partner_by_id: FastMap<&str, usize> = data
-            .partners
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.id.as_str(), i))
-            .collect();
-        let account_by_id: FastMap<&str, usize> = data
-            .accounts
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (a.id.as_str(), i))
-            .collect();
+        let partner_by_id: FastMap<&str, usize> = index_by_id(&data.partners, |x| &x.id);
+        let account_by_id: FastMap<&str, usize> = index_by_id(&data.accounts, |x| &x.id);
         let partner_accounts: FastSet<&str> = data
             .partners
             .iter()
@@ -143,12 +133,7 @@ impl<'a> Context<'a> {
             }
         }
 
-        let registration_by_id: FastMap<&str, usize> = data
-            .registrations
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.id.as_str(), i))
-            .collect();
+        let registration_by_id: FastMap<&str, usize> = index_by_id(&data.registrations, |x| &x.id);
         let linked = link_registrations(data, &registration_by_id);
         let won = data
             .registrations
@@ -199,6 +184,15 @@ impl<'a> Context<'a> {
             .map(|&p| self.data.partners[p].name.as_str())
             .unwrap_or(id)
     }
+}
+
+/// Maps each record's id to its position.
+pub(crate) fn index_by_id<T>(items: &[T], id: impl Fn(&T) -> &str) -> FastMap<&str, usize> {
+    let mut map = crate::fast::map_with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        map.insert(id(item), i);
+    }
+    map
 }
 
 /// When a registration's protection ends (SPEC §3.2).

@@ -5,8 +5,8 @@ use crate::fast::FastMap;
 use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, Utc};
 use serde::Serialize;
 
-use super::Context;
 use super::findings::Finding;
+use super::{Context, index_by_id};
 use crate::model::OpportunityStatus;
 use crate::values::date_of;
 
@@ -87,12 +87,7 @@ pub(super) fn compute(ctx: &Context, period: &Period, findings: &[Finding]) -> V
     let np = data.partners.len();
 
     // Reps by id and by e-mail (case-insensitive; the smaller id on a tie).
-    let rep_by_id: FastMap<&str, usize> = data
-        .reps
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.id.as_str(), i))
-        .collect();
+    let rep_by_id: FastMap<&str, usize> = index_by_id(&data.reps, |x| &x.id);
     let mut rep_by_email: FastMap<String, usize> = FastMap::default();
     for (i, r) in data.reps.iter().enumerate() {
         if let Some(e) = &r.email {
