@@ -58,6 +58,23 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Json)]
         format: Format,
     },
+    /// One full cycle: pull, detect, alert, write back, record state.
+    Once {
+        /// The TOML configuration (default: config/channel-sync.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the alerts and write-backs the cycle would make; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Run as of this time instead of now.
+        #[arg(long, value_parser = parse_now)]
+        now: Option<DateTime<Utc>>,
+    },
+    /// Validate the configuration and print it, secrets redacted.
+    CheckConfig {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Write a synthetic channel program (a files-source folder) for demos and benchmarks.
     Generate {
         /// The folder to write (created if missing).
@@ -106,12 +123,92 @@ pub fn run(cli: Cli) -> u8 {
             config,
             format,
         } => detect(&input, now, config.as_deref(), format),
+        Command::Once {
+            config,
+            dry_run,
+            now,
+        } => once(config.as_deref(), dry_run, now),
+        Command::CheckConfig { config } => check_config(config.as_deref()),
         Command::Generate {
             out,
             opportunities,
             seed,
             now,
         } => generate(&out, opportunities, seed, now),
+    }
+}
+
+fn load_settings(config: Option<&std::path::Path>) -> Result<Settings, u8> {
+    Settings::load(config).map_err(|e| {
+        eprintln!("channel-sync: {e}");
+        exit::CONFIG
+    })
+}
+
+fn once(config: Option<&std::path::Path>, dry_run: bool, now: Option<DateTime<Utc>>) -> u8 {
+    let settings = match load_settings(config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("channel-sync: starting the runtime: {e}");
+            return exit::PARTIAL;
+        }
+    };
+    let options = crate::cycle::Options {
+        now: now.unwrap_or_else(Utc::now),
+        dry_run,
+    };
+    let mut stdout = std::io::stdout();
+    let result = runtime.block_on(crate::cycle::once(&settings, &options, &mut stdout));
+    match result {
+        Ok(summary) => {
+            print!("{}", summary.to_text());
+            summary.exit_code()
+        }
+        Err(e) => {
+            eprintln!("channel-sync: {e:#}");
+            match e {
+                crate::cycle::CycleError::Config(_) => exit::CONFIG,
+                crate::cycle::CycleError::Input(_) => exit::DATA,
+                _ => exit::PARTIAL,
+            }
+        }
+    }
+}
+
+fn check_config(config: Option<&std::path::Path>) -> u8 {
+    let settings = match load_settings(config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    if settings.crm.kind.is_some() {
+        if let Err(e) = crate::cycle::check(&settings) {
+            eprintln!("channel-sync: {e}");
+            return exit::CONFIG;
+        }
+    } else {
+        eprintln!("channel-sync: crm.kind is not set: this configuration serves detect only");
+    }
+    if settings.alerts.slack.webhook_url.is_none() && settings.alerts.slack.routes.is_empty() {
+        eprintln!(
+            "channel-sync: no Slack webhook (CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL): alerts are off"
+        );
+    }
+    match serde_json::to_string_pretty(&settings) {
+        Ok(text) => {
+            println!("{text}");
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("channel-sync: {e}");
+            exit::PARTIAL
+        }
     }
 }
 

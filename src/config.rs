@@ -21,7 +21,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError {
             key: key.into(),
             message: message.into(),
@@ -34,23 +34,232 @@ impl ConfigError {
 pub struct Settings {
     pub rules: Rules,
     pub scorecard: ScorecardSettings,
-    // Sections of SPEC §5 that belong to the cycle and the connectors. They are
-    // accepted here so one file serves every command; each is validated by the
-    // part of the program that uses it.
+    pub state: StateSettings,
+    pub crm: CrmSettings,
+    pub prm: PrmSettings,
+    pub alerts: AlertSettings,
+    pub writeback: WritebackSettings,
+    // Sections of SPEC §5 that belong to the daemon (`run`); accepted here so
+    // one file serves every command, validated by the part that uses them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub state: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<serde_json::Value>,
+}
+
+/// A secret (token, webhook URL, key): taken from the environment only,
+/// never printed. `Debug` and `Serialize` show `<redacted>`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(secrecy::SecretString);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(secrecy::SecretString::from(value.into()))
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        use secrecy::ExposeSecret;
+        self.0.expose_secret()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// `state.*`: the SQLite state file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateSettings {
+    pub path: std::path::PathBuf,
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        StateSettings {
+            path: "state/channel-sync.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CrmKind {
+    Files,
+    Salesforce,
+    Hubspot,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrmKind {
+    Files,
+    Salesforce,
+    Partnerstack,
+}
+
+/// `crm.*`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrmSettings {
+    pub kind: Option<CrmKind>,
+    pub files: FilesCrmSettings,
+    // The connectors' own sections, validated when they are built.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub crm: Option<serde_json::Value>,
+    pub salesforce: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub prm: Option<serde_json::Value>,
+    pub hubspot: Option<serde_json::Value>,
+}
+
+/// `crm.files.*`: CSV/JSONL exports in, `scorecards.csv` out.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesCrmSettings {
+    pub dir: Option<std::path::PathBuf>,
+    /// Where `scorecards.csv` is written (default: `dir`).
+    pub out_dir: Option<std::path::PathBuf>,
+}
+
+/// `prm.*`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrmSettings {
+    pub kind: Option<PrmKind>,
+    pub files: FilesPrmSettings,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub alerts: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub writeback: Option<serde_json::Value>,
+    pub partnerstack: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesPrmSettings {
+    pub dir: Option<std::path::PathBuf>,
+}
+
+/// `alerts.*`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertSettings {
+    pub slack: SlackSettings,
+}
+
+/// `alerts.slack.*`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlackSettings {
+    /// The default incoming webhook (a secret). Without it no alert is sent.
+    pub webhook_url: Option<Secret>,
+    /// Above this many messages for one webhook in one cycle, one digest.
+    pub max_per_cycle: usize,
+    /// Remind about a still-open conflict after this long (`"7d"`, `"12h"`);
+    /// off when absent.
+    pub repeat_after: Option<String>,
+    /// Messages per second per webhook (Slack allows about one).
+    pub per_second: u32,
+    /// Longest `Retry-After` waited for within a cycle, in seconds; a longer
+    /// one leaves the message for the next cycle.
+    pub max_retry_wait_secs: u64,
+    /// Per-request timeout, in seconds.
+    pub timeout_secs: u64,
+    /// Extra webhooks: a finding goes to every route whose `kinds` (if any)
+    /// contain its kind and whose `tiers` (if any) contain a tier of one of
+    /// its partners; to the default webhook when no route takes it.
+    pub routes: BTreeMap<String, SlackRoute>,
+}
+
+impl Default for SlackSettings {
+    fn default() -> Self {
+        SlackSettings {
+            webhook_url: None,
+            max_per_cycle: 20,
+            repeat_after: None,
+            per_second: 1,
+            max_retry_wait_secs: 30,
+            timeout_secs: 10,
+            routes: BTreeMap::new(),
+        }
+    }
+}
+
+impl SlackSettings {
+    /// `repeat_after` as a duration (validated at load).
+    pub fn repeat_after(&self) -> Option<std::time::Duration> {
+        self.repeat_after
+            .as_deref()
+            .and_then(|s| parse_duration(s).ok())
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlackRoute {
+    pub webhook_url: Option<Secret>,
+    pub kinds: Vec<String>,
+    pub tiers: Vec<String>,
+}
+
+/// `writeback.*`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WritebackSettings {
+    /// Scorecard field (`active_seller_rate`, `reps`, ...) -> CRM field name.
+    pub fields: BTreeMap<String, String>,
+}
+
+/// The scorecard fields of SPEC §3.4 that can be written back.
+pub const SCORECARD_FIELDS: [&str; 9] = [
+    "reps",
+    "active_sellers",
+    "active_seller_rate",
+    "sourced_pipeline",
+    "sourced_revenue",
+    "open_registrations",
+    "expiring_registrations",
+    "open_conflicts",
+    "period",
+];
+
+/// Key names that hold secrets, wherever they appear.
+const SECRET_KEYS: [&str; 7] = [
+    "webhook_url",
+    "token",
+    "client_secret",
+    "refresh_token",
+    "secret_key",
+    "public_key",
+    "password",
+];
+
+/// `90s`, `15m`, `12h`, `7d`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("not a duration: '{s}' (use e.g. 90s, 15m, 12h, 7d)"))?;
+    let secs = match unit.trim() {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => {
+            return Err(format!(
+                "not a duration: '{s}' (use e.g. 90s, 15m, 12h, 7d)"
+            ));
+        }
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// `rules.*` (SPEC §3).
@@ -176,6 +385,15 @@ impl Settings {
         let settings: Settings = built
             .try_deserialize()
             .map_err(|e| from_config_error(e, &file))?;
+        if file.is_file() {
+            let only_file = config::Config::builder()
+                .add_source(config::File::from(file.as_path()).format(config::FileFormat::Toml))
+                .build()
+                .map_err(|e| from_config_error(e, &file))?;
+            if let Ok(table) = only_file.try_deserialize::<serde_json::Value>() {
+                reject_secrets_in_file(&table, "")?;
+            }
+        }
         settings.validate()?;
         Ok(settings)
     }
@@ -195,6 +413,46 @@ impl Settings {
 
     /// Checks every value the types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let slack = &self.alerts.slack;
+        if let Some(r) = &slack.repeat_after {
+            parse_duration(r).map_err(|m| ConfigError::new("alerts.slack.repeat_after", m))?;
+        }
+        if slack.per_second == 0 {
+            return Err(ConfigError::new(
+                "alerts.slack.per_second",
+                "must be at least 1",
+            ));
+        }
+        if slack.max_per_cycle == 0 {
+            return Err(ConfigError::new(
+                "alerts.slack.max_per_cycle",
+                "must be at least 1",
+            ));
+        }
+        for (name, route) in &slack.routes {
+            for kind in &route.kinds {
+                if !crate::engine::FindingKind::ALL
+                    .iter()
+                    .any(|k| k.as_str() == kind)
+                {
+                    return Err(ConfigError::new(
+                        format!("alerts.slack.routes.{name}.kinds"),
+                        format!("no finding kind '{kind}'"),
+                    ));
+                }
+            }
+        }
+        for field in self.writeback.fields.keys() {
+            if !SCORECARD_FIELDS.contains(&field.as_str()) {
+                return Err(ConfigError::new(
+                    format!("writeback.fields.{field}"),
+                    format!(
+                        "not a scorecard field; one of {}",
+                        SCORECARD_FIELDS.join(", ")
+                    ),
+                ));
+            }
+        }
         let r = &self.rules;
         check_days("rules.protection_days", r.protection_days, 1)?;
         check_days("rules.expiring_within_days", r.expiring_within_days, 0)?;
@@ -239,6 +497,29 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// Secrets may come from the environment only: a file that holds one fails,
+/// naming the key and the variable to use instead.
+fn reject_secrets_in_file(value: &serde_json::Value, path: &str) -> Result<(), ConfigError> {
+    if let serde_json::Value::Object(map) = value {
+        for (k, v) in map {
+            let key = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if SECRET_KEYS.contains(&k.as_str()) {
+                let var = format!("{ENV_PREFIX}__{}", key.replace('.', "__").to_uppercase());
+                return Err(ConfigError::new(
+                    key,
+                    format!("secrets come from the environment only: set {var} instead"),
+                ));
+            }
+            reject_secrets_in_file(v, &key)?;
+        }
+    }
+    Ok(())
 }
 
 fn check_days(key: &str, days: u32, min: u32) -> Result<(), ConfigError> {

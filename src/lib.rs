@@ -2,14 +2,19 @@
 //! deal-registration protection, and scores partners.
 //!
 //! The pipeline: `sources` (pull from CRM/PRM/files into the `model`) ->
-//! `engine` (pure rules and scorecards) -> `report`.
+//! `engine` (pure rules and scorecards) -> `alerts` (what to tell, pure) ->
+//! `sinks` (Slack, scorecard write-back) -> `state` (SQLite), run by `cycle`.
 
+pub mod alerts;
 pub mod cli;
 pub mod config;
+pub mod cycle;
 pub mod engine;
 pub mod fast;
 pub mod model;
 pub mod report;
+pub mod sinks;
 pub mod sources;
+pub mod state;
 pub mod synth;
 pub mod values;

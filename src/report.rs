@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
 
-use crate::engine::{Evaluation, Evidence, Finding, FindingKind, Period, Scorecard, Severity};
+use crate::engine::{
+    Evaluation, Evidence, Finding, FindingKind, Period, Record, Scorecard, Severity,
+};
 use crate::model::Rejected;
 use crate::values::format_timestamp;
 
@@ -189,11 +191,11 @@ fn evidence_text(e: &Evidence) -> String {
         (None, Some(id)) => id.clone(),
         _ => "direct sales".into(),
     };
-    let mut s = format!("{} {} by {by}", e.record, e.id);
+    let mut s = format!("{} {} by {by}", e.record.as_str(), e.id);
     if let Some(n) = &e.name {
         let _ = write!(s, " \"{n}\"");
     }
-    let verb = if e.record == "registration" {
+    let verb = if e.record == Record::Registration {
         "submitted"
     } else {
         "created"

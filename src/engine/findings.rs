@@ -6,7 +6,7 @@ use crate::fast::FastMap;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rayon::prelude::*;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::Context;
 use super::matching::Match;
@@ -14,7 +14,7 @@ use super::names::{name_key, normalize_name, registrable_domain};
 use crate::model::{OpportunityStatus, RegistrationStatus};
 use crate::values::{date_of, format_timestamp};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
     DirectVsPartner,
@@ -54,7 +54,7 @@ impl FindingKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -83,12 +83,28 @@ fn ts_req<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_timestamp(t))
 }
 
+/// Which kind of record a piece of evidence is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Record {
+    Registration,
+    Opportunity,
+}
+
+impl Record {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Record::Registration => "registration",
+            Record::Opportunity => "opportunity",
+        }
+    }
+}
+
 /// A record that a finding rests on, with the dates that decide it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
-    /// `registration` or `opportunity`.
     #[serde(rename = "type")]
-    pub record: &'static str,
+    pub record: Record,
     pub id: String,
     pub name: Option<String>,
     pub partner_id: Option<String>,
@@ -97,22 +113,30 @@ pub struct Evidence {
     #[serde(serialize_with = "ts_req")]
     pub at: DateTime<Utc>,
     pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ts")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ts"
+    )]
     pub approved_at: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ts")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ts"
+    )]
     pub expires_at: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub close_date: Option<NaiveDate>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rep: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_id: Option<String>,
-    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
     pub how: Option<Match>,
 }
 
 /// One finding of the report (SPEC §4), plus evidence for people.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     pub kind: FindingKind,
     pub key: String,
@@ -124,7 +148,11 @@ pub struct Finding {
     pub first_in: String,
     #[serde(rename = "match")]
     pub how: Option<Match>,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ts")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ts"
+    )]
     pub expires_at: Option<DateTime<Utc>>,
     pub summary: String,
     /// The account's name, when the finding is about a CRM account.
@@ -190,7 +218,7 @@ impl Context<'_> {
             Claim::Registration(r) => {
                 let reg = &self.data.registrations[r];
                 Evidence {
-                    record: "registration",
+                    record: Record::Registration,
                     id: reg.id.clone(),
                     name: Some(reg.customer_name.clone()),
                     partner_id: Some(reg.partner_id.clone()),
@@ -208,7 +236,7 @@ impl Context<'_> {
             Claim::Opportunity(o) => {
                 let opp = &self.data.opportunities[o];
                 Evidence {
-                    record: "opportunity",
+                    record: Record::Opportunity,
                     id: opp.id.clone(),
                     name: opp.name.clone(),
                     partner_id: opp.partner_id.clone(),

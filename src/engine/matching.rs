@@ -9,12 +9,12 @@
 use crate::fast::FastMap;
 
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::names::{name_key, normalize_name, registrable_domain};
 use crate::model::{Account, Registration};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     AccountId,
@@ -35,7 +35,7 @@ impl Method {
 }
 
 /// How a registration was matched, and how sure the match is.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Match {
     pub method: Method,
     pub score: f64,

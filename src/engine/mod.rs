@@ -12,7 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use rayon::prelude::*;
 use serde::Serialize;
 
-pub use findings::{Evidence, Finding, FindingKind, Severity};
+pub use findings::{Evidence, Finding, FindingKind, Record, Severity};
 pub use matching::{Match, Method};
 pub use scorecard::{Period, Scorecard};
 

@@ -718,18 +718,27 @@ fn load_table<T: Send>(
 /// Reads every table of `dir` (in parallel), then checks the references
 /// between them. Rows whose references do not resolve are rejected too.
 pub fn load(dir: &Path, money: &ScorecardSettings) -> Result<Loaded, InputError> {
-    if !dir.is_dir() {
-        return Err(InputError::Io {
-            file: dir.display().to_string(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder"),
-        });
+    load_split(dir, dir, money)
+}
+
+/// As [`load`], with the CRM tables (`accounts`, `opportunities`, `users`)
+/// in `crm` and the PRM tables (`partners`, `partner_reps`, `registrations`)
+/// in `prm`.
+pub fn load_split(crm: &Path, prm: &Path, money: &ScorecardSettings) -> Result<Loaded, InputError> {
+    for dir in [crm, prm] {
+        if !dir.is_dir() {
+            return Err(InputError::Io {
+                file: dir.display().to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder"),
+            });
+        }
     }
     // The opportunities are by far the largest table: read them on their own
     // thread while this one reads the rest.
     let started = std::time::Instant::now();
     let (opportunities, rest) = rayon::join(
         || {
-            let t = load_table(dir, "opportunities", true, col::opportunity::ALL, |r| {
+            let t = load_table(crm, "opportunities", true, col::opportunity::ALL, |r| {
                 parse_opportunity(r, money)
             });
             tracing::debug!(
@@ -740,17 +749,17 @@ pub fn load(dir: &Path, money: &ScorecardSettings) -> Result<Loaded, InputError>
         },
         || -> Result<_, InputError> {
             Ok((
-                load_table(dir, "accounts", true, col::account::ALL, parse_account)?,
-                load_table(dir, "partners", true, col::partner::ALL, parse_partner)?,
-                load_table(dir, "partner_reps", true, col::rep::ALL, parse_rep)?,
+                load_table(crm, "accounts", true, col::account::ALL, parse_account)?,
+                load_table(prm, "partners", true, col::partner::ALL, parse_partner)?,
+                load_table(prm, "partner_reps", true, col::rep::ALL, parse_rep)?,
                 load_table(
-                    dir,
+                    prm,
                     "registrations",
                     true,
                     col::registration::ALL,
                     parse_registration,
                 )?,
-                load_table(dir, "users", false, col::user::ALL, parse_user)?,
+                load_table(crm, "users", false, col::user::ALL, parse_user)?,
             ))
             .inspect(|_| {
                 tracing::debug!(

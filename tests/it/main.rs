@@ -1,5 +1,6 @@
 //! One integration-test binary (compiled and linked once).
 
+mod cycle;
 mod detect;
 mod helpers;
 mod properties;

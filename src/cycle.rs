@@ -1,0 +1,415 @@
+//! One cycle (`channel-sync once`): pull -> detect -> decide alerts -> record
+//! (one transaction) -> send the outbox -> write back scorecards -> record
+//! the run.
+//!
+//! The decision to alert and its outbox row commit together, before anything
+//! is sent; a message is marked sent only after Slack accepted it. A crash at
+//! any point therefore loses no alert and repeats at most the one in flight;
+//! the next cycle sends whatever is still pending. Write-back works the same
+//! way: values are remembered only once the sink confirmed them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::alerts::{self, AlertContext};
+use crate::config::{ConfigError, Settings};
+use crate::engine;
+use crate::sinks::slack::{Delivery, SlackClient, render::Names};
+use crate::sinks::writeback::{FilesSink, ScorecardSink, Target, diff};
+use crate::sources::{file_sources, files};
+use crate::state::State;
+use crate::values::format_timestamp;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub now: DateTime<Utc>,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CycleError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Input(#[from] files::InputError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// What one cycle did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub as_of: String,
+    pub dry_run: bool,
+    pub pulled: BTreeMap<&'static str, usize>,
+    pub rejected: usize,
+    pub findings_open: usize,
+    pub findings_new: usize,
+    pub findings_changed: usize,
+    pub reminders: usize,
+    pub findings_resolved: usize,
+    pub alerts_sent: usize,
+    pub alerts_failed: usize,
+    pub alerts_parked: usize,
+    pub alerts_pending: usize,
+    pub writes_done: usize,
+    pub writes_failed: usize,
+    pub errors: Vec<String>,
+}
+
+impl Summary {
+    /// SPEC §1: 1 when the cycle finished but some calls or records failed.
+    pub fn exit_code(&self) -> u8 {
+        let failed = self.rejected > 0
+            || self.alerts_failed > 0
+            || self.alerts_parked > 0
+            || self.writes_failed > 0
+            || !self.errors.is_empty();
+        u8::from(failed)
+    }
+
+    /// The one-screen summary printed at the end of `once`.
+    pub fn to_text(&self) -> String {
+        let pulled = self
+            .pulled
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut s = format!(
+            "channel-sync once{} as of {}\n\
+             pulled      {pulled} ({} rejected)\n\
+             findings    {} open: {} new, {} changed, {} resolved, {} reminders\n\
+             alerts      {} sent, {} failed, {} parked, {} waiting for the next cycle\n\
+             write-back  {} records written, {} failed\n",
+            if self.dry_run { " (dry run)" } else { "" },
+            self.as_of,
+            self.rejected,
+            self.findings_open,
+            self.findings_new,
+            self.findings_changed,
+            self.findings_resolved,
+            self.reminders,
+            self.alerts_sent,
+            self.alerts_failed,
+            self.alerts_parked,
+            self.alerts_pending,
+            self.writes_done,
+            self.writes_failed,
+        );
+        for e in &self.errors {
+            s.push_str(&format!("error       {e}\n"));
+        }
+        s
+    }
+}
+
+/// Aborts the process at a named point when `CHANNEL_SYNC_CRASH_AT` names it:
+/// the crash tests' way to kill a cycle at an exact place. Never set it in
+/// production.
+fn crash_point(name: &str) {
+    if std::env::var("CHANNEL_SYNC_CRASH_AT").is_ok_and(|v| v == name) {
+        eprintln!("channel-sync: crashing at {name} (CHANNEL_SYNC_CRASH_AT)");
+        std::process::abort();
+    }
+}
+
+/// Checks what a cycle needs from the configuration: sources, and a webhook
+/// for every configured route.
+pub fn check(settings: &Settings) -> Result<(), ConfigError> {
+    file_sources(settings)?;
+    for (name, route) in &settings.alerts.slack.routes {
+        if route.webhook_url.is_none() {
+            return Err(ConfigError::new(
+                format!("alerts.slack.routes.{name}.webhook_url"),
+                format!(
+                    "missing: set CHANNEL_SYNC__ALERTS__SLACK__ROUTES__{}__WEBHOOK_URL",
+                    name.to_uppercase()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs one cycle. With `dry_run`, prints the alerts and writes it would make
+/// to `out` and changes nothing anywhere.
+pub async fn once(
+    settings: &Settings,
+    opts: &Options,
+    out: &mut (dyn Write + Send),
+) -> Result<Summary, CycleError> {
+    check(settings)?;
+    let started = opts.now;
+    let now = opts.now;
+    let sources = file_sources(settings)?;
+    let slack = SlackClient::new(&settings.alerts.slack)?;
+    let mut summary = Summary {
+        as_of: format_timestamp(&now),
+        dry_run: opts.dry_run,
+        ..Summary::default()
+    };
+
+    // Pull and detect (CPU-bound: off the async workers).
+    let money = settings.scorecard.clone();
+    let (crm, prm) = (sources.crm_dir.clone(), sources.prm_dir.clone());
+    let loaded = tokio::task::spawn_blocking(move || files::load_split(&crm, &prm, &money))
+        .await
+        .map_err(anyhow::Error::from)??;
+    let data = loaded.dataset;
+    summary.rejected = loaded.rejected.len();
+    for r in &loaded.rejected {
+        tracing::warn!(file = %r.file, line = r.line, reason = %r.reason, "Row rejected.");
+    }
+    summary.pulled = BTreeMap::from([
+        ("accounts", data.accounts.len()),
+        ("opportunities", data.opportunities.len()),
+        ("partners", data.partners.len()),
+        ("partner_reps", data.reps.len()),
+        ("registrations", data.registrations.len()),
+        ("users", data.users.len()),
+    ]);
+    let evaluation = engine::evaluate(&data, settings, now);
+    summary.findings_open = evaluation.findings.len();
+
+    // Decide.
+    let mut state = if opts.dry_run {
+        State::open_read_only(&settings.state.path)?
+    } else {
+        Some(State::open(&settings.state.path)?)
+    };
+    let stored = match &state {
+        Some(s) => s.findings()?,
+        None => Vec::new(),
+    };
+    let names = Names::from_dataset(&data);
+    let ctx = AlertContext {
+        slack: &settings.alerts.slack,
+        routes_with_webhook: slack.routes().cloned().collect(),
+        tiers: data
+            .partners
+            .iter()
+            .filter_map(|p| p.tier.clone().map(|t| (p.id.clone(), t)))
+            .collect(),
+        names: &names,
+    };
+    let plan = alerts::plan(&evaluation.findings, &stored, &ctx, now);
+    summary.findings_new = plan.new;
+    summary.findings_changed = plan.changed;
+    summary.reminders = plan.reminded;
+    summary.findings_resolved = plan.resolved.len();
+
+    // Record the decision, then deliver.
+    crash_point("before-commit");
+    if let (Some(state), false) = (state.as_mut(), opts.dry_run) {
+        state.commit_cycle(now, &plan.seen, &plan.resolved, &plan.messages)?;
+    }
+    crash_point("after-commit");
+    if opts.dry_run {
+        let mut waiting = match &state {
+            Some(s) => s
+                .pending()?
+                .into_iter()
+                .map(|r| (r.route, r.reason, r.finding_key, r.body))
+                .collect(),
+            None => Vec::new(),
+        };
+        waiting.extend(plan.messages.iter().map(|m| {
+            (
+                m.route.clone(),
+                m.reason.clone(),
+                m.finding_key.clone(),
+                m.body.clone(),
+            )
+        }));
+        writeln!(out, "Would send {} alert(s):", waiting.len()).map_err(anyhow::Error::from)?;
+        for (i, (route, reason, key, body)) in waiting.iter().enumerate() {
+            let pretty = serde_json::from_str::<serde_json::Value>(body)
+                .and_then(|v| serde_json::to_string_pretty(&v))
+                .unwrap_or_else(|_| body.clone());
+            writeln!(
+                out,
+                "--- alert {}/{} to '{route}' ({reason}{})\n{pretty}",
+                i + 1,
+                waiting.len(),
+                key.as_deref().map(|k| format!(": {k}")).unwrap_or_default()
+            )
+            .map_err(anyhow::Error::from)?;
+        }
+        summary.alerts_pending = waiting.len();
+    } else if let Some(state) = &state {
+        deliver(state, &slack, now, &mut summary).await?;
+    }
+
+    // Write back.
+    let out_dir = settings
+        .crm
+        .files
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| sources.crm_dir.clone());
+    let sink = FilesSink::new(out_dir);
+    write_back(
+        &sink,
+        &data,
+        &evaluation,
+        state.as_mut(),
+        opts,
+        out,
+        &mut summary,
+    )
+    .await?;
+
+    if let (Some(state), false) = (&state, opts.dry_run) {
+        let outcome = if summary.exit_code() == 0 {
+            "ok"
+        } else {
+            "partial"
+        };
+        let json = serde_json::to_string(&summary).unwrap_or_default();
+        state.record_run(started, Utc::now().max(started), outcome, &json)?;
+    }
+    Ok(summary)
+}
+
+/// Sends every pending message, oldest first, marking each as it goes.
+async fn deliver(
+    state: &State,
+    slack: &SlackClient,
+    now: DateTime<Utc>,
+    summary: &mut Summary,
+) -> Result<(), CycleError> {
+    let mut down: BTreeSet<String> = BTreeSet::new();
+    for row in state.pending()? {
+        if down.contains(&row.route) {
+            summary.alerts_pending += 1;
+            continue;
+        }
+        match slack.post(&row.route, &row.body).await {
+            Delivery::Sent => {
+                crash_point("mid-send");
+                state.mark_sent(row.id, now)?;
+                summary.alerts_sent += 1;
+            }
+            Delivery::Retry(e) => {
+                // Slack is failing or asked us to wait: keep this webhook's
+                // remaining messages for the next cycle instead of hammering.
+                tracing::warn!(route = %row.route, error = %e, "Alert not delivered; retrying next cycle.");
+                state.mark_failed(row.id, &e, false)?;
+                summary.alerts_failed += 1;
+                summary.alerts_pending += 1;
+                down.insert(row.route.clone());
+            }
+            Delivery::WebhookDown(e) => {
+                tracing::error!(route = %row.route, error = %e, "Slack webhook cannot post; alerts wait for the next cycle.");
+                state.mark_failed(row.id, &e, false)?;
+                summary
+                    .errors
+                    .push(format!("slack route '{}': {e}", row.route));
+                summary.alerts_failed += 1;
+                summary.alerts_pending += 1;
+                down.insert(row.route.clone());
+            }
+            Delivery::Parked(e) => {
+                tracing::error!(route = %row.route, outbox_id = row.id, error = %e, "Slack refused an alert as malformed; parked.");
+                state.mark_failed(row.id, &e, true)?;
+                summary.alerts_parked += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn write_back(
+    sink: &impl ScorecardSink,
+    data: &crate::model::Dataset,
+    evaluation: &engine::Evaluation,
+    state: Option<&mut State>,
+    opts: &Options,
+    out: &mut (dyn Write + Send),
+    summary: &mut Summary,
+) -> Result<(), CycleError> {
+    let partners: BTreeMap<&str, &crate::model::Partner> =
+        data.partners.iter().map(|p| (p.id.as_str(), p)).collect();
+    let targets: Vec<Target> = evaluation
+        .scorecards
+        .iter()
+        .filter_map(|card| {
+            let partner = partners.get(card.partner_id.as_str())?;
+            let (record_id, fields) = sink.target(card, partner, &evaluation.period)?;
+            Some(Target {
+                partner_id: card.partner_id.clone(),
+                record_id,
+                fields,
+            })
+        })
+        .collect();
+    let lost = sink.lost_earlier_writes();
+    let written = match state.as_deref() {
+        Some(s) if !lost => s.written(sink.name())?,
+        _ => Default::default(),
+    };
+    let updates = diff(&targets, &written);
+    if opts.dry_run {
+        writeln!(
+            out,
+            "Would write {} record(s) to {}:",
+            updates.len(),
+            sink.name()
+        )
+        .map_err(anyhow::Error::from)?;
+        for u in &updates {
+            let fields = u
+                .fields
+                .iter()
+                .map(|(f, v)| format!("{f}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            writeln!(
+                out,
+                "--- write {} (partner {}): {fields}",
+                u.record_id, u.partner_id
+            )
+            .map_err(anyhow::Error::from)?;
+        }
+        return Ok(());
+    }
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let Some(state) = state else {
+        return Ok(());
+    };
+    if lost {
+        state.forget_written(sink.name())?;
+    }
+    let outcomes = sink.apply(&updates).await;
+    crash_point("mid-writeback");
+    let mut confirmed = Vec::new();
+    for (u, outcome) in updates.iter().zip(outcomes) {
+        match outcome {
+            None => {
+                summary.writes_done += 1;
+                confirmed.extend(
+                    u.fields
+                        .iter()
+                        .map(|(f, v)| (u.record_id.clone(), f.clone(), v.clone())),
+                );
+            }
+            Some(e) => {
+                tracing::warn!(sink = sink.name(), record = %u.record_id, error = %e, "Write-back failed; retrying next cycle.");
+                summary.writes_failed += 1;
+                summary
+                    .errors
+                    .push(format!("write-back {}: {e}", u.record_id));
+            }
+        }
+    }
+    state.record_written(sink.name(), &confirmed, opts.now)?;
+    Ok(())
+}

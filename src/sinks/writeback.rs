@@ -1,0 +1,305 @@
+//! Scorecard write-back: the sink trait the CRM connectors implement, the
+//! diffing against what was last written successfully, and the files sink.
+//!
+//! Only values that changed since the last successful write are sent; a
+//! record that fails is retried on the next cycle, since its old values stay
+//! remembered.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::engine::{Period, Scorecard};
+use crate::fast::FastMap;
+use crate::model::Partner;
+
+/// Changed values for one CRM record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordUpdate {
+    pub record_id: String,
+    pub partner_id: String,
+    /// (field, value), only those that changed.
+    pub fields: Vec<(String, String)>,
+}
+
+/// The values one partner's record should hold in a sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub partner_id: String,
+    pub record_id: String,
+    pub fields: Vec<(String, String)>,
+}
+
+/// A sink's answer for one record: `None` written, else why not.
+pub type RecordOutcome = Option<String>;
+
+/// Where scorecards are written.
+pub trait ScorecardSink {
+    /// A stable name, under which the state remembers what was written.
+    fn name(&self) -> &'static str;
+
+    /// The record and the (field, value) pairs to hold for one partner's
+    /// scorecard; `None` when the partner has no record in this sink.
+    fn target(
+        &self,
+        card: &Scorecard,
+        partner: &Partner,
+        period: &Period,
+    ) -> Option<(String, Vec<(String, String)>)>;
+
+    /// Whether what was written before may be gone, so everything must be
+    /// written again.
+    fn lost_earlier_writes(&self) -> bool {
+        false
+    }
+
+    /// Writes the updates; one outcome per update, in order.
+    fn apply(
+        &self,
+        updates: &[RecordUpdate],
+    ) -> impl std::future::Future<Output = Vec<RecordOutcome>> + Send;
+}
+
+/// The values of SPEC §3.4 as written: counts as integers, amounts with two
+/// decimals, the rate as a fraction (empty when undefined).
+pub fn field_values(card: &Scorecard, period: &Period) -> Vec<(&'static str, String)> {
+    vec![
+        ("period", period.label.clone()),
+        ("reps", card.reps.to_string()),
+        ("active_sellers", card.active_sellers.to_string()),
+        (
+            "active_seller_rate",
+            card.active_seller_rate
+                .map_or_else(String::new, |r| format!("{r:.6}")),
+        ),
+        ("sourced_pipeline", format!("{:.2}", card.sourced_pipeline)),
+        ("sourced_revenue", format!("{:.2}", card.sourced_revenue)),
+        ("open_registrations", card.open_registrations.to_string()),
+        (
+            "expiring_registrations",
+            card.expiring_registrations.to_string(),
+        ),
+        ("open_conflicts", card.open_conflicts.to_string()),
+    ]
+}
+
+/// The changes to send: every target value that differs from what was last
+/// written successfully.
+pub fn diff(targets: &[Target], written: &FastMap<(String, String), String>) -> Vec<RecordUpdate> {
+    targets
+        .iter()
+        .filter_map(|t| {
+            let changed: Vec<(String, String)> = t
+                .fields
+                .iter()
+                .filter(|(field, value)| {
+                    written.get(&(t.record_id.clone(), field.clone())) != Some(value)
+                })
+                .cloned()
+                .collect();
+            (!changed.is_empty()).then(|| RecordUpdate {
+                record_id: t.record_id.clone(),
+                partner_id: t.partner_id.clone(),
+                fields: changed,
+            })
+        })
+        .collect()
+}
+
+/// `scorecards.csv` in a folder: one row per partner, the SPEC §3.4 fields
+/// and the period. Rows are upserted by partner id; the file is replaced
+/// atomically (written beside, then renamed).
+pub struct FilesSink {
+    pub path: PathBuf,
+}
+
+pub const SCORECARD_COLUMNS: [&str; 10] = [
+    "partner_id",
+    "period",
+    "reps",
+    "active_sellers",
+    "active_seller_rate",
+    "sourced_pipeline",
+    "sourced_revenue",
+    "open_registrations",
+    "expiring_registrations",
+    "open_conflicts",
+];
+
+impl FilesSink {
+    pub fn new(dir: PathBuf) -> FilesSink {
+        FilesSink {
+            path: dir.join("scorecards.csv"),
+        }
+    }
+
+    fn read_existing(&self) -> std::io::Result<BTreeMap<String, BTreeMap<String, String>>> {
+        let mut rows = BTreeMap::new();
+        if !self.path.is_file() {
+            return Ok(rows);
+        }
+        let mut reader = csv::Reader::from_path(&self.path)?;
+        let header = reader.headers()?.clone();
+        for record in reader.records() {
+            let record = record?;
+            let row: BTreeMap<String, String> = header
+                .iter()
+                .zip(record.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect();
+            if let Some(id) = row.get("partner_id").cloned() {
+                rows.insert(id, row);
+            }
+        }
+        Ok(rows)
+    }
+
+    fn write(&self, updates: &[RecordUpdate]) -> std::io::Result<()> {
+        let mut rows = self.read_existing()?;
+        for u in updates {
+            let row = rows.entry(u.record_id.clone()).or_default();
+            row.insert("partner_id".into(), u.record_id.clone());
+            for (field, value) in &u.fields {
+                row.insert(field.clone(), value.clone());
+            }
+        }
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = self.path.with_extension("csv.tmp");
+        {
+            let file = std::fs::File::create(&tmp)?;
+            let mut w = csv::Writer::from_writer(std::io::BufWriter::new(&file));
+            w.write_record(SCORECARD_COLUMNS)?;
+            for row in rows.values() {
+                w.write_record(
+                    SCORECARD_COLUMNS
+                        .iter()
+                        .map(|c| row.get(*c).map_or("", String::as_str)),
+                )?;
+            }
+            w.flush()?;
+            drop(w);
+            file.sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.path)
+    }
+}
+
+impl ScorecardSink for FilesSink {
+    fn name(&self) -> &'static str {
+        "files"
+    }
+
+    fn target(
+        &self,
+        card: &Scorecard,
+        _partner: &Partner,
+        period: &Period,
+    ) -> Option<(String, Vec<(String, String)>)> {
+        let fields = field_values(card, period)
+            .into_iter()
+            .map(|(f, v)| (f.to_string(), v))
+            .collect();
+        Some((card.partner_id.clone(), fields))
+    }
+
+    fn lost_earlier_writes(&self) -> bool {
+        !self.path.is_file()
+    }
+
+    async fn apply(&self, updates: &[RecordUpdate]) -> Vec<RecordOutcome> {
+        match self.write(updates) {
+            Ok(()) => vec![None; updates.len()],
+            Err(e) => {
+                let why = format!("{}: {e}", self.path.display());
+                vec![Some(why); updates.len()]
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(x: &str) -> String {
+        x.to_string()
+    }
+
+    #[test]
+    fn only_changed_values_are_sent() {
+        let t = |id: &str, fields: Vec<(String, String)>| Target {
+            partner_id: s(id),
+            record_id: s(id),
+            fields,
+        };
+        let targets = vec![
+            t(
+                "P-1",
+                vec![(s("reps"), s("7")), (s("period"), s("2026-Q3"))],
+            ),
+            t("P-2", vec![(s("reps"), s("3"))]),
+        ];
+        let mut written = FastMap::default();
+        written.insert((s("P-1"), s("reps")), s("7"));
+        written.insert((s("P-1"), s("period")), s("2026-Q2"));
+        written.insert((s("P-2"), s("reps")), s("3"));
+        let d = diff(&targets, &written);
+        assert_eq!(
+            d,
+            vec![RecordUpdate {
+                record_id: s("P-1"),
+                partner_id: s("P-1"),
+                fields: vec![(s("period"), s("2026-Q3"))]
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_files_sink_upserts_rows_and_keeps_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FilesSink::new(dir.path().to_path_buf());
+        assert!(sink.lost_earlier_writes());
+        let u = |id: &str, reps: &str| RecordUpdate {
+            record_id: s(id),
+            partner_id: s(id),
+            fields: vec![(s("reps"), s(reps)), (s("period"), s("2026-Q3"))],
+        };
+        assert_eq!(
+            sink.apply(&[u("P-2", "3"), u("P-1", "7")]).await,
+            vec![None, None]
+        );
+        assert_eq!(
+            sink.apply(&[RecordUpdate {
+                record_id: s("P-1"),
+                partner_id: s("P-1"),
+                fields: vec![(s("reps"), s("8"))]
+            }])
+            .await,
+            vec![None]
+        );
+        let text = std::fs::read_to_string(&sink.path).unwrap();
+        assert_eq!(
+            text,
+            "partner_id,period,reps,active_sellers,active_seller_rate,sourced_pipeline,sourced_revenue,open_registrations,expiring_registrations,open_conflicts\n\
+             P-1,2026-Q3,8,,,,,,,\n\
+             P-2,2026-Q3,3,,,,,,,\n"
+        );
+        assert!(!sink.lost_earlier_writes());
+    }
+
+    #[tokio::test]
+    async fn a_write_that_fails_fails_every_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, "").unwrap();
+        let sink = FilesSink::new(blocker.join("sub"));
+        let u = RecordUpdate {
+            record_id: s("P-1"),
+            partner_id: s("P-1"),
+            fields: vec![(s("reps"), s("1"))],
+        };
+        let out = sink.apply(&[u.clone(), u]).await;
+        assert!(out.iter().all(Option::is_some), "{out:?}");
+    }
+}

@@ -1,0 +1,610 @@
+//! The cycle's memory, in one SQLite file (`state.path`): findings with their
+//! first-seen, last-seen and resolved times, the alert outbox, the last value
+//! written back per record and field, sync cursors, and run history.
+//!
+//! The schema is versioned with `PRAGMA user_version` and migrated forward at
+//! open, one transaction per step. WAL journaling with `synchronous = FULL`:
+//! a committed transaction survives a crash or power loss at any point.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::values::format_timestamp;
+
+/// Schema steps, applied in order; `user_version` counts those applied.
+/// Append only: never edit a step that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "CREATE TABLE findings (
+        key          TEXT PRIMARY KEY,
+        kind         TEXT NOT NULL,
+        severity     TEXT NOT NULL,
+        -- what the last alert said: severity, parties, won opportunities (JSON)
+        notified     TEXT NOT NULL,
+        -- the finding as last seen (JSON), for resolution messages
+        payload      TEXT NOT NULL,
+        first_seen   TEXT NOT NULL,
+        last_seen    TEXT NOT NULL,
+        resolved_at  TEXT,
+        notified_at  TEXT
+    );
+    CREATE TABLE outbox (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at   TEXT NOT NULL,
+        route        TEXT NOT NULL,
+        finding_key  TEXT,
+        reason       TEXT NOT NULL,
+        body         TEXT NOT NULL,
+        status       TEXT NOT NULL DEFAULT 'pending',
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        last_error   TEXT,
+        sent_at      TEXT
+    );
+    CREATE INDEX outbox_pending ON outbox (status, id);
+    CREATE TABLE written (
+        sink         TEXT NOT NULL,
+        record_id    TEXT NOT NULL,
+        field        TEXT NOT NULL,
+        value        TEXT NOT NULL,
+        written_at   TEXT NOT NULL,
+        PRIMARY KEY (sink, record_id, field)
+    ) WITHOUT ROWID;
+    CREATE TABLE cursors (
+        source       TEXT PRIMARY KEY,
+        value        TEXT NOT NULL,
+        updated_at   TEXT NOT NULL
+    );
+    CREATE TABLE runs (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        started_at   TEXT NOT NULL,
+        finished_at  TEXT NOT NULL,
+        outcome      TEXT NOT NULL,
+        summary      TEXT NOT NULL
+    );",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state file {path}: {source}")]
+    Sqlite {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "state file {path} has schema version {found}, newer than this program knows ({known}); upgrade channel-sync"
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+}
+
+/// What the state remembers of a finding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFinding {
+    pub key: String,
+    pub kind: String,
+    pub severity: String,
+    pub notified: String,
+    pub payload: String,
+    pub first_seen: String,
+    pub resolved_at: Option<String>,
+    pub notified_at: Option<String>,
+}
+
+/// A message waiting in (or delivered from) the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub route: String,
+    pub finding_key: Option<String>,
+    pub reason: String,
+    pub body: String,
+    pub attempts: i64,
+}
+
+/// A new outbox message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    pub route: String,
+    pub finding_key: Option<String>,
+    pub reason: String,
+    pub body: String,
+}
+
+/// A finding to insert or update, and whether its alert state changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindingUpdate {
+    pub key: String,
+    pub kind: String,
+    pub severity: String,
+    pub payload: String,
+    /// `Some` when an alert goes out for it now: the new `notified` facts.
+    pub notified: Option<String>,
+}
+
+pub struct State {
+    conn: Connection,
+    path: String,
+}
+
+impl State {
+    /// Opens (creating if needed) and migrates the state file.
+    pub fn open(path: &Path) -> Result<State, StateError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // A missing folder is created; a failure shows up in open below.
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let label = path.display().to_string();
+        let err = |source| StateError::Sqlite {
+            path: label.clone(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
+        let mut state = State { conn, path: label };
+        state.migrate()?;
+        Ok(state)
+    }
+
+    /// Opens an existing state file read-only, for `--dry-run`; `None` when
+    /// there is none yet (an empty state). Never writes to the file.
+    pub fn open_read_only(path: &Path) -> Result<Option<State>, StateError> {
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let label = path.display().to_string();
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StateError::Sqlite {
+            path: label.clone(),
+            source,
+        })?;
+        let state = State { conn, path: label };
+        let version = state.version()?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(StateError::TooNew {
+                path: state.path,
+                found: version,
+                known: MIGRATIONS.len() as i64,
+            });
+        }
+        if version < MIGRATIONS.len() as i64 {
+            // An older schema: a real run would migrate it first. Reading it
+            // as is could fail, so a dry run treats it as empty.
+            return Ok(None);
+        }
+        Ok(Some(state))
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StateError {
+        StateError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn version(&self) -> Result<i64, StateError> {
+        self.conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    fn migrate(&mut self) -> Result<(), StateError> {
+        let version = self.version()?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StateError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                known,
+            });
+        }
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let path = self.path.clone();
+            let err = |source| StateError::Sqlite {
+                path: path.clone(),
+                source,
+            };
+            let tx = self.conn.transaction().map_err(err)?;
+            tx.execute_batch(step).map_err(err)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(err)?;
+            tx.commit().map_err(err)?;
+            tracing::info!(version = i + 1, "State schema migrated.");
+        }
+        Ok(())
+    }
+
+    /// Every finding the state remembers, resolved ones included.
+    pub fn findings(&self) -> Result<Vec<StoredFinding>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT key, kind, severity, notified, payload, first_seen, resolved_at, notified_at
+                 FROM findings",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(StoredFinding {
+                    key: r.get(0)?,
+                    kind: r.get(1)?,
+                    severity: r.get(2)?,
+                    notified: r.get(3)?,
+                    payload: r.get(4)?,
+                    first_seen: r.get(5)?,
+                    resolved_at: r.get(6)?,
+                    notified_at: r.get(7)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// Records what this cycle saw and decided, in one transaction: the
+    /// findings seen, the findings resolved, and the messages to send. Either
+    /// all of it is stored or none of it.
+    pub fn commit_cycle(
+        &mut self,
+        now: DateTime<Utc>,
+        seen: &[FindingUpdate],
+        resolved: &[String],
+        messages: &[NewMessage],
+    ) -> Result<(), StateError> {
+        let now = format_timestamp(&now);
+        let path = self.path.clone();
+        let err = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut upsert = tx
+                .prepare(
+                    "INSERT INTO findings (key, kind, severity, notified, payload, first_seen, last_seen, resolved_at, notified_at)
+                     VALUES (?1, ?2, ?3, COALESCE(?4, '{}'), ?5, ?6, ?6, NULL, CASE WHEN ?4 IS NULL THEN NULL ELSE ?6 END)
+                     ON CONFLICT (key) DO UPDATE SET
+                        severity = excluded.severity,
+                        payload = excluded.payload,
+                        last_seen = excluded.last_seen,
+                        resolved_at = NULL,
+                        notified = COALESCE(?4, findings.notified),
+                        notified_at = CASE WHEN ?4 IS NULL THEN findings.notified_at ELSE excluded.last_seen END",
+                )
+                .map_err(err)?;
+            for f in seen {
+                upsert
+                    .execute(params![
+                        f.key, f.kind, f.severity, f.notified, f.payload, now
+                    ])
+                    .map_err(err)?;
+            }
+            let mut resolve = tx
+                .prepare(
+                    "UPDATE findings SET resolved_at = ?2 WHERE key = ?1 AND resolved_at IS NULL",
+                )
+                .map_err(err)?;
+            for key in resolved {
+                resolve.execute(params![key, now]).map_err(err)?;
+            }
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO outbox (created_at, route, finding_key, reason, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(err)?;
+            for m in messages {
+                insert
+                    .execute(params![now, m.route, m.finding_key, m.reason, m.body])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Messages not yet delivered, oldest first.
+    pub fn pending(&self) -> Result<Vec<OutboxRow>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, route, finding_key, reason, body, attempts FROM outbox
+                 WHERE status = 'pending' ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| {
+            Ok(OutboxRow {
+                id: r.get(0)?,
+                route: r.get(1)?,
+                finding_key: r.get(2)?,
+                reason: r.get(3)?,
+                body: r.get(4)?,
+                attempts: r.get(5)?,
+            })
+        })
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| self.err(e))
+    }
+
+    pub fn mark_sent(&self, id: i64, now: DateTime<Utc>) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?2, last_error = NULL WHERE id = ?1",
+                params![id, format_timestamp(&now)],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// A failed attempt: stays pending (retried next cycle) or is parked.
+    pub fn mark_failed(&self, id: i64, error: &str, park: bool) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2,
+                    status = CASE WHEN ?3 THEN 'parked' ELSE status END
+                 WHERE id = ?1",
+                params![id, error, park],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The last value successfully written per (record, field) of a sink.
+    pub fn written(
+        &self,
+        sink: &str,
+    ) -> Result<crate::fast::FastMap<(String, String), String>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT record_id, field, value FROM written WHERE sink = ?1")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([sink], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
+            .and_then(|rows| rows.collect::<Result<_, _>>())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Remembers values a sink confirmed, in one transaction.
+    pub fn record_written(
+        &mut self,
+        sink: &str,
+        values: &[(String, String, String)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        let now = format_timestamp(&now);
+        let path = self.path.clone();
+        let err = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut stmt = tx
+                .prepare(
+                    "INSERT INTO written (sink, record_id, field, value, written_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (sink, record_id, field) DO UPDATE SET value = excluded.value, written_at = excluded.written_at",
+                )
+                .map_err(err)?;
+            for (record, field, value) in values {
+                stmt.execute(params![sink, record, field, value, now])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Forgets what a sink was written (its target was emptied or replaced).
+    pub fn forget_written(&self, sink: &str) -> Result<(), StateError> {
+        self.conn
+            .execute("DELETE FROM written WHERE sink = ?1", [sink])
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn cursor(&self, source: &str) -> Result<Option<String>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT value FROM cursors WHERE source = ?1",
+                [source],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn set_cursor(
+        &self,
+        source: &str,
+        value: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO cursors (source, value, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (source) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                params![source, value, format_timestamp(&now)],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Appends one run to the history.
+    pub fn record_run(
+        &self,
+        started: DateTime<Utc>,
+        finished: DateTime<Utc>,
+        outcome: &str,
+        summary: &str,
+    ) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO runs (started_at, finished_at, outcome, summary) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    format_timestamp(&started),
+                    format_timestamp(&finished),
+                    outcome,
+                    summary
+                ],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Counts of outbox messages by status (for summaries and tests).
+    pub fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT status, COUNT(*) FROM outbox GROUP BY status ORDER BY status")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap()
+    }
+
+    fn update(key: &str, notified: Option<&str>) -> FindingUpdate {
+        FindingUpdate {
+            key: key.into(),
+            kind: "direct_vs_partner".into(),
+            severity: "warning".into(),
+            payload: "{}".into(),
+            notified: notified.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn a_new_file_is_migrated_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/state.db");
+        let mut s = State::open(&path).unwrap();
+        assert_eq!(s.version().unwrap(), MIGRATIONS.len() as i64);
+        let msg = NewMessage {
+            route: "default".into(),
+            finding_key: Some("k".into()),
+            reason: "new".into(),
+            body: "{}".into(),
+        };
+        s.commit_cycle(now(), &[update("k", Some("{\"a\":1}"))], &[], &[msg])
+            .unwrap();
+        drop(s);
+        let s = State::open(&path).unwrap();
+        let f = s.findings().unwrap();
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].notified, "{\"a\":1}");
+        assert_eq!(f[0].notified_at.as_deref(), Some("2026-11-26T00:00:00Z"));
+        assert_eq!(s.pending().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn seeing_a_finding_again_without_an_alert_keeps_what_was_notified() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(&dir.path().join("s.db")).unwrap();
+        s.commit_cycle(now(), &[update("k", Some("first"))], &[], &[])
+            .unwrap();
+        s.commit_cycle(now(), &[], &["k".into()], &[]).unwrap();
+        assert!(s.findings().unwrap()[0].resolved_at.is_some());
+        s.commit_cycle(now(), &[update("k", None)], &[], &[])
+            .unwrap();
+        let f = &s.findings().unwrap()[0];
+        assert_eq!(f.notified, "first");
+        assert_eq!(f.resolved_at, None, "seen again: open again");
+    }
+
+    #[test]
+    fn outbox_rows_move_from_pending_to_sent_or_parked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(&dir.path().join("s.db")).unwrap();
+        let msg = |k: &str| NewMessage {
+            route: "default".into(),
+            finding_key: Some(k.into()),
+            reason: "new".into(),
+            body: "{}".into(),
+        };
+        s.commit_cycle(now(), &[], &[], &[msg("a"), msg("b"), msg("c")])
+            .unwrap();
+        let p = s.pending().unwrap();
+        s.mark_sent(p[0].id, now()).unwrap();
+        s.mark_failed(p[1].id, "500", false).unwrap();
+        s.mark_failed(p[2].id, "invalid_payload", true).unwrap();
+        let left = s.pending().unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!((left[0].id, left[0].attempts), (p[1].id, 1));
+        assert_eq!(
+            s.outbox_counts().unwrap(),
+            [
+                ("parked".to_string(), 1),
+                ("pending".to_string(), 1),
+                ("sent".to_string(), 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn written_values_and_cursors_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(&dir.path().join("s.db")).unwrap();
+        let v = |r: &str, f: &str, x: &str| (r.to_string(), f.to_string(), x.to_string());
+        s.record_written(
+            "files",
+            &[v("P-1", "reps", "7"), v("P-1", "rate", "0.5")],
+            now(),
+        )
+        .unwrap();
+        s.record_written("files", &[v("P-1", "reps", "8")], now())
+            .unwrap();
+        let w = s.written("files").unwrap();
+        assert_eq!(w[&("P-1".to_string(), "reps".to_string())], "8");
+        assert_eq!(w.len(), 2);
+        s.forget_written("files").unwrap();
+        assert!(s.written("files").unwrap().is_empty());
+        assert_eq!(s.cursor("sf").unwrap(), None);
+        s.set_cursor("sf", "2026-11-01T00:00:00Z", now()).unwrap();
+        assert_eq!(
+            s.cursor("sf").unwrap().as_deref(),
+            Some("2026-11-01T00:00:00Z")
+        );
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        drop(State::open(&path).unwrap());
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+        drop(c);
+        assert!(matches!(
+            State::open(&path),
+            Err(StateError::TooNew { found: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn a_dry_run_reads_without_creating_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("none.db");
+        assert!(State::open_read_only(&path).unwrap().is_none());
+        assert!(!path.exists());
+    }
+}

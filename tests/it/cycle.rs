@@ -1,0 +1,698 @@
+//! `channel-sync once` end to end: the real binary, a copy of the sample
+//! program it may change, and a fake Slack webhook on port 0.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{NOW, sample};
+
+/// A program under test: its own copy of the sample, state and output.
+struct Program {
+    dir: tempfile::TempDir,
+    webhook: String,
+    extra_config: String,
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Program {
+    fn new(slack: &MockServer) -> Program {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        for f in std::fs::read_dir(sample()).unwrap() {
+            let f = f.unwrap().path();
+            if f.extension().is_some_and(|e| e == "csv") {
+                std::fs::copy(&f, data.join(f.file_name().unwrap())).unwrap();
+            }
+        }
+        Program {
+            dir,
+            webhook: format!("{}/hook", slack.uri()),
+            extra_config: String::new(),
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state/channel-sync.db")
+    }
+
+    fn scorecards(&self) -> PathBuf {
+        self.dir.path().join("out/scorecards.csv")
+    }
+
+    fn config(&self) -> PathBuf {
+        let config = self.dir.path().join("config.toml");
+        let base = std::fs::read_to_string(crate::helpers::repo().join("config/channel-sync.toml"))
+            .unwrap();
+        std::fs::write(
+            &config,
+            format!(
+                "{base}\n[state]\npath = \"{}\"\n\n[crm]\nkind = \"files\"\n\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n\n[alerts.slack]\nper_second = 1000\n{}\n",
+                self.state().display(),
+                self.data().display(),
+                self.dir.path().join("out").display(),
+                self.extra_config
+            ),
+        )
+        .unwrap();
+        config
+    }
+
+    /// Runs `once` (off the async runtime, which serves the fake Slack).
+    async fn once(&self, extra: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_channel-sync"));
+        cmd.args(["once", "--config"])
+            .arg(self.config())
+            .args(["--now", NOW])
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .env("CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL", &self.webhook);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Rewrites one CSV of the program's data, cell by cell.
+    fn edit(&self, file: &str, edit: impl Fn(&mut Vec<(String, String)>)) {
+        let p = self.data().join(file);
+        let mut reader = csv::Reader::from_path(&p).unwrap();
+        let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        let rows: Vec<Vec<String>> = reader
+            .records()
+            .map(|r| r.unwrap().iter().map(String::from).collect())
+            .collect();
+        let mut w = csv::Writer::from_path(&p).unwrap();
+        w.write_record(&header).unwrap();
+        for row in rows {
+            let mut cells: Vec<(String, String)> = header.iter().cloned().zip(row).collect();
+            edit(&mut cells);
+            if cells.is_empty() {
+                continue; // deleted
+            }
+            w.write_record(cells.iter().map(|(_, v)| v)).unwrap();
+        }
+        w.flush().unwrap();
+    }
+
+    fn append(&self, file: &str, values: &[(&str, &str)]) {
+        let p = self.data().join(file);
+        let header: Vec<String> = csv::Reader::from_path(&p)
+            .unwrap()
+            .headers()
+            .unwrap()
+            .iter()
+            .map(String::from)
+            .collect();
+        let row: Vec<String> = header
+            .iter()
+            .map(|h| {
+                values
+                    .iter()
+                    .find(|(k, _)| k == h)
+                    .map_or(String::new(), |(_, v)| v.to_string())
+            })
+            .collect();
+        let mut text = std::fs::read_to_string(&p).unwrap();
+        let mut w = csv::Writer::from_writer(vec![]);
+        w.write_record(&row).unwrap();
+        text.push_str(&String::from_utf8(w.into_inner().unwrap()).unwrap());
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+fn set(cells: &mut [(String, String)], id: &str, column: &str, value: &str) {
+    if cells.iter().any(|(k, v)| k == "id" && v == id) {
+        for (k, v) in cells.iter_mut() {
+            if k == column {
+                *v = value.to_string();
+            }
+        }
+    }
+}
+
+async fn slack_ok() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// The posted bodies, as JSON.
+async fn posted(server: &MockServer) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+/// The finding key a message is about (from its context line), else "digest".
+fn about(body: &Value) -> String {
+    let blocks = body["blocks"].as_array().unwrap();
+    let last = blocks.last().unwrap()["elements"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    // "channel-sync · <key> · <kind or resolved>"
+    last.split(" · ").nth(1).unwrap_or("digest").to_string()
+}
+
+fn header(body: &Value) -> String {
+    body["blocks"][0]["text"]["text"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+const SAMPLE_FINDINGS: usize = 14;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_cycle_alerts_each_finding_and_an_identical_one_nothing() {
+    let slack = slack_ok().await;
+    let p = Program::new(&slack);
+    let run = p.once(&[], &[]).await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("14 open: 14 new"), "{}", run.stdout);
+    assert!(run.stdout.contains("14 sent, 0 failed"), "{}", run.stdout);
+    let bodies = posted(&slack).await;
+    assert_eq!(bodies.len(), SAMPLE_FINDINGS);
+    let mut keys: Vec<String> = bodies.iter().map(about).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), SAMPLE_FINDINGS, "one message per finding");
+    for b in &bodies {
+        assert!(
+            b["text"].as_str().is_some_and(|t| !t.is_empty()),
+            "a text fallback"
+        );
+        assert!(b["blocks"].as_array().unwrap().len() <= 50);
+    }
+    let card = std::fs::read_to_string(p.scorecards()).unwrap();
+    assert!(
+        card.contains("P-1,2026-Q3,7,3,0.428571,252000.00,127840.00,4,0,5"),
+        "{card}"
+    );
+
+    let run = p.once(&[], &[]).await;
+    assert_eq!(run.code, Some(0));
+    assert!(
+        run.stdout.contains("0 new, 0 changed, 0 resolved"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("0 records written"), "{}", run.stdout);
+    assert_eq!(
+        posted(&slack).await.len(),
+        SAMPLE_FINDINGS,
+        "nothing more posted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_bring_exactly_the_renotifications_and_resolutions_due() {
+    let slack = slack_ok().await;
+    let p = Program::new(&slack);
+    assert_eq!(p.once(&[], &[]).await.code, Some(0));
+    slack.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&slack)
+        .await;
+
+    // The open direct opportunity O-002 is won: its conflict turns critical.
+    p.edit("opportunities.csv", |c| {
+        set(c, "O-002", "status", "won");
+        set(c, "O-002", "close_date", "2026-11-20");
+    });
+    // The partner comes back on O-015: that bypass is resolved.
+    p.edit("opportunities.csv", |c| {
+        set(c, "O-015", "partner_id", "P-2")
+    });
+    // A third partner opens a deal on Baker & Sons: a new party.
+    p.append(
+        "opportunities.csv",
+        &[
+            ("id", "O-900"),
+            ("account_id", "A-05"),
+            ("status", "open"),
+            ("created_at", "2026-11-20T10:00:00Z"),
+            ("partner_id", "P-3"),
+            ("name", "Baker - third claim"),
+        ],
+    );
+    // Reordering rows and touching nothing material changes nothing.
+    p.edit("registrations.csv", |c| set(c, "R-05", "amount", "1"));
+
+    let run = p.once(&[], &[]).await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    let mut got: Vec<(String, String)> = posted(&slack)
+        .await
+        .iter()
+        .map(|b| (about(b), header(b)))
+        .collect();
+    got.sort();
+    let got: Vec<(String, String)> = got.into_iter().map(|(k, h)| (h, k)).collect();
+    let heads: Vec<&str> = got.iter().map(|(h, _)| h.as_str()).collect();
+    let keys: Vec<&str> = got.iter().map(|(_, k)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "direct_vs_partner:R-01:O-002",
+            "partner_bypassed:R-12:O-015",
+            "partner_vs_partner:A-05",
+        ],
+        "{heads:?}"
+    );
+    assert!(
+        heads[0].contains("Updated: Direct deal") && heads[0].contains("critical"),
+        "{heads:?}"
+    );
+    assert!(
+        heads[1].contains("Resolved: Registered deal lost its partner"),
+        "{heads:?}"
+    );
+    assert!(
+        heads[2].contains("Updated: Two partners claim one customer"),
+        "{heads:?}"
+    );
+    let changed = posted(&slack).await;
+    let why: Vec<String> = changed
+        .iter()
+        .filter_map(|b| b["blocks"][1]["text"]["text"].as_str().map(String::from))
+        .filter(|t| t.starts_with("*What changed:*"))
+        .collect();
+    assert!(
+        why.iter()
+            .any(|t| t.contains("severity rose to critical") && t.contains("won: O-002")),
+        "{why:?}"
+    );
+    assert!(why.iter().any(|t| t.contains("new: O-900, P-3")), "{why:?}");
+
+    // And a third identical cycle is silent again.
+    slack.reset().await;
+    let run = p.once(&[], &[]).await;
+    assert_eq!(run.code, Some(0));
+    assert!(posted(&slack).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn above_the_threshold_one_digest_goes_out() {
+    let slack = slack_ok().await;
+    let mut p = Program::new(&slack);
+    p.extra_config = "max_per_cycle = 5".into();
+    let run = p.once(&[], &[]).await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    let bodies = posted(&slack).await;
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(header(&bodies[0]), "channel-sync: 14 alerts this cycle");
+    let all = bodies[0].to_string();
+    assert!(
+        all.contains("Direct deal on a partner-registered account: 3 (2 critical)"),
+        "{all}"
+    );
+    assert!(bodies[0]["blocks"].as_array().unwrap().len() <= 50);
+    // The digest counts as the alert: nothing more next time.
+    assert_eq!(p.once(&[], &[]).await.code, Some(0));
+    assert_eq!(posted(&slack).await.len(), 1);
+}
+
+/// Slack failing in each documented way during the first cycle, fine in the
+/// second: every alert arrives exactly once.
+async fn recovers_from(failure: ResponseTemplate) {
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(failure)
+        .up_to_n_times(1)
+        .mount(&slack)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&slack)
+        .await;
+    let mut p = Program::new(&slack);
+    p.extra_config = "max_retry_wait_secs = 5".into();
+    // The failure answers the first post; the cycle stops using the webhook.
+    let run = p.once(&[], &[]).await;
+    assert_eq!(
+        run.code,
+        Some(1),
+        "a failed call is exit 1: {}{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        run.stdout
+            .contains("0 sent, 1 failed, 0 parked, 14 waiting"),
+        "{}",
+        run.stdout
+    );
+    let run = p.once(&[], &[]).await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("14 sent, 0 failed"), "{}", run.stdout);
+    let requests = slack.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 15, "one failed attempt, then each once");
+    let mut keys: Vec<String> = posted(&slack).await.iter().skip(1).map(about).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), SAMPLE_FINDINGS, "nothing lost, nothing twice");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_429_beyond_the_wait_limit_is_retried_next_cycle() {
+    recovers_from(
+        ResponseTemplate::new(429)
+            .insert_header("Retry-After", "60")
+            .set_body_string("rate_limited"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_channel_is_archived_is_retried_next_cycle() {
+    recovers_from(ResponseTemplate::new(410).set_body_string("channel_is_archived")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_error_is_retried_with_backoff_then_next_cycle() {
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("rollup_error"))
+        .up_to_n_times(4)
+        .mount(&slack)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&slack)
+        .await;
+    let p = Program::new(&slack);
+    let run = p.once(&[], &[]).await;
+    assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("0 sent, 1 failed"), "{}", run.stdout);
+    assert_eq!(
+        slack.received_requests().await.unwrap().len(),
+        4,
+        "4 attempts"
+    );
+    let run = p.once(&[], &[]).await;
+    assert_eq!(run.code, Some(0));
+    let mut keys: Vec<String> = posted(&slack).await.iter().skip(4).map(about).collect();
+    assert_eq!(keys.len(), SAMPLE_FINDINGS);
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), SAMPLE_FINDINGS);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_429_within_the_wait_limit_is_waited_out_in_the_same_cycle() {
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+        .up_to_n_times(1)
+        .mount(&slack)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&slack)
+        .await;
+    let p = Program::new(&slack);
+    let started = std::time::Instant::now();
+    let run = p.once(&[], &[]).await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "Retry-After honoured"
+    );
+    assert!(run.stdout.contains("14 sent"), "{}", run.stdout);
+    assert_eq!(slack.received_requests().await.unwrap().len(), 15);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_payload_is_parked_not_retried() {
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_string("invalid_payload"))
+        .up_to_n_times(1)
+        .mount(&slack)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&slack)
+        .await;
+    let p = Program::new(&slack);
+    let run = p.once(&[], &[]).await;
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.stdout.contains("13 sent, 0 failed, 1 parked"),
+        "{}",
+        run.stdout
+    );
+    let run = p.once(&[], &[]).await;
+    assert_eq!(run.code, Some(0));
+    assert_eq!(
+        slack.received_requests().await.unwrap().len(),
+        14,
+        "the parked one is not resent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_posts_nothing_writes_nothing_and_leaves_the_state_file_alone() {
+    let slack = slack_ok().await;
+    let p = Program::new(&slack);
+    assert_eq!(p.once(&[], &[]).await.code, Some(0));
+    p.edit("opportunities.csv", |c| {
+        set(c, "O-015", "partner_id", "P-2")
+    });
+    p.edit("opportunities.csv", |c| set(c, "O-001", "amount", "90000"));
+    let state_before = std::fs::read(p.state()).unwrap();
+    let cards_before = std::fs::read(p.scorecards()).unwrap();
+    slack.reset().await;
+
+    let run = p.once(&["--dry-run"], &[]).await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("Would send 1 alert(s):"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("resolved: partner_bypassed:R-12:O-015"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("Would write 2 record(s) to files:"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("--- write P-1 (partner P-1): sourced_pipeline=257000.00\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(
+            "--- write P-2 (partner P-2): sourced_pipeline=104940.00, open_conflicts=1\n"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(posted(&slack).await.is_empty(), "no post");
+    assert_eq!(
+        std::fs::read(p.state()).unwrap(),
+        state_before,
+        "state file unchanged"
+    );
+    assert_eq!(
+        std::fs::read(p.scorecards()).unwrap(),
+        cards_before,
+        "no write"
+    );
+
+    // A dry run before any real run creates nothing at all.
+    let fresh = Program::new(&slack);
+    let run = fresh.once(&["--dry-run"], &[]).await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("Would send 14 alert(s):"),
+        "{}",
+        run.stdout
+    );
+    assert!(!fresh.state().exists());
+    assert!(!fresh.scorecards().exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mention_injection_arrives_escaped() {
+    let slack = slack_ok().await;
+    let p = Program::new(&slack);
+    p.edit("partners.csv", |c| {
+        set(c, "P-1", "name", "<!channel> Northwind")
+    });
+    p.edit("accounts.csv", |c| {
+        set(c, "A-01", "name", "<@U123> Acme & Co <!here>")
+    });
+    p.edit("opportunities.csv", |c| {
+        set(c, "O-002", "name", "<https://evil.example|click>")
+    });
+    let run = p.once(&[], &[]).await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    let raw: Vec<String> = slack
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| String::from_utf8(r.body.clone()).unwrap())
+        .collect();
+    let all = raw.join("\n");
+    for bad in ["<!channel>", "<!here>", "<@U123>", "<https://evil"] {
+        assert!(!all.contains(bad), "{bad} went out unescaped");
+    }
+    for good in [
+        "&lt;!channel&gt; Northwind",
+        "&lt;@U123&gt; Acme &amp; Co &lt;!here&gt;",
+        "&lt;https://evil.example|click&gt;",
+    ] {
+        assert!(all.contains(good), "{good} missing");
+    }
+}
+
+/// Kills the cycle at each named point, restarts it, and checks that every
+/// alert arrived (at most one twice) and every write-back was applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_anywhere_loses_nothing() {
+    for point in ["before-commit", "after-commit", "mid-send", "mid-writeback"] {
+        let slack = slack_ok().await;
+        let p = Program::new(&slack);
+        let crashed = p.once(&[], &[("CHANNEL_SYNC_CRASH_AT", point)]).await;
+        assert_ne!(crashed.code, Some(0), "{point}: the process was killed");
+        let run = p.once(&[], &[]).await;
+        assert_eq!(run.code, Some(0), "{point}: {}{}", run.stdout, run.stderr);
+        let keys: Vec<String> = posted(&slack).await.iter().map(about).collect();
+        let mut unique = keys.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            SAMPLE_FINDINGS,
+            "{point}: every alert delivered"
+        );
+        let duplicates = keys.len() - unique.len();
+        let allowed = usize::from(point == "mid-send");
+        assert_eq!(
+            duplicates, allowed,
+            "{point}: at most the one in flight twice"
+        );
+        let cards = std::fs::read_to_string(p.scorecards()).unwrap();
+        assert_eq!(
+            cards.lines().count(),
+            6,
+            "{point}: every scorecard written\n{cards}"
+        );
+        assert!(
+            cards.contains("P-5,2026-Q3,2,1,0.500000,209080.00,32400.00,3,1,2"),
+            "{point}: {cards}"
+        );
+        // And the restarted state is complete: a third run has nothing to do.
+        let run = p.once(&[], &[]).await;
+        assert!(
+            run.stdout.contains("0 new, 0 changed, 0 resolved"),
+            "{point}: {}",
+            run.stdout
+        );
+        assert!(
+            run.stdout.contains("0 sent, 0 failed, 0 parked, 0 waiting"),
+            "{point}: {}",
+            run.stdout
+        );
+        assert!(
+            run.stdout.contains("0 records written"),
+            "{point}: {}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn check_config_names_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    let check = |body: &str, env: &[(&str, &str)]| {
+        std::fs::write(&config, body).unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_channel-sync"));
+        cmd.args(["check-config", "--config"]).arg(&config);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let files = "[crm]\nkind = \"files\"\n[crm.files]\ndir = \"sample\"\n";
+    // A secret in the file is refused, naming the variable to use.
+    let out = check(
+        &format!(
+            "{files}[alerts.slack]\nwebhook_url = \"https://hooks.slack.com/services/T/B/X\"\n"
+        ),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("alerts.slack.webhook_url")
+            && err.contains("CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL"),
+        "{err}"
+    );
+    assert!(!err.contains("hooks.slack.com"), "the secret is not echoed");
+    // A route without its webhook.
+    let out = check(
+        &format!("{files}[alerts.slack.routes.critical]\nkinds = [\"direct_vs_partner\"]\n"),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("alerts.slack.routes.critical.webhook_url")
+    );
+    // The effective configuration, secret redacted.
+    let secret = "https://hooks.slack.com/services/T000/B000/SECRET";
+    let out = check(
+        files,
+        &[("CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL", secret)],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"webhook_url\": \"<redacted>\""), "{text}");
+    assert!(!text.contains("SECRET"), "{text}");
+    // Missing source settings name the key.
+    let out = check("[crm]\nkind = \"files\"\n", &[]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("crm.files.dir"));
+}
