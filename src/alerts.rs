@@ -179,7 +179,9 @@ pub fn plan(
         .repeat_after()
         .and_then(|d| chrono::Duration::from_std(d).ok());
     let mut plan = Plan::default();
-    let mut messages: Vec<(String, NewMessage, &Finding)> = Vec::new();
+    // (route, finding, reason, what changed): rendered at the end, and only
+    // for webhooks that stay under the digest threshold.
+    let mut announcements: Vec<(String, &Finding, Reason, Option<String>)> = Vec::new();
 
     for f in findings {
         let facts = Facts::of(f);
@@ -234,18 +236,8 @@ pub fn plan(
             Reason::Reminder => plan.reminded += 1,
             _ => {}
         }
-        let body = render::finding(f, reason, why.as_deref(), ctx.names);
         for route in routes {
-            messages.push((
-                route.clone(),
-                NewMessage {
-                    route,
-                    finding_key: Some(f.key.clone()),
-                    reason: reason.as_str().into(),
-                    body: body.to_string(),
-                },
-                f,
-            ));
+            announcements.push((route, f, reason, why.clone()));
         }
     }
 
@@ -270,40 +262,48 @@ pub fn plan(
             continue;
         }
         plan.resolved_alerts += 1;
-        let body = render::resolved(&old, ctx.names);
         for route in routes {
-            resolutions.push(NewMessage {
-                route,
-                finding_key: Some(s.key.clone()),
-                reason: Reason::Resolved.as_str().into(),
-                body: body.to_string(),
-            });
+            resolutions.push((route, old.clone()));
         }
     }
 
     // Per webhook: the messages, or one digest when there are too many.
-    let mut by_route: BTreeMap<String, (Vec<NewMessage>, Vec<&Finding>, usize)> = BTreeMap::new();
-    for (route, m, f) in messages {
-        let e = by_route.entry(route).or_default();
-        e.0.push(m);
-        e.1.push(f);
+    type Announcement<'f> = (&'f Finding, Reason, Option<String>);
+    let mut by_route: BTreeMap<String, (Vec<Announcement>, Vec<Finding>)> = BTreeMap::new();
+    for (route, f, reason, why) in announcements {
+        by_route.entry(route).or_default().0.push((f, reason, why));
     }
-    for m in resolutions {
-        let e = by_route.entry(m.route.clone()).or_default();
-        e.0.push(m);
-        e.2 += 1;
+    for (route, old) in resolutions {
+        by_route.entry(route).or_default().1.push(old);
     }
-    for (route, (msgs, findings, resolved)) in by_route {
-        if msgs.len() > ctx.slack.max_per_cycle {
-            let body = render::digest(&findings, resolved, msgs.len(), ctx.names);
+    for (route, (announced, resolved)) in by_route {
+        let total = announced.len() + resolved.len();
+        if total > ctx.slack.max_per_cycle {
+            let findings: Vec<&Finding> = announced.iter().map(|(f, _, _)| *f).collect();
+            let body = render::digest(&findings, resolved.len(), total, ctx.names);
             plan.messages.push(NewMessage {
                 route,
                 finding_key: None,
                 reason: Reason::Digest.as_str().into(),
                 body: body.to_string(),
             });
-        } else {
-            plan.messages.extend(msgs);
+            continue;
+        }
+        for (f, reason, why) in announced {
+            plan.messages.push(NewMessage {
+                route: route.clone(),
+                finding_key: Some(f.key.clone()),
+                reason: reason.as_str().into(),
+                body: render::finding(f, reason, why.as_deref(), ctx.names).to_string(),
+            });
+        }
+        for old in resolved {
+            plan.messages.push(NewMessage {
+                route: route.clone(),
+                finding_key: Some(old.key.clone()),
+                reason: Reason::Resolved.as_str().into(),
+                body: render::resolved(&old, ctx.names).to_string(),
+            });
         }
     }
     plan

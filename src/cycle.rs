@@ -176,6 +176,8 @@ pub async fn once(
     ]);
     let evaluation = engine::evaluate(&data, settings, now);
     summary.findings_open = evaluation.findings.len();
+    let clock = std::time::Instant::now();
+    let lap = |what: &str| tracing::debug!(ms = clock.elapsed().as_millis() as u64, "{what}");
 
     // Decide.
     let mut state = if opts.dry_run {
@@ -198,7 +200,9 @@ pub async fn once(
             .collect(),
         names: &names,
     };
+    lap("State read.");
     let plan = alerts::plan(&evaluation.findings, &stored, &ctx, now);
+    lap("Alerts planned.");
     summary.findings_new = plan.new;
     summary.findings_changed = plan.changed;
     summary.reminders = plan.reminded;
@@ -210,6 +214,7 @@ pub async fn once(
         state.commit_cycle(now, &plan.seen, &plan.resolved, &plan.messages)?;
     }
     crash_point("after-commit");
+    lap("Cycle committed.");
     if opts.dry_run {
         let mut waiting = match &state {
             Some(s) => s
@@ -253,6 +258,7 @@ pub async fn once(
         .out_dir
         .clone()
         .unwrap_or_else(|| sources.crm_dir.clone());
+    lap("Alerts delivered.");
     let sink = FilesSink::new(out_dir);
     write_back(
         &sink,
@@ -264,6 +270,7 @@ pub async fn once(
         &mut summary,
     )
     .await?;
+    lap("Scorecards written back.");
 
     if let (Some(state), false) = (&state, opts.dry_run) {
         let outcome = if summary.exit_code() == 0 {
@@ -274,6 +281,7 @@ pub async fn once(
         let json = serde_json::to_string(&summary).unwrap_or_default();
         state.record_run(started, Utc::now().max(started), outcome, &json)?;
     }
+    lap("Run recorded.");
     Ok(summary)
 }
 

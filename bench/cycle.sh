@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Benchmark `channel-sync once` on the generated 1M-opportunity program:
+# a first cycle on an empty state, then a second one after 1% of the
+# opportunities changed. Compares with `detect` on the same data.
+#
+#   bench/cycle.sh            # 1,000,000 opportunities
+#   bench/cycle.sh 100000     # another size
+#
+# Slack is a local responder on loopback that answers "ok" to every post.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-1000000}
+NOW=2026-11-26T00:00:00Z
+BIN=target/release/channel-sync
+cargo build --release --quiet
+
+src=bench/data/$N
+[ -f "$src/registrations.csv" ] || "$BIN" generate --out "$src" --opportunities "$N" --seed 42 --now "$NOW" 2>/dev/null
+work=$(mktemp -d)
+trap 'kill "$slack_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+cp "$src"/*.csv "$work/"
+
+port_file="$work/port"
+python3 - "$port_file" <<'PY' &
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+open(sys.argv[1], "w").write(str(s.server_address[1]))
+s.serve_forever()
+PY
+slack_pid=$!
+for _ in $(seq 50); do [ -s "$port_file" ] && break; sleep 0.1; done
+export CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL="http://127.0.0.1:$(cat "$port_file")/hook"
+
+cat config/channel-sync.toml > "$work/config.toml"
+cat >> "$work/config.toml" <<TOML
+[state]
+path = "$work/state.db"
+[crm]
+kind = "files"
+[crm.files]
+dir = "$work"
+out_dir = "$work/out"
+TOML
+
+measure() { # label, command...
+  local label=$1; shift
+  /usr/bin/time -f 'TIME %e %M' "$@" >"$work/out.txt" 2>"$work/err.txt" || true
+  local t rss
+  t=$(awk '/^TIME/ {print $2}' "$work/err.txt")
+  rss=$(awk '/^TIME/ {printf "%.0f", $3/1024}' "$work/err.txt")
+  local state_mb="-"
+  [ -f "$work/state.db" ] && state_mb=$(du -m "$work/state.db" | cut -f1)
+  echo "| $label | $t | $rss | $state_mb |"
+}
+
+echo "| run ($N opportunities) | wall (s) | peak RSS (MiB) | state file (MiB) |"
+echo "|---|---:|---:|---:|"
+measure "detect" "$BIN" detect --input "$work" --now "$NOW" --format json
+measure "once, first cycle (empty state)" "$BIN" once --config "$work/config.toml" --now "$NOW"
+grep -E "^(findings|alerts|write-back)" "$work/out.txt" | sed 's/^/    /' >&2
+# 1% of the opportunities change: every 100th row flips open <-> lost and
+# gets a new amount.
+python3 - "$work/opportunities.csv" <<'PY'
+import csv, sys
+p = sys.argv[1]
+rows = list(csv.reader(open(p, newline="")))
+h = rows[0]; st = h.index("status"); am = h.index("amount"); cd = h.index("close_date")
+for i in range(1, len(rows), 100):
+    r = rows[i]
+    if r[st] == "open":
+        r[st] = "lost"; r[cd] = r[cd] or "2026-11-20"
+    else:
+        r[st] = "open"
+    r[am] = "12345.67"
+csv.writer(open(p, "w", newline="")).writerows(rows)
+PY
+measure "once, second cycle (1% changed)" "$BIN" once --config "$work/config.toml" --now "$NOW"
+grep -E "^(findings|alerts|write-back)" "$work/out.txt" | sed 's/^/    /' >&2
+measure "once, third cycle (no change)" "$BIN" once --config "$work/config.toml" --now "$NOW"
+grep -E "^(findings|alerts|write-back)" "$work/out.txt" | sed 's/^/    /' >&2
