@@ -308,3 +308,292 @@ pub fn plan(
     }
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SlackRoute;
+    use crate::engine::{Evidence, Record};
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap()
+    }
+
+    fn finding(kind: FindingKind, key: &str, severity: Severity, partners: &[&str]) -> Finding {
+        Finding {
+            kind,
+            key: key.into(),
+            severity,
+            account_id: Some("A-1".into()),
+            partner_ids: partners.iter().map(|p| p.to_string()).collect(),
+            registration_ids: vec!["R-1".into()],
+            opportunity_ids: vec!["O-1".into()],
+            first_in: "R-1".into(),
+            how: None,
+            expires_at: None,
+            summary: format!("summary of {key}"),
+            account_name: Some("Acme".into()),
+            evidence: vec![Evidence {
+                record: Record::Opportunity,
+                id: "O-1".into(),
+                name: None,
+                partner_id: None,
+                partner_name: None,
+                at: now(),
+                status: "open".into(),
+                approved_at: None,
+                expires_at: None,
+                close_date: None,
+                rep: None,
+                owner_id: None,
+                how: None,
+            }],
+        }
+    }
+
+    /// The state after a cycle that planned `plan` (what commit_cycle stores).
+    fn remember(plan: &Plan, at: DateTime<Utc>, before: &[StoredFinding]) -> Vec<StoredFinding> {
+        let mut out: Vec<StoredFinding> = before.to_vec();
+        for u in &plan.seen {
+            let at = crate::values::format_timestamp(&at);
+            match out.iter_mut().find(|s| s.key == u.key) {
+                Some(s) => {
+                    s.severity = u.severity.clone();
+                    s.payload = u.payload.clone();
+                    s.resolved_at = None;
+                    if let Some(n) = &u.notified {
+                        s.notified = n.clone();
+                        s.notified_at = Some(at);
+                    }
+                }
+                None => out.push(StoredFinding {
+                    key: u.key.clone(),
+                    kind: u.kind.clone(),
+                    severity: u.severity.clone(),
+                    notified: u.notified.clone().unwrap_or_else(|| "{}".into()),
+                    payload: u.payload.clone(),
+                    first_seen: at.clone(),
+                    resolved_at: None,
+                    notified_at: u.notified.as_ref().map(|_| at),
+                }),
+            }
+        }
+        for key in &plan.resolved {
+            if let Some(s) = out.iter_mut().find(|s| &s.key == key) {
+                s.resolved_at = Some("resolved".into());
+            }
+        }
+        out
+    }
+
+    struct Setup {
+        slack: SlackSettings,
+        names: render::Names,
+    }
+
+    impl Setup {
+        fn new() -> Setup {
+            Setup {
+                slack: SlackSettings::default(),
+                names: render::Names::default(),
+            }
+        }
+
+        fn ctx(&self, routes: &[&str]) -> AlertContext<'_> {
+            AlertContext {
+                slack: &self.slack,
+                routes_with_webhook: routes.iter().map(|r| r.to_string()).collect(),
+                tiers: [("P-1".to_string(), "gold".to_string())]
+                    .into_iter()
+                    .collect(),
+                names: &self.names,
+            }
+        }
+    }
+
+    fn reasons(plan: &Plan) -> Vec<(String, String)> {
+        plan.messages
+            .iter()
+            .map(|m| (m.reason.clone(), m.finding_key.clone().unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn a_finding_is_announced_once_until_it_materially_changes() {
+        let s = Setup::new();
+        let ctx = s.ctx(&["default"]);
+        let f = finding(
+            FindingKind::DirectVsPartner,
+            "k",
+            Severity::Warning,
+            &["P-1"],
+        );
+        let p1 = plan(std::slice::from_ref(&f), &[], &ctx, now());
+        assert_eq!(reasons(&p1), [("new".to_string(), "k".to_string())]);
+        let st = remember(&p1, now(), &[]);
+        assert!(
+            plan(std::slice::from_ref(&f), &st, &ctx, now())
+                .messages
+                .is_empty()
+        );
+
+        // A party leaving is not news, and coming back is not either.
+        let mut fewer = f.clone();
+        fewer.opportunity_ids.clear();
+        let p = plan(std::slice::from_ref(&fewer), &st, &ctx, now());
+        assert!(p.messages.is_empty());
+        let st = remember(&p, now(), &st);
+        assert!(
+            plan(std::slice::from_ref(&f), &st, &ctx, now())
+                .messages
+                .is_empty()
+        );
+
+        // A severity drop is not news; a rise is.
+        let mut worse = f.clone();
+        worse.severity = Severity::Critical;
+        let p = plan(std::slice::from_ref(&worse), &st, &ctx, now());
+        assert_eq!(reasons(&p), [("changed".to_string(), "k".to_string())]);
+        assert_eq!(p.changed, 1);
+    }
+
+    #[test]
+    fn window_findings_are_announced_once_ever() {
+        let s = Setup::new();
+        let ctx = s.ctx(&["default"]);
+        let f = finding(
+            FindingKind::RegistrationExpiring,
+            "e",
+            Severity::Info,
+            &["P-1"],
+        );
+        let p = plan(std::slice::from_ref(&f), &[], &ctx, now());
+        assert_eq!(p.messages.len(), 1);
+        let st = remember(&p, now(), &[]);
+        // Gone: no resolution message for a window finding.
+        let p = plan(&[], &st, &ctx, now());
+        assert_eq!(p.resolved, ["e"]);
+        assert!(p.messages.is_empty());
+        let st = remember(&p, now(), &st);
+        // Back again: still not announced a second time.
+        let p = plan(std::slice::from_ref(&f), &st, &ctx, now());
+        assert!(p.messages.is_empty(), "{:?}", reasons(&p));
+    }
+
+    #[test]
+    fn a_conflict_that_disappears_is_resolved_once() {
+        let s = Setup::new();
+        let ctx = s.ctx(&["default"]);
+        let f = finding(
+            FindingKind::PartnerBypassed,
+            "b",
+            Severity::Critical,
+            &["P-1"],
+        );
+        let st = remember(
+            &plan(std::slice::from_ref(&f), &[], &ctx, now()),
+            now(),
+            &[],
+        );
+        let p = plan(&[], &st, &ctx, now());
+        assert_eq!(reasons(&p), [("resolved".to_string(), "b".to_string())]);
+        let st = remember(&p, now(), &st);
+        assert!(plan(&[], &st, &ctx, now()).messages.is_empty());
+    }
+
+    #[test]
+    fn reminders_come_after_repeat_after_and_not_before() {
+        let mut s = Setup::new();
+        s.slack.repeat_after = Some("7d".into());
+        let ctx = s.ctx(&["default"]);
+        let f = finding(
+            FindingKind::PartnerVsPartner,
+            "p",
+            Severity::Warning,
+            &["P-1", "P-2"],
+        );
+        let st = remember(
+            &plan(std::slice::from_ref(&f), &[], &ctx, now()),
+            now(),
+            &[],
+        );
+        let later = now() + chrono::Duration::days(6);
+        assert!(
+            plan(std::slice::from_ref(&f), &st, &ctx, later)
+                .messages
+                .is_empty()
+        );
+        let later = now() + chrono::Duration::days(7);
+        let p = plan(std::slice::from_ref(&f), &st, &ctx, later);
+        assert_eq!(reasons(&p), [("reminder".to_string(), "p".to_string())]);
+    }
+
+    #[test]
+    fn routes_take_findings_by_kind_and_tier_else_the_default() {
+        let mut s = Setup::new();
+        s.slack.routes.insert(
+            "critical".into(),
+            SlackRoute {
+                webhook_url: None,
+                kinds: vec!["direct_vs_partner".into()],
+                tiers: vec![],
+            },
+        );
+        s.slack.routes.insert(
+            "gold".into(),
+            SlackRoute {
+                webhook_url: None,
+                kinds: vec![],
+                tiers: vec!["GOLD".into()],
+            },
+        );
+        let ctx = s.ctx(&["default", "critical", "gold"]);
+        let dvp_gold = finding(
+            FindingKind::DirectVsPartner,
+            "d",
+            Severity::Warning,
+            &["P-1"],
+        );
+        let pvp_other = finding(
+            FindingKind::PartnerVsPartner,
+            "p",
+            Severity::Warning,
+            &["P-2", "P-3"],
+        );
+        let p = plan(&[dvp_gold, pvp_other], &[], &ctx, now());
+        let routed: Vec<(String, String)> = p
+            .messages
+            .iter()
+            .map(|m| (m.route.clone(), m.finding_key.clone().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            routed,
+            [
+                ("critical".to_string(), "d".to_string()),
+                ("default".to_string(), "p".to_string()),
+                ("gold".to_string(), "d".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn without_a_webhook_findings_are_tracked_but_not_marked_announced() {
+        let s = Setup::new();
+        let f = finding(
+            FindingKind::DirectVsPartner,
+            "k",
+            Severity::Warning,
+            &["P-1"],
+        );
+        let p = plan(std::slice::from_ref(&f), &[], &s.ctx(&[]), now());
+        assert!(p.messages.is_empty());
+        assert_eq!(p.new, 1);
+        assert_eq!(p.seen[0].notified, None);
+        // Once a webhook is configured, it is announced.
+        let st = remember(&p, now(), &[]);
+        let p = plan(std::slice::from_ref(&f), &st, &s.ctx(&["default"]), now());
+        assert_eq!(reasons(&p), [("new".to_string(), "k".to_string())]);
+        assert_eq!(p.new, 0, "not new to the state");
+    }
+}

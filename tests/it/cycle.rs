@@ -696,3 +696,28 @@ fn check_config_names_the_problem() {
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("crm.files.dir"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_prm_tables_can_come_from_their_own_folder() {
+    let slack = slack_ok().await;
+    let mut p = Program::new(&slack);
+    let prm = p.dir.path().join("prm");
+    std::fs::create_dir(&prm).unwrap();
+    for table in ["partners", "partner_reps", "registrations"] {
+        let name = format!("{table}.csv");
+        std::fs::rename(p.data().join(&name), prm.join(&name)).unwrap();
+    }
+    p.extra_config = format!(
+        "\n[prm]\nkind = \"files\"\n\n[prm.files]\ndir = \"{}\"\n",
+        prm.display()
+    );
+    let run = p.once(&[], &[]).await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("14 open: 14 new"), "{}", run.stdout);
+
+    // Without the PRM folder setting, the CRM folder lacks the PRM tables.
+    p.extra_config = "\n[prm]\nkind = \"files\"\n".into();
+    let run = p.once(&[], &[]).await;
+    assert_eq!(run.code, Some(78));
+    assert!(run.stderr.contains("prm.files.dir"), "{}", run.stderr);
+}
