@@ -31,8 +31,18 @@ pub mod exit {
     about = "Channel-program conflicts, protection windows and partner scorecards"
 )]
 pub struct Cli {
+    /// Log format: JSON lines (the default for `run`, on stdout) or text (the
+    /// default elsewhere, on stderr). The level comes from RUST_LOG.
+    #[arg(long, value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -70,6 +80,19 @@ pub enum Command {
         #[arg(long, value_parser = parse_now)]
         now: Option<DateTime<Utc>>,
     },
+    /// The daemon: cycles on schedule.cron, plus /healthz, /readyz and /metrics.
+    Run {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Calls the running daemon's /healthz; exits 0 when it answers 200.
+    Healthcheck {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The health URL (default: from server.listen).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Validate the configuration and print it, secrets redacted.
     CheckConfig {
         #[arg(long)]
@@ -100,19 +123,40 @@ fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
 
 /// Runs the command line; the return value is the process exit code.
 pub fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
+    init_logging(&cli);
     ExitCode::from(run(cli))
 }
 
-fn init_logging() {
-    // Logs go to stderr so stdout carries only the report.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+/// `run` logs JSON lines to stdout at `info`; the other commands keep stdout
+/// for their output and log text to stderr at `warn`. RUST_LOG overrides.
+fn init_logging(cli: &Cli) {
+    let daemon = matches!(cli.command, Command::Run { .. });
+    let format = cli.log_format.unwrap_or(if daemon {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
+    });
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if daemon { "info" } else { "warn" })
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match (format, daemon) {
+        (LogFormat::Json, true) => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stdout)
+            .try_init(),
+        (LogFormat::Json, false) => builder
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr)
+            .try_init(),
+        (LogFormat::Text, true) => builder.with_writer(std::io::stdout).try_init(),
+        (LogFormat::Text, false) => builder.with_writer(std::io::stderr).try_init(),
+    };
 }
 
 pub fn run(cli: Cli) -> u8 {
@@ -129,6 +173,8 @@ pub fn run(cli: Cli) -> u8 {
             now,
         } => once(config.as_deref(), dry_run, now),
         Command::CheckConfig { config } => check_config(config.as_deref()),
+        Command::Run { config } => run_daemon(config.as_deref()),
+        Command::Healthcheck { config, url } => healthcheck(config.as_deref(), url),
         Command::Generate {
             out,
             opportunities,
@@ -150,15 +196,9 @@ fn once(config: Option<&std::path::Path>, dry_run: bool, now: Option<DateTime<Ut
         Ok(s) => s,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("channel-sync: starting the runtime: {e}");
-            return exit::PARTIAL;
-        }
+        Err(code) => return code,
     };
     let options = crate::cycle::Options {
         now: now.unwrap_or_else(Utc::now),
@@ -178,6 +218,88 @@ fn once(config: Option<&std::path::Path>, dry_run: bool, now: Option<DateTime<Ut
                 crate::cycle::CycleError::Input(_) => exit::DATA,
                 _ => exit::PARTIAL,
             }
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("channel-sync: starting the runtime: {e}");
+            exit::PARTIAL
+        })
+}
+
+fn run_daemon(config: Option<&std::path::Path>) -> u8 {
+    let settings = match load_settings(config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    if let Err(e) = crate::cycle::check(&settings) {
+        tracing::error!(key = %e.key, "{e}");
+        eprintln!("channel-sync: {e}");
+        return exit::CONFIG;
+    }
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    match runtime.block_on(crate::daemon::run(settings)) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "The daemon could not start.");
+            eprintln!("channel-sync: {e:#}");
+            exit::PARTIAL
+        }
+    }
+}
+
+fn healthcheck(config: Option<&std::path::Path>, url: Option<String>) -> u8 {
+    let url = match url {
+        Some(u) => u,
+        None => {
+            let settings = match load_settings(config) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let Ok(addr) = settings.server.listen.parse::<std::net::SocketAddr>() else {
+                return exit::CONFIG;
+            };
+            // A wildcard listen address is reached on loopback.
+            let host = match addr.ip() {
+                ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
+                ip if ip.is_unspecified() => "[::1]".to_string(),
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            };
+            format!("http://{host}:{}/healthz", addr.port())
+        }
+    };
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return exit::PARTIAL;
+    };
+    let result = runtime.block_on(async {
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(3))
+            .build()?
+            .get(&url)
+            .send()
+            .await
+    });
+    match result {
+        Ok(r) if r.status().is_success() => exit::OK,
+        Ok(r) => {
+            eprintln!("channel-sync: {url}: {}", r.status());
+            exit::PARTIAL
+        }
+        Err(e) => {
+            eprintln!("channel-sync: {url}: {e}");
+            exit::PARTIAL
         }
     }
 }

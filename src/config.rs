@@ -39,12 +39,76 @@ pub struct Settings {
     pub prm: PrmSettings,
     pub alerts: AlertSettings,
     pub writeback: WritebackSettings,
-    // Sections of SPEC §5 that belong to the daemon (`run`); accepted here so
-    // one file serves every command, validated by the part that uses them.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub server: Option<serde_json::Value>,
+    pub schedule: ScheduleSettings,
+    pub server: ServerSettings,
+}
+
+/// `schedule.*`: when `run` cycles.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleSettings {
+    /// 6-field cron with seconds, in UTC: `sec min hour day-of-month month day-of-week`.
+    pub cron: String,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        ScheduleSettings {
+            cron: "0 */15 * * * *".into(),
+        }
+    }
+}
+
+impl ScheduleSettings {
+    /// The parsed schedule (validated at load).
+    pub fn parsed(&self) -> Result<croner::Cron, String> {
+        let fields = self.cron.split_whitespace().count();
+        if fields != 6 {
+            return Err(format!(
+                "'{}' has {fields} fields; use 6 (sec min hour day-of-month month day-of-week), e.g. \"0 */15 * * * *\"",
+                self.cron
+            ));
+        }
+        croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Required)
+            .dom_and_dow(true)
+            .build()
+            .parse(&self.cron)
+            .map_err(|e| format!("'{}' is not a valid cron expression: {e}", self.cron))
+    }
+
+    /// The time between two runs, from the next two occurrences after `now`.
+    pub fn interval(&self, now: chrono::DateTime<chrono::Utc>) -> Option<std::time::Duration> {
+        let cron = self.parsed().ok()?;
+        let first = cron.find_next_occurrence(&now, false).ok()?;
+        let second = cron.find_next_occurrence(&first, false).ok()?;
+        (second - first).to_std().ok()
+    }
+}
+
+/// `server.*`: the ops HTTP server of `run`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    pub listen: String,
+    /// How long a running cycle may take to finish after SIGTERM (`30s`).
+    pub shutdown_grace: String,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: "0.0.0.0:9090".into(),
+            shutdown_grace: "30s".into(),
+        }
+    }
+}
+
+impl ServerSettings {
+    pub fn shutdown_grace(&self) -> std::time::Duration {
+        parse_duration(&self.shutdown_grace).unwrap_or(std::time::Duration::from_secs(30))
+    }
 }
 
 /// A secret (token, webhook URL, key): taken from the environment only,
@@ -413,6 +477,23 @@ impl Settings {
 
     /// Checks every value the types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.schedule
+            .parsed()
+            .map_err(|m| ConfigError::new("schedule.cron", m))?;
+        self.server
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| {
+                ConfigError::new(
+                    "server.listen",
+                    format!(
+                        "not an address: '{}' (e.g. 0.0.0.0:9090)",
+                        self.server.listen
+                    ),
+                )
+            })?;
+        parse_duration(&self.server.shutdown_grace)
+            .map_err(|m| ConfigError::new("server.shutdown_grace", m))?;
         let slack = &self.alerts.slack;
         if let Some(r) = &slack.repeat_after {
             parse_duration(r).map_err(|m| ConfigError::new("alerts.slack.repeat_after", m))?;
@@ -642,6 +723,37 @@ mod tests {
         )];
         let s = Settings::load_with_env(Some(&path), env).unwrap();
         assert_eq!(s.rules.protection_days, 45);
+    }
+
+    #[test]
+    fn the_schedule_is_six_fields_of_valid_cron() {
+        let s = Settings::from_toml("[schedule]\ncron = \"*/5 * * * * *\"\n").unwrap();
+        let now = chrono::Utc::now();
+        assert_eq!(
+            s.schedule.interval(now),
+            Some(std::time::Duration::from_secs(5))
+        );
+        assert_eq!(
+            Settings::default().schedule.interval(now),
+            Some(std::time::Duration::from_secs(900))
+        );
+        for bad in [
+            "*/15 * * * *",
+            "0 61 * * * *",
+            "every minute",
+            "0 0 0 * * * 2026",
+        ] {
+            let e = Settings::from_toml(&format!("[schedule]\ncron = \"{bad}\"\n")).unwrap_err();
+            assert_eq!(e.key, "schedule.cron", "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_server_settings_are_checked() {
+        let e = Settings::from_toml("[server]\nlisten = \"localhost\"\n").unwrap_err();
+        assert_eq!(e.key, "server.listen");
+        let e = Settings::from_toml("[server]\nshutdown_grace = \"soon\"\n").unwrap_err();
+        assert_eq!(e.key, "server.shutdown_grace");
     }
 
     #[test]

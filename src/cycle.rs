@@ -49,6 +49,7 @@ pub struct Summary {
     pub pulled: BTreeMap<&'static str, usize>,
     pub rejected: usize,
     pub findings_open: usize,
+    pub open_by_kind: BTreeMap<String, usize>,
     pub findings_new: usize,
     pub findings_changed: usize,
     pub reminders: usize,
@@ -144,11 +145,55 @@ pub async fn once(
     opts: &Options,
     out: &mut (dyn Write + Send),
 ) -> Result<Summary, CycleError> {
-    check(settings)?;
+    Runner::new(settings.clone(), None)?.cycle(opts, out).await
+}
+
+/// What lives across cycles: the settings, the upstream clients (with their
+/// rate limiters), metrics, and the flag that asks a cycle to stop early.
+pub struct Runner {
+    settings: Settings,
+    slack: SlackClient,
+    /// Set on shutdown: a cycle stops sending at the next message (what is
+    /// not sent stays in the outbox for the next start).
+    pub stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Runner {
+    pub fn new(
+        settings: Settings,
+        metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    ) -> Result<Runner, CycleError> {
+        check(&settings)?;
+        let mut slack = SlackClient::new(&settings.alerts.slack)?;
+        if let Some(m) = metrics {
+            slack = slack.with_metrics(m);
+        }
+        Ok(Runner {
+            settings,
+            slack,
+            stopping: Default::default(),
+        })
+    }
+
+    pub async fn cycle(
+        &self,
+        opts: &Options,
+        out: &mut (dyn Write + Send),
+    ) -> Result<Summary, CycleError> {
+        run_cycle(&self.settings, &self.slack, &self.stopping, opts, out).await
+    }
+}
+
+async fn run_cycle(
+    settings: &Settings,
+    slack: &SlackClient,
+    stopping: &std::sync::atomic::AtomicBool,
+    opts: &Options,
+    out: &mut (dyn Write + Send),
+) -> Result<Summary, CycleError> {
     let started = opts.now;
     let now = opts.now;
     let sources = file_sources(settings)?;
-    let slack = SlackClient::new(&settings.alerts.slack)?;
     let mut summary = Summary {
         as_of: format_timestamp(&now),
         dry_run: opts.dry_run,
@@ -176,6 +221,12 @@ pub async fn once(
     ]);
     let evaluation = engine::evaluate(&data, settings, now);
     summary.findings_open = evaluation.findings.len();
+    for f in &evaluation.findings {
+        *summary
+            .open_by_kind
+            .entry(f.kind.as_str().into())
+            .or_default() += 1;
+    }
     let clock = std::time::Instant::now();
     let lap = |what: &str| tracing::debug!(ms = clock.elapsed().as_millis() as u64, "{what}");
 
@@ -248,7 +299,7 @@ pub async fn once(
         }
         summary.alerts_pending = waiting.len();
     } else if let Some(state) = &state {
-        deliver(state, &slack, now, &mut summary).await?;
+        deliver(state, slack, stopping, now, &mut summary).await?;
     }
 
     // Write back.
@@ -289,12 +340,13 @@ pub async fn once(
 async fn deliver(
     state: &State,
     slack: &SlackClient,
+    stopping: &std::sync::atomic::AtomicBool,
     now: DateTime<Utc>,
     summary: &mut Summary,
 ) -> Result<(), CycleError> {
     let mut down: BTreeSet<String> = BTreeSet::new();
     for row in state.pending()? {
-        if down.contains(&row.route) {
+        if down.contains(&row.route) || stopping.load(std::sync::atomic::Ordering::SeqCst) {
             summary.alerts_pending += 1;
             continue;
         }

@@ -127,8 +127,10 @@ pub struct FindingUpdate {
     pub notified: Option<String>,
 }
 
+/// The state store. The connection sits behind a mutex so a cycle's future
+/// can move between threads; each call holds it only for its own statements.
 pub struct State {
-    conn: Connection,
+    conn: std::sync::Mutex<Connection>,
     path: String,
 }
 
@@ -153,7 +155,10 @@ impl State {
             .map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
-        let mut state = State { conn, path: label };
+        let mut state = State {
+            conn: std::sync::Mutex::new(conn),
+            path: label,
+        };
         state.migrate()?;
         Ok(state)
     }
@@ -173,7 +178,10 @@ impl State {
             path: label.clone(),
             source,
         })?;
-        let state = State { conn, path: label };
+        let state = State {
+            conn: std::sync::Mutex::new(conn),
+            path: label,
+        };
         let version = state.version()?;
         if version > MIGRATIONS.len() as i64 {
             return Err(StateError::TooNew {
@@ -190,6 +198,12 @@ impl State {
         Ok(Some(state))
     }
 
+    /// The connection (a panic elsewhere cannot leave it half-used: every
+    /// change is a transaction, so a poisoned lock is simply taken over).
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn err(&self, source: rusqlite::Error) -> StateError {
         StateError::Sqlite {
             path: self.path.clone(),
@@ -198,7 +212,7 @@ impl State {
     }
 
     fn version(&self) -> Result<i64, StateError> {
-        self.conn
+        self.conn()
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(|e| self.err(e))
     }
@@ -219,7 +233,8 @@ impl State {
                 path: path.clone(),
                 source,
             };
-            let tx = self.conn.transaction().map_err(err)?;
+            let mut conn = self.conn();
+            let tx = conn.transaction().map_err(err)?;
             tx.execute_batch(step).map_err(err)?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)
                 .map_err(err)?;
@@ -231,8 +246,8 @@ impl State {
 
     /// Every finding the state remembers, resolved ones included.
     pub fn findings(&self) -> Result<Vec<StoredFinding>, StateError> {
-        let mut stmt = self
-            .conn
+        let conn = self.conn();
+        let mut stmt = conn
             .prepare(
                 "SELECT key, kind, severity, notified, payload, first_seen, resolved_at, notified_at
                  FROM findings",
@@ -272,7 +287,8 @@ impl State {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(err)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(err)?;
         {
             let mut upsert = tx
                 .prepare(
@@ -318,8 +334,8 @@ impl State {
 
     /// Messages not yet delivered, oldest first.
     pub fn pending(&self) -> Result<Vec<OutboxRow>, StateError> {
-        let mut stmt = self
-            .conn
+        let conn = self.conn();
+        let mut stmt = conn
             .prepare(
                 "SELECT id, route, finding_key, reason, body, attempts FROM outbox
                  WHERE status = 'pending' ORDER BY id",
@@ -340,7 +356,7 @@ impl State {
     }
 
     pub fn mark_sent(&self, id: i64, now: DateTime<Utc>) -> Result<(), StateError> {
-        self.conn
+        self.conn()
             .execute(
                 "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?2, last_error = NULL WHERE id = ?1",
                 params![id, format_timestamp(&now)],
@@ -351,7 +367,7 @@ impl State {
 
     /// A failed attempt: stays pending (retried next cycle) or is parked.
     pub fn mark_failed(&self, id: i64, error: &str, park: bool) -> Result<(), StateError> {
-        self.conn
+        self.conn()
             .execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?2,
                     status = CASE WHEN ?3 THEN 'parked' ELSE status END
@@ -367,8 +383,8 @@ impl State {
         &self,
         sink: &str,
     ) -> Result<crate::fast::FastMap<(String, String), String>, StateError> {
-        let mut stmt = self
-            .conn
+        let conn = self.conn();
+        let mut stmt = conn
             .prepare("SELECT record_id, field, value FROM written WHERE sink = ?1")
             .map_err(|e| self.err(e))?;
         stmt.query_map([sink], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
@@ -389,7 +405,8 @@ impl State {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(err)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(err)?;
         {
             let mut stmt = tx
                 .prepare(
@@ -407,14 +424,14 @@ impl State {
 
     /// Forgets what a sink was written (its target was emptied or replaced).
     pub fn forget_written(&self, sink: &str) -> Result<(), StateError> {
-        self.conn
+        self.conn()
             .execute("DELETE FROM written WHERE sink = ?1", [sink])
             .map(drop)
             .map_err(|e| self.err(e))
     }
 
     pub fn cursor(&self, source: &str) -> Result<Option<String>, StateError> {
-        self.conn
+        self.conn()
             .query_row(
                 "SELECT value FROM cursors WHERE source = ?1",
                 [source],
@@ -430,7 +447,7 @@ impl State {
         value: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StateError> {
-        self.conn
+        self.conn()
             .execute(
                 "INSERT INTO cursors (source, value, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (source) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
@@ -448,7 +465,7 @@ impl State {
         outcome: &str,
         summary: &str,
     ) -> Result<(), StateError> {
-        self.conn
+        self.conn()
             .execute(
                 "INSERT INTO runs (started_at, finished_at, outcome, summary) VALUES (?1, ?2, ?3, ?4)",
                 params![
@@ -464,8 +481,8 @@ impl State {
 
     /// Counts of outbox messages by status (for summaries and tests).
     pub fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StateError> {
-        let mut stmt = self
-            .conn
+        let conn = self.conn();
+        let mut stmt = conn
             .prepare("SELECT status, COUNT(*) FROM outbox GROUP BY status ORDER BY status")
             .map_err(|e| self.err(e))?;
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))

@@ -61,6 +61,7 @@ pub enum Delivery {
 
 pub struct SlackClient {
     http: reqwest::Client,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
     webhooks: BTreeMap<String, Secret>,
     limiters: BTreeMap<String, DefaultDirectRateLimiter>,
     max_retry_wait: Duration,
@@ -96,11 +97,18 @@ impl SlackClient {
             .build()?;
         Ok(SlackClient {
             http,
+            metrics: None,
             webhooks,
             limiters,
             max_retry_wait: Duration::from_secs(settings.max_retry_wait_secs),
             backoff: Duration::from_millis(200),
         })
+    }
+
+    /// Counts requests and rate-limiter waits in `metrics`.
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The routes that have a webhook.
@@ -116,7 +124,12 @@ impl SlackClient {
         };
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
-            limiter.until_ready().await;
+            if limiter.check().is_err() {
+                if let Some(m) = &self.metrics {
+                    m.rate_limited("slack");
+                }
+                limiter.until_ready().await;
+            }
             let response = self
                 .http
                 .post(url.expose())
@@ -124,6 +137,9 @@ impl SlackClient {
                 .body(body.to_string())
                 .send()
                 .await;
+            if let Some(m) = &self.metrics {
+                m.request("slack", response.as_ref().ok().map(|r| r.status().as_u16()));
+            }
             let response = match response {
                 Ok(r) => r,
                 Err(e) => {

@@ -1,0 +1,393 @@
+//! `channel-sync run` as a process: schedule, ops endpoints, overlap guard,
+//! signals. Each test starts the real binary with an every-second cron on a
+//! copy of the sample program and a fake Slack.
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{repo, sample};
+
+struct Daemon {
+    child: Child,
+    logs: Arc<Mutex<Vec<Value>>>,
+    dir: tempfile::TempDir,
+    addr: String,
+}
+
+impl Daemon {
+    /// Starts `run` and waits for the ops server's address in the logs.
+    fn start(slack: &MockServer, extra: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        for f in std::fs::read_dir(sample()).unwrap() {
+            let f = f.unwrap().path();
+            if f.extension().is_some_and(|e| e == "csv") {
+                std::fs::copy(&f, data.join(f.file_name().unwrap())).unwrap();
+            }
+        }
+        let base = std::fs::read_to_string(repo().join("config/channel-sync.toml")).unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "{base}\n[schedule]\ncron = \"* * * * * *\"\n\n[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"10s\"\n\n[state]\npath = \"{}\"\n\n[crm]\nkind = \"files\"\n\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n\n[alerts.slack]\nper_second = 1000\n{extra}\n",
+                dir.path().join("state.db").display(),
+                data.display(),
+                dir.path().join("out").display(),
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_channel-sync"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .env(
+                "CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL",
+                format!("{}/hook", slack.uri()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| panic!("a log line that is not JSON: {line}"));
+                sink.lock().unwrap().push(value);
+            }
+        });
+        let mut daemon = Daemon {
+            child,
+            logs,
+            dir,
+            addr: String::new(),
+        };
+        let listening = daemon.wait_for("Ops server listening.", 1, Duration::from_secs(10));
+        daemon.addr = listening["addr"].as_str().unwrap().to_string();
+        daemon
+    }
+
+    fn messages(&self, message: &str) -> Vec<Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l["message"] == message)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until `message` was logged `count` times; returns the last.
+    fn wait_for(&self, message: &str, count: usize, limit: Duration) -> Value {
+        let started = Instant::now();
+        loop {
+            let found = self.messages(message);
+            if found.len() >= count {
+                return found[count - 1].clone();
+            }
+            assert!(
+                started.elapsed() < limit,
+                "no {count}x {message:?} after {limit:?}; logs: {:#?}",
+                self.logs.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = reqwest::get(format!("http://{}{path}", self.addr))
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    fn signal(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit; returns its code and how long it took.
+    fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), started.elapsed());
+            }
+            assert!(started.elapsed() < limit, "still running after {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+async fn slack(delay: Duration) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string("ok")
+                .set_delay(delay),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_cycles_on_schedule_and_reports_on_its_endpoints() {
+    let slack = slack(Duration::ZERO).await;
+    let d = Daemon::start(&slack, "");
+    assert_eq!(d.get("/healthz").await, (200, "ok".into()), "alive at once");
+    let (ready, _) = d.get("/readyz").await;
+    assert_eq!(ready, 200, "ready while the first cycle has not finished");
+    let waiting = Duration::from_secs(15);
+    let first = d.wait_for("Cycle finished.", 1, waiting);
+    assert_eq!(first["alerts_sent"], 14);
+    assert!(
+        first["span"]["run_id"]
+            .as_str()
+            .is_some_and(|id| id.len() == 16),
+        "{first}"
+    );
+    assert_eq!(
+        d.get("/readyz").await.0,
+        200,
+        "ready after a successful cycle"
+    );
+    let second = d.wait_for("Cycle finished.", 2, waiting);
+    assert_eq!(second["alerts_sent"], 0, "an identical cycle posts nothing");
+    assert_ne!(first["span"]["run_id"], second["span"]["run_id"]);
+
+    let (status, text) = d.get("/metrics").await;
+    assert_eq!(status, 200);
+    let cycles = metric(&text, "channel_sync_cycles_total{outcome=\"ok\"}");
+    assert!(cycles >= 2.0, "{text}");
+    assert_eq!(
+        metric(&text, "channel_sync_alerts_total{outcome=\"sent\"}"),
+        14.0
+    );
+    assert_eq!(
+        metric(&text, "channel_sync_alerts_total{outcome=\"failed\"}"),
+        0.0
+    );
+    assert_eq!(
+        metric(&text, "channel_sync_writebacks_total{outcome=\"done\"}"),
+        5.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "channel_sync_open_findings{kind=\"direct_vs_partner\"}"
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "channel_sync_records_pulled{source=\"files\",object=\"opportunities\"}"
+        ),
+        60.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "channel_sync_upstream_requests_total{upstream=\"slack\",status_class=\"2xx\"}"
+        ),
+        14.0
+    );
+    assert!(metric(&text, "channel_sync_last_success_timestamp_seconds") > 1.7e9);
+    assert_eq!(slack.received_requests().await.unwrap().len(), 14);
+
+    // The healthcheck subcommand, for the container.
+    let url = format!("http://{}/healthz", d.addr);
+    let hc = |url: String| {
+        Command::new(env!("CARGO_BIN_EXE_channel-sync"))
+            .args(["healthcheck", "--url", &url])
+            .status()
+            .unwrap()
+            .code()
+    };
+    assert_eq!(hc(url.clone()), Some(0));
+    let mut d = d;
+    d.signal();
+    let (code, _) = d.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert_eq!(hc(url), Some(1), "nothing answers any more");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_cycle_never_overlaps_and_skipped_ticks_are_counted() {
+    // Every cycle posts one digest that takes 2.5 s to answer.
+    let slack = slack(Duration::from_millis(2500)).await;
+    let d = Daemon::start(&slack, "max_per_cycle = 1\nrepeat_after = \"1s\"");
+    d.wait_for("Cycle finished.", 2, Duration::from_secs(20));
+    let skipped = d.messages("Cycle skipped: the previous one is still running.");
+    assert!(!skipped.is_empty(), "ticks during a cycle are skipped");
+    // Starts and finishes alternate: never two cycles at once.
+    let events: Vec<String> = d
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["message"].as_str().map(String::from))
+        .filter(|m| m == "Cycle started." || m == "Cycle finished.")
+        .collect();
+    for pair in events.chunks(2) {
+        if pair.len() == 2 {
+            assert_eq!(pair, ["Cycle started.", "Cycle finished."], "{events:?}");
+        }
+    }
+    let (_, text) = d.get("/metrics").await;
+    let counted = metric(&text, "channel_sync_cycles_skipped_total");
+    assert!(
+        counted >= skipped.len() as f64 - 1.0 && counted >= 1.0,
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_the_running_cycle_finish_then_exits_zero() {
+    let slack = slack(Duration::from_millis(2000)).await;
+    let mut d = Daemon::start(&slack, "max_per_cycle = 1");
+    d.wait_for("Cycle started.", 1, Duration::from_secs(10));
+    let started = Instant::now();
+    while slack.received_requests().await.unwrap().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    d.signal();
+    let (code, took) = d.wait_exit(Duration::from_secs(12));
+    assert_eq!(code, Some(0), "{:#?}", d.logs.lock().unwrap());
+    assert!(took < Duration::from_secs(10), "within the grace period");
+    assert_eq!(
+        d.messages("Cycle finished.").len(),
+        1,
+        "the cycle completed"
+    );
+    assert_eq!(d.messages("Stopped cleanly.").len(), 1);
+    assert_eq!(
+        slack.received_requests().await.unwrap().len(),
+        1,
+        "the digest went out"
+    );
+    // The state is consistent: a cycle now has nothing left to send.
+    let state = d.dir.path().join("state.db");
+    let conn = rusqlite::Connection::open(state).unwrap();
+    let pending: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM outbox WHERE status = 'pending'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(pending, 0);
+    let runs: i64 = conn
+        .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(runs, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_signal_or_the_grace_deadline_stops_it_for_certain() {
+    // Slack takes 20 s: the cycle cannot finish in time.
+    let slow = slack(Duration::from_secs(20)).await;
+    let mut d = Daemon::start(&slow, "max_per_cycle = 1\ntimeout_secs = 60");
+    d.wait_for("Cycle started.", 1, Duration::from_secs(10));
+    let started = Instant::now();
+    while slow.received_requests().await.unwrap().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    d.signal();
+    std::thread::sleep(Duration::from_millis(300));
+    d.signal();
+    let (code, took) = d.wait_exit(Duration::from_secs(5));
+    assert_eq!(code, Some(1), "cut short");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    // The alert stayed in the outbox: nothing was lost.
+    let conn = rusqlite::Connection::open(d.dir.path().join("state.db")).unwrap();
+    let pending: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM outbox WHERE status = 'pending'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(pending, 1);
+
+    // The grace deadline, with one signal.
+    let mut d = Daemon::start(&slow, "max_per_cycle = 1\ntimeout_secs = 60");
+    let config = d.dir.path().join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("shutdown_grace = \"10s\""));
+    d.wait_for("Cycle started.", 1, Duration::from_secs(10));
+    // Wait until the slow post is in flight (before it the cycle would stop
+    // at its safe point and exit cleanly).
+    let started = Instant::now();
+    while slow.received_requests().await.unwrap().len() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    d.signal();
+    let (code, took) = d.wait_exit(Duration::from_secs(15));
+    assert_eq!(code, Some(1));
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(13),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn check_config_catches_a_bad_cron_and_an_unknown_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    for (body, key) in [
+        ("[schedule]\ncron = \"*/15 * * * *\"\n", "schedule.cron"),
+        ("[schedule]\ncron = \"0 0 25 * * *\"\n", "schedule.cron"),
+        (
+            "[server]\nlisten = \"127.0.0.1:0\"\nport = 9090\n",
+            "server.port",
+        ),
+        ("[alerts.slack]\nwebhook = \"x\"\n", "alerts.slack.webhook"),
+    ] {
+        std::fs::write(&config, body).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_channel-sync"))
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{body}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{key} not named: {err}");
+    }
+}
