@@ -138,7 +138,11 @@ fn init_logging(cli: &Cli) {
         LogFormat::Text
     });
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if daemon { "info" } else { "warn" })
+        tracing_subscriber::EnvFilter::new(if daemon {
+            "info,tokio_cron_scheduler=warn"
+        } else {
+            "warn"
+        })
     });
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = match (format, daemon) {
