@@ -280,19 +280,6 @@ pub struct WritebackSettings {
     pub fields: BTreeMap<String, String>,
 }
 
-/// The scorecard fields of SPEC §3.4 that can be written back.
-pub const SCORECARD_FIELDS: [&str; 9] = [
-    "reps",
-    "active_sellers",
-    "active_seller_rate",
-    "sourced_pipeline",
-    "sourced_revenue",
-    "open_registrations",
-    "expiring_registrations",
-    "open_conflicts",
-    "period",
-];
-
 /// Key names that hold secrets, wherever they appear.
 const SECRET_KEYS: [&str; 7] = [
     "webhook_url",
@@ -523,14 +510,12 @@ impl Settings {
                 }
             }
         }
+        let fields = crate::sinks::writeback::SCORECARD_FIELDS;
         for field in self.writeback.fields.keys() {
-            if !SCORECARD_FIELDS.contains(&field.as_str()) {
+            if !fields.contains(&field.as_str()) {
                 return Err(ConfigError::new(
                     format!("writeback.fields.{field}"),
-                    format!(
-                        "not a scorecard field; one of {}",
-                        SCORECARD_FIELDS.join(", ")
-                    ),
+                    format!("not a scorecard field; one of {}", fields.join(", ")),
                 ));
             }
         }

@@ -231,7 +231,7 @@ async fn run_cycle(
     let lap = |what: &str| tracing::debug!(ms = clock.elapsed().as_millis() as u64, "{what}");
 
     // Decide.
-    let mut state = if opts.dry_run {
+    let state = if opts.dry_run {
         State::open_read_only(&settings.state.path)?
     } else {
         Some(State::open(&settings.state.path)?)
@@ -261,7 +261,7 @@ async fn run_cycle(
 
     // Record the decision, then deliver.
     crash_point("before-commit");
-    if let (Some(state), false) = (state.as_mut(), opts.dry_run) {
+    if let (Some(state), false) = (&state, opts.dry_run) {
         state.commit_cycle(now, &plan.seen, &plan.resolved, &plan.messages)?;
     }
     crash_point("after-commit");
@@ -315,7 +315,7 @@ async fn run_cycle(
         &sink,
         &data,
         &evaluation,
-        state.as_mut(),
+        state.as_ref(),
         opts,
         out,
         &mut summary,
@@ -389,7 +389,7 @@ async fn write_back(
     sink: &impl ScorecardSink,
     data: &crate::model::Dataset,
     evaluation: &engine::Evaluation,
-    state: Option<&mut State>,
+    state: Option<&State>,
     opts: &Options,
     out: &mut (dyn Write + Send),
     summary: &mut Summary,
@@ -410,7 +410,7 @@ async fn write_back(
         })
         .collect();
     let lost = sink.lost_earlier_writes();
-    let written = match state.as_deref() {
+    let written = match state {
         Some(s) if !lost => s.written(sink.name())?,
         _ => Default::default(),
     };

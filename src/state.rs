@@ -155,7 +155,7 @@ impl State {
             .map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
-        let mut state = State {
+        let state = State {
             conn: std::sync::Mutex::new(conn),
             path: label,
         };
@@ -204,6 +204,17 @@ impl State {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Runs `work` in one transaction: all of it is stored, or none of it.
+    fn in_transaction(
+        &self,
+        work: impl FnOnce(&rusqlite::Transaction) -> rusqlite::Result<()>,
+    ) -> Result<(), StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        work(&tx).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
     fn err(&self, source: rusqlite::Error) -> StateError {
         StateError::Sqlite {
             path: self.path.clone(),
@@ -217,7 +228,7 @@ impl State {
             .map_err(|e| self.err(e))
     }
 
-    fn migrate(&mut self) -> Result<(), StateError> {
+    fn migrate(&self) -> Result<(), StateError> {
         let version = self.version()?;
         let known = MIGRATIONS.len() as i64;
         if version > known {
@@ -228,17 +239,10 @@ impl State {
             });
         }
         for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let path = self.path.clone();
-            let err = |source| StateError::Sqlite {
-                path: path.clone(),
-                source,
-            };
-            let mut conn = self.conn();
-            let tx = conn.transaction().map_err(err)?;
-            tx.execute_batch(step).map_err(err)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(err)?;
-            tx.commit().map_err(err)?;
+            self.in_transaction(|tx| {
+                tx.execute_batch(step)?;
+                tx.pragma_update(None, "user_version", (i + 1) as i64)
+            })?;
             tracing::info!(version = i + 1, "State schema migrated.");
         }
         Ok(())
@@ -275,61 +279,42 @@ impl State {
     /// findings seen, the findings resolved, and the messages to send. Either
     /// all of it is stored or none of it.
     pub fn commit_cycle(
-        &mut self,
+        &self,
         now: DateTime<Utc>,
         seen: &[FindingUpdate],
         resolved: &[String],
         messages: &[NewMessage],
     ) -> Result<(), StateError> {
         let now = format_timestamp(&now);
-        let path = self.path.clone();
-        let err = |source| StateError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(err)?;
-        {
-            let mut upsert = tx
-                .prepare(
-                    "INSERT INTO findings (key, kind, severity, notified, payload, first_seen, last_seen, resolved_at, notified_at)
-                     VALUES (?1, ?2, ?3, COALESCE(?4, '{}'), ?5, ?6, ?6, NULL, CASE WHEN ?4 IS NULL THEN NULL ELSE ?6 END)
-                     ON CONFLICT (key) DO UPDATE SET
-                        severity = excluded.severity,
-                        payload = excluded.payload,
-                        last_seen = excluded.last_seen,
-                        resolved_at = NULL,
-                        notified = COALESCE(?4, findings.notified),
-                        notified_at = CASE WHEN ?4 IS NULL THEN findings.notified_at ELSE excluded.last_seen END",
-                )
-                .map_err(err)?;
+        self.in_transaction(|tx| {
+            let mut upsert = tx.prepare(
+                "INSERT INTO findings (key, kind, severity, notified, payload, first_seen, last_seen, resolved_at, notified_at)
+                 VALUES (?1, ?2, ?3, COALESCE(?4, '{}'), ?5, ?6, ?6, NULL, CASE WHEN ?4 IS NULL THEN NULL ELSE ?6 END)
+                 ON CONFLICT (key) DO UPDATE SET
+                    severity = excluded.severity,
+                    payload = excluded.payload,
+                    last_seen = excluded.last_seen,
+                    resolved_at = NULL,
+                    notified = COALESCE(?4, findings.notified),
+                    notified_at = CASE WHEN ?4 IS NULL THEN findings.notified_at ELSE excluded.last_seen END",
+            )?;
             for f in seen {
-                upsert
-                    .execute(params![
-                        f.key, f.kind, f.severity, f.notified, f.payload, now
-                    ])
-                    .map_err(err)?;
+                upsert.execute(params![f.key, f.kind, f.severity, f.notified, f.payload, now])?;
             }
-            let mut resolve = tx
-                .prepare(
-                    "UPDATE findings SET resolved_at = ?2 WHERE key = ?1 AND resolved_at IS NULL",
-                )
-                .map_err(err)?;
+            let mut resolve = tx.prepare(
+                "UPDATE findings SET resolved_at = ?2 WHERE key = ?1 AND resolved_at IS NULL",
+            )?;
             for key in resolved {
-                resolve.execute(params![key, now]).map_err(err)?;
+                resolve.execute(params![key, now])?;
             }
-            let mut insert = tx
-                .prepare(
-                    "INSERT INTO outbox (created_at, route, finding_key, reason, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(err)?;
+            let mut insert = tx.prepare(
+                "INSERT INTO outbox (created_at, route, finding_key, reason, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
             for m in messages {
-                insert
-                    .execute(params![now, m.route, m.finding_key, m.reason, m.body])
-                    .map_err(err)?;
+                insert.execute(params![now, m.route, m.finding_key, m.reason, m.body])?;
             }
-        }
-        tx.commit().map_err(err)
+            Ok(())
+        })
     }
 
     /// Messages not yet delivered, oldest first.
@@ -394,32 +379,22 @@ impl State {
 
     /// Remembers values a sink confirmed, in one transaction.
     pub fn record_written(
-        &mut self,
+        &self,
         sink: &str,
         values: &[(String, String, String)],
         now: DateTime<Utc>,
     ) -> Result<(), StateError> {
         let now = format_timestamp(&now);
-        let path = self.path.clone();
-        let err = |source| StateError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(err)?;
-        {
-            let mut stmt = tx
-                .prepare(
-                    "INSERT INTO written (sink, record_id, field, value, written_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (sink, record_id, field) DO UPDATE SET value = excluded.value, written_at = excluded.written_at",
-                )
-                .map_err(err)?;
+        self.in_transaction(|tx| {
+            let mut stmt = tx.prepare(
+                "INSERT INTO written (sink, record_id, field, value, written_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (sink, record_id, field) DO UPDATE SET value = excluded.value, written_at = excluded.written_at",
+            )?;
             for (record, field, value) in values {
-                stmt.execute(params![sink, record, field, value, now])
-                    .map_err(err)?;
+                stmt.execute(params![sink, record, field, value, now])?;
             }
-        }
-        tx.commit().map_err(err)
+            Ok(())
+        })
     }
 
     /// Forgets what a sink was written (its target was emptied or replaced).
@@ -514,7 +489,7 @@ mod tests {
     fn a_new_file_is_migrated_and_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/state.db");
-        let mut s = State::open(&path).unwrap();
+        let s = State::open(&path).unwrap();
         assert_eq!(s.version().unwrap(), MIGRATIONS.len() as i64);
         let msg = NewMessage {
             route: "default".into(),
@@ -536,7 +511,7 @@ mod tests {
     #[test]
     fn seeing_a_finding_again_without_an_alert_keeps_what_was_notified() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = State::open(&dir.path().join("s.db")).unwrap();
+        let s = State::open(&dir.path().join("s.db")).unwrap();
         s.commit_cycle(now(), &[update("k", Some("first"))], &[], &[])
             .unwrap();
         s.commit_cycle(now(), &[], &["k".into()], &[]).unwrap();
@@ -551,7 +526,7 @@ mod tests {
     #[test]
     fn outbox_rows_move_from_pending_to_sent_or_parked() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = State::open(&dir.path().join("s.db")).unwrap();
+        let s = State::open(&dir.path().join("s.db")).unwrap();
         let msg = |k: &str| NewMessage {
             route: "default".into(),
             finding_key: Some(k.into()),
@@ -580,7 +555,7 @@ mod tests {
     #[test]
     fn written_values_and_cursors_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = State::open(&dir.path().join("s.db")).unwrap();
+        let s = State::open(&dir.path().join("s.db")).unwrap();
         let v = |r: &str, f: &str, x: &str| (r.to_string(), f.to_string(), x.to_string());
         s.record_written(
             "files",

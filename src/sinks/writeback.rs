@@ -112,8 +112,9 @@ pub struct FilesSink {
     pub path: PathBuf,
 }
 
-pub const SCORECARD_COLUMNS: [&str; 10] = [
-    "partner_id",
+/// The scorecard values of SPEC §3.4 that can be written back, in the
+/// order of [`field_values`] and of `scorecards.csv` (after `partner_id`).
+pub const SCORECARD_FIELDS: [&str; 9] = [
     "period",
     "reps",
     "active_sellers",
@@ -169,13 +170,10 @@ impl FilesSink {
         {
             let file = std::fs::File::create(&tmp)?;
             let mut w = csv::Writer::from_writer(std::io::BufWriter::new(&file));
-            w.write_record(SCORECARD_COLUMNS)?;
+            let columns = || std::iter::once("partner_id").chain(SCORECARD_FIELDS);
+            w.write_record(columns())?;
             for row in rows.values() {
-                w.write_record(
-                    SCORECARD_COLUMNS
-                        .iter()
-                        .map(|c| row.get(*c).map_or("", String::as_str)),
-                )?;
+                w.write_record(columns().map(|c| row.get(c).map_or("", String::as_str)))?;
             }
             w.flush()?;
             drop(w);
@@ -252,6 +250,46 @@ mod tests {
                 partner_id: s("P-1"),
                 fields: vec![(s("period"), s("2026-Q3"))]
             }]
+        );
+    }
+
+    #[test]
+    fn the_values_come_in_the_order_of_the_field_list() {
+        let card = crate::engine::Scorecard {
+            partner_id: s("P-1"),
+            reps: 7,
+            active_sellers: 3,
+            active_seller_rate: Some(3.0 / 7.0),
+            sourced_pipeline: 252000.0,
+            sourced_revenue: 0.5,
+            open_registrations: 4,
+            expiring_registrations: 0,
+            open_conflicts: 5,
+            partner_name: s("N"),
+            tier: None,
+        };
+        let period = crate::engine::Period {
+            start: chrono::NaiveDate::from_ymd_opt(2026, 7, 1).unwrap(),
+            end: chrono::NaiveDate::from_ymd_opt(2026, 9, 30).unwrap(),
+            label: s("2026-Q3"),
+        };
+        let values = field_values(&card, &period);
+        let names: Vec<&str> = values.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, SCORECARD_FIELDS);
+        let shown: Vec<&str> = values.iter().map(|(_, v)| v.as_str()).collect();
+        assert_eq!(
+            shown,
+            [
+                "2026-Q3",
+                "7",
+                "3",
+                "0.428571",
+                "252000.00",
+                "0.50",
+                "4",
+                "0",
+                "5"
+            ]
         );
     }
 

@@ -7,7 +7,7 @@ use serde_json::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{NOW, sample};
+use crate::helpers::{NOW, copy_sample};
 
 /// A program under test: its own copy of the sample, state and output.
 struct Program {
@@ -25,14 +25,7 @@ struct Run {
 impl Program {
     fn new(slack: &MockServer) -> Program {
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).unwrap();
-        for f in std::fs::read_dir(sample()).unwrap() {
-            let f = f.unwrap().path();
-            if f.extension().is_some_and(|e| e == "csv") {
-                std::fs::copy(&f, data.join(f.file_name().unwrap())).unwrap();
-            }
-        }
+        copy_sample(dir.path());
         Program {
             dir,
             webhook: format!("{}/hook", slack.uri()),
@@ -154,6 +147,21 @@ async fn slack_ok() -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// A Slack that answers `failure` to the first `times` posts, then "ok".
+async fn slack_failing(failure: ResponseTemplate, times: u64) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(failure)
+        .up_to_n_times(times)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
         .mount(&server)
         .await;
@@ -343,16 +351,7 @@ async fn above_the_threshold_one_digest_goes_out() {
 /// Slack failing in each documented way during the first cycle, fine in the
 /// second: every alert arrives exactly once.
 async fn recovers_from(failure: ResponseTemplate) {
-    let slack = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(failure)
-        .up_to_n_times(1)
-        .mount(&slack)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
-        .mount(&slack)
-        .await;
+    let slack = slack_failing(failure, 1).await;
     let mut p = Program::new(&slack);
     p.extra_config = "max_retry_wait_secs = 5".into();
     // The failure answers the first post; the cycle stops using the webhook.
@@ -398,16 +397,11 @@ async fn a_channel_is_archived_is_retried_next_cycle() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_error_is_retried_with_backoff_then_next_cycle() {
-    let slack = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500).set_body_string("rollup_error"))
-        .up_to_n_times(4)
-        .mount(&slack)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
-        .mount(&slack)
-        .await;
+    let slack = slack_failing(
+        ResponseTemplate::new(500).set_body_string("rollup_error"),
+        4,
+    )
+    .await;
     let p = Program::new(&slack);
     let run = p.once(&[], &[]).await;
     assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
@@ -428,16 +422,11 @@ async fn a_server_error_is_retried_with_backoff_then_next_cycle() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_429_within_the_wait_limit_is_waited_out_in_the_same_cycle() {
-    let slack = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
-        .up_to_n_times(1)
-        .mount(&slack)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
-        .mount(&slack)
-        .await;
+    let slack = slack_failing(
+        ResponseTemplate::new(429).insert_header("Retry-After", "1"),
+        1,
+    )
+    .await;
     let p = Program::new(&slack);
     let started = std::time::Instant::now();
     let run = p.once(&[], &[]).await;
@@ -452,16 +441,11 @@ async fn a_429_within_the_wait_limit_is_waited_out_in_the_same_cycle() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_malformed_payload_is_parked_not_retried() {
-    let slack = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(400).set_body_string("invalid_payload"))
-        .up_to_n_times(1)
-        .mount(&slack)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
-        .mount(&slack)
-        .await;
+    let slack = slack_failing(
+        ResponseTemplate::new(400).set_body_string("invalid_payload"),
+        1,
+    )
+    .await;
     let p = Program::new(&slack);
     let run = p.once(&[], &[]).await;
     assert_eq!(run.code, Some(1));

@@ -11,7 +11,7 @@ use serde_json::Value;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{repo, sample};
+use crate::helpers::{copy_sample, repo};
 
 struct Daemon {
     child: Child,
@@ -24,14 +24,7 @@ impl Daemon {
     /// Starts `run` and waits for the ops server's address in the logs.
     fn start(slack: &MockServer, extra: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).unwrap();
-        for f in std::fs::read_dir(sample()).unwrap() {
-            let f = f.unwrap().path();
-            if f.extension().is_some_and(|e| e == "csv") {
-                std::fs::copy(&f, data.join(f.file_name().unwrap())).unwrap();
-            }
-        }
+        let data = copy_sample(dir.path());
         let base = std::fs::read_to_string(repo().join("config/channel-sync.toml")).unwrap();
         let config = dir.path().join("config.toml");
         std::fs::write(

@@ -36,3 +36,16 @@ pub fn detect_json(input: &Path) -> (i32, serde_json::Value, String) {
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}); stderr: {stderr}"));
     (out.status.code().unwrap_or(-1), report, stderr)
 }
+
+/// Copies the sample program's CSV files into `dir/data`; returns that folder.
+pub fn copy_sample(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir(&data).unwrap();
+    for f in std::fs::read_dir(sample()).unwrap() {
+        let f = f.unwrap().path();
+        if f.extension().is_some_and(|e| e == "csv") {
+            std::fs::copy(&f, data.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    data
+}
