@@ -1,0 +1,645 @@
+//! Salesforce REST: the typed client the Salesforce connector is built on.
+//!
+//! This first part covers authentication and reading:
+//! - OAuth 2.0 token flows against `login_url` (or the org's My Domain host):
+//!   client credentials, and refresh token with rotation (a refresh that returns
+//!   a new refresh token replaces the old one; [`SalesforceClient::rotated_refresh_token`]
+//!   hands it to the caller to keep). The `instance_url` of the token response
+//!   is the base of every later call.
+//! - SOQL through `/services/data/{version}/query` (or `queryAll`, which also
+//!   returns deleted records), asking for `batchSize=2000` pages and following
+//!   `nextRecordsUrl`.
+//! - `401 INVALID_SESSION_ID` at any point, in the middle of paging too:
+//!   authenticate again and repeat the same request, so no page is lost or
+//!   read twice.
+//! - Auth errors (`invalid_grant`, `invalid_client`, ...) end the call with a
+//!   clear message; `REQUEST_LIMIT_EXCEEDED` stops at once (Salesforce sends no
+//!   Retry-After for it); 5xx and transport errors are retried with backoff.
+//! - `Sforce-Limit-Info: api-usage=used/max` is recorded on every response.
+//!
+//! Secrets (client secret, refresh and access tokens) never appear in errors
+//! or logs.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use crate::config::Secret;
+use crate::metrics::Metrics;
+
+/// How the client authenticates (`crm.salesforce.auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFlow {
+    ClientCredentials,
+    RefreshToken,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `https://login.salesforce.com`, `https://test.salesforce.com`, or the
+    /// org's My Domain URL (required for client credentials).
+    pub login_url: String,
+    /// e.g. `v62.0`.
+    pub api_version: String,
+    pub flow: AuthFlow,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub refresh_token: Option<Secret>,
+    /// Requests per second (Salesforce meters per day; this keeps bursts polite).
+    pub per_second: u32,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SalesforceError {
+    #[error("Salesforce authentication failed: {error}: {description}")]
+    Auth { error: String, description: String },
+    #[error("Salesforce API request limit reached ({0}); waiting for the next cycle")]
+    LimitExceeded(String),
+    #[error("Salesforce answered {status}: {code}: {message}")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("Salesforce could not be reached: {0}")]
+    Transport(String),
+    #[error("unexpected response from Salesforce: {0}")]
+    Decode(String),
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    instance_url: String,
+    refresh_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenError {
+    error: String,
+    #[serde(default)]
+    error_description: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ApiError {
+    #[serde(rename = "errorCode")]
+    error_code: String,
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct QueryPage {
+    #[serde(default)]
+    done: bool,
+    #[serde(rename = "nextRecordsUrl")]
+    next_records_url: Option<String>,
+    #[serde(default)]
+    records: Vec<Value>,
+}
+
+#[derive(Clone)]
+struct Session {
+    access_token: Secret,
+    instance_url: String,
+}
+
+const ATTEMPTS: u32 = 4;
+
+pub struct SalesforceClient {
+    http: reqwest::Client,
+    config: ClientConfig,
+    session: Mutex<Option<Session>>,
+    refresh_token: Mutex<Option<Secret>>,
+    rotated: Mutex<Option<Secret>>,
+    limiter: DefaultDirectRateLimiter,
+    usage: std::sync::Mutex<Option<(u64, u64)>>,
+    metrics: Option<Arc<Metrics>>,
+    backoff: Duration,
+}
+
+/// Parses `api-usage=18/5000` out of a `Sforce-Limit-Info` header.
+fn parse_usage(header: &str) -> Option<(u64, u64)> {
+    let usage = header
+        .split(',')
+        .find_map(|part| part.trim().strip_prefix("api-usage="))?;
+    let (used, max) = usage.split_once('/')?;
+    Some((used.trim().parse().ok()?, max.trim().parse().ok()?))
+}
+
+impl SalesforceClient {
+    pub fn new(config: ClientConfig) -> anyhow::Result<SalesforceClient> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("channel-sync/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let per_second = NonZeroU32::new(config.per_second).unwrap_or(NonZeroU32::MIN);
+        Ok(SalesforceClient {
+            http,
+            refresh_token: Mutex::new(config.refresh_token.clone()),
+            config,
+            session: Mutex::new(None),
+            rotated: Mutex::new(None),
+            limiter: RateLimiter::direct(Quota::per_second(per_second)),
+            usage: std::sync::Mutex::new(None),
+            metrics: None,
+            backoff: Duration::from_millis(250),
+        })
+    }
+
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The last `api-usage` Salesforce reported: (used, daily allocation).
+    pub fn api_usage(&self) -> Option<(u64, u64)> {
+        *self.usage.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A refresh token Salesforce rotated in, once: the caller must keep it
+    /// (the old one no longer works).
+    pub async fn rotated_refresh_token(&self) -> Option<Secret> {
+        self.rotated.lock().await.take()
+    }
+
+    fn token_url(&self) -> String {
+        format!(
+            "{}/services/oauth2/token",
+            self.config.login_url.trim_end_matches('/')
+        )
+    }
+
+    /// Gets a new access token.
+    async fn authenticate(&self) -> Result<Session, SalesforceError> {
+        let mut form: Vec<(&str, String)> = vec![("client_id", self.config.client_id.clone())];
+        if let Some(secret) = &self.config.client_secret {
+            form.push(("client_secret", secret.expose().to_string()));
+        }
+        match self.config.flow {
+            AuthFlow::ClientCredentials => form.push(("grant_type", "client_credentials".into())),
+            AuthFlow::RefreshToken => {
+                let token = self.refresh_token.lock().await.clone().ok_or_else(|| {
+                    SalesforceError::Auth {
+                        error: "missing_refresh_token".into(),
+                        description: "crm.salesforce.refresh_token is not set".into(),
+                    }
+                })?;
+                form.push(("grant_type", "refresh_token".into()));
+                form.push(("refresh_token", token.expose().to_string()));
+            }
+        }
+        let response = self
+            .http
+            .post(self.token_url())
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| SalesforceError::Transport(e.without_url().to_string()))?;
+        self.count(Some(response.status().as_u16()));
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| SalesforceError::Transport(e.without_url().to_string()))?;
+        if !status.is_success() {
+            let e: TokenError = serde_json::from_str(&body).unwrap_or(TokenError {
+                error: format!("http_{}", status.as_u16()),
+                error_description: body.chars().take(200).collect(),
+            });
+            return Err(SalesforceError::Auth {
+                error: e.error,
+                description: e.error_description,
+            });
+        }
+        let token: TokenResponse = serde_json::from_str(&body)
+            .map_err(|e| SalesforceError::Decode(format!("token response: {e}")))?;
+        if let Some(new) = token.refresh_token {
+            let new = Secret::new(new);
+            *self.refresh_token.lock().await = Some(new.clone());
+            *self.rotated.lock().await = Some(new);
+        }
+        tracing::debug!(instance = %token.instance_url, "Salesforce session opened.");
+        Ok(Session {
+            access_token: Secret::new(token.access_token),
+            instance_url: token.instance_url.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The current session, opening one if needed.
+    async fn session(&self) -> Result<Session, SalesforceError> {
+        let mut held = self.session.lock().await;
+        if let Some(s) = held.as_ref() {
+            return Ok(s.clone());
+        }
+        let s = self.authenticate().await?;
+        *held = Some(s.clone());
+        Ok(s)
+    }
+
+    fn count(&self, status: Option<u16>) {
+        if let Some(m) = &self.metrics {
+            m.request("salesforce", status);
+        }
+    }
+
+    /// GETs a path of the instance (a `/services/...` path, as
+    /// `nextRecordsUrl` gives), with the query pairs; re-authenticates once on
+    /// an expired session and retries server errors with backoff.
+    async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, SalesforceError> {
+        let mut reauthenticated = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let session = self.session().await?;
+            if self.limiter.check().is_err() {
+                if let Some(m) = &self.metrics {
+                    m.rate_limited("salesforce");
+                }
+                self.limiter.until_ready().await;
+            }
+            let sent = self
+                .http
+                .get(format!("{}{path}", session.instance_url))
+                .query(query)
+                .bearer_auth(session.access_token.expose())
+                .header("Sforce-Query-Options", "batchSize=2000")
+                .send()
+                .await;
+            self.count(sent.as_ref().ok().map(|r| r.status().as_u16()));
+            let response = match sent {
+                Ok(r) => r,
+                Err(e) if attempt < ATTEMPTS => {
+                    tracing::warn!(error = %e.without_url(), "Salesforce request failed; retrying.");
+                    self.pause(attempt).await;
+                    continue;
+                }
+                Err(e) => return Err(SalesforceError::Transport(e.without_url().to_string())),
+            };
+            if let Some(usage) = response
+                .headers()
+                .get("Sforce-Limit-Info")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_usage)
+            {
+                *self.usage.lock().unwrap_or_else(|e| e.into_inner()) = Some(usage);
+                if let Some(m) = &self.metrics {
+                    m.api_remaining
+                        .get_or_create(&crate::metrics::Upstream {
+                            upstream: "salesforce".into(),
+                        })
+                        .set(usage.1.saturating_sub(usage.0) as i64);
+                }
+            }
+            let status = response.status();
+            let body = response
+                .text()
+                .await
+                .map_err(|e| SalesforceError::Transport(e.without_url().to_string()))?;
+            if status.is_success() {
+                return serde_json::from_str(&body)
+                    .map_err(|e| SalesforceError::Decode(format!("{path}: {e}")));
+            }
+            // Errors come back as a JSON array of {message, errorCode}.
+            let error = serde_json::from_str::<Vec<ApiError>>(&body)
+                .ok()
+                .and_then(|v| v.into_iter().next())
+                .unwrap_or(ApiError {
+                    error_code: format!("HTTP_{}", status.as_u16()),
+                    message: body.chars().take(200).collect(),
+                });
+            match (status.as_u16(), error.error_code.as_str()) {
+                (401, _) if !reauthenticated => {
+                    // The session expired: a new one, then the same request.
+                    tracing::info!("Salesforce session expired; authenticating again.");
+                    *self.session.lock().await = None;
+                    reauthenticated = true;
+                    attempt -= 1;
+                    continue;
+                }
+                (_, "REQUEST_LIMIT_EXCEEDED") => {
+                    return Err(SalesforceError::LimitExceeded(error.message));
+                }
+                (s, _) if s >= 500 && attempt < ATTEMPTS => {
+                    tracing::warn!(status = s, code = %error.error_code, "Salesforce server error; retrying.");
+                    self.pause(attempt).await;
+                }
+                (s, _) => {
+                    return Err(SalesforceError::Api {
+                        status: s,
+                        code: error.error_code,
+                        message: error.message,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn pause(&self, attempt: u32) {
+        let jitter = rand::random::<f64>() * 0.5;
+        tokio::time::sleep(
+            self.backoff
+                .mul_f64(f64::from(2u32.pow(attempt - 1)) * (1.0 + jitter)),
+        )
+        .await;
+    }
+
+    /// Runs a SOQL query and returns every record of every page. With `all`,
+    /// through `queryAll`, which includes deleted and archived records.
+    pub async fn query(&self, soql: &str, all: bool) -> Result<Vec<Value>, SalesforceError> {
+        let resource = if all { "queryAll" } else { "query" };
+        let first = format!("/services/data/{}/{resource}", self.config.api_version);
+        let mut page: QueryPage =
+            serde_json::from_value(self.get(&first, &[("q", soql)]).await?)
+                .map_err(|e| SalesforceError::Decode(format!("query page: {e}")))?;
+        let mut records = std::mem::take(&mut page.records);
+        while !page.done {
+            let Some(next) = page.next_records_url.take() else {
+                return Err(SalesforceError::Decode(
+                    "a page that is not the last has no nextRecordsUrl".into(),
+                ));
+            };
+            page = serde_json::from_value(self.get(&next, &[]).await?)
+                .map_err(|e| SalesforceError::Decode(format!("query page: {e}")))?;
+            records.append(&mut page.records);
+        }
+        Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wiremock::matchers::{body_string_contains, header, method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    fn fixture(name: &str) -> String {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/salesforce")
+            .join(format!("{name}.json"));
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    fn config(server: &MockServer, flow: AuthFlow) -> ClientConfig {
+        ClientConfig {
+            login_url: server.uri(),
+            api_version: "v62.0".into(),
+            flow,
+            client_id: "client-id".into(),
+            client_secret: Some(Secret::new("client-secret")),
+            refresh_token: Some(Secret::new("refresh-1")),
+            per_second: 1000,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// A token response pointing the instance at the fake server itself.
+    fn token(server: &MockServer, access: &str, refresh: Option<&str>) -> ResponseTemplate {
+        let mut body: Value = serde_json::from_str(&fixture("auth_success_response")).unwrap();
+        body["instance_url"] = Value::String(server.uri());
+        body["access_token"] = Value::String(access.into());
+        if let Some(r) = refresh {
+            body["refresh_token"] = Value::String(r.into());
+        }
+        ResponseTemplate::new(200).set_body_json(body)
+    }
+
+    /// Page 1 of the fixture, pointing at page 2, and page 2, the last.
+    async fn mount_two_pages(server: &MockServer, access: &str) {
+        let first = fixture("query_paginated_first_page_response").replace(
+            "/services/data/v26.0/query/01gD",
+            "/services/data/v62.0/query/01gD-2000",
+        );
+        Mock::given(method("GET"))
+            .and(path("/services/data/v62.0/query"))
+            .and(query_param("q", "SELECT Id FROM Account"))
+            .and(header("authorization", format!("Bearer {access}").as_str()))
+            .and(header("sforce-query-options", "batchSize=2000"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("Sforce-Limit-Info", "api-usage=18/5000")
+                    .set_body_string(first),
+            )
+            .mount(server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/services/data/v62.0/query/01gD-2000"))
+            .and(header("authorization", format!("Bearer {access}").as_str()))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_string(fixture("query_paginated_last_page_response")),
+            )
+            .mount(server)
+            .await;
+    }
+
+    fn labels(records: &[Value]) -> Vec<String> {
+        records
+            .iter()
+            .map(|r| r["Text_Label"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn client_credentials_then_every_page() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/services/oauth2/token"))
+            .and(body_string_contains("grant_type=client_credentials"))
+            .and(body_string_contains("client_id=client-id"))
+            .and(body_string_contains("client_secret=client-secret"))
+            .respond_with(token(&server, "access-1", None))
+            .expect(1)
+            .mount(&server)
+            .await;
+        mount_two_pages(&server, "access-1").await;
+        let client = SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap();
+        let records = client.query("SELECT Id FROM Account", false).await.unwrap();
+        assert_eq!(labels(&records), ["First Page", "Last Page"]);
+        assert_eq!(client.api_usage(), Some((18, 5000)));
+    }
+
+    #[tokio::test]
+    async fn an_expired_session_mid_paging_loses_and_repeats_no_page() {
+        let server = MockServer::start().await;
+        // First token, then (after the expiry) a second one.
+        Mock::given(method("POST"))
+            .and(path("/services/oauth2/token"))
+            .respond_with(token(&server, "access-1", None))
+            .up_to_n_times(1)
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/services/oauth2/token"))
+            .respond_with(token(&server, "access-2", None))
+            .expect(1)
+            .mount(&server)
+            .await;
+        // Page 1 with the first session; page 2 refuses it, then serves the second.
+        mount_two_pages(&server, "access-2").await;
+        let first = fixture("query_paginated_first_page_response").replace(
+            "/services/data/v26.0/query/01gD",
+            "/services/data/v62.0/query/01gD-2000",
+        );
+        Mock::given(method("GET"))
+            .and(path("/services/data/v62.0/query"))
+            .and(header("authorization", "Bearer access-1"))
+            .respond_with(ResponseTemplate::new(200).set_body_string(first))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/services/data/v62.0/query/01gD-2000"))
+            .and(header("authorization", "Bearer access-1"))
+            .respond_with(
+                ResponseTemplate::new(401).set_body_string(fixture("expired_session_response")),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let client = SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap();
+        let records = client.query("SELECT Id FROM Account", false).await.unwrap();
+        assert_eq!(
+            labels(&records),
+            ["First Page", "Last Page"],
+            "each page once"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rotated_refresh_token_is_used_and_handed_over() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(body_string_contains("grant_type=refresh_token"))
+            .and(body_string_contains("refresh_token=refresh-1"))
+            .respond_with(token(&server, "access-1", Some("refresh-2")))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(body_string_contains("refresh_token=refresh-2"))
+            .respond_with(token(&server, "access-2", None))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(header("authorization", "Bearer access-1"))
+            .respond_with(
+                ResponseTemplate::new(401).set_body_string(fixture("expired_session_response")),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(header("authorization", "Bearer access-2"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_string(fixture("query_empty_response")),
+            )
+            .mount(&server)
+            .await;
+        let client = SalesforceClient::new(config(&server, AuthFlow::RefreshToken)).unwrap();
+        let records = client.query("SELECT Id FROM User", false).await.unwrap();
+        assert!(records.is_empty());
+        let rotated = client.rotated_refresh_token().await.unwrap();
+        assert_eq!(rotated.expose(), "refresh-2");
+        assert!(
+            client.rotated_refresh_token().await.is_none(),
+            "handed over once"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_auth_error_is_clear_and_holds_no_secret() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(400).set_body_string(fixture("auth_error_response")),
+            )
+            .mount(&server)
+            .await;
+        let client = SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap();
+        let e = client
+            .query("SELECT Id FROM Account", false)
+            .await
+            .unwrap_err();
+        let text = e.to_string();
+        assert_eq!(
+            text,
+            "Salesforce authentication failed: invalid_grant: authentication failure - Invalid Password"
+        );
+        assert!(!text.contains("client-secret"));
+    }
+
+    #[tokio::test]
+    async fn api_errors_limits_and_server_errors() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(token(&server, "access-1", None))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(query_param("q", "SELECT Nope FROM Account"))
+            .respond_with(
+                ResponseTemplate::new(400).set_body_string(fixture("query_error_response")),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(query_param("q", "SELECT Id FROM Lead"))
+            .respond_with(ResponseTemplate::new(403).set_body_string(
+                r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
+            ))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(query_param("q", "SELECT Id FROM Contact"))
+            .respond_with(
+                ResponseTemplate::new(503)
+                    .set_body_string(r#"[{"message":"down","errorCode":"SERVER_UNAVAILABLE"}]"#),
+            )
+            .up_to_n_times(2)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(query_param("q", "SELECT Id FROM Contact"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_string(fixture("query_success_response")),
+            )
+            .mount(&server)
+            .await;
+        let client = SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap();
+        let e = client
+            .query("SELECT Nope FROM Account", false)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, SalesforceError::Api { status: 400, code, .. } if code == "INVALID_FIELD"),
+            "{e}"
+        );
+        let e = client
+            .query("SELECT Id FROM Lead", false)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, SalesforceError::LimitExceeded(_)), "{e}");
+        let records = client.query("SELECT Id FROM Contact", false).await.unwrap();
+        assert_eq!(records.len(), 1, "retried past two 503s");
+    }
+
+    #[test]
+    fn the_limit_header_is_read() {
+        assert_eq!(parse_usage("api-usage=18/5000"), Some((18, 5000)));
+        assert_eq!(
+            parse_usage("per-app-api-usage=1/10, api-usage=7/15000"),
+            Some((7, 15000))
+        );
+        assert_eq!(parse_usage("nonsense"), None);
+    }
+}
