@@ -1,4 +1,5 @@
 //! Sinks: where the cycle's results go (Slack alerts, scorecard write-back).
 
+pub mod salesforce;
 pub mod slack;
 pub mod writeback;

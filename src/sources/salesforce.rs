@@ -105,6 +105,48 @@ struct QueryPage {
     records: Vec<Value>,
 }
 
+/// One record's result in an sObject Collections response.
+#[derive(Debug, Deserialize)]
+struct SaveResult {
+    success: bool,
+    #[serde(default)]
+    errors: Vec<SaveError>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SaveError {
+    #[serde(rename = "statusCode", default)]
+    status_code: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    fields: Vec<String>,
+}
+
+impl SaveResult {
+    fn outcome(self) -> Option<String> {
+        if self.success {
+            return None;
+        }
+        let why: Vec<String> = self
+            .errors
+            .iter()
+            .map(|e| {
+                if e.fields.is_empty() {
+                    format!("{}: {}", e.status_code, e.message)
+                } else {
+                    format!("{}: {} ({})", e.status_code, e.message, e.fields.join(", "))
+                }
+            })
+            .collect();
+        Some(if why.is_empty() {
+            "not saved".into()
+        } else {
+            why.join("; ")
+        })
+    }
+}
+
 #[derive(Clone)]
 struct Session {
     access_token: Secret,
@@ -252,9 +294,22 @@ impl SalesforceClient {
     }
 
     /// GETs a path of the instance (a `/services/...` path, as
-    /// `nextRecordsUrl` gives), with the query pairs; re-authenticates once on
-    /// an expired session and retries server errors with backoff.
+    /// `nextRecordsUrl` gives), with the query pairs.
     async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, SalesforceError> {
+        self.send(reqwest::Method::GET, path, query, None).await
+    }
+
+    /// Sends one request to the instance; re-authenticates once on an
+    /// expired session and retries server errors with backoff. Only requests
+    /// that are safe to repeat come here (reads, and updates that set
+    /// absolute values).
+    async fn send(
+        &self,
+        verb: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Value, SalesforceError> {
         let mut reauthenticated = false;
         let mut attempt = 0;
         loop {
@@ -266,14 +321,16 @@ impl SalesforceClient {
                 }
                 self.limiter.until_ready().await;
             }
-            let sent = self
+            let mut request = self
                 .http
-                .get(format!("{}{path}", session.instance_url))
+                .request(verb.clone(), format!("{}{path}", session.instance_url))
                 .query(query)
                 .bearer_auth(session.access_token.expose())
-                .header("Sforce-Query-Options", "batchSize=2000")
-                .send()
-                .await;
+                .header("Sforce-Query-Options", "batchSize=2000");
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let sent = request.send().await;
             self.count(sent.as_ref().ok().map(|r| r.status().as_u16()));
             let response = match sent {
                 Ok(r) => r,
@@ -350,6 +407,53 @@ impl SalesforceClient {
                 .mul_f64(f64::from(2u32.pow(attempt - 1)) * (1.0 + jitter)),
         )
         .await;
+    }
+
+    /// Updates records through sObject Collections (`PATCH
+    /// /composite/sobjects`, up to 200 a request, `allOrNone=false`). One
+    /// outcome per record, in order: `None` saved, else why not. A request
+    /// that fails as a whole fails each of its records.
+    pub async fn update_records(
+        &self,
+        object: &str,
+        records: &[(String, Vec<(String, Value)>)],
+    ) -> Vec<Option<String>> {
+        let path = format!(
+            "/services/data/{}/composite/sobjects",
+            self.config.api_version
+        );
+        let mut outcomes = Vec::with_capacity(records.len());
+        for chunk in records.chunks(200) {
+            let body = serde_json::json!({
+                "allOrNone": false,
+                "records": chunk.iter().map(|(id, fields)| {
+                    let mut record = serde_json::Map::new();
+                    record.insert("attributes".into(), serde_json::json!({"type": object}));
+                    record.insert("id".into(), Value::String(id.clone()));
+                    for (field, value) in fields {
+                        record.insert(field.clone(), value.clone());
+                    }
+                    Value::Object(record)
+                }).collect::<Vec<_>>(),
+            });
+            match self
+                .send(reqwest::Method::PATCH, &path, &[], Some(&body))
+                .await
+                .and_then(|v| {
+                    serde_json::from_value::<Vec<SaveResult>>(v)
+                        .map_err(|e| SalesforceError::Decode(format!("save results: {e}")))
+                }) {
+                Ok(results) if results.len() == chunk.len() => {
+                    outcomes.extend(results.into_iter().map(SaveResult::outcome));
+                }
+                Ok(results) => {
+                    let why = format!("{} results for {} records", results.len(), chunk.len());
+                    outcomes.extend(chunk.iter().map(|_| Some(why.clone())));
+                }
+                Err(e) => outcomes.extend(chunk.iter().map(|_| Some(e.to_string()))),
+            }
+        }
+        outcomes
     }
 
     /// Runs a SOQL query and returns every record of every page. With `all`,
