@@ -2,18 +2,10 @@
 //!
 //! Every source (CSV files today; Salesforce, HubSpot and PartnerStack later) maps
 //! into these types, and the engine reads nothing else. Nothing here knows where a
-//! record came from, except its [`Origin`], which rejection messages use.
+//! record came from.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
-
-/// Where a record came from, for error messages: a file and line for the files
-/// source, an object and record id for API sources.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Origin {
-    pub file: String,
-    pub line: u64,
-}
 
 /// A CRM account (a customer, a prospect, or a partner's own company).
 #[derive(Debug, Clone, PartialEq)]
@@ -127,16 +119,6 @@ pub struct Rejected {
     pub file: String,
     pub line: u64,
     pub reason: String,
-}
-
-impl Rejected {
-    pub fn new(origin: &Origin, reason: impl Into<String>) -> Self {
-        Rejected {
-            file: origin.file.clone(),
-            line: origin.line,
-            reason: reason.into(),
-        }
-    }
 }
 
 /// Everything the engine needs, already validated: ids are unique and every

@@ -36,11 +36,6 @@ impl Report {
         }
     }
 
-    pub fn to_json(&self) -> String {
-        // Serialising plain data to a String cannot fail.
-        serde_json::to_string_pretty(self).unwrap_or_default()
-    }
-
     /// What a channel manager pastes into a monthly review.
     pub fn to_text(&self) -> String {
         let mut out = String::new();

@@ -1,6 +1,6 @@
 //! Parsing of cell values (SPEC §2.1, §2.2), shared by every source.
 
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
 
 /// A timestamp: RFC 3339 (any offset), Salesforce's `2026-09-01T12:00:00.000+0000`,
 /// or a bare date meaning 00:00 UTC. Always returned in UTC.
@@ -76,11 +76,6 @@ pub fn format_timestamp(t: &DateTime<Utc>) -> String {
 /// The UTC calendar date of a timestamp.
 pub fn date_of(t: &DateTime<Utc>) -> NaiveDate {
     t.date_naive()
-}
-
-/// Midnight UTC at the start of a date.
-pub fn start_of(d: NaiveDate) -> DateTime<Utc> {
-    Utc.from_utc_datetime(&NaiveDateTime::new(d, chrono::NaiveTime::MIN))
 }
 
 #[cfg(test)]
