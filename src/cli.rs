@@ -79,6 +79,9 @@ pub enum Command {
         /// Run as of this time instead of now.
         #[arg(long, value_parser = parse_now)]
         now: Option<DateTime<Utc>>,
+        /// Read every CRM/PRM record again, not only what changed.
+        #[arg(long)]
+        full: bool,
     },
     /// The daemon: cycles on schedule.cron, plus /healthz, /readyz and /metrics.
     Run {
@@ -175,7 +178,8 @@ pub fn run(cli: Cli) -> u8 {
             config,
             dry_run,
             now,
-        } => once(config.as_deref(), dry_run, now),
+            full,
+        } => once(config.as_deref(), dry_run, now, full),
         Command::CheckConfig { config } => check_config(config.as_deref()),
         Command::Run { config } => run_daemon(config.as_deref()),
         Command::Healthcheck { config, url } => healthcheck(config.as_deref(), url),
@@ -195,7 +199,12 @@ fn load_settings(config: Option<&std::path::Path>) -> Result<Settings, u8> {
     })
 }
 
-fn once(config: Option<&std::path::Path>, dry_run: bool, now: Option<DateTime<Utc>>) -> u8 {
+fn once(
+    config: Option<&std::path::Path>,
+    dry_run: bool,
+    now: Option<DateTime<Utc>>,
+    full: bool,
+) -> u8 {
     let settings = match load_settings(config) {
         Ok(s) => s,
         Err(code) => return code,
@@ -207,6 +216,7 @@ fn once(config: Option<&std::path::Path>, dry_run: bool, now: Option<DateTime<Ut
     let options = crate::cycle::Options {
         now: now.unwrap_or_else(Utc::now),
         dry_run,
+        full,
     };
     let mut stdout = std::io::stdout();
     let result = runtime.block_on(crate::cycle::once(&settings, &options, &mut stdout));
@@ -318,6 +328,15 @@ fn check_config(config: Option<&std::path::Path>) -> u8 {
             eprintln!("channel-sync: {e}");
             return exit::CONFIG;
         }
+        if settings.crm.kind == Some(crate::config::CrmKind::Salesforce) {
+            // Every configured field must exist in the org: ask it.
+            let checked = runtime().map(|rt| rt.block_on(check_salesforce(&settings)));
+            match checked {
+                Err(code) => return code,
+                Ok(Err(code)) => return code,
+                Ok(Ok(())) => {}
+            }
+        }
     } else {
         eprintln!("channel-sync: crm.kind is not set: this configuration serves detect only");
     }
@@ -334,6 +353,37 @@ fn check_config(config: Option<&std::path::Path>) -> u8 {
         Err(e) => {
             eprintln!("channel-sync: {e}");
             exit::PARTIAL
+        }
+    }
+}
+
+/// Signs in to Salesforce and checks the configured fields with describe.
+async fn check_salesforce(settings: &Settings) -> Result<(), u8> {
+    use crate::sources::salesforce::{PullError, SalesforceSource};
+    let source = SalesforceSource::new(settings, None).map_err(|e| {
+        eprintln!("channel-sync: {e}");
+        exit::CONFIG
+    })?;
+    match source.plan(settings).await {
+        Ok(plan) => {
+            let objects: Vec<String> = plan
+                .objects()
+                .iter()
+                .map(|o| format!("{} ({} fields)", o.object, o.fields.len()))
+                .collect();
+            eprintln!(
+                "channel-sync: Salesforce answered; every configured field exists. Reads: {}",
+                objects.join(", ")
+            );
+            Ok(())
+        }
+        Err(PullError::Config(e)) => {
+            eprintln!("channel-sync: {e}");
+            Err(exit::CONFIG)
+        }
+        Err(e) => {
+            eprintln!("channel-sync: Salesforce: {e}");
+            Err(exit::PARTIAL)
         }
     }
 }

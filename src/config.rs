@@ -7,6 +7,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+mod salesforce;
+pub use salesforce::{
+    Attribution, RegistrationFields, RegistrationSource, SalesforceAuth, SalesforceFields,
+    SalesforcePrmSettings, SalesforceSettings,
+};
+
 /// The path used when `--config` is not given. A missing default file means
 /// "all defaults"; a missing file named with `--config` is an error.
 pub const DEFAULT_PATH: &str = "config/channel-sync.toml";
@@ -178,11 +184,18 @@ pub enum PrmKind {
 pub struct CrmSettings {
     pub kind: Option<CrmKind>,
     pub files: FilesCrmSettings,
-    // The connectors' own sections, validated when they are built.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub salesforce: Option<serde_json::Value>,
+    pub salesforce: Option<SalesforceSettings>,
+    // HubSpot's own section, validated when its connector is built.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hubspot: Option<serde_json::Value>,
+}
+
+impl CrmSettings {
+    /// `crm.salesforce.*`, with defaults when the section is absent.
+    pub fn salesforce(&self) -> SalesforceSettings {
+        self.salesforce.clone().unwrap_or_default()
+    }
 }
 
 /// `crm.files.*`: CSV/JSONL exports in, `scorecards.csv` out.
@@ -201,7 +214,16 @@ pub struct PrmSettings {
     pub kind: Option<PrmKind>,
     pub files: FilesPrmSettings,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub salesforce: Option<SalesforcePrmSettings>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub partnerstack: Option<serde_json::Value>,
+}
+
+impl PrmSettings {
+    /// `prm.salesforce.*`, with defaults when the section is absent.
+    pub fn salesforce(&self) -> SalesforcePrmSettings {
+        self.salesforce.clone().unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -464,6 +486,8 @@ impl Settings {
 
     /// Checks every value the types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.crm.salesforce().validate()?;
+        self.prm.salesforce().validate()?;
         self.schedule
             .parsed()
             .map_err(|m| ConfigError::new("schedule.cron", m))?;

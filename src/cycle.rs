@@ -17,9 +17,11 @@ use serde::Serialize;
 use crate::alerts::{self, AlertContext};
 use crate::config::{ConfigError, Settings};
 use crate::engine;
+use crate::sinks::salesforce::SalesforceSink;
 use crate::sinks::slack::{Delivery, SlackClient, render::Names};
 use crate::sinks::writeback::{FilesSink, ScorecardSink, Target, diff};
-use crate::sources::{file_sources, files};
+use crate::sources::salesforce::{PullError, SalesforceSource, sync::ObjectReport};
+use crate::sources::{Origin, files, origin};
 use crate::state::State;
 use crate::values::format_timestamp;
 
@@ -27,6 +29,8 @@ use crate::values::format_timestamp;
 pub struct Options {
     pub now: DateTime<Utc>,
     pub dry_run: bool,
+    /// Read every record again instead of only what changed (`once --full`).
+    pub full: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +41,23 @@ pub enum CycleError {
     Input(#[from] files::InputError),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    /// The CRM or PRM could not be read: nothing was decided this cycle; the
+    /// next one tries again.
+    #[error("{0}")]
+    Upstream(String),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+}
+
+impl From<PullError> for CycleError {
+    fn from(e: PullError) -> Self {
+        match e {
+            PullError::Config(e) => CycleError::Config(e),
+            PullError::Input(e) => CycleError::Input(e),
+            PullError::State(e) => CycleError::State(e),
+            PullError::Salesforce(e) => CycleError::Upstream(e.to_string()),
+        }
+    }
 }
 
 /// What one cycle did.
@@ -47,6 +66,9 @@ pub struct Summary {
     pub as_of: String,
     pub dry_run: bool,
     pub pulled: BTreeMap<&'static str, usize>,
+    /// What each API object's sync read (empty for files).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub synced: Vec<ObjectReport>,
     pub rejected: usize,
     pub findings_open: usize,
     pub open_by_kind: BTreeMap<String, usize>,
@@ -103,6 +125,17 @@ impl Summary {
             self.writes_done,
             self.writes_failed,
         );
+        for r in &self.synced {
+            s.push_str(&format!(
+                "synced      {} {:?}{}: {} read, {} removed, {} calls\n",
+                r.object,
+                r.mode,
+                r.reason.map(|w| format!(" ({w})")).unwrap_or_default(),
+                r.fetched,
+                r.removed,
+                r.calls
+            ));
+        }
         for e in &self.errors {
             s.push_str(&format!("error       {e}\n"));
         }
@@ -123,7 +156,7 @@ fn crash_point(name: &str) {
 /// Checks what a cycle needs from the configuration: sources, and a webhook
 /// for every configured route.
 pub fn check(settings: &Settings) -> Result<(), ConfigError> {
-    file_sources(settings)?;
+    origin(settings)?;
     for (name, route) in &settings.alerts.slack.routes {
         if route.webhook_url.is_none() {
             return Err(ConfigError::new(
@@ -153,6 +186,7 @@ pub async fn once(
 pub struct Runner {
     settings: Settings,
     slack: SlackClient,
+    salesforce: Option<SalesforceSource>,
     /// Set on shutdown: a cycle stops sending at the next message (what is
     /// not sent stays in the outbox for the next start).
     pub stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -165,12 +199,17 @@ impl Runner {
     ) -> Result<Runner, CycleError> {
         check(&settings)?;
         let mut slack = SlackClient::new(&settings.alerts.slack)?;
-        if let Some(m) = metrics {
-            slack = slack.with_metrics(m);
+        if let Some(m) = &metrics {
+            slack = slack.with_metrics(m.clone());
         }
+        let salesforce = match origin(&settings)? {
+            Origin::Salesforce { .. } => Some(SalesforceSource::new(&settings, metrics)?),
+            Origin::Files { .. } => None,
+        };
         Ok(Runner {
             settings,
             slack,
+            salesforce,
             stopping: Default::default(),
         })
     }
@@ -180,32 +219,120 @@ impl Runner {
         opts: &Options,
         out: &mut (dyn Write + Send),
     ) -> Result<Summary, CycleError> {
-        run_cycle(&self.settings, &self.slack, &self.stopping, opts, out).await
+        let result = self.run_cycle(opts, out).await;
+        if let Some(sf) = &self.salesforce {
+            sf.keep_rotated_credentials(&self.settings.state.path).await;
+        }
+        if let Err(e) = &result
+            && !opts.dry_run
+            && let Ok(state) = State::open(&self.settings.state.path)
+        {
+            let summary = serde_json::json!({ "error": e.to_string() }).to_string();
+            let _ = state.record_run(opts.now, Utc::now().max(opts.now), "failed", &summary);
+        }
+        result
+    }
+
+    /// The state a cycle works on: the file, or for a dry run a read-only
+    /// view (files) or a throwaway in-memory copy (an API source's mirror
+    /// must be updated to be read).
+    fn open_state(&self, dry_run: bool) -> Result<Option<State>, CycleError> {
+        let path = &self.settings.state.path;
+        Ok(match (dry_run, &self.salesforce) {
+            (false, _) => Some(State::open(path)?),
+            (true, None) => State::open_read_only(path)?,
+            (true, Some(_)) => Some(State::scratch_copy(path)?),
+        })
+    }
+
+    async fn run_cycle(
+        &self,
+        opts: &Options,
+        out: &mut (dyn Write + Send),
+    ) -> Result<Summary, CycleError> {
+        let settings = &self.settings;
+        let started = opts.now;
+        let now = opts.now;
+        let origin = origin(settings)?;
+        let mut summary = Summary {
+            as_of: format_timestamp(&now),
+            dry_run: opts.dry_run,
+            ..Summary::default()
+        };
+        let state = self.open_state(opts.dry_run)?;
+
+        // Pull (files are read off the async workers: CPU-bound).
+        let loaded = match (&origin, &self.salesforce, &state) {
+            (Origin::Files { crm_dir, prm_dir }, _, _) => {
+                let money = settings.scorecard.clone();
+                let (crm, prm) = (crm_dir.clone(), prm_dir.clone());
+                tokio::task::spawn_blocking(move || files::load_split(&crm, &prm, &money))
+                    .await
+                    .map_err(anyhow::Error::from)??
+            }
+            (Origin::Salesforce { prm_dir }, Some(sf), Some(state)) => {
+                let file_prm = match prm_dir {
+                    Some(dir) => Some(files::load_prm(dir)?),
+                    None => None,
+                };
+                let (loaded, synced) = sf.pull(state, settings, opts.full, file_prm).await?;
+                summary.synced = synced;
+                loaded
+            }
+            _ => return Err(anyhow::anyhow!("no source client for this configuration").into()),
+        };
+        let sink = match &self.salesforce {
+            Some(sf) => Sink::Salesforce(SalesforceSink {
+                client: sf.client.clone(),
+                fields: settings.writeback.fields.clone(),
+                percent_fields: sf.plan(settings).await?.percent_fields,
+            }),
+            None => Sink::Files(FilesSink::new(match &origin {
+                Origin::Files { crm_dir, .. } => settings
+                    .crm
+                    .files
+                    .out_dir
+                    .clone()
+                    .unwrap_or_else(|| crm_dir.clone()),
+                Origin::Salesforce { .. } => Default::default(),
+            })),
+        };
+        decide_and_deliver(
+            settings,
+            &self.slack,
+            &self.stopping,
+            opts,
+            out,
+            loaded,
+            state,
+            sink,
+            summary,
+            started,
+        )
+        .await
     }
 }
 
-async fn run_cycle(
+/// Where scorecards go.
+enum Sink {
+    Files(FilesSink),
+    Salesforce(SalesforceSink),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn decide_and_deliver(
     settings: &Settings,
     slack: &SlackClient,
     stopping: &std::sync::atomic::AtomicBool,
     opts: &Options,
     out: &mut (dyn Write + Send),
+    loaded: files::Loaded,
+    state: Option<State>,
+    sink: Sink,
+    mut summary: Summary,
+    started: DateTime<Utc>,
 ) -> Result<Summary, CycleError> {
-    let started = opts.now;
     let now = opts.now;
-    let sources = file_sources(settings)?;
-    let mut summary = Summary {
-        as_of: format_timestamp(&now),
-        dry_run: opts.dry_run,
-        ..Summary::default()
-    };
-
-    // Pull and detect (CPU-bound: off the async workers).
-    let money = settings.scorecard.clone();
-    let (crm, prm) = (sources.crm_dir.clone(), sources.prm_dir.clone());
-    let loaded = tokio::task::spawn_blocking(move || files::load_split(&crm, &prm, &money))
-        .await
-        .map_err(anyhow::Error::from)??;
     let data = loaded.dataset;
     summary.rejected = loaded.rejected.len();
     for r in &loaded.rejected {
@@ -231,11 +358,6 @@ async fn run_cycle(
     let lap = |what: &str| tracing::debug!(ms = clock.elapsed().as_millis() as u64, "{what}");
 
     // Decide.
-    let state = if opts.dry_run {
-        State::open_read_only(&settings.state.path)?
-    } else {
-        Some(State::open(&settings.state.path)?)
-    };
     let stored = match &state {
         Some(s) => s.findings()?,
         None => Vec::new(),
@@ -303,24 +425,33 @@ async fn run_cycle(
     }
 
     // Write back.
-    let out_dir = settings
-        .crm
-        .files
-        .out_dir
-        .clone()
-        .unwrap_or_else(|| sources.crm_dir.clone());
     lap("Alerts delivered.");
-    let sink = FilesSink::new(out_dir);
-    write_back(
-        &sink,
-        &data,
-        &evaluation,
-        state.as_ref(),
-        opts,
-        out,
-        &mut summary,
-    )
-    .await?;
+    match &sink {
+        Sink::Files(sink) => {
+            write_back(
+                sink,
+                &data,
+                &evaluation,
+                state.as_ref(),
+                opts,
+                out,
+                &mut summary,
+            )
+            .await?
+        }
+        Sink::Salesforce(sink) => {
+            write_back(
+                sink,
+                &data,
+                &evaluation,
+                state.as_ref(),
+                opts,
+                out,
+                &mut summary,
+            )
+            .await?
+        }
+    }
     lap("Scorecards written back.");
 
     if let (Some(state), false) = (&state, opts.dry_run) {

@@ -133,6 +133,7 @@ async fn tick(runner: Arc<Runner>, busy: Arc<Mutex<()>>, shared: Arc<Shared>) {
         let options = Options {
             now,
             dry_run: false,
+            full: false,
         };
         let mut sink = std::io::sink();
         let result = runner.cycle(&options, &mut sink).await;

@@ -63,7 +63,37 @@ const MIGRATIONS: &[&str] = &[
         outcome      TEXT NOT NULL,
         summary      TEXT NOT NULL
     );",
+    // 2: the local mirror of records pulled from an API (kept between
+    // cycles so a cycle reads only what changed), and credentials an
+    // upstream rotated.
+    "CREATE TABLE mirror (
+        source       TEXT NOT NULL,
+        object       TEXT NOT NULL,
+        id           TEXT NOT NULL,
+        modstamp     TEXT,
+        -- the full sync that last saw the record (sweeps remove the rest)
+        generation   INTEGER NOT NULL,
+        -- the record's fields as the upstream sent them (JSON)
+        data         TEXT NOT NULL,
+        PRIMARY KEY (source, object, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE credentials (
+        name         TEXT PRIMARY KEY,
+        -- a hash of the configured value this one replaced: a new configured
+        -- value wins over a stored rotation of an older one
+        configured   TEXT NOT NULL,
+        value        TEXT NOT NULL,
+        updated_at   TEXT NOT NULL
+    );",
 ];
+
+/// One record for the mirror: id, modification stamp, fields as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorRow {
+    pub id: String,
+    pub modstamp: Option<String>,
+    pub data: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -127,6 +157,20 @@ pub struct FindingUpdate {
     pub notified: Option<String>,
 }
 
+/// The state file holds mirrored CRM records and may hold a rotated refresh
+/// token: only its owner may read it.
+fn restrict_to_owner(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+            tracing::warn!(path = %path.display(), error = %e, "Could not restrict the state file to its owner.");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
 /// The state store. The connection sits behind a mutex so a cycle's future
 /// can move between threads; each call holds it only for its own statements.
 pub struct State {
@@ -147,6 +191,7 @@ impl State {
             source,
         };
         let conn = Connection::open(path).map_err(err)?;
+        restrict_to_owner(path);
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "FULL")
@@ -155,6 +200,30 @@ impl State {
             .map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
+        let state = State {
+            conn: std::sync::Mutex::new(conn),
+            path: label,
+        };
+        state.migrate()?;
+        Ok(state)
+    }
+
+    /// An in-memory copy of the state file (or a new empty state when there
+    /// is none), for `--dry-run`: a sync may run against it as usual and
+    /// nothing reaches the file.
+    pub fn scratch_copy(path: &Path) -> Result<State, StateError> {
+        let label = format!("{} (in-memory copy)", path.display());
+        let err = |source| StateError::Sqlite {
+            path: label.clone(),
+            source,
+        };
+        let mut conn = Connection::open_in_memory().map_err(err)?;
+        if let Some(existing) = State::open_read_only(path)? {
+            let from = existing.conn();
+            rusqlite::backup::Backup::new(&from, &mut conn)
+                .and_then(|b| b.run_to_completion(1024, std::time::Duration::ZERO, None))
+                .map_err(err)?;
+        }
         let state = State {
             conn: std::sync::Mutex::new(conn),
             path: label,
@@ -405,6 +474,123 @@ impl State {
             .map_err(|e| self.err(e))
     }
 
+    /// Stores a page of pulled records and removes deleted ones, in one
+    /// transaction. `generation` marks the records as seen by that sync.
+    pub fn mirror_apply(
+        &self,
+        source: &str,
+        object: &str,
+        generation: i64,
+        upserts: &[MirrorRow],
+        deletes: &[String],
+    ) -> Result<(), StateError> {
+        self.in_transaction(|tx| {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO mirror (source, object, id, modstamp, generation, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (source, object, id) DO UPDATE SET
+                   modstamp = excluded.modstamp, generation = excluded.generation, data = excluded.data",
+            )?;
+            for r in upserts {
+                upsert.execute(params![source, object, r.id, r.modstamp, generation, r.data])?;
+            }
+            let mut delete = tx.prepare_cached(
+                "DELETE FROM mirror WHERE source = ?1 AND object = ?2 AND id = ?3",
+            )?;
+            for id in deletes {
+                delete.execute(params![source, object, id])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// After a full sync: removes the records it did not see. Returns how
+    /// many went.
+    pub fn mirror_sweep(
+        &self,
+        source: &str,
+        object: &str,
+        generation: i64,
+    ) -> Result<usize, StateError> {
+        self.conn()
+            .execute(
+                "DELETE FROM mirror WHERE source = ?1 AND object = ?2 AND generation < ?3",
+                params![source, object, generation],
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Calls `each` with (id, data) for every mirrored record of an object,
+    /// in id order.
+    pub fn mirror_scan(
+        &self,
+        source: &str,
+        object: &str,
+        mut each: impl FnMut(&str, &str),
+    ) -> Result<(), StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, data FROM mirror WHERE source = ?1 AND object = ?2 ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt
+            .query(params![source, object])
+            .map_err(|e| self.err(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let id = row.get_ref(0).and_then(|v| Ok(v.as_str()?));
+            let data = row.get_ref(1).and_then(|v| Ok(v.as_str()?));
+            match (id, data) {
+                (Ok(id), Ok(data)) => each(id, data),
+                (Err(e), _) | (_, Err(e)) => {
+                    return Err(self.err(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn mirror_count(&self, source: &str, object: &str) -> Result<u64, StateError> {
+        self.conn()
+            .query_row(
+                "SELECT count(*) FROM mirror WHERE source = ?1 AND object = ?2",
+                params![source, object],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// A credential an upstream rotated, if it replaced the configured value
+    /// whose hash is `configured` (a newly configured value wins).
+    pub fn credential(&self, name: &str, configured: &str) -> Result<Option<String>, StateError> {
+        self.conn()
+            .query_row(
+                "SELECT value FROM credentials WHERE name = ?1 AND configured = ?2",
+                params![name, configured],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn set_credential(
+        &self,
+        name: &str,
+        configured: &str,
+        value: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        self.conn()
+            .execute(
+                "INSERT INTO credentials (name, configured, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET configured = excluded.configured,
+                   value = excluded.value, updated_at = excluded.updated_at",
+                params![name, configured, value, format_timestamp(&now)],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
     pub fn cursor(&self, source: &str) -> Result<Option<String>, StateError> {
         self.conn()
             .query_row(
@@ -576,6 +762,99 @@ mod tests {
             s.cursor("sf").unwrap().as_deref(),
             Some("2026-11-01T00:00:00Z")
         );
+    }
+
+    fn row(id: &str, data: &str) -> MirrorRow {
+        MirrorRow {
+            id: id.into(),
+            modstamp: Some("2026-11-01T00:00:00Z".into()),
+            data: data.into(),
+        }
+    }
+
+    fn scan(s: &State, object: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        s.mirror_scan("sf", object, |id, data| out.push((id.into(), data.into())))
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn the_mirror_upserts_deletes_and_sweeps_by_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = State::open(&dir.path().join("s.db")).unwrap();
+        s.mirror_apply(
+            "sf",
+            "Opp",
+            1,
+            &[row("b", "1"), row("a", "1"), row("c", "1")],
+            &[],
+        )
+        .unwrap();
+        s.mirror_apply("sf", "Acc", 1, &[row("a", "acc")], &[])
+            .unwrap();
+        // An incremental page: one changed, one deleted.
+        s.mirror_apply("sf", "Opp", 1, &[row("a", "2")], &["c".into()])
+            .unwrap();
+        assert_eq!(
+            scan(&s, "Opp"),
+            [("a".into(), "2".into()), ("b".into(), "1".into())]
+        );
+        // A full sync that sees only b: a goes, other objects stay.
+        s.mirror_apply("sf", "Opp", 2, &[row("b", "3")], &[])
+            .unwrap();
+        assert_eq!(s.mirror_sweep("sf", "Opp", 2).unwrap(), 1);
+        assert_eq!(scan(&s, "Opp"), [("b".into(), "3".into())]);
+        assert_eq!(s.mirror_count("sf", "Acc").unwrap(), 1);
+    }
+
+    #[test]
+    fn a_rotated_credential_applies_only_to_the_value_it_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = State::open(&dir.path().join("s.db")).unwrap();
+        assert_eq!(s.credential("rt", "h1").unwrap(), None);
+        s.set_credential("rt", "h1", "rotated-2", now()).unwrap();
+        assert_eq!(
+            s.credential("rt", "h1").unwrap().as_deref(),
+            Some("rotated-2")
+        );
+        assert_eq!(
+            s.credential("rt", "h2").unwrap(),
+            None,
+            "a new configured value wins"
+        );
+    }
+
+    #[test]
+    fn a_scratch_copy_changes_nothing_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let s = State::open(&path).unwrap();
+        s.mirror_apply("sf", "Opp", 1, &[row("a", "1")], &[])
+            .unwrap();
+        drop(s);
+        let before = std::fs::read(&path).unwrap();
+        let copy = State::scratch_copy(&path).unwrap();
+        assert_eq!(scan(&copy, "Opp"), [("a".into(), "1".into())]);
+        copy.mirror_apply("sf", "Opp", 2, &[row("b", "1")], &[])
+            .unwrap();
+        assert_eq!(copy.mirror_count("sf", "Opp").unwrap(), 2);
+        drop(copy);
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        let fresh = State::scratch_copy(&dir.path().join("none.db")).unwrap();
+        assert_eq!(fresh.mirror_count("sf", "Opp").unwrap(), 0);
+        assert!(!dir.path().join("none.db").exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_the_owner_may_read_the_state_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        drop(State::open(&path).unwrap());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

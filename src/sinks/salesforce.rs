@@ -99,6 +99,7 @@ mod tests {
                 client_secret: Some(Secret::new("s")),
                 refresh_token: None,
                 per_second: 1000,
+                max_daily_share: 1.0,
                 timeout: Duration::from_secs(5),
             })
             .unwrap(),

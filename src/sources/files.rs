@@ -223,13 +223,39 @@ impl<'a> Row<'a> {
     }
 }
 
+/// A record's id, for rejections of records that have no line (API sources).
+pub(crate) trait Keyed {
+    fn key(&self) -> &str;
+}
+
+macro_rules! keyed {
+    ($($t:ty),*) => {$(
+        impl Keyed for $t {
+            fn key(&self) -> &str {
+                &self.id
+            }
+        }
+    )*};
+}
+keyed!(
+    Account,
+    Partner,
+    PartnerRep,
+    Opportunity,
+    Registration,
+    User
+);
+
 /// Rows of one table and, beside them, each row's line number (kept apart so
 /// the rows move into the dataset without a copy), plus the rejected ones.
-struct Table<T> {
+pub struct Table<T> {
     file: String,
-    rows: Vec<T>,
+    pub(crate) rows: Vec<T>,
     lines: Vec<u64>,
     rejected: Vec<Rejected>,
+    /// Records from an API: a rejection names the record (`file` is then
+    /// "<label> <id>") and line 0.
+    by_key: bool,
 }
 
 impl<T> Table<T> {
@@ -239,6 +265,19 @@ impl<T> Table<T> {
             rows: Vec::with_capacity(capacity),
             lines: Vec::with_capacity(capacity),
             rejected: Vec::new(),
+            by_key: false,
+        }
+    }
+
+    /// Records from an API, labelled e.g. `salesforce Opportunity`, with
+    /// those already rejected while mapping them.
+    pub(crate) fn from_records(label: &str, rows: Vec<T>, rejected: Vec<Rejected>) -> Self {
+        Table {
+            file: label.to_string(),
+            lines: vec![0; rows.len()],
+            rows,
+            rejected,
+            by_key: true,
         }
     }
 
@@ -258,7 +297,7 @@ impl<T> Table<T> {
     /// Rejects every row for which `verdict` gives a reason; keeps the rest.
     fn reject_where(&mut self, verdict: impl Fn(usize, &T) -> Option<String> + Sync)
     where
-        T: Sync,
+        T: Sync + Keyed,
     {
         let reasons: Vec<(usize, String)> = self
             .rows
@@ -272,7 +311,15 @@ impl<T> Table<T> {
         let mut keep = vec![true; self.rows.len()];
         for (i, reason) in reasons {
             keep[i] = false;
-            self.reject(self.lines[i], reason);
+            if self.by_key {
+                self.rejected.push(Rejected {
+                    file: format!("{} {}", self.file, self.rows[i].key()),
+                    line: 0,
+                    reason,
+                });
+            } else {
+                self.reject(self.lines[i], reason);
+            }
         }
         let mut i = 0;
         self.rows.retain(|_| {
@@ -788,8 +835,33 @@ pub fn load_split(crm: &Path, prm: &Path, money: &ScorecardSettings) -> Result<L
     Ok(loaded)
 }
 
+/// The PRM tables of a folder, read but not yet linked.
+pub type PrmTables = (Table<Partner>, Table<PartnerRep>, Table<Registration>);
+
+/// Reads the PRM tables (`partners`, `partner_reps`, `registrations`) of a
+/// folder, for a PRM kept in files beside a CRM connector.
+pub fn load_prm(prm: &Path) -> Result<PrmTables, InputError> {
+    if !prm.is_dir() {
+        return Err(InputError::Io {
+            file: prm.display().to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder"),
+        });
+    }
+    Ok((
+        load_table(prm, "partners", true, col::partner::ALL, parse_partner)?,
+        load_table(prm, "partner_reps", true, col::rep::ALL, parse_rep)?,
+        load_table(
+            prm,
+            "registrations",
+            true,
+            col::registration::ALL,
+            parse_registration,
+        )?,
+    ))
+}
+
 /// Rejects rows whose id repeats an earlier row's, keeping the first.
-fn dedupe<T: Sync>(table: &mut Table<T>, id: impl Fn(&T) -> &str) {
+fn dedupe<T: Sync + Keyed>(table: &mut Table<T>, id: impl Fn(&T) -> &str) {
     let mut first_line_of_duplicate: FastMap<usize, u64> = FastMap::default();
     {
         let mut first: FastMap<&str, u64> = crate::fast::map_with_capacity(table.rows.len());
@@ -813,7 +885,10 @@ fn dedupe<T: Sync>(table: &mut Table<T>, id: impl Fn(&T) -> &str) {
     }
 }
 
-fn link(
+/// Checks ids and the references between tables; rows that break them are
+/// rejected. The dataset's promise (unique ids, every reference resolves)
+/// holds for whatever comes out.
+pub(crate) fn link(
     mut accounts: Table<Account>,
     mut partners: Table<Partner>,
     mut reps: Table<PartnerRep>,

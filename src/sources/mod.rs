@@ -7,43 +7,69 @@ use std::path::PathBuf;
 
 use crate::config::{ConfigError, CrmKind, PrmKind, Settings};
 
-/// Where a cycle reads its tables from.
+/// Where a cycle reads its data from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileSources {
-    pub crm_dir: PathBuf,
-    pub prm_dir: PathBuf,
+pub enum Origin {
+    /// Every table from files: the CRM tables from `crm_dir`, the PRM ones
+    /// from `prm_dir`.
+    Files { crm_dir: PathBuf, prm_dir: PathBuf },
+    /// The CRM from Salesforce; the PRM from the same org, or from files in
+    /// `prm_dir`.
+    Salesforce { prm_dir: Option<PathBuf> },
 }
 
-/// Resolves `crm.*` and `prm.*` into the folders to read. With
-/// `crm.kind = "files"` the PRM tables come from the same folder unless
-/// `prm.kind` says otherwise.
-pub fn file_sources(settings: &Settings) -> Result<FileSources, ConfigError> {
+/// Resolves `crm.*` and `prm.*`. With `crm.kind = "files"` the PRM tables
+/// come from the same folder unless `prm.kind` says otherwise.
+pub fn origin(settings: &Settings) -> Result<Origin, ConfigError> {
     let not_yet = |key: &str, kind: &str| {
         ConfigError::new(
             key,
-            format!("'{kind}' is not available in this version yet; use \"files\""),
+            format!("'{kind}' is not available in this version yet"),
         )
     };
-    let crm_dir = match settings.crm.kind {
-        None => {
-            return Err(ConfigError::new(
-                "crm.kind",
-                "required for once and run: \"files\" (salesforce and hubspot are coming)",
-            ));
+    let prm_files =
+        || {
+            settings.prm.files.dir.clone().ok_or_else(|| {
+                ConfigError::new("prm.files.dir", "required when prm.kind = \"files\"")
+            })
+        };
+    match settings.crm.kind {
+        None => Err(ConfigError::new(
+            "crm.kind",
+            "required for once and run: \"salesforce\" or \"files\"",
+        )),
+        Some(CrmKind::Hubspot) => Err(not_yet("crm.kind", "hubspot")),
+        Some(CrmKind::Files) => {
+            let crm_dir = settings.crm.files.dir.clone().ok_or_else(|| {
+                ConfigError::new("crm.files.dir", "required when crm.kind = \"files\"")
+            })?;
+            let prm_dir = match settings.prm.kind {
+                None => crm_dir.clone(),
+                Some(PrmKind::Files) => prm_files()?,
+                Some(PrmKind::Salesforce) => {
+                    return Err(ConfigError::new(
+                        "prm.kind",
+                        "\"salesforce\" means the same org as the CRM: it needs crm.kind = \"salesforce\"",
+                    ));
+                }
+                Some(PrmKind::Partnerstack) => return Err(not_yet("prm.kind", "partnerstack")),
+            };
+            Ok(Origin::Files { crm_dir, prm_dir })
         }
-        Some(CrmKind::Files) => settings.crm.files.dir.clone().ok_or_else(|| {
-            ConfigError::new("crm.files.dir", "required when crm.kind = \"files\"")
-        })?,
-        Some(CrmKind::Salesforce) => return Err(not_yet("crm.kind", "salesforce")),
-        Some(CrmKind::Hubspot) => return Err(not_yet("crm.kind", "hubspot")),
-    };
-    let prm_dir = match settings.prm.kind {
-        None => crm_dir.clone(),
-        Some(PrmKind::Files) => settings.prm.files.dir.clone().ok_or_else(|| {
-            ConfigError::new("prm.files.dir", "required when prm.kind = \"files\"")
-        })?,
-        Some(PrmKind::Salesforce) => return Err(not_yet("prm.kind", "salesforce")),
-        Some(PrmKind::Partnerstack) => return Err(not_yet("prm.kind", "partnerstack")),
-    };
-    Ok(FileSources { crm_dir, prm_dir })
+        Some(CrmKind::Salesforce) => {
+            let prm_dir = match settings.prm.kind {
+                None => {
+                    return Err(ConfigError::new(
+                        "prm.kind",
+                        "required with crm.kind = \"salesforce\": \"salesforce\" (the same org) or \"files\"",
+                    ));
+                }
+                Some(PrmKind::Salesforce) => None,
+                Some(PrmKind::Files) => Some(prm_files()?),
+                Some(PrmKind::Partnerstack) => return Err(not_yet("prm.kind", "partnerstack")),
+            };
+            settings.crm.salesforce().check_credentials()?;
+            Ok(Origin::Salesforce { prm_dir })
+        }
+    }
 }

@@ -1,11 +1,12 @@
 //! Salesforce REST: the typed client the Salesforce connector is built on.
 //!
-//! This first part covers authentication and reading:
 //! - OAuth 2.0 token flows against `login_url` (or the org's My Domain host):
-//!   client credentials, and refresh token with rotation (a refresh that returns
-//!   a new refresh token replaces the old one; [`SalesforceClient::rotated_refresh_token`]
-//!   hands it to the caller to keep). The `instance_url` of the token response
-//!   is the base of every later call.
+//!   client credentials, JWT bearer (an RS256 assertion signed with the key
+//!   at `private_key_path`), and refresh token with rotation (a refresh that
+//!   returns a new refresh token replaces the old one;
+//!   [`SalesforceClient::rotated_refresh_token`] hands it to the caller to
+//!   keep). The `instance_url` of the token response is the base of every
+//!   later call.
 //! - SOQL through `/services/data/{version}/query` (or `queryAll`, which also
 //!   returns deleted records), asking for `batchSize=2000` pages and following
 //!   `nextRecordsUrl`.
@@ -15,7 +16,9 @@
 //! - Auth errors (`invalid_grant`, `invalid_client`, ...) end the call with a
 //!   clear message; `REQUEST_LIMIT_EXCEEDED` stops at once (Salesforce sends no
 //!   Retry-After for it); 5xx and transport errors are retried with backoff.
-//! - `Sforce-Limit-Info: api-usage=used/max` is recorded on every response.
+//! - `Sforce-Limit-Info: api-usage=used/max` is recorded on every response,
+//!   and no request is sent once `max_daily_share` of the daily allocation
+//!   is used ([`SalesforceError::Budget`]).
 //!
 //! Secrets (client secret, refresh and access tokens) never appear in errors
 //! or logs.
@@ -33,10 +36,45 @@ use crate::config::Secret;
 use crate::metrics::Metrics;
 
 /// How the client authenticates (`crm.salesforce.auth`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum AuthFlow {
     ClientCredentials,
+    /// JWT bearer: `username` is the assertion's subject; `audience` is
+    /// `https://login.salesforce.com`, `https://test.salesforce.com` or the
+    /// community URL.
+    JwtBearer {
+        username: String,
+        audience: String,
+        key: SigningKey,
+    },
     RefreshToken,
+}
+
+/// An RS256 private key (from `private_key_path`), never printed.
+#[derive(Clone)]
+pub struct SigningKey(jsonwebtoken::EncodingKey);
+
+impl SigningKey {
+    /// Reads a PEM RSA private key (PKCS#1 or PKCS#8).
+    pub fn from_pem(pem: &[u8]) -> Result<SigningKey, String> {
+        jsonwebtoken::EncodingKey::from_rsa_pem(pem)
+            .map(SigningKey)
+            .map_err(|e| format!("not an RSA private key in PEM form: {e}"))
+    }
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    exp: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +90,9 @@ pub struct ClientConfig {
     pub refresh_token: Option<Secret>,
     /// Requests per second (Salesforce meters per day; this keeps bursts polite).
     pub per_second: u32,
+    /// The share of the org's daily API allocation this client may bring
+    /// usage up to (`crm.salesforce.max_daily_share`).
+    pub max_daily_share: f64,
     pub timeout: Duration,
 }
 
@@ -61,6 +102,10 @@ pub enum SalesforceError {
     Auth { error: String, description: String },
     #[error("Salesforce API request limit reached ({0}); waiting for the next cycle")]
     LimitExceeded(String),
+    #[error(
+        "Salesforce API usage is {used} of {max} calls today, at or above crm.salesforce.max_daily_share ({share}); stopping until it falls"
+    )]
+    Budget { used: u64, max: u64, share: f64 },
     #[error("Salesforce answered {status}: {code}: {message}")]
     Api {
         status: u16,
@@ -207,6 +252,12 @@ impl SalesforceClient {
         *self.usage.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Uses a refresh token kept from an earlier rotation instead of the
+    /// configured one.
+    pub async fn use_refresh_token(&self, token: Secret) {
+        *self.refresh_token.lock().await = Some(token);
+    }
+
     /// A refresh token Salesforce rotated in, once: the caller must keep it
     /// (the old one no longer works).
     pub async fn rotated_refresh_token(&self) -> Option<Secret> {
@@ -222,12 +273,41 @@ impl SalesforceClient {
 
     /// Gets a new access token.
     async fn authenticate(&self) -> Result<Session, SalesforceError> {
-        let mut form: Vec<(&str, String)> = vec![("client_id", self.config.client_id.clone())];
-        if let Some(secret) = &self.config.client_secret {
-            form.push(("client_secret", secret.expose().to_string()));
+        let mut form: Vec<(&str, String)> = Vec::new();
+        if !matches!(self.config.flow, AuthFlow::JwtBearer { .. }) {
+            form.push(("client_id", self.config.client_id.clone()));
+            if let Some(secret) = &self.config.client_secret {
+                form.push(("client_secret", secret.expose().to_string()));
+            }
         }
-        match self.config.flow {
+        match &self.config.flow {
             AuthFlow::ClientCredentials => form.push(("grant_type", "client_credentials".into())),
+            AuthFlow::JwtBearer {
+                username,
+                audience,
+                key,
+            } => {
+                let claims = Claims {
+                    iss: &self.config.client_id,
+                    sub: username,
+                    aud: audience,
+                    exp: chrono::Utc::now().timestamp() + 180,
+                };
+                let assertion = jsonwebtoken::encode(
+                    &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+                    &claims,
+                    &key.0,
+                )
+                .map_err(|e| SalesforceError::Auth {
+                    error: "jwt_signing_failed".into(),
+                    description: e.to_string(),
+                })?;
+                form.push((
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:jwt-bearer".into(),
+                ));
+                form.push(("assertion", assertion));
+            }
             AuthFlow::RefreshToken => {
                 let token = self.refresh_token.lock().await.clone().ok_or_else(|| {
                     SalesforceError::Auth {
@@ -314,6 +394,7 @@ impl SalesforceClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            self.check_budget()?;
             let session = self.session().await?;
             if self.limiter.check().is_err() {
                 if let Some(m) = &self.metrics {
@@ -400,6 +481,18 @@ impl SalesforceClient {
         }
     }
 
+    /// Refuses to send once the last reported usage reached the share of
+    /// the daily allocation this client may use.
+    fn check_budget(&self) -> Result<(), SalesforceError> {
+        if let Some((used, max)) = self.api_usage() {
+            let share = self.config.max_daily_share;
+            if max > 0 && used as f64 >= share * max as f64 {
+                return Err(SalesforceError::Budget { used, max, share });
+            }
+        }
+        Ok(())
+    }
+
     async fn pause(&self, attempt: u32) {
         let jitter = rand::random::<f64>() * 0.5;
         tokio::time::sleep(
@@ -459,12 +552,31 @@ impl SalesforceClient {
     /// Runs a SOQL query and returns every record of every page. With `all`,
     /// through `queryAll`, which includes deleted and archived records.
     pub async fn query(&self, soql: &str, all: bool) -> Result<Vec<Value>, SalesforceError> {
+        let mut records = Vec::new();
+        self.query_pages(soql, all, |mut page| {
+            records.append(&mut page);
+            Ok(())
+        })
+        .await?;
+        Ok(records)
+    }
+
+    /// Runs a SOQL query and hands each page's records to `on_page` as it
+    /// arrives (so a million records never sit in memory at once). Each
+    /// page is one call; a failed page is retried, never skipped.
+    pub async fn query_pages(
+        &self,
+        soql: &str,
+        all: bool,
+        mut on_page: impl FnMut(Vec<Value>) -> Result<(), SalesforceError>,
+    ) -> Result<u64, SalesforceError> {
         let resource = if all { "queryAll" } else { "query" };
         let first = format!("/services/data/{}/{resource}", self.config.api_version);
         let mut page: QueryPage =
             serde_json::from_value(self.get(&first, &[("q", soql)]).await?)
                 .map_err(|e| SalesforceError::Decode(format!("query page: {e}")))?;
-        let mut records = std::mem::take(&mut page.records);
+        let mut pages = 1;
+        on_page(std::mem::take(&mut page.records))?;
         while !page.done {
             let Some(next) = page.next_records_url.take() else {
                 return Err(SalesforceError::Decode(
@@ -473,9 +585,31 @@ impl SalesforceClient {
             };
             page = serde_json::from_value(self.get(&next, &[]).await?)
                 .map_err(|e| SalesforceError::Decode(format!("query page: {e}")))?;
-            records.append(&mut page.records);
+            pages += 1;
+            on_page(std::mem::take(&mut page.records))?;
         }
-        Ok(records)
+        Ok(pages)
+    }
+
+    /// The fields of an object, by API name, with their types (`describe`).
+    pub async fn describe(&self, object: &str) -> Result<Vec<(String, String)>, SalesforceError> {
+        #[derive(Deserialize)]
+        struct Field {
+            name: String,
+            #[serde(rename = "type")]
+            kind: String,
+        }
+        #[derive(Deserialize)]
+        struct Describe {
+            fields: Vec<Field>,
+        }
+        let path = format!(
+            "/services/data/{}/sobjects/{object}/describe",
+            self.config.api_version
+        );
+        let d: Describe = serde_json::from_value(self.get(&path, &[]).await?)
+            .map_err(|e| SalesforceError::Decode(format!("describe {object}: {e}")))?;
+        Ok(d.fields.into_iter().map(|f| (f.name, f.kind)).collect())
     }
 }
 
@@ -501,6 +635,7 @@ mod tests {
             client_secret: Some(Secret::new("client-secret")),
             refresh_token: Some(Secret::new("refresh-1")),
             per_second: 1000,
+            max_daily_share: 0.5,
             timeout: Duration::from_secs(5),
         }
     }
@@ -735,6 +870,115 @@ mod tests {
         assert!(matches!(e, SalesforceError::LimitExceeded(_)), "{e}");
         let records = client.query("SELECT Id FROM Contact", false).await.unwrap();
         assert_eq!(records.len(), 1, "retried past two 503s");
+    }
+
+    #[tokio::test]
+    async fn jwt_bearer_sends_a_signed_assertion_and_no_secret() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/services/oauth2/token"))
+            .and(body_string_contains(
+                "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer",
+            ))
+            .respond_with(token(&server, "access-1", None))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(header("authorization", "Bearer access-1"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_string(fixture("query_empty_response")),
+            )
+            .mount(&server)
+            .await;
+        let key = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/salesforce/test_jwt_key.pem"),
+        )
+        .unwrap();
+        let mut cfg = config(&server, AuthFlow::ClientCredentials);
+        cfg.flow = AuthFlow::JwtBearer {
+            username: "ops@example.com".into(),
+            audience: "https://login.salesforce.com".into(),
+            key: SigningKey::from_pem(&key).unwrap(),
+        };
+        let client = SalesforceClient::new(cfg).unwrap();
+        client.query("SELECT Id FROM User", false).await.unwrap();
+
+        let requests = server.received_requests().await.unwrap();
+        let body = String::from_utf8(requests[0].body.clone()).unwrap();
+        assert!(!body.contains("client_secret"), "{body}");
+        let assertion = body
+            .split('&')
+            .find_map(|p| p.strip_prefix("assertion="))
+            .unwrap();
+        let public = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/salesforce/test_jwt_key.pub.pem"),
+        )
+        .unwrap();
+        #[derive(Deserialize)]
+        struct Seen {
+            iss: String,
+            sub: String,
+            aud: String,
+            exp: i64,
+        }
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.set_audience(&["https://login.salesforce.com"]);
+        let seen = jsonwebtoken::decode::<Seen>(
+            assertion,
+            &jsonwebtoken::DecodingKey::from_rsa_pem(&public).unwrap(),
+            &validation,
+        )
+        .unwrap()
+        .claims;
+        assert_eq!(seen.iss, "client-id");
+        assert_eq!(seen.sub, "ops@example.com");
+        assert_eq!(seen.aud, "https://login.salesforce.com");
+        let ahead = seen.exp - chrono::Utc::now().timestamp();
+        assert!((60..=300).contains(&ahead), "exp {ahead}s ahead");
+    }
+
+    #[test]
+    fn a_key_that_is_not_rsa_pem_is_refused() {
+        assert!(SigningKey::from_pem(b"not a key").is_err());
+    }
+
+    #[tokio::test]
+    async fn no_request_goes_out_past_the_daily_share() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(token(&server, "access-1", None))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("Sforce-Limit-Info", "api-usage=50/100")
+                    .set_body_string(fixture("query_empty_response")),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let client = SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap();
+        client.query("SELECT Id FROM User", false).await.unwrap();
+        let e = client
+            .query("SELECT Id FROM User", false)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SalesforceError::Budget {
+                    used: 50,
+                    max: 100,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("max_daily_share"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,963 @@
+//! What to read from the org, and how mirrored Salesforce records become the
+//! domain model.
+//!
+//! - Account -> accounts; with `prm.kind = "salesforce"`, accounts with
+//!   `IsPartner = true` are also the partners (tier from
+//!   `prm.salesforce.tier_field`).
+//! - Opportunity -> opportunities: won when `IsWon`, lost when `IsClosed` and
+//!   not won, else open. The partner is the account in
+//!   `crm.salesforce.fields.partner_account` (or the primary
+//!   `OpportunityPartner`), mapped to the partner whose CRM account it is.
+//!   The credited rep is `fields.partner_rep`, else the owner when the owner
+//!   is a partner user.
+//! - User -> internal users (`UserType = 'Standard'`); partner users
+//!   (`PowerPartner`) are the partner reps when Salesforce is the PRM.
+//! - The registration object (Lead by default) -> registrations, through the
+//!   configured field and status maps.
+//!
+//! A record that cannot be used is rejected with its object, Id and reason,
+//! like a bad row in a file.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+
+use super::sync::{Keep, ObjectSpec, SOURCE};
+use crate::config::{Attribution, ConfigError, PrmKind, SalesforcePrmSettings, Settings};
+use crate::fast::{FastMap, FastSet};
+use crate::model::{
+    Account, Money, Opportunity, OpportunityStatus, Partner, PartnerRep, Registration, Rejected,
+    User,
+};
+use crate::sources::files::{Loaded, Table, link};
+use crate::state::{State, StateError};
+use crate::values::{date_of, parse_date, parse_timestamp};
+
+/// The org's fields as `describe` reported them, per object.
+#[derive(Debug, Clone, Default)]
+pub struct OrgInfo {
+    /// object -> lower-case field name -> (API name, type)
+    objects: BTreeMap<String, BTreeMap<String, (String, String)>>,
+}
+
+impl OrgInfo {
+    pub fn add(&mut self, object: &str, fields: Vec<(String, String)>) {
+        self.objects.insert(
+            object.to_string(),
+            fields
+                .into_iter()
+                .map(|(name, kind)| (name.to_ascii_lowercase(), (name, kind)))
+                .collect(),
+        );
+    }
+
+    /// The field's API name as the org spells it, if the object has it.
+    pub fn field(&self, object: &str, field: &str) -> Option<&str> {
+        self.objects
+            .get(object)?
+            .get(&field.trim().to_ascii_lowercase())
+            .map(|(name, _)| name.as_str())
+    }
+
+    fn kind(&self, object: &str, field: &str) -> Option<&str> {
+        self.objects
+            .get(object)?
+            .get(&field.trim().to_ascii_lowercase())
+            .map(|(_, kind)| kind.as_str())
+    }
+
+    /// A multi-currency org has `CurrencyIsoCode` on Opportunity.
+    pub fn multi_currency(&self) -> bool {
+        self.field("Opportunity", "CurrencyIsoCode").is_some()
+    }
+}
+
+/// The objects to describe before planning.
+pub fn objects_to_describe(settings: &Settings) -> Vec<String> {
+    let mut objects = vec!["Account".to_string(), "Opportunity".to_string()];
+    if settings.crm.salesforce().partner_attribution == Attribution::OpportunityPartner {
+        objects.push("OpportunityPartner".into());
+    }
+    if settings.prm.kind == Some(PrmKind::Salesforce) {
+        objects.push(settings.prm.salesforce().registrations.object.clone());
+    }
+    objects
+}
+
+/// What to read and where each model field comes from, with every
+/// configured field checked against the org.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub account: ObjectSpec,
+    pub opportunity: ObjectSpec,
+    pub user: ObjectSpec,
+    pub opportunity_partner: Option<ObjectSpec>,
+    pub registrations: Option<ObjectSpec>,
+    partner_account: Option<String>,
+    partner_rep: Option<String>,
+    registration: Option<String>,
+    currency: bool,
+    prm: Option<PrmPlan>,
+    /// Account fields of the percent type (write-back sends 25 for 0.25).
+    pub percent_fields: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone)]
+struct PrmPlan {
+    settings: SalesforcePrmSettings,
+    tier: Option<String>,
+    /// SPEC §2 registration column -> field API name.
+    columns: BTreeMap<&'static str, String>,
+}
+
+fn missing(key: String, object: &str, field: &str) -> ConfigError {
+    ConfigError::new(
+        key,
+        format!("no field '{field}' on {object} in this org (checked with describe)"),
+    )
+}
+
+/// Plans the sync for this org. A configured field the org lacks is a
+/// configuration error naming the key and the field.
+pub fn plan(settings: &Settings, org: &OrgInfo) -> Result<Plan, ConfigError> {
+    let sf = settings.crm.salesforce();
+    let prm_kind = settings.prm.kind;
+    let optional = |key: &str, object: &str, name: &str| -> Result<Option<String>, ConfigError> {
+        if name.trim().is_empty() {
+            return Ok(None);
+        }
+        org.field(object, name)
+            .map(|f| Some(f.to_string()))
+            .ok_or_else(|| missing(key.to_string(), object, name.trim()))
+    };
+
+    let mut account_fields: Vec<String> = vec!["Name".into(), "Website".into(), "OwnerId".into()];
+    let mut prm = None;
+    if prm_kind == Some(PrmKind::Salesforce) {
+        let p = settings.prm.salesforce();
+        if org.field("Account", "IsPartner").is_none() {
+            return Err(ConfigError::new(
+                "prm.kind",
+                "Account.IsPartner does not exist in this org: Salesforce as PRM needs partner accounts (PRM or partner community licences)",
+            ));
+        }
+        account_fields.push("IsPartner".into());
+        let tier = optional("prm.salesforce.tier_field", "Account", &p.tier_field)?;
+        account_fields.extend(tier.clone());
+        let object = p.registrations.object.trim().to_string();
+        let mut columns = BTreeMap::new();
+        for (column, field) in p.registrations.fields.mapped() {
+            let name = optional(
+                &format!("prm.salesforce.registrations.fields.{column}"),
+                &object,
+                field,
+            )?
+            .unwrap_or_default();
+            columns.insert(column, name);
+        }
+        prm = Some(PrmPlan {
+            settings: p,
+            tier,
+            columns,
+        });
+    }
+    for (scorecard, field) in &settings.writeback.fields {
+        optional(&format!("writeback.fields.{scorecard}"), "Account", field)?;
+    }
+    let percent_fields = settings
+        .writeback
+        .fields
+        .values()
+        .filter(|f| org.kind("Account", f) == Some("percent"))
+        .cloned()
+        .collect();
+
+    let partner_account = match sf.partner_attribution {
+        Attribution::PartnerAccount => optional(
+            "crm.salesforce.fields.partner_account",
+            "Opportunity",
+            &sf.fields.partner_account,
+        )?,
+        Attribution::OpportunityPartner => None,
+    };
+    let partner_rep = optional(
+        "crm.salesforce.fields.partner_rep",
+        "Opportunity",
+        &sf.fields.partner_rep,
+    )?;
+    let registration = optional(
+        "crm.salesforce.fields.registration",
+        "Opportunity",
+        &sf.fields.registration,
+    )?;
+    let currency = org.multi_currency();
+    let mut opportunity_fields: Vec<&str> = vec![
+        "AccountId",
+        "OwnerId",
+        "Name",
+        "StageName",
+        "IsClosed",
+        "IsWon",
+        "Amount",
+        "CloseDate",
+        "CreatedDate",
+    ];
+    if currency {
+        opportunity_fields.push("CurrencyIsoCode");
+    }
+    for f in [&partner_account, &partner_rep, &registration]
+        .into_iter()
+        .flatten()
+    {
+        opportunity_fields.push(f);
+    }
+    let opportunity_partner =
+        (sf.partner_attribution == Attribution::OpportunityPartner).then(|| {
+            ObjectSpec::new(
+                "OpportunityPartner",
+                &["OpportunityId", "AccountToId", "IsPrimary"],
+                true,
+                Keep::IsTrue("IsPrimary".into()),
+            )
+        });
+    let registrations = prm.as_ref().map(|p| {
+        let fields: Vec<&str> = p.columns.values().map(String::as_str).collect();
+        let partner = p.columns.get("partner").cloned().unwrap_or_default();
+        ObjectSpec::new(
+            p.settings.registrations.object.trim(),
+            &fields,
+            true,
+            Keep::NotNull(partner),
+        )
+    });
+    let account_fields: Vec<&str> = account_fields.iter().map(String::as_str).collect();
+    Ok(Plan {
+        account: ObjectSpec::new("Account", &account_fields, true, Keep::All),
+        opportunity: ObjectSpec::new("Opportunity", &opportunity_fields, true, Keep::All),
+        user: ObjectSpec::new(
+            "User",
+            &[
+                "Name",
+                "Email",
+                "IsActive",
+                "UserType",
+                "AccountId",
+                "CreatedDate",
+                "LastModifiedDate",
+            ],
+            false,
+            Keep::All,
+        ),
+        opportunity_partner,
+        registrations,
+        partner_account,
+        partner_rep,
+        registration,
+        currency,
+        prm,
+        percent_fields,
+    })
+}
+
+impl Plan {
+    /// Every object to sync, in order.
+    pub fn objects(&self) -> Vec<&ObjectSpec> {
+        let mut all = vec![&self.account, &self.user];
+        all.extend(&self.opportunity_partner);
+        all.push(&self.opportunity);
+        all.extend(&self.registrations);
+        all
+    }
+}
+
+/// A field's text: strings as they are, numbers and booleans printed; empty
+/// and null are absent.
+fn text(r: &Map<String, Value>, field: &str) -> Option<String> {
+    match r.get(field)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn flag(r: &Map<String, Value>, field: &str) -> Option<bool> {
+    match r.get(field)? {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => crate::values::parse_bool(s),
+        _ => None,
+    }
+}
+
+fn number(r: &Map<String, Value>, field: &str) -> Result<Option<f64>, String> {
+    match r.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => crate::values::parse_amount(s)
+            .map(Some)
+            .ok_or_else(|| format!("{field}: not a number: '{s}'")),
+        Some(v) => Err(format!("{field}: not a number: {v}")),
+    }
+}
+
+fn timestamp(
+    r: &Map<String, Value>,
+    field: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, String> {
+    match text(r, field) {
+        None => Ok(None),
+        Some(s) => parse_timestamp(&s)
+            .map(Some)
+            .ok_or_else(|| format!("{field}: not a timestamp: '{s}'")),
+    }
+}
+
+/// The first 15 characters of a Salesforce id: the case-sensitive form
+/// both the 15- and the 18-character ids start with.
+fn id15(id: &str) -> &str {
+    if id.len() == 18 && id.is_ascii() {
+        &id[..15]
+    } else {
+        id
+    }
+}
+
+/// Records of one object, each parsed, mapped, or rejected with its Id.
+struct Mapped<T> {
+    label: String,
+    rows: Vec<T>,
+    rejected: Vec<Rejected>,
+}
+
+impl<T> Mapped<T> {
+    fn new(object: &str) -> Self {
+        Mapped {
+            label: format!("{SOURCE} {object}"),
+            rows: Vec::new(),
+            rejected: Vec::new(),
+        }
+    }
+
+    fn reject(&mut self, id: &str, reason: String) {
+        self.rejected.push(Rejected {
+            file: format!("{} {id}", self.label),
+            line: 0,
+            reason,
+        });
+    }
+
+    fn table(self) -> Table<T> {
+        Table::from_records(&self.label, self.rows, self.rejected)
+    }
+}
+
+/// Reads every mirrored record of `spec` and hands each, parsed, to `each`.
+fn scan(
+    state: &State,
+    spec: &ObjectSpec,
+    mut each: impl FnMut(&str, Result<Map<String, Value>, String>),
+) -> Result<(), StateError> {
+    state.mirror_scan(SOURCE, &spec.object, |id, data| {
+        each(
+            id,
+            serde_json::from_str(data).map_err(|e| format!("unreadable mirror record: {e}")),
+        )
+    })
+}
+
+/// The PRM side when it comes from files rather than from the org.
+pub type FilePrm = crate::sources::files::PrmTables;
+
+/// Builds the dataset from the mirror (and the PRM files, when the PRM is
+/// kept in files), then checks ids and references as for files.
+pub fn build(
+    state: &State,
+    settings: &Settings,
+    plan: &Plan,
+    file_prm: Option<FilePrm>,
+) -> Result<Loaded, StateError> {
+    // Accounts, and partner accounts when the org is the PRM.
+    let mut accounts = Mapped::<Account>::new("Account");
+    let mut partners = Mapped::<Partner>::new("Account");
+    scan(state, &plan.account, |id, r| {
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => return accounts.reject(id, e),
+        };
+        let Some(name) = text(&r, "Name") else {
+            return accounts.reject(id, "Name: empty".into());
+        };
+        if let Some(prm) = &plan.prm
+            && flag(&r, "IsPartner") == Some(true)
+        {
+            partners.rows.push(Partner {
+                id: id.to_string(),
+                name: name.clone(),
+                tier: prm.tier.as_deref().and_then(|f| text(&r, f)),
+                crm_account_id: Some(id.to_string()),
+                domain: None,
+            });
+        }
+        accounts.rows.push(Account {
+            id: id.to_string(),
+            name,
+            domain: None,
+            website: text(&r, "Website"),
+            owner_id: text(&r, "OwnerId"),
+        });
+    })?;
+
+    // Users: internal ones, and partner users (the reps when the org is the PRM).
+    let mut users = Mapped::<User>::new("User");
+    let mut reps = Mapped::<PartnerRep>::new("User");
+    let mut partner_users: FastSet<String> = FastSet::default();
+    scan(state, &plan.user, |id, r| {
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => return users.reject(id, e),
+        };
+        match text(&r, "UserType").as_deref() {
+            Some("Standard") => users.rows.push(User {
+                id: id.to_string(),
+                name: text(&r, "Name"),
+                email: text(&r, "Email"),
+            }),
+            Some("PowerPartner") => {
+                partner_users.insert(id.to_string());
+                if plan.prm.is_none() {
+                    return;
+                }
+                let Some(partner) = text(&r, "AccountId") else {
+                    return reps.reject(id, "AccountId: empty on a partner user".into());
+                };
+                let active = flag(&r, "IsActive").unwrap_or(true);
+                let left_on = if active {
+                    None
+                } else {
+                    // Salesforce keeps no deactivation date: the last change
+                    // to the user is the best one there is.
+                    timestamp(&r, "LastModifiedDate")
+                        .ok()
+                        .flatten()
+                        .map(|t| date_of(&t))
+                };
+                reps.rows.push(PartnerRep {
+                    id: id.to_string(),
+                    partner_id: partner,
+                    email: text(&r, "Email"),
+                    name: text(&r, "Name"),
+                    active,
+                    joined_on: timestamp(&r, "CreatedDate")
+                        .ok()
+                        .flatten()
+                        .map(|t| date_of(&t)),
+                    left_on,
+                });
+            }
+            // Portal customers, guests, integration users: neither.
+            _ => {}
+        }
+    })?;
+
+    // The PRM tables: from the org, or from files.
+    let (partners, reps, registrations) = match file_prm {
+        Some((mut file_partners, file_reps, file_registrations)) => {
+            // Files may name a partner's account by its 15-character id:
+            // use the org's 18-character one so exclusion and write-back
+            // meet the same record.
+            let by15: FastMap<&str, &str> = accounts
+                .rows
+                .iter()
+                .map(|a| (id15(&a.id), a.id.as_str()))
+                .collect();
+            for p in &mut file_partners.rows {
+                if let Some(full) = p.crm_account_id.as_deref().and_then(|c| by15.get(id15(c))) {
+                    p.crm_account_id = Some((*full).to_string());
+                }
+            }
+            (file_partners, file_reps, file_registrations)
+        }
+        None => {
+            let mut registrations = Mapped::<Registration>::new(
+                plan.registrations
+                    .as_ref()
+                    .map_or("Lead", |s| s.object.as_str()),
+            );
+            if let (Some(prm), Some(spec)) = (&plan.prm, &plan.registrations) {
+                scan(state, spec, |id, r| {
+                    match r.and_then(|r| registration(id, &r, prm)) {
+                        Ok(reg) => registrations.rows.push(reg),
+                        Err(e) => registrations.reject(id, e),
+                    }
+                })?;
+            }
+            (partners.table(), reps.table(), registrations.table())
+        }
+    };
+
+    // Opportunities, with their partner through the partner's account.
+    let partner_of_account: FastMap<String, String> = partners
+        .rows
+        .iter()
+        .filter_map(|p| {
+            p.crm_account_id
+                .as_deref()
+                .map(|a| (id15(a).to_string(), p.id.clone()))
+        })
+        .collect();
+    let mut primary_partner: FastMap<String, String> = FastMap::default();
+    if let Some(spec) = &plan.opportunity_partner {
+        scan(state, spec, |_, r| {
+            if let Ok(r) = r
+                && let (Some(opp), Some(account)) =
+                    (text(&r, "OpportunityId"), text(&r, "AccountToId"))
+            {
+                primary_partner.insert(opp, account);
+            }
+        })?;
+    }
+    let money = &settings.scorecard;
+    let mut opportunities = Mapped::<Opportunity>::new("Opportunity");
+    scan(state, &plan.opportunity, |id, r| {
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => return opportunities.reject(id, e),
+        };
+        let mapped = (|| -> Result<Opportunity, String> {
+            let account_id = text(&r, "AccountId")
+                .ok_or("AccountId: empty (an opportunity without an account cannot be matched)")?;
+            let status = if flag(&r, "IsWon") == Some(true) {
+                OpportunityStatus::Won
+            } else if flag(&r, "IsClosed") == Some(true) {
+                OpportunityStatus::Lost
+            } else {
+                OpportunityStatus::Open
+            };
+            let created_at = timestamp(&r, "CreatedDate")?.ok_or("CreatedDate: empty")?;
+            let amount = match number(&r, "Amount")? {
+                None => None,
+                Some(value) => {
+                    let currency = if plan.currency {
+                        text(&r, "CurrencyIsoCode")
+                    } else {
+                        None
+                    };
+                    let rate = match &currency {
+                        None => 1.0,
+                        Some(code) => money.rate(code).ok_or_else(|| {
+                            format!(
+                                "CurrencyIsoCode: no exchange rate for {code} (set scorecard.fx.{code})"
+                            )
+                        })?,
+                    };
+                    Some(Money {
+                        value,
+                        base: value * rate,
+                        currency,
+                    })
+                }
+            };
+            let close_date = match text(&r, "CloseDate") {
+                None => None,
+                Some(d) => {
+                    Some(parse_date(&d).ok_or_else(|| format!("CloseDate: not a date: '{d}'"))?)
+                }
+            };
+            let partner_account = match &plan.partner_account {
+                Some(field) => text(&r, field),
+                None => primary_partner.get(id).cloned(),
+            };
+            let partner_id = match partner_account {
+                None => None,
+                Some(account) => Some(partner_of_account.get(id15(&account)).cloned().ok_or_else(
+                    || {
+                        format!(
+                            "{}: account {account} is not a known partner",
+                            plan.partner_account
+                                .as_deref()
+                                .unwrap_or("OpportunityPartner")
+                        )
+                    },
+                )?),
+            };
+            let owner_id = text(&r, "OwnerId");
+            let partner_rep = plan
+                .partner_rep
+                .as_deref()
+                .and_then(|f| text(&r, f))
+                .or_else(|| owner_id.clone().filter(|o| partner_users.contains(o)));
+            Ok(Opportunity {
+                id: id.to_string(),
+                account_id,
+                status,
+                created_at,
+                name: text(&r, "Name"),
+                owner_id,
+                stage: text(&r, "StageName"),
+                amount,
+                close_date,
+                partner_id,
+                partner_rep,
+                registration_id: plan.registration.as_deref().and_then(|f| text(&r, f)),
+            })
+        })();
+        match mapped {
+            Ok(o) => opportunities.rows.push(o),
+            Err(e) => opportunities.reject(id, e),
+        }
+    })?;
+
+    Ok(link(
+        accounts.table(),
+        partners,
+        reps,
+        opportunities.table(),
+        registrations,
+        users.table(),
+    ))
+}
+
+/// One registration record through the configured field and status maps.
+fn registration(id: &str, r: &Map<String, Value>, prm: &PrmPlan) -> Result<Registration, String> {
+    let field = |column: &str| prm.columns.get(column).map(String::as_str);
+    let get = |column: &str| field(column).and_then(|f| text(r, f));
+    let when = |column: &str| match field(column) {
+        None => Ok(None),
+        Some(f) => timestamp(r, f),
+    };
+    let partner_id = get("partner").ok_or_else(|| {
+        format!(
+            "{}: empty (no partner)",
+            field("partner").unwrap_or("partner")
+        )
+    })?;
+    let customer_name = get("customer_name").ok_or_else(|| {
+        format!(
+            "{}: empty (no customer name)",
+            field("customer_name").unwrap_or("customer_name")
+        )
+    })?;
+    let status_field = field("status").unwrap_or("status");
+    let value = get("status").ok_or_else(|| format!("{status_field}: empty"))?;
+    let status = prm.settings.status_of(&value).ok_or_else(|| {
+        format!("{status_field}: '{value}' is not in prm.salesforce.registrations.status_map")
+    })?;
+    let submitted_at = when("submitted_at")?
+        .ok_or_else(|| format!("{}: empty", field("submitted_at").unwrap_or("submitted_at")))?;
+    Ok(Registration {
+        id: id.to_string(),
+        partner_id,
+        customer_name,
+        status,
+        submitted_at,
+        rep: get("rep"),
+        customer_domain: get("customer_domain"),
+        account_id: get("account_id"),
+        opportunity_id: get("opportunity_id"),
+        approved_at: when("approved_at")?,
+        expires_at: when("expires_at")?,
+        amount: match field("amount") {
+            None => None,
+            Some(f) => number(r, f)?,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RegistrationStatus;
+    use crate::state::MirrorRow;
+    use serde_json::json;
+
+    fn org(multi_currency: bool) -> OrgInfo {
+        let mut org = OrgInfo::default();
+        let fields = |names: &[(&str, &str)]| {
+            names
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.to_string()))
+                .collect::<Vec<_>>()
+        };
+        org.add(
+            "Account",
+            fields(&[
+                ("Id", "id"),
+                ("Name", "string"),
+                ("Website", "url"),
+                ("OwnerId", "reference"),
+                ("IsPartner", "boolean"),
+                ("Partner_Tier__c", "picklist"),
+                ("Active_Seller_Rate__c", "percent"),
+                ("Partner_Reps__c", "double"),
+            ]),
+        );
+        let mut opp = fields(&[
+            ("Id", "id"),
+            ("AccountId", "reference"),
+            ("PartnerAccountId", "reference"),
+            ("Partner_Rep__c", "string"),
+            ("Deal_Registration__c", "string"),
+        ]);
+        if multi_currency {
+            opp.push(("CurrencyIsoCode".into(), "picklist".into()));
+        }
+        org.add("Opportunity", opp);
+        org.add(
+            "Lead",
+            fields(&[
+                ("Id", "id"),
+                ("Company", "string"),
+                ("Status", "picklist"),
+                ("PartnerAccountId", "reference"),
+                ("CreatedById", "reference"),
+                ("CreatedDate", "datetime"),
+                ("Website", "url"),
+                ("ConvertedAccountId", "reference"),
+                ("ConvertedOpportunityId", "reference"),
+                ("ConvertedDate", "date"),
+            ]),
+        );
+        org
+    }
+
+    fn settings(extra: &str) -> Settings {
+        Settings::from_toml(&format!(
+            "[crm]\nkind = \"salesforce\"\n[prm]\nkind = \"salesforce\"\n[prm.salesforce]\ntier_field = \"Partner_Tier__c\"\n[scorecard.fx]\nEUR = 1.1\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_configured_field_the_org_lacks_is_named() {
+        let mut s = settings("");
+        s.crm.salesforce = Some(crate::config::SalesforceSettings {
+            fields: crate::config::SalesforceFields {
+                partner_rep: "Credited_Rep__c".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let e = plan(&s, &org(false)).unwrap_err();
+        assert_eq!(e.key, "crm.salesforce.fields.partner_rep");
+        assert!(e.message.contains("Credited_Rep__c"), "{e}");
+
+        let s = settings("[writeback.fields]\nreps = \"Reps_Count__c\"\n");
+        let e = plan(&s, &org(false)).unwrap_err();
+        assert_eq!(e.key, "writeback.fields.reps");
+
+        let s = settings("[prm.salesforce.registrations.fields]\namount = \"Deal_Size__c\"\n");
+        let e = plan(&s, &org(false)).unwrap_err();
+        assert_eq!(e.key, "prm.salesforce.registrations.fields.amount");
+
+        let mut no_prm = org(false);
+        no_prm.add(
+            "Account",
+            vec![("Id".into(), "id".into()), ("Name".into(), "string".into())],
+        );
+        let e = plan(&settings(""), &no_prm).unwrap_err();
+        assert_eq!(e.key, "prm.kind");
+    }
+
+    #[test]
+    fn the_plan_reads_only_what_is_configured_and_knows_percent_fields() {
+        let s = settings(
+            "[writeback.fields]\nactive_seller_rate = \"active_seller_rate__c\"\nreps = \"Partner_Reps__c\"\n",
+        );
+        let p = plan(&s, &org(true)).unwrap();
+        assert!(
+            p.opportunity
+                .fields
+                .contains(&"CurrencyIsoCode".to_string())
+        );
+        assert!(p.account.fields.contains(&"Partner_Tier__c".to_string()));
+        assert_eq!(
+            p.percent_fields,
+            BTreeSet::from(["active_seller_rate__c".to_string()])
+        );
+        let p = plan(&s, &org(false)).unwrap();
+        assert!(
+            !p.opportunity
+                .fields
+                .contains(&"CurrencyIsoCode".to_string())
+        );
+        let objects: Vec<&str> = p.objects().iter().map(|o| o.object.as_str()).collect();
+        assert_eq!(objects, ["Account", "User", "Opportunity", "Lead"]);
+    }
+
+    fn put(state: &State, object: &str, records: &[Value]) {
+        let rows: Vec<MirrorRow> = records
+            .iter()
+            .map(|r| MirrorRow {
+                id: r["Id"].as_str().unwrap().into(),
+                modstamp: None,
+                data: r.to_string(),
+            })
+            .collect();
+        state.mirror_apply(SOURCE, object, 1, &rows, &[]).unwrap();
+    }
+
+    fn program(state: &State) {
+        put(
+            state,
+            "Account",
+            &[
+                json!({"Id": "001000000000001AAA", "Name": "Acme", "Website": "acme.com", "IsPartner": false}),
+                json!({"Id": "001000000000002AAA", "Name": "Northwind", "IsPartner": true, "Partner_Tier__c": "Gold"}),
+                json!({"Id": "001000000000003AAA", "Name": null}),
+            ],
+        );
+        put(
+            state,
+            "User",
+            &[
+                json!({"Id": "005A", "Name": "Dana Direct", "Email": "dana@vendor.example", "UserType": "Standard", "IsActive": true}),
+                json!({"Id": "005P", "Name": "Pat Partner", "Email": "pat@northwind.example", "UserType": "PowerPartner", "IsActive": false, "AccountId": "001000000000002AAA", "CreatedDate": "2026-01-05T00:00:00.000+0000", "LastModifiedDate": "2026-10-01T09:00:00.000+0000"}),
+            ],
+        );
+        put(
+            state,
+            "Opportunity",
+            &[
+                json!({"Id": "006D", "AccountId": "001000000000001AAA", "OwnerId": "005A", "IsClosed": false, "IsWon": false, "CreatedDate": "2026-10-01T00:00:00.000+0000", "Amount": 100.0, "CurrencyIsoCode": "EUR"}),
+                json!({"Id": "006P", "AccountId": "001000000000001AAA", "OwnerId": "005P", "IsClosed": true, "IsWon": true, "CreatedDate": "2026-09-01T00:00:00.000+0000", "CloseDate": "2026-09-30", "PartnerAccountId": "001000000000002AAA"}),
+                json!({"Id": "006L", "AccountId": "001000000000001AAA", "IsClosed": true, "IsWon": false, "CreatedDate": "2026-09-01T00:00:00.000+0000", "Partner_Rep__c": "x@y.example", "PartnerAccountId": "001000000000001AAA"}),
+                json!({"Id": "006X", "AccountId": null, "CreatedDate": "2026-09-01T00:00:00.000+0000"}),
+            ],
+        );
+        put(
+            state,
+            "Lead",
+            &[
+                json!({"Id": "00QA", "Company": "Acme", "Status": "Closed - Converted", "PartnerAccountId": "001000000000002AAA", "CreatedById": "005P", "CreatedDate": "2026-08-01T00:00:00.000+0000", "ConvertedDate": "2026-08-03", "ConvertedOpportunityId": "006P"}),
+                json!({"Id": "00QB", "Company": "Beta", "Status": "Nurturing", "PartnerAccountId": "001000000000002AAA", "CreatedDate": "2026-08-01T00:00:00.000+0000"}),
+            ],
+        );
+    }
+
+    #[test]
+    fn the_org_as_crm_and_prm_maps_onto_the_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&dir.path().join("s.db")).unwrap();
+        program(&state);
+        let s = settings("");
+        let p = plan(&s, &org(true)).unwrap();
+        let loaded = build(&state, &s, &p, None).unwrap();
+        let d = &loaded.dataset;
+
+        assert_eq!(d.accounts.len(), 2);
+        assert_eq!(d.partners.len(), 1);
+        let partner = &d.partners[0];
+        assert_eq!(partner.id, "001000000000002AAA");
+        assert_eq!(partner.tier.as_deref(), Some("Gold"));
+        assert_eq!(
+            partner.crm_account_id.as_deref(),
+            Some("001000000000002AAA")
+        );
+
+        assert_eq!(d.users.len(), 1, "partner users are not internal users");
+        assert_eq!(d.reps.len(), 1);
+        let rep = &d.reps[0];
+        assert!(!rep.active);
+        assert_eq!(rep.left_on.unwrap().to_string(), "2026-10-01");
+        assert_eq!(rep.joined_on.unwrap().to_string(), "2026-01-05");
+
+        let opp = |id: &str| d.opportunities.iter().find(|o| o.id == id).unwrap();
+        let direct = opp("006D");
+        assert_eq!(direct.status, OpportunityStatus::Open);
+        assert_eq!(direct.partner_id, None);
+        let money = direct.amount.as_ref().unwrap();
+        assert_eq!(money.currency.as_deref(), Some("EUR"));
+        assert!((money.base - 110.0).abs() < 1e-9);
+        let won = opp("006P");
+        assert_eq!(won.status, OpportunityStatus::Won);
+        assert_eq!(won.partner_id.as_deref(), Some("001000000000002AAA"));
+        assert_eq!(
+            won.partner_rep.as_deref(),
+            Some("005P"),
+            "the partner-user owner"
+        );
+        assert_eq!(won.close_date.unwrap().to_string(), "2026-09-30");
+
+        assert_eq!(d.registrations.len(), 1);
+        let reg = &d.registrations[0];
+        assert_eq!(reg.status, RegistrationStatus::Approved);
+        assert_eq!(reg.rep.as_deref(), Some("005P"));
+        assert_eq!(reg.opportunity_id.as_deref(), Some("006P"));
+        assert_eq!(
+            reg.approved_at.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-08-03T00:00:00+00:00")
+        );
+
+        let reasons: Vec<(String, String)> = loaded
+            .rejected
+            .iter()
+            .map(|r| (r.file.clone(), r.reason.clone()))
+            .collect();
+        let has = |file: &str, why: &str| reasons.iter().any(|(f, r)| f == file && r.contains(why));
+        assert!(
+            has("salesforce Account 001000000000003AAA", "Name: empty"),
+            "{reasons:?}"
+        );
+        assert!(
+            has("salesforce Opportunity 006X", "AccountId: empty"),
+            "{reasons:?}"
+        );
+        assert!(
+            has("salesforce Opportunity 006L", "is not a known partner"),
+            "{reasons:?}"
+        );
+        assert!(
+            has(
+                "salesforce Lead 00QB",
+                "'Nurturing' is not in prm.salesforce.registrations.status_map"
+            ),
+            "{reasons:?}"
+        );
+        assert!(loaded.rejected.iter().all(|r| r.line == 0));
+    }
+
+    #[test]
+    fn prm_files_meet_the_org_through_15_or_18_character_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&dir.path().join("s.db")).unwrap();
+        program(&state);
+        let prm = dir.path().join("prm");
+        std::fs::create_dir(&prm).unwrap();
+        std::fs::write(
+            prm.join("partners.csv"),
+            "id,name,crm_account_id\nP-1,Northwind,001000000000002\n",
+        )
+        .unwrap();
+        std::fs::write(prm.join("partner_reps.csv"), "id,partner_id\nR-1,P-1\n").unwrap();
+        std::fs::write(
+            prm.join("registrations.csv"),
+            "id,partner_id,customer_name,status,submitted_at\nG-1,P-1,Acme,approved,2026-08-01\n",
+        )
+        .unwrap();
+        let s = Settings::from_toml(&format!(
+            "[crm]\nkind = \"salesforce\"\n[prm]\nkind = \"files\"\n[prm.files]\ndir = \"{}\"\n[scorecard.fx]\nEUR = 1.1\n",
+            prm.display()
+        ))
+        .unwrap();
+        let p = plan(&s, &org(false)).unwrap();
+        assert!(p.registrations.is_none());
+        assert!(!p.account.fields.contains(&"IsPartner".to_string()));
+        let loaded = build(
+            &state,
+            &s,
+            &p,
+            Some(crate::sources::files::load_prm(&prm).unwrap()),
+        )
+        .unwrap();
+        let d = &loaded.dataset;
+        assert_eq!(
+            d.partners[0].crm_account_id.as_deref(),
+            Some("001000000000002AAA")
+        );
+        let won = d.opportunities.iter().find(|o| o.id == "006P").unwrap();
+        assert_eq!(won.partner_id.as_deref(), Some("P-1"));
+        assert_eq!(d.registrations.len(), 1);
+        assert_eq!(d.reps.len(), 1);
+    }
+}

@@ -1,0 +1,215 @@
+//! Salesforce: the typed REST client, the incremental mirror of the org's
+//! records in the state, and their mapping onto the domain model.
+
+pub mod client;
+pub mod map;
+pub mod sync;
+
+pub use client::{AuthFlow, ClientConfig, SalesforceClient, SalesforceError, SigningKey};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::config::{ConfigError, SalesforceAuth, Secret, Settings};
+use crate::metrics::Metrics;
+use crate::sources::files::{InputError, Loaded};
+use crate::state::{State, StateError};
+use map::{FilePrm, OrgInfo, Plan};
+use sync::{ObjectReport, SyncError};
+
+/// Why a pull failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Salesforce(#[from] SalesforceError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl From<SyncError> for PullError {
+    fn from(e: SyncError) -> Self {
+        match e {
+            SyncError::Salesforce(e) => PullError::Salesforce(e),
+            SyncError::State(e) => PullError::State(e),
+        }
+    }
+}
+
+/// The state's name for a refresh token Salesforce rotated.
+const ROTATED: &str = "salesforce.refresh_token";
+
+/// A stable fingerprint of the configured refresh token (FNV-1a, 64 bits):
+/// it only tells whether the operator configured a new one since the stored
+/// rotation, so it need not be cryptographic, but it must never change
+/// between versions.
+fn fingerprint(secret: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in secret.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Salesforce as a source: the client, and the plan made from the org's
+/// describe results (made once, kept for the daemon's later cycles).
+pub struct SalesforceSource {
+    pub client: Arc<SalesforceClient>,
+    plan: tokio::sync::Mutex<Option<Plan>>,
+    configured_refresh: Option<String>,
+    restored: std::sync::atomic::AtomicBool,
+}
+
+impl SalesforceSource {
+    /// Builds the client from `crm.salesforce.*`; a missing credential or an
+    /// unreadable key is a configuration error naming its key.
+    pub fn new(
+        settings: &Settings,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<SalesforceSource, ConfigError> {
+        let sf = settings.crm.salesforce();
+        sf.check_credentials()?;
+        let flow = match sf.auth {
+            SalesforceAuth::ClientCredentials => AuthFlow::ClientCredentials,
+            SalesforceAuth::RefreshToken => AuthFlow::RefreshToken,
+            SalesforceAuth::JwtBearer => {
+                let path = sf.private_key_path.clone().unwrap_or_default();
+                let pem = std::fs::read(&path).map_err(|e| {
+                    ConfigError::new(
+                        "crm.salesforce.private_key_path",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                AuthFlow::JwtBearer {
+                    username: sf.username.clone().unwrap_or_default(),
+                    audience: sf.audience(),
+                    key: SigningKey::from_pem(&pem).map_err(|m| {
+                        ConfigError::new(
+                            "crm.salesforce.private_key_path",
+                            format!("{}: {m}", path.display()),
+                        )
+                    })?,
+                }
+            }
+        };
+        let config = ClientConfig {
+            login_url: sf.login_url.clone(),
+            api_version: sf.api_version.clone(),
+            flow,
+            client_id: sf.client_id.clone().unwrap_or_default(),
+            client_secret: sf.client_secret.clone(),
+            refresh_token: sf.refresh_token.clone(),
+            per_second: sf.max_requests_per_second,
+            max_daily_share: sf.max_daily_share,
+            timeout: Duration::from_secs(sf.timeout_secs),
+        };
+        let mut client = SalesforceClient::new(config).map_err(|e| {
+            ConfigError::new("crm.salesforce", format!("cannot build the client: {e}"))
+        })?;
+        if let Some(m) = metrics {
+            client = client.with_metrics(m);
+        }
+        Ok(SalesforceSource {
+            client: Arc::new(client),
+            plan: tokio::sync::Mutex::new(None),
+            configured_refresh: (sf.auth == SalesforceAuth::RefreshToken)
+                .then(|| sf.refresh_token.as_ref().map(|t| fingerprint(t.expose())))
+                .flatten(),
+            restored: Default::default(),
+        })
+    }
+
+    /// Describes the objects the configuration reads and plans the sync,
+    /// checking every configured field exists (once per process).
+    pub async fn plan(&self, settings: &Settings) -> Result<Plan, PullError> {
+        let mut held = self.plan.lock().await;
+        if let Some(p) = held.as_ref() {
+            return Ok(p.clone());
+        }
+        let mut org = OrgInfo::default();
+        for object in map::objects_to_describe(settings) {
+            match self.client.describe(&object).await {
+                Ok(fields) => org.add(&object, fields),
+                Err(SalesforceError::Api { status: 404, .. }) => {
+                    let key = if object == settings.prm.salesforce().registrations.object {
+                        "prm.salesforce.registrations.object"
+                    } else {
+                        "crm.kind"
+                    };
+                    return Err(ConfigError::new(
+                        key,
+                        format!("no object '{object}' in this org (checked with describe)"),
+                    )
+                    .into());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let plan = map::plan(settings, &org)?;
+        *held = Some(plan.clone());
+        Ok(plan)
+    }
+
+    /// Before the first call: a refresh token rotated in an earlier run
+    /// replaces the configured one it came from.
+    pub async fn restore_credentials(&self, state: &State) -> Result<(), StateError> {
+        if self
+            .restored
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Ok(());
+        }
+        if let Some(configured) = &self.configured_refresh
+            && let Some(token) = state.credential(ROTATED, configured)?
+        {
+            self.client.use_refresh_token(Secret::new(token)).await;
+        }
+        Ok(())
+    }
+
+    /// After calls: keeps a refresh token Salesforce rotated (the old one
+    /// no longer works) in the state file, which only its owner can read.
+    pub async fn keep_rotated_credentials(&self, state_path: &std::path::Path) {
+        let (Some(configured), Some(token)) = (
+            &self.configured_refresh,
+            self.client.rotated_refresh_token().await,
+        ) else {
+            return;
+        };
+        let saved = State::open(state_path)
+            .and_then(|s| s.set_credential(ROTATED, configured, token.expose(), Utc::now()));
+        match saved {
+            Ok(()) => tracing::info!(
+                "Salesforce rotated the refresh token; the new one is kept in the state file."
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "Salesforce rotated the refresh token and it could not be saved: the next start needs a new one.")
+            }
+        }
+    }
+
+    /// Syncs every object into the mirror, then builds the dataset from it
+    /// (with the PRM tables from files when `file_prm` is given).
+    pub async fn pull(
+        &self,
+        state: &State,
+        settings: &Settings,
+        full: bool,
+        file_prm: Option<FilePrm>,
+    ) -> Result<(Loaded, Vec<ObjectReport>), PullError> {
+        self.restore_credentials(state).await?;
+        let plan = self.plan(settings).await?;
+        let mut reports = Vec::new();
+        for spec in plan.objects() {
+            reports.push(sync::sync_object(&self.client, state, spec, full, Utc::now()).await?);
+        }
+        let loaded = map::build(state, settings, &plan, file_prm)?;
+        Ok((loaded, reports))
+    }
+}
