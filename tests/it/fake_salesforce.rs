@@ -641,7 +641,7 @@ fn to_val_lenient(kind: Kind, v: Value, interner: &mut HashSet<Arc<str>>) -> Val
 
 fn parse_datetime(s: &str) -> Option<i64> {
     let s = s.trim();
-    if s.len() < 19 || !s.as_bytes().get(10).is_some_and(|b| *b == b'T') {
+    if s.len() < 19 || s.as_bytes().get(10) != Some(&b'T') {
         return None;
     }
     if let Ok(d) = DateTime::parse_from_rfc3339(s) {
