@@ -3,5 +3,7 @@
 mod cycle;
 mod daemon;
 mod detect;
+mod fake_salesforce;
+mod fake_salesforce_tests;
 mod helpers;
 mod properties;
