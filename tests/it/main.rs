@@ -7,3 +7,4 @@ mod fake_salesforce;
 mod fake_salesforce_tests;
 mod helpers;
 mod properties;
+mod salesforce;

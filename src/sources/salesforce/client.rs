@@ -192,6 +192,17 @@ impl SaveResult {
     }
 }
 
+/// What a paged query cost, and when Salesforce took its snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct Queried {
+    /// Calls made: the first page and each further one.
+    pub pages: u64,
+    /// Salesforce's clock (`Date`) when the first page answered: every
+    /// change committed later has a later `SystemModstamp`, less the
+    /// length of a transaction.
+    pub started: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 #[derive(Clone)]
 struct Session {
     access_token: Secret,
@@ -208,6 +219,8 @@ pub struct SalesforceClient {
     rotated: Mutex<Option<Secret>>,
     limiter: DefaultDirectRateLimiter,
     usage: std::sync::Mutex<Option<(u64, u64)>>,
+    /// The `Date` of the last response: Salesforce's clock.
+    server_time: std::sync::Mutex<Option<chrono::DateTime<chrono::Utc>>>,
     metrics: Option<Arc<Metrics>>,
     backoff: Duration,
 }
@@ -237,6 +250,7 @@ impl SalesforceClient {
             rotated: Mutex::new(None),
             limiter: RateLimiter::direct(Quota::per_second(per_second)),
             usage: std::sync::Mutex::new(None),
+            server_time: std::sync::Mutex::new(None),
             metrics: None,
             backoff: Duration::from_millis(250),
         })
@@ -437,6 +451,15 @@ impl SalesforceClient {
                         .set(usage.1.saturating_sub(usage.0) as i64);
                 }
             }
+            if let Some(date) = response
+                .headers()
+                .get(reqwest::header::DATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+            {
+                *self.server_time.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(date.with_timezone(&chrono::Utc));
+            }
             let status = response.status();
             let body = response
                 .text()
@@ -569,12 +592,13 @@ impl SalesforceClient {
         soql: &str,
         all: bool,
         mut on_page: impl FnMut(Vec<Value>) -> Result<(), SalesforceError>,
-    ) -> Result<u64, SalesforceError> {
+    ) -> Result<Queried, SalesforceError> {
         let resource = if all { "queryAll" } else { "query" };
         let first = format!("/services/data/{}/{resource}", self.config.api_version);
         let mut page: QueryPage =
             serde_json::from_value(self.get(&first, &[("q", soql)]).await?)
                 .map_err(|e| SalesforceError::Decode(format!("query page: {e}")))?;
+        let started = *self.server_time.lock().unwrap_or_else(|e| e.into_inner());
         let mut pages = 1;
         on_page(std::mem::take(&mut page.records))?;
         while !page.done {
@@ -588,7 +612,7 @@ impl SalesforceClient {
             pages += 1;
             on_page(std::mem::take(&mut page.records))?;
         }
-        Ok(pages)
+        Ok(Queried { pages, started })
     }
 
     /// The fields of an object, by API name, with their types (`describe`).

@@ -8,8 +8,8 @@
 //!   not won, else open. The partner is the account in
 //!   `crm.salesforce.fields.partner_account` (or the primary
 //!   `OpportunityPartner`), mapped to the partner whose CRM account it is.
-//!   The credited rep is `fields.partner_rep`, else the owner when the owner
-//!   is a partner user.
+//!   The credited rep is `fields.partner_rep`, else the owner (by email, or
+//!   Id when it has none) when the owner is a partner user.
 //! - User -> internal users (`UserType = 'Standard'`); partner users
 //!   (`PowerPartner`) are the partner reps when Salesforce is the PRM.
 //! - The registration object (Lead by default) -> registrations, through the
@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 
 use super::sync::{Keep, ObjectSpec, SOURCE};
 use crate::config::{Attribution, ConfigError, PrmKind, SalesforcePrmSettings, Settings};
-use crate::fast::{FastMap, FastSet};
+use crate::fast::FastMap;
 use crate::model::{
     Account, Money, Opportunity, OpportunityStatus, Partner, PartnerRep, Registration, Rejected,
     User,
@@ -411,7 +411,9 @@ pub fn build(
     // Users: internal ones, and partner users (the reps when the org is the PRM).
     let mut users = Mapped::<User>::new("User");
     let mut reps = Mapped::<PartnerRep>::new("User");
-    let mut partner_users: FastSet<String> = FastSet::default();
+    // Partner user id -> how reps are named: the email when there is one
+    // (it meets reps kept in files too), else the id.
+    let mut partner_users: FastMap<String, String> = FastMap::default();
     scan(state, &plan.user, |id, r| {
         let r = match r {
             Ok(r) => r,
@@ -424,7 +426,10 @@ pub fn build(
                 email: text(&r, "Email"),
             }),
             Some("PowerPartner") => {
-                partner_users.insert(id.to_string());
+                partner_users.insert(
+                    id.to_string(),
+                    text(&r, "Email").unwrap_or_else(|| id.to_string()),
+                );
                 if plan.prm.is_none() {
                     return;
                 }
@@ -586,7 +591,12 @@ pub fn build(
                 .partner_rep
                 .as_deref()
                 .and_then(|f| text(&r, f))
-                .or_else(|| owner_id.clone().filter(|o| partner_users.contains(o)));
+                .or_else(|| {
+                    owner_id
+                        .as_deref()
+                        .and_then(|o| partner_users.get(o))
+                        .cloned()
+                });
             Ok(Opportunity {
                 id: id.to_string(),
                 account_id,
@@ -874,7 +884,7 @@ mod tests {
         assert_eq!(won.partner_id.as_deref(), Some("001000000000002AAA"));
         assert_eq!(
             won.partner_rep.as_deref(),
-            Some("005P"),
+            Some("pat@northwind.example"),
             "the partner-user owner"
         );
         assert_eq!(won.close_date.unwrap().to_string(), "2026-09-30");

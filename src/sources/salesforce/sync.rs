@@ -8,14 +8,16 @@
 //!   [`MAX_CURSOR_AGE`]: deleted records stay visible to `queryAll` only while
 //!   they are in the recycle bin (15 days), so an older cursor could miss
 //!   deletions.
-//! - An **incremental sync** reads `WHERE SystemModstamp >= cursor - 5 min`
+//! - An **incremental sync** reads `WHERE SystemModstamp >= mark - 5 min`
 //!   through `queryAll`: records changed since the last sync, deleted ones
 //!   included (`IsDeleted = true`, which removes them from the mirror). The
-//!   overlap covers transactions that commit with a timestamp a little older
-//!   than the newest one already seen; the records read twice are simply
-//!   stored again (the mirror is keyed by Id).
-//! - The cursor (the newest `SystemModstamp` seen) moves only once an object's
-//!   sync finished. A sync that fails half-way has stored whole pages only,
+//!   mark is Salesforce's own clock (the `Date` header) when the last sync's
+//!   query ran, so no clock skew of ours matters; the 5 minutes cover
+//!   transactions that were running then and committed later with an older
+//!   `SystemModstamp`. A record read twice is simply stored again (the
+//!   mirror is keyed by Id). Without a `Date` header the mark is the newest
+//!   `SystemModstamp` seen.
+//! - The cursor moves only once an object's sync finished. A sync that fails half-way has stored whole pages only,
 //!   each of them current, and the next cycle starts again from the old
 //!   cursor: nothing is lost and nothing is half-written.
 
@@ -113,8 +115,9 @@ impl ObjectSpec {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Cursor {
-    /// The newest `SystemModstamp` seen, as Salesforce wrote it.
-    modstamp: Option<String>,
+    /// Where the next incremental read starts (before the overlap):
+    /// Salesforce's clock when the last read began.
+    mark: Option<DateTime<Utc>>,
     signature: String,
     /// When the last sync of this object finished (our clock).
     synced_at: DateTime<Utc>,
@@ -173,12 +176,7 @@ pub async fn sync_object(
         .cursor(&key)?
         .and_then(|text| serde_json::from_str(&text).ok());
     let signature = spec.signature();
-    let since = cursor.as_ref().and_then(|c| {
-        c.modstamp
-            .as_deref()
-            .and_then(parse_timestamp)
-            .map(|m| (c, m))
-    });
+    let since = cursor.as_ref().and_then(|c| c.mark.map(|m| (c, m)));
     let reason = match (&cursor, since) {
         _ if full => Some("requested"),
         (None, _) => Some("first sync"),
@@ -190,15 +188,11 @@ pub async fn sync_object(
         (Some(_), Some(_)) => None,
     };
     let fields = spec.fields.join(", ");
-    let mut newest: Option<(DateTime<Utc>, String)> = cursor
-        .as_ref()
-        .and_then(|c| c.modstamp.clone())
-        .filter(|_| reason.is_none())
-        .and_then(|m| parse_timestamp(&m).map(|t| (t, m)));
+    let mut newest: Option<DateTime<Utc>> = None;
     let mut fetched = 0u64;
     let mut removed = 0u64;
     let mut failure: Option<StateError> = None;
-    let (generation, calls) = match (reason, since) {
+    let (generation, queried) = match (reason, since) {
         (None, Some((c, since))) => {
             let since = since - chrono::Duration::from_std(OVERLAP).unwrap_or_default();
             let deleted = if spec.deletable { ", IsDeleted" } else { "" };
@@ -207,7 +201,7 @@ pub async fn sync_object(
                 spec.object,
                 soql_datetime(since)
             );
-            let calls = client
+            let queried = client
                 .query_pages(&soql, spec.deletable, |page| {
                     fetched += page.len() as u64;
                     let (rows, gone) = split_page(page, spec, &mut newest);
@@ -220,7 +214,7 @@ pub async fn sync_object(
             if let Some(e) = failure {
                 return Err(e.into());
             }
-            (c.generation, calls?)
+            (c.generation, queried?)
         }
         _ => {
             let generation = wall_now.timestamp_millis();
@@ -230,7 +224,7 @@ pub async fn sync_object(
                 .map(|w| format!(" WHERE {w}"))
                 .unwrap_or_default();
             let soql = format!("SELECT {fields} FROM {}{filter}", spec.object);
-            let calls = client
+            let queried = client
                 .query_pages(&soql, false, |page| {
                     fetched += page.len() as u64;
                     let (rows, _) = split_page(page, spec, &mut newest);
@@ -242,13 +236,13 @@ pub async fn sync_object(
             if let Some(e) = failure {
                 return Err(e.into());
             }
-            let calls = calls?;
+            let queried = queried?;
             removed = state.mirror_sweep(SOURCE, &spec.object, generation)? as u64;
-            (generation, calls)
+            (generation, queried)
         }
     };
     let next = Cursor {
-        modstamp: newest.map(|(_, m)| m),
+        mark: queried.started.or(newest).or_else(|| since.map(|(_, m)| m)),
         signature,
         synced_at: wall_now,
         generation,
@@ -268,7 +262,7 @@ pub async fn sync_object(
         reason,
         fetched,
         removed,
-        calls,
+        calls: queried.pages,
     };
     tracing::info!(
         object = %report.object,
@@ -295,7 +289,7 @@ fn stop(slot: &mut Option<StateError>, e: StateError) -> SalesforceError {
 fn split_page(
     page: Vec<Value>,
     spec: &ObjectSpec,
-    newest: &mut Option<(DateTime<Utc>, String)>,
+    newest: &mut Option<DateTime<Utc>>,
 ) -> (Vec<MirrorRow>, Vec<String>) {
     let mut rows = Vec::with_capacity(page.len());
     let mut gone = Vec::new();
@@ -311,11 +305,10 @@ fn split_page(
             .get("SystemModstamp")
             .and_then(Value::as_str)
             .map(str::to_string);
-        if let Some(m) = &modstamp
-            && let Some(t) = parse_timestamp(m)
-            && newest.as_ref().is_none_or(|(n, _)| t > *n)
+        if let Some(t) = modstamp.as_deref().and_then(parse_timestamp)
+            && newest.is_none_or(|n| t > n)
         {
-            *newest = Some((t, m.clone()));
+            *newest = Some(t);
         }
         let deleted = record.remove("IsDeleted").and_then(|v| v.as_bool()) == Some(true);
         if deleted || !spec.keep.keeps(&record) {
@@ -357,7 +350,11 @@ mod tests {
         assert_eq!(rows[0].id, "00Q1");
         assert!(!rows[0].data.contains("attributes"));
         assert_eq!(gone, ["00Q2", "00Q3"]);
-        assert_eq!(newest.unwrap().1, "2026-11-02T10:00:00.000+0000");
+        assert_eq!(
+            newest,
+            parse_timestamp("2026-11-02T10:00:00.000+0000"),
+            "the newest stamp, deleted records included"
+        );
     }
 
     #[test]

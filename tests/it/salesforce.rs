@@ -1,0 +1,648 @@
+//! `channel-sync once` against the in-process fake Salesforce: the real
+//! binary, Salesforce as CRM (and as PRM, or with the PRM in files), a fake
+//! Slack webhook, everything on port 0.
+
+use std::path::PathBuf;
+
+use chrono::{Duration, Utc};
+use serde_json::{Value, json};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::fake_salesforce::{FakeConfig, FakeSalesforce};
+use crate::helpers::{NOW, repo};
+
+const P1: &str = "001000000000P01AAA";
+const P2: &str = "001000000000P02AAA";
+const ACME: &str = "001000000000A01AAA";
+const GLOBEX: &str = "001000000000A02AAA";
+
+struct Org {
+    fake: FakeSalesforce,
+    slack: MockServer,
+    dir: tempfile::TempDir,
+    /// Extra TOML appended to the configuration.
+    extra: String,
+    env: Vec<(String, String)>,
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn line(&self, starts: &str) -> String {
+        self.stdout
+            .lines()
+            .filter(|l| l.starts_with(starts))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Org {
+    async fn start(config: FakeConfig) -> Org {
+        let fake = FakeSalesforce::start(config).await;
+        let slack = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+            .mount(&slack)
+            .await;
+        Org {
+            fake,
+            slack,
+            dir: tempfile::tempdir().unwrap(),
+            extra: "[prm]\nkind = \"salesforce\"\n".into(),
+            env: vec![(
+                "CHANNEL_SYNC__CRM__SALESFORCE__CLIENT_SECRET".into(),
+                "fake-client-secret".into(),
+            )],
+        }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state/channel-sync.db")
+    }
+
+    fn config(&self) -> PathBuf {
+        let path = self.dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[state]\npath = \"{}\"\n\n[crm]\nkind = \"salesforce\"\n\n[crm.salesforce]\nlogin_url = \"{}\"\nclient_id = \"fake-client-id\"\nmax_requests_per_second = 1000\n\n[alerts.slack]\nper_second = 1000\n\n[writeback.fields]\nactive_seller_rate = \"Active_Seller_Rate__c\"\nreps = \"Partner_Reps__c\"\n\n{}\n",
+                self.state().display(),
+                self.fake.url(),
+                self.extra
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    async fn run(&self, command: &str, extra: &[&str]) -> Run {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_channel-sync"));
+        cmd.arg(command)
+            .arg("--config")
+            .arg(self.config())
+            .args(extra)
+            .current_dir(repo())
+            .env_remove("RUST_LOG")
+            .env(
+                "CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL",
+                format!("{}/hook", self.slack.uri()),
+            );
+        if command == "once" {
+            cmd.args(["--now", NOW]);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    async fn once(&self, extra: &[&str]) -> Run {
+        self.run("once", extra).await
+    }
+
+    async fn slack_texts(&self) -> Vec<String> {
+        self.slack
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .collect()
+    }
+}
+
+/// A small channel program, in the org, dated an hour ago (outside the
+/// incremental overlap):
+/// - Northwind (Gold partner, 2 partner users) registered Acme by Lead,
+///   approved by conversion on 2026-10-02; a direct rep then opened an
+///   opportunity on Acme: direct_vs_partner.
+/// - Contoso registered Globex, converted 2026-08-30: its 90 days end on
+///   2026-11-28, two days after NOW: registration_expiring.
+/// - Last quarter (Q3 2026) Riley (Northwind, owner of the won deal) and
+///   Sam C. (Contoso, credited in Partner_Rep__c) each won one.
+fn seed(fake: &FakeSalesforce) {
+    fake.set_now(Utc::now() - Duration::hours(1));
+    for (id, name, website, partner, tier) in [
+        (ACME, "Acme Corp", Some("https://www.acme.com"), false, None),
+        (GLOBEX, "Globex", Some("globex.com"), false, None),
+        (P1, "Northwind Partners", None, true, Some("Gold")),
+        (P2, "Contoso Resellers", None, true, None),
+    ] {
+        fake.insert(
+            "Account",
+            json!({"Id": id, "Name": name, "Website": website, "IsPartner": partner, "Partner_Tier__c": tier, "OwnerId": "005000000000D01AAA"}),
+        );
+    }
+    for (id, name, kind, account) in [
+        ("005000000000D01AAA", "Dana Direct", "Standard", None),
+        (
+            "005000000000R01AAA",
+            "Riley Reseller",
+            "PowerPartner",
+            Some(P1),
+        ),
+        ("005000000000R02AAA", "Sam Seller", "PowerPartner", Some(P1)),
+        ("005000000000R03AAA", "Sam C", "PowerPartner", Some(P2)),
+    ] {
+        fake.insert(
+            "User",
+            json!({"Id": id, "Name": name, "Email": format!("{}@example.com", id), "UserType": kind, "AccountId": account, "IsActive": true, "CreatedDate": "2026-01-01T00:00:00.000+0000"}),
+        );
+    }
+    fake.insert(
+        "Lead",
+        json!({"Id": "00Q000000000L01AAA", "Company": "Acme Corp", "Website": "acme.com", "Status": "Closed - Converted", "PartnerAccountId": P1, "CreatedById": "005000000000R01AAA", "CreatedDate": "2026-10-01T00:00:00.000+0000", "ConvertedDate": "2026-10-02"}),
+    );
+    fake.insert(
+        "Lead",
+        json!({"Id": "00Q000000000L02AAA", "Company": "Globex", "Status": "Closed - Converted", "PartnerAccountId": P2, "CreatedById": "005000000000R03AAA", "CreatedDate": "2026-08-20T00:00:00.000+0000", "ConvertedDate": "2026-08-30"}),
+    );
+    fake.insert(
+        "Lead",
+        json!({"Id": "00Q000000000L03AAA", "Company": "No partner", "Status": "Open - Not Contacted", "CreatedDate": "2026-08-20T00:00:00.000+0000"}),
+    );
+    for opp in [
+        json!({"Id": "006000000000D01AAA", "Name": "Acme direct", "AccountId": ACME, "OwnerId": "005000000000D01AAA", "StageName": "Prospecting", "IsClosed": false, "IsWon": false, "CreatedDate": "2026-11-01T00:00:00.000+0000", "CloseDate": "2026-12-20", "Amount": 40000}),
+        json!({"Id": "006000000000W01AAA", "Name": "Globex renewal", "AccountId": GLOBEX, "OwnerId": "005000000000D01AAA", "StageName": "Closed Won", "IsClosed": true, "IsWon": true, "CreatedDate": "2026-07-01T00:00:00.000+0000", "CloseDate": "2026-09-15", "Amount": 50000, "PartnerAccountId": P2, "Partner_Rep__c": "005000000000R03AAA"}),
+        json!({"Id": "006000000000W02AAA", "Name": "Acme pilot", "AccountId": ACME, "OwnerId": "005000000000R01AAA", "StageName": "Closed Won", "IsClosed": true, "IsWon": true, "CreatedDate": "2026-07-01T00:00:00.000+0000", "CloseDate": "2026-08-10", "Amount": 10000, "PartnerAccountId": P1}),
+    ] {
+        fake.insert("Opportunity", opp);
+    }
+    fake.set_now(Utc::now());
+}
+
+fn written(fake: &FakeSalesforce, id: &str) -> (Value, Value) {
+    let r = fake.record("Account", id).unwrap();
+    (
+        r["Active_Seller_Rate__c"].clone(),
+        r["Partner_Reps__c"].clone(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn salesforce_as_crm_and_prm_end_to_end() {
+    let org = Org::start(FakeConfig::default()).await;
+    seed(&org.fake);
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("accounts 4") && run.stdout.contains("opportunities 3"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("partners 2"), "{}", run.stdout);
+    assert!(run.stdout.contains("partner_reps 3"), "{}", run.stdout);
+    assert!(run.stdout.contains("registrations 2"), "{}", run.stdout);
+    assert!(run.stdout.contains("2 open: 2 new"), "{}", run.stdout);
+
+    let texts = org.slack_texts().await;
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("Acme") && t.contains("Northwind")),
+        "{texts:?}"
+    );
+    assert!(texts.iter().any(|t| t.contains("Globex")), "{texts:?}");
+
+    // Scorecards on the partner Accounts: the rate into a percent field.
+    assert_eq!(written(&org.fake, P1), (json!(50.0), json!(2.0)));
+    assert_eq!(written(&org.fake, P2), (json!(100.0), json!(1.0)));
+    let composite = org.fake.calls().composite;
+    assert_eq!(composite, 1, "two accounts, one call");
+
+    // Nothing changed: nothing is written or sent again, and only the
+    // changed records are asked for.
+    org.fake.reset_counts();
+    let again = org.once(&[]).await;
+    assert_eq!(again.code, Some(0), "{}\n{}", again.stdout, again.stderr);
+    assert_eq!(org.fake.calls().composite, 0);
+    assert_eq!(org.slack_texts().await.len(), 2);
+    assert!(
+        again
+            .line("synced      Opportunity")
+            .contains("Incremental: 0 read"),
+        "{}",
+        again.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_incremental_cycle_reads_only_changes_and_a_deletion_resolves_its_finding() {
+    let org = Org::start(FakeConfig::default()).await;
+    seed(&org.fake);
+    let first = org.once(&[]).await;
+    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+
+    // One opportunity changes (a new amount), the conflicting one is deleted.
+    org.fake.update(
+        "Opportunity",
+        "006000000000W01AAA",
+        json!({"Amount": 55000}),
+    );
+    org.fake.delete("Opportunity", "006000000000D01AAA");
+    org.fake.reset_counts();
+    let second = org.once(&[]).await;
+    assert_eq!(second.code, Some(0), "{}\n{}", second.stdout, second.stderr);
+    let synced = second.line("synced      Opportunity");
+    assert!(
+        synced.contains("Incremental: 2 read, 1 removed, 1 calls"),
+        "{}",
+        second.stdout
+    );
+    // The two partner accounts come back: the first cycle's write-back
+    // changed them.
+    assert!(
+        second
+            .line("synced      Account")
+            .contains("Incremental: 2 read"),
+        "{}",
+        second.stdout
+    );
+    assert!(
+        second.stdout.contains("opportunities 2"),
+        "{}",
+        second.stdout
+    );
+    assert!(second.stdout.contains("1 resolved"), "{}", second.stdout);
+    // The incremental reads went through queryAll, bounded by SystemModstamp.
+    let soql: Vec<String> = org
+        .fake
+        .requests()
+        .iter()
+        .filter_map(|r| r.soql.clone())
+        .collect();
+    assert!(
+        soql.iter()
+            .any(|q| q.contains("FROM Opportunity WHERE SystemModstamp >=")),
+        "{soql:?}"
+    );
+
+    // --full reads everything again and sweeps what is gone.
+    org.fake.purge("Opportunity", "006000000000W02AAA");
+    let full = org.once(&["--full"]).await;
+    assert_eq!(full.code, Some(0), "{}\n{}", full.stdout, full.stderr);
+    assert!(
+        full.line("synced      Opportunity")
+            .contains("Full (requested): 1 read, 1 removed"),
+        "{}",
+        full.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn salesforce_crm_with_the_prm_in_files() {
+    let mut org = Org::start(FakeConfig::default()).await;
+    seed(&org.fake);
+    let prm = org.dir.path().join("prm");
+    std::fs::create_dir(&prm).unwrap();
+    // The partner's account by its 15-character id, as spreadsheets hold it.
+    std::fs::write(
+        prm.join("partners.csv"),
+        format!(
+            "id,name,tier,crm_account_id\nP-1,Northwind,gold,{}\n",
+            &P1[..15]
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        prm.join("partner_reps.csv"),
+        "id,partner_id,email\nR-1,P-1,005000000000R01AAA@example.com\nR-2,P-1,r2@northwind.example\nR-3,P-1,r3@northwind.example\nR-4,P-1,r4@northwind.example\n",
+    )
+    .unwrap();
+    std::fs::write(
+        prm.join("registrations.csv"),
+        "id,partner_id,customer_name,customer_domain,status,submitted_at,approved_at\nG-1,P-1,Acme Corp,acme.com,approved,2026-10-01,2026-10-02\n",
+    )
+    .unwrap();
+    org.extra = format!(
+        "[prm]\nkind = \"files\"\n\n[prm.files]\ndir = \"{}\"\n",
+        prm.display()
+    );
+    // Contoso is no partner in the files: its won deal is rejected, loudly.
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("006000000000W01AAA") && run.stderr.contains("is not a known partner"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("1 open: 1 new"), "{}", run.stdout);
+    let texts = org.slack_texts().await;
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(texts[0].contains("Acme"), "{texts:?}");
+    // Riley owns the won pilot; the files know Riley by email: 1 seller of
+    // 4 reps, written as 25 into the percent field.
+    assert_eq!(written(&org.fake, P1), (json!(25.0), json!(4.0)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_pages_cost_one_call_each_and_expiry_mid_paging_loses_nothing() {
+    let org = Org::start(FakeConfig::default()).await;
+    seed(&org.fake);
+    for i in 0..4500 {
+        org.fake.insert(
+            "Opportunity",
+            json!({"Id": format!("006000000{i:06}AAA"), "AccountId": GLOBEX, "IsClosed": false, "IsWon": false, "CreatedDate": "2026-10-01T00:00:00.000+0000"}),
+        );
+    }
+    // 3 describes, Account, User, then the first Opportunity page: the
+    // session dies before the second.
+    org.fake.expire_sessions_after(6);
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("opportunities 4503"), "{}", run.stdout);
+    let calls = org.fake.calls();
+    // ceil(4503 / 2000) = 3 pages of opportunities, 1 each for the others;
+    // the second page was refused once (401) and asked again.
+    assert_eq!(calls.query, 4, "{calls:?}");
+    let more: Vec<u16> = org
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/query/"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(more, [401, 200, 200]);
+    assert_eq!(org.fake.token_grants().len(), 2, "one re-authentication");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writing_m_changed_partners_costs_ceil_m_over_200_calls() {
+    let org = Org::start(FakeConfig::default()).await;
+    seed(&org.fake);
+    for i in 0..248 {
+        org.fake.insert(
+            "Account",
+            json!({"Id": format!("001000000{i:06}PPP"), "Name": format!("Partner {i}"), "IsPartner": true}),
+        );
+    }
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("250 records written"), "{}", run.stdout);
+    assert_eq!(org.fake.calls().composite, 2, "ceil(250 / 200)");
+    let sizes: Vec<usize> = org
+        .fake
+        .composite_bodies()
+        .iter()
+        .map(|b| b["records"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [200, 50]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partial_write_failure_is_retried_next_cycle() {
+    let org = Org::start(FakeConfig::default()).await;
+    seed(&org.fake);
+    org.fake.fail_writes_for(&[P1]);
+    let first = org.once(&[]).await;
+    assert_eq!(first.code, Some(1), "{}\n{}", first.stdout, first.stderr);
+    assert!(
+        first.stdout.contains("1 records written, 1 failed"),
+        "{}",
+        first.stdout
+    );
+    assert!(
+        first.stdout.contains("FIELD_CUSTOM_VALIDATION_EXCEPTION"),
+        "{}",
+        first.stdout
+    );
+    assert_eq!(written(&org.fake, P2), (json!(100.0), json!(1.0)));
+
+    org.fake.clear_write_failures();
+    org.fake.reset_counts();
+    let second = org.once(&[]).await;
+    assert_eq!(second.code, Some(0), "{}\n{}", second.stdout, second.stderr);
+    assert!(
+        second.stdout.contains("1 records written, 0 failed"),
+        "{}",
+        second.stdout
+    );
+    let bodies = org.fake.composite_bodies();
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(
+        bodies[0]["records"][0]["id"],
+        json!(P1),
+        "only the failed one"
+    );
+    assert_eq!(written(&org.fake, P1), (json!(50.0), json!(2.0)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daily_share_stops_the_cycle_before_it_is_spent() {
+    let org = Org::start(FakeConfig::default()).await;
+    seed(&org.fake);
+    // 0.5 of 100,000: the second call brings usage to 50,000, the limit.
+    org.fake.set_api_usage(49_998, 100_000);
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("max_daily_share"), "{}", run.stderr);
+    assert_eq!(org.fake.calls().total_data, 2, "no call past the share");
+    assert!(org.slack_texts().await.is_empty());
+
+    // The org's own limit: REQUEST_LIMIT_EXCEEDED ends the cycle too.
+    let mut org = org;
+    org.fake.set_api_usage(100_000, 100_000);
+    org.env.push((
+        "CHANNEL_SYNC__CRM__SALESFORCE__MAX_DAILY_SHARE".into(),
+        "1".into(),
+    ));
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("request limit"), "{}", run.stderr);
+
+    // Usage falls: the next cycle runs.
+    org.fake.set_api_usage(10, 100_000);
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_503s_is_waited_out_and_malformed_json_ends_the_cycle() {
+    let org = Org::start(FakeConfig::default()).await;
+    seed(&org.fake);
+    org.fake.fail_next(
+        3,
+        503,
+        r#"[{"message":"Service unavailable","errorCode":"SERVER_UNAVAILABLE"}]"#,
+    );
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let statuses: Vec<u16> = org.fake.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 503).count(), 3);
+
+    org.fake
+        .update("Opportunity", "006000000000D01AAA", json!({"Amount": 1}));
+    org.fake
+        .fail_next(1, 200, r#"{"totalSize": 3, "done": tru"#);
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("unexpected response from Salesforce"),
+        "{}",
+        run.stderr
+    );
+    // Nothing was lost: the next cycle reads the change.
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.line("synced      Opportunity").contains("1 read"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jwt_bearer_signs_in() {
+    let key = repo().join("tests/fixtures/salesforce/test_jwt_key.pem");
+    let public =
+        std::fs::read_to_string(repo().join("tests/fixtures/salesforce/test_jwt_key.pub.pem"))
+            .unwrap();
+    let mut org = Org::start(FakeConfig {
+        jwt_public_key_pem: Some(public),
+        ..FakeConfig::default()
+    })
+    .await;
+    seed(&org.fake);
+    // (crm.salesforce is written by config(); the JWT keys come by env.)
+    org.env = vec![
+        (
+            "CHANNEL_SYNC__CRM__SALESFORCE__AUTH".into(),
+            "jwt_bearer".into(),
+        ),
+        (
+            "CHANNEL_SYNC__CRM__SALESFORCE__USERNAME".into(),
+            "integration@example.com".into(),
+        ),
+        (
+            "CHANNEL_SYNC__CRM__SALESFORCE__PRIVATE_KEY_PATH".into(),
+            key.display().to_string(),
+        ),
+    ];
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        org.fake.token_grants(),
+        ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
+    );
+
+    // Another user: the fake refuses the assertion, the cycle says why.
+    org.env[1].1 = "someone@else.example".into();
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("Salesforce authentication failed: invalid_grant"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_refresh_token_survives_a_restart() {
+    let mut org = Org::start(FakeConfig {
+        rotate_refresh_tokens: true,
+        ..FakeConfig::default()
+    })
+    .await;
+    seed(&org.fake);
+    org.env.push((
+        "CHANNEL_SYNC__CRM__SALESFORCE__AUTH".into(),
+        "refresh_token".into(),
+    ));
+    org.env.push((
+        "CHANNEL_SYNC__CRM__SALESFORCE__REFRESH_TOKEN".into(),
+        "fake-refresh-1".into(),
+    ));
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    // fake-refresh-1 is dead now; a new process must use what it rotated to.
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(org.fake.token_grants(), ["refresh_token", "refresh_token"]);
+    assert!(
+        !run.stdout.contains("fake-refresh") && !run.stderr.contains("fake-refresh"),
+        "never printed"
+    );
+
+    // A wrong client secret: invalid_client, named, no secret printed.
+    org.env[0].1 = "wrong-secret".into();
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("Salesforce authentication failed"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("wrong-secret"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_config_asks_the_org_for_every_configured_field() {
+    let mut org = Org::start(FakeConfig::default()).await;
+    seed(&org.fake);
+    let run = org.run("check-config", &[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("every configured field exists"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stdout.contains("fake-client-secret"), "{}", run.stdout);
+
+    org.env.push((
+        "CHANNEL_SYNC__CRM__SALESFORCE__FIELDS__PARTNER_REP".into(),
+        "Credited_Rep__c".into(),
+    ));
+    let run = org.run("check-config", &[]).await;
+    assert_eq!(run.code, Some(78), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("crm.salesforce.fields.partner_rep")
+            && run.stderr.contains("Credited_Rep__c"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_syncs_into_a_copy_and_changes_nothing() {
+    let org = Org::start(FakeConfig::default()).await;
+    seed(&org.fake);
+    let first = org.once(&[]).await;
+    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    let before = std::fs::read(org.state()).unwrap();
+    org.fake.update(
+        "Opportunity",
+        "006000000000W02AAA",
+        json!({"CloseDate": "2026-07-05"}),
+    );
+    org.fake.insert(
+        "User",
+        json!({"Id": "005000000000R04AAA", "Name": "New Rep", "UserType": "PowerPartner", "AccountId": P1, "IsActive": true, "CreatedDate": "2026-01-01T00:00:00.000+0000"}),
+    );
+    org.fake.reset_counts();
+    let dry = org.once(&["--dry-run"]).await;
+    assert_eq!(dry.code, Some(0), "{}\n{}", dry.stdout, dry.stderr);
+    assert!(
+        dry.stdout.contains("Would write 1 record(s) to salesforce"),
+        "{}",
+        dry.stdout
+    );
+    assert!(dry.stdout.contains("Partner_Reps__c=3"), "{}", dry.stdout);
+    assert_eq!(org.fake.calls().composite, 0);
+    assert_eq!(std::fs::read(org.state()).unwrap(), before);
+    assert_eq!(org.slack_texts().await.len(), 2);
+}
