@@ -646,3 +646,86 @@ async fn a_dry_run_syncs_into_a_copy_and_changes_nothing() {
     assert_eq!(std::fs::read(org.state()).unwrap(), before);
     assert_eq!(org.slack_texts().await.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_client_secret_ends_the_cycle_with_invalid_client() {
+    let mut org = Org::start(FakeConfig::default()).await;
+    seed(&org.fake);
+    org.env[0].1 = "not-the-secret".into();
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("Salesforce authentication failed: invalid_client"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("not-the-secret"), "{}", run.stderr);
+    assert_eq!(org.fake.calls().total_data, 0);
+    assert!(org.slack_texts().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registrations_from_a_custom_object_through_the_field_and_status_maps() {
+    let mut org = Org::start(FakeConfig::default()).await;
+    seed(&org.fake);
+    for (field, kind) in [
+        ("Partner__c", "reference"),
+        ("Customer__c", "string"),
+        ("Stage__c", "picklist"),
+        ("Submitted__c", "datetime"),
+        ("Approved__c", "datetime"),
+        ("Expires__c", "datetime"),
+    ] {
+        org.fake.add_field("Deal_Registration__c", field, kind);
+    }
+    for (id, customer, stage, expires) in [
+        (
+            "a0X000000000001AAA",
+            "Globex",
+            "Approved",
+            "2026-12-05T00:00:00.000+0000",
+        ),
+        (
+            "a0X000000000002AAA",
+            "Initech",
+            "Pending Review",
+            "2027-01-01T00:00:00.000+0000",
+        ),
+        (
+            "a0X000000000003AAA",
+            "Umbrella",
+            "Escalated",
+            "2027-01-01T00:00:00.000+0000",
+        ),
+    ] {
+        org.fake.insert(
+            "Deal_Registration__c",
+            json!({"Id": id, "Partner__c": P1, "Customer__c": customer, "Stage__c": stage,
+                   "Submitted__c": "2026-10-01T00:00:00.000+0000", "Approved__c": "2026-10-02T00:00:00.000+0000",
+                   "Expires__c": expires}),
+        );
+    }
+    org.extra = "[prm]\nkind = \"salesforce\"\n\n[prm.salesforce.registrations]\nobject = \"Deal_Registration__c\"\n\n[prm.salesforce.registrations.fields]\npartner = \"Partner__c\"\ncustomer_name = \"Customer__c\"\nstatus = \"Stage__c\"\nsubmitted_at = \"Submitted__c\"\napproved_at = \"Approved__c\"\nexpires_at = \"Expires__c\"\nrep = \"\"\ncustomer_domain = \"\"\naccount_id = \"\"\nopportunity_id = \"\"\n\n[prm.salesforce.registrations.status_map]\nApproved = \"approved\"\n\"Pending Review\" = \"submitted\"\n".into();
+    let run = org.once(&[]).await;
+    // Escalated is in no map: rejected with the reason, never guessed.
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("a0X000000000003AAA")
+            && run
+                .stderr
+                .contains("'Escalated' is not in prm.salesforce.registrations.status_map"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("registrations 2"), "{}", run.stdout);
+    assert!(
+        run.line("synced      Deal_Registration__c")
+            .contains("Full (first sync): 3 read"),
+        "{}",
+        run.stdout
+    );
+    // Globex's window (expires_at 2026-12-05) ends within 14 days of NOW.
+    let texts = org.slack_texts().await;
+    assert!(texts.iter().any(|t| t.contains("Globex")), "{texts:?}");
+}

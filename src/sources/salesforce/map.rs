@@ -928,6 +928,50 @@ mod tests {
     }
 
     #[test]
+    fn the_primary_opportunity_partner_can_be_the_attribution() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&dir.path().join("s.db")).unwrap();
+        program(&state);
+        // 006D has no PartnerAccountId, but a primary OpportunityPartner.
+        put(
+            &state,
+            "OpportunityPartner",
+            &[
+                json!({"Id": "00ZA", "OpportunityId": "006D", "AccountToId": "001000000000002AAA", "IsPrimary": true}),
+            ],
+        );
+        let s = settings("[crm.salesforce]\npartner_attribution = \"opportunity_partner\"\n");
+        let mut o = org(false);
+        o.add(
+            "OpportunityPartner",
+            vec![
+                ("Id".into(), "id".into()),
+                ("AccountToId".into(), "reference".into()),
+            ],
+        );
+        let p = plan(&s, &o).unwrap();
+        assert!(
+            !p.opportunity
+                .fields
+                .contains(&"PartnerAccountId".to_string())
+        );
+        let spec = p.opportunity_partner.as_ref().unwrap();
+        assert_eq!(spec.keep, Keep::IsTrue("IsPrimary".into()));
+        let loaded = build(&state, &s, &p, None).unwrap();
+        let d = &loaded.dataset;
+        let opp = |id: &str| d.opportunities.iter().find(|o| o.id == id).unwrap();
+        assert_eq!(
+            opp("006D").partner_id.as_deref(),
+            Some("001000000000002AAA")
+        );
+        assert_eq!(opp("006P").partner_id, None, "PartnerAccountId is not read");
+        assert!(
+            d.opportunities.iter().any(|o| o.id == "006L"),
+            "no longer rejected: its PartnerAccountId is not read"
+        );
+    }
+
+    #[test]
     fn prm_files_meet_the_org_through_15_or_18_character_ids() {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open(&dir.path().join("s.db")).unwrap();
