@@ -19,4 +19,5 @@ pub mod sinks;
 pub mod sources;
 pub mod state;
 pub mod synth;
+pub mod upstream;
 pub mod values;

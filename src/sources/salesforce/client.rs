@@ -23,17 +23,16 @@
 //! Secrets (client secret, refresh and access tokens) never appear in errors
 //! or logs.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::config::Secret;
 use crate::metrics::Metrics;
+use crate::upstream::{Answer, CallError, Next, Upstream};
 
 /// How the client authenticates (`crm.salesforce.auth`).
 #[derive(Debug, Clone)]
@@ -112,8 +111,8 @@ pub enum SalesforceError {
         code: String,
         message: String,
     },
-    #[error("Salesforce could not be reached: {0}")]
-    Transport(String),
+    #[error(transparent)]
+    Upstream(#[from] CallError),
     #[error("unexpected response from Salesforce: {0}")]
     Decode(String),
 }
@@ -209,20 +208,15 @@ struct Session {
     instance_url: String,
 }
 
-const ATTEMPTS: u32 = 4;
-
 pub struct SalesforceClient {
-    http: reqwest::Client,
+    upstream: Upstream,
     config: ClientConfig,
     session: Mutex<Option<Session>>,
     refresh_token: Mutex<Option<Secret>>,
     rotated: Mutex<Option<Secret>>,
-    limiter: DefaultDirectRateLimiter,
     usage: std::sync::Mutex<Option<(u64, u64)>>,
     /// The `Date` of the last response: Salesforce's clock.
     server_time: std::sync::Mutex<Option<chrono::DateTime<chrono::Utc>>>,
-    metrics: Option<Arc<Metrics>>,
-    backoff: Duration,
 }
 
 /// Parses `api-usage=18/5000` out of a `Sforce-Limit-Info` header.
@@ -236,28 +230,24 @@ fn parse_usage(header: &str) -> Option<(u64, u64)> {
 
 impl SalesforceClient {
     pub fn new(config: ClientConfig) -> anyhow::Result<SalesforceClient> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("channel-sync/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        let per_second = NonZeroU32::new(config.per_second).unwrap_or(NonZeroU32::MIN);
+        let upstream = Upstream::new(
+            "salesforce",
+            Upstream::per_second(config.per_second),
+            config.timeout,
+        )?;
         Ok(SalesforceClient {
-            http,
+            upstream,
             refresh_token: Mutex::new(config.refresh_token.clone()),
             config,
             session: Mutex::new(None),
             rotated: Mutex::new(None),
-            limiter: RateLimiter::direct(Quota::per_second(per_second)),
             usage: std::sync::Mutex::new(None),
             server_time: std::sync::Mutex::new(None),
-            metrics: None,
-            backoff: Duration::from_millis(250),
         })
     }
 
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = Some(metrics);
+        self.upstream = self.upstream.with_metrics(Some(metrics));
         self
     }
 
@@ -333,19 +323,23 @@ impl SalesforceClient {
                 form.push(("refresh_token", token.expose().to_string()));
             }
         }
+        let transport = |e: reqwest::Error| {
+            SalesforceError::Upstream(CallError::Transport {
+                upstream: "salesforce",
+                message: e.without_url().to_string(),
+            })
+        };
         let response = self
+            .upstream
             .http
             .post(self.token_url())
             .form(&form)
             .send()
             .await
-            .map_err(|e| SalesforceError::Transport(e.without_url().to_string()))?;
-        self.count(Some(response.status().as_u16()));
+            .map_err(transport)?;
+        self.upstream.count(Some(response.status().as_u16()));
         let status = response.status();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| SalesforceError::Transport(e.without_url().to_string()))?;
+        let body = response.text().await.map_err(transport)?;
         if !status.is_success() {
             let e: TokenError = serde_json::from_str(&body).unwrap_or(TokenError {
                 error: format!("http_{}", status.as_u16()),
@@ -381,12 +375,6 @@ impl SalesforceClient {
         Ok(s)
     }
 
-    fn count(&self, status: Option<u16>) {
-        if let Some(m) = &self.metrics {
-            m.request("salesforce", status);
-        }
-    }
-
     /// GETs a path of the instance (a `/services/...` path, as
     /// `nextRecordsUrl` gives), with the query pairs.
     async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, SalesforceError> {
@@ -404,103 +392,76 @@ impl SalesforceClient {
         query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Value, SalesforceError> {
-        let mut reauthenticated = false;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            self.check_budget()?;
-            let session = self.session().await?;
-            if self.limiter.check().is_err() {
-                if let Some(m) = &self.metrics {
-                    m.rate_limited("salesforce");
-                }
-                self.limiter.until_ready().await;
+        let verb = &verb;
+        self.upstream
+            .call(
+                |fresh| async move {
+                    self.check_budget()?;
+                    if fresh {
+                        *self.session.lock().await = None;
+                    }
+                    let session = self.session().await?;
+                    let mut request = self
+                        .upstream
+                        .http
+                        .request(verb.clone(), format!("{}{path}", session.instance_url))
+                        .query(query)
+                        .bearer_auth(session.access_token.expose())
+                        .header("Sforce-Query-Options", "batchSize=2000");
+                    if let Some(body) = body {
+                        request = request.json(body);
+                    }
+                    Ok(request)
+                },
+                |answer| self.judge(path, answer),
+            )
+            .await
+    }
+
+    /// Reads the limit and clock headers every answer carries, then decides.
+    fn judge(&self, path: &str, answer: Answer) -> Next<Value, SalesforceError> {
+        if let Some(usage) = answer.header("Sforce-Limit-Info").and_then(parse_usage) {
+            *self.usage.lock().unwrap_or_else(|e| e.into_inner()) = Some(usage);
+            if let Some(m) = self.upstream.metrics() {
+                m.api_remaining
+                    .get_or_create(&crate::metrics::Upstream {
+                        upstream: "salesforce".into(),
+                    })
+                    .set(usage.1.saturating_sub(usage.0) as i64);
             }
-            let mut request = self
-                .http
-                .request(verb.clone(), format!("{}{path}", session.instance_url))
-                .query(query)
-                .bearer_auth(session.access_token.expose())
-                .header("Sforce-Query-Options", "batchSize=2000");
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let sent = request.send().await;
-            self.count(sent.as_ref().ok().map(|r| r.status().as_u16()));
-            let response = match sent {
-                Ok(r) => r,
-                Err(e) if attempt < ATTEMPTS => {
-                    tracing::warn!(error = %e.without_url(), "Salesforce request failed; retrying.");
-                    self.pause(attempt).await;
-                    continue;
-                }
-                Err(e) => return Err(SalesforceError::Transport(e.without_url().to_string())),
+        }
+        if let Some(date) = answer
+            .header("date")
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+        {
+            *self.server_time.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(date.with_timezone(&chrono::Utc));
+        }
+        if (200..300).contains(&answer.status) {
+            return match serde_json::from_str(&answer.body) {
+                Ok(v) => Next::Return(v),
+                Err(e) => Next::Fail(SalesforceError::Decode(format!("{path}: {e}"))),
             };
-            if let Some(usage) = response
-                .headers()
-                .get("Sforce-Limit-Info")
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_usage)
-            {
-                *self.usage.lock().unwrap_or_else(|e| e.into_inner()) = Some(usage);
-                if let Some(m) = &self.metrics {
-                    m.api_remaining
-                        .get_or_create(&crate::metrics::Upstream {
-                            upstream: "salesforce".into(),
-                        })
-                        .set(usage.1.saturating_sub(usage.0) as i64);
-                }
+        }
+        // Errors come back as a JSON array of {message, errorCode}.
+        let error = serde_json::from_str::<Vec<ApiError>>(&answer.body)
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .unwrap_or(ApiError {
+                error_code: format!("HTTP_{}", answer.status),
+                message: answer.body.chars().take(200).collect(),
+            });
+        match (answer.status, error.error_code.as_str()) {
+            (401, _) => Next::Reauthenticate,
+            (_, "REQUEST_LIMIT_EXCEEDED") => {
+                Next::Fail(SalesforceError::LimitExceeded(error.message))
             }
-            if let Some(date) = response
-                .headers()
-                .get(reqwest::header::DATE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
-            {
-                *self.server_time.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(date.with_timezone(&chrono::Utc));
-            }
-            let status = response.status();
-            let body = response
-                .text()
-                .await
-                .map_err(|e| SalesforceError::Transport(e.without_url().to_string()))?;
-            if status.is_success() {
-                return serde_json::from_str(&body)
-                    .map_err(|e| SalesforceError::Decode(format!("{path}: {e}")));
-            }
-            // Errors come back as a JSON array of {message, errorCode}.
-            let error = serde_json::from_str::<Vec<ApiError>>(&body)
-                .ok()
-                .and_then(|v| v.into_iter().next())
-                .unwrap_or(ApiError {
-                    error_code: format!("HTTP_{}", status.as_u16()),
-                    message: body.chars().take(200).collect(),
-                });
-            match (status.as_u16(), error.error_code.as_str()) {
-                (401, _) if !reauthenticated => {
-                    // The session expired: a new one, then the same request.
-                    tracing::info!("Salesforce session expired; authenticating again.");
-                    *self.session.lock().await = None;
-                    reauthenticated = true;
-                    attempt -= 1;
-                    continue;
-                }
-                (_, "REQUEST_LIMIT_EXCEEDED") => {
-                    return Err(SalesforceError::LimitExceeded(error.message));
-                }
-                (s, _) if s >= 500 && attempt < ATTEMPTS => {
-                    tracing::warn!(status = s, code = %error.error_code, "Salesforce server error; retrying.");
-                    self.pause(attempt).await;
-                }
-                (s, _) => {
-                    return Err(SalesforceError::Api {
-                        status: s,
-                        code: error.error_code,
-                        message: error.message,
-                    });
-                }
-            }
+            (s, code) if s >= 500 => Next::Retry(format!("{s} {code}: {}", error.message)),
+            (s, _) => Next::Fail(SalesforceError::Api {
+                status: s,
+                code: error.error_code,
+                message: error.message,
+            }),
         }
     }
 
@@ -514,15 +475,6 @@ impl SalesforceClient {
             }
         }
         Ok(())
-    }
-
-    async fn pause(&self, attempt: u32) {
-        let jitter = rand::random::<f64>() * 0.5;
-        tokio::time::sleep(
-            self.backoff
-                .mul_f64(f64::from(2u32.pow(attempt - 1)) * (1.0 + jitter)),
-        )
-        .await;
     }
 
     /// Updates records through sObject Collections (`PATCH

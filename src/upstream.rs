@@ -1,0 +1,397 @@
+//! The machinery every upstream API client shares: one `reqwest::Client`,
+//! one `governor` rate limiter, and one retry loop.
+//!
+//! A client (Salesforce, HubSpot, PartnerStack) says how to build a request
+//! and how to judge an answer; this module sends it, waits on the limiter,
+//! retries transport errors and what the client calls transient with
+//! exponential backoff and jitter, waits out a rate limit for as long as the
+//! upstream asks (up to a ceiling), and re-authenticates once when the
+//! client asks for it. Every request is counted in the metrics under the
+//! upstream's name.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::header::HeaderMap;
+
+use crate::metrics::Metrics;
+
+/// One answer, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `Retry-After` in seconds, if given.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.header("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs)
+    }
+}
+
+/// What the client makes of an answer.
+pub enum Next<T, E> {
+    /// Done.
+    Return(T),
+    /// Failed for good (for this cycle).
+    Fail(E),
+    /// A transient failure: back off and try again (while attempts last).
+    Retry(String),
+    /// Rate limited: try again after this long (within the wait ceiling).
+    Wait(Duration, String),
+    /// The session is no longer valid: build the request again with a new
+    /// one (once per call).
+    Reauthenticate,
+}
+
+/// Why a call failed on the way, before any answer could be judged.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    #[error("{upstream} could not be reached: {message}")]
+    Transport {
+        upstream: &'static str,
+        message: String,
+    },
+    #[error("{upstream} kept failing ({message}); giving up for this cycle")]
+    Exhausted {
+        upstream: &'static str,
+        message: String,
+    },
+    #[error("{upstream} asked to wait {wait_secs}s ({message}); waiting for the next cycle")]
+    WaitTooLong {
+        upstream: &'static str,
+        wait_secs: u64,
+        message: String,
+    },
+    #[error("{upstream} refused the session again right after signing in")]
+    SessionRefused { upstream: &'static str },
+}
+
+/// Retries: attempts in all, the first backoff (doubling, with up to 50%
+/// jitter), and the longest rate-limit wait taken within a call.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub max_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 4,
+            backoff: Duration::from_millis(250),
+            max_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// An upstream API: its HTTP client, rate limiter and retry policy.
+pub struct Upstream {
+    pub name: &'static str,
+    pub http: reqwest::Client,
+    limiter: DefaultDirectRateLimiter,
+    pub policy: RetryPolicy,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Upstream {
+    /// `quota` is the limiter's (e.g. `Quota::per_second(5)`); `timeout` the
+    /// per-request timeout.
+    pub fn new(name: &'static str, quota: Quota, timeout: Duration) -> anyhow::Result<Upstream> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("channel-sync/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Upstream {
+            name,
+            http,
+            limiter: RateLimiter::direct(quota),
+            policy: RetryPolicy::default(),
+            metrics: None,
+        })
+    }
+
+    /// A quota of `n` per second (at least 1).
+    pub fn per_second(n: u32) -> Quota {
+        Quota::per_second(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
+    }
+
+    pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
+    }
+
+    /// Counts a request made outside [`Upstream::call`] (token endpoints).
+    pub fn count(&self, status: Option<u16>) {
+        if let Some(m) = &self.metrics {
+            m.request(self.name, status);
+        }
+    }
+
+    /// Waits for the limiter, counting a wait in the metrics.
+    pub async fn ready(&self) {
+        if self.limiter.check().is_err() {
+            if let Some(m) = &self.metrics {
+                m.rate_limited(self.name);
+            }
+            self.limiter.until_ready().await;
+        }
+    }
+
+    /// Sends a request until `judge` returns or fails. `build(fresh)` makes
+    /// the request (with `fresh` set after `Next::Reauthenticate`: it must
+    /// get a new session first); it may fail with the client's error.
+    /// Transport errors and `Next::Retry` back off and try again while
+    /// attempts last.
+    pub async fn call<T, E: From<CallError>, F>(
+        &self,
+        mut build: impl FnMut(bool) -> F,
+        mut judge: impl FnMut(Answer) -> Next<T, E>,
+    ) -> Result<T, E>
+    where
+        F: std::future::Future<Output = Result<reqwest::RequestBuilder, E>>,
+    {
+        let mut attempt = 0;
+        let mut fresh = false;
+        let mut reauthenticated = false;
+        loop {
+            attempt += 1;
+            let request = build(fresh).await?;
+            fresh = false;
+            self.ready().await;
+            let sent = request.send().await;
+            self.count(sent.as_ref().ok().map(|r| r.status().as_u16()));
+            let answer = match sent {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let headers = r.headers().clone();
+                    r.text().await.map(|body| Answer {
+                        status,
+                        headers,
+                        body,
+                    })
+                }
+                Err(e) => Err(e),
+            };
+            let answer = match answer {
+                Ok(a) => a,
+                Err(e) => {
+                    let e = self.transport(e);
+                    if attempt < self.policy.attempts {
+                        tracing::warn!(upstream = self.name, error = %e, "Request failed; retrying.");
+                        self.pause(attempt).await;
+                        continue;
+                    }
+                    return Err(E::from(e));
+                }
+            };
+            match judge(answer) {
+                Next::Return(value) => return Ok(value),
+                Next::Fail(e) => return Err(e),
+                Next::Reauthenticate if !reauthenticated => {
+                    tracing::info!(upstream = self.name, "Session expired; signing in again.");
+                    reauthenticated = true;
+                    fresh = true;
+                    attempt -= 1;
+                }
+                Next::Reauthenticate => {
+                    return Err(E::from(CallError::SessionRefused {
+                        upstream: self.name,
+                    }));
+                }
+                Next::Retry(why) if attempt < self.policy.attempts => {
+                    tracing::warn!(upstream = self.name, reason = %why, "Transient failure; retrying.");
+                    self.pause(attempt).await;
+                }
+                Next::Retry(why) => {
+                    return Err(E::from(CallError::Exhausted {
+                        upstream: self.name,
+                        message: why,
+                    }));
+                }
+                Next::Wait(wait, why) if wait > self.policy.max_wait => {
+                    return Err(E::from(CallError::WaitTooLong {
+                        upstream: self.name,
+                        wait_secs: wait.as_secs(),
+                        message: why,
+                    }));
+                }
+                Next::Wait(wait, why) if attempt < self.policy.attempts + 2 => {
+                    tracing::info!(upstream = self.name, wait_ms = wait.as_millis() as u64, reason = %why, "Rate limited; waiting.");
+                    if let Some(m) = &self.metrics {
+                        m.rate_limited(self.name);
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+                Next::Wait(_, why) => {
+                    return Err(E::from(CallError::Exhausted {
+                        upstream: self.name,
+                        message: why,
+                    }));
+                }
+            }
+        }
+    }
+
+    fn transport(&self, e: reqwest::Error) -> CallError {
+        CallError::Transport {
+            upstream: self.name,
+            message: e.without_url().to_string(),
+        }
+    }
+
+    async fn pause(&self, attempt: u32) {
+        let jitter = rand::random::<f64>() * 0.5;
+        let exp = f64::from(2u32.saturating_pow(attempt.saturating_sub(1)));
+        tokio::time::sleep(self.policy.backoff.mul_f64(exp * (1.0 + jitter))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    #[derive(Debug, thiserror::Error)]
+    enum TestError {
+        #[error(transparent)]
+        Call(#[from] CallError),
+        #[error("refused: {0}")]
+        Refused(u16),
+    }
+
+    fn upstream() -> Upstream {
+        Upstream::new("test", Upstream::per_second(1000), Duration::from_secs(5))
+            .unwrap()
+            .with_policy(RetryPolicy {
+                attempts: 3,
+                backoff: Duration::from_millis(10),
+                max_wait: Duration::from_secs(2),
+            })
+    }
+
+    fn judge(a: Answer) -> Next<String, TestError> {
+        match a.status {
+            200 => Next::Return(a.body),
+            401 => Next::Reauthenticate,
+            429 => Next::Wait(a.retry_after().unwrap_or(Duration::ZERO), "429".into()),
+            s if s >= 500 => Next::Retry(format!("{s}")),
+            s => Next::Fail(TestError::Refused(s)),
+        }
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_then_given_up() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(503))
+            .up_to_n_times(2)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+            .mount(&server)
+            .await;
+        let up = upstream();
+        let url = server.uri();
+        let got = up
+            .call(|_| async { Ok::<_, TestError>(up.http.get(&url)) }, judge)
+            .await
+            .unwrap();
+        assert_eq!(got, "ok");
+
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(500))
+            .expect(3)
+            .mount(&server)
+            .await;
+        let url = server.uri();
+        let e = up
+            .call(|_| async { Ok::<_, TestError>(up.http.get(&url)) }, judge)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("kept failing"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_waited_out_unless_too_long() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+            .mount(&server)
+            .await;
+        let up = upstream();
+        let url = server.uri();
+        let started = std::time::Instant::now();
+        up.call(|_| async { Ok::<_, TestError>(up.http.get(&url)) }, judge)
+            .await
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_secs(1));
+
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "60"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let url = server.uri();
+        let e = up
+            .call(|_| async { Ok::<_, TestError>(up.http.get(&url)) }, judge)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("waiting for the next cycle"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn reauthentication_happens_once_with_a_fresh_request() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(401))
+            .mount(&server)
+            .await;
+        let up = upstream();
+        let url = server.uri();
+        let mut fresh_builds = 0;
+        let e = up
+            .call(
+                |fresh| {
+                    fresh_builds += usize::from(fresh);
+                    let request = up.http.get(&url);
+                    async { Ok::<_, TestError>(request) }
+                },
+                judge,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(fresh_builds, 1);
+        assert!(e.to_string().contains("refused the session again"), "{e}");
+    }
+}
