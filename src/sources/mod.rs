@@ -1,6 +1,7 @@
 //! Sources: where the data comes from, mapped into the domain model.
 
 pub mod files;
+pub mod mirror;
 pub mod salesforce;
 
 use std::path::PathBuf;

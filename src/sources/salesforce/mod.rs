@@ -15,9 +15,9 @@ use chrono::Utc;
 use crate::config::{ConfigError, SalesforceAuth, Secret, Settings};
 use crate::metrics::Metrics;
 use crate::sources::files::{InputError, Loaded};
+use crate::sources::mirror::{MirrorError, ObjectReport};
 use crate::state::{State, StateError};
 use map::{FilePrm, OrgInfo, Plan};
-use sync::{ObjectReport, SyncError};
 
 /// Why a pull failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,11 +32,11 @@ pub enum PullError {
     State(#[from] StateError),
 }
 
-impl From<SyncError> for PullError {
-    fn from(e: SyncError) -> Self {
+impl From<MirrorError<SalesforceError>> for PullError {
+    fn from(e: MirrorError<SalesforceError>) -> Self {
         match e {
-            SyncError::Salesforce(e) => PullError::Salesforce(e),
-            SyncError::State(e) => PullError::State(e),
+            MirrorError::Upstream(e) => PullError::Salesforce(e),
+            MirrorError::State(e) => PullError::State(e),
         }
     }
 }

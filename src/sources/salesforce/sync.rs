@@ -1,41 +1,28 @@
-//! The incremental mirror: each object's records are kept in the state
-//! (`mirror` table), so a cycle asks Salesforce only for what changed.
+//! Salesforce objects read into the shared mirror ([`crate::sources::mirror`]).
 //!
-//! - A **full sync** reads every record (`query`, 2,000 a page), stores each
-//!   page as it arrives, then sweeps away the records it did not see. It runs
-//!   the first time, on `once --full`, when the fields read changed (new
-//!   configuration or org), and when the last sync is older than
-//!   [`MAX_CURSOR_AGE`]: deleted records stay visible to `queryAll` only while
-//!   they are in the recycle bin (15 days), so an older cursor could miss
-//!   deletions.
-//! - An **incremental sync** reads `WHERE SystemModstamp >= mark - 5 min`
-//!   through `queryAll`: records changed since the last sync, deleted ones
-//!   included (`IsDeleted = true`, which removes them from the mirror). The
-//!   mark is Salesforce's own clock (the `Date` header) when the last sync's
-//!   query ran, so no clock skew of ours matters; the 5 minutes cover
-//!   transactions that were running then and committed later with an older
-//!   `SystemModstamp`. A record read twice is simply stored again (the
-//!   mirror is keyed by Id). Without a `Date` header the mark is the newest
-//!   `SystemModstamp` seen.
-//! - The cursor moves only once an object's sync finished. A sync that fails half-way has stored whole pages only,
-//!   each of them current, and the next cycle starts again from the old
-//!   cursor: nothing is lost and nothing is half-written.
+//! - A **full read** is `SELECT <fields> FROM <Object> [WHERE <keep>]`
+//!   through `query` (2,000 a page). Besides the mirror's own reasons it runs
+//!   when the last sync is older than 15 days: deleted records stay visible
+//!   to `queryAll` only while they are in the recycle bin.
+//! - An **incremental read** is `... WHERE SystemModstamp >= <mark - 5 min>
+//!   ORDER BY SystemModstamp` through `queryAll`, with `IsDeleted`: deleted
+//!   records come back and leave the mirror, so a deleted opportunity never
+//!   keeps a finding alive. The mark is Salesforce's clock (`Date`) when the
+//!   last read's first page answered.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::client::{SalesforceClient, SalesforceError};
-use crate::state::{MirrorRow, State, StateError};
+use crate::sources::mirror::{self, Batch, Horizon, MirrorError, Read, Reader, Store};
+pub use crate::sources::mirror::{Mode, ObjectReport};
+use crate::state::{MirrorRow, State};
 use crate::values::parse_timestamp;
 
 /// The mirror's source name in the state.
 pub const SOURCE: &str = "salesforce";
-
-/// How far back an incremental read reaches before the cursor.
-pub const OVERLAP: Duration = Duration::from_secs(5 * 60);
 
 /// A cursor older than this triggers a full sync (the recycle bin's 15 days:
 /// deletions older than that may have left `queryAll`).
@@ -107,54 +94,6 @@ impl ObjectSpec {
             self.keep.soql()
         )
     }
-
-    fn cursor_key(&self) -> String {
-        format!("{SOURCE}/{}", self.object)
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Cursor {
-    /// Where the next incremental read starts (before the overlap):
-    /// Salesforce's clock when the last read began.
-    mark: Option<DateTime<Utc>>,
-    signature: String,
-    /// When the last sync of this object finished (our clock).
-    synced_at: DateTime<Utc>,
-    /// The full sync whose records the mirror holds.
-    generation: i64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    #[error(transparent)]
-    Salesforce(#[from] SalesforceError),
-    #[error(transparent)]
-    State(#[from] StateError),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    Full,
-    Incremental,
-}
-
-/// What one object's sync did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ObjectReport {
-    pub object: String,
-    pub mode: Mode,
-    /// Why a full sync ran.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
-    /// Records read (deleted ones included).
-    pub fetched: u64,
-    /// Records removed from the mirror (deleted upstream, no longer kept, or
-    /// not seen by a full sync).
-    pub removed: u64,
-    /// Query calls (first page and each further page).
-    pub calls: u64,
 }
 
 /// The datetime literal form SOQL takes (unquoted, UTC).
@@ -162,137 +101,119 @@ fn soql_datetime(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// Brings one object's mirror up to date. `wall_now` is the real clock
-/// (Salesforce's timestamps are real time, whatever `--now` says).
+/// The horizon past which a full read is forced: the recycle bin's 15 days.
+pub const HORIZON: Horizon = Horizon {
+    max_age: MAX_CURSOR_AGE,
+    reason: "the last sync is older than 15 days",
+};
+
+/// One object of the org, read through SOQL.
+pub struct SoqlReader<'a> {
+    pub client: &'a SalesforceClient,
+    pub spec: &'a ObjectSpec,
+}
+
+impl SoqlReader<'_> {
+    async fn read(
+        &self,
+        soql: &str,
+        all: bool,
+        store: &mut Store<'_>,
+    ) -> Result<Read, SalesforceError> {
+        let spec = self.spec;
+        let queried = self
+            .client
+            .query_pages(soql, all, |page| {
+                let batch = split_page(page, spec);
+                if store.put(batch) {
+                    Ok(())
+                } else {
+                    Err(SalesforceError::Decode(
+                        "stopped: the state could not store a page".into(),
+                    ))
+                }
+            })
+            .await?;
+        Ok(Read {
+            calls: queried.pages,
+            started: queried.started,
+        })
+    }
+}
+
+impl Reader for SoqlReader<'_> {
+    type Error = SalesforceError;
+
+    fn object(&self) -> &str {
+        &self.spec.object
+    }
+
+    fn signature(&self) -> String {
+        self.spec.signature()
+    }
+
+    async fn read_all(&self, store: &mut Store<'_>) -> Result<Read, SalesforceError> {
+        let filter = self
+            .spec
+            .keep
+            .soql()
+            .map(|w| format!(" WHERE {w}"))
+            .unwrap_or_default();
+        let soql = format!(
+            "SELECT {} FROM {}{filter}",
+            self.spec.fields.join(", "),
+            self.spec.object
+        );
+        self.read(&soql, false, store).await
+    }
+
+    async fn read_since(
+        &self,
+        since: DateTime<Utc>,
+        store: &mut Store<'_>,
+    ) -> Result<Read, SalesforceError> {
+        let deleted = if self.spec.deletable {
+            ", IsDeleted"
+        } else {
+            ""
+        };
+        let soql = format!(
+            "SELECT {}{deleted} FROM {} WHERE SystemModstamp >= {} ORDER BY SystemModstamp",
+            self.spec.fields.join(", "),
+            self.spec.object,
+            soql_datetime(since)
+        );
+        self.read(&soql, self.spec.deletable, store).await
+    }
+}
+
+/// Brings one object's mirror up to date.
 pub async fn sync_object(
     client: &SalesforceClient,
     state: &State,
     spec: &ObjectSpec,
     full: bool,
     wall_now: DateTime<Utc>,
-) -> Result<ObjectReport, SyncError> {
-    let key = spec.cursor_key();
-    let cursor: Option<Cursor> = state
-        .cursor(&key)?
-        .and_then(|text| serde_json::from_str(&text).ok());
-    let signature = spec.signature();
-    let since = cursor.as_ref().and_then(|c| c.mark.map(|m| (c, m)));
-    let reason = match (&cursor, since) {
-        _ if full => Some("requested"),
-        (None, _) => Some("first sync"),
-        (Some(c), _) if c.signature != signature => Some("the fields read changed"),
-        (Some(c), _) if (wall_now - c.synced_at).to_std().unwrap_or_default() > MAX_CURSOR_AGE => {
-            Some("the last sync is older than 15 days")
-        }
-        (Some(_), None) => Some("nothing seen yet"),
-        (Some(_), Some(_)) => None,
-    };
-    let fields = spec.fields.join(", ");
-    let mut newest: Option<DateTime<Utc>> = None;
-    let mut fetched = 0u64;
-    let mut removed = 0u64;
-    let mut failure: Option<StateError> = None;
-    let (generation, queried) = match (reason, since) {
-        (None, Some((c, since))) => {
-            let since = since - chrono::Duration::from_std(OVERLAP).unwrap_or_default();
-            let deleted = if spec.deletable { ", IsDeleted" } else { "" };
-            let soql = format!(
-                "SELECT {fields}{deleted} FROM {} WHERE SystemModstamp >= {} ORDER BY SystemModstamp",
-                spec.object,
-                soql_datetime(since)
-            );
-            let queried = client
-                .query_pages(&soql, spec.deletable, |page| {
-                    fetched += page.len() as u64;
-                    let (rows, gone) = split_page(page, spec, &mut newest);
-                    removed += gone.len() as u64;
-                    state
-                        .mirror_apply(SOURCE, &spec.object, c.generation, &rows, &gone)
-                        .map_err(|e| stop(&mut failure, e))
-                })
-                .await;
-            if let Some(e) = failure {
-                return Err(e.into());
-            }
-            (c.generation, queried?)
-        }
-        _ => {
-            let generation = wall_now.timestamp_millis();
-            let filter = spec
-                .keep
-                .soql()
-                .map(|w| format!(" WHERE {w}"))
-                .unwrap_or_default();
-            let soql = format!("SELECT {fields} FROM {}{filter}", spec.object);
-            let queried = client
-                .query_pages(&soql, false, |page| {
-                    fetched += page.len() as u64;
-                    let (rows, _) = split_page(page, spec, &mut newest);
-                    state
-                        .mirror_apply(SOURCE, &spec.object, generation, &rows, &[])
-                        .map_err(|e| stop(&mut failure, e))
-                })
-                .await;
-            if let Some(e) = failure {
-                return Err(e.into());
-            }
-            let queried = queried?;
-            removed = state.mirror_sweep(SOURCE, &spec.object, generation)? as u64;
-            (generation, queried)
-        }
-    };
-    let next = Cursor {
-        mark: queried.started.or(newest).or_else(|| since.map(|(_, m)| m)),
-        signature,
-        synced_at: wall_now,
-        generation,
-    };
-    state.set_cursor(
-        &key,
-        &serde_json::to_string(&next).unwrap_or_default(),
+) -> Result<ObjectReport, MirrorError<SalesforceError>> {
+    mirror::sync(
+        state,
+        SOURCE,
+        &SoqlReader { client, spec },
+        full,
+        HORIZON,
         wall_now,
-    )?;
-    let report = ObjectReport {
-        object: spec.object.clone(),
-        mode: if reason.is_some() {
-            Mode::Full
-        } else {
-            Mode::Incremental
-        },
-        reason,
-        fetched,
-        removed,
-        calls: queried.pages,
-    };
-    tracing::info!(
-        object = %report.object,
-        mode = ?report.mode,
-        reason = report.reason.unwrap_or(""),
-        fetched = report.fetched,
-        removed = report.removed,
-        calls = report.calls,
-        "Salesforce object synced."
-    );
-    Ok(report)
-}
-
-/// Keeps a state error aside (the page callback can only return a
-/// Salesforce error) and stops the paging.
-fn stop(slot: &mut Option<StateError>, e: StateError) -> SalesforceError {
-    let message = e.to_string();
-    *slot = Some(e);
-    SalesforceError::Decode(format!("stopped: {message}"))
+    )
+    .await
 }
 
 /// Splits a page into records to store and ids to remove (deleted, or no
 /// longer kept), tracking the newest `SystemModstamp`.
-fn split_page(
-    page: Vec<Value>,
-    spec: &ObjectSpec,
-    newest: &mut Option<DateTime<Utc>>,
-) -> (Vec<MirrorRow>, Vec<String>) {
-    let mut rows = Vec::with_capacity(page.len());
-    let mut gone = Vec::new();
+fn split_page(page: Vec<Value>, spec: &ObjectSpec) -> Batch {
+    let mut batch = Batch {
+        read: page.len() as u64,
+        rows: Vec::with_capacity(page.len()),
+        ..Batch::default()
+    };
     for record in page {
         let Value::Object(mut record) = record else {
             continue;
@@ -306,22 +227,22 @@ fn split_page(
             .and_then(Value::as_str)
             .map(str::to_string);
         if let Some(t) = modstamp.as_deref().and_then(parse_timestamp)
-            && newest.is_none_or(|n| t > n)
+            && batch.newest.is_none_or(|n| t > n)
         {
-            *newest = Some(t);
+            batch.newest = Some(t);
         }
         let deleted = record.remove("IsDeleted").and_then(|v| v.as_bool()) == Some(true);
         if deleted || !spec.keep.keeps(&record) {
-            gone.push(id);
+            batch.gone.push(id);
             continue;
         }
-        rows.push(MirrorRow {
+        batch.rows.push(MirrorRow {
             id,
             modstamp,
             data: Value::Object(record).to_string(),
         });
     }
-    (rows, gone)
+    batch
 }
 
 #[cfg(test)]
@@ -340,18 +261,14 @@ mod tests {
             json!({"attributes": {"type": "Lead"}, "Id": "00Q2", "SystemModstamp": "2026-11-02T10:00:00.000+0000", "Company": "Beta", "PartnerAccountId": null, "IsDeleted": false}),
             json!({"attributes": {"type": "Lead"}, "Id": "00Q3", "SystemModstamp": "2026-11-01T12:00:00.000+0000", "Company": "Gone", "PartnerAccountId": "001P", "IsDeleted": true}),
         ];
-        let mut newest = None;
-        let (rows, gone) = split_page(
-            page,
-            &spec(Keep::NotNull("PartnerAccountId".into())),
-            &mut newest,
-        );
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].id, "00Q1");
-        assert!(!rows[0].data.contains("attributes"));
-        assert_eq!(gone, ["00Q2", "00Q3"]);
+        let batch = split_page(page, &spec(Keep::NotNull("PartnerAccountId".into())));
+        assert_eq!(batch.read, 3);
+        assert_eq!(batch.rows.len(), 1);
+        assert_eq!(batch.rows[0].id, "00Q1");
+        assert!(!batch.rows[0].data.contains("attributes"));
+        assert_eq!(batch.gone, ["00Q2", "00Q3"]);
         assert_eq!(
-            newest,
+            batch.newest,
             parse_timestamp("2026-11-02T10:00:00.000+0000"),
             "the newest stamp, deleted records included"
         );

@@ -1,0 +1,256 @@
+//! The incremental mirror every API source shares: each object's records are
+//! kept in the state (`mirror` table), so a cycle asks the upstream only for
+//! what changed. A source says how to read an object whole and how to read
+//! what changed since a moment ([`Reader`]); this module decides which,
+//! stores the pages as they arrive, and keeps the cursor.
+//!
+//! - A **full read** runs the first time, on `once --full`, when what is read
+//!   changed (the reader's signature: fields, filters), when the last sync is
+//!   older than the source's horizon (deletions may have been forgotten
+//!   upstream), or when nothing has marked a starting point yet. It stores
+//!   every page, then sweeps away the records it did not see.
+//! - An **incremental read** starts at the mark less [`OVERLAP`]: the mark
+//!   is the upstream's own clock (its `Date` header) when the previous read
+//!   began, so our clock's skew never matters, and the overlap covers
+//!   transactions that were running then and committed later with an older
+//!   timestamp. A record read twice is simply stored again (the mirror is
+//!   keyed by id).
+//! - The cursor moves only once an object's read finished. A read that fails
+//!   half-way has stored whole pages only, each of them current, and the next
+//!   cycle starts again from the old cursor: nothing is lost and nothing is
+//!   half-written.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::state::{MirrorRow, State, StateError};
+
+/// How far back an incremental read reaches before the mark.
+pub const OVERLAP: Duration = Duration::from_secs(5 * 60);
+
+/// One page's worth of changes.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Records to store (new or changed).
+    pub rows: Vec<MirrorRow>,
+    /// Ids to remove (deleted or archived upstream, or no longer kept).
+    pub gone: Vec<String>,
+    /// Records read, whatever became of them.
+    pub read: u64,
+    /// The newest modification time in the page.
+    pub newest: Option<DateTime<Utc>>,
+}
+
+/// Where a reader puts its pages. `put` returns false when storing failed:
+/// the reader must stop and return (the failure is reported from here).
+pub struct Store<'a> {
+    state: &'a State,
+    source: &'a str,
+    object: &'a str,
+    generation: i64,
+    failure: Option<StateError>,
+    read: u64,
+    removed: u64,
+    newest: Option<DateTime<Utc>>,
+}
+
+impl Store<'_> {
+    pub fn put(&mut self, batch: Batch) -> bool {
+        self.read += batch.read;
+        self.removed += batch.gone.len() as u64;
+        if let Some(t) = batch.newest
+            && self.newest.is_none_or(|n| t > n)
+        {
+            self.newest = Some(t);
+        }
+        match self.state.mirror_apply(
+            self.source,
+            self.object,
+            self.generation,
+            &batch.rows,
+            &batch.gone,
+        ) {
+            Ok(()) => true,
+            Err(e) => {
+                self.failure = Some(e);
+                false
+            }
+        }
+    }
+}
+
+/// What a read cost, and when the upstream's clock says it began.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Read {
+    pub calls: u64,
+    pub started: Option<DateTime<Utc>>,
+}
+
+/// How a source reads one object.
+pub(crate) trait Reader {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The object's name (also its name in the mirror).
+    fn object(&self) -> &str;
+
+    /// What the mirror's content depends on (fields, filters): a change
+    /// means a full read.
+    fn signature(&self) -> String;
+
+    /// Reads every record.
+    async fn read_all(&self, store: &mut Store<'_>) -> Result<Read, Self::Error>;
+
+    /// Reads what changed at or after `since` (deleted records included,
+    /// as removals).
+    async fn read_since(
+        &self,
+        since: DateTime<Utc>,
+        store: &mut Store<'_>,
+    ) -> Result<Read, Self::Error>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError<E: std::error::Error + 'static> {
+    #[error(transparent)]
+    Upstream(E),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Cursor {
+    /// Where the next incremental read starts (before the overlap).
+    mark: Option<DateTime<Utc>>,
+    signature: String,
+    /// When the last read of this object finished (our clock).
+    synced_at: DateTime<Utc>,
+    /// The full read whose records the mirror holds.
+    generation: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Full,
+    Incremental,
+}
+
+/// What one object's sync did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectReport {
+    pub object: String,
+    pub mode: Mode,
+    /// Why a full read ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// Records read (deleted ones included).
+    pub fetched: u64,
+    /// Records removed from the mirror (deleted upstream, no longer kept, or
+    /// not seen by a full read).
+    pub removed: u64,
+    /// Read calls.
+    pub calls: u64,
+}
+
+/// When a full read is forced by age: `horizon` and how to say it.
+#[derive(Debug, Clone, Copy)]
+pub struct Horizon {
+    pub max_age: Duration,
+    pub reason: &'static str,
+}
+
+/// Brings one object's mirror up to date. `wall_now` is the real clock
+/// (upstream timestamps are real time, whatever `--now` says).
+pub(crate) async fn sync<R: Reader>(
+    state: &State,
+    source: &str,
+    reader: &R,
+    full: bool,
+    horizon: Horizon,
+    wall_now: DateTime<Utc>,
+) -> Result<ObjectReport, MirrorError<R::Error>> {
+    let key = format!("{source}/{}", reader.object());
+    let cursor: Option<Cursor> = state
+        .cursor(&key)?
+        .and_then(|text| serde_json::from_str(&text).ok());
+    let signature = reader.signature();
+    let since = cursor.as_ref().and_then(|c| c.mark.map(|m| (c, m)));
+    let reason = match (&cursor, since) {
+        _ if full => Some("requested"),
+        (None, _) => Some("first sync"),
+        (Some(c), _) if c.signature != signature => Some("the fields read changed"),
+        (Some(c), _) if (wall_now - c.synced_at).to_std().unwrap_or_default() > horizon.max_age => {
+            Some(horizon.reason)
+        }
+        (Some(_), None) => Some("nothing seen yet"),
+        (Some(_), Some(_)) => None,
+    };
+    let generation = match (reason, since) {
+        (None, Some((c, _))) => c.generation,
+        _ => wall_now.timestamp_millis(),
+    };
+    let mut store = Store {
+        state,
+        source,
+        object: reader.object(),
+        generation,
+        failure: None,
+        read: 0,
+        removed: 0,
+        newest: None,
+    };
+    let read = match (reason, since) {
+        (None, Some((_, mark))) => {
+            let from = mark - chrono::Duration::from_std(OVERLAP).unwrap_or_default();
+            reader.read_since(from, &mut store).await
+        }
+        _ => reader.read_all(&mut store).await,
+    };
+    if let Some(e) = store.failure.take() {
+        return Err(e.into());
+    }
+    let read = read.map_err(MirrorError::Upstream)?;
+    let mut removed = store.removed;
+    if reason.is_some() {
+        removed += state.mirror_sweep(source, reader.object(), generation)? as u64;
+    }
+    let next = Cursor {
+        mark: read
+            .started
+            .or(store.newest)
+            .or_else(|| since.map(|(_, m)| m)),
+        signature,
+        synced_at: wall_now,
+        generation,
+    };
+    state.set_cursor(
+        &key,
+        &serde_json::to_string(&next).unwrap_or_default(),
+        wall_now,
+    )?;
+    let report = ObjectReport {
+        object: reader.object().to_string(),
+        mode: if reason.is_some() {
+            Mode::Full
+        } else {
+            Mode::Incremental
+        },
+        reason,
+        fetched: store.read,
+        removed,
+        calls: read.calls,
+    };
+    tracing::info!(
+        source,
+        object = %report.object,
+        mode = ?report.mode,
+        reason = report.reason.unwrap_or(""),
+        fetched = report.fetched,
+        removed = report.removed,
+        calls = report.calls,
+        "Object synced."
+    );
+    Ok(report)
+}
