@@ -328,6 +328,14 @@ fn check_config(config: Option<&std::path::Path>) -> u8 {
             eprintln!("channel-sync: {e}");
             return exit::CONFIG;
         }
+        if settings.crm.kind == Some(crate::config::CrmKind::Hubspot) {
+            let checked = runtime().map(|rt| rt.block_on(check_hubspot(&settings)));
+            match checked {
+                Err(code) => return code,
+                Ok(Err(code)) => return code,
+                Ok(Ok(())) => {}
+            }
+        }
         if settings.crm.kind == Some(crate::config::CrmKind::Salesforce) {
             // Every configured field must exist in the org: ask it.
             let checked = runtime().map(|rt| rt.block_on(check_salesforce(&settings)));
@@ -383,6 +391,30 @@ async fn check_salesforce(settings: &Settings) -> Result<(), u8> {
         }
         Err(e) => {
             eprintln!("channel-sync: Salesforce: {e}");
+            Err(exit::PARTIAL)
+        }
+    }
+}
+
+/// Calls HubSpot and checks the configured properties exist (creating the
+/// write-back ones when `crm.hubspot.create_properties` says so).
+async fn check_hubspot(settings: &Settings) -> Result<(), u8> {
+    use crate::sources::hubspot::{HubSpotSource, PullError};
+    let source = HubSpotSource::new(settings, None).map_err(|e| {
+        eprintln!("channel-sync: {e}");
+        exit::CONFIG
+    })?;
+    match source.plan(settings).await {
+        Ok(_) => {
+            eprintln!("channel-sync: HubSpot answered; every configured property exists.");
+            Ok(())
+        }
+        Err(PullError::Config(e)) => {
+            eprintln!("channel-sync: {e}");
+            Err(exit::CONFIG)
+        }
+        Err(e) => {
+            eprintln!("channel-sync: HubSpot: {e}");
             Err(exit::PARTIAL)
         }
     }

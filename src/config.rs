@@ -7,7 +7,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+mod hubspot;
 mod salesforce;
+pub use hubspot::{HubspotProperties, HubspotSettings};
 pub use salesforce::{
     Attribution, RegistrationFields, RegistrationSource, SalesforceAuth, SalesforceFields,
     SalesforcePrmSettings, SalesforceSettings,
@@ -186,15 +188,19 @@ pub struct CrmSettings {
     pub files: FilesCrmSettings,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub salesforce: Option<SalesforceSettings>,
-    // HubSpot's own section, validated when its connector is built.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hubspot: Option<serde_json::Value>,
+    pub hubspot: Option<HubspotSettings>,
 }
 
 impl CrmSettings {
     /// `crm.salesforce.*`, with defaults when the section is absent.
     pub fn salesforce(&self) -> SalesforceSettings {
         self.salesforce.clone().unwrap_or_default()
+    }
+
+    /// `crm.hubspot.*`, with defaults when the section is absent.
+    pub fn hubspot(&self) -> HubspotSettings {
+        self.hubspot.clone().unwrap_or_default()
     }
 }
 
@@ -487,6 +493,7 @@ impl Settings {
     /// Checks every value the types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.crm.salesforce().validate()?;
+        self.crm.hubspot().validate()?;
         self.prm.salesforce().validate()?;
         self.schedule
             .parsed()

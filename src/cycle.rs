@@ -17,9 +17,11 @@ use serde::Serialize;
 use crate::alerts::{self, AlertContext};
 use crate::config::{ConfigError, Settings};
 use crate::engine;
+use crate::sinks::hubspot::HubSpotSink;
 use crate::sinks::salesforce::SalesforceSink;
 use crate::sinks::slack::{Delivery, SlackClient, render::Names};
 use crate::sinks::writeback::{FilesSink, ScorecardSink, Target, diff};
+use crate::sources::hubspot::{self, HubSpotSource};
 use crate::sources::mirror::ObjectReport;
 use crate::sources::salesforce::{PullError, SalesforceSource};
 use crate::sources::{Origin, files, origin};
@@ -48,6 +50,17 @@ pub enum CycleError {
     Upstream(String),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+}
+
+impl From<hubspot::PullError> for CycleError {
+    fn from(e: hubspot::PullError) -> Self {
+        match e {
+            hubspot::PullError::Config(e) => CycleError::Config(e),
+            hubspot::PullError::Input(e) => CycleError::Input(e),
+            hubspot::PullError::State(e) => CycleError::State(e),
+            hubspot::PullError::HubSpot(e) => CycleError::Upstream(e.to_string()),
+        }
+    }
 }
 
 impl From<PullError> for CycleError {
@@ -188,6 +201,7 @@ pub struct Runner {
     settings: Settings,
     slack: SlackClient,
     salesforce: Option<SalesforceSource>,
+    hubspot: Option<HubSpotSource>,
     /// Set on shutdown: a cycle stops sending at the next message (what is
     /// not sent stays in the outbox for the next start).
     pub stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -203,14 +217,16 @@ impl Runner {
         if let Some(m) = &metrics {
             slack = slack.with_metrics(m.clone());
         }
-        let salesforce = match origin(&settings)? {
-            Origin::Salesforce { .. } => Some(SalesforceSource::new(&settings, metrics)?),
-            Origin::Files { .. } => None,
+        let (salesforce, hubspot) = match origin(&settings)? {
+            Origin::Salesforce { .. } => (Some(SalesforceSource::new(&settings, metrics)?), None),
+            Origin::Hubspot { .. } => (None, Some(HubSpotSource::new(&settings, metrics)?)),
+            Origin::Files { .. } => (None, None),
         };
         Ok(Runner {
             settings,
             slack,
             salesforce,
+            hubspot,
             stopping: Default::default(),
         })
     }
@@ -239,10 +255,11 @@ impl Runner {
     /// must be updated to be read).
     fn open_state(&self, dry_run: bool) -> Result<Option<State>, CycleError> {
         let path = &self.settings.state.path;
-        Ok(match (dry_run, &self.salesforce) {
+        let api = self.salesforce.is_some() || self.hubspot.is_some();
+        Ok(match (dry_run, api) {
             (false, _) => Some(State::open(path)?),
-            (true, None) => State::open_read_only(path)?,
-            (true, Some(_)) => Some(State::scratch_copy(path)?),
+            (true, false) => State::open_read_only(path)?,
+            (true, true) => Some(State::scratch_copy(path)?),
         })
     }
 
@@ -280,23 +297,37 @@ impl Runner {
                 summary.synced = synced;
                 loaded
             }
+            (Origin::Hubspot { prm_dir }, _, Some(state)) if self.hubspot.is_some() => {
+                let prm = files::load_prm(prm_dir)?;
+                let hs = self
+                    .hubspot
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("no HubSpot client"))?;
+                let (loaded, synced) = hs.pull(state, settings, opts.full, prm).await?;
+                summary.synced = synced;
+                loaded
+            }
             _ => return Err(anyhow::anyhow!("no source client for this configuration").into()),
         };
-        let sink = match &self.salesforce {
-            Some(sf) => Sink::Salesforce(SalesforceSink {
+        let sink = match (&self.salesforce, &self.hubspot, &origin) {
+            (Some(sf), _, _) => Sink::Salesforce(SalesforceSink {
                 client: sf.client.clone(),
                 fields: settings.writeback.fields.clone(),
                 percent_fields: sf.plan(settings).await?.percent_fields,
             }),
-            None => Sink::Files(FilesSink::new(match &origin {
-                Origin::Files { crm_dir, .. } => settings
+            (_, Some(hs), _) => Sink::Hubspot(HubSpotSink {
+                client: hs.client.clone(),
+                fields: settings.writeback.fields.clone(),
+            }),
+            (_, _, Origin::Files { crm_dir, .. }) => Sink::Files(FilesSink::new(
+                settings
                     .crm
                     .files
                     .out_dir
                     .clone()
                     .unwrap_or_else(|| crm_dir.clone()),
-                Origin::Salesforce { .. } => Default::default(),
-            })),
+            )),
+            _ => return Err(anyhow::anyhow!("no sink for this configuration").into()),
         };
         decide_and_deliver(
             settings,
@@ -318,6 +349,7 @@ impl Runner {
 enum Sink {
     Files(FilesSink),
     Salesforce(SalesforceSink),
+    Hubspot(HubSpotSink),
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -441,6 +473,18 @@ async fn decide_and_deliver(
             .await?
         }
         Sink::Salesforce(sink) => {
+            write_back(
+                sink,
+                &data,
+                &evaluation,
+                state.as_ref(),
+                opts,
+                out,
+                &mut summary,
+            )
+            .await?
+        }
+        Sink::Hubspot(sink) => {
             write_back(
                 sink,
                 &data,

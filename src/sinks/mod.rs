@@ -1,5 +1,6 @@
 //! Sinks: where the cycle's results go (Slack alerts, scorecard write-back).
 
+pub mod hubspot;
 pub mod salesforce;
 pub mod slack;
 pub mod writeback;

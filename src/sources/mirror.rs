@@ -25,7 +25,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use serde_json::{Map, Value};
+
+use crate::model::Rejected;
+use crate::sources::files::Table;
 use crate::state::{MirrorRow, State, StateError};
+use crate::values::parse_timestamp;
 
 /// How far back an incremental read reaches before the mark.
 pub const OVERLAP: Duration = Duration::from_secs(5 * 60);
@@ -253,4 +258,92 @@ pub(crate) async fn sync<R: Reader>(
         "Object synced."
     );
     Ok(report)
+}
+
+/// Reads every mirrored record of an object and hands each, parsed, to
+/// `each`.
+pub fn scan(
+    state: &State,
+    source: &str,
+    object: &str,
+    mut each: impl FnMut(&str, Result<Map<String, Value>, String>),
+) -> Result<(), StateError> {
+    state.mirror_scan(source, object, |id, data| {
+        each(
+            id,
+            serde_json::from_str(data).map_err(|e| format!("unreadable mirror record: {e}")),
+        )
+    })
+}
+
+/// A field's text: strings as they are, numbers and booleans printed; empty
+/// and null are absent.
+pub fn text(r: &Map<String, Value>, field: &str) -> Option<String> {
+    match r.get(field)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+pub fn flag(r: &Map<String, Value>, field: &str) -> Option<bool> {
+    match r.get(field)? {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => crate::values::parse_bool(s),
+        _ => None,
+    }
+}
+
+pub fn number(r: &Map<String, Value>, field: &str) -> Result<Option<f64>, String> {
+    match r.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => crate::values::parse_amount(s)
+            .map(Some)
+            .ok_or_else(|| format!("{field}: not a number: '{s}'")),
+        Some(v) => Err(format!("{field}: not a number: {v}")),
+    }
+}
+
+pub fn timestamp(
+    r: &Map<String, Value>,
+    field: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, String> {
+    match text(r, field) {
+        None => Ok(None),
+        Some(s) => parse_timestamp(&s)
+            .map(Some)
+            .ok_or_else(|| format!("{field}: not a timestamp: '{s}'")),
+    }
+}
+
+/// Records of one object, each parsed, mapped, or rejected with its Id.
+pub struct Mapped<T> {
+    pub label: String,
+    pub rows: Vec<T>,
+    pub rejected: Vec<Rejected>,
+}
+
+impl<T> Mapped<T> {
+    pub fn new(source: &str, object: &str) -> Self {
+        Mapped {
+            label: format!("{source} {object}"),
+            rows: Vec::new(),
+            rejected: Vec::new(),
+        }
+    }
+
+    pub fn reject(&mut self, id: &str, reason: String) {
+        self.rejected.push(Rejected {
+            file: format!("{} {id}", self.label),
+            line: 0,
+            reason,
+        });
+    }
+
+    pub fn table(self) -> Table<T> {
+        Table::from_records(&self.label, self.rows, self.rejected)
+    }
 }

@@ -1,6 +1,7 @@
 //! Sources: where the data comes from, mapped into the domain model.
 
 pub mod files;
+pub mod hubspot;
 pub mod mirror;
 pub mod salesforce;
 
@@ -17,6 +18,8 @@ pub enum Origin {
     /// The CRM from Salesforce; the PRM from the same org, or from files in
     /// `prm_dir`.
     Salesforce { prm_dir: Option<PathBuf> },
+    /// The CRM from HubSpot; the PRM from files in `prm_dir`.
+    Hubspot { prm_dir: PathBuf },
 }
 
 /// Resolves `crm.*` and `prm.*`. With `crm.kind = "files"` the PRM tables
@@ -37,9 +40,28 @@ pub fn origin(settings: &Settings) -> Result<Origin, ConfigError> {
     match settings.crm.kind {
         None => Err(ConfigError::new(
             "crm.kind",
-            "required for once and run: \"salesforce\" or \"files\"",
+            "required for once and run: \"salesforce\", \"hubspot\" or \"files\"",
         )),
-        Some(CrmKind::Hubspot) => Err(not_yet("crm.kind", "hubspot")),
+        Some(CrmKind::Hubspot) => {
+            let prm_dir = match settings.prm.kind {
+                None => {
+                    return Err(ConfigError::new(
+                        "prm.kind",
+                        "required with crm.kind = \"hubspot\": \"files\"",
+                    ));
+                }
+                Some(PrmKind::Files) => prm_files()?,
+                Some(PrmKind::Salesforce) => {
+                    return Err(ConfigError::new(
+                        "prm.kind",
+                        "\"salesforce\" means the same org as the CRM: it needs crm.kind = \"salesforce\"",
+                    ));
+                }
+                Some(PrmKind::Partnerstack) => return Err(not_yet("prm.kind", "partnerstack")),
+            };
+            settings.crm.hubspot().check_credentials()?;
+            Ok(Origin::Hubspot { prm_dir })
+        }
         Some(CrmKind::Files) => {
             let crm_dir = settings.crm.files.dir.clone().ok_or_else(|| {
                 ConfigError::new("crm.files.dir", "required when crm.kind = \"files\"")

@@ -26,12 +26,12 @@ use super::sync::{Keep, ObjectSpec, SOURCE};
 use crate::config::{Attribution, ConfigError, PrmKind, SalesforcePrmSettings, Settings};
 use crate::fast::FastMap;
 use crate::model::{
-    Account, Money, Opportunity, OpportunityStatus, Partner, PartnerRep, Registration, Rejected,
-    User,
+    Account, Money, Opportunity, OpportunityStatus, Partner, PartnerRep, Registration, User,
 };
-use crate::sources::files::{Loaded, Table, link};
+use crate::sources::files::{Loaded, link};
+use crate::sources::mirror::{self, Mapped, flag, number, text, timestamp};
 use crate::state::{State, StateError};
-use crate::values::{date_of, parse_date, parse_timestamp};
+use crate::values::{date_of, parse_date};
 
 /// The org's fields as `describe` reported them, per object.
 #[derive(Debug, Clone, Default)]
@@ -270,49 +270,6 @@ impl Plan {
     }
 }
 
-/// A field's text: strings as they are, numbers and booleans printed; empty
-/// and null are absent.
-fn text(r: &Map<String, Value>, field: &str) -> Option<String> {
-    match r.get(field)? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-fn flag(r: &Map<String, Value>, field: &str) -> Option<bool> {
-    match r.get(field)? {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) => crate::values::parse_bool(s),
-        _ => None,
-    }
-}
-
-fn number(r: &Map<String, Value>, field: &str) -> Result<Option<f64>, String> {
-    match r.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => Ok(n.as_f64()),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => crate::values::parse_amount(s)
-            .map(Some)
-            .ok_or_else(|| format!("{field}: not a number: '{s}'")),
-        Some(v) => Err(format!("{field}: not a number: {v}")),
-    }
-}
-
-fn timestamp(
-    r: &Map<String, Value>,
-    field: &str,
-) -> Result<Option<chrono::DateTime<chrono::Utc>>, String> {
-    match text(r, field) {
-        None => Ok(None),
-        Some(s) => parse_timestamp(&s)
-            .map(Some)
-            .ok_or_else(|| format!("{field}: not a timestamp: '{s}'")),
-    }
-}
-
 /// The first 15 characters of a Salesforce id: the case-sensitive form
 /// both the 15- and the 18-character ids start with.
 fn id15(id: &str) -> &str {
@@ -323,47 +280,13 @@ fn id15(id: &str) -> &str {
     }
 }
 
-/// Records of one object, each parsed, mapped, or rejected with its Id.
-struct Mapped<T> {
-    label: String,
-    rows: Vec<T>,
-    rejected: Vec<Rejected>,
-}
-
-impl<T> Mapped<T> {
-    fn new(object: &str) -> Self {
-        Mapped {
-            label: format!("{SOURCE} {object}"),
-            rows: Vec::new(),
-            rejected: Vec::new(),
-        }
-    }
-
-    fn reject(&mut self, id: &str, reason: String) {
-        self.rejected.push(Rejected {
-            file: format!("{} {id}", self.label),
-            line: 0,
-            reason,
-        });
-    }
-
-    fn table(self) -> Table<T> {
-        Table::from_records(&self.label, self.rows, self.rejected)
-    }
-}
-
 /// Reads every mirrored record of `spec` and hands each, parsed, to `each`.
 fn scan(
     state: &State,
     spec: &ObjectSpec,
-    mut each: impl FnMut(&str, Result<Map<String, Value>, String>),
+    each: impl FnMut(&str, Result<Map<String, Value>, String>),
 ) -> Result<(), StateError> {
-    state.mirror_scan(SOURCE, &spec.object, |id, data| {
-        each(
-            id,
-            serde_json::from_str(data).map_err(|e| format!("unreadable mirror record: {e}")),
-        )
-    })
+    mirror::scan(state, SOURCE, &spec.object, each)
 }
 
 /// The PRM side when it comes from files rather than from the org.
@@ -378,8 +301,8 @@ pub fn build(
     file_prm: Option<FilePrm>,
 ) -> Result<Loaded, StateError> {
     // Accounts, and partner accounts when the org is the PRM.
-    let mut accounts = Mapped::<Account>::new("Account");
-    let mut partners = Mapped::<Partner>::new("Account");
+    let mut accounts = Mapped::<Account>::new(SOURCE, "Account");
+    let mut partners = Mapped::<Partner>::new(SOURCE, "Account");
     scan(state, &plan.account, |id, r| {
         let r = match r {
             Ok(r) => r,
@@ -409,8 +332,8 @@ pub fn build(
     })?;
 
     // Users: internal ones, and partner users (the reps when the org is the PRM).
-    let mut users = Mapped::<User>::new("User");
-    let mut reps = Mapped::<PartnerRep>::new("User");
+    let mut users = Mapped::<User>::new(SOURCE, "User");
+    let mut reps = Mapped::<PartnerRep>::new(SOURCE, "User");
     // Partner user id -> how reps are named: the email when there is one
     // (it meets reps kept in files too), else the id.
     let mut partner_users: FastMap<String, String> = FastMap::default();
@@ -485,6 +408,7 @@ pub fn build(
         }
         None => {
             let mut registrations = Mapped::<Registration>::new(
+                SOURCE,
                 plan.registrations
                     .as_ref()
                     .map_or("Lead", |s| s.object.as_str()),
@@ -523,7 +447,7 @@ pub fn build(
         })?;
     }
     let money = &settings.scorecard;
-    let mut opportunities = Mapped::<Opportunity>::new("Opportunity");
+    let mut opportunities = Mapped::<Opportunity>::new(SOURCE, "Opportunity");
     scan(state, &plan.opportunity, |id, r| {
         let r = match r {
             Ok(r) => r,

@@ -1,0 +1,48 @@
+//! Scorecard write-back onto the partner's HubSpot company, through the
+//! [`ScorecardSink`] trait (so diffing and retries are the cycle's).
+//!
+//! Only the fields mapped in `writeback.fields` are written, as HubSpot
+//! takes every property value: a string. The rate is a fraction (0.25);
+//! HubSpot has no percent type. Up to 100 companies a `batch/update` call.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::engine::{Period, Scorecard};
+use crate::model::Partner;
+use crate::sinks::writeback::{RecordOutcome, RecordUpdate, ScorecardSink, field_values};
+use crate::sources::hubspot::client::HubSpotClient;
+
+pub struct HubSpotSink {
+    pub client: Arc<HubSpotClient>,
+    /// Scorecard field -> company property name (`writeback.fields`).
+    pub fields: BTreeMap<String, String>,
+}
+
+impl ScorecardSink for HubSpotSink {
+    fn name(&self) -> &'static str {
+        "hubspot"
+    }
+
+    fn target(
+        &self,
+        card: &Scorecard,
+        partner: &Partner,
+        period: &Period,
+    ) -> Option<(String, Vec<(String, String)>)> {
+        let company = partner.crm_account_id.clone()?;
+        let fields: Vec<(String, String)> = field_values(card, period)
+            .into_iter()
+            .filter_map(|(name, value)| self.fields.get(name).map(|f| (f.clone(), value)))
+            .collect();
+        (!fields.is_empty()).then_some((company, fields))
+    }
+
+    async fn apply(&self, updates: &[RecordUpdate]) -> Vec<RecordOutcome> {
+        let records: Vec<(String, Vec<(String, String)>)> = updates
+            .iter()
+            .map(|u| (u.record_id.clone(), u.fields.clone()))
+            .collect();
+        self.client.update_companies(&records).await
+    }
+}

@@ -1,0 +1,670 @@
+//! HubSpot as the CRM: companies, deals (with their company associations),
+//! owners and deal pipelines, mirrored in the state and mapped onto the
+//! model. The PRM side comes from files.
+//!
+//! Reading:
+//! - **Full** (first cycle, `once --full`, a change of the properties read,
+//!   and every 7 days to reconcile what searches cannot see, such as a
+//!   deleted company or a changed association): the list endpoints,
+//!   `limit=100`, deals with `associations=companies`. Cost: ceil(N/100)
+//!   calls per object.
+//! - **Incremental**: the search endpoint on `hs_lastmodifieddate >= mark -
+//!   5 min`, sorted ascending, 200 a page, through the search limiter. A
+//!   query stops short of HubSpot's 10,000-result cap and a new window starts
+//!   at the last modification time read (records read twice are stored
+//!   again). Search returns no associations: each page's deals get theirs
+//!   from one v4 batch read per 100 deals. Archived deals are listed
+//!   (`archived=true`; HubSpot keeps them 90 days) and leave the mirror, so
+//!   they stop driving findings. Cost: ceil(C/200) searches + ceil(C/100)
+//!   association reads for C changed deals, ceil(A/100) for A archived
+//!   deals, and the same searches for companies.
+//! - Owners (active and archived) and pipelines are read whole every cycle:
+//!   2 + 1 calls for up to 100 owners.
+
+pub mod client;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+
+use crate::config::{ConfigError, Settings};
+use crate::fast::FastMap;
+use crate::metrics::Metrics;
+use crate::model::{Account, Money, Opportunity, OpportunityStatus, User};
+use crate::sources::files::{Loaded, PrmTables, link};
+use crate::sources::mirror::{
+    self, Batch, Horizon, Mapped, MirrorError, ObjectReport, Read, Reader, Store, number, text,
+    timestamp,
+};
+use crate::state::{MirrorRow, State, StateError};
+use crate::values::{date_of, parse_timestamp};
+use client::{ClientConfig, Credentials, HubSpotClient, HubSpotError, SEARCH_CAP, Stage, id_text};
+
+pub const SOURCE: &str = "hubspot";
+
+/// A full read every 7 days reconciles what searches cannot see.
+pub const HORIZON: Horizon = Horizon {
+    max_age: Duration::from_secs(7 * 86_400),
+    reason: "the weekly full read",
+};
+
+const COMPANY_PROPERTIES: &[&str] = &["name", "domain", "website", "hubspot_owner_id"];
+const DEAL_PROPERTIES: &[&str] = &[
+    "dealname",
+    "amount",
+    "closedate",
+    "createdate",
+    "dealstage",
+    "pipeline",
+    "hubspot_owner_id",
+    "hs_lastmodifieddate",
+    "deal_currency_code",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Input(#[from] crate::sources::files::InputError),
+    #[error(transparent)]
+    HubSpot(#[from] HubSpotError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl From<MirrorError<HubSpotError>> for PullError {
+    fn from(e: MirrorError<HubSpotError>) -> Self {
+        match e {
+            MirrorError::Upstream(e) => PullError::HubSpot(e),
+            MirrorError::State(e) => PullError::State(e),
+        }
+    }
+}
+
+/// What to read, checked against the account's properties.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    deal_properties: Vec<String>,
+    partner: Option<String>,
+    partner_rep: Option<String>,
+    registration: Option<String>,
+}
+
+/// One object type read through the list and search endpoints.
+struct ObjectReader<'a> {
+    client: &'a HubSpotClient,
+    object: &'static str,
+    properties: Vec<String>,
+}
+
+impl ObjectReader<'_> {
+    fn is_deals(&self) -> bool {
+        self.object == "deals"
+    }
+
+    /// Turns records (with associations inline or given) into a batch.
+    fn batch(
+        &self,
+        records: Vec<Value>,
+        companies: Option<&FastMap<String, Vec<String>>>,
+    ) -> Batch {
+        let mut batch = Batch {
+            read: records.len() as u64,
+            ..Batch::default()
+        };
+        for r in records {
+            let Some(id) = r.get("id").and_then(id_text) else {
+                continue;
+            };
+            let properties = r.get("properties").cloned().unwrap_or(Value::Null);
+            let modstamp = properties
+                .get("hs_lastmodifieddate")
+                .and_then(Value::as_str)
+                .or_else(|| r.get("updatedAt").and_then(Value::as_str))
+                .map(str::to_string);
+            if let Some(t) = modstamp.as_deref().and_then(parse_timestamp)
+                && batch.newest.is_none_or(|n| t > n)
+            {
+                batch.newest = Some(t);
+            }
+            if r.get("archived").and_then(Value::as_bool) == Some(true) {
+                batch.gone.push(id);
+                continue;
+            }
+            let mut data = json!({"p": properties});
+            if self.is_deals() {
+                let linked: Vec<String> = match companies {
+                    Some(map) => map.get(&id).cloned().unwrap_or_default(),
+                    None => r
+                        .get("associations")
+                        .and_then(|a| a.get("companies"))
+                        .and_then(|c| c.get("results"))
+                        .and_then(Value::as_array)
+                        .map(|list| {
+                            // The primary association first.
+                            let mut ids: Vec<(bool, String)> = list
+                                .iter()
+                                .filter_map(|a| {
+                                    let id = a.get("id").and_then(id_text)?;
+                                    let kind = a.get("type").and_then(Value::as_str).unwrap_or("");
+                                    Some((kind != "deal_to_company", id))
+                                })
+                                .collect();
+                            ids.sort();
+                            ids.into_iter().map(|(_, id)| id).collect()
+                        })
+                        .unwrap_or_default(),
+                };
+                data["c"] = json!(linked);
+            }
+            batch.rows.push(MirrorRow {
+                id,
+                modstamp,
+                data: data.to_string(),
+            });
+        }
+        batch
+    }
+}
+
+fn stopped() -> HubSpotError {
+    HubSpotError::Decode("stopped: the state could not store a page".into())
+}
+
+impl Reader for ObjectReader<'_> {
+    type Error = HubSpotError;
+
+    fn object(&self) -> &str {
+        self.object
+    }
+
+    fn signature(&self) -> String {
+        format!("{}|{}", self.object, self.properties.join(","))
+    }
+
+    async fn read_all(&self, store: &mut Store<'_>) -> Result<Read, HubSpotError> {
+        let mut query = vec![
+            ("properties", self.properties.join(",")),
+            ("archived", "false".to_string()),
+        ];
+        if self.is_deals() {
+            query.push(("associations", "companies".into()));
+        }
+        self.client.begin_mark();
+        let paged = self
+            .client
+            .list(
+                &format!("/crm/v3/objects/{}", self.object),
+                &query,
+                |page| store.put(self.batch(page, None)),
+            )
+            .await?;
+        Ok(Read {
+            calls: paged.calls,
+            started: self.client.mark(),
+        })
+    }
+
+    async fn read_since(
+        &self,
+        since: DateTime<Utc>,
+        store: &mut Store<'_>,
+    ) -> Result<Read, HubSpotError> {
+        let mut calls = 0u64;
+        self.client.begin_mark();
+        let mut from = since;
+        let mut after = 0u64;
+        loop {
+            let body = json!({
+                "filterGroups": [{"filters": [{
+                    "propertyName": "hs_lastmodifieddate",
+                    "operator": "GTE",
+                    "value": from.timestamp_millis().to_string(),
+                }]}],
+                "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
+                "properties": self.properties,
+                "limit": 200,
+                "after": after.to_string(),
+            });
+            let (results, _total, next) = self.client.search_page(self.object, &body).await?;
+            calls += 1;
+            let companies = if self.is_deals() && !results.is_empty() {
+                let ids: Vec<String> = results
+                    .iter()
+                    .filter_map(|r| r.get("id").and_then(id_text))
+                    .collect();
+                let mut map: FastMap<String, Vec<String>> = FastMap::default();
+                for chunk in ids.chunks(100) {
+                    map.extend(self.client.deal_companies(chunk).await?);
+                    calls += 1;
+                }
+                Some(map)
+            } else {
+                None
+            };
+            let batch = self.batch(results, companies.as_ref());
+            let last = batch.newest;
+            if !store.put(batch) {
+                return Err(stopped());
+            }
+            match next {
+                None => break,
+                Some(n) if n >= SEARCH_CAP => {
+                    // The next page would pass the cap: a new window from
+                    // the last modification time read.
+                    match last {
+                        Some(t) if t > from => {
+                            from = t;
+                            after = 0;
+                        }
+                        _ => {
+                            return Err(HubSpotError::Decode(format!(
+                                "more than {SEARCH_CAP} {} share one modification time; run once --full",
+                                self.object
+                            )));
+                        }
+                    }
+                }
+                Some(n) => after = n,
+            }
+        }
+        if self.is_deals() {
+            // Archived deals leave the mirror.
+            let query = vec![
+                ("properties", "hs_lastmodifieddate".to_string()),
+                ("archived", "true".to_string()),
+            ];
+            let paged = self
+                .client
+                .list("/crm/v3/objects/deals", &query, |page| {
+                    let gone: Vec<String> = page
+                        .iter()
+                        .filter_map(|r| r.get("id").and_then(id_text))
+                        .collect();
+                    store.put(Batch {
+                        gone,
+                        ..Batch::default()
+                    })
+                })
+                .await?;
+            calls += paged.calls;
+        }
+        Ok(Read {
+            calls,
+            started: self.client.mark(),
+        })
+    }
+}
+
+/// Owners, active and archived, read whole every cycle.
+struct OwnerReader<'a> {
+    client: &'a HubSpotClient,
+}
+
+impl OwnerReader<'_> {
+    async fn read(&self, store: &mut Store<'_>) -> Result<Read, HubSpotError> {
+        let mut calls = 0;
+        for archived in ["false", "true"] {
+            let paged = self
+                .client
+                .list(
+                    "/crm/v3/owners",
+                    &[("archived", archived.to_string())],
+                    |page| {
+                        let mut batch = Batch {
+                            read: page.len() as u64,
+                            ..Batch::default()
+                        };
+                        for o in page {
+                            if let Some(id) = o.get("id").and_then(id_text) {
+                                batch.rows.push(MirrorRow {
+                                    id,
+                                    modstamp: o
+                                        .get("updatedAt")
+                                        .and_then(Value::as_str)
+                                        .map(str::to_string),
+                                    data: o.to_string(),
+                                });
+                            }
+                        }
+                        store.put(batch)
+                    },
+                )
+                .await?;
+            calls += paged.calls;
+        }
+        Ok(Read {
+            calls,
+            started: None,
+        })
+    }
+}
+
+impl Reader for OwnerReader<'_> {
+    type Error = HubSpotError;
+
+    fn object(&self) -> &str {
+        "owners"
+    }
+
+    fn signature(&self) -> String {
+        "owners".into()
+    }
+
+    async fn read_all(&self, store: &mut Store<'_>) -> Result<Read, HubSpotError> {
+        self.read(store).await
+    }
+
+    async fn read_since(
+        &self,
+        _: DateTime<Utc>,
+        store: &mut Store<'_>,
+    ) -> Result<Read, HubSpotError> {
+        self.read(store).await
+    }
+}
+
+/// HubSpot as a source: the client and the plan (made once per process).
+pub struct HubSpotSource {
+    pub client: Arc<HubSpotClient>,
+    plan: tokio::sync::Mutex<Option<Plan>>,
+}
+
+impl HubSpotSource {
+    pub fn new(
+        settings: &Settings,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<HubSpotSource, ConfigError> {
+        let hs = settings.crm.hubspot();
+        hs.check_credentials()?;
+        let credentials = match (&hs.token, &hs.client_secret, &hs.refresh_token) {
+            (Some(t), _, _) => Credentials::Token(t.clone()),
+            (None, Some(secret), Some(refresh)) => Credentials::OAuth {
+                client_id: hs.client_id.clone().unwrap_or_default(),
+                client_secret: secret.clone(),
+                refresh_token: refresh.clone(),
+            },
+            _ => return Err(ConfigError::new("crm.hubspot.token", "missing")),
+        };
+        let client = HubSpotClient::new(ClientConfig {
+            base_url: hs.base_url.clone(),
+            credentials,
+            per_10s: hs.max_requests_per_10s,
+            search_per_second: hs.search_requests_per_second,
+            timeout: Duration::from_secs(hs.timeout_secs),
+        })
+        .map_err(|e| ConfigError::new("crm.hubspot", format!("cannot build the client: {e}")))?
+        .with_metrics(metrics);
+        Ok(HubSpotSource {
+            client: Arc::new(client),
+            plan: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// Checks the configured deal properties exist and that the write-back
+    /// properties exist on companies (creating them when
+    /// `crm.hubspot.create_properties` says so).
+    pub async fn plan(&self, settings: &Settings) -> Result<Plan, PullError> {
+        let mut held = self.plan.lock().await;
+        if let Some(p) = held.as_ref() {
+            return Ok(p.clone());
+        }
+        let hs = settings.crm.hubspot();
+        let deal: BTreeSet<String> = self
+            .client
+            .properties("deals")
+            .await?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let optional = |key: &str, name: &str| -> Result<Option<String>, ConfigError> {
+            let name = name.trim();
+            if name.is_empty() {
+                return Ok(None);
+            }
+            if deal.contains(name) {
+                Ok(Some(name.to_string()))
+            } else {
+                Err(ConfigError::new(
+                    key,
+                    format!("no deal property '{name}' in this HubSpot account"),
+                ))
+            }
+        };
+        let partner = optional("crm.hubspot.properties.partner", &hs.properties.partner)?;
+        let partner_rep = optional(
+            "crm.hubspot.properties.partner_rep",
+            &hs.properties.partner_rep,
+        )?;
+        let registration = optional(
+            "crm.hubspot.properties.registration",
+            &hs.properties.registration,
+        )?;
+        if !settings.writeback.fields.is_empty() {
+            let company: BTreeSet<String> = self
+                .client
+                .properties("companies")
+                .await?
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            for (field, name) in &settings.writeback.fields {
+                if company.contains(name) {
+                    continue;
+                }
+                if hs.create_properties {
+                    self.client
+                        .create_property("companies", name, field != "period")
+                        .await?;
+                    tracing::info!(property = %name, "Created the company property for write-back.");
+                } else {
+                    return Err(ConfigError::new(
+                        format!("writeback.fields.{field}"),
+                        format!(
+                            "no company property '{name}' in this HubSpot account (create it, or set crm.hubspot.create_properties = true)"
+                        ),
+                    )
+                    .into());
+                }
+            }
+        }
+        let mut deal_properties: Vec<String> =
+            DEAL_PROPERTIES.iter().map(|s| s.to_string()).collect();
+        for p in [&partner, &partner_rep, &registration]
+            .into_iter()
+            .flatten()
+        {
+            if !deal_properties.contains(p) {
+                deal_properties.push(p.clone());
+            }
+        }
+        let plan = Plan {
+            deal_properties,
+            partner,
+            partner_rep,
+            registration,
+        };
+        *held = Some(plan.clone());
+        Ok(plan)
+    }
+
+    /// Syncs companies, owners and deals into the mirror, reads the
+    /// pipelines, and builds the dataset with the PRM tables from files.
+    pub async fn pull(
+        &self,
+        state: &State,
+        settings: &Settings,
+        full: bool,
+        prm: PrmTables,
+    ) -> Result<(Loaded, Vec<ObjectReport>), PullError> {
+        let plan = self.plan(settings).await?;
+        let client = &*self.client;
+        let now = Utc::now();
+        let companies = ObjectReader {
+            client,
+            object: "companies",
+            properties: COMPANY_PROPERTIES.iter().map(|s| s.to_string()).collect(),
+        };
+        let deals = ObjectReader {
+            client,
+            object: "deals",
+            properties: plan.deal_properties.clone(),
+        };
+        let reports = vec![
+            mirror::sync(state, SOURCE, &companies, full, HORIZON, now).await?,
+            mirror::sync(state, SOURCE, &OwnerReader { client }, full, HORIZON, now).await?,
+            mirror::sync(state, SOURCE, &deals, full, HORIZON, now).await?,
+        ];
+        let stages = client.deal_stages().await?;
+        let loaded = build(state, settings, &plan, &stages, prm)?;
+        Ok((loaded, reports))
+    }
+}
+
+/// Builds the dataset from the mirror and the PRM tables.
+pub fn build(
+    state: &State,
+    settings: &Settings,
+    plan: &Plan,
+    stages: &[Stage],
+    prm: PrmTables,
+) -> Result<Loaded, StateError> {
+    let (partners, reps, registrations) = prm;
+    let props = |r: &Map<String, Value>| match r.get("p") {
+        Some(Value::Object(p)) => p.clone(),
+        _ => Map::new(),
+    };
+
+    let mut accounts = Mapped::<Account>::new(SOURCE, "company");
+    mirror::scan(state, SOURCE, "companies", |id, r| {
+        let p = match r {
+            Ok(r) => props(&r),
+            Err(e) => return accounts.reject(id, e),
+        };
+        let Some(name) = text(&p, "name") else {
+            return accounts.reject(id, "name: empty".into());
+        };
+        accounts.rows.push(Account {
+            id: id.to_string(),
+            name,
+            domain: text(&p, "domain"),
+            website: text(&p, "website"),
+            owner_id: text(&p, "hubspot_owner_id"),
+        });
+    })?;
+
+    let mut users = Mapped::<User>::new(SOURCE, "owner");
+    mirror::scan(state, SOURCE, "owners", |id, r| {
+        let Ok(o) = r else { return };
+        let name = [text(&o, "firstName"), text(&o, "lastName")]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        users.rows.push(User {
+            id: id.to_string(),
+            name: (!name.is_empty()).then_some(name),
+            email: text(&o, "email"),
+        });
+    })?;
+
+    // A deal's partner property holds the partner's id or its company's id.
+    let mut partner_of: FastMap<String, String> = FastMap::default();
+    for p in &partners.rows {
+        if let Some(c) = &p.crm_account_id {
+            partner_of.insert(c.clone(), p.id.clone());
+        }
+        partner_of.insert(p.id.clone(), p.id.clone());
+    }
+    let stage_of: BTreeMap<(&str, &str), &Stage> = stages
+        .iter()
+        .map(|s| ((s.pipeline.as_str(), s.id.as_str()), s))
+        .collect();
+    let money = &settings.scorecard;
+    let mut opportunities = Mapped::<Opportunity>::new(SOURCE, "deal");
+    mirror::scan(state, SOURCE, "deals", |id, r| {
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => return opportunities.reject(id, e),
+        };
+        let p = props(&r);
+        let mapped = (|| -> Result<Opportunity, String> {
+            let account_id = r
+                .get("c")
+                .and_then(Value::as_array)
+                .and_then(|c| c.first())
+                .and_then(id_text)
+                .ok_or("no associated company (a deal without a company cannot be matched)")?;
+            let pipeline = text(&p, "pipeline").unwrap_or_else(|| "default".into());
+            let stage_id = text(&p, "dealstage").ok_or("dealstage: empty")?;
+            let stage = stage_of
+                .get(&(pipeline.as_str(), stage_id.as_str()))
+                .ok_or_else(|| {
+                    format!("dealstage: '{stage_id}' is not a stage of pipeline '{pipeline}'")
+                })?;
+            let status = match (stage.closed, stage.won) {
+                (true, true) => OpportunityStatus::Won,
+                (true, false) => OpportunityStatus::Lost,
+                _ => OpportunityStatus::Open,
+            };
+            let created_at = timestamp(&p, "createdate")?.ok_or("createdate: empty")?;
+            let amount = match number(&p, "amount")? {
+                None => None,
+                Some(value) => {
+                    let currency = text(&p, "deal_currency_code");
+                    let rate = match &currency {
+                        None => 1.0,
+                        Some(code) => money.rate(code).ok_or_else(|| {
+                            format!("deal_currency_code: no exchange rate for {code} (set scorecard.fx.{code})")
+                        })?,
+                    };
+                    Some(Money {
+                        value,
+                        base: value * rate,
+                        currency,
+                    })
+                }
+            };
+            let partner_id = match plan.partner.as_deref().and_then(|f| text(&p, f)) {
+                None => None,
+                Some(v) => Some(partner_of.get(&v).cloned().ok_or_else(|| {
+                    format!(
+                        "{}: '{v}' is neither a partner's id nor a partner company's id",
+                        plan.partner.as_deref().unwrap_or("partner")
+                    )
+                })?),
+            };
+            Ok(Opportunity {
+                id: id.to_string(),
+                account_id,
+                status,
+                created_at,
+                name: text(&p, "dealname"),
+                owner_id: text(&p, "hubspot_owner_id"),
+                stage: stage.label.clone().or(Some(stage_id)),
+                amount,
+                close_date: timestamp(&p, "closedate")?.map(|t| date_of(&t)),
+                partner_id,
+                partner_rep: plan.partner_rep.as_deref().and_then(|f| text(&p, f)),
+                registration_id: plan.registration.as_deref().and_then(|f| text(&p, f)),
+            })
+        })();
+        match mapped {
+            Ok(o) => opportunities.rows.push(o),
+            Err(e) => opportunities.reject(id, e),
+        }
+    })?;
+
+    Ok(link(
+        accounts.table(),
+        partners,
+        reps,
+        opportunities.table(),
+        registrations,
+        users.table(),
+    ))
+}
