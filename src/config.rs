@@ -8,8 +8,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 mod hubspot;
+mod partnerstack;
 mod salesforce;
 pub use hubspot::{HubspotProperties, HubspotSettings};
+pub use partnerstack::{ExternalKey, PartnerstackSettings};
 pub use salesforce::{
     Attribution, RegistrationFields, RegistrationSource, SalesforceAuth, SalesforceFields,
     SalesforcePrmSettings, SalesforceSettings,
@@ -222,13 +224,18 @@ pub struct PrmSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub salesforce: Option<SalesforcePrmSettings>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub partnerstack: Option<serde_json::Value>,
+    pub partnerstack: Option<PartnerstackSettings>,
 }
 
 impl PrmSettings {
     /// `prm.salesforce.*`, with defaults when the section is absent.
     pub fn salesforce(&self) -> SalesforcePrmSettings {
         self.salesforce.clone().unwrap_or_default()
+    }
+
+    /// `prm.partnerstack.*`, with defaults when the section is absent.
+    pub fn partnerstack(&self) -> PartnerstackSettings {
+        self.partnerstack.clone().unwrap_or_default()
     }
 }
 
@@ -494,6 +501,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.crm.salesforce().validate()?;
         self.crm.hubspot().validate()?;
+        self.prm.partnerstack().validate()?;
         self.prm.salesforce().validate()?;
         self.schedule
             .parsed()

@@ -23,8 +23,9 @@ use crate::sinks::slack::{Delivery, SlackClient, render::Names};
 use crate::sinks::writeback::{FilesSink, ScorecardSink, Target, diff};
 use crate::sources::hubspot::{self, HubSpotSource};
 use crate::sources::mirror::ObjectReport;
+use crate::sources::partnerstack::{self, PartnerStackClient};
 use crate::sources::salesforce::{PullError, SalesforceSource};
-use crate::sources::{Origin, files, origin};
+use crate::sources::{Origin, PrmOrigin, files, origin};
 use crate::state::State;
 use crate::values::format_timestamp;
 
@@ -59,6 +60,15 @@ impl From<hubspot::PullError> for CycleError {
             hubspot::PullError::Input(e) => CycleError::Input(e),
             hubspot::PullError::State(e) => CycleError::State(e),
             hubspot::PullError::HubSpot(e) => CycleError::Upstream(e.to_string()),
+        }
+    }
+}
+
+impl From<partnerstack::PullError> for CycleError {
+    fn from(e: partnerstack::PullError) -> Self {
+        match e {
+            partnerstack::PullError::State(e) => CycleError::State(e),
+            partnerstack::PullError::PartnerStack(e) => CycleError::Upstream(e.to_string()),
         }
     }
 }
@@ -202,6 +212,7 @@ pub struct Runner {
     slack: SlackClient,
     salesforce: Option<SalesforceSource>,
     hubspot: Option<HubSpotSource>,
+    partnerstack: Option<PartnerStackClient>,
     /// Set on shutdown: a cycle stops sending at the next message (what is
     /// not sent stays in the outbox for the next start).
     pub stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -217,7 +228,26 @@ impl Runner {
         if let Some(m) = &metrics {
             slack = slack.with_metrics(m.clone());
         }
-        let (salesforce, hubspot) = match origin(&settings)? {
+        let origin = origin(&settings)?;
+        let partnerstack = match &origin {
+            Origin::Salesforce {
+                prm: PrmOrigin::PartnerStack,
+            }
+            | Origin::Hubspot {
+                prm: PrmOrigin::PartnerStack,
+            } => Some(
+                PartnerStackClient::new(&settings.prm.partnerstack(), metrics.clone()).map_err(
+                    |e| {
+                        ConfigError::new(
+                            "prm.partnerstack",
+                            format!("cannot build the client: {e}"),
+                        )
+                    },
+                )?,
+            ),
+            _ => None,
+        };
+        let (salesforce, hubspot) = match origin {
             Origin::Salesforce { .. } => (Some(SalesforceSource::new(&settings, metrics)?), None),
             Origin::Hubspot { .. } => (None, Some(HubSpotSource::new(&settings, metrics)?)),
             Origin::Files { .. } => (None, None),
@@ -227,6 +257,7 @@ impl Runner {
             slack,
             salesforce,
             hubspot,
+            partnerstack,
             stopping: Default::default(),
         })
     }
@@ -248,6 +279,26 @@ impl Runner {
             let _ = state.record_run(opts.now, Utc::now().max(opts.now), "failed", &summary);
         }
         result
+    }
+
+    /// The PRM tables beside a CRM connector: from files or PartnerStack.
+    async fn prm_tables(
+        &self,
+        prm: &PrmOrigin,
+        state: &State,
+        opts: &Options,
+        summary: &mut Summary,
+    ) -> Result<files::PrmTables, CycleError> {
+        match (prm, &self.partnerstack) {
+            (PrmOrigin::Files(dir), _) => Ok(files::load_prm(dir)?),
+            (PrmOrigin::PartnerStack, Some(client)) => {
+                let (tables, synced) =
+                    partnerstack::pull(client, state, &self.settings, opts.full).await?;
+                summary.synced.extend(synced);
+                Ok(tables)
+            }
+            _ => Err(anyhow::anyhow!("no PRM source for this configuration").into()),
+        }
     }
 
     /// The state a cycle works on: the file, or for a dry run a read-only
@@ -288,23 +339,23 @@ impl Runner {
                     .await
                     .map_err(anyhow::Error::from)??
             }
-            (Origin::Salesforce { prm_dir }, Some(sf), Some(state)) => {
-                let file_prm = match prm_dir {
-                    Some(dir) => Some(files::load_prm(dir)?),
-                    None => None,
+            (Origin::Salesforce { prm }, Some(sf), Some(state)) => {
+                let prm = match prm {
+                    PrmOrigin::SameOrg => None,
+                    other => Some(self.prm_tables(other, state, opts, &mut summary).await?),
                 };
-                let (loaded, synced) = sf.pull(state, settings, opts.full, file_prm).await?;
-                summary.synced = synced;
+                let (loaded, synced) = sf.pull(state, settings, opts.full, prm).await?;
+                summary.synced.splice(0..0, synced);
                 loaded
             }
-            (Origin::Hubspot { prm_dir }, _, Some(state)) if self.hubspot.is_some() => {
-                let prm = files::load_prm(prm_dir)?;
+            (Origin::Hubspot { prm }, _, Some(state)) if self.hubspot.is_some() => {
+                let prm = self.prm_tables(prm, state, opts, &mut summary).await?;
                 let hs = self
                     .hubspot
                     .as_ref()
                     .ok_or_else(|| anyhow::anyhow!("no HubSpot client"))?;
                 let (loaded, synced) = hs.pull(state, settings, opts.full, prm).await?;
-                summary.synced = synced;
+                summary.synced.splice(0..0, synced);
                 loaded
             }
             _ => return Err(anyhow::anyhow!("no source client for this configuration").into()),

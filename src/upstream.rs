@@ -103,6 +103,8 @@ pub struct Upstream {
     limiter: DefaultDirectRateLimiter,
     pub policy: RetryPolicy,
     metrics: Option<Arc<Metrics>>,
+    /// The upstream's clock (`Date`) at the first answer since `begin_mark`.
+    mark: std::sync::Mutex<Option<Option<chrono::DateTime<chrono::Utc>>>>,
 }
 
 impl Upstream {
@@ -120,6 +122,7 @@ impl Upstream {
             limiter: RateLimiter::direct(quota),
             policy: RetryPolicy::default(),
             metrics: None,
+            mark: std::sync::Mutex::new(None),
         })
     }
 
@@ -140,6 +143,32 @@ impl Upstream {
 
     pub fn metrics(&self) -> Option<&Arc<Metrics>> {
         self.metrics.as_ref()
+    }
+
+    /// Starts watching the upstream's clock: the next answer's `Date` is
+    /// kept (the moment a read began, by the upstream's own clock, so that
+    /// our clock's skew never matters).
+    pub fn begin_mark(&self) {
+        *self.mark.lock().unwrap_or_else(|e| e.into_inner()) = Some(None);
+    }
+
+    /// The `Date` of the first answer since [`Upstream::begin_mark`].
+    pub fn mark(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.mark
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .flatten()
+    }
+
+    fn note_date(&self, answer: &Answer) {
+        let mut mark = self.mark.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot @ None) = mark.as_mut() {
+            *slot = answer
+                .header("date")
+                .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+                .map(|d| d.with_timezone(&chrono::Utc));
+        }
     }
 
     /// Counts a request made outside [`Upstream::call`] (token endpoints).
@@ -206,6 +235,7 @@ impl Upstream {
                     return Err(E::from(e));
                 }
             };
+            self.note_date(&answer);
             match judge(answer) {
                 Next::Return(value) => return Ok(value),
                 Next::Fail(e) => return Err(e),

@@ -3,6 +3,7 @@
 pub mod files;
 pub mod hubspot;
 pub mod mirror;
+pub mod partnerstack;
 pub mod salesforce;
 
 use std::path::PathBuf;
@@ -15,22 +16,25 @@ pub enum Origin {
     /// Every table from files: the CRM tables from `crm_dir`, the PRM ones
     /// from `prm_dir`.
     Files { crm_dir: PathBuf, prm_dir: PathBuf },
-    /// The CRM from Salesforce; the PRM from the same org, or from files in
-    /// `prm_dir`.
-    Salesforce { prm_dir: Option<PathBuf> },
-    /// The CRM from HubSpot; the PRM from files in `prm_dir`.
-    Hubspot { prm_dir: PathBuf },
+    /// The CRM from Salesforce; the PRM from the same org, files or
+    /// PartnerStack.
+    Salesforce { prm: PrmOrigin },
+    /// The CRM from HubSpot; the PRM from files or PartnerStack.
+    Hubspot { prm: PrmOrigin },
+}
+
+/// Where the PRM tables come from beside a CRM connector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrmOrigin {
+    /// The same Salesforce org as the CRM.
+    SameOrg,
+    Files(PathBuf),
+    PartnerStack,
 }
 
 /// Resolves `crm.*` and `prm.*`. With `crm.kind = "files"` the PRM tables
 /// come from the same folder unless `prm.kind` says otherwise.
 pub fn origin(settings: &Settings) -> Result<Origin, ConfigError> {
-    let not_yet = |key: &str, kind: &str| {
-        ConfigError::new(
-            key,
-            format!("'{kind}' is not available in this version yet"),
-        )
-    };
     let prm_files =
         || {
             settings.prm.files.dir.clone().ok_or_else(|| {
@@ -42,26 +46,6 @@ pub fn origin(settings: &Settings) -> Result<Origin, ConfigError> {
             "crm.kind",
             "required for once and run: \"salesforce\", \"hubspot\" or \"files\"",
         )),
-        Some(CrmKind::Hubspot) => {
-            let prm_dir = match settings.prm.kind {
-                None => {
-                    return Err(ConfigError::new(
-                        "prm.kind",
-                        "required with crm.kind = \"hubspot\": \"files\"",
-                    ));
-                }
-                Some(PrmKind::Files) => prm_files()?,
-                Some(PrmKind::Salesforce) => {
-                    return Err(ConfigError::new(
-                        "prm.kind",
-                        "\"salesforce\" means the same org as the CRM: it needs crm.kind = \"salesforce\"",
-                    ));
-                }
-                Some(PrmKind::Partnerstack) => return Err(not_yet("prm.kind", "partnerstack")),
-            };
-            settings.crm.hubspot().check_credentials()?;
-            Ok(Origin::Hubspot { prm_dir })
-        }
         Some(CrmKind::Files) => {
             let crm_dir = settings.crm.files.dir.clone().ok_or_else(|| {
                 ConfigError::new("crm.files.dir", "required when crm.kind = \"files\"")
@@ -75,24 +59,55 @@ pub fn origin(settings: &Settings) -> Result<Origin, ConfigError> {
                         "\"salesforce\" means the same org as the CRM: it needs crm.kind = \"salesforce\"",
                     ));
                 }
-                Some(PrmKind::Partnerstack) => return Err(not_yet("prm.kind", "partnerstack")),
+                Some(PrmKind::Partnerstack) => {
+                    return Err(ConfigError::new(
+                        "prm.kind",
+                        "\"partnerstack\" needs a CRM connector (crm.kind = \"salesforce\" or \"hubspot\"); with files, export PartnerStack to files too",
+                    ));
+                }
             };
             Ok(Origin::Files { crm_dir, prm_dir })
         }
-        Some(CrmKind::Salesforce) => {
-            let prm_dir = match settings.prm.kind {
+        Some(CrmKind::Hubspot) => {
+            let prm = match settings.prm.kind {
                 None => {
                     return Err(ConfigError::new(
                         "prm.kind",
-                        "required with crm.kind = \"salesforce\": \"salesforce\" (the same org) or \"files\"",
+                        "required with crm.kind = \"hubspot\": \"files\" or \"partnerstack\"",
                     ));
                 }
-                Some(PrmKind::Salesforce) => None,
-                Some(PrmKind::Files) => Some(prm_files()?),
-                Some(PrmKind::Partnerstack) => return Err(not_yet("prm.kind", "partnerstack")),
+                Some(PrmKind::Files) => PrmOrigin::Files(prm_files()?),
+                Some(PrmKind::Salesforce) => {
+                    return Err(ConfigError::new(
+                        "prm.kind",
+                        "\"salesforce\" means the same org as the CRM: it needs crm.kind = \"salesforce\"",
+                    ));
+                }
+                Some(PrmKind::Partnerstack) => {
+                    settings.prm.partnerstack().check_credentials()?;
+                    PrmOrigin::PartnerStack
+                }
+            };
+            settings.crm.hubspot().check_credentials()?;
+            Ok(Origin::Hubspot { prm })
+        }
+        Some(CrmKind::Salesforce) => {
+            let prm = match settings.prm.kind {
+                None => {
+                    return Err(ConfigError::new(
+                        "prm.kind",
+                        "required with crm.kind = \"salesforce\": \"salesforce\" (the same org), \"files\" or \"partnerstack\"",
+                    ));
+                }
+                Some(PrmKind::Salesforce) => PrmOrigin::SameOrg,
+                Some(PrmKind::Files) => PrmOrigin::Files(prm_files()?),
+                Some(PrmKind::Partnerstack) => {
+                    settings.prm.partnerstack().check_credentials()?;
+                    PrmOrigin::PartnerStack
+                }
             };
             settings.crm.salesforce().check_credentials()?;
-            Ok(Origin::Salesforce { prm_dir })
+            Ok(Origin::Salesforce { prm })
         }
     }
 }

@@ -95,8 +95,6 @@ pub struct HubSpotClient {
     credentials: Credentials,
     access: Mutex<Option<Access>>,
     refresh_token: Mutex<Option<Secret>>,
-    /// HubSpot's clock (`Date`) at the first answer since `begin_mark`.
-    mark: std::sync::Mutex<Option<Option<chrono::DateTime<chrono::Utc>>>>,
 }
 
 /// A paged read's cost.
@@ -123,7 +121,6 @@ impl HubSpotClient {
             credentials: config.credentials,
             access: Mutex::new(None),
             refresh_token: Mutex::new(refresh_token),
-            mark: std::sync::Mutex::new(None),
         })
     }
 
@@ -132,29 +129,14 @@ impl HubSpotClient {
         self
     }
 
-    /// Starts watching for HubSpot's clock: the next answer's `Date` is
-    /// kept (the moment a read began, by HubSpot's own clock).
+    /// See [`Upstream::begin_mark`].
     pub fn begin_mark(&self) {
-        *self.mark.lock().unwrap_or_else(|e| e.into_inner()) = Some(None);
+        self.upstream.begin_mark();
     }
 
-    /// The `Date` of the first answer since [`HubSpotClient::begin_mark`].
+    /// See [`Upstream::mark`].
     pub fn mark(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.mark
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .flatten()
-    }
-
-    fn note_date(&self, answer: &Answer) {
-        let mut mark = self.mark.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(slot @ None) = mark.as_mut() {
-            *slot = answer
-                .header("date")
-                .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
-                .map(|d| d.with_timezone(&chrono::Utc));
-        }
+        self.upstream.mark()
     }
 
     /// The bearer token: the private-app token, or an OAuth access token
@@ -262,10 +244,7 @@ impl HubSpotClient {
                     }
                     Ok(request)
                 },
-                |answer| {
-                    self.note_date(&answer);
-                    judge(path, answer)
-                },
+                |answer| judge(path, answer),
             )
             .await
     }

@@ -215,8 +215,6 @@ pub struct SalesforceClient {
     refresh_token: Mutex<Option<Secret>>,
     rotated: Mutex<Option<Secret>>,
     usage: std::sync::Mutex<Option<(u64, u64)>>,
-    /// The `Date` of the last response: Salesforce's clock.
-    server_time: std::sync::Mutex<Option<chrono::DateTime<chrono::Utc>>>,
 }
 
 /// Parses `api-usage=18/5000` out of a `Sforce-Limit-Info` header.
@@ -242,7 +240,6 @@ impl SalesforceClient {
             session: Mutex::new(None),
             rotated: Mutex::new(None),
             usage: std::sync::Mutex::new(None),
-            server_time: std::sync::Mutex::new(None),
         })
     }
 
@@ -430,13 +427,6 @@ impl SalesforceClient {
                     .set(usage.1.saturating_sub(usage.0) as i64);
             }
         }
-        if let Some(date) = answer
-            .header("date")
-            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
-        {
-            *self.server_time.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(date.with_timezone(&chrono::Utc));
-        }
         if (200..300).contains(&answer.status) {
             return match serde_json::from_str(&answer.body) {
                 Ok(v) => Next::Return(v),
@@ -547,10 +537,11 @@ impl SalesforceClient {
     ) -> Result<Queried, SalesforceError> {
         let resource = if all { "queryAll" } else { "query" };
         let first = format!("/services/data/{}/{resource}", self.config.api_version);
+        self.upstream.begin_mark();
         let mut page: QueryPage =
             serde_json::from_value(self.get(&first, &[("q", soql)]).await?)
                 .map_err(|e| SalesforceError::Decode(format!("query page: {e}")))?;
-        let started = *self.server_time.lock().unwrap_or_else(|e| e.into_inner());
+        let started = self.upstream.mark();
         let mut pages = 1;
         on_page(std::mem::take(&mut page.records))?;
         while !page.done {
