@@ -3,6 +3,8 @@
 mod cycle;
 mod daemon;
 mod detect;
+mod fake_partnerstack;
+mod fake_partnerstack_tests;
 mod fake_salesforce;
 mod fake_salesforce_tests;
 mod helpers;
