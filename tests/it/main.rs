@@ -5,6 +5,8 @@ mod daemon;
 mod detect;
 mod fake_hubspot;
 mod fake_hubspot_tests;
+mod fake_partnerstack;
+mod fake_partnerstack_tests;
 mod fake_salesforce;
 mod fake_salesforce_tests;
 mod helpers;
