@@ -53,19 +53,28 @@ impl Default for PartnerstackSettings {
             expires_at_field: "expires_at".into(),
             external_key: ExternalKey::Opportunity,
             leads_as_registrations: false,
+            // Stage names are each program's own (set in its group
+            // settings): these cover the common ones; check yours.
             stage_map: [
+                ("new", "submitted"),
                 ("open", "submitted"),
                 ("pending", "submitted"),
                 ("submitted", "submitted"),
+                ("qualified", "approved"),
                 ("approved", "approved"),
                 ("accepted", "approved"),
-                ("in_progress", "approved"),
+                ("proposal", "approved"),
+                ("in progress", "approved"),
                 ("rejected", "rejected"),
                 ("declined", "rejected"),
                 ("expired", "expired"),
                 ("won", "won"),
+                ("closed-won", "won"),
+                ("closed won", "won"),
                 ("closed_won", "won"),
                 ("lost", "lost"),
+                ("closed-lost", "lost"),
+                ("closed lost", "lost"),
                 ("closed_lost", "lost"),
             ]
             .into_iter()

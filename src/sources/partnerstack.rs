@@ -371,13 +371,26 @@ pub fn build(state: &State, ps: &PartnerstackSettings) -> Result<PrmTables, Stat
     let mut registrations = Mapped::<Registration>::new(SOURCE, "deal");
     // Reps: the team members named on deals, by key, with their first deal.
     let mut reps: FastMap<String, PartnerRep> = FastMap::default();
+    // Custom fields: `fields` (documented as an array of {key, value}
+    // objects) or `field_data` (an object); both forms are read.
     let custom = |d: &Map<String, Value>, field: &str| -> Option<Value> {
         if field.is_empty() {
             return None;
         }
         ["fields", "field_data"]
             .iter()
-            .find_map(|k| d.get(*k).and_then(|f| f.get(field)).cloned())
+            .find_map(|k| match d.get(*k)? {
+                Value::Object(o) => o.get(field).cloned(),
+                Value::Array(items) => items.iter().find_map(|item| {
+                    let name = ["key", "name", "field", "slug"]
+                        .iter()
+                        .find_map(|n| item.get(*n).and_then(Value::as_str))?;
+                    (name == field)
+                        .then(|| item.get("value").cloned())
+                        .flatten()
+                }),
+                _ => None,
+            })
     };
     let when = |v: Option<Value>| -> Option<DateTime<Utc>> {
         match v? {
@@ -437,7 +450,8 @@ pub fn build(state: &State, ps: &PartnerstackSettings) -> Result<PrmTables, Stat
                 opportunity_id,
                 approved_at: when(custom(&d, &ps.approved_at_field)),
                 expires_at: when(custom(&d, &ps.expires_at_field)),
-                amount: number(&d, "amount")?,
+                // PartnerStack amounts are integer cents.
+                amount: number(&d, "amount")?.map(|cents| cents / 100.0),
             })
         })();
         match mapped {
@@ -476,7 +490,7 @@ pub fn build(state: &State, ps: &PartnerstackSettings) -> Result<PrmTables, Stat
                     opportunity_id: None,
                     approved_at: None,
                     expires_at: None,
-                    amount: number(&l, "amount")?,
+                    amount: number(&l, "amount")?.map(|cents| cents / 100.0),
                 })
             })();
             match mapped {

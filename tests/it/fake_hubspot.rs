@@ -210,6 +210,8 @@ pub struct Calls {
     pub properties: usize,
     pub batch_update: usize,
     pub batch_read: usize,
+    /// v4 association batch reads.
+    pub assoc_read: usize,
     pub other: usize,
     pub total: usize,
 }
@@ -1048,6 +1050,8 @@ enum Route {
     Search(String),
     BatchUpdate(String),
     BatchRead(String),
+    /// `POST /crm/v4/associations/{from}/{to}/batch/read`.
+    AssocBatchRead(String, String),
     Properties(String),
     Property(String, String),
     Pipelines(String),
@@ -1073,6 +1077,9 @@ fn route(path: &str) -> Route {
         ["oauth", "v1" | "v3", "token"] => return Route::Token,
         ["crm", ..] => {}
         _ => return Route::Other,
+    }
+    if let ["v4", "associations", from, to, "batch", "read"] = &segs[1..] {
+        return Route::AssocBatchRead(from.to_string(), to.to_string());
     }
     let (api, rest) = match &segs[1..] {
         ["v3", api, rest @ ..] => (*api, rest),
@@ -1210,7 +1217,7 @@ fn required_scope(route: &Route, method: &Method, table: Option<&str>) -> Option
     let obj = table.unwrap_or("deals");
     let write = *method != Method::GET;
     Some(match route {
-        Route::List(_) | Route::Search(_) | Route::BatchRead(_) => {
+        Route::List(_) | Route::Search(_) | Route::BatchRead(_) | Route::AssocBatchRead(..) => {
             format!("crm.objects.{obj}.read")
         }
         Route::Object(..) if write => format!("crm.objects.{obj}.write"),
@@ -1677,6 +1684,7 @@ impl FakeHubSpot {
                 Route::Search(_) => st.calls.search += 1,
                 Route::BatchUpdate(_) => st.calls.batch_update += 1,
                 Route::BatchRead(_) => st.calls.batch_read += 1,
+                Route::AssocBatchRead(..) => st.calls.assoc_read += 1,
                 Route::Properties(_) | Route::Property(..) => st.calls.properties += 1,
                 Route::Pipelines(_) | Route::Pipeline(..) => st.calls.pipelines += 1,
                 Route::Owners | Route::Owner(_) => st.calls.owners += 1,
@@ -1826,6 +1834,7 @@ impl FakeHubSpot {
             | Route::Search(t)
             | Route::BatchUpdate(t)
             | Route::BatchRead(t)
+            | Route::AssocBatchRead(t, _)
             | Route::Properties(t)
             | Route::Property(t, _)
             | Route::Pipelines(t)
@@ -1891,6 +1900,9 @@ impl FakeHubSpot {
             Route::Search(_) if is_post => self.search(st, ti.unwrap_or(0), body),
             Route::BatchUpdate(_) if is_post => self.batch_update(st, ti.unwrap_or(0), body),
             Route::BatchRead(_) if is_post => self.batch_read(st, ti.unwrap_or(0), &form, body),
+            Route::AssocBatchRead(_, to) if is_post => {
+                self.assoc_batch_read(st, ti.unwrap_or(0), to, body)
+            }
             Route::Properties(_) if is_get => {
                 let t = &st.tables[ti.unwrap_or(0)];
                 let results: Vec<Value> = t.props.iter().map(render_prop).collect();
@@ -2511,6 +2523,56 @@ impl FakeHubSpot {
             }));
         }
         batch_reply(st, results, errors, now)
+    }
+
+    /// Associations v4 batch read: each input's associated ids in the other
+    /// table, primary (typeId 5 for deal -> company) first, ids as numbers
+    /// as HubSpot's examples show them.
+    fn assoc_batch_read(&self, st: &mut State, ti: usize, to: &str, body: &[u8]) -> Reply {
+        let v: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => return Reply::validation(&format!("Invalid input JSON on line 1: {e}")),
+        };
+        let Some(inputs) = v.get("inputs").and_then(Value::as_array) else {
+            return Reply::validation("Invalid input JSON: 'inputs' must be an array");
+        };
+        if inputs.len() > 1000 {
+            return Reply::validation("The maximum number of inputs supported is 1000");
+        }
+        let table = &st.tables[ti];
+        if table.assoc_name != to {
+            return Reply::validation(&format!("unknown association {} -> {to}", table.upper));
+        }
+        let now = st.clock();
+        let mut results = Vec::new();
+        for input in inputs {
+            let Some(id) = input.get("id").and_then(json_scalar) else {
+                return Reply::validation("Invalid input JSON: every input needs an 'id'");
+            };
+            let Some(rec) = table.rec(&id) else { continue };
+            let to: Vec<Value> = rec
+                .assoc
+                .iter()
+                .enumerate()
+                .map(|(i, other)| {
+                    let id: Value = other
+                        .parse::<u64>()
+                        .map(Value::from)
+                        .unwrap_or_else(|_| Value::String(other.to_string()));
+                    let mut types =
+                        vec![json!({"category": "HUBSPOT_DEFINED", "typeId": 341, "label": null})];
+                    if i == 0 {
+                        types.insert(
+                            0,
+                            json!({"category": "HUBSPOT_DEFINED", "typeId": 5, "label": "Primary"}),
+                        );
+                    }
+                    json!({"toObjectId": id, "associationTypes": types})
+                })
+                .collect();
+            results.push(json!({"from": {"id": id}, "to": to}));
+        }
+        batch_reply(st, results, Vec::new(), now)
     }
 
     fn create_property(&self, st: &mut State, ti: usize, body: &[u8]) -> Reply {

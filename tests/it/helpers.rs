@@ -49,3 +49,58 @@ pub fn copy_sample(dir: &Path) -> PathBuf {
     }
     data
 }
+
+/// What a run of the binary printed and returned.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The summary lines that start with `starts`.
+    pub fn line(&self, starts: &str) -> String {
+        self.stdout
+            .lines()
+            .filter(|l| l.starts_with(starts))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Runs the binary off the async runtime (which serves the fakes).
+pub async fn run_async(args: Vec<String>, env: Vec<(String, String)>) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_channel-sync"));
+    cmd.args(&args).current_dir(repo()).env_remove("RUST_LOG");
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("the binary runs"))
+        .await
+        .expect("the runner thread");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A Slack webhook that accepts everything, and the bodies it received.
+pub async fn fake_slack() -> wiremock::MockServer {
+    let slack = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&slack)
+        .await;
+    slack
+}
+
+pub async fn slack_texts(slack: &wiremock::MockServer) -> Vec<String> {
+    slack
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect()
+}

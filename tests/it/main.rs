@@ -10,5 +10,6 @@ mod fake_partnerstack_tests;
 mod fake_salesforce;
 mod fake_salesforce_tests;
 mod helpers;
+mod hubspot;
 mod properties;
 mod salesforce;

@@ -1,0 +1,543 @@
+//! `channel-sync once` against the in-process fake HubSpot: the real binary,
+//! HubSpot as CRM, the PRM in files, a fake Slack; everything on port 0.
+
+use std::path::PathBuf;
+
+use chrono::{Duration, Utc};
+use serde_json::{Value, json};
+
+use crate::fake_hubspot::{FakeHubSpot, HubSpotConfig, Pipeline, RatePolicy, Stage};
+use crate::helpers::{NOW, Run, fake_slack, run_async, slack_texts};
+
+pub struct Account {
+    pub fake: FakeHubSpot,
+    pub slack: wiremock::MockServer,
+    pub dir: tempfile::TempDir,
+    pub extra: String,
+    pub env: Vec<(String, String)>,
+}
+
+/// Fast limits for tests: the real defaults (100 per 10 s, 4 searches a
+/// second) would make paging tests slow.
+pub fn quick() -> HubSpotConfig {
+    HubSpotConfig {
+        ten_secondly_max: 100_000,
+        search_per_second: 1_000,
+        ..HubSpotConfig::default()
+    }
+}
+
+impl Account {
+    pub async fn start(config: HubSpotConfig) -> Account {
+        let fake = FakeHubSpot::start(config).await;
+        let dir = tempfile::tempdir().unwrap();
+        let prm = dir.path().join("prm");
+        std::fs::create_dir(&prm).unwrap();
+        std::fs::write(
+            prm.join("partners.csv"),
+            "id,name,tier,crm_account_id\nP-1,Northwind Partners,gold,201\nP-2,Contoso Resellers,,202\n",
+        )
+        .unwrap();
+        std::fs::write(
+            prm.join("partner_reps.csv"),
+            "id,partner_id,email\nR-1,P-1,r1@northwind.example\nR-2,P-1,r2@northwind.example\nR-3,P-2,r3@contoso.example\n",
+        )
+        .unwrap();
+        std::fs::write(
+            prm.join("registrations.csv"),
+            "id,partner_id,customer_name,customer_domain,status,submitted_at,approved_at\nG-1,P-1,Acme Corp,acme.com,approved,2026-10-01,2026-10-02\nG-2,P-2,Globex,globex.com,approved,2026-08-20,2026-08-30\n",
+        )
+        .unwrap();
+        let token = fake.private_token();
+        Account {
+            fake,
+            slack: fake_slack().await,
+            extra: String::new(),
+            env: vec![("CHANNEL_SYNC__CRM__HUBSPOT__TOKEN".into(), token)],
+            dir,
+        }
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state/channel-sync.db")
+    }
+
+    pub fn config(&self) -> PathBuf {
+        let path = self.dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[state]\npath = \"{}\"\n\n[crm]\nkind = \"hubspot\"\n\n[crm.hubspot]\nbase_url = \"{}\"\nmax_requests_per_10s = 10000\nsearch_requests_per_second = 1000\ncreate_properties = true\n\n[prm]\nkind = \"files\"\n\n[prm.files]\ndir = \"{}\"\n\n[alerts.slack]\nper_second = 1000\n\n[writeback.fields]\nactive_seller_rate = \"partner_active_seller_rate\"\nreps = \"partner_reps\"\n\n{}\n",
+                self.state().display(),
+                self.fake.url(),
+                self.dir.path().join("prm").display(),
+                self.extra
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    pub async fn run(&self, command: &str, extra: &[&str]) -> Run {
+        let mut args = vec![
+            command.to_string(),
+            "--config".into(),
+            self.config().display().to_string(),
+        ];
+        if command == "once" {
+            args.extend(["--now".to_string(), NOW.to_string()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut env = self.env.clone();
+        env.push((
+            "CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL".into(),
+            format!("{}/hook", self.slack.uri()),
+        ));
+        run_async(args, env).await
+    }
+
+    pub async fn once(&self, extra: &[&str]) -> Run {
+        self.run("once", extra).await
+    }
+
+    pub fn company_value(&self, id: &str, property: &str) -> Value {
+        self.fake.company(id).unwrap()["properties"][property].clone()
+    }
+}
+
+/// The program of the Salesforce tests, in HubSpot, dated an hour ago:
+/// - Northwind (P-1, company 201) registered Acme (G-1, approved
+///   2026-10-02); a direct rep opened a deal on Acme: direct_vs_partner.
+/// - Contoso (P-2, company 202) registered Globex, approved 2026-08-30: its
+///   90 days end two days after NOW: registration_expiring.
+/// - In Q3 2026 r1 (Northwind, by the partner's company id) and r3 (Contoso,
+///   by the partner's id) each won a deal.
+pub fn seed(fake: &FakeHubSpot) {
+    fake.set_now(Utc::now() - Duration::hours(1));
+    for (id, name, domain) in [
+        ("101", "Acme Corp", "acme.com"),
+        ("102", "Globex", "globex.com"),
+        ("201", "Northwind Partners", "northwind.example"),
+        ("202", "Contoso Resellers", "contoso.example"),
+    ] {
+        fake.insert_company(id, json!({"name": name, "domain": domain}));
+    }
+    fake.insert_owner(json!({"id": "1", "email": "dana@vendor.example", "firstName": "Dana", "lastName": "Direct", "userId": 11}));
+    fake.insert_owner(json!({"id": "2", "email": "gone@vendor.example", "firstName": "Former", "lastName": "Rep", "userId": 12, "archived": true}));
+    fake.insert_deal(
+        "301",
+        json!({"dealname": "Acme direct", "amount": "40000", "dealstage": "appointmentscheduled", "pipeline": "default", "hubspot_owner_id": "1", "createdate": "2026-11-01T00:00:00.000Z", "closedate": "2026-12-20T00:00:00.000Z"}),
+        &["101"],
+    );
+    fake.insert_deal(
+        "302",
+        json!({"dealname": "Globex renewal", "amount": "50000", "dealstage": "closedwon", "pipeline": "default", "hubspot_owner_id": "1", "createdate": "2026-07-01T00:00:00.000Z", "closedate": "2026-09-15T00:00:00.000Z", "channel_partner": "P-2", "channel_partner_rep": "r3@contoso.example"}),
+        &["102"],
+    );
+    fake.insert_deal(
+        "303",
+        json!({"dealname": "Acme pilot", "amount": "10000", "dealstage": "closedwon", "pipeline": "default", "createdate": "2026-07-01T00:00:00.000Z", "closedate": "2026-08-10T00:00:00.000Z", "channel_partner": "201", "channel_partner_rep": "r1@northwind.example"}),
+        &["101"],
+    );
+    fake.set_now(Utc::now());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hubspot_as_crm_end_to_end() {
+    let acct = Account::start(quick()).await;
+    seed(&acct.fake);
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("accounts 4") && run.stdout.contains("opportunities 3"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("users 2"),
+        "archived owners too: {}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("2 open: 2 new"), "{}", run.stdout);
+    let texts = slack_texts(&acct.slack).await;
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("Acme") && t.contains("Northwind")),
+        "{texts:?}"
+    );
+    assert!(texts.iter().any(|t| t.contains("Globex")), "{texts:?}");
+
+    // The properties were created on first use; values as strings.
+    assert!(
+        acct.fake
+            .property_names("companies")
+            .contains(&"partner_active_seller_rate".to_string())
+    );
+    let rate = acct.company_value("201", "partner_active_seller_rate");
+    assert_eq!(
+        rate.as_str().map(|r| r.parse::<f64>().unwrap()),
+        Some(0.5),
+        "{rate}"
+    );
+    assert_eq!(acct.company_value("201", "partner_reps"), json!("2"));
+    assert_eq!(acct.company_value("202", "partner_reps"), json!("1"));
+    let calls = acct.fake.calls();
+    assert_eq!(calls.batch_update, 1, "{calls:?}");
+    assert_eq!(calls.list_deals, 1, "{calls:?}");
+    assert_eq!(calls.search, 0, "a first cycle lists: {calls:?}");
+
+    // Unchanged: nothing written, nothing sent; only searches.
+    acct.fake.reset_counts();
+    let again = acct.once(&[]).await;
+    assert_eq!(again.code, Some(0), "{}\n{}", again.stdout, again.stderr);
+    let calls = acct.fake.calls();
+    assert_eq!(calls.batch_update, 0, "{calls:?}");
+    assert_eq!(calls.list_deals, 1, "only the archived list: {calls:?}");
+    assert_eq!(calls.search, 2, "companies and deals: {calls:?}");
+    assert_eq!(slack_texts(&acct.slack).await.len(), 2);
+    assert!(
+        again
+            .line("synced      deals")
+            .contains("Incremental: 0 read"),
+        "{}",
+        again.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_is_searched_and_an_archived_deal_resolves_its_finding() {
+    let acct = Account::start(quick()).await;
+    seed(&acct.fake);
+    let first = acct.once(&[]).await;
+    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    acct.fake.update_deal("302", json!({"amount": "55000"}));
+    acct.fake.archive_deal("301");
+    acct.fake.reset_counts();
+    let second = acct.once(&[]).await;
+    assert_eq!(second.code, Some(0), "{}\n{}", second.stdout, second.stderr);
+    assert!(
+        second
+            .line("synced      deals")
+            .contains("Incremental: 1 read, 1 removed"),
+        "{}",
+        second.stdout
+    );
+    assert!(
+        second.stdout.contains("opportunities 2"),
+        "{}",
+        second.stdout
+    );
+    assert!(second.stdout.contains("1 resolved"), "{}", second.stdout);
+    // The changed deal's company came from one v4 association read.
+    assert_eq!(acct.fake.calls().assoc_read, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_read_of_n_deals_costs_ceil_n_over_100_calls() {
+    let acct = Account::start(quick()).await;
+    seed(&acct.fake);
+    for i in 0..247 {
+        acct.fake.insert_deal(
+            &format!("9{i:04}"),
+            json!({"dealname": format!("D{i}"), "dealstage": "appointmentscheduled", "pipeline": "default", "createdate": "2026-10-01T00:00:00.000Z"}),
+            &["102"],
+        );
+    }
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("opportunities 250"), "{}", run.stdout);
+    let calls = acct.fake.calls();
+    assert_eq!(calls.list_deals, 3, "ceil(250 / 100): {calls:?}");
+    assert_eq!(calls.list_companies, 1, "{calls:?}");
+    assert_eq!(calls.assoc_read, 0, "lists carry associations: {calls:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writing_m_companies_costs_ceil_m_over_100_and_a_207_is_retried() {
+    let acct = Account::start(quick()).await;
+    seed(&acct.fake);
+    let mut partners = String::from(
+        "id,name,crm_account_id\nP-1,Northwind Partners,201\nP-2,Contoso Resellers,202\n",
+    );
+    for i in 0..148 {
+        let id = format!("7{i:04}");
+        acct.fake
+            .insert_company(&id, json!({"name": format!("Partner {i}")}));
+        partners.push_str(&format!("Q-{i},Partner {i},{id}\n"));
+    }
+    std::fs::write(acct.dir.path().join("prm/partners.csv"), partners).unwrap();
+    acct.fake.fail_updates_for(&["201"]);
+    acct.fake.omit_results_in_207(true);
+    let first = acct.once(&[]).await;
+    // 150 companies: 2 calls. The 207 omits results: only 201 is named as
+    // failed, and the others in its batch are not confirmed either.
+    assert_eq!(first.code, Some(1), "{}\n{}", first.stdout, first.stderr);
+    assert_eq!(acct.fake.calls().batch_update, 2);
+    let sizes: Vec<usize> = acct
+        .fake
+        .batch_bodies()
+        .iter()
+        .map(|b| b["inputs"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 150);
+    assert!(sizes.iter().all(|s| *s <= 100), "{sizes:?}");
+    let unconfirmed = acct
+        .fake
+        .batch_bodies()
+        .iter()
+        .find(|b| b.to_string().contains("\"201\""))
+        .map(|b| b["inputs"].as_array().unwrap().len())
+        .unwrap();
+
+    acct.fake.clear_update_failures();
+    acct.fake.omit_results_in_207(false);
+    acct.fake.reset_counts();
+    let second = acct.once(&[]).await;
+    assert_eq!(second.code, Some(0), "{}\n{}", second.stdout, second.stderr);
+    // Everything the 207 did not confirm is written again, nothing else.
+    assert!(
+        second
+            .stdout
+            .contains(&format!("{unconfirmed} records written, 0 failed")),
+        "{unconfirmed}: {}",
+        second.stdout
+    );
+    assert_eq!(acct.company_value("201", "partner_reps"), json!("2"));
+    let third = acct.once(&[]).await;
+    assert_eq!(third.code, Some(0));
+    assert!(
+        third.stdout.contains("0 records written"),
+        "{}",
+        third.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_search_cap_is_crossed_by_starting_a_new_window() {
+    let acct = Account::start(quick()).await;
+    seed(&acct.fake);
+    let first = acct.once(&[]).await;
+    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    // 10,050 deals change after the first cycle, each a millisecond apart.
+    let base = Utc::now();
+    acct.fake.insert_many(
+        "deals",
+        (0..10_050).map(|i| {
+            json!({"id": format!("8{i:05}"), "properties": {"dealname": format!("Bulk {i}"), "dealstage": "appointmentscheduled", "pipeline": "default", "createdate": "2026-10-01T00:00:00.000Z", "hs_lastmodifieddate": (base + Duration::milliseconds(i)).to_rfc3339()}, "associations": {"companies": ["102"]}})
+        }),
+    );
+    acct.fake.reset_counts();
+    let second = acct.once(&[]).await;
+    assert_eq!(second.code, Some(0), "{}\n{}", second.stdout, second.stderr);
+    assert!(
+        second.stdout.contains("opportunities 10053"),
+        "{}",
+        second.stdout
+    );
+    let searches = acct.fake.search_bodies();
+    let windows: std::collections::BTreeSet<String> = searches
+        .iter()
+        .filter(|b| b.to_string().contains("dealname"))
+        .map(|b| b["filterGroups"][0]["filters"][0]["value"].to_string())
+        .collect();
+    assert!(windows.len() >= 2, "a second window started: {windows:?}");
+    assert!(
+        acct.fake.requests().iter().all(|r| r.status != 400),
+        "never paged past the cap"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelines_decide_won_and_lost_not_stage_names() {
+    let acct = Account::start(quick()).await;
+    seed(&acct.fake);
+    let mut pipelines = vec![Pipeline::default_sales()];
+    pipelines.push(Pipeline {
+        id: "channel".into(),
+        label: "Channel".into(),
+        stages: vec![
+            Stage {
+                id: "signed".into(),
+                label: "Signed".into(),
+                is_closed: true,
+                probability: 1.0,
+            },
+            Stage {
+                id: "closedwon".into(),
+                label: "Looks won, is not".into(),
+                is_closed: false,
+                probability: 0.5,
+            },
+        ],
+    });
+    acct.fake.set_pipelines(pipelines);
+    acct.fake.insert_deal(
+        "401",
+        json!({"dealname": "Signed", "dealstage": "signed", "pipeline": "channel", "createdate": "2026-07-01T00:00:00.000Z", "closedate": "2026-09-01T00:00:00.000Z", "channel_partner": "P-1", "channel_partner_rep": "r2@northwind.example"}),
+        &["102"],
+    );
+    acct.fake.insert_deal(
+        "402",
+        json!({"dealname": "Open in channel", "dealstage": "closedwon", "pipeline": "channel", "createdate": "2026-11-01T00:00:00.000Z", "hubspot_owner_id": "1"}),
+        &["101"],
+    );
+    acct.fake.insert_deal(
+        "403",
+        json!({"dealname": "Nowhere", "dealstage": "imaginary", "pipeline": "channel", "createdate": "2026-11-01T00:00:00.000Z"}),
+        &["101"],
+    );
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("403") && run.stderr.contains("'imaginary' is not a stage"),
+        "{}",
+        run.stderr
+    );
+    // Both Northwind reps sold in Q3 now (401 won through 'signed'); 402 is
+    // open, a second direct deal on Acme.
+    assert_eq!(
+        acct.company_value("201", "partner_active_seller_rate")
+            .as_str()
+            .map(|r| r.parse::<f64>().unwrap()),
+        Some(1.0)
+    );
+    assert!(run.stdout.contains("3 open"), "{}", run.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limits_wait_or_end_the_cycle_by_policy() {
+    let acct = Account::start(quick()).await;
+    seed(&acct.fake);
+    acct.fake.set_retry_after(Some(1));
+    acct.fake.force_429(RatePolicy::TenSecondlyRolling, 2);
+    let run = acct.once(&[]).await;
+    assert_eq!(
+        run.code,
+        Some(0),
+        "waited out: {}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(
+        acct.fake
+            .requests()
+            .iter()
+            .filter(|r| r.status == 429)
+            .count(),
+        2
+    );
+
+    acct.fake.force_429(RatePolicy::Daily, 1);
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("daily API limit"), "{}", run.stderr);
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(0), "the next cycle runs: {}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_503_burst_is_waited_out_and_malformed_json_ends_the_cycle() {
+    let acct = Account::start(quick()).await;
+    seed(&acct.fake);
+    acct.fake.fail_next(
+        3,
+        503,
+        r#"{"status":"error","message":"Service Unavailable","category":"SERVICE_UNAVAILABLE"}"#,
+    );
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    acct.fake.fail_next(1, 200, r#"{"results": [{"id": "#);
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("unexpected response from HubSpot"),
+        "{}",
+        run.stderr
+    );
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oauth_refresh_signs_in_and_bad_credentials_are_named() {
+    let mut acct = Account::start(quick()).await;
+    seed(&acct.fake);
+    let cfg = acct.fake.config().clone();
+    acct.env = vec![
+        (
+            "CHANNEL_SYNC__CRM__HUBSPOT__CLIENT_ID".into(),
+            cfg.client_id.clone(),
+        ),
+        (
+            "CHANNEL_SYNC__CRM__HUBSPOT__CLIENT_SECRET".into(),
+            cfg.client_secret.clone(),
+        ),
+        (
+            "CHANNEL_SYNC__CRM__HUBSPOT__REFRESH_TOKEN".into(),
+            cfg.refresh_token.clone(),
+        ),
+    ];
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        acct.fake.calls().token,
+        1,
+        "one refresh for the whole cycle"
+    );
+
+    acct.env[2].1 = "not-a-refresh-token".into();
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("HubSpot refused the credentials (BAD_REFRESH_TOKEN)"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("not-a-refresh-token"));
+
+    acct.env = vec![(
+        "CHANNEL_SYNC__CRM__HUBSPOT__TOKEN".into(),
+        "pat-na1-wrong".into(),
+    )];
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("INVALID_AUTHENTICATION"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("pat-na1-wrong"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_config_names_a_missing_property() {
+    let mut acct = Account::start(quick()).await;
+    seed(&acct.fake);
+    acct.extra = "".into();
+    acct.env.push((
+        "CHANNEL_SYNC__CRM__HUBSPOT__CREATE_PROPERTIES".into(),
+        "false".into(),
+    ));
+    let run = acct.run("check-config", &[]).await;
+    assert_eq!(run.code, Some(78), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("writeback.fields.active_seller_rate")
+            && run.stderr.contains("partner_active_seller_rate"),
+        "{}",
+        run.stderr
+    );
+    acct.env.push((
+        "CHANNEL_SYNC__CRM__HUBSPOT__PROPERTIES__PARTNER".into(),
+        "channel_partner_typo".into(),
+    ));
+    let run = acct.run("check-config", &[]).await;
+    assert_eq!(run.code, Some(78), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("crm.hubspot.properties.partner"),
+        "{}",
+        run.stderr
+    );
+}
