@@ -14,6 +14,8 @@ pub struct Account {
     pub slack: wiremock::MockServer,
     pub dir: tempfile::TempDir,
     pub extra: String,
+    /// The `[prm]` section (files by default).
+    pub prm: String,
     pub env: Vec<(String, String)>,
 }
 
@@ -49,10 +51,15 @@ impl Account {
         )
         .unwrap();
         let token = fake.private_token();
+        let prm_section = format!(
+            "[prm]\nkind = \"files\"\n\n[prm.files]\ndir = \"{}\"\n",
+            prm.display()
+        );
         Account {
             fake,
             slack: fake_slack().await,
             extra: String::new(),
+            prm: prm_section,
             env: vec![("CHANNEL_SYNC__CRM__HUBSPOT__TOKEN".into(), token)],
             dir,
         }
@@ -67,10 +74,10 @@ impl Account {
         std::fs::write(
             &path,
             format!(
-                "[state]\npath = \"{}\"\n\n[crm]\nkind = \"hubspot\"\n\n[crm.hubspot]\nbase_url = \"{}\"\nmax_requests_per_10s = 10000\nsearch_requests_per_second = 1000\ncreate_properties = true\n\n[prm]\nkind = \"files\"\n\n[prm.files]\ndir = \"{}\"\n\n[alerts.slack]\nper_second = 1000\n\n[writeback.fields]\nactive_seller_rate = \"partner_active_seller_rate\"\nreps = \"partner_reps\"\n\n{}\n",
+                "[state]\npath = \"{}\"\n\n[crm]\nkind = \"hubspot\"\n\n[crm.hubspot]\nbase_url = \"{}\"\nmax_requests_per_10s = 10000\nsearch_requests_per_second = 1000\ncreate_properties = true\n\n{}\n[alerts.slack]\nper_second = 1000\n\n[writeback.fields]\nactive_seller_rate = \"partner_active_seller_rate\"\nreps = \"partner_reps\"\n\n{}\n",
                 self.state().display(),
                 self.fake.url(),
-                self.dir.path().join("prm").display(),
+                self.prm,
                 self.extra
             ),
         )

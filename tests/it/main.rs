@@ -11,5 +11,6 @@ mod fake_salesforce;
 mod fake_salesforce_tests;
 mod helpers;
 mod hubspot;
+mod partnerstack;
 mod properties;
 mod salesforce;
