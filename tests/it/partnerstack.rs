@@ -170,7 +170,7 @@ async fn paging_incremental_reads_and_stage_mapping() {
     for i in 0..597 {
         ps.insert_deal(json!({
             "key": format!("bulk_{i:04}"), "partner_key": "contoso", "account_name": format!("Bulk {i}"),
-            "amount": 100_00, "stage": "new", "created_at": ms("2026-11-01"), "updated_at": hour_ago,
+            "amount": 10_000, "stage": "new", "created_at": ms("2026-11-01"), "updated_at": hour_ago,
         }));
     }
     ps.set_now(Utc::now().timestamp_millis());
