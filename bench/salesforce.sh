@@ -80,7 +80,7 @@ measure() { # label, command...
   written=$(awk '/^write-back/ {print $2}' "$work/out.txt")
   echo "| $label | $t | $rss | $calls | ${written:-0} | $(du -m "$work/state.db" | cut -f1) |"
   grep -E "^(pulled|synced|findings|error)" "$work/out.txt" | sed 's/^/    /' >&2
-  # RUST_LOG=channel_sync=debug LOG=1 bench/salesforce.sh: the phase timings too.
+  # RUST_LOG=channel_sync=debug LOG=1: the phase timings too.
   [ -z "${LOG:-}" ] || grep -v '^TIME' "$work/err.txt" | sed 's/^/    /' >&2
 }
 

@@ -107,7 +107,7 @@ impl HubSpotClient {
     pub fn new(config: ClientConfig) -> anyhow::Result<HubSpotClient> {
         let per_10s = config.per_10s.max(1);
         // Evenly spaced: never more than per_10s in any 10-second window.
-        let quota = Quota::with_period(Duration::from_millis(10_000 / u64::from(per_10s)))
+        let quota = Quota::with_period(Duration::from_nanos(10_000_000_000 / u64::from(per_10s)))
             .ok_or_else(|| anyhow::anyhow!("max_requests_per_10s is too high"))?;
         let upstream = Upstream::new("hubspot", quota, config.timeout)?;
         let refresh_token = match &config.credentials {

@@ -308,6 +308,7 @@ struct OwnerReader<'a> {
 impl OwnerReader<'_> {
     async fn read(&self, store: &mut Store<'_>) -> Result<Read, HubSpotError> {
         let mut calls = 0;
+        self.client.begin_mark();
         for archived in ["false", "true"] {
             let paged = self
                 .client
@@ -339,7 +340,7 @@ impl OwnerReader<'_> {
         }
         Ok(Read {
             calls,
-            started: None,
+            started: self.client.mark(),
         })
     }
 }
