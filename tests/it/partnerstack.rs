@@ -251,3 +251,35 @@ async fn rate_limits_server_errors_and_malformed_json() {
     );
     assert!(!run.stderr.contains("sk_wrong"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leads_can_count_as_registrations() {
+    let Program { mut acct, ps } = program().await;
+    ps.insert_lead(json!({
+        "key": "lead_hooli", "partner_key": "northwind", "name": "Hooli", "approved": true,
+        "status": "approved", "amount": 500_000, "created_at": ms("2026-11-20"), "updated_at": ms("2026-11-20"),
+    }));
+    ps.insert_lead(json!({
+        "key": "lead_pending", "partner_key": "contoso", "name": "Pied Piper", "approved": false,
+        "status": "new", "created_at": ms("2026-11-21"), "updated_at": ms("2026-11-21"),
+    }));
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("registrations 3"),
+        "off by default: {}",
+        run.stdout
+    );
+    assert_eq!(ps.calls().leads, 0);
+
+    acct.prm.push_str("leads_as_registrations = true\n");
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("registrations 5"), "{}", run.stdout);
+    assert!(
+        run.line("synced      leads")
+            .contains("Full (first sync): 2 read"),
+        "{}",
+        run.stdout
+    );
+}

@@ -95,6 +95,8 @@ pub struct HubSpotClient {
     credentials: Credentials,
     access: Mutex<Option<Access>>,
     refresh_token: Mutex<Option<Secret>>,
+    /// Set when HubSpot said the burst window is spent.
+    pause_until: std::sync::Mutex<Option<Instant>>,
 }
 
 /// A paged read's cost.
@@ -121,12 +123,39 @@ impl HubSpotClient {
             credentials: config.credentials,
             access: Mutex::new(None),
             refresh_token: Mutex::new(refresh_token),
+            pause_until: std::sync::Mutex::new(None),
         })
     }
 
     pub fn with_metrics(mut self, metrics: Option<std::sync::Arc<Metrics>>) -> Self {
         self.upstream = self.upstream.with_metrics(metrics);
         self
+    }
+
+    /// Reads `X-HubSpot-RateLimit-*`: the daily remainder (private-app
+    /// tokens) or else the burst remainder feeds
+    /// `channel_sync_api_remaining{upstream="hubspot"}`, and a burst window
+    /// that is spent makes the next call wait for it instead of drawing a 429.
+    fn note_limits(&self, answer: &Answer) {
+        let number = |name: &str| {
+            answer
+                .header(name)
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        };
+        let remaining = number("x-hubspot-ratelimit-daily-remaining")
+            .or_else(|| number("x-hubspot-ratelimit-remaining"));
+        if let (Some(remaining), Some(m)) = (remaining, self.upstream.metrics()) {
+            m.api_remaining
+                .get_or_create(&crate::metrics::Upstream {
+                    upstream: "hubspot".into(),
+                })
+                .set(remaining);
+        }
+        if number("x-hubspot-ratelimit-remaining") == Some(0) {
+            let window = number("x-hubspot-ratelimit-interval-milliseconds").unwrap_or(10_000);
+            *self.pause_until.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(Instant::now() + Duration::from_millis(window.max(0) as u64));
+        }
     }
 
     /// See [`Upstream::begin_mark`].
@@ -229,6 +258,14 @@ impl HubSpotClient {
         self.upstream
             .call(
                 |_| async move {
+                    let pause = self
+                        .pause_until
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take();
+                    if let Some(until) = pause {
+                        tokio::time::sleep_until(until.into()).await;
+                    }
                     if search {
                         self.search_limiter.until_ready().await;
                     }
@@ -244,7 +281,10 @@ impl HubSpotClient {
                     }
                     Ok(request)
                 },
-                |answer| judge(path, answer),
+                |answer| {
+                    self.note_limits(&answer);
+                    judge(path, answer)
+                },
             )
             .await
     }
@@ -687,6 +727,43 @@ mod tests {
             judge("/x", answer(daily, &[])),
             Next::Fail(HubSpotError::DailyLimit(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn an_oauth_token_is_refreshed_ahead_of_its_expiry() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/oauth/v1/token"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "token_type": "bearer", "refresh_token": "r-1", "access_token": "a-1", "expires_in": 2
+            })))
+            .expect(2)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": []})))
+            .expect(3)
+            .mount(&server)
+            .await;
+        let client = HubSpotClient::new(ClientConfig {
+            base_url: server.uri(),
+            credentials: Credentials::OAuth {
+                client_id: "id".into(),
+                client_secret: Secret::new("secret"),
+                refresh_token: Secret::new("r-1"),
+            },
+            per_10s: 10_000,
+            search_per_second: 100,
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap();
+        let get = || client.request(reqwest::Method::GET, "/crm/v3/owners", &[], None, false);
+        get().await.unwrap();
+        get().await.unwrap(); // within the token's life: no refresh
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        get().await.unwrap(); // past expires_in less the margin: refreshed first
     }
 
     #[test]
