@@ -396,11 +396,54 @@ impl Runner {
     }
 }
 
-/// Where scorecards go.
+/// Where scorecards go: one of the sinks, dispatched by hand (the trait's
+/// async method keeps it from being a trait object).
 enum Sink {
     Files(FilesSink),
     Salesforce(SalesforceSink),
     Hubspot(HubSpotSink),
+}
+
+impl ScorecardSink for Sink {
+    fn name(&self) -> &'static str {
+        match self {
+            Sink::Files(s) => s.name(),
+            Sink::Salesforce(s) => s.name(),
+            Sink::Hubspot(s) => s.name(),
+        }
+    }
+
+    fn target(
+        &self,
+        card: &crate::engine::Scorecard,
+        partner: &crate::model::Partner,
+        period: &crate::engine::Period,
+    ) -> Option<(String, Vec<(String, String)>)> {
+        match self {
+            Sink::Files(s) => s.target(card, partner, period),
+            Sink::Salesforce(s) => s.target(card, partner, period),
+            Sink::Hubspot(s) => s.target(card, partner, period),
+        }
+    }
+
+    fn lost_earlier_writes(&self) -> bool {
+        match self {
+            Sink::Files(s) => s.lost_earlier_writes(),
+            Sink::Salesforce(s) => s.lost_earlier_writes(),
+            Sink::Hubspot(s) => s.lost_earlier_writes(),
+        }
+    }
+
+    async fn apply(
+        &self,
+        updates: &[crate::sinks::writeback::RecordUpdate],
+    ) -> Vec<crate::sinks::writeback::RecordOutcome> {
+        match self {
+            Sink::Files(s) => s.apply(updates).await,
+            Sink::Salesforce(s) => s.apply(updates).await,
+            Sink::Hubspot(s) => s.apply(updates).await,
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -510,44 +553,16 @@ async fn decide_and_deliver(
 
     // Write back.
     lap("Alerts delivered.");
-    match &sink {
-        Sink::Files(sink) => {
-            write_back(
-                sink,
-                &data,
-                &evaluation,
-                state.as_ref(),
-                opts,
-                out,
-                &mut summary,
-            )
-            .await?
-        }
-        Sink::Salesforce(sink) => {
-            write_back(
-                sink,
-                &data,
-                &evaluation,
-                state.as_ref(),
-                opts,
-                out,
-                &mut summary,
-            )
-            .await?
-        }
-        Sink::Hubspot(sink) => {
-            write_back(
-                sink,
-                &data,
-                &evaluation,
-                state.as_ref(),
-                opts,
-                out,
-                &mut summary,
-            )
-            .await?
-        }
-    }
+    write_back(
+        &sink,
+        &data,
+        &evaluation,
+        state.as_ref(),
+        opts,
+        out,
+        &mut summary,
+    )
+    .await?;
     lap("Scorecards written back.");
 
     if let (Some(state), false) = (&state, opts.dry_run) {

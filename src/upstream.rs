@@ -171,6 +171,27 @@ impl Upstream {
         }
     }
 
+    /// POSTs a form once (token endpoints: a failed sign-in is not retried,
+    /// the caller reads the error body), counted in the metrics.
+    pub async fn post_form(&self, url: &str, form: &[(&str, &str)]) -> Result<Answer, CallError> {
+        let response = self
+            .http
+            .post(url)
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        self.count(Some(response.status().as_u16()));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.text().await.map_err(|e| self.transport(e))?;
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+
     /// Counts a request made outside [`Upstream::call`] (token endpoints).
     pub fn count(&self, status: Option<u16>) {
         if let Some(m) = &self.metrics {

@@ -78,6 +78,27 @@ pub fn date_of(t: &DateTime<Utc>) -> NaiveDate {
     t.date_naive()
 }
 
+/// An amount in `currency` (`None`: the base currency), converted with
+/// `scorecard.fx`; a currency without a rate is refused, naming `field`.
+pub fn money(
+    value: f64,
+    currency: Option<String>,
+    settings: &crate::config::ScorecardSettings,
+    field: &str,
+) -> Result<crate::model::Money, String> {
+    let rate = match &currency {
+        None => 1.0,
+        Some(code) => settings.rate(code).ok_or_else(|| {
+            format!("{field}: no exchange rate for {code} (set scorecard.fx.{code})")
+        })?,
+    };
+    Ok(crate::model::Money {
+        value,
+        base: value * rate,
+        currency,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

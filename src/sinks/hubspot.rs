@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::engine::{Period, Scorecard};
 use crate::model::Partner;
-use crate::sinks::writeback::{RecordOutcome, RecordUpdate, ScorecardSink, field_values};
+use crate::sinks::writeback::{RecordOutcome, RecordUpdate, ScorecardSink, mapped_target};
 use crate::sources::hubspot::client::HubSpotClient;
 
 pub struct HubSpotSink {
@@ -30,12 +30,7 @@ impl ScorecardSink for HubSpotSink {
         partner: &Partner,
         period: &Period,
     ) -> Option<(String, Vec<(String, String)>)> {
-        let company = partner.crm_account_id.clone()?;
-        let fields: Vec<(String, String)> = field_values(card, period)
-            .into_iter()
-            .filter_map(|(name, value)| self.fields.get(name).map(|f| (f.clone(), value)))
-            .collect();
-        (!fields.is_empty()).then_some((company, fields))
+        mapped_target(&self.fields, card, partner, period)
     }
 
     async fn apply(&self, updates: &[RecordUpdate]) -> Vec<RecordOutcome> {

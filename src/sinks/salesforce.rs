@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::engine::{Period, Scorecard};
 use crate::model::Partner;
-use crate::sinks::writeback::{RecordOutcome, RecordUpdate, ScorecardSink, field_values};
+use crate::sinks::writeback::{RecordOutcome, RecordUpdate, ScorecardSink, mapped_target};
 use crate::sources::salesforce::SalesforceClient;
 
 pub struct SalesforceSink {
@@ -49,12 +49,7 @@ impl ScorecardSink for SalesforceSink {
         partner: &Partner,
         period: &Period,
     ) -> Option<(String, Vec<(String, String)>)> {
-        let account = partner.crm_account_id.clone()?;
-        let fields: Vec<(String, String)> = field_values(card, period)
-            .into_iter()
-            .filter_map(|(name, value)| self.fields.get(name).map(|f| (f.clone(), value)))
-            .collect();
-        (!fields.is_empty()).then_some((account, fields))
+        mapped_target(&self.fields, card, partner, period)
     }
 
     async fn apply(&self, updates: &[RecordUpdate]) -> Vec<RecordOutcome> {

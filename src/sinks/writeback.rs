@@ -59,6 +59,23 @@ pub trait ScorecardSink {
     ) -> impl std::future::Future<Output = Vec<RecordOutcome>> + Send;
 }
 
+/// A CRM sink's target: the partner's CRM record, and the scorecard values
+/// mapped in `fields` (scorecard field -> CRM field). `None` when the
+/// partner has no CRM record or nothing is mapped.
+pub fn mapped_target(
+    fields: &std::collections::BTreeMap<String, String>,
+    card: &Scorecard,
+    partner: &Partner,
+    period: &Period,
+) -> Option<(String, Vec<(String, String)>)> {
+    let record = partner.crm_account_id.clone()?;
+    let values: Vec<(String, String)> = field_values(card, period)
+        .into_iter()
+        .filter_map(|(name, value)| fields.get(name).map(|f| (f.clone(), value)))
+        .collect();
+    (!values.is_empty()).then_some((record, values))
+}
+
 /// The values of SPEC §3.4 as written: counts as integers, amounts with two
 /// decimals, the rate as a fraction (empty when undefined).
 pub fn field_values(card: &Scorecard, period: &Period) -> Vec<(&'static str, String)> {

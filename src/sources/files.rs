@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use crate::config::ScorecardSettings;
 use crate::model::{
-    Account, Dataset, Money, Opportunity, OpportunityStatus, Partner, PartnerRep, Registration,
+    Account, Dataset, Opportunity, OpportunityStatus, Partner, PartnerRep, Registration,
     RegistrationStatus, Rejected, User,
 };
 use crate::values::{parse_amount, parse_bool, parse_currency, parse_date, parse_timestamp};
@@ -684,17 +684,7 @@ fn parse_opportunity(r: &Row, money: &ScorecardSettings) -> Result<Opportunity, 
         None => None,
         Some(value) => {
             let currency = r.parsed(CURRENCY, "a currency code", parse_currency)?;
-            let rate = match &currency {
-                None => 1.0,
-                Some(code) => money.rate(code).ok_or_else(|| {
-                    format!("currency: no exchange rate for {code} (set scorecard.fx.{code})")
-                })?,
-            };
-            Some(Money {
-                value,
-                base: value * rate,
-                currency,
-            })
+            Some(crate::values::money(value, currency, money, "currency")?)
         }
     };
     Ok(Opportunity {

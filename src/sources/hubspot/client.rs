@@ -200,30 +200,18 @@ impl HubSpotClient {
             ("client_secret", client_secret.expose()),
             ("refresh_token", refresh.expose()),
         ];
-        let transport = |e: reqwest::Error| {
-            HubSpotError::Upstream(CallError::Transport {
-                upstream: "hubspot",
-                message: e.without_url().to_string(),
-            })
-        };
-        let response = self
+        let answer = self
             .upstream
-            .http
-            .post(format!("{}/oauth/v1/token", self.base))
-            .form(&form)
-            .send()
-            .await
-            .map_err(transport)?;
-        self.upstream.count(Some(response.status().as_u16()));
-        let status = response.status();
-        let body = response.text().await.map_err(transport)?;
-        if !status.is_success() {
+            .post_form(&format!("{}/oauth/v1/token", self.base), &form)
+            .await?;
+        let (status, body) = (answer.status, answer.body);
+        if !(200..300).contains(&status) {
             let e: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
             let text = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
             return Err(HubSpotError::Auth {
                 category: text("status")
                     .or_else(|| text("error"))
-                    .unwrap_or_else(|| format!("HTTP_{}", status.as_u16())),
+                    .unwrap_or_else(|| format!("HTTP_{status}")),
                 message: text("message")
                     .or_else(|| text("error_description"))
                     .unwrap_or_else(|| body.chars().take(200).collect()),

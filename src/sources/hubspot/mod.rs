@@ -33,7 +33,7 @@ use serde_json::{Map, Value, json};
 use crate::config::{ConfigError, Settings};
 use crate::fast::FastMap;
 use crate::metrics::Metrics;
-use crate::model::{Account, Money, Opportunity, OpportunityStatus, User};
+use crate::model::{Account, Opportunity, OpportunityStatus, User};
 use crate::sources::files::{Loaded, PrmTables, link};
 use crate::sources::mirror::{
     self, Batch, Horizon, Mapped, MirrorError, ObjectReport, Read, Reader, Store, number, text,
@@ -615,20 +615,12 @@ pub fn build(
             let created_at = timestamp(&p, "createdate")?.ok_or("createdate: empty")?;
             let amount = match number(&p, "amount")? {
                 None => None,
-                Some(value) => {
-                    let currency = text(&p, "deal_currency_code");
-                    let rate = match &currency {
-                        None => 1.0,
-                        Some(code) => money.rate(code).ok_or_else(|| {
-                            format!("deal_currency_code: no exchange rate for {code} (set scorecard.fx.{code})")
-                        })?,
-                    };
-                    Some(Money {
-                        value,
-                        base: value * rate,
-                        currency,
-                    })
-                }
+                Some(value) => Some(crate::values::money(
+                    value,
+                    text(&p, "deal_currency_code"),
+                    money,
+                    "deal_currency_code",
+                )?),
             };
             let partner_id = match plan.partner.as_deref().and_then(|f| text(&p, f)) {
                 None => None,

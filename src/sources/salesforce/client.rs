@@ -320,26 +320,12 @@ impl SalesforceClient {
                 form.push(("refresh_token", token.expose().to_string()));
             }
         }
-        let transport = |e: reqwest::Error| {
-            SalesforceError::Upstream(CallError::Transport {
-                upstream: "salesforce",
-                message: e.without_url().to_string(),
-            })
-        };
-        let response = self
-            .upstream
-            .http
-            .post(self.token_url())
-            .form(&form)
-            .send()
-            .await
-            .map_err(transport)?;
-        self.upstream.count(Some(response.status().as_u16()));
-        let status = response.status();
-        let body = response.text().await.map_err(transport)?;
-        if !status.is_success() {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let answer = self.upstream.post_form(&self.token_url(), &form).await?;
+        let (status, body) = (answer.status, answer.body);
+        if !(200..300).contains(&status) {
             let e: TokenError = serde_json::from_str(&body).unwrap_or(TokenError {
-                error: format!("http_{}", status.as_u16()),
+                error: format!("http_{status}"),
                 error_description: body.chars().take(200).collect(),
             });
             return Err(SalesforceError::Auth {

@@ -26,7 +26,7 @@ use super::sync::{Keep, ObjectSpec, SOURCE};
 use crate::config::{Attribution, ConfigError, PrmKind, SalesforcePrmSettings, Settings};
 use crate::fast::FastMap;
 use crate::model::{
-    Account, Money, Opportunity, OpportunityStatus, Partner, PartnerRep, Registration, User,
+    Account, Opportunity, OpportunityStatus, Partner, PartnerRep, Registration, User,
 };
 use crate::sources::files::{Loaded, link};
 use crate::sources::mirror::{self, Mapped, flag, number, text, timestamp};
@@ -466,26 +466,12 @@ pub fn build(
             let created_at = timestamp(&r, "CreatedDate")?.ok_or("CreatedDate: empty")?;
             let amount = match number(&r, "Amount")? {
                 None => None,
-                Some(value) => {
-                    let currency = if plan.currency {
-                        text(&r, "CurrencyIsoCode")
-                    } else {
-                        None
-                    };
-                    let rate = match &currency {
-                        None => 1.0,
-                        Some(code) => money.rate(code).ok_or_else(|| {
-                            format!(
-                                "CurrencyIsoCode: no exchange rate for {code} (set scorecard.fx.{code})"
-                            )
-                        })?,
-                    };
-                    Some(Money {
-                        value,
-                        base: value * rate,
-                        currency,
-                    })
-                }
+                Some(value) => Some(crate::values::money(
+                    value,
+                    plan.currency.then(|| text(&r, "CurrencyIsoCode")).flatten(),
+                    money,
+                    "CurrencyIsoCode",
+                )?),
             };
             let close_date = match text(&r, "CloseDate") {
                 None => None,
