@@ -19,7 +19,10 @@ use crate::config::{ConfigError, Settings};
 use crate::engine;
 use crate::sinks::hubspot::HubSpotSink;
 use crate::sinks::salesforce::SalesforceSink;
-use crate::sinks::slack::{Delivery, SlackClient, render::Names};
+use crate::sinks::slack::{
+    Delivery, SlackClient,
+    render::{Links, Names},
+};
 use crate::sinks::writeback::{FilesSink, ScorecardSink, Target, diff};
 use crate::sources::hubspot::{self, HubSpotSource};
 use crate::sources::mirror::ObjectReport;
@@ -380,6 +383,29 @@ impl Runner {
             )),
             _ => return Err(anyhow::anyhow!("no sink for this configuration").into()),
         };
+        let links = match (&self.salesforce, &self.hubspot) {
+            (Some(sf), _) => match sf.client.instance_url().await {
+                Some(base) => Links {
+                    account: Some(format!("{base}/lightning/r/Account/{{id}}/view")),
+                    opportunity: Some(format!("{base}/lightning/r/Opportunity/{{id}}/view")),
+                },
+                None => Links::default(),
+            },
+            (_, Some(_)) => {
+                let hs = settings.crm.hubspot();
+                match hs.portal_id {
+                    Some(portal) => {
+                        let app = hs.app_url.trim_end_matches('/');
+                        Links {
+                            account: Some(format!("{app}/contacts/{portal}/record/0-2/{{id}}")),
+                            opportunity: Some(format!("{app}/contacts/{portal}/record/0-3/{{id}}")),
+                        }
+                    }
+                    None => Links::default(),
+                }
+            }
+            _ => Links::default(),
+        };
         decide_and_deliver(
             settings,
             &self.slack,
@@ -387,6 +413,7 @@ impl Runner {
             opts,
             out,
             loaded,
+            links,
             state,
             sink,
             summary,
@@ -454,6 +481,7 @@ async fn decide_and_deliver(
     opts: &Options,
     out: &mut (dyn Write + Send),
     loaded: files::Loaded,
+    links: Links,
     state: Option<State>,
     sink: Sink,
     mut summary: Summary,
@@ -489,7 +517,7 @@ async fn decide_and_deliver(
         Some(s) => s.findings()?,
         None => Vec::new(),
     };
-    let names = Names::from_dataset(&data);
+    let names = Names::from_dataset(&data).with_links(links);
     let ctx = AlertContext {
         slack: &settings.alerts.slack,
         routes_with_webhook: slack.routes().cloned().collect(),

@@ -23,6 +23,10 @@ pub struct HubspotSettings {
     /// reports them).
     pub create_properties: bool,
     pub properties: HubspotProperties,
+    /// The account ("hub") id: with it, alerts link to the records.
+    pub portal_id: Option<u64>,
+    /// HubSpot's web app (`https://app-eu1.hubspot.com` for EU accounts).
+    pub app_url: String,
 }
 
 impl Default for HubspotSettings {
@@ -38,6 +42,8 @@ impl Default for HubspotSettings {
             timeout_secs: 30,
             create_properties: false,
             properties: HubspotProperties::default(),
+            portal_id: None,
+            app_url: "https://app.hubspot.com".into(),
         }
     }
 }

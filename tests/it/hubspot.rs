@@ -74,7 +74,7 @@ impl Account {
         std::fs::write(
             &path,
             format!(
-                "[state]\npath = \"{}\"\n\n[crm]\nkind = \"hubspot\"\n\n[crm.hubspot]\nbase_url = \"{}\"\nmax_requests_per_10s = 10000\nsearch_requests_per_second = 1000\ncreate_properties = true\n\n{}\n[alerts.slack]\nper_second = 1000\n\n[writeback.fields]\nactive_seller_rate = \"partner_active_seller_rate\"\nreps = \"partner_reps\"\n\n{}\n",
+                "[state]\npath = \"{}\"\n\n[crm]\nkind = \"hubspot\"\n\n[crm.hubspot]\nbase_url = \"{}\"\nmax_requests_per_10s = 10000\nsearch_requests_per_second = 1000\ncreate_properties = true\nportal_id = 4242424\n\n{}\n[alerts.slack]\nper_second = 1000\n\n[writeback.fields]\nactive_seller_rate = \"partner_active_seller_rate\"\nreps = \"partner_reps\"\n\n{}\n",
                 self.state().display(),
                 self.fake.url(),
                 self.prm,
@@ -175,6 +175,13 @@ async fn hubspot_as_crm_end_to_end() {
         "{texts:?}"
     );
     assert!(texts.iter().any(|t| t.contains("Globex")), "{texts:?}");
+    // Records open in HubSpot (crm.hubspot.portal_id is set).
+    assert!(
+        texts.iter().any(|t| t
+            .contains("<https://app.hubspot.com/contacts/4242424/record/0-2/101|")
+            && t.contains("<https://app.hubspot.com/contacts/4242424/record/0-3/301|open>")),
+        "{texts:?}"
+    );
 
     // The properties were created on first use; values as strings.
     assert!(

@@ -217,6 +217,17 @@ async fn salesforce_as_crm_and_prm_end_to_end() {
         "{texts:?}"
     );
     assert!(texts.iter().any(|t| t.contains("Globex")), "{texts:?}");
+    // Each record opens in the org.
+    let url = org.fake.url();
+    assert!(
+        texts.iter().any(
+            |t| t.contains(&format!("<{url}/lightning/r/Account/{ACME}/view|"))
+                && t.contains(&format!(
+                    "<{url}/lightning/r/Opportunity/006000000000D01AAA/view|open>"
+                ))
+        ),
+        "{texts:?}"
+    );
 
     // Scorecards on the partner Accounts: the rate into a percent field.
     assert_eq!(written(&org.fake, P1), (json!(50.0), json!(2.0)));

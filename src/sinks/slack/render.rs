@@ -17,13 +17,45 @@ const FALLBACK_MAX: usize = 3000;
 const EVIDENCE_LINES: usize = 10;
 const DIGEST_LINES: usize = 25;
 
-/// Names for the ids a finding carries.
+/// Where a CRM record opens: URL templates with `{id}` (none for files).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Links {
+    pub account: Option<String>,
+    pub opportunity: Option<String>,
+}
+
+impl Links {
+    fn url(template: Option<&String>, id: &str) -> Option<String> {
+        let id: String = id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c.to_string()
+                } else {
+                    format!("%{:02X}", c as u32 & 0xff)
+                }
+            })
+            .collect();
+        template.map(|t| t.replace("{id}", &id))
+    }
+
+    /// `<url|label>` when the record has a link, else the label.
+    fn wrap(template: Option<&String>, id: &str, label: String) -> String {
+        match Links::url(template, id) {
+            Some(url) => format!("<{}|{label}>", url.replace(['|', '>', '<'], "")),
+            None => label,
+        }
+    }
+}
+
+/// Names for the ids a finding carries, and where records open.
 #[derive(Debug, Default)]
 pub struct Names {
     /// Internal user id -> name (opportunity owners).
     pub users: FastMap<String, String>,
     /// Rep id and lower-cased e-mail -> name.
     pub reps: FastMap<String, String>,
+    pub links: Links,
 }
 
 impl Names {
@@ -42,7 +74,16 @@ impl Names {
                 }
             }
         }
-        Names { users, reps }
+        Names {
+            users,
+            reps,
+            links: Links::default(),
+        }
+    }
+
+    pub fn with_links(mut self, links: Links) -> Names {
+        self.links = links;
+        self
     }
 
     fn user(&self, id: &str) -> String {
@@ -203,7 +244,13 @@ fn evidence_lines(f: &Finding, names: &Names) -> String {
         if e.id == f.first_in {
             line.push_str(" — first in");
         }
-        lines.push(format!("• {}", escape(&line)));
+        let mut line = format!("• {}", escape(&line));
+        if e.record == Record::Opportunity
+            && let Some(url) = Links::url(names.links.opportunity.as_ref(), &e.id)
+        {
+            line.push_str(&format!(" <{}|open>", url.replace(['|', '>', '<'], "")));
+        }
+        lines.push(line);
     }
     if f.evidence.len() > EVIDENCE_LINES {
         lines.push(format!("…and {} more", f.evidence.len() - EVIDENCE_LINES));
@@ -222,7 +269,14 @@ pub fn finding(f: &Finding, reason: Reason, why: Option<&str>, names: &Names) ->
     let summary = escape(&f.summary);
     let mut fields = Vec::new();
     if let (Some(id), Some(name)) = (&f.account_id, &f.account_name) {
-        fields.push(format!("*Account*\n{}", escape(&format!("{name} ({id})"))));
+        fields.push(format!(
+            "*Account*\n{}",
+            Links::wrap(
+                names.links.account.as_ref(),
+                id,
+                escape(&format!("{name} ({id})"))
+            )
+        ));
     } else if f.kind == FindingKind::PartnerVsPartner {
         fields.push("*Account*\nnot in the CRM".to_string());
     }
@@ -368,5 +422,18 @@ mod tests {
         assert!(c.chars().count() <= 13, "{c}");
         assert_eq!(c, format!("{}…", "a".repeat(10)));
         assert_eq!(cut("short", 10), "short");
+    }
+
+    #[test]
+    fn record_links_are_safe_slack_links() {
+        let links = Links {
+            account: Some("https://acme.my.salesforce.com/lightning/r/Account/{id}/view".into()),
+            opportunity: None,
+        };
+        assert_eq!(
+            Links::wrap(links.account.as_ref(), "001|x>y", "Acme".into()),
+            "<https://acme.my.salesforce.com/lightning/r/Account/001%7Cx%3Ey/view|Acme>"
+        );
+        assert_eq!(Links::wrap(None, "001", "Acme".into()), "Acme");
     }
 }

@@ -253,6 +253,15 @@ impl SalesforceClient {
         *self.usage.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The org's instance URL, once signed in.
+    pub async fn instance_url(&self) -> Option<String> {
+        self.session
+            .lock()
+            .await
+            .as_ref()
+            .map(|s| s.instance_url.clone())
+    }
+
     /// Uses a refresh token kept from an earlier rotation instead of the
     /// configured one.
     pub async fn use_refresh_token(&self, token: Secret) {
