@@ -6,11 +6,10 @@ use std::path::PathBuf;
 
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
 use crate::fake_salesforce::{FakeConfig, FakeSalesforce};
-use crate::helpers::{NOW, repo};
+use crate::helpers::{NOW, Run, fake_slack, repo, run_async, slack_texts};
 
 const P1: &str = "001000000000P01AAA";
 const P2: &str = "001000000000P02AAA";
@@ -26,30 +25,10 @@ struct Org {
     env: Vec<(String, String)>,
 }
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn line(&self, starts: &str) -> String {
-        self.stdout
-            .lines()
-            .filter(|l| l.starts_with(starts))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
 impl Org {
     async fn start(config: FakeConfig) -> Org {
         let fake = FakeSalesforce::start(config).await;
-        let slack = MockServer::start().await;
-        Mock::given(method("POST"))
-            .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
-            .mount(&slack)
-            .await;
+        let slack = fake_slack().await;
         Org {
             fake,
             slack,
@@ -82,31 +61,21 @@ impl Org {
     }
 
     async fn run(&self, command: &str, extra: &[&str]) -> Run {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_channel-sync"));
-        cmd.arg(command)
-            .arg("--config")
-            .arg(self.config())
-            .args(extra)
-            .current_dir(repo())
-            .env_remove("RUST_LOG")
-            .env(
-                "CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL",
-                format!("{}/hook", self.slack.uri()),
-            );
+        let mut args = vec![
+            command.to_string(),
+            "--config".into(),
+            self.config().display().to_string(),
+        ];
         if command == "once" {
-            cmd.args(["--now", NOW]);
+            args.extend(["--now".to_string(), NOW.to_string()]);
         }
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap();
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut env = self.env.clone();
+        env.push((
+            "CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL".into(),
+            format!("{}/hook", self.slack.uri()),
+        ));
+        run_async(args, env).await
     }
 
     async fn once(&self, extra: &[&str]) -> Run {
@@ -114,13 +83,7 @@ impl Org {
     }
 
     async fn slack_texts(&self) -> Vec<String> {
-        self.slack
-            .received_requests()
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
-            .collect()
+        slack_texts(&self.slack).await
     }
 }
 
