@@ -347,3 +347,177 @@ impl<T> Mapped<T> {
         Table::from_records(&self.label, self.rows, self.rejected)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// An upstream with a clock: id -> (modified ms, deleted, version).
+    #[derive(Default)]
+    struct Upstream {
+        now: i64,
+        records: BTreeMap<u8, (i64, bool, u32)>,
+    }
+
+    struct FakeReader(std::sync::Mutex<Upstream>);
+
+    impl FakeReader {
+        fn read(&self, since: Option<i64>, store: &mut Store<'_>) -> Result<Read, StateError> {
+            let up = self.0.lock().unwrap();
+            let mut batch = Batch::default();
+            for (id, (modified, deleted, version)) in &up.records {
+                let wanted = match since {
+                    None => !deleted,
+                    Some(s) => *modified >= s,
+                };
+                if !wanted {
+                    continue;
+                }
+                batch.read += 1;
+                if *deleted {
+                    batch.gone.push(id.to_string());
+                } else {
+                    batch.rows.push(MirrorRow {
+                        id: id.to_string(),
+                        modstamp: None,
+                        data: version.to_string(),
+                    });
+                }
+            }
+            store.put(batch);
+            Ok(Read {
+                calls: 1,
+                started: Utc.timestamp_millis_opt(up.now).single(),
+            })
+        }
+    }
+
+    impl Reader for FakeReader {
+        type Error = StateError;
+        fn object(&self) -> &str {
+            "thing"
+        }
+        fn signature(&self) -> String {
+            "thing".into()
+        }
+        async fn read_all(&self, store: &mut Store<'_>) -> Result<Read, StateError> {
+            self.read(None, store)
+        }
+        async fn read_since(
+            &self,
+            since: DateTime<Utc>,
+            store: &mut Store<'_>,
+        ) -> Result<Read, StateError> {
+            self.read(Some(since.timestamp_millis()), store)
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Upsert(u8),
+        /// A change committed late, stamped up to 4 minutes in the past
+        /// (inside the overlap).
+        LateUpsert(u8, i64),
+        Delete(u8),
+        /// A hard delete the upstream forgets at once.
+        Purge(u8),
+        Advance(i64),
+        Sync {
+            full: bool,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u8..12).prop_map(Op::Upsert),
+            1 => (0u8..12, 1i64..240_000).prop_map(|(i, b)| Op::LateUpsert(i, b)),
+            2 => (0u8..12).prop_map(Op::Delete),
+            1 => (0u8..12).prop_map(Op::Purge),
+            2 => (1i64..3_600_000).prop_map(Op::Advance),
+            3 => Just(Op::Sync { full: false }),
+            1 => Just(Op::Sync { full: true }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever happens upstream between syncs (changes, late commits
+        /// inside the overlap, soft deletes), after a sync the mirror holds
+        /// exactly the live records, each at its latest version. A purge
+        /// (a hard delete the upstream forgets) is seen at the next full read.
+        #[test]
+        fn after_a_sync_the_mirror_is_the_live_set(ops in proptest::collection::vec(op(), 1..60)) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let state = State::scratch_copy(&dir.path().join("none.db")).unwrap();
+            let reader = FakeReader(std::sync::Mutex::new(Upstream {
+                now: 1_800_000_000_000,
+                ..Default::default()
+            }));
+            let horizon = Horizon { max_age: Duration::from_secs(u64::MAX / 4), reason: "old" };
+            let mut purged_since_full = false;
+            for op in ops {
+                let mut up = reader.0.lock().unwrap();
+                let now = up.now;
+                match op {
+                    Op::Upsert(id) => {
+                        let v = up.records.get(&id).map_or(0, |r| r.2 + 1);
+                        up.records.insert(id, (now, false, v));
+                    }
+                    Op::LateUpsert(id, back) => {
+                        let v = up.records.get(&id).map_or(0, |r| r.2 + 1);
+                        up.records.insert(id, (now - back, false, v));
+                    }
+                    Op::Delete(id) => {
+                        if let Some(r) = up.records.get_mut(&id) {
+                            *r = (now, true, r.2);
+                        }
+                    }
+                    Op::Purge(id) => {
+                        if up.records.remove(&id).is_some() {
+                            purged_since_full = true;
+                        }
+                    }
+                    Op::Advance(ms) => up.now += ms,
+                    Op::Sync { full } => {
+                        drop(up);
+                        let wall = Utc.timestamp_millis_opt(now).single().unwrap();
+                        let report = rt
+                            .block_on(sync(&state, "test", &reader, full, horizon, wall))
+                            .unwrap();
+                        if report.mode == Mode::Full {
+                            purged_since_full = false;
+                        }
+                        let mut mirror = BTreeMap::new();
+                        state
+                            .mirror_scan("test", "thing", |id, data| {
+                                mirror.insert(id.parse::<u8>().unwrap(), data.parse::<u32>().unwrap());
+                            })
+                            .unwrap();
+                        let mut up = reader.0.lock().unwrap();
+                        let live: BTreeMap<u8, u32> = up
+                            .records
+                            .iter()
+                            .filter(|(_, r)| !r.1)
+                            .map(|(id, r)| (*id, r.2))
+                            .collect();
+                        if purged_since_full {
+                            // Only what is still live must be right.
+                            for (id, v) in &live {
+                                prop_assert_eq!(mirror.get(id), Some(v));
+                            }
+                        } else {
+                            prop_assert_eq!(&mirror, &live);
+                        }
+                        // Time moves on after a read.
+                        up.now += 1;
+                    }
+                }
+            }
+        }
+    }
+}
