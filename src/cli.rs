@@ -396,14 +396,18 @@ async fn check_salesforce(settings: &Settings) -> Result<(), u8> {
     }
 }
 
-/// Calls HubSpot and checks the configured properties exist (creating the
-/// write-back ones when `crm.hubspot.create_properties` says so).
+/// Calls HubSpot and checks the configured properties exist (the write-back
+/// ones may be missing when `crm.hubspot.create_properties` will create them).
 async fn check_hubspot(settings: &Settings) -> Result<(), u8> {
     use crate::sources::hubspot::{HubSpotSource, PullError};
     let source = HubSpotSource::new(settings, None).map_err(|e| {
         eprintln!("channel-sync: {e}");
         exit::CONFIG
     })?;
+    // Checking writes nothing: missing properties are reported, not created.
+    source
+        .dry_run
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     match source.plan(settings).await {
         Ok(_) => {
             eprintln!("channel-sync: HubSpot answered; every configured property exists.");

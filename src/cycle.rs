@@ -357,6 +357,8 @@ impl Runner {
                     .hubspot
                     .as_ref()
                     .ok_or_else(|| anyhow::anyhow!("no HubSpot client"))?;
+                hs.dry_run
+                    .store(opts.dry_run, std::sync::atomic::Ordering::SeqCst);
                 let (loaded, synced) = hs.pull(state, settings, opts.full, prm).await?;
                 summary.synced.splice(0..0, synced);
                 loaded

@@ -555,3 +555,28 @@ async fn check_config_names_a_missing_property() {
         run.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_and_check_config_create_nothing() {
+    let acct = Account::start(quick()).await;
+    seed(&acct.fake);
+    let run = acct.run("check-config", &[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let dry = acct.once(&["--dry-run"]).await;
+    assert_eq!(dry.code, Some(0), "{}\n{}", dry.stdout, dry.stderr);
+    assert!(
+        dry.stdout.contains("Would write 2 record(s) to hubspot"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        !acct
+            .fake
+            .property_names("companies")
+            .contains(&"partner_active_seller_rate".to_string()),
+        "no property created"
+    );
+    assert_eq!(acct.fake.calls().batch_update, 0);
+    assert!(slack_texts(&acct.slack).await.is_empty());
+    assert!(!acct.state().exists(), "no state file");
+}

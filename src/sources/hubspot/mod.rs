@@ -369,10 +369,27 @@ impl Reader for OwnerReader<'_> {
     }
 }
 
+/// The deal properties read: the standard ones and the configured ones.
+fn plan_deal_properties(
+    partner: &Option<String>,
+    partner_rep: &Option<String>,
+    registration: &Option<String>,
+) -> Vec<String> {
+    let mut properties: Vec<String> = DEAL_PROPERTIES.iter().map(|s| s.to_string()).collect();
+    for p in [partner, partner_rep, registration].into_iter().flatten() {
+        if !properties.contains(p) {
+            properties.push(p.clone());
+        }
+    }
+    properties
+}
+
 /// HubSpot as a source: the client and the plan (made once per process).
 pub struct HubSpotSource {
     pub client: Arc<HubSpotClient>,
     plan: tokio::sync::Mutex<Option<Plan>>,
+    /// A dry run: missing write-back properties are reported, not created.
+    pub dry_run: std::sync::atomic::AtomicBool,
 }
 
 impl HubSpotSource {
@@ -403,6 +420,7 @@ impl HubSpotSource {
         Ok(HubSpotSource {
             client: Arc::new(client),
             plan: tokio::sync::Mutex::new(None),
+            dry_run: Default::default(),
         })
     }
 
@@ -457,7 +475,20 @@ impl HubSpotSource {
                 if company.contains(name) {
                     continue;
                 }
-                if hs.create_properties {
+                if hs.create_properties && self.dry_run.load(std::sync::atomic::Ordering::SeqCst) {
+                    tracing::warn!(property = %name, "Dry run: the company property for write-back would be created.");
+                    // Not remembered: the real run creates it.
+                    return Ok(Plan {
+                        deal_properties: plan_deal_properties(
+                            &partner,
+                            &partner_rep,
+                            &registration,
+                        ),
+                        partner,
+                        partner_rep,
+                        registration,
+                    });
+                } else if hs.create_properties {
                     self.client
                         .create_property("companies", name, field != "period")
                         .await?;
