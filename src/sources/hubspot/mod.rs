@@ -618,13 +618,13 @@ pub fn build(
         .collect();
     let money = &settings.scorecard;
     let mut opportunities = Mapped::<Opportunity>::new(SOURCE, "deal");
-    mirror::scan(state, SOURCE, "deals", |id, r| {
-        let r = match r {
-            Ok(r) => r,
-            Err(e) => return opportunities.reject(id, e),
-        };
-        let p = props(&r);
-        let mapped = (|| -> Result<Opportunity, String> {
+    mirror::scan_into(
+        state,
+        SOURCE,
+        "deals",
+        &mut opportunities,
+        |id, r| -> Result<Opportunity, String> {
+            let p = props(&r);
             let account_id = r
                 .get("c")
                 .and_then(Value::as_array)
@@ -676,12 +676,8 @@ pub fn build(
                 partner_rep: plan.partner_rep.as_deref().and_then(|f| text(&p, f)),
                 registration_id: plan.registration.as_deref().and_then(|f| text(&p, f)),
             })
-        })();
-        match mapped {
-            Ok(o) => opportunities.rows.push(o),
-            Err(e) => opportunities.reject(id, e),
-        }
-    })?;
+        },
+    )?;
 
     Ok(link(
         accounts.table(),

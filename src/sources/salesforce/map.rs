@@ -448,12 +448,12 @@ pub fn build(
     }
     let money = &settings.scorecard;
     let mut opportunities = Mapped::<Opportunity>::new(SOURCE, "Opportunity");
-    scan(state, &plan.opportunity, |id, r| {
-        let r = match r {
-            Ok(r) => r,
-            Err(e) => return opportunities.reject(id, e),
-        };
-        let mapped = (|| -> Result<Opportunity, String> {
+    mirror::scan_into(
+        state,
+        SOURCE,
+        &plan.opportunity.object,
+        &mut opportunities,
+        |id, r| -> Result<Opportunity, String> {
             let account_id = text(&r, "AccountId")
                 .ok_or("AccountId: empty (an opportunity without an account cannot be matched)")?;
             let status = if flag(&r, "IsWon") == Some(true) {
@@ -521,12 +521,8 @@ pub fn build(
                 partner_rep,
                 registration_id: plan.registration.as_deref().and_then(|f| text(&r, f)),
             })
-        })();
-        match mapped {
-            Ok(o) => opportunities.rows.push(o),
-            Err(e) => opportunities.reject(id, e),
-        }
-    })?;
+        },
+    )?;
 
     Ok(link(
         accounts.table(),
