@@ -20,21 +20,8 @@ work=$(mktemp -d)
 trap 'kill "$slack_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 cp "$src"/*.csv "$work/"
 
-port_file="$work/port"
-python3 - "$port_file" <<'PY' &
-import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
-    def log_message(self, *a): pass
-s = http.server.HTTPServer(("127.0.0.1", 0), H)
-open(sys.argv[1], "w").write(str(s.server_address[1]))
-s.serve_forever()
-PY
-slack_pid=$!
-for _ in $(seq 50); do [ -s "$port_file" ] && break; sleep 0.1; done
-export CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL="http://127.0.0.1:$(cat "$port_file")/hook"
+. bench/lib.sh
+start_slack
 
 cat config/channel-sync.toml > "$work/config.toml"
 cat >> "$work/config.toml" <<TOML

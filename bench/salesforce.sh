@@ -25,30 +25,10 @@ sf=bench/data/$N-salesforce
 work=$(mktemp -d)
 trap 'kill "$slack_pid" "$fake_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-port_file="$work/port"
-python3 - "$port_file" <<'PY' &
-import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
-    def log_message(self, *a): pass
-s = http.server.HTTPServer(("127.0.0.1", 0), H)
-open(sys.argv[1], "w").write(str(s.server_address[1]))
-s.serve_forever()
-PY
-slack_pid=$!
+. bench/lib.sh
+start_slack
+start_fake FAKE_SALESFORCE_URL "$FAKE" --api-max 10000000 --load-jsonl "$sf"
 
-loaded=$(date +%s)
-"$FAKE" --api-max 10000000 --load-jsonl "$sf" >"$work/fake.out" 2>"$work/fake.err" &
-fake_pid=$!
-for _ in $(seq 1200); do grep -q FAKE_SALESFORCE_URL "$work/fake.out" 2>/dev/null && break; sleep 0.5; done
-url=$(sed -n 's/^FAKE_SALESFORCE_URL=//p' "$work/fake.out")
-[ -n "$url" ] || { echo "the fake did not start" >&2; cat "$work/fake.err" >&2; exit 1; }
-echo "fake Salesforce loaded in $(( $(date +%s) - loaded )) s at $url" >&2
-for _ in $(seq 50); do [ -s "$port_file" ] && break; sleep 0.1; done
-
-export CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL="http://127.0.0.1:$(cat "$port_file")/hook"
 export CHANNEL_SYNC__CRM__SALESFORCE__CLIENT_SECRET=fake-client-secret
 cat config/channel-sync.toml > "$work/config.toml"
 cat >> "$work/config.toml" <<TOML
@@ -69,23 +49,9 @@ active_seller_rate = "Active_Seller_Rate__c"
 reps = "Partner_Reps__c"
 TOML
 
-measure() { # label, command...
-  local label=$1; shift
-  /usr/bin/time -f 'TIME %e %M' "$@" >"$work/out.txt" 2>"$work/err.txt" || true
-  local t rss calls
-  t=$(awk '/^TIME/ {print $2}' "$work/err.txt")
-  rss=$(awk '/^TIME/ {printf "%.0f", $3/1024}' "$work/err.txt")
-  calls=$(awk '/^synced/ {for (i = 1; i <= NF; i++) if ($i == "calls") n += $(i-1)} END {print n+0}' "$work/out.txt")
-  local written
-  written=$(awk '/^write-back/ {print $2}' "$work/out.txt")
-  echo "| $label | $t | $rss | $calls | ${written:-0} | $(du -m "$work/state.db" | cut -f1) |"
-  grep -E "^(pulled|synced|findings|error)" "$work/out.txt" | sed 's/^/    /' >&2
-  # RUST_LOG=channel_sync=debug LOG=1: the phase timings too.
-  [ -z "${LOG:-}" ] || grep -v '^TIME' "$work/err.txt" | sed 's/^/    /' >&2
-}
 
 echo "| run ($N opportunities) | wall (s) | peak RSS (MiB) | query calls | records written | state file (MiB) |"
 echo "|---|---:|---:|---:|---:|---:|"
-measure "once, first sync (empty state)" "$BIN" once --config "$work/config.toml" --now "$NOW"
-measure "once, incremental (no change)" "$BIN" once --config "$work/config.toml" --now "$NOW"
-measure "once --full (read everything again)" "$BIN" once --config "$work/config.toml" --now "$NOW" --full
+measure_sync "once, first sync (empty state)" "$BIN" once --config "$work/config.toml" --now "$NOW"
+measure_sync "once, incremental (no change)" "$BIN" once --config "$work/config.toml" --now "$NOW"
+measure_sync "once --full (read everything again)" "$BIN" once --config "$work/config.toml" --now "$NOW" --full

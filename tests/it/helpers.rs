@@ -85,6 +85,32 @@ pub async fn run_async(args: Vec<String>, env: Vec<(String, String)>) -> Run {
     }
 }
 
+/// Runs `command --config CONFIG [--now NOW for once] EXTRA...` with `env`
+/// and the fake Slack's webhook.
+pub async fn run_command(
+    command: &str,
+    config: &Path,
+    extra: &[&str],
+    env: &[(String, String)],
+    slack: &wiremock::MockServer,
+) -> Run {
+    let mut args = vec![
+        command.to_string(),
+        "--config".into(),
+        config.display().to_string(),
+    ];
+    if command == "once" {
+        args.extend(["--now".to_string(), NOW.to_string()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut env = env.to_vec();
+    env.push((
+        "CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL".into(),
+        format!("{}/hook", slack.uri()),
+    ));
+    run_async(args, env).await
+}
+
 /// A Slack webhook that accepts everything, and the bodies it received.
 pub async fn fake_slack() -> wiremock::MockServer {
     let slack = wiremock::MockServer::start().await;

@@ -7,7 +7,7 @@ use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 
 use crate::fake_hubspot::{FakeHubSpot, HubSpotConfig, Pipeline, RatePolicy, Stage};
-use crate::helpers::{NOW, Run, fake_slack, run_async, slack_texts};
+use crate::helpers::{Run, fake_slack, run_command, slack_texts};
 
 pub struct Account {
     pub fake: FakeHubSpot,
@@ -86,21 +86,7 @@ impl Account {
     }
 
     pub async fn run(&self, command: &str, extra: &[&str]) -> Run {
-        let mut args = vec![
-            command.to_string(),
-            "--config".into(),
-            self.config().display().to_string(),
-        ];
-        if command == "once" {
-            args.extend(["--now".to_string(), NOW.to_string()]);
-        }
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let mut env = self.env.clone();
-        env.push((
-            "CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL".into(),
-            format!("{}/hook", self.slack.uri()),
-        ));
-        run_async(args, env).await
+        run_command(command, &self.config(), extra, &self.env, &self.slack).await
     }
 
     pub async fn once(&self, extra: &[&str]) -> Run {

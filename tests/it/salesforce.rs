@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use wiremock::MockServer;
 
 use crate::fake_salesforce::{FakeConfig, FakeSalesforce};
-use crate::helpers::{NOW, Run, fake_slack, repo, run_async, slack_texts};
+use crate::helpers::{Run, fake_slack, repo, run_command, slack_texts};
 
 const P1: &str = "001000000000P01AAA";
 const P2: &str = "001000000000P02AAA";
@@ -61,21 +61,7 @@ impl Org {
     }
 
     async fn run(&self, command: &str, extra: &[&str]) -> Run {
-        let mut args = vec![
-            command.to_string(),
-            "--config".into(),
-            self.config().display().to_string(),
-        ];
-        if command == "once" {
-            args.extend(["--now".to_string(), NOW.to_string()]);
-        }
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let mut env = self.env.clone();
-        env.push((
-            "CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL".into(),
-            format!("{}/hook", self.slack.uri()),
-        ));
-        run_async(args, env).await
+        run_command(command, &self.config(), extra, &self.env, &self.slack).await
     }
 
     async fn once(&self, extra: &[&str]) -> Run {

@@ -1,0 +1,52 @@
+# Shared by the bench scripts (source it after setting $work).
+
+# A local Slack that answers "ok" to every post; exports the webhook URL
+# and sets $slack_pid.
+start_slack() {
+  local port_file="$work/slack-port"
+  python3 - "$port_file" <<'PY' &
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+open(sys.argv[1], "w").write(str(s.server_address[1]))
+s.serve_forever()
+PY
+  slack_pid=$!
+  for _ in $(seq 50); do [ -s "$port_file" ] && break; sleep 0.1; done
+  export CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL="http://127.0.0.1:$(cat "$port_file")/hook"
+}
+
+# start_fake VAR binary args...: starts a fake API, waits until it prints
+# VAR=url (after loading its data), sets $url and $fake_pid.
+start_fake() {
+  local var=$1; shift
+  local loaded
+  loaded=$(date +%s)
+  "$@" >"$work/fake.out" 2>"$work/fake.err" &
+  fake_pid=$!
+  for _ in $(seq 1200); do grep -q "$var" "$work/fake.out" 2>/dev/null && break; sleep 0.5; done
+  url=$(sed -n "s/^$var=//p" "$work/fake.out")
+  [ -n "$url" ] || { echo "the fake did not start" >&2; cat "$work/fake.err" >&2; exit 1; }
+  echo "fake loaded in $(( $(date +%s) - loaded )) s at $url" >&2
+}
+
+# measure_sync label command...: one row of a connector benchmark table
+# (wall, peak RSS, read calls summed from the summary's synced lines,
+# records written, state file size). LOG=1 adds the binary's log.
+measure_sync() {
+  local label=$1; shift
+  /usr/bin/time -f 'TIME %e %M' "$@" >"$work/out.txt" 2>"$work/err.txt" || true
+  [ -f "$work/state.db" ] || { grep -v "^TIME" "$work/err.txt" >&2; }
+  local t rss calls written
+  t=$(awk '/^TIME/ {print $2}' "$work/err.txt")
+  rss=$(awk '/^TIME/ {printf "%.0f", $3/1024}' "$work/err.txt")
+  calls=$(awk '/^synced/ {for (i = 1; i <= NF; i++) if ($i == "calls") n += $(i-1)} END {print n+0}' "$work/out.txt")
+  written=$(awk '/^write-back/ {print $2}' "$work/out.txt")
+  echo "| $label | $t | $rss | $calls | ${written:-0} | $(du -m "$work/state.db" 2>/dev/null | cut -f1) |"
+  grep -E "^(pulled|synced|findings|error)" "$work/out.txt" | sed 's/^/    /' >&2
+  [ -z "${LOG:-}" ] || grep -v '^TIME' "$work/err.txt" | sed 's/^/    /' >&2
+}
