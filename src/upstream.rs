@@ -199,13 +199,13 @@ impl Upstream {
         }
     }
 
-    /// Waits for the limiter, counting a wait in the metrics.
-    pub async fn ready(&self) {
-        if self.limiter.check().is_err() {
+    /// Waits for a limiter, counting a wait in the metrics.
+    async fn ready(&self, limiter: &DefaultDirectRateLimiter) {
+        if limiter.check().is_err() {
             if let Some(m) = &self.metrics {
                 m.rate_limited(self.name);
             }
-            self.limiter.until_ready().await;
+            limiter.until_ready().await;
         }
     }
 
@@ -216,6 +216,20 @@ impl Upstream {
     /// attempts last.
     pub async fn call<T, E: From<CallError>, F>(
         &self,
+        build: impl FnMut(bool) -> F,
+        judge: impl FnMut(Answer) -> Next<T, E>,
+    ) -> Result<T, E>
+    where
+        F: std::future::Future<Output = Result<reqwest::RequestBuilder, E>>,
+    {
+        self.call_via(&self.limiter, build, judge).await
+    }
+
+    /// As [`Upstream::call`], waiting on `limiter` instead of the
+    /// upstream's own (Slack keeps one per webhook).
+    pub async fn call_via<T, E: From<CallError>, F>(
+        &self,
+        limiter: &DefaultDirectRateLimiter,
         mut build: impl FnMut(bool) -> F,
         mut judge: impl FnMut(Answer) -> Next<T, E>,
     ) -> Result<T, E>
@@ -229,7 +243,7 @@ impl Upstream {
             attempt += 1;
             let request = build(fresh).await?;
             fresh = false;
-            self.ready().await;
+            self.ready(limiter).await;
             let sent = request.send().await;
             self.count(sent.as_ref().ok().map(|r| r.status().as_u16()));
             let answer = match sent {
@@ -288,7 +302,7 @@ impl Upstream {
                         message: why,
                     }));
                 }
-                Next::Wait(wait, why) if attempt < self.policy.attempts + 2 => {
+                Next::Wait(wait, why) if attempt < self.policy.attempts => {
                     tracing::info!(upstream = self.name, wait_ms = wait.as_millis() as u64, reason = %why, "Rate limited; waiting.");
                     if let Some(m) = &self.metrics {
                         m.rate_limited(self.name);

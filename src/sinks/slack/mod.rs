@@ -1,5 +1,6 @@
-//! Slack incoming webhooks: one typed client holding one `reqwest::Client`,
-//! a rate limiter per webhook, and the retry policy.
+//! Slack incoming webhooks: one typed client on the shared upstream
+//! machinery (one `reqwest::Client`, the retry loop), with a rate limiter
+//! per webhook.
 //!
 //! Outcomes follow Slack's documented errors (classified on the body string,
 //! not the status): `200 ok` is delivered; `429` waits for `Retry-After` (up
@@ -18,9 +19,9 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use rand::Rng;
 
 use crate::config::{Secret, SlackSettings};
+use crate::upstream::{Answer, CallError, Next, RetryPolicy, Upstream};
 
 /// Errors that mean "this message is malformed": retrying cannot help.
 const MALFORMED: [&str; 4] = [
@@ -45,8 +46,6 @@ const WEBHOOK_DOWN: [&str; 10] = [
     "team_disabled",
 ];
 
-const ATTEMPTS: u32 = 4;
-
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
@@ -59,13 +58,19 @@ pub enum Delivery {
     Parked(String),
 }
 
+impl From<CallError> for Delivery {
+    /// Transport errors, exhausted retries, a wait longer than allowed:
+    /// the message waits for the next cycle.
+    fn from(e: CallError) -> Self {
+        Delivery::Retry(e.to_string())
+    }
+}
+
 pub struct SlackClient {
-    http: reqwest::Client,
-    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    /// The HTTP client and retry policy (the shared upstream machinery).
+    upstream: Upstream,
     webhooks: BTreeMap<String, Secret>,
     limiters: BTreeMap<String, DefaultDirectRateLimiter>,
-    max_retry_wait: Duration,
-    backoff: Duration,
 }
 
 impl SlackClient {
@@ -90,24 +95,27 @@ impl SlackClient {
                 )
             })
             .collect();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(settings.timeout_secs.max(1)))
-            .connect_timeout(Duration::from_secs(settings.timeout_secs.clamp(1, 10)))
-            .user_agent(concat!("channel-sync/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        // Limits are per webhook (below); the upstream's own limiter is unused.
+        let upstream = Upstream::new(
+            "slack",
+            Quota::per_second(per_second),
+            Duration::from_secs(settings.timeout_secs.max(1)),
+        )?
+        .with_policy(RetryPolicy {
+            attempts: 4,
+            backoff: Duration::from_millis(200),
+            max_wait: Duration::from_secs(settings.max_retry_wait_secs),
+        });
         Ok(SlackClient {
-            http,
-            metrics: None,
+            upstream,
             webhooks,
             limiters,
-            max_retry_wait: Duration::from_secs(settings.max_retry_wait_secs),
-            backoff: Duration::from_millis(200),
         })
     }
 
     /// Counts requests and rate-limiter waits in `metrics`.
     pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
-        self.metrics = Some(metrics);
+        self.upstream = self.upstream.with_metrics(Some(metrics));
         self
     }
 
@@ -122,78 +130,54 @@ impl SlackClient {
         else {
             return Delivery::Retry(format!("no webhook configured for route '{route}'"));
         };
-        let mut last = String::new();
-        for attempt in 0..ATTEMPTS {
-            if limiter.check().is_err() {
-                if let Some(m) = &self.metrics {
-                    m.rate_limited("slack");
-                }
-                limiter.until_ready().await;
-            }
-            let response = self
-                .http
-                .post(url.expose())
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_string())
-                .send()
-                .await;
-            if let Some(m) = &self.metrics {
-                m.request("slack", response.as_ref().ok().map(|r| r.status().as_u16()));
-            }
-            let response = match response {
-                Ok(r) => r,
-                Err(e) => {
-                    // Without the URL: it is a secret.
-                    last = format!("request failed: {}", e.without_url());
-                    self.pause(attempt).await;
-                    continue;
-                }
-            };
-            let status = response.status();
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            let text = response.text().await.unwrap_or_default();
-            let error = text.trim();
-            if status.is_success() {
-                return Delivery::Sent;
-            }
-            if status.as_u16() == 429 {
-                let wait = retry_after.unwrap_or(Duration::from_secs(1));
-                last = format!("rate limited (Retry-After {}s)", wait.as_secs());
-                if wait > self.max_retry_wait || attempt + 1 == ATTEMPTS {
-                    return Delivery::Retry(last);
-                }
-                tokio::time::sleep(wait).await;
-                continue;
-            }
-            if MALFORMED.contains(&error) {
-                return Delivery::Parked(format!("{status}: {error}"));
-            }
-            if WEBHOOK_DOWN.contains(&error) {
-                return Delivery::WebhookDown(format!("{status}: {error}"));
-            }
-            last = format!("{status}: {}", error.chars().take(200).collect::<String>());
-            if status.is_server_error() {
-                self.pause(attempt).await;
-                continue;
-            }
-            // Another client error: not understood, so not retried now.
-            return Delivery::Retry(last);
+        let result = self
+            .upstream
+            .call_via(
+                limiter,
+                |_| {
+                    let request = self
+                        .upstream
+                        .http
+                        .post(url.expose())
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body.to_string());
+                    async { Ok::<_, Delivery>(request) }
+                },
+                judge,
+            )
+            .await;
+        match result {
+            Ok(()) => Delivery::Sent,
+            Err(d) => d,
         }
-        Delivery::Retry(last)
     }
+}
 
-    /// Exponential backoff with jitter between attempts.
-    async fn pause(&self, attempt: u32) {
-        if attempt + 1 == ATTEMPTS {
-            return;
-        }
-        let base = self.backoff * 2u32.pow(attempt);
-        let jitter = rand::rng().random_range(0.0..0.5);
-        tokio::time::sleep(base.mul_f64(1.0 + jitter)).await;
+/// Classifies Slack's answer on its body string, not the status.
+fn judge(answer: Answer) -> Next<(), Delivery> {
+    let status = answer.status;
+    if (200..300).contains(&status) {
+        return Next::Return(());
+    }
+    if status == 429 {
+        let wait = answer.retry_after().unwrap_or(Duration::from_secs(1));
+        return Next::Wait(
+            wait,
+            format!("rate limited (Retry-After {}s)", wait.as_secs()),
+        );
+    }
+    let error = answer.body.trim();
+    if MALFORMED.contains(&error) {
+        return Next::Fail(Delivery::Parked(format!("{status}: {error}")));
+    }
+    if WEBHOOK_DOWN.contains(&error) {
+        return Next::Fail(Delivery::WebhookDown(format!("{status}: {error}")));
+    }
+    let why = format!("{status}: {}", error.chars().take(200).collect::<String>());
+    if status >= 500 {
+        Next::Retry(why)
+    } else {
+        // Another client error: not understood, so not retried now.
+        Next::Fail(Delivery::Retry(why))
     }
 }

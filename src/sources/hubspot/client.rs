@@ -310,17 +310,16 @@ impl HubSpotClient {
         }
     }
 
-    /// One search page: `(results, total, next offset)`.
+    /// One search page: `(results, next offset)`.
     pub async fn search_page(
         &self,
         object: &str,
         body: &Value,
-    ) -> Result<(Vec<Value>, u64, Option<u64>), HubSpotError> {
+    ) -> Result<(Vec<Value>, Option<u64>), HubSpotError> {
         let path = format!("/crm/v3/objects/{object}/search");
         let (_, body) = self
             .request(reqwest::Method::POST, &path, &[], Some(body), true)
             .await?;
-        let total = body.get("total").and_then(Value::as_u64).unwrap_or(0);
         let (results, next) = page_of(body)?;
         let next = match next {
             None => None,
@@ -328,7 +327,7 @@ impl HubSpotClient {
                 HubSpotError::Decode(format!("search paging.next.after is not an offset: {n}"))
             })?),
         };
-        Ok((results, total, next))
+        Ok((results, next))
     }
 
     /// The deal -> company associations of up to 100 deals (v4 batch read).

@@ -230,7 +230,7 @@ impl Reader for ObjectReader<'_> {
                 "limit": 200,
                 "after": after.to_string(),
             });
-            let (results, _total, next) = self.client.search_page(self.object, &body).await?;
+            let (results, next) = self.client.search_page(self.object, &body).await?;
             calls += 1;
             let companies = if self.is_deals() && !results.is_empty() {
                 let ids: Vec<String> = results
