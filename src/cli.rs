@@ -85,8 +85,14 @@ pub enum Command {
     },
     /// The daemon: cycles on schedule.cron, plus /healthz, /readyz and /metrics.
     Run {
+        /// The TOML configuration (default: config/channel-sync.toml when present).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Start the daemon's clock at this time instead of now; it then
+        /// advances in real time (demos, and tests that must not depend on
+        /// today's date).
+        #[arg(long, value_parser = parse_now)]
+        now: Option<DateTime<Utc>>,
     },
     /// Calls the running daemon's /healthz; exits 0 when it answers 200.
     Healthcheck {
@@ -181,7 +187,7 @@ pub fn run(cli: Cli) -> u8 {
             full,
         } => once(config.as_deref(), dry_run, now, full),
         Command::CheckConfig { config } => check_config(config.as_deref()),
-        Command::Run { config } => run_daemon(config.as_deref()),
+        Command::Run { config, now } => run_daemon(config.as_deref(), now),
         Command::Healthcheck { config, url } => healthcheck(config.as_deref(), url),
         Command::Generate {
             out,
@@ -246,7 +252,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, u8> {
         })
 }
 
-fn run_daemon(config: Option<&std::path::Path>) -> u8 {
+fn run_daemon(config: Option<&std::path::Path>, now: Option<DateTime<Utc>>) -> u8 {
     let settings = match load_settings(config) {
         Ok(s) => s,
         Err(code) => return code,
@@ -260,7 +266,10 @@ fn run_daemon(config: Option<&std::path::Path>) -> u8 {
         Ok(r) => r,
         Err(code) => return code,
     };
-    match runtime.block_on(crate::daemon::run(settings)) {
+    let clock = now
+        .map(crate::daemon::Clock::starting_at)
+        .unwrap_or_default();
+    match runtime.block_on(crate::daemon::run(settings, clock)) {
         Ok(code) => code,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "The daemon could not start.");

@@ -59,12 +59,15 @@ pub struct Settings {
 pub struct ScheduleSettings {
     /// 6-field cron with seconds, in UTC: `sec min hour day-of-month month day-of-week`.
     pub cron: String,
+    /// Run a cycle as soon as `run` starts, not only at the first cron time.
+    pub run_at_start: bool,
 }
 
 impl Default for ScheduleSettings {
     fn default() -> Self {
         ScheduleSettings {
             cron: "0 */15 * * * *".into(),
+            run_at_start: true,
         }
     }
 }
@@ -93,6 +96,14 @@ impl ScheduleSettings {
         let first = cron.find_next_occurrence(&now, false).ok()?;
         let second = cron.find_next_occurrence(&first, false).ok()?;
         (second - first).to_std().ok()
+    }
+
+    /// When the schedule next fires after `now`, if ever.
+    pub fn next_after(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.parsed().ok()?.find_next_occurrence(&now, false).ok()
     }
 }
 

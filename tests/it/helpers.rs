@@ -130,3 +130,40 @@ pub async fn slack_texts(slack: &wiremock::MockServer) -> Vec<String> {
         .map(|r| String::from_utf8_lossy(&r.body).into_owned())
         .collect()
 }
+
+/// The environment that runs a process with the machine's clock a year ahead
+/// (libfaketime, Debian's `faketime` package), or `None` with a printed note
+/// when libfaketime is not installed (`.ci/run` installs it).
+pub fn a_year_ahead() -> Option<Vec<(String, String)>> {
+    let lib = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|d| {
+            ["libfaketimeMT.so.1", "libfaketime.so.1"].map(|f| d.path().join("faketime").join(f))
+        })
+        .find(|p| p.is_file());
+    let Some(lib) = lib else {
+        eprintln!(
+            "NOTE: libfaketime is not installed (apt-get install faketime): skipping the run with the clock a year ahead"
+        );
+        return None;
+    };
+    Some(vec![
+        ("LD_PRELOAD".into(), lib.display().to_string()),
+        ("FAKETIME".into(), "+365d".into()),
+        // Timers and timeouts keep the real monotonic clock.
+        ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+    ])
+}
+
+/// Runs the binary from the repository root with extra environment.
+pub fn channel_sync_env(args: &[&str], env: &[(String, String)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_channel-sync"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("RUST_LOG")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("the binary runs")
+}

@@ -1,5 +1,6 @@
 //! One integration-test binary (compiled and linked once).
 
+mod clock;
 mod cycle;
 mod daemon;
 mod detect;
