@@ -684,7 +684,7 @@ fn parse_opportunity(r: &Row, money: &ScorecardSettings) -> Result<Opportunity, 
         None => None,
         Some(value) => {
             let currency = r.parsed(CURRENCY, "a currency code", parse_currency)?;
-            Some(crate::values::money(value, currency, money, "currency")?)
+            Some(crate::values::money(value, currency, money))
         }
     };
     Ok(Opportunity {
@@ -1053,11 +1053,6 @@ mod tests {
                 ),
                 (
                     o.clone(),
-                    5,
-                    "currency: no exchange rate for JPY (set scorecard.fx.JPY)".into()
-                ),
-                (
-                    o.clone(),
                     6,
                     "account_id: no account 'A-404' in accounts".into()
                 ),
@@ -1095,11 +1090,17 @@ mod tests {
             .collect();
         assert_eq!(
             ids,
-            ["O-1", "O-9\nmultiline", "O-10"],
-            "everything else is kept"
+            ["O-1", "O-4", "O-9\nmultiline", "O-10"],
+            "everything else is kept, the JPY row without a rate too"
         );
         let eur = l.dataset.opportunities[0].amount.as_ref().unwrap();
-        assert_eq!((eur.value, eur.base), (100.0, 108.0));
+        assert_eq!((eur.value, eur.base), (100.0, Some(108.0)));
+        let jpy = l.dataset.opportunities[1].amount.as_ref().unwrap();
+        assert_eq!(
+            (jpy.value, jpy.base),
+            (1000.0, None),
+            "no rate: amount unknown"
+        );
         assert_eq!(eur.currency.as_deref(), Some("EUR"));
     }
 
