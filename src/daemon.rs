@@ -162,6 +162,8 @@ async fn tick(runner: Arc<Runner>, busy: Arc<Mutex<()>>, shared: Arc<Shared>) {
             now,
             dry_run: false,
             full: false,
+            preview: Default::default(),
+            progress: false,
         };
         let mut sink = std::io::sink();
         let result = runner.cycle(&options, &mut sink).await;

@@ -85,6 +85,10 @@ const MIGRATIONS: &[&str] = &[
         value        TEXT NOT NULL,
         updated_at   TEXT NOT NULL
     );",
+    // 3: how a finding closed: 'resolved' (the data changed) or 'aged_out'
+    // (time moved it out of its window; closed quietly, never announced).
+    "ALTER TABLE findings ADD COLUMN closed_as TEXT;
+    UPDATE findings SET closed_as = 'resolved' WHERE resolved_at IS NOT NULL;",
 ];
 
 /// One record for the mirror: id, modification stamp, fields as JSON.
@@ -124,6 +128,8 @@ pub struct StoredFinding {
     pub first_seen: String,
     pub resolved_at: Option<String>,
     pub notified_at: Option<String>,
+    /// `resolved` or `aged_out` once closed.
+    pub closed_as: Option<String>,
 }
 
 /// A message waiting in (or delivered from) the outbox.
@@ -322,7 +328,7 @@ impl State {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT key, kind, severity, notified, payload, first_seen, resolved_at, notified_at
+                "SELECT key, kind, severity, notified, payload, first_seen, resolved_at, notified_at, closed_as
                  FROM findings",
             )
             .map_err(|e| self.err(e))?;
@@ -336,6 +342,7 @@ impl State {
                     payload: r.get(4)?,
                     first_seen: r.get(5)?,
                     resolved_at: r.get(6)?,
+                    closed_as: r.get(8)?,
                     notified_at: r.get(7)?,
                 })
             })
@@ -345,13 +352,14 @@ impl State {
     }
 
     /// Records what this cycle saw and decided, in one transaction: the
-    /// findings seen, the findings resolved, and the messages to send. Either
-    /// all of it is stored or none of it.
+    /// findings seen, the findings resolved or aged out, and the messages to
+    /// send. Either all of it is stored or none of it.
     pub fn commit_cycle(
         &self,
         now: DateTime<Utc>,
         seen: &[FindingUpdate],
         resolved: &[String],
+        aged_out: &[String],
         messages: &[NewMessage],
     ) -> Result<(), StateError> {
         let now = format_timestamp(&now);
@@ -364,17 +372,21 @@ impl State {
                     payload = excluded.payload,
                     last_seen = excluded.last_seen,
                     resolved_at = NULL,
+                    closed_as = NULL,
                     notified = COALESCE(?4, findings.notified),
                     notified_at = CASE WHEN ?4 IS NULL THEN findings.notified_at ELSE excluded.last_seen END",
             )?;
             for f in seen {
                 upsert.execute(params![f.key, f.kind, f.severity, f.notified, f.payload, now])?;
             }
-            let mut resolve = tx.prepare(
-                "UPDATE findings SET resolved_at = ?2 WHERE key = ?1 AND resolved_at IS NULL",
+            let mut close = tx.prepare(
+                "UPDATE findings SET resolved_at = ?2, closed_as = ?3 WHERE key = ?1 AND resolved_at IS NULL",
             )?;
             for key in resolved {
-                resolve.execute(params![key, now])?;
+                close.execute(params![key, now, "resolved"])?;
+            }
+            for key in aged_out {
+                close.execute(params![key, now, "aged_out"])?;
             }
             let mut insert = tx.prepare(
                 "INSERT INTO outbox (created_at, route, finding_key, reason, body) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -683,7 +695,7 @@ mod tests {
             reason: "new".into(),
             body: "{}".into(),
         };
-        s.commit_cycle(now(), &[update("k", Some("{\"a\":1}"))], &[], &[msg])
+        s.commit_cycle(now(), &[update("k", Some("{\"a\":1}"))], &[], &[], &[msg])
             .unwrap();
         drop(s);
         let s = State::open(&path).unwrap();
@@ -698,11 +710,11 @@ mod tests {
     fn seeing_a_finding_again_without_an_alert_keeps_what_was_notified() {
         let dir = tempfile::tempdir().unwrap();
         let s = State::open(&dir.path().join("s.db")).unwrap();
-        s.commit_cycle(now(), &[update("k", Some("first"))], &[], &[])
+        s.commit_cycle(now(), &[update("k", Some("first"))], &[], &[], &[])
             .unwrap();
-        s.commit_cycle(now(), &[], &["k".into()], &[]).unwrap();
+        s.commit_cycle(now(), &[], &["k".into()], &[], &[]).unwrap();
         assert!(s.findings().unwrap()[0].resolved_at.is_some());
-        s.commit_cycle(now(), &[update("k", None)], &[], &[])
+        s.commit_cycle(now(), &[update("k", None)], &[], &[], &[])
             .unwrap();
         let f = &s.findings().unwrap()[0];
         assert_eq!(f.notified, "first");
@@ -719,7 +731,7 @@ mod tests {
             reason: "new".into(),
             body: "{}".into(),
         };
-        s.commit_cycle(now(), &[], &[], &[msg("a"), msg("b"), msg("c")])
+        s.commit_cycle(now(), &[], &[], &[], &[msg("a"), msg("b"), msg("c")])
             .unwrap();
         let p = s.pending().unwrap();
         s.mark_sent(p[0].id, now()).unwrap();
