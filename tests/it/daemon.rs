@@ -255,6 +255,18 @@ async fn the_daemon_cycles_on_schedule_and_reports_on_its_endpoints() {
             .code()
     };
     assert_eq!(hc(url.clone()), Some(0));
+    assert_eq!(
+        hc(format!("http://{}", d.addr)),
+        Some(0),
+        "the base URL is enough"
+    );
+    let logged = d.wait_for("Using configuration.", 1, Duration::from_secs(1));
+    assert!(
+        logged["source"].as_str().is_some_and(
+            |s| s.ends_with("config.toml, with 1 CHANNEL_SYNC__* environment override(s)")
+        ),
+        "{logged}"
+    );
     let mut d = d;
     d.signal();
     let (code, _) = d.wait_exit(Duration::from_secs(10));

@@ -10,6 +10,7 @@ mod fake_partnerstack;
 mod fake_partnerstack_tests;
 mod fake_salesforce;
 mod fake_salesforce_tests;
+mod first_hour;
 mod helpers;
 mod hubspot;
 mod partnerstack;
