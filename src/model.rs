@@ -161,7 +161,10 @@ pub enum MdfStatus {
 impl MdfStatus {
     /// Approved, claimed or paid: the money is (being) spent.
     pub fn is_spent(self) -> bool {
-        matches!(self, MdfStatus::Approved | MdfStatus::Claimed | MdfStatus::Paid)
+        matches!(
+            self,
+            MdfStatus::Approved | MdfStatus::Claimed | MdfStatus::Paid
+        )
     }
 }
 
