@@ -15,6 +15,7 @@ pub mod fast;
 pub mod metrics;
 pub mod model;
 pub mod report;
+pub mod review;
 pub mod sinks;
 pub mod sources;
 pub mod state;
