@@ -15,4 +15,5 @@ mod helpers;
 mod hubspot;
 mod partnerstack;
 mod properties;
+mod review;
 mod salesforce;
