@@ -77,13 +77,21 @@ pub fn make(
             (crm, prm)
         }
     };
+    let started = std::time::Instant::now();
     let loaded = files::load_split(&crm, &prm, &settings.scorecard)?;
     let (inputs, more) =
         files::load_review_inputs(&crm, &prm, &loaded.dataset.partners, &settings.scorecard)?;
     let mut rejected = loaded.rejected;
     rejected.extend(more);
+    let read = started.elapsed();
     let review =
         crate::engine::review::review(&loaded.dataset, &inputs, settings, now, quarters.max(1));
+    tracing::info!(
+        read_ms = read.as_millis() as u64,
+        review_ms = (started.elapsed() - read).as_millis() as u64,
+        partners = review.partners.len(),
+        "Review computed."
+    );
     Ok(Outcome { review, rejected })
 }
 
