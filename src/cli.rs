@@ -260,6 +260,7 @@ fn review(
             return match e {
                 crate::review::ReviewError::Input(_) => exit::DATA,
                 crate::review::ReviewError::Config { .. } => exit::CONFIG,
+                crate::review::ReviewError::State(_) => exit::PARTIAL,
             };
         }
     };

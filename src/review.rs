@@ -34,6 +34,9 @@ pub enum ReviewError {
     /// Exit 78, naming the key.
     #[error("{key}: {message}")]
     Config { key: String, message: String },
+    /// The state file cannot be read: exit 1.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
 }
 
 /// What the review read and made.
@@ -86,6 +89,15 @@ pub fn make(
     let read = started.elapsed();
     let review =
         crate::engine::review::review(&loaded.dataset, &inputs, settings, now, quarters.max(1));
+    // With a configuration (no --input), disputes come from the state's
+    // history when there is one.
+    let review = match input {
+        Some(_) => review,
+        None => match crate::state::State::open_read_only(&settings.state.path)? {
+            Some(state) => review.with_history(&history(&state)?, now),
+            None => review,
+        },
+    };
     tracing::info!(
         read_ms = read.as_millis() as u64,
         review_ms = (started.elapsed() - read).as_millis() as u64,
@@ -93,6 +105,35 @@ pub fn make(
         "Review computed."
     );
     Ok(Outcome { review, rejected })
+}
+
+/// The conflict findings the state remembers.
+fn history(
+    state: &crate::state::State,
+) -> Result<Vec<crate::engine::review::DisputeRecord>, crate::state::StateError> {
+    let conflict = |kind: &str| {
+        crate::engine::FindingKind::ALL
+            .iter()
+            .any(|k| k.is_conflict() && k.as_str() == kind)
+    };
+    Ok(state
+        .findings()?
+        .into_iter()
+        .filter(|f| conflict(&f.kind))
+        .filter_map(|f| {
+            let first_seen = crate::values::parse_timestamp(&f.first_seen)?;
+            let closed_at = f
+                .resolved_at
+                .as_deref()
+                .and_then(crate::values::parse_timestamp);
+            Some(crate::engine::review::DisputeRecord {
+                kind: f.kind,
+                first_seen,
+                closed_at,
+                resolved: closed_at.is_some() && f.closed_as.as_deref() != Some("aged_out"),
+            })
+        })
+        .collect())
 }
 
 /// The review in `format`. JSON carries the rejected rows as an extra field.
@@ -269,7 +310,19 @@ fn blocks(r: &Review) -> Vec<Block> {
         let _ = write!(q1, " Worst: {}.", names(&worst));
     }
     let oc = &r.open_conflicts_now;
-    let q2 = if oc.open == 0 {
+    let q2 = if let Some(d) = r.disputes.get(&hq.label) {
+        format!(
+            "What did your last registration dispute teach you? In {}: {} dispute(s) opened, {} resolved (median {} days), {} open at the end, the oldest {} day(s) old; {} conflict(s) open now. Decisions are not recorded yet.",
+            hq.label,
+            d.opened,
+            d.resolved,
+            d.median_days_to_resolve
+                .map_or_else(|| "-".to_string(), |x| format!("{x:.1}")),
+            d.open_at_end,
+            d.oldest_open_days.unwrap_or(0),
+            oc.open
+        )
+    } else if oc.open == 0 {
         format!(
             "What did your last registration dispute teach you? No conflict is open now. Note: {}.",
             oc.note

@@ -93,7 +93,7 @@ pub struct Dormant {
 /// The conflicts open at T (all the review knows without a state).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OpenConflicts {
-    pub note: &'static str,
+    pub note: String,
     pub open: u64,
     pub by_kind: BTreeMap<&'static str, u64>,
     /// Days since the oldest open conflict began (its second claim appeared).
@@ -120,7 +120,7 @@ pub struct Review {
     pub partners: Vec<PartnerReview>,
     pub dormant: Vec<Dormant>,
     /// From the state's history; `{}` without a state.
-    pub disputes: BTreeMap<String, serde_json::Value>,
+    pub disputes: BTreeMap<String, DisputeQuarter>,
     pub open_conflicts_now: OpenConflicts,
     pub inputs: InputsPresent,
     pub dormant_quarters: u32,
@@ -500,11 +500,103 @@ fn open_conflicts(now: DateTime<Utc>, found: &[Finding]) -> OpenConflicts {
         }
     }
     OpenConflicts {
-        note: "only the conflicts open now: no state history was read, so disputes per quarter, resolutions and decisions are not shown",
+        note: "only the conflicts open now: no state history was read, so disputes per quarter, resolutions and decisions are not shown".into(),
         open,
         by_kind,
         oldest_open_days: oldest.map(|(t, _)| (now - t).num_days()),
         oldest_open_key: oldest.map(|(_, k)| k.to_string()),
+    }
+}
+
+/// A conflict finding as the state remembers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DisputeRecord {
+    pub kind: String,
+    pub first_seen: DateTime<Utc>,
+    /// When it closed, if it did.
+    pub closed_at: Option<DateTime<Utc>>,
+    /// Closed because the conflict went away (not aged out).
+    pub resolved: bool,
+}
+
+/// The disputes of one quarter (SPEC §6.2).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DisputeQuarter {
+    pub opened: u64,
+    pub resolved: u64,
+    /// Closed because the records aged out, not resolved (counted apart).
+    pub aged_out: u64,
+    pub median_days_to_resolve: Option<f64>,
+    pub open_at_end: u64,
+    pub oldest_open_days: Option<i64>,
+    /// Decisions are not recorded by this version: always `{}`.
+    pub decisions: BTreeMap<String, u64>,
+}
+
+/// The disputes per quarter from the state's history. A quarter ends at
+/// its last day's end, or at `now` for the quarter to date.
+pub fn disputes(
+    records: &[DisputeRecord],
+    quarters: &[Quarter],
+    now: DateTime<Utc>,
+) -> BTreeMap<String, DisputeQuarter> {
+    let midnight = |d: NaiveDate| Utc.from_utc_datetime(&d.and_time(chrono::NaiveTime::MIN));
+    quarters
+        .iter()
+        .map(|q| {
+            let from = midnight(q.start);
+            // The quarter to date includes T itself (a finding first seen
+            // by a cycle at T); its ages are measured at T.
+            let end = midnight(q.end + Duration::days(1));
+            let (until, asof) = if q.partial {
+                (end.min(now + Duration::nanoseconds(1)), now)
+            } else {
+                (end, end)
+            };
+            let within = |t: DateTime<Utc>| from <= t && t < until;
+            let mut out = DisputeQuarter {
+                opened: 0,
+                resolved: 0,
+                aged_out: 0,
+                median_days_to_resolve: None,
+                open_at_end: 0,
+                oldest_open_days: None,
+                decisions: BTreeMap::new(),
+            };
+            let mut days: Vec<f64> = Vec::new();
+            for r in records {
+                out.opened += u64::from(within(r.first_seen));
+                if let Some(c) = r.closed_at.filter(|&c| within(c)) {
+                    if r.resolved {
+                        out.resolved += 1;
+                        days.push((c - r.first_seen).num_seconds() as f64 / 86_400.0);
+                    } else {
+                        out.aged_out += 1;
+                    }
+                }
+                if r.first_seen < until && r.closed_at.is_none_or(|c| c >= until) {
+                    out.open_at_end += 1;
+                    let age = (asof - r.first_seen).num_days();
+                    out.oldest_open_days = Some(out.oldest_open_days.map_or(age, |o| o.max(age)));
+                }
+            }
+            days.sort_by(f64::total_cmp);
+            out.median_days_to_resolve = match days.len() {
+                0 => None,
+                n if n % 2 == 1 => Some(days[n / 2]),
+                n => Some((days[n / 2 - 1] + days[n / 2]) / 2.0),
+            };
+            (q.label.clone(), out)
+        })
+        .collect()
+}
+
+impl Review {
+    /// Fills `disputes` from the state's history of conflict findings.
+    pub fn with_history(mut self, records: &[DisputeRecord], now: DateTime<Utc>) -> Review {
+        self.disputes = disputes(records, &self.quarters, now);
+        self.open_conflicts_now.note = "the conflicts open now; disputes per quarter come from the state's history (decisions are not recorded yet)".into();
+        self
     }
 }
 

@@ -338,3 +338,76 @@ fn review_settings_are_validated_naming_the_key() {
     assert_eq!(out.status.code(), Some(78), "{stderr}");
     assert!(stderr.contains("review.gross_margin"), "{stderr}");
 }
+
+#[test]
+fn with_a_state_disputes_per_quarter_come_from_the_findings_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = copy_sample(dir.path());
+    let config = dir.path().join("c.toml");
+    let base =
+        std::fs::read_to_string(crate::helpers::repo().join("config/channel-sync.toml")).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{base}\n[state]\npath = \"{}\"\n\n[crm]\nkind = \"files\"\n\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n",
+            dir.path().join("state.db").display(),
+            data.display(),
+            dir.path().join("out").display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let once = |now: &str| {
+        let out = channel_sync(&["once", "--config", config, "--now", now]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+    };
+    once(NOW);
+    // The partner comes back on O-015: that bypass is resolved two days later.
+    let opps = std::fs::read_to_string(data.join("opportunities.csv")).unwrap();
+    let line = "O-015,A-07,Globex - Data platform,U-2,Negotiation,open,56000,USD,2026-09-25T09:00:00Z,2026-12-31,,,,";
+    assert!(opps.contains(line));
+    std::fs::write(
+        data.join("opportunities.csv"),
+        opps.replace(line, &line.replace("2026-12-31,,,,", "2026-12-31,P-2,,,")),
+    )
+    .unwrap();
+    once("2026-11-28T00:00:00Z");
+    let out = channel_sync(&[
+        "review",
+        "--config",
+        config,
+        "--now",
+        "2026-12-02T00:00:00Z",
+        "--format",
+        "json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        r["disputes"]["2026-Q4"],
+        json!({"opened": 9, "resolved": 1, "aged_out": 0, "median_days_to_resolve": 2.0,
+               "open_at_end": 8, "oldest_open_days": 6, "decisions": {}})
+    );
+    assert_eq!(r["disputes"]["2026-Q3"]["opened"], 0);
+    assert!(
+        r["open_conflicts_now"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("state's history")
+    );
+    let text = channel_sync(&[
+        "review",
+        "--config",
+        config,
+        "--now",
+        "2026-12-02T00:00:00Z",
+        "--format",
+        "text",
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("What did your last registration dispute teach you?"),
+        "{text}"
+    );
+}

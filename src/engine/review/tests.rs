@@ -482,6 +482,47 @@ fn open_conflicts_now_without_a_state() {
 }
 
 #[test]
+fn disputes_per_quarter_from_the_history() {
+    let t = |s: &str| crate::values::parse_timestamp(s).unwrap();
+    let rec = |first: &str, closed: Option<&str>, resolved: bool| DisputeRecord {
+        kind: "direct_vs_partner".into(),
+        first_seen: t(first),
+        closed_at: closed.map(t),
+        resolved,
+    };
+    let records = [
+        // Opened in Q3, resolved in Q3 after 4 days.
+        rec("2026-07-01T00:00:00Z", Some("2026-07-05T00:00:00Z"), true),
+        // Opened in Q3, resolved in Q3 after 10 days.
+        rec("2026-08-01T00:00:00Z", Some("2026-08-11T00:00:00Z"), true),
+        // Opened in Q2, still open at the end of Q3, closed (aged out) in Q4.
+        rec("2026-06-30T12:00:00Z", Some("2026-10-02T00:00:00Z"), false),
+        // Opened on Q3's last second: open at its end.
+        rec("2026-09-30T23:59:59Z", None, false),
+    ];
+    let qs = quarters(now(), 1, 2);
+    let d = disputes(&records, &qs, now());
+    let q3 = &d["2026-Q3"];
+    assert_eq!((q3.opened, q3.resolved, q3.aged_out), (3, 2, 0));
+    assert_eq!(q3.median_days_to_resolve, Some(7.0));
+    assert_eq!(q3.open_at_end, 2);
+    // 2026-06-30T12:00 to 2026-10-01T00:00: 92.5 days.
+    assert_eq!(q3.oldest_open_days, Some(92));
+    let q4 = &d["2026-Q4"];
+    assert_eq!((q4.opened, q4.resolved, q4.aged_out), (0, 0, 1));
+    assert_eq!(q4.median_days_to_resolve, None);
+    // The partial quarter ends at T.
+    assert_eq!(q4.open_at_end, 1);
+    assert_eq!(q4.oldest_open_days, Some(56));
+    let q2 = &d["2026-Q2"];
+    assert_eq!((q2.opened, q2.open_at_end), (1, 1));
+    let r = run(&data(&["P-1"], vec![], vec![]), &ReviewInputs::default())
+        .with_history(&records, now());
+    assert_eq!(r.disputes.len(), 5);
+    assert!(r.open_conflicts_now.note.contains("state's history"));
+}
+
+#[test]
 fn review_keys_are_validated_by_name() {
     for (toml, key) in [
         ("[review]\ngross_margin = 0.0", "review.gross_margin"),
