@@ -66,6 +66,11 @@ pub struct ReviewSettings {
     /// Full quarters without an active seller or new pipeline that make a
     /// partner with reps dormant.
     pub dormant_quarters: u32,
+    /// When `run` posts the review digest (6-field cron, UTC); none when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// The Slack route the digest goes to (`default`: `alerts.slack.webhook_url`).
+    pub route: String,
 }
 
 impl Default for ReviewSettings {
@@ -74,6 +79,8 @@ impl Default for ReviewSettings {
             gross_margin: 1.0,
             mdf_attribution_days: 180,
             dormant_quarters: 2,
+            cron: None,
+            route: "default".into(),
         }
     }
 }
@@ -727,6 +734,15 @@ impl Settings {
                 "review.dormant_quarters",
                 format!("must be 1 to 8, got {}", rv.dormant_quarters),
             )));
+        }
+        if let Some(cron) = &rv.cron {
+            let schedule = ScheduleSettings {
+                cron: cron.clone(),
+                ..ScheduleSettings::default()
+            };
+            if let Err(m) = schedule.parsed() {
+                check(Err(ConfigError::new("review.cron", m)));
+            }
         }
         if rv.mdf_attribution_days > 3660 {
             check(Err(ConfigError::new(

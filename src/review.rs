@@ -157,6 +157,130 @@ pub fn render(outcome: &Outcome, format: Format) -> String {
     }
 }
 
+/// The review digest (Slack Block Kit): the four program numbers with their
+/// change, the best and worst partners by active-seller rate, the dormant
+/// partners and their cost, and the disputes. Every value is escaped.
+pub fn digest(r: &Review) -> serde_json::Value {
+    use crate::sinks::slack::render::escape;
+    let Some(hq) = r.headline_quarter() else {
+        return serde_json::json!({"text": "Channel review: no quarter"});
+    };
+    let Some(p) = r.program.get(&hq.label) else {
+        return serde_json::json!({"text": "Channel review: no quarter"});
+    };
+    let title = format!("Channel review, {}", hq.label);
+    let roi = match p.roi {
+        Some(x) => format!("{}{}", pct(x), change(p, "roi", points)),
+        None if p.cost.is_none() => NO_COST.to_string(),
+        None => "not computable (no cost in the quarter)".to_string(),
+    };
+    let four = format!(
+        "*Partner-sourced pipeline created:* {}{}\n*Partner-sourced revenue:* {}{}\n*Active-seller rate:* {} ({} of {} reps){}\n*Partner-program ROI:* {}",
+        money(p.sourced_pipeline_created),
+        change(p, "sourced_pipeline_created", money),
+        money(p.sourced_revenue),
+        change(p, "sourced_revenue", money),
+        opt(p.active_seller_rate, pct, "no reps"),
+        p.active_sellers,
+        p.reps,
+        change(p, "active_seller_rate", points),
+        roi
+    );
+    let (best, worst) = best_and_worst(r, &hq.label, 3);
+    let names = |v: &[(&str, f64)]| {
+        if v.is_empty() {
+            return "-".to_string();
+        }
+        v.iter()
+            .map(|(n, x)| format!("{} {}", escape(n), pct(*x)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let partners = format!(
+        "*Best by active-seller rate:* {}\n*Worst:* {}",
+        names(&best),
+        names(&worst)
+    );
+    let dormant = if r.dormant.is_empty() {
+        "*Dormant partners:* none".to_string()
+    } else {
+        let total: Option<f64> = r.dormant.iter().map(|d| d.cost).sum();
+        let list = r
+            .dormant
+            .iter()
+            .take(10)
+            .map(|d| {
+                format!(
+                    "{} ({})",
+                    escape(&d.partner_name),
+                    opt(d.cost, money, NO_COST)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = r.dormant.len().saturating_sub(10);
+        format!(
+            "*Dormant partners:* {} costing {} over {}: {list}{}",
+            r.dormant.len(),
+            opt(total, money, NO_COST),
+            r.dormant[0].quarters.join(" and "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        )
+    };
+    let oc = &r.open_conflicts_now;
+    let disputes = match r.disputes.get(&hq.label) {
+        Some(d) => format!(
+            "*Disputes in {}:* {} opened, {} resolved (median {} days), {} open at the end; {} open now",
+            hq.label,
+            d.opened,
+            d.resolved,
+            d.median_days_to_resolve
+                .map_or_else(|| "-".to_string(), |x| format!("{x:.1}")),
+            d.open_at_end,
+            oc.open
+        ),
+        None => format!("*Disputes:* {} conflict(s) open now (no history)", oc.open),
+    };
+    let section = |text: String| serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": text}});
+    serde_json::json!({
+        "text": format!(
+            "{title}: pipeline created {}, revenue {}, active-seller rate {}, ROI {}",
+            money(p.sourced_pipeline_created),
+            money(p.sourced_revenue),
+            opt(p.active_seller_rate, pct, "no reps"),
+            opt(p.roi, pct, NO_COST)
+        ),
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": title}},
+            section(four),
+            section(partners),
+            section(dormant),
+            section(disputes),
+        ]
+    })
+}
+
+/// Makes the review from the configured files source and posts its digest
+/// to `review.route` (the scheduled digest of `run`).
+pub async fn post_digest(settings: &Settings, now: DateTime<Utc>) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let owned = settings.clone();
+    let outcome = tokio::task::spawn_blocking(move || make(&owned, None, now, 4))
+        .await
+        .context("the review task")?
+        .context("making the review")?;
+    let body = digest(&outcome.review).to_string();
+    let slack = crate::sinks::slack::SlackClient::new(&settings.alerts.slack)?;
+    match slack.post(&settings.review.route, &body).await {
+        crate::sinks::slack::Delivery::Sent => Ok(()),
+        other => anyhow::bail!("posting the review digest: {other:?}"),
+    }
+}
+
 /// A document independent of its format.
 enum Block {
     Title(String),

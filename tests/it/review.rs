@@ -411,3 +411,70 @@ fn with_a_state_disputes_per_quarter_come_from_the_findings_history() {
         "{text}"
     );
 }
+
+/// `run` with `review.cron` every second posts the review digest to the
+/// fake Slack (the cycle's own cron never fires during the test).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scheduled_review_digest_reaches_slack() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/digest"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&slack)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = copy_sample(dir.path());
+    let base =
+        std::fs::read_to_string(crate::helpers::repo().join("config/channel-sync.toml")).unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{base}\n[schedule]\ncron = \"0 0 0 1 1 *\"\nrun_at_start = false\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n[state]\npath = \"{}\"\n\n[crm]\nkind = \"files\"\n\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n\n[review]\ncron = \"* * * * * *\"\nroute = \"board\"\n",
+            dir.path().join("state.db").display(),
+            data.display(),
+            dir.path().join("out").display(),
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_channel-sync"))
+        .args(["run", "--now", NOW, "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .env(
+            "CHANNEL_SYNC__ALERTS__SLACK__ROUTES__BOARD__WEBHOOK_URL",
+            format!("{}/digest", slack.uri()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut body = None;
+    while std::time::Instant::now() < deadline {
+        if let Some(r) = slack.received_requests().await.unwrap_or_default().first() {
+            body = Some(serde_json::from_slice::<Value>(&r.body).unwrap());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let body = body.expect("a digest within 30 s");
+    let text = body.to_string();
+    assert_eq!(body["blocks"][0]["text"]["text"], "Channel review, 2026-Q3");
+    for part in [
+        "*Partner-sourced pipeline created:* 362,000 (+17,030 vs previous quarter)",
+        "*Partner-sourced revenue:* 331,470",
+        "*Active-seller rate:* 43.8% (7 of 16 reps)",
+        "*Partner-program ROI:* 319.3%",
+        "*Best by active-seller rate:* Fabrikam Partners 66.7%",
+        "*Worst:* Tailspin Resellers 0.0%",
+        "*Dormant partners:* none",
+        "*Disputes:* 9 conflict(s) open now (no history)",
+    ] {
+        assert!(text.contains(part), "missing {part} in {text}");
+    }
+}

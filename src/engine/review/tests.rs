@@ -532,6 +532,7 @@ fn review_keys_are_validated_by_name() {
             "[review]\nmdf_attribution_days = 99999",
             "review.mdf_attribution_days",
         ),
+        ("[review]\ncron = \"0 9 1 * *\"", "review.cron"),
     ] {
         let e = Settings::from_toml(toml).unwrap_err();
         assert_eq!(e.key, key, "{toml}: {e}");
