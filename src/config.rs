@@ -71,6 +71,10 @@ pub struct ReviewSettings {
     pub cron: Option<String>,
     /// The Slack route the digest goes to (`default`: `alerts.slack.webhook_url`).
     pub route: String,
+    /// A webhook of the digest's own (a secret, from the environment only):
+    /// when set, the digest goes there instead of `route`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<Secret>,
 }
 
 impl Default for ReviewSettings {
@@ -81,6 +85,7 @@ impl Default for ReviewSettings {
             dormant_quarters: 2,
             cron: None,
             route: "default".into(),
+            webhook_url: None,
         }
     }
 }

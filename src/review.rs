@@ -274,8 +274,19 @@ pub async fn post_digest(settings: &Settings, now: DateTime<Utc>) -> anyhow::Res
         .context("the review task")?
         .context("making the review")?;
     let body = digest(&outcome.review).to_string();
-    let slack = crate::sinks::slack::SlackClient::new(&settings.alerts.slack)?;
-    match slack.post(&settings.review.route, &body).await {
+    // The digest's own webhook, when set, keeps it apart from the alert
+    // routes (a route without `kinds` would also receive every alert).
+    let (slack, route) = match &settings.review.webhook_url {
+        Some(url) => {
+            let mut own = settings.alerts.slack.clone();
+            own.webhook_url = Some(url.clone());
+            own.routes.clear();
+            (own, "default".to_string())
+        }
+        None => (settings.alerts.slack.clone(), settings.review.route.clone()),
+    };
+    let slack = crate::sinks::slack::SlackClient::new(&slack)?;
+    match slack.post(&route, &body).await {
         crate::sinks::slack::Delivery::Sent => Ok(()),
         other => anyhow::bail!("posting the review digest: {other:?}"),
     }

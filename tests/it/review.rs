@@ -432,7 +432,7 @@ async fn the_scheduled_review_digest_reaches_slack() {
     std::fs::write(
         &config,
         format!(
-            "{base}\n[schedule]\ncron = \"0 0 0 1 1 *\"\nrun_at_start = false\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n[state]\npath = \"{}\"\n\n[crm]\nkind = \"files\"\n\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n\n[review]\ncron = \"* * * * * *\"\nroute = \"board\"\n",
+            "{base}\n[schedule]\ncron = \"0 0 0 1 1 *\"\nrun_at_start = false\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n[state]\npath = \"{}\"\n\n[crm]\nkind = \"files\"\n\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n\n[review]\ncron = \"* * * * * *\"\n",
             dir.path().join("state.db").display(),
             data.display(),
             dir.path().join("out").display(),
@@ -444,7 +444,7 @@ async fn the_scheduled_review_digest_reaches_slack() {
         .arg(&config)
         .env_remove("RUST_LOG")
         .env(
-            "CHANNEL_SYNC__ALERTS__SLACK__ROUTES__BOARD__WEBHOOK_URL",
+            "CHANNEL_SYNC__REVIEW__WEBHOOK_URL",
             format!("{}/digest", slack.uri()),
         )
         .stdout(std::process::Stdio::null())
