@@ -349,13 +349,12 @@ fn points(x: f64) -> String {
     format!("{:.1} pts", x * 100.0)
 }
 
+/// Partner names with their active-seller rate.
+pub type Rated<'a> = Vec<(&'a str, f64)>;
+
 /// The best and worst partners by active-seller rate in quarter `label`
 /// (partners with reps only), best first then worst, ties by id.
-pub fn best_and_worst<'a>(
-    r: &'a Review,
-    label: &str,
-    n: usize,
-) -> (Vec<(&'a str, f64)>, Vec<(&'a str, f64)>) {
+pub fn best_and_worst<'a>(r: &'a Review, label: &str, n: usize) -> (Rated<'a>, Rated<'a>) {
     let mut rated: Vec<(&str, &str, f64)> = r
         .partners
         .iter()
