@@ -20,7 +20,7 @@ RUNS=${RUNS:-3}
 NOW=2026-11-26T00:00:00Z
 BIN=target/release/channel-sync
 
-cargo build --release --quiet
+[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet
 command -v /usr/bin/time >/dev/null || { echo "needs GNU time (apt-get install time)" >&2; exit 1; }
 
 base=bench/data/$N
