@@ -3,6 +3,7 @@
 mod clock;
 mod cycle;
 mod daemon;
+mod deploy;
 mod detect;
 mod fake_hubspot;
 mod fake_hubspot_tests;
