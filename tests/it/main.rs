@@ -16,4 +16,5 @@ mod helpers;
 mod hubspot;
 mod partnerstack;
 mod properties;
+mod repo;
 mod salesforce;
