@@ -11,6 +11,7 @@ mod fake_salesforce;
 mod fake_salesforce_tests;
 mod helpers;
 mod hubspot;
+mod metrics;
 mod partnerstack;
 mod properties;
 mod salesforce;
