@@ -722,3 +722,99 @@ async fn a_full_read_runs_after_7_days_and_when_the_properties_read_change() {
         run.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn more_than_10000_deals_in_one_millisecond_end_the_cycle_and_a_full_read_takes_them() {
+    let acct = Account::start(quick()).await;
+    seed(&acct.fake);
+    let first = acct.once(&[]).await;
+    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    let stamp = Utc::now().to_rfc3339();
+    acct.fake.insert_many(
+        "deals",
+        (0..10_050).map(|i| {
+            json!({"id": format!("8{i:05}"), "properties": {"dealname": format!("Bulk {i}"), "dealstage": "appointmentscheduled", "pipeline": "default", "createdate": "2026-10-01T00:00:00.000Z", "hs_lastmodifieddate": stamp}, "associations": {"companies": ["102"]}})
+        }),
+    );
+    let stuck = acct.once(&[]).await;
+    assert_eq!(stuck.code, Some(1), "{}\n{}", stuck.stdout, stuck.stderr);
+    assert!(
+        stuck
+            .stderr
+            .contains("more than 10000 deals share one modification time; run once --full"),
+        "{}",
+        stuck.stderr
+    );
+    assert!(
+        acct.fake.requests().iter().all(|r| r.status != 400),
+        "never paged past the cap"
+    );
+    let full = acct.once(&["--full"]).await;
+    assert_eq!(full.code, Some(0), "{}\n{}", full.stdout, full.stderr);
+    assert!(
+        full.stdout.contains("opportunities 10053"),
+        "{}",
+        full.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deal_with_no_company_is_rejected_with_that_reason() {
+    let acct = Account::start(quick()).await;
+    seed(&acct.fake);
+    acct.fake.insert_deal(
+        "399",
+        json!({"dealname": "Orphan", "dealstage": "appointmentscheduled", "pipeline": "default", "createdate": "2026-10-01T00:00:00.000Z"}),
+        &[],
+    );
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("opportunities 3,") && run.stdout.contains("(1 rejected)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("hubspot deal 399") && run.stderr.contains("no associated company"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_401_under_oauth_ends_the_cycle_without_a_refresh() {
+    let mut acct = Account::start(quick()).await;
+    seed(&acct.fake);
+    let cfg = acct.fake.config().clone();
+    acct.env = vec![
+        (
+            "CHANNEL_SYNC__CRM__HUBSPOT__CLIENT_ID".into(),
+            cfg.client_id.clone(),
+        ),
+        (
+            "CHANNEL_SYNC__CRM__HUBSPOT__CLIENT_SECRET".into(),
+            cfg.client_secret.clone(),
+        ),
+        (
+            "CHANNEL_SYNC__CRM__HUBSPOT__REFRESH_TOKEN".into(),
+            cfg.refresh_token.clone(),
+        ),
+    ];
+    // The access token dies after three calls, long before its expiry.
+    acct.fake.expire_tokens_after(3);
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("INVALID_AUTHENTICATION"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(acct.fake.calls().token, 1, "no refresh in answer to a 401");
+    let refused = acct
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.status == 401)
+        .count();
+    assert_eq!(refused, 1, "the cycle ends at the first 401");
+}

@@ -250,6 +250,21 @@ async fn rate_limits_server_errors_and_malformed_json() {
         run.stderr
     );
     assert!(!run.stderr.contains("sk_wrong"));
+
+    // A 403 (keys without access) is refused the same way.
+    acct.env.retain(|(k, _)| !k.ends_with("SECRET_KEY"));
+    acct.env.push((
+        "CHANNEL_SYNC__PRM__PARTNERSTACK__SECRET_KEY".into(),
+        "sk_test_fake".into(),
+    ));
+    ps.fail_next(1, 403, r#"{"message":"Forbidden","status":403}"#);
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("PartnerStack refused the API keys"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
