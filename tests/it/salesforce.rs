@@ -750,7 +750,10 @@ async fn a_read_cut_on_page_two_starts_again_from_the_old_cursor_and_loses_nothi
     assert_eq!(cut_soql.len(), 1, "{cut_soql:?}");
     // The first page was stored, the rest not: the fault hit page 2.
     let mirror = mirrored(&org.state(), "salesforce", "Opportunity");
-    let fresh = mirror.values().filter(|r| r["Amount"] == json!(2.0)).count();
+    let fresh = mirror
+        .values()
+        .filter(|r| r["Amount"] == json!(2.0))
+        .count();
     assert!(
         (1999..=2000).contains(&fresh),
         "{fresh} stored: {:?}",
