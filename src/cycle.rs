@@ -107,6 +107,9 @@ pub struct Summary {
     pub as_of: String,
     pub dry_run: bool,
     pub pulled: BTreeMap<&'static str, usize>,
+    /// The source each pulled table came from (the metrics' label).
+    #[serde(skip)]
+    pub pulled_from: BTreeMap<&'static str, &'static str>,
     /// What each API object's sync read (empty for files).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub synced: Vec<ObjectReport>,
@@ -389,6 +392,17 @@ impl Runner {
             dry_run: opts.dry_run,
             ..Summary::default()
         };
+        summary.pulled_from = [
+            "accounts",
+            "opportunities",
+            "partners",
+            "partner_reps",
+            "registrations",
+            "users",
+        ]
+        .into_iter()
+        .map(|t| (t, origin.source_of(t)))
+        .collect();
         let state = self.open_state(opts.dry_run)?;
 
         // Pull (files are read off the async workers: CPU-bound).

@@ -266,9 +266,22 @@ impl State {
             });
         }
         if version < MIGRATIONS.len() as i64 {
-            // An older schema: a real run would migrate it first. Reading it
-            // as is could fail, so a dry run treats it as empty.
-            return Ok(None);
+            // An older schema: a real run would migrate it first. A dry run
+            // migrates an in-memory copy instead, so it sees what the real
+            // run would see (the file stays as it is).
+            let mut conn = Connection::open_in_memory().map_err(|e| state.err(e))?;
+            {
+                let from = state.conn();
+                rusqlite::backup::Backup::new(&from, &mut conn)
+                    .and_then(|b| b.run_to_completion(1024, std::time::Duration::ZERO, None))
+                    .map_err(|e| state.err(e))?;
+            }
+            let copy = State {
+                conn: std::sync::Mutex::new(conn),
+                path: format!("{} (in-memory copy)", state.path),
+            };
+            copy.migrate()?;
+            return Ok(Some(copy));
         }
         Ok(Some(state))
     }
@@ -514,6 +527,17 @@ impl State {
             }
             Ok(())
         })
+    }
+
+    /// The newest generation among an object's mirrored records.
+    pub fn mirror_generation(&self, source: &str, object: &str) -> Result<Option<i64>, StateError> {
+        self.conn()
+            .query_row(
+                "SELECT max(generation) FROM mirror WHERE source = ?1 AND object = ?2",
+                params![source, object],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
     }
 
     /// After a full sync: removes the records it did not see. Returns how
@@ -889,5 +913,95 @@ mod tests {
         let path = dir.path().join("none.db");
         assert!(State::open_read_only(&path).unwrap().is_none());
         assert!(!path.exists());
+    }
+
+    /// A file at schema version 1 (before the mirror), holding a finding,
+    /// a pending message, a written value, a cursor and a run.
+    fn version_1_file(path: &Path) {
+        let c = Connection::open(path).unwrap();
+        c.execute_batch(MIGRATIONS[0]).unwrap();
+        c.execute_batch(
+            "INSERT INTO findings VALUES ('k1', 'direct_vs_partner', 'warning', '{\"a\":1}', '{}', '2026-11-01T00:00:00Z', '2026-11-02T00:00:00Z', NULL, '2026-11-01T00:00:00Z');
+             INSERT INTO outbox (created_at, route, finding_key, reason, body) VALUES ('2026-11-02T00:00:00Z', 'default', 'k1', 'new', '{\"text\":\"hi\"}');
+             INSERT INTO written VALUES ('files', 'P-1', 'reps', '7', '2026-11-02T00:00:00Z');
+             INSERT INTO cursors VALUES ('salesforce/Account', '{}', '2026-11-02T00:00:00Z');
+             INSERT INTO runs (started_at, finished_at, outcome, summary) VALUES ('2026-11-02T00:00:00Z', '2026-11-02T00:00:01Z', 'ok', '{}');",
+        )
+        .unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+    }
+
+    fn file_version(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    }
+
+    fn assert_version_1_rows(s: &State) {
+        let f = s.findings().unwrap();
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            (f[0].key.as_str(), f[0].notified.as_str()),
+            ("k1", "{\"a\":1}")
+        );
+        let pending = s.pending().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].body, "{\"text\":\"hi\"}");
+        let written = s.written("files").unwrap();
+        assert_eq!(
+            written.get(&("P-1".to_string(), "reps".to_string())),
+            Some(&"7".to_string())
+        );
+        assert_eq!(
+            s.cursor("salesforce/Account").unwrap().as_deref(),
+            Some("{}")
+        );
+    }
+
+    #[test]
+    fn a_version_1_file_is_upgraded_with_its_rows_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        version_1_file(&path);
+        let s = State::open(&path).unwrap();
+        assert_eq!(s.version().unwrap(), MIGRATIONS.len() as i64);
+        assert_version_1_rows(&s);
+        // The new tables work.
+        let row = MirrorRow {
+            id: "a".into(),
+            modstamp: None,
+            data: "{}".into(),
+        };
+        s.mirror_apply("sf", "Account", 1, &[row], &[]).unwrap();
+        assert_eq!(s.mirror_count("sf", "Account").unwrap(), 1);
+        s.set_credential("t", "h", "v", now()).unwrap();
+        drop(s);
+        assert_eq!(file_version(&path), MIGRATIONS.len() as i64);
+        assert_version_1_rows(&State::open(&path).unwrap());
+    }
+
+    #[test]
+    fn a_dry_run_sees_an_older_file_migrated_and_leaves_it_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        version_1_file(&path);
+        let before = std::fs::read(&path).unwrap();
+        let s = State::open_read_only(&path).unwrap().expect("the rows");
+        assert_eq!(s.version().unwrap(), MIGRATIONS.len() as i64);
+        assert_version_1_rows(&s);
+        // The copy takes a sync like the real file would.
+        s.mirror_apply("sf", "Account", 1, &[], &["x".into()])
+            .unwrap();
+        drop(s);
+        let copy = State::scratch_copy(&path).unwrap();
+        assert_version_1_rows(&copy);
+        drop(copy);
+        assert_eq!(file_version(&path), 1);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the file is untouched"
+        );
     }
 }

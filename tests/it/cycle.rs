@@ -705,3 +705,72 @@ async fn the_prm_tables_can_come_from_their_own_folder() {
     assert_eq!(run.code, Some(78));
     assert!(run.stderr.contains("prm.files.dir"), "{}", run.stderr);
 }
+
+/// The finding kind a message is about (from its context line).
+fn kind_of(body: &Value) -> String {
+    let blocks = body["blocks"].as_array().unwrap();
+    let last = blocks.last().unwrap()["elements"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    last.split(" · ").nth(2).unwrap_or("digest").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scorecards_file_deleted_between_cycles_is_written_again_whole() {
+    let slack = slack_ok().await;
+    let p = Program::new(&slack);
+    let run = p.once(&[], &[]).await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    let card = std::fs::read_to_string(p.scorecards()).unwrap();
+    let rows = card.lines().count() - 1;
+    assert!(rows >= 5, "{card}");
+
+    std::fs::remove_file(p.scorecards()).unwrap();
+    let run = p.once(&[], &[]).await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(&format!("{rows} records written")),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(std::fs::read_to_string(p.scorecards()).unwrap(), card);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_route_takes_its_kinds_to_its_own_webhook_with_its_own_digest() {
+    let slack = slack_ok().await;
+    let critical = slack_ok().await;
+    let mut p = Program::new(&slack);
+    // 3 direct-vs-partner findings go to the route, the other 11 to the
+    // default webhook: above 5, that one gets a digest; the route does not.
+    p.extra_config =
+        "max_per_cycle = 5\n\n[alerts.slack.routes.critical]\nkinds = [\"direct_vs_partner\"]\n"
+            .into();
+    let route_url = format!("{}/hook", critical.uri());
+    let run = p
+        .once(
+            &[],
+            &[(
+                "CHANNEL_SYNC__ALERTS__SLACK__ROUTES__CRITICAL__WEBHOOK_URL",
+                route_url.as_str(),
+            )],
+        )
+        .await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    let routed = posted(&critical).await;
+    assert_eq!(routed.len(), 3, "{routed:?}");
+    assert!(
+        routed.iter().all(|b| kind_of(b) == "direct_vs_partner"),
+        "{routed:?}"
+    );
+    let default = posted(&slack).await;
+    assert_eq!(default.len(), 1, "{default:?}");
+    assert_eq!(header(&default[0]), "channel-sync: 11 alerts this cycle");
+    assert!(
+        !default[0]
+            .to_string()
+            .contains("Direct deal on a partner-registered account"),
+        "{}",
+        default[0]
+    );
+}

@@ -14,6 +14,7 @@ mod fake_salesforce_tests;
 mod first_hour;
 mod helpers;
 mod hubspot;
+mod metrics;
 mod partnerstack;
 mod properties;
 mod repo;

@@ -182,3 +182,110 @@ fn judge(answer: Answer) -> Next<(), Delivery> {
         Next::Fail(Delivery::Retry(why))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    fn answer(status: u16, body: &str, retry_after: Option<&str>) -> Answer {
+        let mut headers = HeaderMap::new();
+        if let Some(v) = retry_after {
+            headers.insert("retry-after", HeaderValue::from_str(v).unwrap());
+        }
+        Answer {
+            status,
+            headers,
+            body: body.to_string(),
+        }
+    }
+
+    /// What `judge` decided, as text.
+    fn verdict(status: u16, body: &str, retry_after: Option<&str>) -> String {
+        match judge(answer(status, body, retry_after)) {
+            Next::Return(()) => "sent".into(),
+            Next::Fail(Delivery::Parked(why)) => format!("parked {why}"),
+            Next::Fail(Delivery::WebhookDown(why)) => format!("down {why}"),
+            Next::Fail(Delivery::Retry(why)) => format!("next cycle {why}"),
+            Next::Fail(Delivery::Sent) => "sent?".into(),
+            Next::Retry(why) => format!("backoff {why}"),
+            Next::Wait(wait, _) => format!("wait {}s", wait.as_secs()),
+            Next::Reauthenticate => "reauthenticate".into(),
+        }
+    }
+
+    /// Every documented answer, written out (not read from the lists the
+    /// classifier uses, so dropping a string from them fails here).
+    #[test]
+    fn slack_answers_are_classified_by_their_error_string() {
+        let table: &[(u16, &str, Option<&str>, &str)] = &[
+            (200, "ok", None, "sent"),
+            (400, "invalid_payload", None, "parked 400: invalid_payload"),
+            (400, "no_text", None, "parked 400: no_text"),
+            (
+                400,
+                "too_many_attachments",
+                None,
+                "parked 400: too_many_attachments",
+            ),
+            (400, "user_not_found", None, "parked 400: user_not_found"),
+            (
+                410,
+                "channel_is_archived",
+                None,
+                "down 410: channel_is_archived",
+            ),
+            (
+                404,
+                "channel_not_found",
+                None,
+                "down 404: channel_not_found",
+            ),
+            (
+                403,
+                "action_prohibited",
+                None,
+                "down 403: action_prohibited",
+            ),
+            (
+                403,
+                "posting_to_general_channel_denied",
+                None,
+                "down 403: posting_to_general_channel_denied",
+            ),
+            (404, "no_service", None, "down 404: no_service"),
+            (400, "no_service_id", None, "down 400: no_service_id"),
+            (410, "no_active_hooks", None, "down 410: no_active_hooks"),
+            (403, "invalid_token", None, "down 403: invalid_token"),
+            (404, "no_team", None, "down 404: no_team"),
+            (403, "team_disabled", None, "down 403: team_disabled"),
+            // The string decides, not the status, and white space around it
+            // does not matter.
+            (
+                500,
+                "channel_is_archived\n",
+                None,
+                "down 500: channel_is_archived",
+            ),
+            (429, "rate_limited", Some("7"), "wait 7s"),
+            (429, "", None, "wait 1s"),
+            (500, "rollup_error", None, "backoff 500: rollup_error"),
+            (503, "", None, "backoff 503: "),
+            (400, "something_new", None, "next cycle 400: something_new"),
+            (404, "Not Found", None, "next cycle 404: Not Found"),
+        ];
+        for (status, body, retry_after, expected) in table {
+            assert_eq!(
+                verdict(*status, body, *retry_after),
+                *expected,
+                "{status} {body:?}"
+            );
+        }
+        // A long unknown answer is cut to 200 characters in the reason.
+        let long = "x".repeat(500);
+        assert_eq!(
+            verdict(502, &long, None),
+            format!("backoff 502: {}", "x".repeat(200))
+        );
+    }
+}
