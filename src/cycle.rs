@@ -298,7 +298,8 @@ impl Runner {
         use crate::state::lock::{FileLock, WriterLock};
         let lock = FileLock::for_state(&self.settings.state.path);
         let wait = self.settings.state.lock_wait();
-        let guard = tokio::task::spawn_blocking(move || lock.acquire(wait))
+        let stop = self.stopping.clone();
+        let guard = tokio::task::spawn_blocking(move || lock.acquire(wait, &stop))
             .await
             .map_err(anyhow::Error::from)??;
         crash_point("after-lock");

@@ -921,7 +921,10 @@ mod tests {
             .conn()
             .query_row("SELECT value FROM credentials", [], |r| r.get(0))
             .unwrap();
-        assert!(raw.starts_with("cs1:") && !raw.contains("rotated-2"), "{raw}");
+        assert!(
+            raw.starts_with("cs1:") && !raw.contains("rotated-2"),
+            "{raw}"
+        );
         let wrong = crypto::CredentialKey::derive("other").unwrap();
         assert!(matches!(
             s.credential("rt", "h1", &wrong),

@@ -326,7 +326,9 @@ impl Upstream {
                 }
                 Next::Retry(why) if !self.policy.idempotent => match retry_after {
                     // The upstream said when to come back: it did not act.
-                    Some(wait) if wait <= self.policy.max_wait && attempt < self.policy.attempts => {
+                    Some(wait)
+                        if wait <= self.policy.max_wait && attempt < self.policy.attempts =>
+                    {
                         tracing::warn!(upstream = self.name, reason = %why, wait_ms = wait.as_millis() as u64, "Server error with Retry-After; retrying.");
                         tokio::time::sleep(wait).await;
                     }
@@ -492,14 +494,18 @@ mod tests {
     /// been delivered.
     #[tokio::test]
     async fn a_request_not_safe_to_repeat_is_repeated_only_when_undelivered() {
-        let up = Upstream::new("test", Upstream::per_second(1000), Duration::from_millis(300))
-            .unwrap()
-            .with_policy(RetryPolicy {
-                attempts: 4,
-                backoff: Duration::from_millis(10),
-                max_wait: Duration::from_secs(2),
-                idempotent: false,
-            });
+        let up = Upstream::new(
+            "test",
+            Upstream::per_second(1000),
+            Duration::from_millis(300),
+        )
+        .unwrap()
+        .with_policy(RetryPolicy {
+            attempts: 4,
+            backoff: Duration::from_millis(10),
+            max_wait: Duration::from_secs(2),
+            idempotent: false,
+        });
         let call = |url: String| {
             let up = &up;
             async move {

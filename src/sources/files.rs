@@ -1199,15 +1199,18 @@ mod tests {
         let text = std::fs::read_to_string(&p).unwrap();
         let (head, rest) = text.split_once('\n').unwrap();
         // A second `id` column (spelled differently), with other values.
-        let rows: Vec<String> = rest
-            .lines()
-            .map(|l| format!("{l},X-{}", l.len()))
-            .collect();
+        let rows: Vec<String> = rest.lines().map(|l| format!("{l},X-{}", l.len())).collect();
         std::fs::write(&p, format!("{head}, ID \n{}\n", rows.join("\n"))).unwrap();
         let e = load(dir.path(), &money()).unwrap_err();
-        assert!(matches!(e, InputError::DuplicateColumn { column: "id", .. }), "{e}");
+        assert!(
+            matches!(e, InputError::DuplicateColumn { column: "id", .. }),
+            "{e}"
+        );
         let text = e.to_string();
-        assert!(text.contains("accounts.csv") && text.contains("'id'"), "{text}");
+        assert!(
+            text.contains("accounts.csv") && text.contains("'id'"),
+            "{text}"
+        );
         // An unknown column twice is ignored, like any unknown column.
         let dir = folder(&[]);
         let p = dir.path().join("accounts.csv");

@@ -44,7 +44,9 @@ impl CredentialKey {
     pub fn from_hex(text: &str) -> Result<CredentialKey, String> {
         let bytes = unhex(text.trim())
             .filter(|b| b.len() == 32)
-            .ok_or_else(|| "not 64 hex characters (32 bytes); make one with `openssl rand -hex 32`".to_string())?;
+            .ok_or_else(|| {
+                "not 64 hex characters (32 bytes); make one with `openssl rand -hex 32`".to_string()
+            })?;
         let key = UnboundKey::new(&CHACHA20_POLY1305, &bytes)
             .map_err(|_| "not a usable ChaCha20-Poly1305 key".to_string())?;
         Ok(CredentialKey(LessSafeKey::new(key)))
@@ -137,7 +139,11 @@ mod tests {
         assert_eq!(other.open("rt", &sealed), Err(CryptoError::WrongKey));
         let same = CredentialKey::derive("client-secret").unwrap();
         let sealed = other.seal("rt", "x").unwrap();
-        assert_eq!(same.open("rt", &sealed).unwrap(), "x", "derivation is stable");
+        assert_eq!(
+            same.open("rt", &sealed).unwrap(),
+            "x",
+            "derivation is stable"
+        );
         assert_eq!(key.open("rt", "token-123"), Err(CryptoError::Malformed));
         assert_eq!(key.open("rt", "cs1:zz"), Err(CryptoError::Malformed));
     }

@@ -11,6 +11,7 @@
 
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -45,6 +46,8 @@ pub enum LockError {
         holder: String,
         waited_secs: u64,
     },
+    #[error("stopped while waiting for the state {state} (in use by {holder}): nothing was done")]
+    Stopped { state: String, holder: String },
     #[error("cannot lock the state {state} ({lock}): {source}")]
     Io {
         state: String,
@@ -56,8 +59,9 @@ pub enum LockError {
 
 /// The seam: the right to write to a state, held until the guard drops.
 pub trait WriterLock {
-    /// Takes the lock, waiting up to `wait` for another holder to let go.
-    fn acquire(&self, wait: Duration) -> Result<LockGuard, LockError>;
+    /// Takes the lock, waiting up to `wait` for another holder to let go,
+    /// or until `stop` is set (a shutdown).
+    fn acquire(&self, wait: Duration, stop: &AtomicBool) -> Result<LockGuard, LockError>;
 }
 
 /// Holds a [`WriterLock`] until dropped.
@@ -112,7 +116,10 @@ impl FileLock {
     fn holder(&self) -> String {
         let mut text = String::new();
         let read = std::fs::File::open(&self.lock).and_then(|mut f| f.read_to_string(&mut text));
-        match read.ok().and_then(|_| serde_json::from_str::<Holder>(&text).ok()) {
+        match read
+            .ok()
+            .and_then(|_| serde_json::from_str::<Holder>(&text).ok())
+        {
             Some(h) => h.to_string(),
             None => "holder unknown".into(),
         }
@@ -131,7 +138,7 @@ impl Drop for HeldFile {
 }
 
 impl WriterLock for FileLock {
-    fn acquire(&self, wait: Duration) -> Result<LockGuard, LockError> {
+    fn acquire(&self, wait: Duration, stop: &AtomicBool) -> Result<LockGuard, LockError> {
         if let Some(dir) = self.lock.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| self.io(e))?;
         }
@@ -148,6 +155,12 @@ impl WriterLock for FileLock {
             match fs4::FileExt::try_lock(&file) {
                 Ok(()) => break,
                 Err(fs4::TryLockError::WouldBlock) => {
+                    if stop.load(Ordering::SeqCst) {
+                        return Err(LockError::Stopped {
+                            state: self.state.display().to_string(),
+                            holder: self.holder(),
+                        });
+                    }
                     if started.elapsed() >= wait {
                         return Err(LockError::Busy {
                             state: self.state.display().to_string(),
@@ -205,9 +218,13 @@ mod tests {
     fn a_second_holder_waits_then_names_the_first() {
         let dir = tempfile::tempdir().unwrap();
         let lock = FileLock::for_state(&dir.path().join("sub/state.db"));
-        let held = lock.acquire(Duration::ZERO).unwrap();
+        let held = lock
+            .acquire(Duration::ZERO, &AtomicBool::new(false))
+            .unwrap();
         let started = Instant::now();
-        let e = lock.acquire(Duration::from_millis(300)).unwrap_err();
+        let e = lock
+            .acquire(Duration::from_millis(300), &AtomicBool::new(false))
+            .unwrap_err();
         assert!(started.elapsed() >= Duration::from_millis(300), "it waited");
         let text = e.to_string();
         assert!(
@@ -215,7 +232,7 @@ mod tests {
             "{text}"
         );
         drop(held);
-        let again = lock.acquire(Duration::ZERO);
+        let again = lock.acquire(Duration::ZERO, &AtomicBool::new(false));
         assert!(again.is_ok(), "released on drop");
     }
 
@@ -223,9 +240,15 @@ mod tests {
     fn a_waiter_gets_the_lock_when_the_holder_lets_go() {
         let dir = tempfile::tempdir().unwrap();
         let lock = FileLock::for_state(&dir.path().join("state.db"));
-        let held = lock.acquire(Duration::ZERO).unwrap();
+        let held = lock
+            .acquire(Duration::ZERO, &AtomicBool::new(false))
+            .unwrap();
         let other = lock.clone();
-        let waiter = std::thread::spawn(move || other.acquire(Duration::from_secs(10)).is_ok());
+        let waiter = std::thread::spawn(move || {
+            other
+                .acquire(Duration::from_secs(10), &AtomicBool::new(false))
+                .is_ok()
+        });
         std::thread::sleep(Duration::from_millis(200));
         drop(held);
         assert!(waiter.join().unwrap());

@@ -13,4 +13,5 @@ mod helpers;
 mod hubspot;
 mod partnerstack;
 mod properties;
+mod reliability;
 mod salesforce;

@@ -151,7 +151,9 @@ impl SalesforceSource {
             client = client.with_rotation_keeper(Box::new(move |token| {
                 State::open(&path)
                     .map_err(CredentialError::from)
-                    .and_then(|s| s.set_credential(ROTATED, &configured, token.expose(), &key, Utc::now()))
+                    .and_then(|s| {
+                        s.set_credential(ROTATED, &configured, token.expose(), &key, Utc::now())
+                    })
                     .map_err(|e| e.to_string())
             }));
         }
@@ -207,8 +209,7 @@ impl SalesforceSource {
         {
             return Ok(());
         }
-        let (Some(configured), Some(key)) = (&self.configured_refresh, &self.credential_key)
-        else {
+        let (Some(configured), Some(key)) = (&self.configured_refresh, &self.credential_key) else {
             return Ok(());
         };
         match state.credential(ROTATED, configured, key) {
