@@ -616,3 +616,60 @@ async fn a_server_error_with_retry_after_is_retried_in_the_cycle() {
         SAMPLE_FINDINGS + 1
     );
 }
+
+/// Item 4 and 7: while another process holds the state, `once` waits; a
+/// SIGTERM ends the wait at once (exit 0, nothing done). A crash while
+/// holding the lock leaves no stale lock: the OS releases it.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_state_is_waited_for_and_a_dead_holder_leaves_no_lock() {
+    use channel_sync::state::lock::{FileLock, WriterLock};
+    use std::sync::atomic::AtomicBool;
+    let slack = slack_slow(Duration::ZERO, Some(0)).await;
+    let p = Program::new(&slack, "lock_wait = \"60s\"|");
+    let held = FileLock::for_state(&p.state())
+        .acquire(Duration::ZERO, &AtomicBool::new(false))
+        .unwrap();
+    let child = p.spawn();
+    let pid = child.id();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let kill = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let started = Instant::now();
+    let run = finish(child).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the wait ended at the signal"
+    );
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let me = format!("(pid {} on host ", std::process::id());
+    assert!(
+        run.stderr.contains("waiting up to 60s") && run.stderr.contains(&me),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("stopped while waiting"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        slack.received_requests().await.unwrap().is_empty(),
+        "nothing done"
+    );
+    drop(held);
+
+    // Killed while holding the lock: the next run does not wait at all.
+    let p = Program::new(&slack, "lock_wait = \"0s\"|");
+    let out = p
+        .command(&[("CHANNEL_SYNC_CRASH_AT", "after-lock")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), None, "killed");
+    let run = p.once().await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.contains("14 sent"), "{}", run.stdout);
+}
