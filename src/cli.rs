@@ -254,7 +254,7 @@ fn once(
         progress: true,
     };
     let mut stdout = std::io::stdout();
-    let result = runtime.block_on(crate::cycle::once(&settings, &options, &mut stdout));
+    let result = runtime.block_on(once_until_signal(&settings, &options, &mut stdout));
     match result {
         Ok(summary) => {
             print!("{}", summary.to_text());
@@ -263,12 +263,43 @@ fn once(
         Err(e) => {
             eprintln!("channel-sync: {e:#}");
             match e {
+                crate::cycle::CycleError::Locked(crate::state::lock::LockError::Stopped {
+                    ..
+                }) => exit::OK,
                 crate::cycle::CycleError::Config(_) => exit::CONFIG,
                 crate::cycle::CycleError::Input(_) => exit::DATA,
                 _ => exit::PARTIAL,
             }
         }
     }
+}
+
+/// One cycle with `run`'s graceful stop: on SIGTERM or SIGINT (a CronJob's
+/// pod is stopped with SIGTERM) the cycle sends no further message, writes
+/// back and records what it did, and `once` exits as usual (0 when nothing
+/// failed); what was not sent stays in the outbox for the next run. A
+/// second signal ends the process at once (the state stays consistent).
+async fn once_until_signal(
+    settings: &Settings,
+    options: &crate::cycle::Options,
+    out: &mut (dyn Write + Send),
+) -> Result<crate::cycle::Summary, crate::cycle::CycleError> {
+    let runner = crate::cycle::Runner::new(settings.clone(), None)?;
+    let stopping = runner.stopping.clone();
+    let watcher = tokio::spawn(async move {
+        crate::daemon::signal().await;
+        stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        tracing::warn!("Signal received: stopping at the next message.");
+        eprintln!(
+            "channel-sync: signal received: stopping at the next message; what is not sent stays in the outbox for the next run"
+        );
+        crate::daemon::signal().await;
+        eprintln!("channel-sync: second signal: stopping at once (the state stays consistent)");
+        std::process::exit(i32::from(exit::PARTIAL));
+    });
+    let result = runner.cycle(options, out).await;
+    watcher.abort();
+    result
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, u8> {

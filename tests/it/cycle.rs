@@ -395,11 +395,14 @@ async fn a_channel_is_archived_is_retried_next_cycle() {
     recovers_from(ResponseTemplate::new(410).set_body_string("channel_is_archived")).await;
 }
 
+/// A 5xx may have posted the message: not repeated within the cycle (only
+/// a 5xx with Retry-After is, see tests/it/reliability.rs); the next cycle
+/// sends it.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_server_error_is_retried_with_backoff_then_next_cycle() {
+async fn a_server_error_is_retried_next_cycle() {
     let slack = slack_failing(
         ResponseTemplate::new(500).set_body_string("rollup_error"),
-        4,
+        1,
     )
     .await;
     let p = Program::new(&slack);
@@ -408,12 +411,12 @@ async fn a_server_error_is_retried_with_backoff_then_next_cycle() {
     assert!(run.stdout.contains("0 sent, 1 failed"), "{}", run.stdout);
     assert_eq!(
         slack.received_requests().await.unwrap().len(),
-        4,
-        "4 attempts"
+        1,
+        "not repeated in the cycle"
     );
     let run = p.once(&[], &[]).await;
     assert_eq!(run.code, Some(0));
-    let mut keys: Vec<String> = posted(&slack).await.iter().skip(4).map(about).collect();
+    let mut keys: Vec<String> = posted(&slack).await.iter().skip(1).map(about).collect();
     assert_eq!(keys.len(), SAMPLE_FINDINGS);
     keys.sort();
     keys.dedup();

@@ -18,4 +18,5 @@ mod metrics;
 mod partnerstack;
 mod properties;
 mod repo;
+mod reliability;
 mod salesforce;

@@ -16,17 +16,17 @@ const P2: &str = "001000000000P02AAA";
 const ACME: &str = "001000000000A01AAA";
 const GLOBEX: &str = "001000000000A02AAA";
 
-struct Org {
-    fake: FakeSalesforce,
-    slack: MockServer,
-    dir: tempfile::TempDir,
+pub(crate) struct Org {
+    pub(crate) fake: FakeSalesforce,
+    pub(crate) slack: MockServer,
+    pub(crate) dir: tempfile::TempDir,
     /// Extra TOML appended to the configuration.
-    extra: String,
-    env: Vec<(String, String)>,
+    pub(crate) extra: String,
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Org {
-    async fn start(config: FakeConfig) -> Org {
+    pub(crate) async fn start(config: FakeConfig) -> Org {
         let fake = FakeSalesforce::start(config).await;
         let slack = fake_slack().await;
         Org {
@@ -41,7 +41,7 @@ impl Org {
         }
     }
 
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.dir.path().join("state/channel-sync.db")
     }
 
@@ -64,7 +64,7 @@ impl Org {
         run_command(command, &self.config(), extra, &self.env, &self.slack).await
     }
 
-    async fn once(&self, extra: &[&str]) -> Run {
+    pub(crate) async fn once(&self, extra: &[&str]) -> Run {
         self.run("once", extra).await
     }
 
@@ -82,7 +82,7 @@ impl Org {
 ///   2026-11-28, two days after NOW: registration_expiring.
 /// - Last quarter (Q3 2026) Riley (Northwind, owner of the won deal) and
 ///   Sam C. (Contoso, credited in Partner_Rep__c) each won one.
-fn seed(fake: &FakeSalesforce) {
+pub(crate) fn seed(fake: &FakeSalesforce) {
     fake.set_now(Utc::now() - Duration::hours(1));
     for (id, name, website, partner, tier) in [
         (ACME, "Acme Corp", Some("https://www.acme.com"), false, None),

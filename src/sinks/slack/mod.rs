@@ -5,8 +5,12 @@
 //! Outcomes follow Slack's documented errors (classified on the body string,
 //! not the status): `200 ok` is delivered; `429` waits for `Retry-After` (up
 //! to `alerts.slack.max_retry_wait_secs` within a cycle, else the message
-//! waits for the next cycle); 5xx, timeouts and connection errors are retried
-//! with backoff, then wait for the next cycle; a webhook that is disabled or
+//! waits for the next cycle). A post is not safe to repeat: only what cannot
+//! have been delivered is retried within the cycle (connection refused, 429,
+//! a 5xx with `Retry-After`); another 5xx waits for the next cycle; a
+//! timeout after sending is [`Delivery::Unconfirmed`] (Slack may have posted
+//! it): the outbox sends it once more in a later cycle, and parks it if that
+//! times out too, so a slow Slack shows an alert at most twice. A webhook that is disabled or
 //! whose channel is archived or gone takes no more messages this cycle, and
 //! its messages wait for the next; a message Slack calls malformed
 //! (`invalid_payload`, `no_text`, ...) is parked, as sending it again cannot
@@ -57,13 +61,18 @@ pub enum Delivery {
     WebhookDown(String),
     /// Slack refuses this message as malformed; do not send it again.
     Parked(String),
+    /// Sent, but Slack did not confirm in time: it may have been posted.
+    Unconfirmed(String),
 }
 
 impl From<CallError> for Delivery {
     /// Transport errors, exhausted retries, a wait longer than allowed:
     /// the message waits for the next cycle.
     fn from(e: CallError) -> Self {
-        Delivery::Retry(e.to_string())
+        match e {
+            CallError::Unconfirmed { .. } => Delivery::Unconfirmed(e.to_string()),
+            e => Delivery::Retry(e.to_string()),
+        }
     }
 }
 
@@ -106,6 +115,8 @@ impl SlackClient {
             attempts: 4,
             backoff: Duration::from_millis(200),
             max_wait: Duration::from_secs(settings.max_retry_wait_secs),
+            // A repeated post can show twice in the channel.
+            idempotent: false,
         });
         Ok(SlackClient {
             upstream,
