@@ -119,20 +119,126 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// Cuts a text to at most `max` characters, marking the cut.
+/// One unit of Slack markup that must stay whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Piece<'a> {
+    /// A character, or an entity such as `&amp;`.
+    Text(&'a str),
+    /// `<url|label>`: `head` is `<url|`, `label` the label's text.
+    Link { head: &'a str, label: &'a str },
+    /// `<@U123>`, `<!here>`, `<#C1>`, or a link without a label.
+    Whole(&'a str),
+}
+
+impl Piece<'_> {
+    fn chars(&self) -> usize {
+        match self {
+            Piece::Text(t) | Piece::Whole(t) => t.chars().count(),
+            Piece::Link { head, label } => head.chars().count() + label.chars().count() + 1,
+        }
+    }
+}
+
+/// The entity starting `s` (`&amp;`, `&lt;`, `&#39;`...), if any.
+fn entity(s: &str) -> Option<&str> {
+    let end = s
+        .char_indices()
+        .skip(1)
+        .take(9)
+        .find_map(|(i, c)| match c {
+            ';' => Some(Some(i + 1)),
+            c if c.is_ascii_alphanumeric() || c == '#' => None,
+            _ => Some(None),
+        })??;
+    (end > 2).then(|| &s[..end])
+}
+
+/// Splits mrkdwn into characters, entities and `<...>` spans. A `<` with no
+/// `>` after it (never produced here: data is escaped) is a character.
+fn pieces(s: &str) -> Vec<Piece<'_>> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(c) = rest.chars().next() {
+        let piece = match c {
+            '&' => entity(rest).map(Piece::Text),
+            '<' => rest.find('>').map(|end| {
+                let span = &rest[..=end];
+                match span[1..end].find('|') {
+                    Some(bar) if !span[1..].starts_with(['@', '!', '#']) => Piece::Link {
+                        head: &span[..bar + 2],
+                        label: &span[bar + 2..end],
+                    },
+                    _ => Piece::Whole(span),
+                }
+            }),
+            _ => None,
+        }
+        .unwrap_or_else(|| Piece::Text(&rest[..c.len_utf8()]));
+        rest = &rest[match piece {
+            Piece::Text(t) | Piece::Whole(t) => t.len(),
+            Piece::Link { head, label } => head.len() + label.len() + 1,
+        }..];
+        out.push(piece);
+    }
+    out
+}
+
+/// Cuts a text to at most `max` characters, marking the cut with `…`. A cut
+/// never splits an entity (`&amp;`), a mention (`<@U1>`, `<!here>`) or a
+/// link: a link that does not fit keeps its URL with a shortened label
+/// (`<url|Acme Cor…>`), else goes whole.
 fn cut(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_string();
     }
-    let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
-    // Never leave half an escape sequence behind.
-    if let Some(amp) = t.rfind('&')
-        && !t[amp..].contains(';')
-    {
-        t.truncate(amp);
+    if max == 0 {
+        return String::new();
     }
-    t.push('…');
-    t
+    let mut out = String::new();
+    let mut used = 0;
+    for piece in pieces(s) {
+        let n = piece.chars();
+        // Room for the piece and the closing `…`.
+        if used + n < max {
+            match piece {
+                Piece::Text(t) | Piece::Whole(t) => out.push_str(t),
+                Piece::Link { head, label } => {
+                    out.push_str(head);
+                    out.push_str(label);
+                    out.push('>');
+                }
+            }
+            used += n;
+            continue;
+        }
+        if let Piece::Link { head, label } = piece {
+            // `head`, some of the label, `…` and `>`.
+            let room = max - used;
+            let fixed = head.chars().count() + 2;
+            if room > fixed {
+                let mut kept = String::new();
+                let mut len = 0;
+                for p in pieces(label) {
+                    let n = p.chars();
+                    let Piece::Text(t) = p else { break };
+                    if len + n > room - fixed {
+                        break;
+                    }
+                    kept.push_str(t);
+                    len += n;
+                }
+                if len > 0 {
+                    out.push_str(head);
+                    out.push_str(&kept);
+                    out.push_str("…>");
+                    return out;
+                }
+            }
+        }
+        break;
+    }
+    out.push('…');
+    out
 }
 
 fn mrkdwn(text: &str, max: usize) -> Value {
@@ -422,6 +528,96 @@ mod tests {
         assert!(c.chars().count() <= 13, "{c}");
         assert_eq!(c, format!("{}…", "a".repeat(10)));
         assert_eq!(cut("short", 10), "short");
+    }
+
+    /// Whether `out` is `s` cut with `cut`'s rules: a prefix of `s` ending
+    /// in `…`, or ending in a link whose label was shortened to `label…`.
+    fn whole_markup(out: &str) -> Result<(), String> {
+        // Every `<` closes before the next one, and every `&` is an entity.
+        let mut open = false;
+        for (i, c) in out.char_indices() {
+            match c {
+                '<' if open => return Err(format!("nested < at {i}")),
+                '<' => open = true,
+                '>' => open = false,
+                '&' if !matches!(entity(&out[i..]), Some("&amp;" | "&lt;" | "&gt;")) => {
+                    return Err(format!("half an entity at {i}"));
+                }
+                _ => {}
+            }
+        }
+        if open {
+            return Err("unclosed <".into());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_link_a_mention_or_an_entity() {
+        let link = "<https://app.hubspot.com/contacts/1/record/0-3/301|Acme &amp; Co renewal>";
+        let text = format!("Evidence: {link} and <@U123> &amp; <!here> end");
+        let n = text.chars().count();
+        for max in 1..=n + 1 {
+            let out = cut(&text, max);
+            assert!(out.chars().count() <= max, "{max}: {out}");
+            whole_markup(&out).unwrap_or_else(|e| panic!("{max}: {e}: {out}"));
+        }
+        // The label is shortened, never the URL.
+        let head = "Evidence: <https://app.hubspot.com/contacts/1/record/0-3/301|";
+        let at = head.chars().count() + 6;
+        assert_eq!(cut(&text, at), format!("{head}Acme…>"));
+        // ...and never inside its entity: `Acme &amp;` fits whole or not at all.
+        assert_eq!(cut(&text, at + 3), format!("{head}Acme …>"));
+        assert_eq!(cut(&text, at + 6), format!("{head}Acme &amp;…>"));
+        // No room for the URL: the link goes whole.
+        assert_eq!(cut(&text, 20), "Evidence: …");
+        // Mentions are kept or dropped whole.
+        let mention = format!("{link} and <@U123>");
+        let before = link.chars().count() + 5;
+        assert_eq!(cut(&mention, before + 3), format!("{link} and …"));
+        assert_eq!(
+            cut(&format!("{mention}!!"), before + 8),
+            format!("{mention}…")
+        );
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        /// Long names and record links on, cut anywhere.
+        #[test]
+        fn any_cut_keeps_the_limit_and_whole_markup(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    "[a-zA-Z &<>|@!]{0,40}".prop_map(|t| escape(&t)),
+                    ("[a-z/.:0-9]{1,60}", "[a-zA-Z &<>]{0,80}").prop_map(|(u, l)| {
+                        Links::wrap(Some(&format!("https://{u}/{{id}}")), "0-3", escape(&l))
+                    }),
+                    "[A-Z0-9]{1,12}".prop_map(|u| format!("<@U{u}>")),
+                    proptest::prop_oneof![
+                        proptest::strategy::Just("<!here>".to_string()),
+                        proptest::strategy::Just("<!channel>".to_string()),
+                    ],
+                ],
+                0..12,
+            ),
+            max in 1usize..400,
+        ) {
+            let text = parts.concat();
+            let out = cut(&text, max);
+            proptest::prop_assert!(out.chars().count() <= max, "{} > {max}: {out}", out.chars().count());
+            if let Err(e) = whole_markup(&out) {
+                proptest::prop_assert!(false, "{e}: {out:?} from {text:?}");
+            }
+            if text.chars().count() <= max {
+                proptest::prop_assert_eq!(&out, &text);
+            } else {
+                // What is kept is the text's own start.
+                let kept = out.trim_end_matches('…').trim_end_matches("…>");
+                let stem = kept.strip_suffix('…').unwrap_or(kept);
+                proptest::prop_assert!(text.starts_with(stem), "{out:?} from {text:?}");
+            }
+        }
     }
 
     #[test]
