@@ -96,6 +96,15 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// List the open findings the state remembers (any source): kind, key,
+    /// severity, account, partners, first seen, amount at stake.
+    Findings {
+        /// The TOML configuration (default: config/channel-sync.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = crate::findings_cmd::ListFormat::Text)]
+        format: crate::findings_cmd::ListFormat,
+    },
     /// Validate the configuration and print it, secrets redacted.
     CheckConfig {
         #[arg(long)]
@@ -181,6 +190,21 @@ pub fn run(cli: Cli) -> u8 {
             full,
         } => once(config.as_deref(), dry_run, now, full),
         Command::CheckConfig { config } => check_config(config.as_deref()),
+        Command::Findings { config, format } => {
+            let settings = match load_settings(config.as_deref()) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let path = std::path::Path::new(&settings.state.path);
+            let currency = &settings.scorecard.currency;
+            match crate::findings_cmd::run(path, currency, format, &mut std::io::stdout()) {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    eprintln!("channel-sync: {e:#}");
+                    exit::PARTIAL
+                }
+            }
+        }
         Command::Run { config } => run_daemon(config.as_deref()),
         Command::Healthcheck { config, url } => healthcheck(config.as_deref(), url),
         Command::Generate {

@@ -9,6 +9,7 @@ mod fake_partnerstack;
 mod fake_partnerstack_tests;
 mod fake_salesforce;
 mod fake_salesforce_tests;
+mod findings;
 mod helpers;
 mod hubspot;
 mod partnerstack;

@@ -311,4 +311,14 @@ async fn documented_custom_field_items_date_the_protection_from_approval() {
         .unwrap_or_else(|| panic!("no alert about deal_acme: {texts:?}"));
     assert!(acme.contains("2027-01-18"), "from approval: {acme}");
     assert!(!acme.contains("2026-12-30"), "not from submission: {acme}");
+    // `findings` lists what the cycle saw for an API source too.
+    let listed = acct.run("findings", &["--format", "json"]).await;
+    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
+    assert!(
+        listed
+            .stdout
+            .contains("\"direct_vs_partner:deal_acme:301\""),
+        "{}",
+        listed.stdout
+    );
 }
