@@ -477,7 +477,8 @@ fn detect(
     // The process ends right after the report: freeing millions of records
     // one by one would only delay the exit. The OS takes the memory back.
     std::mem::forget(loaded.dataset);
-    let report = Report::new(now, evaluation, loaded.rejected);
+    let report =
+        Report::new(now, evaluation, loaded.rejected).with_currency(&settings.scorecard.currency);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let written = match format {

@@ -93,6 +93,11 @@ fn findings_lists_what_the_last_cycle_saw_as_text_json_and_csv() {
         .find(|f| f["key"] == "partner_vs_partner:A-05")
         .unwrap();
     assert_eq!(baker["value_at_risk"], 27940.0);
+    // Claims are grouped by partner, in the order of each one's first claim.
+    assert_eq!(
+        baker["summary"],
+        "Baker & Sons Ltd is claimed by 2 partners: Fabrikam Partners (R-07, 2026-10-01; O-013, 2026-10-04) and Litware Advisors (R-08, 2026-10-22); the first claim was R-07."
+    );
 
     let (code, out, _) = run(&["findings", "--config", config, "--format", "csv"]);
     assert_eq!(code, 0);

@@ -696,7 +696,7 @@ pub fn resolved(f: &Finding, _names: &Names) -> Value {
 pub fn digest(findings: &[&Finding], resolved: usize, total: usize, _names: &Names) -> Value {
     let mut by_kind: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
     for f in findings {
-        let e = by_kind.entry(title_of(f)).or_default();
+        let e = by_kind.entry(title(f.kind)).or_default();
         e.0 += 1;
         if f.severity == Severity::Critical {
             e.1 += 1;
