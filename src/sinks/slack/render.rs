@@ -16,6 +16,8 @@ const FIELD_MAX: usize = 2000;
 const FALLBACK_MAX: usize = 3000;
 const EVIDENCE_LINES: usize = 10;
 const DIGEST_LINES: usize = 25;
+/// Names (accounts, partners, records) in a message.
+const NAME_MAX: usize = 100;
 
 /// Where a CRM record opens: URL templates with `{id}` (none for files).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -359,10 +361,21 @@ fn moved_to(f: &Finding) -> Option<&Evidence> {
         .find(|e| e.record == Record::Opportunity && e.partner_id.is_some())
 }
 
+/// A name from the data, at most [`NAME_MAX`] characters, so one long name
+/// cannot crowd the rest of a message out.
+fn short(s: &str) -> String {
+    if s.chars().count() <= NAME_MAX {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(NAME_MAX - 1).collect();
+    t.push('…');
+    t
+}
+
 /// `Northwind Solutions (P-1)`, `P-9`, or `direct sales`.
 fn party(e: &Evidence) -> String {
     match (&e.partner_name, &e.partner_id) {
-        (Some(n), Some(id)) => format!("{n} ({id})"),
+        (Some(n), Some(id)) => format!("{} ({id})", short(n)),
         (None, Some(id)) => id.clone(),
         _ if e.record == Record::Opportunity => "direct sales".into(),
         _ => "no partner".into(),
@@ -496,11 +509,11 @@ fn evidence_line(f: &Finding, e: &Evidence, names: &Names) -> String {
             let name = e
                 .name
                 .as_deref()
-                .map_or(String::new(), |n| format!(" \"{}\"", escape(n)));
+                .map_or(String::new(), |n| format!(" \"{}\"", escape(&short(n))));
             format!("Registration {}{name}", escape(&e.id))
         }
         Record::Opportunity => {
-            let label = escape(e.name.as_deref().unwrap_or(&e.id));
+            let label = escape(&short(e.name.as_deref().unwrap_or(&e.id)));
             let shown = Links::wrap(names.links.opportunity.as_ref(), &e.id, label.clone());
             if e.name.is_some() {
                 if shown == label {
@@ -594,7 +607,7 @@ pub fn finding(f: &Finding, reason: Reason, why: Option<&str>, names: &Names) ->
             Links::wrap(
                 names.links.account.as_ref(),
                 id,
-                escape(&format!("{name} ({id})"))
+                escape(&format!("{} ({id})", short(name)))
             )
         ));
     } else if f.kind == FindingKind::PartnerVsPartner {
@@ -608,7 +621,7 @@ pub fn finding(f: &Finding, reason: Reason, why: Option<&str>, names: &Names) ->
                 .iter()
                 .find(|e| e.partner_id.as_deref() == Some(p.as_str()))
                 .and_then(|e| e.partner_name.clone())
-                .map_or_else(|| p.clone(), |n| format!("{n} ({p})"))
+                .map_or_else(|| p.clone(), |n| format!("{} ({p})", short(&n)))
         })
         .collect();
     if !partners.is_empty() {
@@ -773,7 +786,7 @@ mod tests {
 
     /// Whether `out` is `s` cut with `cut`'s rules: a prefix of `s` ending
     /// in `…`, or ending in a link whose label was shortened to `label…`.
-    fn whole_markup(out: &str) -> Result<(), String> {
+    pub(super) fn whole_markup(out: &str) -> Result<(), String> {
         // Every `<` closes before the next one, and every `&` is an entity.
         let mut open = false;
         for (i, c) in out.char_indices() {
@@ -1280,6 +1293,61 @@ mod wording {
                 .contains("• Opportunity \\\"Stark - Enterprise licence\\\" (O-005): won"),
             "{v}"
         );
+    }
+
+    /// Long names and record links on: every text keeps Slack's limits and
+    /// every link, mention and escape whole.
+    #[test]
+    fn long_names_with_links_are_cut_whole() {
+        let long = |c: &str| format!("{} & <Co>", c.repeat(400));
+        let mut f = won_direct();
+        f.kind = FindingKind::PartnerVsPartner;
+        f.account_name = Some(long("Stark "));
+        f.summary = long("Summary ");
+        f.evidence = (0..12)
+            .map(|i| {
+                let mut e = opportunity(&format!("O-{i}"), Some(NORTHWIND), "open");
+                e.name = Some(long("Enterprise licence "));
+                e.partner_name = Some(long("Northwind "));
+                e
+            })
+            .collect();
+        let v = finding(&f, Reason::New, Some(&long("why ")), &names());
+        let mut texts = vec![(v["text"].as_str().unwrap().to_string(), FALLBACK_MAX)];
+        for b in v["blocks"].as_array().unwrap() {
+            let max = if b["type"] == "header" {
+                HEADER_MAX
+            } else {
+                SECTION_MAX
+            };
+            if let Some(t) = b["text"]["text"].as_str() {
+                texts.push((t.to_string(), max));
+            }
+            for x in b["fields"].as_array().into_iter().flatten() {
+                texts.push((x["text"].as_str().unwrap().to_string(), FIELD_MAX));
+            }
+            for x in b["elements"].as_array().into_iter().flatten() {
+                texts.push((x["text"].as_str().unwrap().to_string(), SECTION_MAX));
+            }
+        }
+        let evidence = texts
+            .iter()
+            .find(|(t, _)| t.starts_with("*Evidence*"))
+            .unwrap();
+        assert!(
+            evidence.0.contains("<https://crm.example/o/O-0|"),
+            "{}",
+            evidence.0
+        );
+        assert!(
+            evidence.0.chars().count() > SECTION_MAX / 2,
+            "{}",
+            evidence.0
+        );
+        for (t, max) in &texts {
+            assert!(t.chars().count() <= *max, "{} > {max}", t.chars().count());
+            super::tests::whole_markup(t).unwrap_or_else(|e| panic!("{e}: {t}"));
+        }
     }
 
     #[test]
