@@ -1046,7 +1046,7 @@ mod wording {
     fn line<'a>(p: &'a Parts, id: &str) -> &'a str {
         p.evidence
             .lines()
-            .find(|l| l.starts_with("• ") && l.contains(&format!("{id}")))
+            .find(|l| l.starts_with("• ") && l.contains(id))
             .unwrap_or_else(|| panic!("no evidence line for {id}: {}", p.evidence))
     }
 
