@@ -384,6 +384,9 @@ mod tests {
                 rep: None,
                 owner_id: None,
                 how: None,
+                amount: None,
+                currency: None,
+                stage: None,
             }],
         }
     }

@@ -109,6 +109,15 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// List the open findings the state remembers (any source): kind, key,
+    /// severity, account, partners, first seen, amount at stake.
+    Findings {
+        /// The TOML configuration (default: config/channel-sync.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = crate::findings_cmd::ListFormat::Text)]
+        format: crate::findings_cmd::ListFormat,
+    },
     /// Validate the configuration, report every problem at once, and print it
     /// with secrets redacted.
     CheckConfig {
@@ -202,6 +211,21 @@ pub fn run(cli: Cli) -> u8 {
             format,
         } => once(config.as_deref(), dry_run, now, full, format),
         Command::CheckConfig { config } => check_config(config.as_deref()),
+        Command::Findings { config, format } => {
+            let settings = match load_settings(config.as_deref()) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let path = std::path::Path::new(&settings.state.path);
+            let currency = &settings.scorecard.currency;
+            match crate::findings_cmd::run(path, currency, format, &mut std::io::stdout()) {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    eprintln!("channel-sync: {e:#}");
+                    exit::PARTIAL
+                }
+            }
+        }
         Command::Run { config, now } => run_daemon(config.as_deref(), now),
         Command::Healthcheck { config, url } => healthcheck(config.as_deref(), url),
         Command::Generate {
@@ -548,7 +572,8 @@ fn detect(
     // The process ends right after the report: freeing millions of records
     // one by one would only delay the exit. The OS takes the memory back.
     std::mem::forget(loaded.dataset);
-    let report = Report::new(now, evaluation, loaded.rejected);
+    let report =
+        Report::new(now, evaluation, loaded.rejected).with_currency(&settings.scorecard.currency);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let written = match format {

@@ -13,6 +13,7 @@ pub mod cycle;
 pub mod daemon;
 pub mod engine;
 pub mod fast;
+pub mod findings_cmd;
 pub mod metrics;
 pub mod model;
 pub mod report;

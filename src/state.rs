@@ -1116,7 +1116,8 @@ mod tests {
         };
         s.mirror_apply("sf", "Account", 1, &[row], &[]).unwrap();
         assert_eq!(s.mirror_count("sf", "Account").unwrap(), 1);
-        s.set_credential("t", "h", "v", now()).unwrap();
+        let key = crypto::CredentialKey::from_hex(&"ab".repeat(32)).unwrap();
+        s.set_credential("t", "h", "v", &key, now()).unwrap();
         drop(s);
         assert_eq!(file_version(&path), MIGRATIONS.len() as i64);
         assert_version_1_rows(&State::open(&path).unwrap());

@@ -133,6 +133,15 @@ pub struct Evidence {
     pub owner_id: Option<String>,
     #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
     pub how: Option<Match>,
+    /// The amount in the base currency (`currency`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<f64>,
+    /// The base currency (`scorecard.currency`) that `amount` is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// An opportunity's CRM stage (a registration's is its `status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
 }
 
 /// One finding of the report (SPEC §4), plus evidence for people.
@@ -231,6 +240,9 @@ impl Context<'_> {
                     rep: reg.rep.clone(),
                     owner_id: None,
                     how: self.matches[r].map(|m| m.how),
+                    amount: reg.amount,
+                    currency: Some(self.settings.scorecard.currency.clone()),
+                    stage: None,
                 }
             }
             Claim::Opportunity(o) => {
@@ -257,6 +269,9 @@ impl Context<'_> {
                     rep: opp.partner_rep.clone(),
                     owner_id: opp.owner_id.clone(),
                     how: None,
+                    amount: opp.amount.as_ref().and_then(|m| m.base),
+                    currency: Some(self.settings.scorecard.currency.clone()),
+                    stage: opp.stage.clone(),
                 }
             }
         }
@@ -603,20 +618,28 @@ fn partner_vs_partner(ctx: &Context) -> Vec<Finding> {
             .filter_map(|&c| ctx.claim_partner(c))
             .collect::<BTreeSet<_>>()
     };
+    // Claims grouped by partner, partners in the order of their first claim:
+    // `Fabrikam Partners (R-07, 2026-10-01; O-013, 2026-10-04) and Litware
+    // Advisors (R-08, 2026-10-22)`.
     let describe = |claims: &mut Vec<Claim>| {
         claims.sort_by(|&a, &b| ctx.first_order(a, b));
-        let parties: Vec<String> = claims
-            .iter()
-            .map(|&c| {
-                format!(
-                    "{} ({}, {})",
-                    ctx.partner_name(ctx.claim_partner(c).unwrap_or_default()),
-                    ctx.claim_id(c),
-                    day(&ctx.claim_at(c))
-                )
-            })
+        let mut parties: Vec<(&str, Vec<String>)> = Vec::new();
+        for &c in claims.iter() {
+            let partner = ctx.claim_partner(c).unwrap_or_default();
+            let claim = format!("{}, {}", ctx.claim_id(c), day(&ctx.claim_at(c)));
+            match parties.iter_mut().find(|(p, _)| *p == partner) {
+                Some((_, list)) => list.push(claim),
+                None => parties.push((partner, vec![claim])),
+            }
+        }
+        let parties: Vec<String> = parties
+            .into_iter()
+            .map(|(p, list)| format!("{} ({})", ctx.partner_name(p), list.join("; ")))
             .collect();
-        parties.join(", ")
+        match parties.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+            _ => parties.join(""),
+        }
     };
     let mut out = Vec::new();
     for (a, mut claims) in by_account {

@@ -122,10 +122,10 @@ pub fn diff(targets: &[Target], written: &FastMap<(String, String), String>) -> 
         .collect()
 }
 
-/// `scorecards.csv` in a folder: one row per partner, the SPEC §3.4 fields
-/// and the period. Rows are upserted by partner id; the file is replaced
-/// atomically (written beside, then renamed). Cells a spreadsheet could run
-/// as a formula are written with a leading `'` ([`crate::csv_safe`]).
+/// `scorecards.csv` in a folder: one row per partner, its name and tier, the
+/// SPEC §3.4 fields and the period. Rows are upserted by partner id; the file
+/// is replaced atomically (written beside, then renamed). Cells a spreadsheet
+/// could run as a formula are written with a leading `'` ([`crate::csv_safe`]).
 pub struct FilesSink {
     pub path: PathBuf,
 }
@@ -188,7 +188,11 @@ impl FilesSink {
         {
             let file = std::fs::File::create(&tmp)?;
             let mut w = crate::csv_safe::Writer::from_writer(std::io::BufWriter::new(&file));
-            let columns = || std::iter::once("partner_id").chain(SCORECARD_FIELDS);
+            let columns = || {
+                ["partner_id", "partner_name", "tier"]
+                    .into_iter()
+                    .chain(SCORECARD_FIELDS)
+            };
             w.write_record(columns())?;
             for row in rows.values() {
                 w.write_record(columns().map(|c| row.get(c).map_or("", String::as_str)))?;
@@ -212,8 +216,14 @@ impl ScorecardSink for FilesSink {
         _partner: &Partner,
         period: &Period,
     ) -> Option<(String, Vec<(String, String)>)> {
-        let fields = field_values(card, period)
+        // People read this file: the partner's name and tier come along.
+        let named = [
+            ("partner_name", card.partner_name.clone()),
+            ("tier", card.tier.clone().unwrap_or_default()),
+        ];
+        let fields = named
             .into_iter()
+            .chain(field_values(card, period))
             .map(|(f, v)| (f.to_string(), v))
             .collect();
         Some((card.partner_id.clone(), fields))
@@ -337,9 +347,9 @@ mod tests {
         let text = std::fs::read_to_string(&sink.path).unwrap();
         assert_eq!(
             text,
-            "partner_id,period,reps,active_sellers,active_seller_rate,sourced_pipeline,sourced_revenue,open_registrations,expiring_registrations,open_conflicts\n\
-             P-1,2026-Q3,8,,,,,,,\n\
-             P-2,2026-Q3,3,,,,,,,\n"
+            "partner_id,partner_name,tier,period,reps,active_sellers,active_seller_rate,sourced_pipeline,sourced_revenue,open_registrations,expiring_registrations,open_conflicts\n\
+             P-1,,,2026-Q3,8,,,,,,,\n\
+             P-2,,,2026-Q3,3,,,,,,,\n"
         );
         assert!(!sink.lost_earlier_writes());
     }

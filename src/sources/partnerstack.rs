@@ -371,27 +371,7 @@ pub fn build(state: &State, ps: &PartnerstackSettings) -> Result<PrmTables, Stat
     let mut registrations = Mapped::<Registration>::new(SOURCE, "deal");
     // Reps: the team members named on deals, by key, with their first deal.
     let mut reps: FastMap<String, PartnerRep> = FastMap::default();
-    // Custom fields: `fields` (documented as an array of {key, value}
-    // objects) or `field_data` (an object); both forms are read.
-    let custom = |d: &Map<String, Value>, field: &str| -> Option<Value> {
-        if field.is_empty() {
-            return None;
-        }
-        ["fields", "field_data"]
-            .iter()
-            .find_map(|k| match d.get(*k)? {
-                Value::Object(o) => o.get(field).cloned(),
-                Value::Array(items) => items.iter().find_map(|item| {
-                    let name = ["key", "name", "field", "slug"]
-                        .iter()
-                        .find_map(|n| item.get(*n).and_then(Value::as_str))?;
-                    (name == field)
-                        .then(|| item.get("value").cloned())
-                        .flatten()
-                }),
-                _ => None,
-            })
-    };
+    let custom = |d: &Map<String, Value>, field: &str| custom_field(d, field);
     let when = |v: Option<Value>| -> Option<DateTime<Utc>> {
         match v? {
             Value::String(s) => parse_timestamp(&s).or_else(|| epoch_ms(Some(&Value::String(s)))),
@@ -506,6 +486,43 @@ pub fn build(state: &State, ps: &PartnerstackSettings) -> Result<PrmTables, Stat
     };
     reps.rows.sort_by(|a, b| a.id.cmp(&b.id));
     Ok((partners.table(), reps.table(), registrations.table()))
+}
+
+/// Identifiers of an item of a deal's `fields` list, most stable first:
+/// PartnerStack documents `api_name`, `field_key`, `internal_name` and `name`
+/// (the editable display label); `key`, `field` and `slug` are kept for
+/// older or hand-made payloads.
+const FIELD_IDS: [&str; 7] = [
+    "api_name",
+    "field_key",
+    "internal_name",
+    "name",
+    "key",
+    "field",
+    "slug",
+];
+
+/// A deal's custom field `field`: from `fields` (a list of items with
+/// `api_name`, `field_key`, `internal_name`, `name`, `type` and `value`, or
+/// an object) or `field_data` (an object). In a list, an item whose
+/// `api_name` is `field` wins over one whose `field_key` is, and so on down
+/// [`FIELD_IDS`], so a display label never shadows an API name.
+fn custom_field(d: &Map<String, Value>, field: &str) -> Option<Value> {
+    if field.is_empty() {
+        return None;
+    }
+    ["fields", "field_data"]
+        .iter()
+        .find_map(|k| match d.get(*k)? {
+            Value::Object(o) => o.get(field).cloned(),
+            Value::Array(items) => FIELD_IDS.iter().find_map(|id| {
+                items
+                    .iter()
+                    .find(|item| item.get(*id).and_then(Value::as_str) == Some(field))
+                    .and_then(|item| item.get("value").cloned())
+            }),
+            _ => None,
+        })
 }
 
 #[cfg(test)]

@@ -221,7 +221,11 @@ async fn the_first_cycle_alerts_each_finding_and_an_identical_one_nothing() {
     }
     let card = std::fs::read_to_string(p.scorecards()).unwrap();
     assert!(
-        card.contains("P-1,2026-Q3,7,3,0.428571,252000.00,127840.00,4,0,5"),
+        card.starts_with("partner_id,partner_name,tier,period,reps,")
+            && card.contains(
+                "P-1,Northwind Solutions,gold,2026-Q3,7,3,0.428571,252000.00,127840.00,4,0,5"
+            )
+            && card.contains("P-4,Litware Advisors,,2026-Q3,"),
         "{card}"
     );
 
@@ -602,7 +606,9 @@ async fn a_crash_anywhere_loses_nothing() {
             "{point}: every scorecard written\n{cards}"
         );
         assert!(
-            cards.contains("P-5,2026-Q3,2,1,0.500000,209080.00,32400.00,3,1,2"),
+            cards.contains(
+                "P-5,Adatum Consulting,gold,2026-Q3,2,1,0.500000,209080.00,32400.00,3,1,2"
+            ),
             "{point}: {cards}"
         );
         // And the restarted state is complete: a third run has nothing to do.

@@ -165,7 +165,7 @@ async fn hubspot_as_crm_end_to_end() {
     assert!(
         texts.iter().any(|t| t
             .contains("<https://app.hubspot.com/contacts/4242424/record/0-2/101|")
-            && t.contains("<https://app.hubspot.com/contacts/4242424/record/0-3/301|open>")),
+            && t.contains("<https://app.hubspot.com/contacts/4242424/record/0-3/301|Acme direct>")),
         "{texts:?}"
     );
 

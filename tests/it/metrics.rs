@@ -38,6 +38,8 @@ async fn a_cycle_labels_each_table_with_its_source_and_reads_the_rate_headers() 
         now: NOW.parse().unwrap(),
         dry_run: false,
         full: false,
+        preview: Default::default(),
+        progress: false,
     };
     let mut out = Vec::new();
     let summary = runner.cycle(&opts, &mut out).await.unwrap();

@@ -394,3 +394,42 @@ async fn a_full_read_runs_after_7_days() {
         run.stdout
     );
 }
+
+/// PartnerStack's deal `fields` items carry `api_name`, `field_key`,
+/// `internal_name`, `name` (the editable label), `type` and `value`, and no
+/// `key`: the configured `approved_at_field` finds the item by `api_name`,
+/// even when another item's display label reads the same, so protection
+/// counts from approval (2026-10-20 + 90 days = 2027-01-18), not from
+/// submission (2026-10-01 + 90 = 2026-12-30). `once` runs at the pinned NOW.
+#[tokio::test(flavor = "multi_thread")]
+async fn documented_custom_field_items_date_the_protection_from_approval() {
+    let Program { acct, ps } = program().await;
+    assert!(ps.update_deal(
+        "deal_acme",
+        json!({"fields": [
+            {"api_name": "legacy_approval", "field_key": "fk_legacy", "internal_name": "legacy_approval",
+             "name": "approved_at", "type": "date", "value": ms("2026-11-15")},
+            {"api_name": "approved_at", "field_key": "fk_approved", "internal_name": "approved_at",
+             "name": "Approval date", "type": "date", "value": ms("2026-10-20")},
+        ]}),
+    ));
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let texts = slack_texts(&acct.slack).await;
+    let acme = texts
+        .iter()
+        .find(|t| t.contains("deal_acme"))
+        .unwrap_or_else(|| panic!("no alert about deal_acme: {texts:?}"));
+    assert!(acme.contains("2027-01-18"), "from approval: {acme}");
+    assert!(!acme.contains("2026-12-30"), "not from submission: {acme}");
+    // `findings` lists what the cycle saw for an API source too.
+    let listed = acct.run("findings", &["--format", "json"]).await;
+    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
+    assert!(
+        listed
+            .stdout
+            .contains("\"direct_vs_partner:deal_acme:301\""),
+        "{}",
+        listed.stdout
+    );
+}

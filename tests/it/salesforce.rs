@@ -172,7 +172,7 @@ async fn salesforce_as_crm_and_prm_end_to_end() {
         texts.iter().any(
             |t| t.contains(&format!("<{url}/lightning/r/Account/{ACME}/view|"))
                 && t.contains(&format!(
-                    "<{url}/lightning/r/Opportunity/006000000000D01AAA/view|open>"
+                    "<{url}/lightning/r/Opportunity/006000000000D01AAA/view|Acme direct>"
                 ))
         ),
         "{texts:?}"

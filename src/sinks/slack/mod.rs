@@ -219,6 +219,7 @@ mod tests {
             Next::Fail(Delivery::WebhookDown(why)) => format!("down {why}"),
             Next::Fail(Delivery::Retry(why)) => format!("next cycle {why}"),
             Next::Fail(Delivery::Sent) => "sent?".into(),
+            Next::Fail(Delivery::Unconfirmed(why)) => format!("unconfirmed {why}"),
             Next::Retry(why) => format!("backoff {why}"),
             Next::Wait(wait, _) => format!("wait {}s", wait.as_secs()),
             Next::Reauthenticate => "reauthenticate".into(),
