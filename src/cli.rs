@@ -115,7 +115,19 @@ pub enum Command {
         /// The clock the data is laid out around.
         #[arg(long, value_parser = parse_now)]
         now: Option<DateTime<Utc>>,
+        /// How account names are built: `default` (invented brand words) or
+        /// `skewed` (a small real vocabulary, Zipf-distributed, common first
+        /// words, numbered branches: the hard case for fuzzy matching).
+        #[arg(long, value_enum, default_value_t = Names::Default)]
+        names: Names,
     },
+}
+
+/// `generate --names`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Names {
+    Default,
+    Skewed,
 }
 
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
@@ -188,7 +200,8 @@ pub fn run(cli: Cli) -> u8 {
             opportunities,
             seed,
             now,
-        } => generate(&out, opportunities, seed, now),
+            names,
+        } => generate(&out, opportunities, seed, now, names),
     }
 }
 
@@ -488,9 +501,14 @@ fn generate(
     opportunities: usize,
     seed: u64,
     now: Option<DateTime<Utc>>,
+    names: Names,
 ) -> u8 {
-    let params =
+    let mut params =
         crate::synth::SynthParams::scaled(seed, opportunities, now.unwrap_or_else(Utc::now));
+    params.names = match names {
+        Names::Default => crate::synth::NameProfile::Default,
+        Names::Skewed => crate::synth::NameProfile::Skewed,
+    };
     match crate::synth::write_program(out, &params) {
         Ok(summary) => {
             eprintln!(
