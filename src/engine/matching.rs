@@ -81,7 +81,17 @@ struct QueryWord<'q> {
     text: &'q str,
     sig: Signature,
     digit: bool,
+    /// For each vocabulary word length, the fewest letters a word of that
+    /// length must share with this one to possibly reach the threshold
+    /// (`usize::MAX`: none can).
+    need: Vec<usize>,
 }
+
+/// Checking one candidate account word by word costs about this many times
+/// scanning one vocabulary word's letter counts (random access into the
+/// names against a sequential scan): a position's similar words are searched
+/// while its vocabulary is smaller than this many times the candidates in hand.
+const CHECK_COST: usize = 16;
 
 /// The vocabulary words similar enough to one query word at one position,
 /// sorted by word id, with their similarity.
@@ -158,6 +168,8 @@ pub struct AccountIndex<'a> {
     /// Words without a digit by place; the first position is further split
     /// by first character (the SPEC's blocking), the others use `'\0'`.
     sets: FastMap<(u32, u32, char), WordSet>,
+    /// The longest vocabulary word, in chars.
+    longest: usize,
     threshold: f64,
 }
 
@@ -278,11 +290,13 @@ impl<'a> AccountIndex<'a> {
                 }
             }
         }
+        let longest = words.iter().map(|w| w.sig.chars).max().unwrap_or(0);
         AccountIndex {
             accounts,
             by_id,
             by_domain,
             by_name,
+            longest,
             words,
             word_ids,
             name_start,
@@ -366,7 +380,7 @@ impl<'a> AccountIndex<'a> {
                 if one_word && lb.abs_diff(q.sig.chars) > 1 {
                     return usize::MAX;
                 }
-                min_common(q.sig.chars, lb, self.threshold).unwrap_or(usize::MAX)
+                q.need[lb]
             })
             .collect();
         let fewest = need.iter().copied().min().unwrap_or(usize::MAX);
@@ -429,8 +443,7 @@ impl<'a> AccountIndex<'a> {
         if place.0 == 1 && q.sig.chars.abs_diff(w.sig.chars) > 1 {
             return None;
         }
-        let need = min_common(q.sig.chars, w.sig.chars, self.threshold)?;
-        if q.sig.common(&w.sig) < need
+        if q.sig.common(&w.sig) < q.need[w.sig.chars]
             || !passes(
                 similarity_bound(q.text, &q.sig, &w.text, &w.sig),
                 self.threshold,
@@ -446,10 +459,16 @@ impl<'a> AccountIndex<'a> {
     fn fuzzy(&self, norm: &str) -> Option<AccountMatch> {
         let query: Vec<QueryWord> = norm
             .split(' ')
-            .map(|text| QueryWord {
-                text,
-                sig: Signature::of(text),
-                digit: has_digit(text),
+            .map(|text| {
+                let sig = Signature::of(text);
+                QueryWord {
+                    text,
+                    digit: has_digit(text),
+                    need: (0..=self.longest)
+                        .map(|lb| min_common(sig.chars, lb, self.threshold).unwrap_or(usize::MAX))
+                        .collect(),
+                    sig,
+                }
             })
             .collect();
         let count = to_u32(query.len());
@@ -457,7 +476,7 @@ impl<'a> AccountIndex<'a> {
         // Positions whose similar words are known, with how many accounts
         // hold one of them. Exact words first (a lookup), then the others by
         // the size of the vocabulary to search, while searching is cheaper
-        // than checking the candidates already in hand.
+        // than checking the candidates already in hand (see `CHECK_COST`).
         let mut known: Vec<Option<Similar>> = vec![None; query.len()];
         let mut best_pos = usize::MAX;
         let mut best_cost = usize::MAX;
@@ -482,7 +501,7 @@ impl<'a> AccountIndex<'a> {
             .collect();
         order.sort_unstable();
         for (size, pos) in order {
-            if size >= best_cost {
+            if size >= best_cost.saturating_mul(CHECK_COST) {
                 break;
             }
             let similar = self.similar(place(pos), &query[pos]);
@@ -848,11 +867,15 @@ mod tests {
     fn the_first_letter_still_blocks_when_another_word_leads_the_search() {
         // The number is the rarest word, so the accounts holding it are
         // checked word by word: the first word must still start alike.
-        let accounts = [
-            account("A-1", "Bbc 12", None),
-            account("A-2", "Axy 13", None),
-            account("A-3", "Azz 14", None),
-        ];
+        let mut accounts = vec![account("A-1", "Bbc 12", None)];
+        // A first-letter block big enough not to be searched.
+        for (i, c) in ('a'..='z').enumerate() {
+            accounts.push(account(
+                &format!("A-{}", i + 2),
+                &format!("Ax{c} {}", i + 13),
+                None,
+            ));
+        }
         let index = AccountIndex::build(&accounts, &Default::default(), 0.6);
         assert!(strsim::jaro_winkler("abc", "bbc") > 0.6);
         assert_eq!(index.fuzzy("abc 12").map(|m| m.account), None);
