@@ -28,7 +28,7 @@ BIN=target/release/channel-sync
 cargo build --release --quiet
 command -v /usr/bin/time >/dev/null || { echo "needs GNU time (apt-get install time)" >&2; exit 1; }
 
-ms() { grep -o "$1=[0-9]*" "$2" | head -1 | cut -d= -f2; }
+ms() { grep -o "\b$1=[0-9]*" "$2" | tail -1 | cut -d= -f2; }
 s() { awk "BEGIN {printf \"%.2f\", ${1:-0}/1000}"; }
 
 echo "| profile | opportunities | accounts | registrations | findings | wall (s) | read (s) | rules (s) | index (s) | exact (s) | fuzzy (s) | output (s) | peak RSS (MiB) | load |"
