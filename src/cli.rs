@@ -141,11 +141,23 @@ pub enum Command {
         /// always gives the same bytes; run detect with the same --now.
         #[arg(long, value_parser = parse_now, default_value = GENERATE_NOW)]
         now: DateTime<Utc>,
+        /// How account names are built: `default` (invented brand words) or
+        /// `skewed` (a small real vocabulary, Zipf-distributed, common first
+        /// words, numbered branches: the hard case for fuzzy matching).
+        #[arg(long, value_enum, default_value_t = Names::Default)]
+        names: Names,
     },
 }
 
 /// `generate`'s default clock: fixed, so output never depends on the day.
 const GENERATE_NOW: &str = "2026-11-26T00:00:00Z";
+
+/// `generate --names`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Names {
+    Default,
+    Skewed,
+}
 
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
     values::parse_timestamp(s).ok_or_else(|| {
@@ -233,7 +245,8 @@ pub fn run(cli: Cli) -> u8 {
             opportunities,
             seed,
             now,
-        } => generate(&out, opportunities, seed, now),
+            names,
+        } => generate(&out, opportunities, seed, now, names),
     }
 }
 
@@ -603,8 +616,18 @@ fn detect(
     }
 }
 
-fn generate(out: &std::path::Path, opportunities: usize, seed: u64, now: DateTime<Utc>) -> u8 {
-    let params = crate::synth::SynthParams::scaled(seed, opportunities, now);
+fn generate(
+    out: &std::path::Path,
+    opportunities: usize,
+    seed: u64,
+    now: DateTime<Utc>,
+    names: Names,
+) -> u8 {
+    let mut params = crate::synth::SynthParams::scaled(seed, opportunities, now);
+    params.names = match names {
+        Names::Default => crate::synth::NameProfile::Default,
+        Names::Skewed => crate::synth::NameProfile::Skewed,
+    };
     match crate::synth::write_program(out, &params) {
         Ok(summary) => {
             eprintln!(
