@@ -123,16 +123,25 @@ pub struct AlertContext<'a> {
     /// Partner id -> tier.
     pub tiers: FastMap<String, String>,
     pub names: &'a render::Names,
+    /// `rules.expired_lookback_days`: how long an expired registration is
+    /// reported before it ages out.
+    pub expired_lookback: chrono::Duration,
 }
 
 /// What a cycle stores and sends.
 #[derive(Debug, Default)]
 pub struct Plan {
     pub seen: Vec<FindingUpdate>,
+    /// Gone because the data changed: announced where it had been.
     pub resolved: Vec<String>,
+    /// Gone only because time moved it out of its window: closed quietly.
+    pub aged_out: Vec<String>,
     pub messages: Vec<NewMessage>,
     /// Findings the state did not know (or had seen resolved).
     pub new: usize,
+    /// Findings with news that no webhook takes (none configured, or no
+    /// route matches and there is no default): announced once one does.
+    pub unannounced: usize,
     pub changed: usize,
     pub reminded: usize,
     pub resolved_alerts: usize,
@@ -163,6 +172,22 @@ fn routes_for(f: &Finding, ctx: &AlertContext) -> Vec<String> {
     }
     routes.retain(|r| ctx.routes_with_webhook.contains(r));
     routes
+}
+
+/// Whether a finding that left the report did so only because time moved it
+/// out of its window (SPEC §3.3): an expired registration past the look-back,
+/// an expiring one whose expiry came, a conflict whose protection ended.
+fn aged_out(f: &Finding, now: DateTime<Utc>, lookback: chrono::Duration) -> bool {
+    let Some(expiry) = f.expires_at else {
+        return false;
+    };
+    match f.kind {
+        FindingKind::RegistrationExpired => expiry < now - lookback,
+        FindingKind::RegistrationExpiring
+        | FindingKind::DirectVsPartner
+        | FindingKind::PartnerBypassed => expiry <= now,
+        FindingKind::PartnerVsPartner => false,
+    }
 }
 
 pub fn plan(
@@ -216,6 +241,9 @@ pub fn plan(
         } else {
             Vec::new()
         };
+        if reason.is_some() && routes.is_empty() {
+            plan.unannounced += 1;
+        }
         let announce = reason.filter(|_| !routes.is_empty());
         let notified = announce.as_ref().map(|_| {
             let told = told.clone().unwrap_or_default();
@@ -250,11 +278,19 @@ pub fn plan(
     gone.sort_by(|a, b| a.key.cmp(&b.key));
     let mut resolutions = Vec::new();
     for s in gone {
+        let old = serde_json::from_str::<Finding>(&s.payload).ok();
+        if old
+            .as_ref()
+            .is_some_and(|f| aged_out(f, now, ctx.expired_lookback))
+        {
+            plan.aged_out.push(s.key.clone());
+            continue;
+        }
         plan.resolved.push(s.key.clone());
         if is_window(&s.kind) || s.notified_at.is_none() || !alerting {
             continue;
         }
-        let Ok(old) = serde_json::from_str::<Finding>(&s.payload) else {
+        let Some(old) = old else {
             continue;
         };
         let routes = routes_for(&old, ctx);
@@ -379,12 +415,16 @@ mod tests {
                     first_seen: at.clone(),
                     resolved_at: None,
                     notified_at: u.notified.as_ref().map(|_| at),
+                    closed_as: None,
                 }),
             }
         }
-        for key in &plan.resolved {
-            if let Some(s) = out.iter_mut().find(|s| &s.key == key) {
-                s.resolved_at = Some("resolved".into());
+        for (keys, how) in [(&plan.resolved, "resolved"), (&plan.aged_out, "aged_out")] {
+            for key in keys {
+                if let Some(s) = out.iter_mut().find(|s| &s.key == key) {
+                    s.resolved_at = Some(how.into());
+                    s.closed_as = Some(how.into());
+                }
             }
         }
         out
@@ -411,6 +451,7 @@ mod tests {
                     .into_iter()
                     .collect(),
                 names: &self.names,
+                expired_lookback: chrono::Duration::days(30),
             }
         }
     }
@@ -482,6 +523,53 @@ mod tests {
         // Back again: still not announced a second time.
         let p = plan(std::slice::from_ref(&f), &st, &ctx, now());
         assert!(p.messages.is_empty(), "{:?}", reasons(&p));
+    }
+
+    #[test]
+    fn what_time_moves_out_of_its_window_ages_out_quietly_and_what_the_data_changes_resolves() {
+        let s = Setup::new();
+        let ctx = s.ctx(&["default"]);
+        let day = chrono::Duration::days(1);
+        let mut expired = finding(
+            FindingKind::RegistrationExpired,
+            "x",
+            Severity::Warning,
+            &["P-1"],
+        );
+        expired.expires_at = Some(now() - day * 10);
+        let mut conflict = finding(
+            FindingKind::DirectVsPartner,
+            "d",
+            Severity::Warning,
+            &["P-1"],
+        );
+        conflict.expires_at = Some(now() + day * 5);
+        let both = [expired.clone(), conflict.clone()];
+        let st = remember(&plan(&both, &[], &ctx, now()), now(), &[]);
+
+        // 21 days on, the expired registration is past the 30-day look-back
+        // and the conflict's protection has ended: both age out, unannounced.
+        let later = now() + day * 21;
+        let p = plan(&[], &st, &ctx, later);
+        assert_eq!(p.aged_out, ["d", "x"]);
+        assert!(p.resolved.is_empty());
+        assert!(p.messages.is_empty(), "{:?}", reasons(&p));
+
+        // Gone the next day instead: the data changed, so both are resolved,
+        // and the announced conflict gets its resolution message.
+        let p = plan(&[], &st, &ctx, now() + day);
+        assert_eq!(p.resolved, ["d", "x"]);
+        assert!(p.aged_out.is_empty());
+        assert_eq!(reasons(&p), [("resolved".to_string(), "d".to_string())]);
+
+        // The look-back's edge: exactly 30 days after expiry it still counts.
+        let st_x = remember(&plan(&[expired.clone()], &[], &ctx, now()), now(), &[]);
+        let edge = now() + day * 20;
+        assert_eq!(plan(&[], &st_x, &ctx, edge).resolved, ["x"]);
+        assert_eq!(
+            plan(&[], &st_x, &ctx, edge + chrono::Duration::seconds(1)).aged_out,
+            ["x"]
+        );
     }
 
     #[test]

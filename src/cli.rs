@@ -82,17 +82,30 @@ pub enum Command {
         /// Read every CRM/PRM record again, not only what changed.
         #[arg(long)]
         full: bool,
+        /// How a dry run shows the alerts: as a person would read them (text)
+        /// or as the raw Block Kit JSON that would be posted.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// The daemon: cycles on schedule.cron, plus /healthz, /readyz and /metrics.
     Run {
+        /// The TOML configuration (default: config/channel-sync.toml when present).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Start the daemon's clock at this time instead of now; it then
+        /// advances in real time (demos, and tests that must not depend on
+        /// today's date).
+        #[arg(long, value_parser = parse_now)]
+        now: Option<DateTime<Utc>>,
     },
     /// Calls the running daemon's /healthz; exits 0 when it answers 200.
     Healthcheck {
+        /// The TOML configuration whose server.listen locates the daemon
+        /// (default: config/channel-sync.toml when present).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// The health URL (default: from server.listen).
+        /// The daemon's base URL (`http://host:9090`) or its health URL
+        /// (`http://host:9090/healthz`); default: from server.listen.
         #[arg(long)]
         url: Option<String>,
     },
@@ -105,8 +118,10 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = crate::findings_cmd::ListFormat::Text)]
         format: crate::findings_cmd::ListFormat,
     },
-    /// Validate the configuration and print it, secrets redacted.
+    /// Validate the configuration, report every problem at once, and print it
+    /// with secrets redacted.
     CheckConfig {
+        /// The TOML configuration to check (default: config/channel-sync.toml when present).
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -119,13 +134,18 @@ pub enum Command {
         /// (1,000,000 : 200,000 accounts : 100,000 registrations : 50,000 reps : 2,000 partners).
         #[arg(long, default_value_t = 10_000)]
         opportunities: usize,
+        /// The same seed (with the same --now) gives the same bytes.
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// The clock the data is laid out around.
-        #[arg(long, value_parser = parse_now)]
-        now: Option<DateTime<Utc>>,
+        /// The date the data is laid out around. Fixed by default, so a seed
+        /// always gives the same bytes; run detect with the same --now.
+        #[arg(long, value_parser = parse_now, default_value = GENERATE_NOW)]
+        now: DateTime<Utc>,
     },
 }
+
+/// `generate`'s default clock: fixed, so output never depends on the day.
+const GENERATE_NOW: &str = "2026-11-26T00:00:00Z";
 
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
     values::parse_timestamp(s).ok_or_else(|| {
@@ -188,7 +208,8 @@ pub fn run(cli: Cli) -> u8 {
             dry_run,
             now,
             full,
-        } => once(config.as_deref(), dry_run, now, full),
+            format,
+        } => once(config.as_deref(), dry_run, now, full, format),
         Command::CheckConfig { config } => check_config(config.as_deref()),
         Command::Findings { config, format } => {
             let settings = match load_settings(config.as_deref()) {
@@ -205,7 +226,7 @@ pub fn run(cli: Cli) -> u8 {
                 }
             }
         }
-        Command::Run { config } => run_daemon(config.as_deref()),
+        Command::Run { config, now } => run_daemon(config.as_deref(), now),
         Command::Healthcheck { config, url } => healthcheck(config.as_deref(), url),
         Command::Generate {
             out,
@@ -216,7 +237,15 @@ pub fn run(cli: Cli) -> u8 {
     }
 }
 
+/// Loads the configuration and says which one: a line on stderr (a JSON log
+/// line for the daemon, whose stdout is its log).
 fn load_settings(config: Option<&std::path::Path>) -> Result<Settings, u8> {
+    let source = crate::config::describe_source(config, std::env::vars());
+    if tracing::enabled!(tracing::Level::INFO) {
+        tracing::info!(source = %source, "Using configuration.");
+    } else {
+        eprintln!("channel-sync: using configuration: {source}");
+    }
     Settings::load(config).map_err(|e| {
         eprintln!("channel-sync: {e}");
         exit::CONFIG
@@ -228,6 +257,7 @@ fn once(
     dry_run: bool,
     now: Option<DateTime<Utc>>,
     full: bool,
+    format: Format,
 ) -> u8 {
     let settings = match load_settings(config) {
         Ok(s) => s,
@@ -241,9 +271,14 @@ fn once(
         now: now.unwrap_or_else(Utc::now),
         dry_run,
         full,
+        preview: match format {
+            Format::Json => crate::cycle::Preview::Json,
+            Format::Text => crate::cycle::Preview::Text,
+        },
+        progress: true,
     };
     let mut stdout = std::io::stdout();
-    let result = runtime.block_on(crate::cycle::once(&settings, &options, &mut stdout));
+    let result = runtime.block_on(once_until_signal(&settings, &options, &mut stdout));
     match result {
         Ok(summary) => {
             print!("{}", summary.to_text());
@@ -252,12 +287,43 @@ fn once(
         Err(e) => {
             eprintln!("channel-sync: {e:#}");
             match e {
+                crate::cycle::CycleError::Locked(crate::state::lock::LockError::Stopped {
+                    ..
+                }) => exit::OK,
                 crate::cycle::CycleError::Config(_) => exit::CONFIG,
                 crate::cycle::CycleError::Input(_) => exit::DATA,
                 _ => exit::PARTIAL,
             }
         }
     }
+}
+
+/// One cycle with `run`'s graceful stop: on SIGTERM or SIGINT (a CronJob's
+/// pod is stopped with SIGTERM) the cycle sends no further message, writes
+/// back and records what it did, and `once` exits as usual (0 when nothing
+/// failed); what was not sent stays in the outbox for the next run. A
+/// second signal ends the process at once (the state stays consistent).
+async fn once_until_signal(
+    settings: &Settings,
+    options: &crate::cycle::Options,
+    out: &mut (dyn Write + Send),
+) -> Result<crate::cycle::Summary, crate::cycle::CycleError> {
+    let runner = crate::cycle::Runner::new(settings.clone(), None)?;
+    let stopping = runner.stopping.clone();
+    let watcher = tokio::spawn(async move {
+        crate::daemon::signal().await;
+        stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        tracing::warn!("Signal received: stopping at the next message.");
+        eprintln!(
+            "channel-sync: signal received: stopping at the next message; what is not sent stays in the outbox for the next run"
+        );
+        crate::daemon::signal().await;
+        eprintln!("channel-sync: second signal: stopping at once (the state stays consistent)");
+        std::process::exit(i32::from(exit::PARTIAL));
+    });
+    let result = runner.cycle(options, out).await;
+    watcher.abort();
+    result
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, u8> {
@@ -270,7 +336,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, u8> {
         })
 }
 
-fn run_daemon(config: Option<&std::path::Path>) -> u8 {
+fn run_daemon(config: Option<&std::path::Path>, now: Option<DateTime<Utc>>) -> u8 {
     let settings = match load_settings(config) {
         Ok(s) => s,
         Err(code) => return code,
@@ -284,7 +350,10 @@ fn run_daemon(config: Option<&std::path::Path>) -> u8 {
         Ok(r) => r,
         Err(code) => return code,
     };
-    match runtime.block_on(crate::daemon::run(settings)) {
+    let clock = now
+        .map(crate::daemon::Clock::starting_at)
+        .unwrap_or_default();
+    match runtime.block_on(crate::daemon::run(settings, clock)) {
         Ok(code) => code,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "The daemon could not start.");
@@ -296,7 +365,7 @@ fn run_daemon(config: Option<&std::path::Path>) -> u8 {
 
 fn healthcheck(config: Option<&std::path::Path>, url: Option<String>) -> u8 {
     let url = match url {
-        Some(u) => u,
+        Some(u) => health_url(&u),
         None => {
             let settings = match load_settings(config) {
                 Ok(s) => s,
@@ -342,44 +411,70 @@ fn healthcheck(config: Option<&std::path::Path>, url: Option<String>) -> u8 {
     }
 }
 
+/// `--url` may name the daemon (`http://host:9090`) or its health endpoint.
+fn health_url(url: &str) -> String {
+    let trimmed = url.trim_end_matches('/');
+    let has_path = trimmed
+        .split_once("://")
+        .map_or(trimmed, |(_, rest)| rest)
+        .contains('/');
+    if has_path {
+        url.to_string()
+    } else {
+        format!("{trimmed}/healthz")
+    }
+}
+
 fn check_config(config: Option<&std::path::Path>) -> u8 {
-    let settings = match load_settings(config) {
+    let source = crate::config::describe_source(config, std::env::vars());
+    eprintln!("channel-sync: using configuration: {source}");
+    // Unknown keys and wrong types stop here (one at a time: the parser's);
+    // everything else is gathered and reported together.
+    let settings = match Settings::load_unchecked(config, std::env::vars()) {
         Ok(s) => s,
-        Err(code) => return code,
-    };
-    if settings.crm.kind.is_some() {
-        if let Err(e) = crate::cycle::check(&settings) {
-            eprintln!("channel-sync: {e}");
+        Err(e) => {
+            eprintln!("channel-sync: configuration: {e}");
             return exit::CONFIG;
         }
-        if settings.crm.kind == Some(crate::config::CrmKind::Hubspot) {
-            let checked = runtime().map(|rt| rt.block_on(check_hubspot(&settings)));
-            match checked {
-                Err(code) => return code,
-                Ok(Err(code)) => return code,
-                Ok(Ok(())) => {}
-            }
-        }
-        if settings.crm.kind == Some(crate::config::CrmKind::Salesforce) {
-            // Every configured field must exist in the org: ask it.
-            let checked = runtime().map(|rt| rt.block_on(check_salesforce(&settings)));
-            match checked {
-                Err(code) => return code,
-                Ok(Err(code)) => return code,
-                Ok(Ok(())) => {}
-            }
-        }
-    } else {
-        eprintln!("channel-sync: crm.kind is not set: this configuration serves detect only");
+    };
+    let mut report = crate::config::check::all(&settings);
+    if settings.crm.kind.is_some()
+        && let Err(e) = crate::cycle::check(&settings)
+    {
+        report.problems.push(e);
     }
-    if settings.alerts.slack.webhook_url.is_none() && settings.alerts.slack.routes.is_empty() {
+    for w in &report.warnings {
+        eprintln!("channel-sync: warning: {w}");
+    }
+    for p in &report.problems {
+        eprintln!("channel-sync: configuration: {p}");
+    }
+    if !report.problems.is_empty() {
         eprintln!(
-            "channel-sync: no Slack webhook (CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL): alerts are off"
+            "channel-sync: {} problem(s) found; nothing was contacted",
+            report.problems.len()
         );
+        return exit::CONFIG;
+    }
+    if settings.crm.kind == Some(crate::config::CrmKind::Hubspot) {
+        let checked = runtime().map(|rt| rt.block_on(check_hubspot(&settings)));
+        match checked {
+            Err(code) | Ok(Err(code)) => return code,
+            Ok(Ok(())) => {}
+        }
+    }
+    if settings.crm.kind == Some(crate::config::CrmKind::Salesforce) {
+        // Every configured field must exist in the org: ask it.
+        let checked = runtime().map(|rt| rt.block_on(check_salesforce(&settings)));
+        match checked {
+            Err(code) | Ok(Err(code)) => return code,
+            Ok(Ok(())) => {}
+        }
     }
     match serde_json::to_string_pretty(&settings) {
         Ok(text) => {
             println!("{text}");
+            eprintln!("channel-sync: OK: {}", report.ready_for);
             exit::OK
         }
         Err(e) => {
@@ -454,12 +549,9 @@ fn detect(
     config: Option<&std::path::Path>,
     format: Format,
 ) -> u8 {
-    let settings = match Settings::load(config) {
+    let settings = match load_settings(config) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("channel-sync: {e}");
-            return exit::CONFIG;
-        }
+        Err(code) => return code,
     };
     let now = now.unwrap_or_else(Utc::now);
     let started = Instant::now();
@@ -474,6 +566,9 @@ fn detect(
     let evaluation = engine::evaluate(&loaded.dataset, &settings, now);
     let rules = started.elapsed() - read;
     let rejected = loaded.rejected.len();
+    for m in &evaluation.missing_rates {
+        eprintln!("channel-sync: {}", m.message());
+    }
     // The process ends right after the report: freeing millions of records
     // one by one would only delay the exit. The OS takes the memory back.
     std::mem::forget(loaded.dataset);
@@ -508,14 +603,8 @@ fn detect(
     }
 }
 
-fn generate(
-    out: &std::path::Path,
-    opportunities: usize,
-    seed: u64,
-    now: Option<DateTime<Utc>>,
-) -> u8 {
-    let params =
-        crate::synth::SynthParams::scaled(seed, opportunities, now.unwrap_or_else(Utc::now));
+fn generate(out: &std::path::Path, opportunities: usize, seed: u64, now: DateTime<Utc>) -> u8 {
+    let params = crate::synth::SynthParams::scaled(seed, opportunities, now);
     match crate::synth::write_program(out, &params) {
         Ok(summary) => {
             eprintln!(
@@ -534,6 +623,42 @@ fn generate(
         Err(e) => {
             eprintln!("channel-sync: generate: {e:#}");
             exit::PARTIAL
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_health_url_may_be_the_base_url() {
+        assert_eq!(health_url("http://host:9090"), "http://host:9090/healthz");
+        assert_eq!(health_url("http://host:9090/"), "http://host:9090/healthz");
+        assert_eq!(
+            health_url("http://host:9090/healthz"),
+            "http://host:9090/healthz"
+        );
+        assert_eq!(
+            health_url("https://ops.example/cs/healthz"),
+            "https://ops.example/cs/healthz"
+        );
+    }
+
+    #[test]
+    fn every_config_flag_says_what_it_is() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        for sub in cli.get_subcommands() {
+            for arg in sub.get_arguments() {
+                if arg.get_id() == "config" {
+                    assert!(
+                        arg.get_help().is_some(),
+                        "{} --config has no help",
+                        sub.get_name()
+                    );
+                }
+            }
         }
     }
 }

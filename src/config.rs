@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub mod check;
 mod hubspot;
 mod partnerstack;
 mod salesforce;
@@ -59,12 +60,15 @@ pub struct Settings {
 pub struct ScheduleSettings {
     /// 6-field cron with seconds, in UTC: `sec min hour day-of-month month day-of-week`.
     pub cron: String,
+    /// Run a cycle as soon as `run` starts, not only at the first cron time.
+    pub run_at_start: bool,
 }
 
 impl Default for ScheduleSettings {
     fn default() -> Self {
         ScheduleSettings {
             cron: "0 */15 * * * *".into(),
+            run_at_start: true,
         }
     }
 }
@@ -78,6 +82,31 @@ impl ScheduleSettings {
                 "'{}' has {fields} fields; use 6 (sec min hour day-of-month month day-of-week), e.g. \"0 */15 * * * *\"",
                 self.cron
             ));
+        }
+        // A step wider than its field (`*/99` seconds) is accepted by the
+        // parser but means "only at the start": almost always a typo.
+        const FIELDS: [(&str, u32); 6] = [
+            ("seconds", 60),
+            ("minutes", 60),
+            ("hours", 24),
+            ("day-of-month", 31),
+            ("month", 12),
+            ("day-of-week", 7),
+        ];
+        for (field, (name, span)) in self.cron.split_whitespace().zip(FIELDS) {
+            for part in field.split(',') {
+                if let Some((_, step)) = part.split_once('/') {
+                    match step.parse::<u32>() {
+                        Ok(n) if (1..=span).contains(&n) => {}
+                        _ => {
+                            return Err(format!(
+                                "'{}': the {name} step '/{step}' is out of range (1 to {span})",
+                                self.cron
+                            ));
+                        }
+                    }
+                }
+            }
         }
         croner::parser::CronParser::builder()
             .seconds(croner::parser::Seconds::Required)
@@ -93,6 +122,14 @@ impl ScheduleSettings {
         let first = cron.find_next_occurrence(&now, false).ok()?;
         let second = cron.find_next_occurrence(&first, false).ok()?;
         (second - first).to_std().ok()
+    }
+
+    /// When the schedule next fires after `now`, if ever.
+    pub fn next_after(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.parsed().ok()?.find_next_occurrence(&now, false).ok()
     }
 }
 
@@ -156,13 +193,29 @@ impl Serialize for Secret {
 #[serde(deny_unknown_fields, default)]
 pub struct StateSettings {
     pub path: std::path::PathBuf,
+    /// How long a cycle waits for another one holding the state (`2m`)
+    /// before it gives up, naming the holder.
+    pub lock_wait: String,
+    /// The key stored credentials are sealed with: 64 hex characters, from
+    /// `CHANNEL_SYNC__STATE__ENCRYPTION_KEY` only (default: derived from the
+    /// configured client secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_key: Option<Secret>,
 }
 
 impl Default for StateSettings {
     fn default() -> Self {
         StateSettings {
             path: "state/channel-sync.db".into(),
+            lock_wait: "2m".into(),
+            encryption_key: None,
         }
+    }
+}
+
+impl StateSettings {
+    pub fn lock_wait(&self) -> std::time::Duration {
+        parse_duration(&self.lock_wait).unwrap_or(std::time::Duration::from_secs(120))
     }
 }
 
@@ -316,7 +369,8 @@ pub struct WritebackSettings {
 }
 
 /// Key names that hold secrets, wherever they appear.
-const SECRET_KEYS: [&str; 7] = [
+const SECRET_KEYS: [&str; 8] = [
+    "encryption_key",
     "webhook_url",
     "token",
     "client_secret",
@@ -427,6 +481,34 @@ impl ScorecardSettings {
     }
 }
 
+/// Which configuration a command loads, said in one line: the file (or the
+/// defaults when there is none) and how many environment overrides apply
+/// (their names only: values may be secrets).
+pub fn describe_source(
+    path: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> String {
+    let file = match path {
+        Some(p) => p.display().to_string(),
+        None if Path::new(DEFAULT_PATH).is_file() => format!("{DEFAULT_PATH} (the default path)"),
+        None => {
+            let here = std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|_| ".".into());
+            format!("defaults (no --config, and no {DEFAULT_PATH} in {here})")
+        }
+    };
+    let prefix = format!("{ENV_PREFIX}__");
+    let overrides = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(&prefix))
+        .count();
+    match overrides {
+        0 => file,
+        n => format!("{file}, with {n} CHANNEL_SYNC__* environment override(s)"),
+    }
+}
+
 impl Settings {
     /// Loads `path` (or the default path, which may be absent), applies the
     /// environment overrides from the process environment, and validates.
@@ -436,6 +518,18 @@ impl Settings {
 
     /// As [`Settings::load`], with the environment given explicitly (for tests).
     pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let settings = Self::load_unchecked(path, env)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Reads the file and the environment into settings, without the checks
+    /// the types alone cannot do (`check-config` runs them all, see
+    /// [`Settings::problems`]). Unknown keys and wrong types still fail here.
+    pub fn load_unchecked(
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Settings, ConfigError> {
@@ -480,7 +574,6 @@ impl Settings {
                 reject_secrets_in_file(&table, "")?;
             }
         }
-        settings.validate()?;
         Ok(settings)
     }
 
@@ -497,44 +590,88 @@ impl Settings {
         Ok(settings)
     }
 
-    /// Checks every value the types alone cannot.
+    /// Checks every value the types alone cannot; the first problem.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.crm.salesforce().validate()?;
-        self.crm.hubspot().validate()?;
-        self.prm.partnerstack().validate()?;
-        self.prm.salesforce().validate()?;
-        self.schedule
-            .parsed()
-            .map_err(|m| ConfigError::new("schedule.cron", m))?;
-        self.server
-            .listen
-            .parse::<std::net::SocketAddr>()
-            .map_err(|_| {
-                ConfigError::new(
-                    "server.listen",
-                    format!(
-                        "not an address: '{}' (e.g. 0.0.0.0:9090)",
-                        self.server.listen
-                    ),
-                )
-            })?;
-        parse_duration(&self.server.shutdown_grace)
-            .map_err(|m| ConfigError::new("server.shutdown_grace", m))?;
+        match self.problems().into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every problem the types alone cannot catch, all at once (for
+    /// `check-config`, which reports them together).
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        let mut check = |r: Result<(), ConfigError>| {
+            if let Err(e) = r {
+                problems.push(e);
+            }
+        };
+        check(self.crm.salesforce().validate());
+        check(self.crm.hubspot().validate());
+        check(self.prm.partnerstack().validate());
+        check(self.prm.salesforce().validate());
+        match self.schedule.parsed() {
+            Err(m) => check(Err(ConfigError::new("schedule.cron", m))),
+            Ok(_) if self.schedule.next_after(chrono::Utc::now()).is_none() => {
+                check(Err(ConfigError::new(
+                    "schedule.cron",
+                    format!("'{}' never fires (no such date)", self.schedule.cron),
+                )))
+            }
+            Ok(_) => {}
+        }
+        check(
+            self.server
+                .listen
+                .parse::<std::net::SocketAddr>()
+                .map(drop)
+                .map_err(|_| {
+                    ConfigError::new(
+                        "server.listen",
+                        format!(
+                            "not an address: '{}' (e.g. 0.0.0.0:9090)",
+                            self.server.listen
+                        ),
+                    )
+                }),
+        );
+        check(
+            parse_duration(&self.server.shutdown_grace)
+                .map(drop)
+                .map_err(|m| ConfigError::new("server.shutdown_grace", m)),
+        );
+        check(
+            parse_duration(&self.state.lock_wait)
+                .map(drop)
+                .map_err(|m| ConfigError::new("state.lock_wait", m)),
+        );
+        if let Some(key) = &self.state.encryption_key {
+            check(
+                crate::state::crypto::CredentialKey::from_hex(key.expose())
+                    .map(drop)
+                    .map_err(|m| ConfigError::new("state.encryption_key", m)),
+            );
+        }
         let slack = &self.alerts.slack;
         if let Some(r) = &slack.repeat_after {
-            parse_duration(r).map_err(|m| ConfigError::new("alerts.slack.repeat_after", m))?;
+            check(
+                parse_duration(r)
+                    .map(drop)
+                    .map_err(|m| ConfigError::new("alerts.slack.repeat_after", m)),
+            );
         }
         if slack.per_second == 0 {
-            return Err(ConfigError::new(
+            check(Err(ConfigError::new(
                 "alerts.slack.per_second",
                 "must be at least 1",
-            ));
+            )));
         }
         if slack.max_per_cycle == 0 {
-            return Err(ConfigError::new(
+            check(Err(ConfigError::new(
                 "alerts.slack.max_per_cycle",
                 "must be at least 1",
-            ));
+            )));
         }
         for (name, route) in &slack.routes {
             for kind in &route.kinds {
@@ -542,65 +679,76 @@ impl Settings {
                     .iter()
                     .any(|k| k.as_str() == kind)
                 {
-                    return Err(ConfigError::new(
+                    check(Err(ConfigError::new(
                         format!("alerts.slack.routes.{name}.kinds"),
                         format!("no finding kind '{kind}'"),
-                    ));
+                    )));
                 }
             }
         }
         let fields = crate::sinks::writeback::SCORECARD_FIELDS;
         for field in self.writeback.fields.keys() {
             if !fields.contains(&field.as_str()) {
-                return Err(ConfigError::new(
+                check(Err(ConfigError::new(
                     format!("writeback.fields.{field}"),
                     format!("not a scorecard field; one of {}", fields.join(", ")),
-                ));
+                )));
             }
         }
         let r = &self.rules;
-        check_days("rules.protection_days", r.protection_days, 1)?;
-        check_days("rules.expiring_within_days", r.expiring_within_days, 0)?;
-        check_days("rules.expired_lookback_days", r.expired_lookback_days, 0)?;
+        check(check_days("rules.protection_days", r.protection_days, 1));
+        check(check_days(
+            "rules.expiring_within_days",
+            r.expiring_within_days,
+            0,
+        ));
+        check(check_days(
+            "rules.expired_lookback_days",
+            r.expired_lookback_days,
+            0,
+        ));
         if !(r.fuzzy_threshold > 0.0 && r.fuzzy_threshold <= 1.0) {
-            return Err(ConfigError::new(
+            check(Err(ConfigError::new(
                 "rules.fuzzy_threshold",
                 format!("must be above 0 and at most 1, got {}", r.fuzzy_threshold),
-            ));
+            )));
         }
         for (tier, t) in &r.tiers {
-            check_days(
+            check(check_days(
                 &format!("rules.tiers.{tier}.protection_days"),
                 t.protection_days,
                 1,
-            )?;
+            ));
         }
         let s = &self.scorecard;
         if !(1..=12).contains(&s.fiscal_year_start_month) {
-            return Err(ConfigError::new(
+            check(Err(ConfigError::new(
                 "scorecard.fiscal_year_start_month",
                 format!("must be 1 to 12, got {}", s.fiscal_year_start_month),
-            ));
+            )));
         }
         if crate::values::parse_currency(&s.currency).is_none() {
-            return Err(ConfigError::new(
+            check(Err(ConfigError::new(
                 "scorecard.currency",
                 format!("must be a 3-letter ISO code, got '{}'", s.currency),
-            ));
+            )));
         }
         for (code, rate) in &s.fx {
             let key = format!("scorecard.fx.{code}");
             if crate::values::parse_currency(code).is_none() {
-                return Err(ConfigError::new(key, "not a 3-letter ISO currency code"));
+                check(Err(ConfigError::new(
+                    key.clone(),
+                    "not a 3-letter ISO currency code",
+                )));
             }
             if !(rate.is_finite() && *rate > 0.0) {
-                return Err(ConfigError::new(
+                check(Err(ConfigError::new(
                     key,
                     format!("must be a positive number, got {rate}"),
-                ));
+                )));
             }
         }
-        Ok(())
+        problems
     }
 }
 

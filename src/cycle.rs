@@ -38,6 +38,20 @@ pub struct Options {
     pub dry_run: bool,
     /// Read every record again instead of only what changed (`once --full`).
     pub full: bool,
+    /// How a dry run shows the alerts it would send.
+    pub preview: Preview,
+    /// Show progress on stderr while sending (`once`; the daemon logs instead).
+    pub progress: bool,
+}
+
+/// How a dry run prints the alerts it would send.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Preview {
+    /// What a person would read in Slack.
+    #[default]
+    Text,
+    /// The raw Block Kit JSON that would be posted.
+    Json,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +62,9 @@ pub enum CycleError {
     Input(#[from] files::InputError),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    /// Another cycle holds the state: nothing was done.
+    #[error(transparent)]
+    Locked(#[from] crate::state::lock::LockError),
     /// The CRM or PRM could not be read: nothing was decided this cycle; the
     /// next one tries again.
     #[error("{0}")]
@@ -93,6 +110,9 @@ pub struct Summary {
     pub as_of: String,
     pub dry_run: bool,
     pub pulled: BTreeMap<&'static str, usize>,
+    /// The source each pulled table came from (the metrics' label).
+    #[serde(skip)]
+    pub pulled_from: BTreeMap<&'static str, &'static str>,
     /// What each API object's sync read (empty for files).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub synced: Vec<ObjectReport>,
@@ -103,12 +123,25 @@ pub struct Summary {
     pub findings_changed: usize,
     pub reminders: usize,
     pub findings_resolved: usize,
+    /// Closed quietly: only time moved them out of their window.
+    pub findings_aged_out: usize,
     pub alerts_sent: usize,
     pub alerts_failed: usize,
     pub alerts_parked: usize,
     pub alerts_pending: usize,
+    /// Dry run: the messages a real run would send now.
+    pub alerts_would_send: usize,
+    /// No webhook is configured: findings stored but not yet announced (they
+    /// will be once a webhook is set).
+    pub alerts_off: bool,
+    pub unannounced: usize,
     pub writes_done: usize,
     pub writes_failed: usize,
+    /// Dry run: the records a real run would write.
+    pub writes_would: usize,
+    /// Currencies without an exchange rate (SPEC §2.1), one line each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_rates: Vec<String>,
     pub errors: Vec<String>,
 }
 
@@ -134,24 +167,51 @@ impl Summary {
         let mut s = format!(
             "channel-sync once{} as of {}\n\
              pulled      {pulled} ({} rejected)\n\
-             findings    {} open: {} new, {} changed, {} resolved, {} reminders\n\
-             alerts      {} sent, {} failed, {} parked, {} waiting for the next cycle\n\
-             write-back  {} records written, {} failed\n",
-            if self.dry_run { " (dry run)" } else { "" },
+             findings    {} open: {} new, {} changed, {} resolved, {} aged out, {} reminders\n",
+            if self.dry_run {
+                " (dry run: nothing was posted, written or stored)"
+            } else {
+                ""
+            },
             self.as_of,
             self.rejected,
             self.findings_open,
             self.findings_new,
             self.findings_changed,
             self.findings_resolved,
+            self.findings_aged_out,
             self.reminders,
-            self.alerts_sent,
-            self.alerts_failed,
-            self.alerts_parked,
-            self.alerts_pending,
-            self.writes_done,
-            self.writes_failed,
         );
+        let alerts = match (self.dry_run, self.alerts_off) {
+            (true, false) => format!("{} would be sent", self.alerts_would_send),
+            (true, true) => format!(
+                "{} would be sent once a Slack webhook is set (none is: {WEBHOOK_ENV})",
+                self.alerts_would_send
+            ),
+            (false, true) => format!(
+                "off: no Slack webhook ({WEBHOOK_ENV}); {} finding(s) will be announced once one is set",
+                self.unannounced
+            ),
+            (false, false) => format!(
+                "{} sent, {} failed, {} parked, {} waiting for the next cycle",
+                self.alerts_sent, self.alerts_failed, self.alerts_parked, self.alerts_pending
+            ),
+        };
+        s.push_str(&format!("alerts      {alerts}\n"));
+        if self.dry_run {
+            s.push_str(&format!(
+                "write-back  {} records would be written\n",
+                self.writes_would
+            ));
+        } else {
+            s.push_str(&format!(
+                "write-back  {} records written, {} failed\n",
+                self.writes_done, self.writes_failed
+            ));
+        }
+        for m in &self.missing_rates {
+            s.push_str(&format!("amounts     {m}\n"));
+        }
         for r in &self.synced {
             s.push_str(&format!(
                 "synced      {} {:?}{}: {} read, {} removed, {} calls\n",
@@ -170,10 +230,14 @@ impl Summary {
     }
 }
 
+/// The variable that sets the default webhook (secrets come from the
+/// environment only).
+const WEBHOOK_ENV: &str = "CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL";
+
 /// Aborts the process at a named point when `CHANNEL_SYNC_CRASH_AT` names it:
 /// the crash tests' way to kill a cycle at an exact place. Never set it in
 /// production.
-fn crash_point(name: &str) {
+pub(crate) fn crash_point(name: &str) {
     if std::env::var("CHANNEL_SYNC_CRASH_AT").is_ok_and(|v| v == name) {
         eprintln!("channel-sync: crashing at {name} (CHANNEL_SYNC_CRASH_AT)");
         std::process::abort();
@@ -270,6 +334,12 @@ impl Runner {
         opts: &Options,
         out: &mut (dyn Write + Send),
     ) -> Result<Summary, CycleError> {
+        // One writer at a time, for the whole cycle (a dry run writes
+        // nothing and takes no lock). A run that gives up records nothing.
+        let _lock = match opts.dry_run {
+            true => None,
+            false => Some(self.lock_state().await?),
+        };
         let result = self.run_cycle(opts, out).await;
         if let Some(sf) = &self.salesforce {
             sf.keep_rotated_credentials(&self.settings.state.path).await;
@@ -282,6 +352,19 @@ impl Runner {
             let _ = state.record_run(opts.now, Utc::now().max(opts.now), "failed", &summary);
         }
         result
+    }
+
+    /// Takes the state's writer lock, waiting up to `state.lock_wait`.
+    async fn lock_state(&self) -> Result<crate::state::lock::LockGuard, CycleError> {
+        use crate::state::lock::{FileLock, WriterLock};
+        let lock = FileLock::for_state(&self.settings.state.path);
+        let wait = self.settings.state.lock_wait();
+        let stop = self.stopping.clone();
+        let guard = tokio::task::spawn_blocking(move || lock.acquire(wait, &stop))
+            .await
+            .map_err(anyhow::Error::from)??;
+        crash_point("after-lock");
+        Ok(guard)
     }
 
     /// The PRM tables beside a CRM connector: from files or PartnerStack.
@@ -331,6 +414,17 @@ impl Runner {
             dry_run: opts.dry_run,
             ..Summary::default()
         };
+        summary.pulled_from = [
+            "accounts",
+            "opportunities",
+            "partners",
+            "partner_reps",
+            "registrations",
+            "users",
+        ]
+        .into_iter()
+        .map(|t| (t, origin.source_of(t)))
+        .collect();
         let state = self.open_state(opts.dry_run)?;
 
         // Pull (files are read off the async workers: CPU-bound).
@@ -505,6 +599,14 @@ async fn decide_and_deliver(
     ]);
     let evaluation = engine::evaluate(&data, settings, now);
     summary.findings_open = evaluation.findings.len();
+    summary.missing_rates = evaluation
+        .missing_rates
+        .iter()
+        .map(|m| m.message())
+        .collect();
+    for m in &summary.missing_rates {
+        tracing::warn!("{m}");
+    }
     for f in &evaluation.findings {
         *summary
             .open_by_kind
@@ -520,28 +622,43 @@ async fn decide_and_deliver(
         None => Vec::new(),
     };
     let names = Names::from_dataset(&data).with_links(links);
+    let mut routes_with_webhook: BTreeSet<String> = slack.routes().cloned().collect();
+    summary.alerts_off = routes_with_webhook.is_empty();
+    if summary.alerts_off && opts.dry_run {
+        // A dry run shows what the default webhook would get, set or not.
+        routes_with_webhook.insert("default".into());
+    }
     let ctx = AlertContext {
         slack: &settings.alerts.slack,
-        routes_with_webhook: slack.routes().cloned().collect(),
+        routes_with_webhook,
         tiers: data
             .partners
             .iter()
             .filter_map(|p| p.tier.clone().map(|t| (p.id.clone(), t)))
             .collect(),
         names: &names,
+        expired_lookback: chrono::Duration::days(i64::from(settings.rules.expired_lookback_days)),
     };
     lap("State read.");
     let plan = alerts::plan(&evaluation.findings, &stored, &ctx, now);
     lap("Alerts planned.");
     summary.findings_new = plan.new;
+    summary.unannounced = plan.unannounced;
     summary.findings_changed = plan.changed;
     summary.reminders = plan.reminded;
     summary.findings_resolved = plan.resolved.len();
+    summary.findings_aged_out = plan.aged_out.len();
 
     // Record the decision, then deliver.
     crash_point("before-commit");
     if let (Some(state), false) = (&state, opts.dry_run) {
-        state.commit_cycle(now, &plan.seen, &plan.resolved, &plan.messages)?;
+        state.commit_cycle(
+            now,
+            &plan.seen,
+            &plan.resolved,
+            &plan.aged_out,
+            &plan.messages,
+        )?;
     }
     crash_point("after-commit");
     lap("Cycle committed.");
@@ -564,21 +681,28 @@ async fn decide_and_deliver(
         }));
         writeln!(out, "Would send {} alert(s):", waiting.len()).map_err(anyhow::Error::from)?;
         for (i, (route, reason, key, body)) in waiting.iter().enumerate() {
-            let pretty = serde_json::from_str::<serde_json::Value>(body)
-                .and_then(|v| serde_json::to_string_pretty(&v))
-                .unwrap_or_else(|_| body.clone());
+            let shown = match opts.preview {
+                Preview::Text => crate::sinks::slack::preview::preview(body),
+                Preview::Json => serde_json::from_str::<serde_json::Value>(body)
+                    .and_then(|v| serde_json::to_string_pretty(&v))
+                    .unwrap_or_else(|_| body.clone()),
+            };
             writeln!(
                 out,
-                "--- alert {}/{} to '{route}' ({reason}{})\n{pretty}",
+                "--- alert {}/{} to '{route}' ({reason}{})\n{}",
                 i + 1,
                 waiting.len(),
-                key.as_deref().map(|k| format!(": {k}")).unwrap_or_default()
+                key.as_deref().map(|k| format!(": {k}")).unwrap_or_default(),
+                shown.trim_end()
             )
             .map_err(anyhow::Error::from)?;
         }
-        summary.alerts_pending = waiting.len();
+        summary.alerts_would_send = waiting.len();
     } else if let Some(state) = &state {
-        deliver(state, slack, stopping, now, &mut summary).await?;
+        let progress = opts
+            .progress
+            .then(|| Progress::new(settings.alerts.slack.per_second));
+        deliver(state, slack, stopping, now, &mut summary, progress).await?;
     }
 
     // Write back.
@@ -615,9 +739,15 @@ async fn deliver(
     stopping: &std::sync::atomic::AtomicBool,
     now: DateTime<Utc>,
     summary: &mut Summary,
+    progress: Option<Progress>,
 ) -> Result<(), CycleError> {
     let mut down: BTreeSet<String> = BTreeSet::new();
-    for row in state.pending()? {
+    let pending = state.pending()?;
+    let bar = progress.map(|p| p.start(&pending));
+    for row in pending {
+        if let Some(bar) = &bar {
+            bar.inc(1);
+        }
         if down.contains(&row.route) || stopping.load(std::sync::atomic::Ordering::SeqCst) {
             summary.alerts_pending += 1;
             continue;
@@ -652,9 +782,79 @@ async fn deliver(
                 state.mark_failed(row.id, &e, true)?;
                 summary.alerts_parked += 1;
             }
+            Delivery::Unconfirmed(e) if row.unconfirmed == 0 => {
+                // It may be in the channel already: not again this cycle;
+                // once more in a later one (at most one duplicate).
+                tracing::warn!(route = %row.route, outbox_id = row.id, error = %e, "Slack did not confirm an alert; sending it once more next cycle.");
+                state.mark_unconfirmed(row.id, &e, false)?;
+                summary.alerts_failed += 1;
+                summary.alerts_pending += 1;
+                down.insert(row.route.clone());
+            }
+            Delivery::Unconfirmed(e) => {
+                // Twice unconfirmed: it may be in the channel twice already.
+                tracing::error!(route = %row.route, outbox_id = row.id, error = %e, "Slack did not confirm an alert a second time; parked (it may have been posted), not sent again.");
+                state.mark_unconfirmed(row.id, &e, true)?;
+                summary.alerts_parked += 1;
+                down.insert(row.route.clone());
+            }
         }
     }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     Ok(())
+}
+
+/// Progress while `once` sends: a line up front saying how many messages and
+/// about how long (webhooks take about one a second), then a bar on a
+/// terminal (hidden when stderr is not one).
+struct Progress {
+    per_second: u32,
+}
+
+impl Progress {
+    fn new(per_second: u32) -> Progress {
+        Progress {
+            per_second: per_second.max(1),
+        }
+    }
+
+    fn start(&self, pending: &[crate::state::OutboxRow]) -> indicatif::ProgressBar {
+        let total = pending.len() as u64;
+        if total > 0 {
+            // Webhooks are limited each on its own: the busiest one sets the pace.
+            let mut per_route: BTreeMap<&str, u64> = BTreeMap::new();
+            for r in pending {
+                *per_route.entry(r.route.as_str()).or_default() += 1;
+            }
+            let busiest = per_route.values().copied().max().unwrap_or(0);
+            let secs = busiest.saturating_sub(1) / u64::from(self.per_second);
+            eprintln!(
+                "channel-sync: sending {total} alert(s) to {} webhook(s): about {} at {} a second per webhook",
+                per_route.len(),
+                if secs < 1 {
+                    "a second".to_string()
+                } else {
+                    format!("{secs} s")
+                },
+                self.per_second
+            );
+        }
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(total),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} alerts, {eta} left",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix("sending");
+        bar
+    }
 }
 
 async fn write_back(
@@ -688,6 +888,7 @@ async fn write_back(
     };
     let updates = diff(&targets, &written);
     if opts.dry_run {
+        summary.writes_would = updates.len();
         writeln!(
             out,
             "Would write {} record(s) to {}:",

@@ -29,6 +29,27 @@ use crate::config::Settings;
 use crate::cycle::{Options, Runner};
 use crate::metrics::Metrics;
 
+/// The daemon's clock: the real one, or one pinned to a start time that then
+/// advances in real time (`run --now`, for demos and for tests that must not
+/// depend on today's date).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Clock {
+    offset: chrono::Duration,
+}
+
+impl Clock {
+    /// A clock that reads `start` now and advances from there.
+    pub fn starting_at(start: DateTime<Utc>) -> Clock {
+        Clock {
+            offset: start - Utc::now(),
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.offset
+    }
+}
+
 /// What the ops endpoints report.
 #[derive(Debug, Default, Clone)]
 struct Health {
@@ -39,21 +60,33 @@ struct Health {
 
 struct Shared {
     metrics: Arc<Metrics>,
+    clock: Clock,
+    schedule: crate::config::ScheduleSettings,
     health: RwLock<Health>,
     /// Readiness tolerates twice the schedule's interval without a success.
     interval: chrono::Duration,
 }
 
-/// `/readyz`: the last cycle succeeded within twice the schedule interval, or
-/// the first cycle has not finished yet.
-fn ready(health: &Health, interval: chrono::Duration, now: DateTime<Utc>) -> bool {
-    match health.last_finished {
-        None => true,
-        Some((_, ok)) => {
-            ok && health
-                .last_success
-                .is_some_and(|at| now - at <= interval * 2)
-        }
+/// `/readyz`: the last cycle succeeded within twice the schedule interval.
+/// Before the first cycle has finished the daemon is not ready: it has not
+/// yet shown that it can pull, decide and deliver.
+fn readiness(
+    health: &Health,
+    interval: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Result<(), String> {
+    match (health.last_finished, health.last_success) {
+        (None, _) => Err("not ready: no cycle yet".into()),
+        (Some((_, false)), Some(at)) => Err(format!(
+            "not ready: the last cycle failed (last success at {})",
+            at.to_rfc3339()
+        )),
+        (Some((_, false)), None) => Err("not ready: no cycle has succeeded yet".into()),
+        (Some((_, true)), Some(at)) if now - at > interval * 2 => Err(format!(
+            "not ready: last successful cycle at {}",
+            at.to_rfc3339()
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -63,14 +96,9 @@ async fn healthz() -> &'static str {
 
 async fn readyz(AxumState(shared): AxumState<Arc<Shared>>) -> impl IntoResponse {
     let health = shared.health.read().await.clone();
-    if ready(&health, shared.interval, Utc::now()) {
-        (StatusCode::OK, "ready".to_string())
-    } else {
-        let why = match health.last_success {
-            Some(at) => format!("not ready: last successful cycle at {}", at.to_rfc3339()),
-            None => "not ready: no cycle has succeeded yet".into(),
-        };
-        (StatusCode::SERVICE_UNAVAILABLE, why)
+    match readiness(&health, shared.interval, Utc::now()) {
+        Ok(()) => (StatusCode::OK, "ready".to_string()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
     }
 }
 
@@ -92,8 +120,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Waits for SIGTERM or SIGINT.
-async fn signal() {
+/// Waits for SIGTERM or SIGINT (`once` uses it too).
+pub(crate) async fn signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -128,12 +156,14 @@ async fn tick(runner: Arc<Runner>, busy: Arc<Mutex<()>>, shared: Arc<Shared>) {
     let span = tracing::info_span!("cycle", run_id = %run_id);
     async {
         let started = Instant::now();
-        let now = Utc::now();
-        tracing::info!("Cycle started.");
+        let now = shared.clock.now();
+        tracing::info!(as_of = %now.to_rfc3339(), "Cycle started.");
         let options = Options {
             now,
             dry_run: false,
             full: false,
+            preview: Default::default(),
+            progress: false,
         };
         let mut sink = std::io::sink();
         let result = runner.cycle(&options, &mut sink).await;
@@ -169,22 +199,39 @@ async fn tick(runner: Arc<Runner>, busy: Arc<Mutex<()>>, shared: Arc<Shared>) {
                 tracing::error!(error = %e, seconds, "Cycle failed; the schedule goes on.");
             }
         }
+        drop(health);
+        log_next_due(&shared);
     }
     .instrument(span)
     .await;
 }
 
+/// Logs when the schedule next fires (on the daemon's clock).
+fn log_next_due(shared: &Shared) {
+    let now = shared.clock.now();
+    match shared.schedule.next_after(now) {
+        Some(at) => tracing::info!(
+            next = %at.to_rfc3339(),
+            in_secs = (at - now).num_seconds(),
+            "Next cycle due."
+        ),
+        None => tracing::warn!(cron = %shared.schedule.cron, "The schedule never fires again."),
+    }
+}
+
 /// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code: 0
 /// after a clean stop, 1 when a running cycle had to be cut short.
-pub async fn run(settings: Settings) -> anyhow::Result<u8> {
+pub async fn run(settings: Settings, clock: Clock) -> anyhow::Result<u8> {
     let metrics = Arc::new(Metrics::new());
     let interval = settings
         .schedule
-        .interval(Utc::now())
+        .interval(clock.now())
         .and_then(|d| chrono::Duration::from_std(d).ok())
         .unwrap_or(chrono::Duration::minutes(15));
     let shared = Arc::new(Shared {
         metrics: metrics.clone(),
+        clock,
+        schedule: settings.schedule.clone(),
         health: RwLock::new(Health::default()),
         interval,
     });
@@ -217,7 +264,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<u8> {
     };
     scheduler.add(job).await?;
     scheduler.start().await?;
-    tracing::info!(cron = %settings.schedule.cron, "Scheduler started.");
+    tracing::info!(
+        cron = %settings.schedule.cron,
+        run_at_start = settings.schedule.run_at_start,
+        "Scheduler started."
+    );
+    if settings.schedule.run_at_start {
+        // The first cycle starts at once rather than at the first cron time,
+        // which with the default schedule can be 15 minutes away.
+        tokio::spawn(tick(runner.clone(), busy.clone(), shared.clone()));
+    } else {
+        log_next_due(&shared);
+    }
 
     signal().await;
     tracing::info!("Shutting down: no new cycles; a running one may finish.");
@@ -255,14 +313,42 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
         let every = chrono::Duration::minutes(15);
         let mut h = Health::default();
-        assert!(ready(&h, every, now), "before the first cycle finishes");
+        assert_eq!(
+            readiness(&h, every, now),
+            Err("not ready: no cycle yet".into()),
+            "before the first cycle finishes"
+        );
         h.last_finished = Some((now, true));
         h.last_success = Some(now - chrono::Duration::minutes(30));
-        assert!(ready(&h, every, now), "within twice the interval");
+        assert_eq!(
+            readiness(&h, every, now),
+            Ok(()),
+            "within twice the interval"
+        );
         h.last_success = Some(now - chrono::Duration::minutes(31));
-        assert!(!ready(&h, every, now), "too long ago");
+        assert!(
+            readiness(&h, every, now).is_err_and(|e| e.contains("last successful cycle")),
+            "too long ago"
+        );
         h.last_success = Some(now);
         h.last_finished = Some((now, false));
-        assert!(!ready(&h, every, now), "the last cycle failed");
+        assert!(
+            readiness(&h, every, now).is_err_and(|e| e.contains("failed")),
+            "the last cycle failed"
+        );
+        h.last_success = None;
+        assert!(
+            readiness(&h, every, now).is_err_and(|e| e.contains("no cycle has succeeded")),
+            "only failures so far"
+        );
+    }
+
+    #[test]
+    fn a_pinned_clock_starts_where_it_is_told_and_advances() {
+        let start = Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap();
+        let clock = Clock::starting_at(start);
+        let read = clock.now();
+        assert!(read >= start && read - start < chrono::Duration::seconds(5));
+        assert!(Clock::default().now() - Utc::now() < chrono::Duration::seconds(5));
     }
 }

@@ -140,17 +140,9 @@ pub fn run(
     Ok(())
 }
 
-/// A cell a spreadsheet would run as a formula gets a leading `'` (OWASP).
-fn cell(s: &str) -> String {
-    if s.starts_with(['=', '+', '-', '@', '\t', '\r', '\0']) {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    }
-}
-
 fn write_csv(list: &[Listed], out: &mut impl Write) -> anyhow::Result<()> {
-    let mut w = csv::Writer::from_writer(out);
+    // Every cell goes through the shared CSV-injection guard (OWASP).
+    let mut w = crate::csv_safe::Writer::from_writer(out);
     w.write_record([
         "severity",
         "kind",
@@ -166,18 +158,18 @@ fn write_csv(list: &[Listed], out: &mut impl Write) -> anyhow::Result<()> {
     ])?;
     for l in list {
         w.write_record([
-            cell(&l.severity),
-            cell(&l.kind),
-            cell(&l.key),
-            cell(l.account_id.as_deref().unwrap_or_default()),
-            cell(l.account_name.as_deref().unwrap_or_default()),
-            cell(&l.partner_ids.join(";")),
-            cell(&l.partners.join(";")),
-            cell(&l.first_seen),
+            l.severity.clone(),
+            l.kind.clone(),
+            l.key.clone(),
+            l.account_id.clone().unwrap_or_default(),
+            l.account_name.clone().unwrap_or_default(),
+            l.partner_ids.join(";"),
+            l.partners.join(";"),
+            l.first_seen.clone(),
             l.value_at_risk
                 .map_or_else(String::new, |v| format!("{v:.2}")),
-            cell(&l.currency),
-            cell(&l.summary),
+            l.currency.clone(),
+            l.summary.clone(),
         ])?;
     }
     w.flush()?;
@@ -258,4 +250,37 @@ fn write_text(list: &[Listed], base_currency: &str, out: &mut impl Write) -> any
         writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_csv_export_never_writes_a_live_formula() {
+        let listed = Listed {
+            severity: "warning".into(),
+            kind: "partner_vs_partner".into(),
+            key: "partner_vs_partner:A-1".into(),
+            account_id: Some("A-1".into()),
+            account_name: Some("=HYPERLINK(\"http://evil\")".into()),
+            partner_ids: vec!["P-1".into()],
+            partners: vec!["@SUM(1+1)".into()],
+            first_seen: "2026-11-26T00:00:00Z".into(),
+            value_at_risk: Some(-12.5),
+            currency: "USD".into(),
+            summary: "+1+1 claims".into(),
+        };
+        let mut out = Vec::new();
+        write_csv(&[listed], &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let row = text.lines().nth(1).unwrap();
+        assert!(
+            row.contains("\"'=HYPERLINK(\"\"http://evil\"\")\""),
+            "{row}"
+        );
+        assert!(row.contains(",'@SUM(1+1),"), "{row}");
+        assert!(row.contains(",'+1+1 claims"), "{row}");
+        assert!(row.contains(",-12.50,"), "a number stays a number: {row}");
+    }
 }

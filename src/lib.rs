@@ -8,6 +8,7 @@
 pub mod alerts;
 pub mod cli;
 pub mod config;
+pub mod csv_safe;
 pub mod cycle;
 pub mod daemon;
 pub mod engine;

@@ -53,8 +53,9 @@ pub struct Money {
     pub value: f64,
     /// ISO code as given; `None` means the base currency.
     pub currency: Option<String>,
-    /// `value` in the base currency (`scorecard.currency`).
-    pub base: f64,
+    /// `value` in the base currency (`scorecard.currency`); `None` when
+    /// `scorecard.fx` has no rate for `currency`.
+    pub base: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -23,6 +23,10 @@ pub struct Report {
     pub findings: Vec<Finding>,
     pub scorecards: Vec<Scorecard>,
     pub rejected: Vec<Rejected>,
+    /// Currencies without an exchange rate (their amounts are left out of
+    /// sums; the rows still count in findings). Absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_rates: Vec<crate::engine::MissingRate>,
     /// The base currency the amounts are in (`scorecard.currency`), for the
     /// text report's labels.
     #[serde(skip)]
@@ -37,6 +41,7 @@ impl Report {
             findings: evaluation.findings,
             scorecards: evaluation.scorecards,
             rejected,
+            missing_rates: evaluation.missing_rates,
             currency: crate::config::ScorecardSettings::default().currency,
         }
     }
@@ -61,6 +66,16 @@ impl Report {
         );
         self.findings_text(&mut out);
         self.scorecards_text(&mut out);
+        if !self.missing_rates.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nMISSING EXCHANGE RATES ({})",
+                self.missing_rates.len()
+            );
+            for m in &self.missing_rates {
+                let _ = writeln!(out, "  {}", m.message());
+            }
+        }
         if !self.rejected.is_empty() {
             let _ = writeln!(out, "\nREJECTED ROWS ({})", self.rejected.len());
             for r in &self.rejected {
@@ -343,6 +358,7 @@ mod tests {
                 tier: Some("gold".into()),
             }],
             rejected: vec![],
+            missing_rates: vec![],
             currency: String::new(),
         }
         .with_currency("EUR");

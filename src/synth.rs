@@ -2055,16 +2055,27 @@ const OPP_CHUNK: usize = 1 << 15;
 const OPP_STREAM: u64 = 1 << 32;
 
 fn write_opportunities(path: &Path, m: &Model, p: &SynthParams, ids: &Ids) -> Result<()> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    write_opportunities_on(path, m, p, ids, workers)
+}
+
+/// As [`write_opportunities`], on `workers` threads.
+fn write_opportunities_on(
+    path: &Path,
+    m: &Model,
+    p: &SynthParams,
+    ids: &Ids,
+    workers: usize,
+) -> Result<()> {
     let mut header = writer(path)?;
     header.write_record(OPPS_HEADER)?;
     let mut out = header
         .into_inner()
         .map_err(|e| anyhow::anyhow!("writing {}: {}", path.display(), e.error()))?;
     let chunks = p.opportunities.div_ceil(OPP_CHUNK);
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 4)
-        .min(chunks.max(1));
+    let workers = workers.clamp(1, chunks.max(1));
     std::thread::scope(|s| -> Result<()> {
         let mut receivers = Vec::with_capacity(workers);
         for k in 0..workers {
@@ -2534,22 +2545,24 @@ mod tests {
     #[test]
     fn opportunities_do_not_depend_on_threads() {
         let d = TempDir::new("chunks");
-        let p = SynthParams::scaled(5, 2 * OPP_CHUNK + 100, now());
-        write_program(&d.0, &p).unwrap();
+        let p = SynthParams::scaled(5, 3 * OPP_CHUNK + 100, now());
         let m = build(&p).unwrap();
         let ids = Ids::new(&p, m.users);
-        // Generated out of order on purpose.
-        let mut chunks: Vec<(usize, Vec<u8>)> = (0..3)
-            .rev()
-            .map(|c| (c, opportunity_chunk(&m, &p, &ids, c).unwrap()))
-            .collect();
-        chunks.sort_by_key(|&(c, _)| c);
-        let mut expected = OPPS_HEADER.join(",").into_bytes();
-        expected.push(b'\n');
-        for (_, chunk) in chunks {
-            expected.extend_from_slice(&chunk);
+        fs::create_dir_all(&d.0).unwrap();
+        let on = |workers: usize| {
+            let path = d.0.join(format!("opportunities-{workers}.csv"));
+            write_opportunities_on(&path, &m, &p, &ids, workers).unwrap();
+            fs::read(path).unwrap()
+        };
+        let one = on(1);
+        assert_eq!(
+            one.iter().filter(|b| **b == b'\n').count(),
+            3 * OPP_CHUNK + 101,
+            "a header and every row"
+        );
+        for workers in [2, 3, 8] {
+            assert!(on(workers) == one, "{workers} threads wrote other bytes");
         }
-        assert!(fs::read(d.0.join("opportunities.csv")).unwrap() == expected);
     }
 
     #[test]
@@ -2709,62 +2722,22 @@ mod tests {
         assert!(close_typos * 100 >= typos * 95, "{close_typos} of {typos}");
     }
 
-    /// A reduced rule engine over registrations with `account_id` and explicit `expires_at`,
-    /// enough to see that each finding kind of SPEC §3.3 appears.
-    fn finding_kinds(dir: &Path, now: i64) -> HashSet<&'static str> {
-        let opps = Table::read(dir, "opportunities.csv");
-        let regs = Table::read(dir, "registrations.csv");
-        let mut kinds = HashSet::new();
-        let mut claims: HashMap<&str, HashSet<&str>> = HashMap::new();
-        for o in &opps.rows {
-            if o[2] == "open" && !o[10].is_empty() {
-                claims.entry(&o[1]).or_default().insert(&o[10]);
-            }
-        }
-        for r in &regs.rows {
-            if r[7].is_empty() || r[10].is_empty() {
-                continue;
-            }
-            let (id, partner, status, account) = (&r[0], &r[1], r[3].as_str(), &r[7]);
-            let expiry = ts(&r[10]);
-            let since = if r[9].is_empty() {
-                ts(&r[4])
-            } else {
-                ts(&r[9])
-            };
-            let active = status == "approved" && now < expiry;
-            let linked: Vec<&Vec<String>> = opps
-                .rows
-                .iter()
-                .filter(|o| &o[12] == id || r[8] == o[0])
-                .collect();
-            let won = status == "won" || linked.iter().any(|o| o[2] == "won");
-            let live = |o: &Vec<String>| {
-                o[2] == "open" || (o[2] == "won" && date(&o[9]) >= since - since.rem_euclid(DAY))
-            };
-            if active || status == "submitted" {
-                claims.entry(account).or_default().insert(partner);
-            }
-            if active {
-                for o in &opps.rows {
-                    if &o[1] == account && o[10].is_empty() && !linked.contains(&o) && live(o) {
-                        kinds.insert("direct_vs_partner");
-                    }
-                }
-                if linked.iter().any(|o| live(o) && &o[10] != partner) {
-                    kinds.insert("partner_bypassed");
-                }
-                if !won && expiry > now && expiry <= now + 14 * DAY {
-                    kinds.insert("registration_expiring");
-                }
-            }
-            let lapsed = status == "expired" || (status == "approved" && expiry <= now);
-            if !won && lapsed && expiry > now - 30 * DAY && expiry <= now {
-                kinds.insert("registration_expired");
-            }
-        }
-        if claims.values().any(|p| p.len() >= 2) {
-            kinds.insert("partner_vs_partner");
+    /// The finding kinds the engine finds in a generated program, with
+    /// their counts.
+    fn finding_kinds(dir: &Path, now: DateTime<Utc>) -> HashMap<&'static str, usize> {
+        // The bundled configuration: the exchange rates the generator's
+        // currencies need.
+        let config = fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("config/channel-sync.toml"),
+        )
+        .unwrap();
+        let settings = crate::config::Settings::from_toml(&config).unwrap();
+        let loaded = crate::sources::files::load(dir, &settings.scorecard).unwrap();
+        assert!(loaded.rejected.is_empty(), "{:?}", loaded.rejected.first());
+        let evaluation = crate::engine::evaluate(&loaded.dataset, &settings, now);
+        let mut kinds = HashMap::new();
+        for f in &evaluation.findings {
+            *kinds.entry(f.kind.as_str()).or_default() += 1;
         }
         kinds
     }
@@ -2775,8 +2748,14 @@ mod tests {
             let d = TempDir::new("findings");
             let p = SynthParams::scaled(seed, 1_000, now());
             write_program(&d.0, &p).unwrap();
-            let kinds = finding_kinds(&d.0, p.now.timestamp());
-            assert_eq!(kinds.len(), 5, "seed {seed}: only {kinds:?}");
+            let kinds = finding_kinds(&d.0, p.now);
+            for kind in crate::engine::FindingKind::ALL {
+                assert!(
+                    kinds.get(kind.as_str()).is_some_and(|n| *n >= 1),
+                    "seed {seed}: no {} in {kinds:?}",
+                    kind.as_str()
+                );
+            }
         }
     }
 

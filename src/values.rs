@@ -84,19 +84,18 @@ pub fn money(
     value: f64,
     currency: Option<String>,
     settings: &crate::config::ScorecardSettings,
-    field: &str,
-) -> Result<crate::model::Money, String> {
-    let rate = match &currency {
-        None => 1.0,
-        Some(code) => settings.rate(code).ok_or_else(|| {
-            format!("{field}: no exchange rate for {code} (set scorecard.fx.{code})")
-        })?,
+) -> crate::model::Money {
+    // A currency without a rate keeps the record (SPEC §2.1): only the
+    // converted amount is unknown, and the engine reports the missing rate.
+    let base = match &currency {
+        None => Some(value),
+        Some(code) => settings.rate(code).map(|rate| value * rate),
     };
-    Ok(crate::model::Money {
+    crate::model::Money {
         value,
-        base: value * rate,
+        base,
         currency,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -269,7 +269,7 @@ impl Context<'_> {
                     rep: opp.partner_rep.clone(),
                     owner_id: opp.owner_id.clone(),
                     how: None,
-                    amount: opp.amount.as_ref().map(|m| m.base),
+                    amount: opp.amount.as_ref().and_then(|m| m.base),
                     currency: Some(self.settings.scorecard.currency.clone()),
                     stage: opp.stage.clone(),
                 }
@@ -320,11 +320,18 @@ impl Context<'_> {
             summary,
         } = draft;
         claims.sort_by(|&a, &b| self.first_order(a, b));
+        let window = matches!(
+            kind,
+            FindingKind::RegistrationExpiring | FindingKind::RegistrationExpired
+        );
         let mut partner_ids = BTreeSet::new();
         let mut registration_ids = Vec::new();
         let mut opportunity_ids = Vec::new();
         for &c in &claims {
-            if let Some(p) = self.claim_partner(c) {
+            // A window finding is the registering partner's alone; its linked
+            // opportunities are the deal at stake, not claims of their own.
+            let claims_partner = !window || matches!(c, Claim::Registration(_));
+            if let Some(p) = self.claim_partner(c).filter(|_| claims_partner) {
                 partner_ids.insert(p.to_string());
             }
             match c {
@@ -336,12 +343,13 @@ impl Context<'_> {
         registration_ids.dedup();
         opportunity_ids.sort();
         opportunity_ids.dedup();
-        let first_in = match kind {
-            FindingKind::RegistrationExpiring | FindingKind::RegistrationExpired => claims
+        let first_in = if window {
+            claims
                 .iter()
                 .find(|c| matches!(c, Claim::Registration(_)))
-                .map(|&c| self.claim_id(c).to_string()),
-            _ => claims.first().map(|&c| self.claim_id(c).to_string()),
+                .map(|&c| self.claim_id(c).to_string())
+        } else {
+            claims.first().map(|&c| self.claim_id(c).to_string())
         }
         .unwrap_or_default();
         Finding {
@@ -551,16 +559,22 @@ fn window(ctx: &Context, r: usize) -> Option<Finding> {
         return None;
     };
     let m = ctx.matches[r];
-    Some(ctx.finding(Draft {
-        kind,
-        key: format!("{}:{}", kind.as_str(), reg.id),
-        severity,
-        account: m.map(|m| m.account),
-        claims: vec![Claim::Registration(r)],
-        how: m.map(|m| m.how),
-        expires_at: Some(expiry),
-        summary,
-    }))
+    Some(
+        ctx.finding(Draft {
+            kind,
+            key: format!("{}:{}", kind.as_str(), reg.id),
+            severity,
+            account: m.map(|m| m.account),
+            // The registration, then the deal whose protection is running out
+            // (SPEC §3.3: its linked opportunities).
+            claims: std::iter::once(Claim::Registration(r))
+                .chain(ctx.linked[r].iter().map(|&o| Claim::Opportunity(o)))
+                .collect(),
+            how: m.map(|m| m.how),
+            expires_at: Some(expiry),
+            summary,
+        }),
+    )
 }
 
 /// Where unmatched registrations meet: their registrable domain, else their

@@ -26,6 +26,49 @@ pub struct Evaluation {
     pub period: Period,
     pub findings: Vec<Finding>,
     pub scorecards: Vec<Scorecard>,
+    /// Currencies with no `scorecard.fx` rate, once each, with how many
+    /// opportunity amounts were left out of sums because of it (SPEC §2.1).
+    pub missing_rates: Vec<MissingRate>,
+}
+
+/// A currency that has amounts but no exchange rate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MissingRate {
+    pub currency: String,
+    pub opportunities: usize,
+}
+
+impl MissingRate {
+    /// The one line that reports it, naming the key that fixes it.
+    pub fn message(&self) -> String {
+        format!(
+            "no exchange rate for {c} (set scorecard.fx.{c}): {n} opportunity amount(s) left out of sums; the opportunities still count in findings",
+            c = self.currency,
+            n = self.opportunities
+        )
+    }
+}
+
+/// Counts the opportunities whose amount could not be converted, per currency.
+fn missing_rates(data: &Dataset) -> Vec<MissingRate> {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for o in &data.opportunities {
+        if let Some(crate::model::Money {
+            currency: Some(code),
+            base: None,
+            ..
+        }) = &o.amount
+        {
+            *counts.entry(code.to_ascii_uppercase()).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .map(|(currency, opportunities)| MissingRate {
+            currency,
+            opportunities,
+        })
+        .collect()
 }
 
 /// Runs every rule over `data` as of `now`.
@@ -47,6 +90,7 @@ pub fn evaluate(data: &Dataset, settings: &Settings, now: DateTime<Utc>) -> Eval
         period,
         findings,
         scorecards,
+        missing_rates: missing_rates(data),
     }
 }
 

@@ -133,7 +133,7 @@ pub(super) fn compute(ctx: &Context, period: &Period, findings: &[Finding]) -> V
             .partner_id
             .as_deref()
             .and_then(|p| ctx.partner_by_id.get(p).copied());
-        let amount = opp.amount.as_ref().map_or(0, |m| cents(m.base));
+        let amount = opp.amount.as_ref().and_then(|m| m.base).map_or(0, cents);
         match opp.status {
             OpportunityStatus::Open => {
                 if let Some(p) = partner {

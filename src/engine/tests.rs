@@ -89,7 +89,7 @@ fn usd(value: f64) -> Option<Money> {
     Some(Money {
         value,
         currency: None,
-        base: value,
+        base: Some(value),
     })
 }
 
@@ -619,7 +619,7 @@ fn pipeline_and_revenue_sum_the_partners_deals_in_the_base_currency() {
     let eur = Some(Money {
         value: 1000.0,
         currency: Some("EUR".into()),
-        base: 1080.0,
+        base: Some(1080.0),
     });
     data.opportunities = vec![
         partnered("O-1", Open, usd(100_000.0), None),
@@ -660,4 +660,78 @@ fn open_and_expiring_registrations_and_conflicts_are_counted() {
         0,
         "pending is not active"
     );
+}
+
+#[test]
+fn an_amount_without_an_exchange_rate_still_counts_in_findings_and_is_reported_once() {
+    let mut data = program();
+    let jpy = |value| {
+        Some(Money {
+            value,
+            currency: Some("JPY".into()),
+            base: None,
+        })
+    };
+    // Two partners claim A-1 through open opportunities, both in yen.
+    let mut o1 = opp("O-1", "A-1", OpportunityStatus::Open, "2026-10-01");
+    o1.partner_id = Some("P-1".into());
+    o1.amount = jpy(1_000_000.0);
+    let mut o2 = opp("O-2", "A-1", OpportunityStatus::Open, "2026-10-02");
+    o2.partner_id = Some("P-2".into());
+    o2.amount = jpy(2_000_000.0);
+    let mut o3 = opp("O-3", "A-1", OpportunityStatus::Open, "2026-10-03");
+    o3.partner_id = Some("P-2".into());
+    o3.amount = usd(500.0);
+    data.opportunities = vec![o1, o2, o3];
+    let e = run(&data);
+    let f = find(&e, "partner_vs_partner:A-1");
+    assert_eq!(f.opportunity_ids, ["O-1", "O-2", "O-3"]);
+    assert_eq!(
+        card(&e, "P-1").sourced_pipeline,
+        0.0,
+        "unknown amount left out"
+    );
+    assert_eq!(card(&e, "P-2").sourced_pipeline, 500.0);
+    assert_eq!(
+        e.missing_rates,
+        [MissingRate {
+            currency: "JPY".into(),
+            opportunities: 2
+        }],
+        "once per currency"
+    );
+    assert!(e.missing_rates[0].message().contains("scorecard.fx.JPY"));
+}
+
+#[test]
+fn window_findings_carry_the_registrations_linked_opportunities() {
+    let mut data = program();
+    // R-1 (P-2, 90 days) expires 2026-12-05: expiring. R-2 expired 2026-11-20.
+    let mut expiring = reg("R-1", "P-2", "Acme Corp", "2026-09-06");
+    expiring.opportunity_id = Some("O-1".into());
+    let mut expired = reg("R-2", "P-2", "Unknown Co", "2026-08-22");
+    expired.expires_at = Some(t("2026-11-20"));
+    let mut o1 = opp("O-1", "A-1", OpportunityStatus::Open, "2026-09-10");
+    o1.partner_id = Some("P-2".into());
+    // O-2 names R-2 from its side and is attributed to another partner.
+    let mut o2 = opp("O-2", "A-1", OpportunityStatus::Lost, "2026-08-01");
+    o2.partner_id = Some("P-1".into());
+    o2.registration_id = Some("R-2".into());
+    let o3 = opp("O-3", "A-1", OpportunityStatus::Lost, "2026-08-01");
+    data.registrations = vec![expiring, expired];
+    data.opportunities = vec![o1, o2, o3];
+    let e = run(&data);
+    let f = find(&e, "registration_expiring:R-1");
+    assert_eq!(f.opportunity_ids, ["O-1"]);
+    assert_eq!(f.first_in, "R-1");
+    assert_eq!(f.partner_ids, ["P-2"]);
+    let f = find(&e, "registration_expired:R-2");
+    assert_eq!(
+        f.opportunity_ids,
+        ["O-2"],
+        "linked from the opportunity's side"
+    );
+    assert_eq!(f.first_in, "R-2", "the registration, though O-2 is older");
+    assert_eq!(f.partner_ids, ["P-2"], "the registering partner only");
+    assert_eq!(f.evidence.len(), 2);
 }

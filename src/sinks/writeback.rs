@@ -123,8 +123,9 @@ pub fn diff(targets: &[Target], written: &FastMap<(String, String), String>) -> 
 }
 
 /// `scorecards.csv` in a folder: one row per partner, its name and tier, the
-/// SPEC §3.4 fields and the period. Rows are upserted by partner id; the file is replaced
-/// atomically (written beside, then renamed).
+/// SPEC §3.4 fields and the period. Rows are upserted by partner id; the file
+/// is replaced atomically (written beside, then renamed). Cells a spreadsheet
+/// could run as a formula are written with a leading `'` ([`crate::csv_safe`]).
 pub struct FilesSink {
     pub path: PathBuf,
 }
@@ -162,7 +163,7 @@ impl FilesSink {
             let row: BTreeMap<String, String> = header
                 .iter()
                 .zip(record.iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .map(|(h, v)| (h.to_string(), crate::csv_safe::restore(v).to_string()))
                 .collect();
             if let Some(id) = row.get("partner_id").cloned() {
                 rows.insert(id, row);
@@ -186,7 +187,7 @@ impl FilesSink {
         let tmp = self.path.with_extension("csv.tmp");
         {
             let file = std::fs::File::create(&tmp)?;
-            let mut w = csv::Writer::from_writer(std::io::BufWriter::new(&file));
+            let mut w = crate::csv_safe::Writer::from_writer(std::io::BufWriter::new(&file));
             let columns = || {
                 ["partner_id", "partner_name", "tier"]
                     .into_iter()
@@ -351,6 +352,26 @@ mod tests {
              P-2,,,2026-Q3,3,,,,,,,\n"
         );
         assert!(!sink.lost_earlier_writes());
+    }
+
+    #[tokio::test]
+    async fn formula_cells_are_neutralised_and_still_upserted_by_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FilesSink::new(dir.path().to_path_buf());
+        let u = |id: &str, reps: &str| RecordUpdate {
+            record_id: s(id),
+            partner_id: s(id),
+            fields: vec![(s("reps"), s(reps)), (s("period"), s("@SUM(1+1)"))],
+        };
+        sink.apply(&[u("=1+1", "1"), u("-1+1", "-2")]).await;
+        sink.apply(&[u("=1+1", "3")]).await;
+        let text = std::fs::read_to_string(&sink.path).unwrap();
+        let rows: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(
+            rows,
+            ["'-1+1,'@SUM(1+1),-2,,,,,,,", "'=1+1,'@SUM(1+1),3,,,,,,,"],
+            "{text}"
+        );
     }
 
     #[tokio::test]

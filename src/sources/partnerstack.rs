@@ -524,3 +524,81 @@ fn custom_field(d: &Map<String, Value>, field: &str) -> Option<Value> {
             _ => None,
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn deal(key: &str, extra: Value) -> MirrorRow {
+        let mut d = json!({
+            "key": key, "partner_key": "northwind", "account_name": "Acme Corp",
+            "stage": "approved", "created_at": 1_788_000_000_000i64, "amount": 1_250_050,
+        });
+        if let (Some(d), Value::Object(extra)) = (d.as_object_mut(), extra) {
+            d.extend(extra);
+        }
+        MirrorRow {
+            id: key.into(),
+            modstamp: None,
+            data: d.to_string(),
+        }
+    }
+
+    /// Custom fields as a list of `{key, value}`, as an object, or in
+    /// `field_data`, in epoch ms or ISO; amounts in integer cents.
+    #[test]
+    fn custom_fields_in_every_form_and_amounts_in_cents() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::scratch_copy(&dir.path().join("none.db")).unwrap();
+        let approved = 1_790_000_000_000i64;
+        let expires = 1_795_000_000_000i64;
+        let iso = |ms: i64| {
+            DateTime::<Utc>::from_timestamp_millis(ms)
+                .unwrap()
+                .to_rfc3339()
+        };
+        state
+            .mirror_apply(
+                SOURCE,
+                "deals",
+                1,
+                &[
+                    deal(
+                        "as_list",
+                        json!({"fields": [{"key": "approved_at", "value": approved}, {"key": "expires_at", "value": iso(expires)}]}),
+                    ),
+                    deal(
+                        "as_object",
+                        json!({"fields": {"approved_at": iso(approved), "expires_at": expires}}),
+                    ),
+                    deal(
+                        "in_field_data",
+                        json!({"field_data": {"approved_at": approved.to_string(), "expires_at": expires}}),
+                    ),
+                    deal("none", json!({"amount": null})),
+                ],
+                &[],
+            )
+            .unwrap();
+        let (_, _, registrations) = build(&state, &PartnerstackSettings::default()).unwrap();
+        let by_id: BTreeMap<&str, &Registration> = registrations
+            .rows
+            .iter()
+            .map(|r| (r.id.as_str(), r))
+            .collect();
+        let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms);
+        for key in ["as_list", "as_object", "in_field_data"] {
+            let r = by_id[key];
+            assert_eq!(r.approved_at, at(approved), "{key}");
+            assert_eq!(r.expires_at, at(expires), "{key}");
+            assert_eq!(r.amount, Some(12_500.50), "{key}: cents");
+        }
+        let none = by_id["none"];
+        assert_eq!(
+            (none.approved_at, none.expires_at, none.amount),
+            (None, None, None)
+        );
+    }
+}

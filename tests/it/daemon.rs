@@ -13,6 +13,9 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::{copy_sample, repo};
 
+/// The date the sample program is laid out around.
+const SAMPLE_NOW: &str = "2026-11-26T00:00:00Z";
+
 struct Daemon {
     child: Child,
     logs: Arc<Mutex<Vec<Value>>>,
@@ -23,6 +26,22 @@ struct Daemon {
 impl Daemon {
     /// Starts `run` and waits for the ops server's address in the logs.
     fn start(slack: &MockServer, extra: &str) -> Daemon {
+        Daemon::start_with(slack, extra, "cron = \"* * * * * *\"")
+    }
+
+    /// As `start`, with the `[schedule]` section given. The daemon's clock is
+    /// pinned to the sample's date, so no result depends on today's date.
+    fn start_with(slack: &MockServer, extra: &str, schedule: &str) -> Daemon {
+        Daemon::start_env(slack, extra, schedule, &[])
+    }
+
+    /// As `start_with`, with extra environment variables for the process.
+    fn start_env(
+        slack: &MockServer,
+        extra: &str,
+        schedule: &str,
+        env: &[(String, String)],
+    ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let data = copy_sample(dir.path());
         let base = std::fs::read_to_string(repo().join("config/channel-sync.toml")).unwrap();
@@ -30,7 +49,7 @@ impl Daemon {
         std::fs::write(
             &config,
             format!(
-                "{base}\n[schedule]\ncron = \"* * * * * *\"\n\n[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"10s\"\n\n[state]\npath = \"{}\"\n\n[crm]\nkind = \"files\"\n\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n\n[alerts.slack]\nper_second = 1000\n{extra}\n",
+                "{base}\n[schedule]\n{schedule}\n\n[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"10s\"\n\n[state]\npath = \"{}\"\n\n[crm]\nkind = \"files\"\n\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n\n[alerts.slack]\nper_second = 1000\n{extra}\n",
                 dir.path().join("state.db").display(),
                 data.display(),
                 dir.path().join("out").display(),
@@ -38,13 +57,14 @@ impl Daemon {
         )
         .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_channel-sync"))
-            .args(["run", "--config"])
+            .args(["run", "--now", SAMPLE_NOW, "--config"])
             .arg(&config)
             .env("RUST_LOG", "info")
             .env(
                 "CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL",
                 format!("{}/hook", slack.uri()),
             )
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -161,9 +181,13 @@ async fn the_daemon_cycles_on_schedule_and_reports_on_its_endpoints() {
     let slack = slack(Duration::ZERO).await;
     let d = Daemon::start(&slack, "");
     assert_eq!(d.get("/healthz").await, (200, "ok".into()), "alive at once");
-    let (ready, _) = d.get("/readyz").await;
-    assert_eq!(ready, 200, "ready while the first cycle has not finished");
     let waiting = Duration::from_secs(15);
+    let started = d.wait_for("Cycle started.", 1, waiting);
+    assert_eq!(
+        started["as_of"].as_str().map(|t| &t[..10]),
+        Some("2026-11-26"),
+        "{started}"
+    );
     let first = d.wait_for("Cycle finished.", 1, waiting);
     assert_eq!(first["alerts_sent"], 14);
     assert!(
@@ -231,6 +255,18 @@ async fn the_daemon_cycles_on_schedule_and_reports_on_its_endpoints() {
             .code()
     };
     assert_eq!(hc(url.clone()), Some(0));
+    assert_eq!(
+        hc(format!("http://{}", d.addr)),
+        Some(0),
+        "the base URL is enough"
+    );
+    let logged = d.wait_for("Using configuration.", 1, Duration::from_secs(1));
+    assert!(
+        logged["source"].as_str().is_some_and(
+            |s| s.ends_with("config.toml, with 1 CHANNEL_SYNC__* environment override(s)")
+        ),
+        "{logged}"
+    );
     let mut d = d;
     d.signal();
     let (code, _) = d.wait_exit(Duration::from_secs(10));
@@ -322,7 +358,11 @@ async fn a_second_signal_or_the_grace_deadline_stops_it_for_certain() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     d.signal();
-    std::thread::sleep(Duration::from_millis(300));
+    d.wait_for(
+        "Shutting down: no new cycles; a running one may finish.",
+        1,
+        Duration::from_secs(5),
+    );
     d.signal();
     let (code, took) = d.wait_exit(Duration::from_secs(5));
     assert_eq!(code, Some(1), "cut short");
@@ -383,4 +423,69 @@ fn check_config_catches_a_bad_cron_and_an_unknown_key() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(key), "{key} not named: {err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn not_ready_before_the_first_cycle_and_it_says_when_that_is() {
+    let slack = slack(Duration::ZERO).await;
+    // New Year only, and not at start: no cycle runs during the test.
+    let d = Daemon::start_with(&slack, "", "cron = \"0 0 0 1 1 *\"\nrun_at_start = false");
+    let due = d.wait_for("Next cycle due.", 1, Duration::from_secs(10));
+    assert_eq!(due["next"], "2027-01-01T00:00:00+00:00", "{due}");
+    assert_eq!(
+        d.get("/readyz").await,
+        (503, "not ready: no cycle yet".to_string())
+    );
+    assert_eq!(d.get("/healthz").await.0, 200, "alive all the same");
+    assert!(d.messages("Cycle started.").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_cycle_makes_it_unready_is_counted_and_the_schedule_goes_on() {
+    let slack = slack(Duration::ZERO).await;
+    let d = Daemon::start(&slack, "");
+    d.wait_for("Cycle finished.", 1, Duration::from_secs(15));
+    assert_eq!(d.get("/readyz").await, (200, "ready".to_string()));
+    // The export disappears: every cycle from now on fails.
+    std::fs::remove_file(d.dir.path().join("data/accounts.csv")).unwrap();
+    let failed = d.wait_for(
+        "Cycle failed; the schedule goes on.",
+        1,
+        Duration::from_secs(10),
+    );
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("accounts")),
+        "{failed}"
+    );
+    let (status, why) = d.get("/readyz").await;
+    assert_eq!(status, 503, "{why}");
+    assert!(why.contains("the last cycle failed"), "{why}");
+    // The schedule goes on: another cycle starts after the failure.
+    let starts = d.messages("Cycle started.").len();
+    d.wait_for("Cycle started.", starts + 1, Duration::from_secs(10));
+    let (_, text) = d.get("/metrics").await;
+    assert!(
+        metric(&text, "channel_sync_cycles_total{outcome=\"error\"}") >= 1.0,
+        "{text}"
+    );
+    assert!(metric(&text, "channel_sync_cycles_total{outcome=\"ok\"}") >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_gives_the_same_first_cycle_with_the_machine_clock_a_year_ahead() {
+    let Some(env) = crate::helpers::a_year_ahead() else {
+        return;
+    };
+    let slack = slack(Duration::ZERO).await;
+    let d = Daemon::start_env(&slack, "", "cron = \"* * * * * *\"", &env);
+    let first = d.wait_for("Cycle finished.", 1, Duration::from_secs(20));
+    assert_eq!(first["alerts_sent"], 14, "{first}");
+    assert_eq!(first["findings"], 14, "{first}");
+    let started = d.wait_for("Cycle started.", 1, Duration::from_secs(1));
+    assert_eq!(
+        started["as_of"].as_str().map(|t| &t[..10]),
+        Some("2026-11-26")
+    );
 }

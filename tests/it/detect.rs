@@ -215,8 +215,8 @@ fn a_messy_copy_gives_the_same_findings_plus_the_rejected_rows() {
                     ("account_id", "A-01"),
                     ("status", "won"),
                     ("created_at", "2026-10-01"),
-                    ("amount", "5000"),
-                    ("currency", "CHF"),
+                    ("amount", "5.000,00"),
+                    ("currency", "EUR"),
                 ],
             ],
             "registrations" => vec![
@@ -259,7 +259,7 @@ fn a_messy_copy_gives_the_same_findings_plus_the_rejected_rows() {
         json!([
             {"file": "accounts.csv", "line": first_bad("accounts"), "reason": "name: required value is empty"},
             {"file": "opportunities.csv", "line": first_bad("opportunities"), "reason": "created_at: not a timestamp: '31/02/2026'"},
-            {"file": "opportunities.csv", "line": first_bad("opportunities") + 1, "reason": "currency: no exchange rate for CHF (set scorecard.fx.CHF)"},
+            {"file": "opportunities.csv", "line": first_bad("opportunities") + 1, "reason": "amount: not a decimal amount: '5.000,00'"},
             {"file": "registrations.csv", "line": first_bad("registrations"), "reason": "status: not one of submitted, approved, rejected, expired, cancelled, won, lost: 'pending'"},
             {"file": "registrations.csv", "line": first_bad("registrations") + 1, "reason": "partner_id: no partner 'P-404' in partners"},
         ])
@@ -344,4 +344,74 @@ fn the_clock_comes_from_now() {
     assert!(!k.contains(&"registration_expiring:R-09"), "{k:?}");
     let out = channel_sync(&["detect", "--input", "sample", "--now", "31/12/2026"]);
     assert_eq!(out.status.code(), Some(2), "a bad --now is a usage error");
+}
+
+#[test]
+fn a_currency_without_a_rate_keeps_its_row_in_the_findings_and_is_reported_once() {
+    // Open partner opportunities (claims in partner_vs_partner) move to
+    // currencies with no rate: they must still be there, amount unknown.
+    let dir = tempfile::tempdir().unwrap();
+    let data = crate::helpers::copy_sample(dir.path());
+    let opps = std::fs::read_to_string(data.join("opportunities.csv")).unwrap();
+    let header: Vec<&str> = opps.lines().next().unwrap().split(',').collect();
+    let col = |name| header.iter().position(|h| *h == name).unwrap();
+    let (cur, amount, partner, status) = (
+        col("currency"),
+        col("amount"),
+        col("partner_id"),
+        col("status"),
+    );
+    let mut changed = 0;
+    let edited: Vec<String> = opps
+        .lines()
+        .map(|l| {
+            let mut cells: Vec<String> = l.split(',').map(String::from).collect();
+            if cells[partner].starts_with("P-")
+                && cells[status] == "open"
+                && !cells[amount].is_empty()
+            {
+                cells[cur] = if changed % 2 == 0 { "CHF" } else { "SEK" }.into();
+                changed += 1;
+            }
+            cells.join(",")
+        })
+        .collect();
+    assert!(changed >= 2);
+    std::fs::write(data.join("opportunities.csv"), edited.join("\n") + "\n").unwrap();
+    let (_, clean, _) = detect_json(&sample());
+    let (code, report, stderr) = detect_json(&data);
+    assert_eq!(code, 0, "nothing is rejected: {stderr}");
+    assert_eq!(report["rejected"], json!([]));
+    let keys = |r: &serde_json::Value| -> Vec<String> {
+        r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(keys(&report), keys(&clean), "every finding is still there");
+    let rates = report["missing_rates"].as_array().unwrap();
+    assert_eq!(rates.len(), 2, "{rates:?}");
+    assert_eq!(rates[0]["currency"], "CHF");
+    assert_eq!(
+        stderr.matches("no exchange rate for CHF").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("no exchange rate for SEK").count(),
+        1,
+        "{stderr}"
+    );
+    // The unknown amounts are left out of the partners' pipeline.
+    let pipeline = |r: &serde_json::Value| -> f64 {
+        r["scorecards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["sourced_pipeline"].as_f64().unwrap())
+            .sum()
+    };
+    assert!(pipeline(&report) < pipeline(&clean));
 }

@@ -130,3 +130,69 @@ pub async fn slack_texts(slack: &wiremock::MockServer) -> Vec<String> {
         .map(|r| String::from_utf8_lossy(&r.body).into_owned())
         .collect()
 }
+
+/// The environment that runs a process with the machine's clock a year ahead
+/// (libfaketime, Debian's `faketime` package), or `None` with a printed note
+/// when libfaketime is not installed (`.ci/run` installs it).
+pub fn a_year_ahead() -> Option<Vec<(String, String)>> {
+    let lib = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|d| {
+            ["libfaketimeMT.so.1", "libfaketime.so.1"].map(|f| d.path().join("faketime").join(f))
+        })
+        .find(|p| p.is_file());
+    let Some(lib) = lib else {
+        eprintln!(
+            "NOTE: libfaketime is not installed (apt-get install faketime): skipping the run with the clock a year ahead"
+        );
+        return None;
+    };
+    Some(vec![
+        ("LD_PRELOAD".into(), lib.display().to_string()),
+        ("FAKETIME".into(), "+365d".into()),
+        // Timers and timeouts keep the real monotonic clock.
+        ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+    ])
+}
+
+/// Runs the binary from the repository root with extra environment.
+pub fn channel_sync_env(args: &[&str], env: &[(String, String)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_channel-sync"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("RUST_LOG")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("the binary runs")
+}
+
+/// One object's mirror in a state file, by id.
+pub fn mirrored(
+    state: &Path,
+    source: &str,
+    object: &str,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let state = channel_sync::state::State::open(state).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    state
+        .mirror_scan(source, object, |id, data| {
+            out.insert(id.to_string(), serde_json::from_str(data).unwrap());
+        })
+        .unwrap();
+    out
+}
+
+/// Moves the last sync of the cursor `key` (`source/object`) `days` back.
+pub fn backdate_cursor(state: &Path, key: &str, days: i64) {
+    let state = channel_sync::state::State::open(state).unwrap();
+    let text = state.cursor(key).unwrap().expect("a cursor");
+    let mut cursor: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let synced: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(cursor["synced_at"].clone()).unwrap();
+    cursor["synced_at"] = serde_json::to_value(synced - chrono::Duration::days(days)).unwrap();
+    state
+        .set_cursor(key, &cursor.to_string(), chrono::Utc::now())
+        .unwrap();
+}

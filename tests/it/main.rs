@@ -1,7 +1,9 @@
 //! One integration-test binary (compiled and linked once).
 
+mod clock;
 mod cycle;
 mod daemon;
+mod deploy;
 mod detect;
 mod fake_hubspot;
 mod fake_hubspot_tests;
@@ -10,8 +12,12 @@ mod fake_partnerstack_tests;
 mod fake_salesforce;
 mod fake_salesforce_tests;
 mod findings;
+mod first_hour;
 mod helpers;
 mod hubspot;
+mod metrics;
 mod partnerstack;
 mod properties;
+mod reliability;
+mod repo;
 mod salesforce;

@@ -160,7 +160,7 @@ fn program() -> impl Strategy<Value = Dataset> {
                         amount: amount.map(|v| Money {
                             value: f64::from(v) * 10.5,
                             currency: None,
-                            base: f64::from(v) * 10.5,
+                            base: Some(f64::from(v) * 10.5),
                         }),
                         close_date: close.map(date),
                         partner_id: partner.map(|p| format!("P-{}", p % n_par)),

@@ -644,15 +644,8 @@ pub fn build(
                 _ => OpportunityStatus::Open,
             };
             let created_at = timestamp(&p, "createdate")?.ok_or("createdate: empty")?;
-            let amount = match number(&p, "amount")? {
-                None => None,
-                Some(value) => Some(crate::values::money(
-                    value,
-                    text(&p, "deal_currency_code"),
-                    money,
-                    "deal_currency_code",
-                )?),
-            };
+            let amount = number(&p, "amount")?
+                .map(|value| crate::values::money(value, text(&p, "deal_currency_code"), money));
             let partner_id = match plan.partner.as_deref().and_then(|f| text(&p, f)) {
                 None => None,
                 Some(v) => Some(partner_of.get(&v).cloned().ok_or_else(|| {
