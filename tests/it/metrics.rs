@@ -63,14 +63,17 @@ async fn a_cycle_labels_each_table_with_its_source_and_reads_the_rate_headers() 
             "channel_sync_records_pulled{source=\"files\",object=\"registrations\"}",
             2.0,
         ),
-        (
-            "channel_sync_rate_limiter_waits_total{upstream=\"hubspot\"}",
-            1.0,
-        ),
         ("channel_sync_cycles_total{outcome=\"ok\"}", 1.0),
     ] {
         assert_eq!(value(&text, line), Some(n), "{line} in\n{text}");
     }
+    // The 429 waited out is a rate-limiter wait; the limiter itself may add
+    // more when requests bunch up (a busy machine), never fewer.
+    let waits = value(
+        &text,
+        "channel_sync_rate_limiter_waits_total{upstream=\"hubspot\"}",
+    );
+    assert!(waits.is_some_and(|w| w >= 1.0), "{text}");
     assert!(
         !text.contains("source=\"files\",object=\"accounts\""),
         "{text}"
