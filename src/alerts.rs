@@ -387,6 +387,8 @@ mod tests {
                 amount: None,
                 currency: None,
                 stage: None,
+                original_amount: None,
+                original_currency: None,
             }],
         }
     }

@@ -142,6 +142,12 @@ pub struct Evidence {
     /// An opportunity's CRM stage (a registration's is its `status`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<String>,
+    /// The amount as given, when in another currency than the base one
+    /// (`amount` is then its conversion, or absent without a rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_amount: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_currency: Option<String>,
 }
 
 /// One finding of the report (SPEC §4), plus evidence for people.
@@ -243,10 +249,18 @@ impl Context<'_> {
                     amount: reg.amount,
                     currency: Some(self.settings.scorecard.currency.clone()),
                     stage: None,
+                    original_amount: None,
+                    original_currency: None,
                 }
             }
             Claim::Opportunity(o) => {
                 let opp = &self.data.opportunities[o];
+                let base = &self.settings.scorecard.currency;
+                let foreign = opp.amount.as_ref().filter(|m| {
+                    m.currency
+                        .as_deref()
+                        .is_some_and(|c| !c.eq_ignore_ascii_case(base))
+                });
                 Evidence {
                     record: Record::Opportunity,
                     id: opp.id.clone(),
@@ -272,6 +286,8 @@ impl Context<'_> {
                     amount: opp.amount.as_ref().and_then(|m| m.base),
                     currency: Some(self.settings.scorecard.currency.clone()),
                     stage: opp.stage.clone(),
+                    original_amount: foreign.map(|m| m.value),
+                    original_currency: foreign.and_then(|m| m.currency.clone()),
                 }
             }
         }

@@ -313,12 +313,27 @@ pub fn money(x: f64) -> String {
 }
 
 /// `USD 210,000`, or what is missing.
+/// `USD 27,940 (GBP 22,000)`; `GBP 22,000 (no USD rate)` when it cannot be
+/// converted.
 fn amount_text(e: &Evidence) -> String {
-    match (e.amount, &e.currency) {
-        (Some(a), Some(c)) => format!("{c} {}", money(a)),
-        (Some(a), None) => money(a),
-        (None, _) if e.record == Record::Registration => "no amount given".into(),
-        (None, _) => "amount unknown".into(),
+    let base = match (e.amount, &e.currency) {
+        (Some(a), Some(c)) => Some(format!("{c} {}", money(a))),
+        (Some(a), None) => Some(money(a)),
+        (None, _) => None,
+    };
+    let original = match (e.original_amount, &e.original_currency) {
+        (Some(a), Some(c)) => Some(format!("{c} {}", money(a))),
+        _ => None,
+    };
+    match (base, original) {
+        (Some(b), Some(o)) => format!("{b} ({o})"),
+        (Some(b), None) => b,
+        (None, Some(o)) => match &e.currency {
+            Some(c) => format!("{o} (no {c} rate)"),
+            None => format!("{o} (no exchange rate)"),
+        },
+        (None, None) if e.record == Record::Registration => "no amount given".into(),
+        (None, None) => "amount unknown".into(),
     }
 }
 
@@ -920,6 +935,8 @@ mod wording {
             amount: Some(120_000.0),
             currency: Some("USD".into()),
             stage: None,
+            original_amount: None,
+            original_currency: None,
         }
     }
 
@@ -941,6 +958,8 @@ mod wording {
             amount: Some(210_000.0),
             currency: Some("USD".into()),
             stage: Some("Closed Won".into()),
+            original_amount: None,
+            original_currency: None,
         }
     }
 
@@ -1151,6 +1170,29 @@ mod wording {
             p.evidence
         );
         assert_eq!(field(&p, "Amount at stake"), None);
+    }
+
+    #[test]
+    fn a_foreign_amount_shows_in_the_base_currency_and_as_given() {
+        let mut f = won_direct();
+        f.evidence[1].amount = Some(27_940.0);
+        f.evidence[1].original_amount = Some(22_000.0);
+        f.evidence[1].original_currency = Some("GBP".into());
+        let p = parts(&f);
+        assert!(
+            line(&p, "O-005").contains(", USD 27,940 (GBP 22,000), "),
+            "{}",
+            p.evidence
+        );
+        assert_eq!(field(&p, "Amount at stake"), Some("USD 27,940 (won)"));
+        // Without a rate: the amount as given, and why it is not converted.
+        f.evidence[1].amount = None;
+        let p = parts(&f);
+        assert!(
+            line(&p, "O-005").contains(", GBP 22,000 (no USD rate), "),
+            "{}",
+            p.evidence
+        );
     }
 
     #[test]
@@ -1411,5 +1453,16 @@ mod wording {
                 );
             }
         }
+        // O-013 is in GBP: converted at 1.27, and shown as given.
+        let baker = ev
+            .findings
+            .iter()
+            .find(|f| f.key == "partner_vs_partner:A-05")
+            .unwrap();
+        let evidence = parts(baker).evidence;
+        assert!(
+            evidence.contains(", USD 27,940 (GBP 22,000), "),
+            "{evidence}"
+        );
     }
 }
