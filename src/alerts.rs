@@ -53,10 +53,10 @@ impl Facts {
     /// What about `now` is news compared with what was told; `None` if nothing.
     pub fn news(&self, now: &Facts) -> Option<String> {
         let mut why = Vec::new();
-        if now.severity > self.severity {
-            if let Some(s) = now.severity {
-                why.push(format!("severity rose to {}", s.as_str()));
-            }
+        if now.severity > self.severity
+            && let Some(s) = now.severity
+        {
+            why.push(format!("severity rose to {}", s.as_str()));
         }
         let won: Vec<&String> = now.won.difference(&self.won).collect();
         if !won.is_empty() {

@@ -1115,10 +1115,10 @@ fn build(p: &SynthParams) -> Result<Model> {
     m.plans = placed;
     let mut home = vec![u32::MAX; m.accounts.len()];
     for r in &m.regs {
-        if let Customer::Account(a) = r.customer {
-            if home[a as usize] == u32::MAX {
-                home[a as usize] = r.partner;
-            }
+        if let Customer::Account(a) = r.customer
+            && home[a as usize] == u32::MAX
+        {
+            home[a as usize] = r.partner;
         }
     }
     for h in &mut home {
