@@ -112,11 +112,11 @@ async fn main() {
             std::process::exit(1)
         }
     };
-    if let Some(dir) = load {
-        if let Err(e) = load_dir(&fake, &dir) {
-            eprintln!("fake_hubspot: loading {}: {e}", dir.display());
-            std::process::exit(1)
-        }
+    if let Some(dir) = load
+        && let Err(e) = load_dir(&fake, &dir)
+    {
+        eprintln!("fake_hubspot: loading {}: {e}", dir.display());
+        std::process::exit(1)
     }
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "FAKE_HUBSPOT_URL={}", fake.url());

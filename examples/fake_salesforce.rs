@@ -114,11 +114,11 @@ async fn main() {
                 std::process::exit(1)
             }
         };
-    if let Some(dir) = load {
-        if let Err(e) = load_dir(&fake, &dir) {
-            eprintln!("fake_salesforce: loading {}: {e}", dir.display());
-            std::process::exit(1)
-        }
+    if let Some(dir) = load
+        && let Err(e) = load_dir(&fake, &dir)
+    {
+        eprintln!("fake_salesforce: loading {}: {e}", dir.display());
+        std::process::exit(1)
     }
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "FAKE_SALESFORCE_URL={}", fake.url());

@@ -411,10 +411,10 @@ impl Table {
     fn select(&self, names: Option<&[String]>) -> Vec<usize> {
         let mut out = vec![P_CREATED, P_MODIFIED, P_ID];
         let push = |out: &mut Vec<usize>, n: &str| {
-            if let Some(&i) = self.prop_idx.get(n) {
-                if !out.contains(&i) {
-                    out.push(i);
-                }
+            if let Some(&i) = self.prop_idx.get(n)
+                && !out.contains(&i)
+            {
+                out.push(i);
             }
         };
         match names {
@@ -708,16 +708,16 @@ impl State {
             return;
         };
         let other_arc: Arc<str> = other_id.into();
-        if let Some(rec) = self.tables[ti].rec_mut(id) {
-            if !rec.assoc.iter().any(|a| **a == *other_id) {
-                rec.assoc.push(other_arc);
-            }
+        if let Some(rec) = self.tables[ti].rec_mut(id)
+            && !rec.assoc.iter().any(|a| **a == *other_id)
+        {
+            rec.assoc.push(other_arc);
         }
         let id_arc: Arc<str> = id.into();
-        if let Some(rec) = self.tables[oi].rec_mut(other_id) {
-            if !rec.assoc.iter().any(|a| **a == *id) {
-                rec.assoc.push(id_arc);
-            }
+        if let Some(rec) = self.tables[oi].rec_mut(other_id)
+            && !rec.assoc.iter().any(|a| **a == *id)
+        {
+            rec.assoc.push(id_arc);
         }
     }
 
@@ -1367,10 +1367,10 @@ impl FakeHubSpot {
                 match k.as_str() {
                     "hs_object_id" => continue,
                     "createdate" => {
-                        if let Some(ms) = json_scalar(&v).and_then(|s| parse_time(&s)) {
-                            if let Some(r) = st.tables[ti].rec_mut(id) {
-                                r.created = ms;
-                            }
+                        if let Some(ms) = json_scalar(&v).and_then(|s| parse_time(&s))
+                            && let Some(r) = st.tables[ti].rec_mut(id)
+                        {
+                            r.created = ms;
                         }
                         continue;
                     }
@@ -1739,14 +1739,14 @@ impl FakeHubSpot {
                     }),
                 ),
                 Some(kind) => {
-                    if kind == TokenKind::OAuth {
-                        if let Some(k) = st.expire_after {
-                            if k <= 1 {
-                                st.tokens.clear();
-                                st.expire_after = None;
-                            } else {
-                                st.expire_after = Some(k - 1);
-                            }
+                    if kind == TokenKind::OAuth
+                        && let Some(k) = st.expire_after
+                    {
+                        if k <= 1 {
+                            st.tokens.clear();
+                            st.expire_after = None;
+                        } else {
+                            st.expire_after = Some(k - 1);
                         }
                     }
                     let reply = self.limited(&mut st, is_search);
@@ -1815,10 +1815,10 @@ impl FakeHubSpot {
                 resp.headers_mut().insert(name, v);
             }
         }
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            if let Some(v) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        if status == StatusCode::TOO_MANY_REQUESTS
+            && let Some(v) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         resp
     }
@@ -1880,23 +1880,23 @@ impl FakeHubSpot {
         let ti = obj.and_then(|t| st.table(t));
         if let Some(scopes) = &st.scopes {
             let name = ti.map(|i| st.tables[i].name);
-            if let Some(needed) = required_scope(route, method, name) {
-                if !scopes.contains(&needed) {
-                    return Reply::json(
-                        403,
-                        &json!({
-                            "status": "error",
-                            "message": "This app hasn't been granted all required scopes to make this call. Read more about required scopes here: https://developers.hubspot.com/scopes.",
-                            "correlationId": correlation_id(),
-                            "errors": [{
-                                "message": "One or more of the following scopes are required.",
-                                "context": {"requiredGranularScopes": [needed]},
-                            }],
-                            "links": {"scopes": "https://developers.hubspot.com/scopes"},
-                            "category": "MISSING_SCOPES",
-                        }),
-                    );
-                }
+            if let Some(needed) = required_scope(route, method, name)
+                && !scopes.contains(&needed)
+            {
+                return Reply::json(
+                    403,
+                    &json!({
+                        "status": "error",
+                        "message": "This app hasn't been granted all required scopes to make this call. Read more about required scopes here: https://developers.hubspot.com/scopes.",
+                        "correlationId": correlation_id(),
+                        "errors": [{
+                            "message": "One or more of the following scopes are required.",
+                            "context": {"requiredGranularScopes": [needed]},
+                        }],
+                        "links": {"scopes": "https://developers.hubspot.com/scopes"},
+                        "category": "MISSING_SCOPES",
+                    }),
+                );
             }
         }
         if let Some((n, status, canned)) = st.fails.front_mut() {
@@ -1907,14 +1907,14 @@ impl FakeHubSpot {
             }
             return reply;
         }
-        if let (Some(t), None) = (obj, ti) {
-            if !matches!(route, Route::Pipelines(_) | Route::Pipeline(..)) {
-                return Reply::error(
-                    400,
-                    "VALIDATION_ERROR",
-                    &format!("Unable to infer object type from: {t}"),
-                );
-            }
+        if let (Some(t), None) = (obj, ti)
+            && !matches!(route, Route::Pipelines(_) | Route::Pipeline(..))
+        {
+            return Reply::error(
+                400,
+                "VALIDATION_ERROR",
+                &format!("Unable to infer object type from: {t}"),
+            );
         }
         let form = parse_form(query.unwrap_or(""));
         let not_allowed =
@@ -1925,11 +1925,11 @@ impl FakeHubSpot {
             Route::Object(_, id) if is_get => self.read_one(st, ti.unwrap_or(0), id, &form),
             Route::Object(_, id) if *method == Method::DELETE => {
                 let now = st.clock();
-                if let Some(rec) = st.tables[ti.unwrap_or(0)].rec_mut(id) {
-                    if rec.archived.is_none() {
-                        rec.archived = Some(now);
-                        rec.updated = now;
-                    }
+                if let Some(rec) = st.tables[ti.unwrap_or(0)].rec_mut(id)
+                    && rec.archived.is_none()
+                {
+                    rec.archived = Some(now);
+                    rec.updated = now;
                 }
                 Reply::raw(204, "")
             }
@@ -2709,14 +2709,13 @@ impl FakeHubSpot {
             if o.get("archived").and_then(Value::as_bool).unwrap_or(false) != archived {
                 continue;
             }
-            if let Some(e) = email {
-                if !o
+            if let Some(e) = email
+                && !o
                     .get("email")
                     .and_then(Value::as_str)
                     .is_some_and(|x| x.eq_ignore_ascii_case(e))
-                {
-                    continue;
-                }
+            {
+                continue;
             }
             if results.len() == limit {
                 next = Some(i);

@@ -1148,7 +1148,7 @@ pub fn sample_group(n: usize) -> Value {
         "key": format!("group_{}", name.to_ascii_lowercase()),
         "name": name,
         "slug": name.to_ascii_lowercase(),
-        "default": n % TIERS.len() == 0,
+        "default": n.is_multiple_of(TIERS.len()),
         "archived": false,
         "features": {"deals": true, "leads": true},
     })

@@ -524,19 +524,19 @@ impl State {
             }
             let kind = table.fields[fi].kind;
             let val = to_val_lenient(kind, v, &mut self.interner);
-            if fi == 0 {
-                if let Val::Str(s) = &val {
-                    id = Some(s.clone());
-                }
+            if fi == 0
+                && let Val::Str(s) = &val
+            {
+                id = Some(s.clone());
             }
             vals[fi] = val;
             seen[fi] = true;
         }
         for name in ["CreatedDate", "LastModifiedDate", "SystemModstamp"] {
-            if let Some(fi) = table.field(name) {
-                if !seen[fi] {
-                    vals[fi] = Val::Time(now);
-                }
+            if let Some(fi) = table.field(name)
+                && !seen[fi]
+            {
+                vals[fi] = Val::Time(now);
             }
         }
         let id = id.unwrap_or_else(|| {
@@ -1377,10 +1377,10 @@ impl FakeSalesforce {
         let mut st = self.st();
         if let Some(ti) = st.table(object) {
             let t = &mut st.tables[ti];
-            if let Some(fi) = t.field(field) {
-                if fi != 0 {
-                    t.fields[fi].hidden = true;
-                }
+            if let Some(fi) = t.field(field)
+                && fi != 0
+            {
+                t.fields[fi].hidden = true;
             }
         }
     }
@@ -1496,10 +1496,10 @@ impl FakeSalesforce {
             return;
         };
         let table = &mut st.tables[ti];
-        if let Some(i) = table.ids.remove(id) {
-            if let Some(slot) = table.rows.get_mut(i as usize) {
-                *slot = None;
-            }
+        if let Some(i) = table.ids.remove(id)
+            && let Some(slot) = table.rows.get_mut(i as usize)
+        {
+            *slot = None;
         }
     }
 
@@ -2062,10 +2062,10 @@ impl FakeSalesforce {
         };
         let body = render_page(st, &cursor, 0, version, n);
         if more {
-            if st.cursor_order.len() >= CURSOR_CAP {
-                if let Some(old) = st.cursor_order.pop_front() {
-                    st.cursors.remove(&old);
-                }
+            if st.cursor_order.len() >= CURSOR_CAP
+                && let Some(old) = st.cursor_order.pop_front()
+            {
+                st.cursors.remove(&old);
             }
             st.cursors.insert(n, cursor);
             st.cursor_order.push_back(n);
