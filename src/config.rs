@@ -860,7 +860,7 @@ mod tests {
     #[test]
     fn a_value_of_the_wrong_type_is_named() {
         let e = Settings::from_toml("[rules]\nprotection_days = \"ninety\"\n").unwrap_err();
-        assert!(e.key.contains("protection_days"), "{e}");
+        assert_eq!(e.key, "rules.protection_days", "{e}");
     }
 
     #[test]

@@ -1048,14 +1048,6 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn a_dry_run_reads_without_creating_anything() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("none.db");
-        assert!(State::open_read_only(&path).unwrap().is_none());
-        assert!(!path.exists());
-    }
-
     /// A file at schema version 1 (before the mirror), holding a finding,
     /// a pending message, a written value, a cursor and a run.
     fn version_1_file(path: &Path) {

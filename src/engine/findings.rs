@@ -716,3 +716,95 @@ fn partner_vs_partner(ctx: &Context) -> Vec<Finding> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::model::*;
+    use chrono::TimeZone;
+
+    /// A window finding's `first_in` is its registration even when an
+    /// earlier opportunity is among its claims (today the window kinds carry
+    /// only the registration; this keeps that rule when they carry their
+    /// linked opportunities too).
+    #[test]
+    fn a_window_finding_is_first_in_by_its_registration() {
+        let at = |d: u32| Utc.with_ymd_and_hms(2026, 10, d, 0, 0, 0).unwrap();
+        let data = Dataset {
+            accounts: vec![Account {
+                id: "A-1".into(),
+                name: "Acme".into(),
+                domain: None,
+                website: None,
+                owner_id: None,
+            }],
+            partners: vec![Partner {
+                id: "P-1".into(),
+                name: "Northwind".into(),
+                tier: None,
+                crm_account_id: None,
+                domain: None,
+            }],
+            opportunities: vec![Opportunity {
+                id: "O-1".into(),
+                account_id: "A-1".into(),
+                status: OpportunityStatus::Open,
+                created_at: at(1),
+                name: None,
+                owner_id: None,
+                stage: None,
+                amount: None,
+                close_date: None,
+                partner_id: Some("P-1".into()),
+                partner_rep: None,
+                registration_id: None,
+            }],
+            registrations: vec![Registration {
+                id: "R-1".into(),
+                partner_id: "P-1".into(),
+                customer_name: "Acme".into(),
+                status: RegistrationStatus::Approved,
+                submitted_at: at(5),
+                rep: None,
+                customer_domain: None,
+                account_id: Some("A-1".into()),
+                opportunity_id: Some("O-1".into()),
+                approved_at: Some(at(5)),
+                expires_at: None,
+                amount: None,
+            }],
+            ..Dataset::default()
+        };
+        let settings = Settings::default();
+        let ctx = Context::build(&data, &settings, at(20));
+        for kind in [
+            FindingKind::RegistrationExpiring,
+            FindingKind::RegistrationExpired,
+        ] {
+            let f = ctx.finding(Draft {
+                kind,
+                key: "k".into(),
+                severity: Severity::Info,
+                account: Some(0),
+                claims: vec![Claim::Opportunity(0), Claim::Registration(0)],
+                how: None,
+                expires_at: None,
+                summary: String::new(),
+            });
+            assert_eq!(f.first_in, "R-1", "{kind:?}");
+        }
+        // Any other kind: the earliest claim.
+        let f = ctx.finding(Draft {
+            kind: FindingKind::PartnerBypassed,
+            key: "k".into(),
+            severity: Severity::Critical,
+            account: Some(0),
+            claims: vec![Claim::Registration(0), Claim::Opportunity(0)],
+            how: None,
+            expires_at: None,
+            summary: String::new(),
+        });
+        assert_eq!(f.first_in, "O-1");
+    }
+}

@@ -1069,6 +1069,22 @@ mod tests {
     }
 
     #[test]
+    fn white_space_around_values_and_names_is_trimmed() {
+        let opps = " ID , Account_ID ,status, created_at ,amount, currency \nO-1,  A-1 ,  won ,\t2026-09-01 , 1250.50 , EUR \nO-2,A-1, open ,2026-09-02,  ,   \n";
+        let l = load_ok(&folder(&[("opportunities.csv", opps)]));
+        assert!(l.rejected.is_empty(), "{:?}", l.rejected);
+        let o = &l.dataset.opportunities;
+        assert_eq!((o[0].id.as_str(), o[0].account_id.as_str()), ("O-1", "A-1"));
+        assert_eq!(o[0].status, crate::model::OpportunityStatus::Won);
+        let amount = o[0].amount.as_ref().unwrap();
+        assert_eq!(
+            (amount.value, amount.currency.as_deref()),
+            (1250.5, Some("EUR"))
+        );
+        assert_eq!(o[1].amount, None, "white space only is an empty cell");
+    }
+
+    #[test]
     fn bad_rows_are_rejected_with_file_line_and_reason() {
         let opps = "id,account_id,status,created_at,amount,currency,partner_id\n\
             O-1,A-1,open,2026-09-01,100,EUR,\n\
@@ -1258,6 +1274,7 @@ mod tests {
         assert_eq!(o[0].amount.as_ref().map(|m| m.value), Some(1250.5));
         assert_eq!(o[1].id, "O-3");
         let r = reasons(&l);
+        assert_eq!(r.len(), 2, "{r:?}");
         assert_eq!(r[0].0, "opportunities.jsonl");
         assert_eq!(r[0].1, 3);
         assert!(r[0].2.starts_with("not a JSON object"), "{}", r[0].2);

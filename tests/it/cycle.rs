@@ -107,6 +107,23 @@ impl Program {
         w.flush().unwrap();
     }
 
+    /// Writes a CSV's data rows in reverse order.
+    fn reverse_rows(&self, file: &str) {
+        let p = self.data().join(file);
+        let text = std::fs::read_to_string(&p).unwrap();
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let header = reader.headers().unwrap().clone();
+        let mut rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert!(rows.len() > 1, "{file}");
+        rows.reverse();
+        let mut w = csv::Writer::from_path(&p).unwrap();
+        w.write_record(&header).unwrap();
+        for row in rows {
+            w.write_record(&row).unwrap();
+        }
+        w.flush().unwrap();
+    }
+
     fn append(&self, file: &str, values: &[(&str, &str)]) {
         let p = self.data().join(file);
         let header: Vec<String> = csv::Reader::from_path(&p)
@@ -277,6 +294,8 @@ async fn changes_bring_exactly_the_renotifications_and_resolutions_due() {
         ],
     );
     // Reordering rows and touching nothing material changes nothing.
+    p.reverse_rows("registrations.csv");
+    p.reverse_rows("opportunities.csv");
     p.edit("registrations.csv", |c| set(c, "R-05", "amount", "1"));
 
     let run = p.once(&[], &[]).await;
@@ -654,9 +673,10 @@ fn check_config_names_the_problem() {
     );
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
+    // The key and the reason: "alerts.slack.webhook_url" alone would match
+    // any message about the webhook.
     assert!(
-        err.contains("alerts.slack.webhook_url")
-            && err.contains("CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL"),
+        err.contains("configuration: alerts.slack.webhook_url: secrets come from the environment only: set CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL instead"),
         "{err}"
     );
     assert!(!err.contains("hooks.slack.com"), "the secret is not echoed");
@@ -666,8 +686,18 @@ fn check_config_names_the_problem() {
         &[],
     );
     assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("alerts.slack.routes.critical.webhook_url")
+        err.contains("configuration: alerts.slack.routes.critical.webhook_url: missing: set CHANNEL_SYNC__ALERTS__SLACK__ROUTES__CRITICAL__WEBHOOK_URL"),
+        "{err}"
+    );
+    // An unknown key is named as unknown, not just mentioned.
+    let out = check(&format!("{files}[alerts.slack]\nwebhook = \"x\"\n"), &[]);
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("configuration: alerts.slack.webhook: unknown field `webhook`"),
+        "{err}"
     );
     // The effective configuration, secret redacted.
     let secret = "https://hooks.slack.com/services/T000/B000/SECRET";
@@ -687,7 +717,11 @@ fn check_config_names_the_problem() {
     // Missing source settings name the key.
     let out = check("[crm]\nkind = \"files\"\n", &[]);
     assert_eq!(out.status.code(), Some(78));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("crm.files.dir"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("configuration: crm.files.dir: required when crm.kind = \"files\""),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
