@@ -1,9 +1,17 @@
 # syntax=docker/dockerfile:1
 #
-# channel-sync: build with   docker build -t channel-sync .
-# run with                   docker run -v channel-sync-state:/var/lib/channel-sync \
-#                              -v $PWD/channel-sync.toml:/etc/channel-sync/channel-sync.toml:ro \
-#                              -e CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL=... -p 9090:9090 channel-sync
+# channel-sync. Build:
+#   docker build -t channel-sync:0.1.0 .
+# Run (the webhook is passed from your shell's environment, never typed on
+# the command line; the README's "Container" section has the same command):
+#   docker run -d --name channel-sync --stop-timeout 40 -p 127.0.0.1:9090:9090 \
+#     -v channel-sync-state:/var/lib/channel-sync \
+#     -v "$PWD/deploy/channel-sync.toml:/etc/channel-sync/channel-sync.toml:ro" \
+#     -v "$PWD/exports:/data:ro" \
+#     -e CHANNEL_SYNC__CRM__KIND=files -e CHANNEL_SYNC__CRM__FILES__DIR=/data \
+#     -e CHANNEL_SYNC__CRM__FILES__OUT_DIR=/var/lib/channel-sync/out \
+#     -e CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL \
+#     channel-sync:0.1.0
 
 FROM rust:1.95-slim-bookworm AS builder
 WORKDIR /app

@@ -1,50 +1,55 @@
 #!/usr/bin/env bash
 # Benchmark `channel-sync detect` on generated programs of growing size.
 #
-#   bench/detect.sh                 # 100k, 250k, 500k and 1M opportunities
-#   bench/detect.sh 1000000         # just one size
-#   RUNS=5 bench/detect.sh 1000000  # more runs per size (the best is reported)
+#   bench/detect.sh                        # 100k, 250k, 500k and 1M opportunities
+#   bench/detect.sh 1000000                # just one size
+#   NAMES=skewed bench/detect.sh 100000 1000000   # the skewed name profile
+#   RUNS=5 bench/detect.sh 1000000         # more runs per size (the median is reported)
 #
-# Data is generated once per size under bench/data/ (git-ignored) with a
-# fixed seed and clock, so every run measures the same program. Prints a
-# Markdown table: wall time (end to end, process start to exit), the split
-# reported by the binary (read = parse + validate the files, rules = the
-# engine, output = JSON to /dev/null), and peak resident memory.
+# Data is generated once per size and profile under bench/data/ (git-ignored)
+# with a fixed seed and clock (`generate --names $NAMES`), so every run measures
+# the same program. Prints a Markdown table: wall time (end to end, process
+# start to exit), the split reported by the binary (read = parse + validate the
+# files, rules = the engine, output = JSON to /dev/null), the matching phases
+# from the debug log (index = normalise and index the accounts, exact = steps
+# 1-3, fuzzy = step 4), peak resident memory, and the 1-minute load average
+# when the size started (the machine is shared: read the numbers with it).
+# Every figure is that of the run with the median wall time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(100000 250000 500000 1000000)
 RUNS=${RUNS:-3}
+NAMES=${NAMES:-default}
 NOW=2026-11-26T00:00:00Z
 BIN=target/release/channel-sync
 
 cargo build --release --quiet
 command -v /usr/bin/time >/dev/null || { echo "needs GNU time (apt-get install time)" >&2; exit 1; }
 
-echo "| opportunities | accounts | registrations | findings | wall (s) | read (s) | rules (s) | output (s) | peak RSS (MiB) |"
-echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+ms() { grep -o "\b$1=[0-9]*" "$2" | tail -1 | cut -d= -f2; }
+s() { awk "BEGIN {printf \"%.2f\", ${1:-0}/1000}"; }
+
+echo "| profile | opportunities | accounts | registrations | findings | wall (s) | read (s) | rules (s) | index (s) | exact (s) | fuzzy (s) | output (s) | peak RSS (MiB) | load |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for n in "${SIZES[@]}"; do
   dir=bench/data/$n
+  [ "$NAMES" = default ] || dir=bench/data/$NAMES-$n
   if [ ! -f "$dir/registrations.csv" ]; then
-    "$BIN" generate --out "$dir" --opportunities "$n" --seed 42 --now "$NOW" 2>/dev/null
+    "$BIN" generate --out "$dir" --opportunities "$n" --seed 42 --now "$NOW" --names "$NAMES" 2>/dev/null
   fi
-  best=""
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  rows=()
   for _ in $(seq "$RUNS"); do
     log=$(mktemp)
-    RUST_LOG=channel_sync=info /usr/bin/time -f 'TIME %e %M' \
+    RUST_LOG=channel_sync=debug /usr/bin/time -f 'TIME %e %M' \
       "$BIN" detect --input "$dir" --now "$NOW" --format json >/dev/null 2>"$log" || true
     wall=$(awk '/^TIME/ {print $2}' "$log")
     rss=$(awk '/^TIME/ {printf "%.0f", $3/1024}' "$log")
-    read_ms=$(grep -o 'read_ms=[0-9]*' "$log" | cut -d= -f2)
-    rules_ms=$(grep -o 'rules_ms=[0-9]*' "$log" | cut -d= -f2)
-    output_ms=$(grep -o 'output_ms=[0-9]*' "$log" | cut -d= -f2)
-    findings=$(grep -o 'findings=[0-9]*' "$log" | cut -d= -f2)
+    rows+=("$wall|$NAMES | $n | $(($(wc -l <"$dir/accounts.csv") - 1)) | $(($(wc -l <"$dir/registrations.csv") - 1)) | $(ms findings "$log") | $wall | $(s "$(ms read_ms "$log")") | $(s "$(ms rules_ms "$log")") | $(s "$(ms index_ms "$log")") | $(s "$(ms exact_ms "$log")") | $(s "$(ms fuzzy_ms "$log")") | $(s "$(ms output_ms "$log")") | $rss | $load |")
     rm -f "$log"
-    if [ -z "$best" ] || awk "BEGIN {exit !($wall < $best)}"; then
-      best=$wall
-      row="| $n | $(($(wc -l <"$dir/accounts.csv") - 1)) | $(($(wc -l <"$dir/registrations.csv") - 1)) | $findings | $wall | $(awk "BEGIN {printf \"%.2f\", $read_ms/1000}") | $(awk "BEGIN {printf \"%.2f\", $rules_ms/1000}") | $(awk "BEGIN {printf \"%.2f\", $output_ms/1000}") | $rss |"
-    fi
   done
-  echo "$row"
+  median=$(printf '%s\n' "${rows[@]}" | sort -t'|' -k1,1 -g | sed -n "$(((RUNS + 1) / 2))p")
+  echo "| ${median#*|}"
 done

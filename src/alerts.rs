@@ -384,6 +384,11 @@ mod tests {
                 rep: None,
                 owner_id: None,
                 how: None,
+                amount: None,
+                currency: None,
+                stage: None,
+                original_amount: None,
+                original_currency: None,
             }],
         }
     }
@@ -497,6 +502,19 @@ mod tests {
         let p = plan(std::slice::from_ref(&worse), &st, &ctx, now());
         assert_eq!(reasons(&p), [("changed".to_string(), "k".to_string())]);
         assert_eq!(p.changed, 1);
+        let st = remember(&p, now(), &st);
+        // Back down from critical: nothing is sent, and nothing counts as
+        // changed.
+        let p = plan(std::slice::from_ref(&f), &st, &ctx, now());
+        assert!(p.messages.is_empty(), "{:?}", reasons(&p));
+        assert_eq!(p.changed, 0);
+        // Up again to what was last announced: not news either.
+        let st = remember(&p, now(), &st);
+        assert!(
+            plan(std::slice::from_ref(&worse), &st, &ctx, now())
+                .messages
+                .is_empty()
+        );
     }
 
     #[test]

@@ -109,6 +109,15 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// List the open findings the state remembers (any source): kind, key,
+    /// severity, account, partners, first seen, amount at stake.
+    Findings {
+        /// The TOML configuration (default: config/channel-sync.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = crate::findings_cmd::ListFormat::Text)]
+        format: crate::findings_cmd::ListFormat,
+    },
     /// Validate the configuration, report every problem at once, and print it
     /// with secrets redacted.
     CheckConfig {
@@ -151,11 +160,23 @@ pub enum Command {
         /// always gives the same bytes; run detect with the same --now.
         #[arg(long, value_parser = parse_now, default_value = GENERATE_NOW)]
         now: DateTime<Utc>,
+        /// How account names are built: `default` (invented brand words) or
+        /// `skewed` (a small real vocabulary, Zipf-distributed, common first
+        /// words, numbered branches: the hard case for fuzzy matching).
+        #[arg(long, value_enum, default_value_t = Names::Default)]
+        names: Names,
     },
 }
 
 /// `generate`'s default clock: fixed, so output never depends on the day.
 const GENERATE_NOW: &str = "2026-11-26T00:00:00Z";
+
+/// `generate --names`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Names {
+    Default,
+    Skewed,
+}
 
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
     values::parse_timestamp(s).ok_or_else(|| {
@@ -221,6 +242,21 @@ pub fn run(cli: Cli) -> u8 {
             format,
         } => once(config.as_deref(), dry_run, now, full, format),
         Command::CheckConfig { config } => check_config(config.as_deref()),
+        Command::Findings { config, format } => {
+            let settings = match load_settings(config.as_deref()) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let path = std::path::Path::new(&settings.state.path);
+            let currency = &settings.scorecard.currency;
+            match crate::findings_cmd::run(path, currency, format, &mut std::io::stdout()) {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    eprintln!("channel-sync: {e:#}");
+                    exit::PARTIAL
+                }
+            }
+        }
         Command::Run { config, now } => run_daemon(config.as_deref(), now),
         Command::Healthcheck { config, url } => healthcheck(config.as_deref(), url),
         Command::Generate {
@@ -228,7 +264,8 @@ pub fn run(cli: Cli) -> u8 {
             opportunities,
             seed,
             now,
-        } => generate(&out, opportunities, seed, now),
+            names,
+        } => generate(&out, opportunities, seed, now, names),
         Command::Review {
             input,
             config,
@@ -323,7 +360,7 @@ fn once(
         progress: true,
     };
     let mut stdout = std::io::stdout();
-    let result = runtime.block_on(crate::cycle::once(&settings, &options, &mut stdout));
+    let result = runtime.block_on(once_until_signal(&settings, &options, &mut stdout));
     match result {
         Ok(summary) => {
             print!("{}", summary.to_text());
@@ -332,12 +369,43 @@ fn once(
         Err(e) => {
             eprintln!("channel-sync: {e:#}");
             match e {
+                crate::cycle::CycleError::Locked(crate::state::lock::LockError::Stopped {
+                    ..
+                }) => exit::OK,
                 crate::cycle::CycleError::Config(_) => exit::CONFIG,
                 crate::cycle::CycleError::Input(_) => exit::DATA,
                 _ => exit::PARTIAL,
             }
         }
     }
+}
+
+/// One cycle with `run`'s graceful stop: on SIGTERM or SIGINT (a CronJob's
+/// pod is stopped with SIGTERM) the cycle sends no further message, writes
+/// back and records what it did, and `once` exits as usual (0 when nothing
+/// failed); what was not sent stays in the outbox for the next run. A
+/// second signal ends the process at once (the state stays consistent).
+async fn once_until_signal(
+    settings: &Settings,
+    options: &crate::cycle::Options,
+    out: &mut (dyn Write + Send),
+) -> Result<crate::cycle::Summary, crate::cycle::CycleError> {
+    let runner = crate::cycle::Runner::new(settings.clone(), None)?;
+    let stopping = runner.stopping.clone();
+    let watcher = tokio::spawn(async move {
+        crate::daemon::signal().await;
+        stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        tracing::warn!("Signal received: stopping at the next message.");
+        eprintln!(
+            "channel-sync: signal received: stopping at the next message; what is not sent stays in the outbox for the next run"
+        );
+        crate::daemon::signal().await;
+        eprintln!("channel-sync: second signal: stopping at once (the state stays consistent)");
+        std::process::exit(i32::from(exit::PARTIAL));
+    });
+    let result = runner.cycle(options, out).await;
+    watcher.abort();
+    result
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, u8> {
@@ -586,7 +654,8 @@ fn detect(
     // The process ends right after the report: freeing millions of records
     // one by one would only delay the exit. The OS takes the memory back.
     std::mem::forget(loaded.dataset);
-    let report = Report::new(now, evaluation, loaded.rejected);
+    let report =
+        Report::new(now, evaluation, loaded.rejected).with_currency(&settings.scorecard.currency);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let written = match format {
@@ -616,8 +685,18 @@ fn detect(
     }
 }
 
-fn generate(out: &std::path::Path, opportunities: usize, seed: u64, now: DateTime<Utc>) -> u8 {
-    let params = crate::synth::SynthParams::scaled(seed, opportunities, now);
+fn generate(
+    out: &std::path::Path,
+    opportunities: usize,
+    seed: u64,
+    now: DateTime<Utc>,
+    names: Names,
+) -> u8 {
+    let mut params = crate::synth::SynthParams::scaled(seed, opportunities, now);
+    params.names = match names {
+        Names::Default => crate::synth::NameProfile::Default,
+        Names::Skewed => crate::synth::NameProfile::Skewed,
+    };
     match crate::synth::write_program(out, &params) {
         Ok(summary) => {
             eprintln!(

@@ -229,13 +229,29 @@ impl Serialize for Secret {
 #[serde(deny_unknown_fields, default)]
 pub struct StateSettings {
     pub path: std::path::PathBuf,
+    /// How long a cycle waits for another one holding the state (`2m`)
+    /// before it gives up, naming the holder.
+    pub lock_wait: String,
+    /// The key stored credentials are sealed with: 64 hex characters, from
+    /// `CHANNEL_SYNC__STATE__ENCRYPTION_KEY` only (default: derived from the
+    /// configured client secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_key: Option<Secret>,
 }
 
 impl Default for StateSettings {
     fn default() -> Self {
         StateSettings {
             path: "state/channel-sync.db".into(),
+            lock_wait: "2m".into(),
+            encryption_key: None,
         }
+    }
+}
+
+impl StateSettings {
+    pub fn lock_wait(&self) -> std::time::Duration {
+        parse_duration(&self.lock_wait).unwrap_or(std::time::Duration::from_secs(120))
     }
 }
 
@@ -389,7 +405,8 @@ pub struct WritebackSettings {
 }
 
 /// Key names that hold secrets, wherever they appear.
-const SECRET_KEYS: [&str; 7] = [
+const SECRET_KEYS: [&str; 8] = [
+    "encryption_key",
     "webhook_url",
     "token",
     "client_secret",
@@ -660,6 +677,18 @@ impl Settings {
                 .map(drop)
                 .map_err(|m| ConfigError::new("server.shutdown_grace", m)),
         );
+        check(
+            parse_duration(&self.state.lock_wait)
+                .map(drop)
+                .map_err(|m| ConfigError::new("state.lock_wait", m)),
+        );
+        if let Some(key) = &self.state.encryption_key {
+            check(
+                crate::state::crypto::CredentialKey::from_hex(key.expose())
+                    .map(drop)
+                    .map_err(|m| ConfigError::new("state.encryption_key", m)),
+            );
+        }
         let slack = &self.alerts.slack;
         if let Some(r) = &slack.repeat_after {
             check(
@@ -895,7 +924,7 @@ mod tests {
     #[test]
     fn a_value_of_the_wrong_type_is_named() {
         let e = Settings::from_toml("[rules]\nprotection_days = \"ninety\"\n").unwrap_err();
-        assert!(e.key.contains("protection_days"), "{e}");
+        assert_eq!(e.key, "rules.protection_days", "{e}");
     }
 
     #[test]

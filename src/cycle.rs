@@ -62,6 +62,9 @@ pub enum CycleError {
     Input(#[from] files::InputError),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    /// Another cycle holds the state: nothing was done.
+    #[error(transparent)]
+    Locked(#[from] crate::state::lock::LockError),
     /// The CRM or PRM could not be read: nothing was decided this cycle; the
     /// next one tries again.
     #[error("{0}")]
@@ -107,6 +110,9 @@ pub struct Summary {
     pub as_of: String,
     pub dry_run: bool,
     pub pulled: BTreeMap<&'static str, usize>,
+    /// The source each pulled table came from (the metrics' label).
+    #[serde(skip)]
+    pub pulled_from: BTreeMap<&'static str, &'static str>,
     /// What each API object's sync read (empty for files).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub synced: Vec<ObjectReport>,
@@ -231,7 +237,7 @@ const WEBHOOK_ENV: &str = "CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL";
 /// Aborts the process at a named point when `CHANNEL_SYNC_CRASH_AT` names it:
 /// the crash tests' way to kill a cycle at an exact place. Never set it in
 /// production.
-fn crash_point(name: &str) {
+pub(crate) fn crash_point(name: &str) {
     if std::env::var("CHANNEL_SYNC_CRASH_AT").is_ok_and(|v| v == name) {
         eprintln!("channel-sync: crashing at {name} (CHANNEL_SYNC_CRASH_AT)");
         std::process::abort();
@@ -328,6 +334,12 @@ impl Runner {
         opts: &Options,
         out: &mut (dyn Write + Send),
     ) -> Result<Summary, CycleError> {
+        // One writer at a time, for the whole cycle (a dry run writes
+        // nothing and takes no lock). A run that gives up records nothing.
+        let _lock = match opts.dry_run {
+            true => None,
+            false => Some(self.lock_state().await?),
+        };
         let result = self.run_cycle(opts, out).await;
         if let Some(sf) = &self.salesforce {
             sf.keep_rotated_credentials(&self.settings.state.path).await;
@@ -340,6 +352,19 @@ impl Runner {
             let _ = state.record_run(opts.now, Utc::now().max(opts.now), "failed", &summary);
         }
         result
+    }
+
+    /// Takes the state's writer lock, waiting up to `state.lock_wait`.
+    async fn lock_state(&self) -> Result<crate::state::lock::LockGuard, CycleError> {
+        use crate::state::lock::{FileLock, WriterLock};
+        let lock = FileLock::for_state(&self.settings.state.path);
+        let wait = self.settings.state.lock_wait();
+        let stop = self.stopping.clone();
+        let guard = tokio::task::spawn_blocking(move || lock.acquire(wait, &stop))
+            .await
+            .map_err(anyhow::Error::from)??;
+        crash_point("after-lock");
+        Ok(guard)
     }
 
     /// The PRM tables beside a CRM connector: from files or PartnerStack.
@@ -389,6 +414,17 @@ impl Runner {
             dry_run: opts.dry_run,
             ..Summary::default()
         };
+        summary.pulled_from = [
+            "accounts",
+            "opportunities",
+            "partners",
+            "partner_reps",
+            "registrations",
+            "users",
+        ]
+        .into_iter()
+        .map(|t| (t, origin.source_of(t)))
+        .collect();
         let state = self.open_state(opts.dry_run)?;
 
         // Pull (files are read off the async workers: CPU-bound).
@@ -745,6 +781,22 @@ async fn deliver(
                 tracing::error!(route = %row.route, outbox_id = row.id, error = %e, "Slack refused an alert as malformed; parked.");
                 state.mark_failed(row.id, &e, true)?;
                 summary.alerts_parked += 1;
+            }
+            Delivery::Unconfirmed(e) if row.unconfirmed == 0 => {
+                // It may be in the channel already: not again this cycle;
+                // once more in a later one (at most one duplicate).
+                tracing::warn!(route = %row.route, outbox_id = row.id, error = %e, "Slack did not confirm an alert; sending it once more next cycle.");
+                state.mark_unconfirmed(row.id, &e, false)?;
+                summary.alerts_failed += 1;
+                summary.alerts_pending += 1;
+                down.insert(row.route.clone());
+            }
+            Delivery::Unconfirmed(e) => {
+                // Twice unconfirmed: it may be in the channel twice already.
+                tracing::error!(route = %row.route, outbox_id = row.id, error = %e, "Slack did not confirm an alert a second time; parked (it may have been posted), not sent again.");
+                state.mark_unconfirmed(row.id, &e, true)?;
+                summary.alerts_parked += 1;
+                down.insert(row.route.clone());
             }
         }
     }

@@ -120,8 +120,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Waits for SIGTERM or SIGINT.
-async fn signal() {
+/// Waits for SIGTERM or SIGINT (`once` uses it too).
+pub(crate) async fn signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

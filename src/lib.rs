@@ -8,10 +8,12 @@
 pub mod alerts;
 pub mod cli;
 pub mod config;
+pub mod csv_safe;
 pub mod cycle;
 pub mod daemon;
 pub mod engine;
 pub mod fast;
+pub mod findings_cmd;
 pub mod metrics;
 pub mod model;
 pub mod report;

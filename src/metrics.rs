@@ -174,7 +174,12 @@ impl Metrics {
         for (object, n) in &summary.pulled {
             self.records_pulled
                 .get_or_create(&SourceObject {
-                    source: "files".into(),
+                    source: summary
+                        .pulled_from
+                        .get(object)
+                        .copied()
+                        .unwrap_or("unknown")
+                        .into(),
                     object: object.to_string(),
                 })
                 .set(*n as i64);
@@ -240,6 +245,9 @@ mod tests {
             ..Summary::default()
         };
         s.pulled.insert("accounts", 42);
+        s.pulled.insert("partners", 5);
+        s.pulled_from.insert("accounts", "salesforce");
+        s.pulled_from.insert("partners", "partnerstack");
         s.open_by_kind.insert("direct_vs_partner".into(), 3);
         m.cycle_done(&s, 0.2, 1_764_115_200.0);
         m.request("slack", Some(200));
@@ -250,7 +258,8 @@ mod tests {
             "channel_sync_cycles_total{outcome=\"ok\"} 1",
             "channel_sync_alerts_total{outcome=\"sent\"} 3",
             "channel_sync_writebacks_total{outcome=\"done\"} 2",
-            "channel_sync_records_pulled{source=\"files\",object=\"accounts\"} 42",
+            "channel_sync_records_pulled{source=\"salesforce\",object=\"accounts\"} 42",
+            "channel_sync_records_pulled{source=\"partnerstack\",object=\"partners\"} 5",
             "channel_sync_open_findings{kind=\"direct_vs_partner\"} 3",
             "channel_sync_open_findings{kind=\"partner_bypassed\"} 0",
             "channel_sync_upstream_requests_total{upstream=\"slack\",status_class=\"4xx\"} 1",
@@ -260,5 +269,42 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
+    }
+
+    #[test]
+    fn a_cycle_with_failures_is_partial_and_one_that_could_not_finish_an_error() {
+        let m = Metrics::new();
+        let partial = Summary {
+            rejected: 1,
+            ..Summary::default()
+        };
+        m.cycle_done(&partial, 0.1, 1_764_115_200.0);
+        m.cycle_done(
+            &Summary {
+                writes_failed: 2,
+                ..Summary::default()
+            },
+            0.1,
+            1_764_115_260.0,
+        );
+        m.cycle_failed(0.3);
+        m.rate_limited("salesforce");
+        m.rate_limited("salesforce");
+        m.api_remaining
+            .get_or_create(&Upstream {
+                upstream: "salesforce".into(),
+            })
+            .set(98_765);
+        let text = m.render();
+        for line in [
+            "channel_sync_cycles_total{outcome=\"partial\"} 2",
+            "channel_sync_cycles_total{outcome=\"error\"} 1",
+            "channel_sync_rate_limiter_waits_total{upstream=\"salesforce\"} 2",
+            "channel_sync_api_remaining{upstream=\"salesforce\"} 98765",
+            "channel_sync_cycle_duration_seconds_count 3",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(!text.contains("outcome=\"ok\""), "{text}");
     }
 }

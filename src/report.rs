@@ -27,6 +27,10 @@ pub struct Report {
     /// sums; the rows still count in findings). Absent when there are none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub missing_rates: Vec<crate::engine::MissingRate>,
+    /// The base currency the amounts are in (`scorecard.currency`), for the
+    /// text report's labels.
+    #[serde(skip)]
+    pub currency: String,
 }
 
 impl Report {
@@ -38,7 +42,14 @@ impl Report {
             scorecards: evaluation.scorecards,
             rejected,
             missing_rates: evaluation.missing_rates,
+            currency: crate::config::ScorecardSettings::default().currency,
         }
+    }
+
+    /// The base currency the amounts are in.
+    pub fn with_currency(mut self, currency: &str) -> Self {
+        self.currency = currency.to_string();
+        self
     }
 
     /// What a channel manager pastes into a monthly review.
@@ -96,19 +107,36 @@ impl Report {
         }
     }
 
+    /// The scorecard table. Its columns have two time bases, said in a
+    /// heading over each group: the quarter (reps, active sellers, rate,
+    /// revenue) and now (pipeline, registrations, conflicts). Amounts are in
+    /// the base currency, named in the column.
     fn scorecards_text(&self, out: &mut String) {
-        let _ = writeln!(out, "\nPARTNER SCORECARDS ({})", self.period.label);
+        let p = &self.period;
+        let c = &self.currency;
+        let _ = writeln!(out, "\nPARTNER SCORECARDS ({})", p.label);
         let header = [
-            "Partner",
-            "Tier",
-            "Reps",
-            "Active",
-            "Rate",
-            "Pipeline",
-            "Revenue",
-            "Open regs",
-            "Expiring",
-            "Conflicts",
+            "Partner".to_string(),
+            "Tier".to_string(),
+            "Reps".to_string(),
+            "Active".to_string(),
+            "Rate".to_string(),
+            format!("Revenue {c}"),
+            format!("Pipeline {c}"),
+            "Open regs".to_string(),
+            "Expiring".to_string(),
+            "Conflicts".to_string(),
+        ];
+        // (first column, past the last column, heading).
+        let now = self.as_of.format("%Y-%m-%d");
+        let _ = writeln!(
+            out,
+            "  Reps, active sellers, rate and revenue cover the quarter {} ({} to {}); pipeline,\n  registrations and conflicts are as of {now}. Amounts in {c}.",
+            p.label, p.start, p.end
+        );
+        let groups = [
+            (2, 6, format!("{} ", p.label)),
+            (6, 10, format!("now ({now}) ")),
         ];
         let rows: Vec<[String; 10]> = self
             .scorecards
@@ -121,8 +149,8 @@ impl Report {
                     s.active_sellers.to_string(),
                     s.active_seller_rate
                         .map_or_else(|| "-".into(), |r| format!("{:.1}%", r * 100.0)),
-                    money(s.sourced_pipeline),
                     money(s.sourced_revenue),
+                    money(s.sourced_pipeline),
                     s.open_registrations.to_string(),
                     s.expiring_registrations.to_string(),
                     s.open_conflicts.to_string(),
@@ -135,6 +163,26 @@ impl Report {
                 *w = (*w).max(cell.chars().count());
             }
         }
+        // A group's heading fits over its columns: widen its last one.
+        let span = |widths: &[usize], from: usize, to: usize| -> usize {
+            widths[from..to].iter().map(|w| w + 1).sum::<usize>() - 1
+        };
+        for (from, to, heading) in &groups {
+            let short = heading
+                .chars()
+                .count()
+                .saturating_sub(span(&widths, *from, *to));
+            widths[to - 1] += short;
+        }
+        let mut top = String::from(" ");
+        for w in &widths[..groups[0].0] {
+            top.push_str(&" ".repeat(w + 1));
+        }
+        for (from, to, heading) in &groups {
+            let width = span(&widths, *from, *to);
+            let _ = write!(top, " {heading:-<width$}");
+        }
+        let _ = writeln!(out, "{top}");
         let line = |cells: Vec<&str>| {
             let mut s = String::from(" ");
             for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
@@ -147,7 +195,7 @@ impl Report {
             }
             s.trim_end().to_string()
         };
-        let _ = writeln!(out, "{}", line(header.to_vec()));
+        let _ = writeln!(out, "{}", line(header.iter().map(String::as_str).collect()));
         for row in &rows {
             let _ = writeln!(out, "{}", line(row.iter().map(String::as_str).collect()));
         }
@@ -157,7 +205,7 @@ impl Report {
 fn kind_title(kind: FindingKind) -> &'static str {
     match kind {
         FindingKind::DirectVsPartner => "Direct sales on partner-registered accounts",
-        FindingKind::PartnerBypassed => "Registered deals that lost their partner",
+        FindingKind::PartnerBypassed => "Registered deals that lost or changed their partner",
         FindingKind::PartnerVsPartner => "Customers claimed by several partners",
         FindingKind::RegistrationExpired => "Registrations expired without a win",
         FindingKind::RegistrationExpiring => "Registrations about to expire",
@@ -225,6 +273,18 @@ fn evidence_text(e: &Evidence) -> String {
     if let Some(d) = e.close_date {
         let _ = write!(s, ", close date {d}");
     }
+    if let Some(stage) = &e.stage {
+        let _ = write!(s, ", stage {stage}");
+    }
+    match (e.amount, &e.currency) {
+        (Some(a), Some(c)) => {
+            let _ = write!(s, ", {c} {}", money(a));
+        }
+        (Some(a), None) => {
+            let _ = write!(s, ", amount {}", money(a));
+        }
+        (None, _) => {}
+    }
     if let Some(m) = e.how {
         let _ = write!(s, ", matched by {} ({:.2})", m.method.as_str(), m.score);
     }
@@ -270,6 +330,66 @@ mod tests {
         assert_eq!(money(999.5), "999.50");
         assert_eq!(money(1234567.456), "1,234,567.46");
         assert_eq!(money(-1000.0), "-1,000.00");
+    }
+
+    #[test]
+    fn the_scorecard_table_says_each_columns_time_basis_and_currency() {
+        use chrono::{NaiveDate, TimeZone};
+        let d = |m, day| NaiveDate::from_ymd_opt(2026, m, day).unwrap();
+        let report = Report {
+            as_of: Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap(),
+            period: Period {
+                start: d(7, 1),
+                end: d(9, 30),
+                label: "2026-Q3".into(),
+            },
+            findings: vec![],
+            scorecards: vec![Scorecard {
+                partner_id: "P-1".into(),
+                reps: 7,
+                active_sellers: 3,
+                active_seller_rate: Some(3.0 / 7.0),
+                sourced_pipeline: 252_000.0,
+                sourced_revenue: 127_840.0,
+                open_registrations: 4,
+                expiring_registrations: 0,
+                open_conflicts: 5,
+                partner_name: "Northwind Solutions".into(),
+                tier: Some("gold".into()),
+            }],
+            rejected: vec![],
+            missing_rates: vec![],
+            currency: String::new(),
+        }
+        .with_currency("EUR");
+        let text = report.to_text();
+        let lines: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("PARTNER"))
+            .collect();
+        assert!(
+            lines[1..3]
+                .join(" ")
+                .contains("cover the quarter 2026-Q3 (2026-07-01 to 2026-09-30)")
+                && lines[2].contains("as of 2026-11-26. Amounts in EUR."),
+            "{text}"
+        );
+        let (groups, header, row) = (lines[3], lines[4], lines[5]);
+        // Each group heading starts over its first column.
+        let at = |line: &str, s: &str| line.find(s).unwrap_or_else(|| panic!("{s} in {line}"));
+        assert_eq!(at(groups, "2026-Q3 -"), at(header, "Reps"), "{text}");
+        assert_eq!(
+            at(groups, "now (2026-11-26) -"),
+            at(header, "Pipeline EUR"),
+            "{text}"
+        );
+        // Quarter columns before the now columns; amounts name the currency.
+        assert!(
+            at(header, "Revenue EUR") < at(header, "Pipeline EUR"),
+            "{text}"
+        );
+        assert!(row.contains("127,840.00   252,000.00"), "{text}");
+        assert!(!text.contains("USD"), "{text}");
     }
 
     #[test]

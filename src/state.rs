@@ -3,13 +3,21 @@
 //! written back per record and field, sync cursors, and run history.
 //!
 //! The schema is versioned with `PRAGMA user_version` and migrated forward at
-//! open, one transaction per step. WAL journaling with `synchronous = FULL`:
-//! a committed transaction survives a crash or power loss at any point.
+//! open, every step in one write transaction (`BEGIN IMMEDIATE`), so two
+//! processes opening a new file at once never both migrate it. WAL
+//! journaling with `synchronous = FULL`: a committed transaction survives a
+//! crash or power loss at any point.
+//!
+//! One writer at a time: a cycle holds [`lock::FileLock`] for its length.
+//! Credentials an upstream rotated are stored sealed ([`crypto`]).
+
+pub mod crypto;
+pub mod lock;
 
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::values::format_timestamp;
 
@@ -89,6 +97,9 @@ const MIGRATIONS: &[&str] = &[
     // (time moved it out of its window; closed quietly, never announced).
     "ALTER TABLE findings ADD COLUMN closed_as TEXT;
     UPDATE findings SET closed_as = 'resolved' WHERE resolved_at IS NOT NULL;",
+    // 4: deliveries that may have reached the webhook without it confirming
+    // (a timeout after sending): such a message is sent once more at most.
+    "ALTER TABLE outbox ADD COLUMN unconfirmed INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// One record for the mirror: id, modification stamp, fields as JSON.
@@ -117,6 +128,15 @@ pub enum StateError {
     },
 }
 
+/// Why a stored credential could not be read or kept.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Crypto(#[from] crypto::CryptoError),
+}
+
 /// What the state remembers of a finding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredFinding {
@@ -141,6 +161,9 @@ pub struct OutboxRow {
     pub reason: String,
     pub body: String,
     pub attempts: i64,
+    /// Earlier attempts that may have been delivered (timed out after
+    /// sending).
+    pub unconfirmed: i64,
 }
 
 /// A new outbox message.
@@ -198,13 +221,15 @@ impl State {
         };
         let conn = Connection::open(path).map_err(err)?;
         restrict_to_owner(path);
+        // First, so that switching a new file to WAL waits for another
+        // process doing the same instead of failing "database is locked".
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
         let state = State {
             conn: std::sync::Mutex::new(conn),
@@ -266,9 +291,22 @@ impl State {
             });
         }
         if version < MIGRATIONS.len() as i64 {
-            // An older schema: a real run would migrate it first. Reading it
-            // as is could fail, so a dry run treats it as empty.
-            return Ok(None);
+            // An older schema: a real run would migrate it first. A dry run
+            // migrates an in-memory copy instead, so it sees what the real
+            // run would see (the file stays as it is).
+            let mut conn = Connection::open_in_memory().map_err(|e| state.err(e))?;
+            {
+                let from = state.conn();
+                rusqlite::backup::Backup::new(&from, &mut conn)
+                    .and_then(|b| b.run_to_completion(1024, std::time::Duration::ZERO, None))
+                    .map_err(|e| state.err(e))?;
+            }
+            let copy = State {
+                conn: std::sync::Mutex::new(conn),
+                path: format!("{} (in-memory copy)", state.path),
+            };
+            copy.migrate()?;
+            return Ok(Some(copy));
         }
         Ok(Some(state))
     }
@@ -303,22 +341,42 @@ impl State {
             .map_err(|e| self.err(e))
     }
 
+    /// Brings the schema up to date. The version is read again inside one
+    /// write transaction (`BEGIN IMMEDIATE`, which waits for any other
+    /// writer), and every missing step runs in it: of two processes opening
+    /// a new file together, one migrates and the other finds it done.
     fn migrate(&self) -> Result<(), StateError> {
-        let version = self.version()?;
         let known = MIGRATIONS.len() as i64;
+        let too_new = |found| StateError::TooNew {
+            path: self.path.clone(),
+            found,
+            known,
+        };
+        let version = self.version()?;
         if version > known {
-            return Err(StateError::TooNew {
-                path: self.path.clone(),
-                found: version,
-                known,
-            });
+            return Err(too_new(version));
         }
-        for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            self.in_transaction(|tx| {
-                tx.execute_batch(step)?;
-                tx.pragma_update(None, "user_version", (i + 1) as i64)
-            })?;
-            tracing::info!(version = i + 1, "State schema migrated.");
+        if version == known {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        let version: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if version > known {
+            return Err(too_new(version));
+        }
+        for step in MIGRATIONS.iter().skip(version as usize) {
+            tx.execute_batch(step).map_err(|e| self.err(e))?;
+        }
+        tx.pragma_update(None, "user_version", known)
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        if version < known {
+            tracing::info!(from = version, to = known, "State schema migrated.");
         }
         Ok(())
     }
@@ -403,7 +461,7 @@ impl State {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT id, route, finding_key, reason, body, attempts FROM outbox
+                "SELECT id, route, finding_key, reason, body, attempts, unconfirmed FROM outbox
                  WHERE status = 'pending' ORDER BY id",
             )
             .map_err(|e| self.err(e))?;
@@ -415,6 +473,7 @@ impl State {
                 reason: r.get(3)?,
                 body: r.get(4)?,
                 attempts: r.get(5)?,
+                unconfirmed: r.get(6)?,
             })
         })
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
@@ -437,6 +496,22 @@ impl State {
             .execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?2,
                     status = CASE WHEN ?3 THEN 'parked' ELSE status END
+                 WHERE id = ?1",
+                params![id, error, park],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// An attempt that may have been delivered (the webhook took the request
+    /// and did not answer in time): counted, and kept pending for one more
+    /// attempt in a later cycle, or parked when `park` (it may have arrived
+    /// twice already).
+    pub fn mark_unconfirmed(&self, id: i64, error: &str, park: bool) -> Result<(), StateError> {
+        self.conn()
+            .execute(
+                "UPDATE outbox SET attempts = attempts + 1, unconfirmed = unconfirmed + 1,
+                    last_error = ?2, status = CASE WHEN ?3 THEN 'parked' ELSE status END
                  WHERE id = ?1",
                 params![id, error, park],
             )
@@ -516,6 +591,17 @@ impl State {
         })
     }
 
+    /// The newest generation among an object's mirrored records.
+    pub fn mirror_generation(&self, source: &str, object: &str) -> Result<Option<i64>, StateError> {
+        self.conn()
+            .query_row(
+                "SELECT max(generation) FROM mirror WHERE source = ?1 AND object = ?2",
+                params![source, object],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
     /// After a full sync: removes the records it did not see. Returns how
     /// many went.
     pub fn mirror_sweep(
@@ -573,34 +659,54 @@ impl State {
     }
 
     /// A credential an upstream rotated, if it replaced the configured value
-    /// whose hash is `configured` (a newly configured value wins).
-    pub fn credential(&self, name: &str, configured: &str) -> Result<Option<String>, StateError> {
-        self.conn()
+    /// whose hash is `configured` (a newly configured value wins), opened
+    /// with `key`. A value an older version stored in clear is read, and
+    /// sealed in its place.
+    pub fn credential(
+        &self,
+        name: &str,
+        configured: &str,
+        key: &crypto::CredentialKey,
+    ) -> Result<Option<String>, CredentialError> {
+        let stored: Option<String> = self
+            .conn()
             .query_row(
                 "SELECT value FROM credentials WHERE name = ?1 AND configured = ?2",
                 params![name, configured],
                 |r| r.get(0),
             )
             .optional()
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        if crypto::is_sealed(&stored) {
+            return Ok(Some(key.open(name, &stored)?));
+        }
+        self.set_credential(name, configured, &stored, key, Utc::now())?;
+        Ok(Some(stored))
     }
 
+    /// Stores a credential sealed with `key`, in its own committed
+    /// transaction (durable when this returns).
     pub fn set_credential(
         &self,
         name: &str,
         configured: &str,
         value: &str,
+        key: &crypto::CredentialKey,
         now: DateTime<Utc>,
-    ) -> Result<(), StateError> {
+    ) -> Result<(), CredentialError> {
+        let sealed = key.seal(name, value)?;
         self.conn()
             .execute(
                 "INSERT INTO credentials (name, configured, value, updated_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (name) DO UPDATE SET configured = excluded.configured,
                    value = excluded.value, updated_at = excluded.updated_at",
-                params![name, configured, value, format_timestamp(&now)],
+                params![name, configured, sealed, format_timestamp(&now)],
             )
             .map(drop)
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e).into())
     }
 
     pub fn cursor(&self, source: &str) -> Result<Option<String>, StateError> {
@@ -824,17 +930,76 @@ mod tests {
     fn a_rotated_credential_applies_only_to_the_value_it_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let s = State::open(&dir.path().join("s.db")).unwrap();
-        assert_eq!(s.credential("rt", "h1").unwrap(), None);
-        s.set_credential("rt", "h1", "rotated-2", now()).unwrap();
+        let key = crypto::CredentialKey::derive("secret").unwrap();
+        assert_eq!(s.credential("rt", "h1", &key).unwrap(), None);
+        s.set_credential("rt", "h1", "rotated-2", &key, now())
+            .unwrap();
         assert_eq!(
-            s.credential("rt", "h1").unwrap().as_deref(),
+            s.credential("rt", "h1", &key).unwrap().as_deref(),
             Some("rotated-2")
         );
         assert_eq!(
-            s.credential("rt", "h2").unwrap(),
+            s.credential("rt", "h2", &key).unwrap(),
             None,
             "a new configured value wins"
         );
+    }
+
+    #[test]
+    fn a_credential_is_sealed_at_rest_and_a_wrong_key_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let s = State::open(&path).unwrap();
+        let key = crypto::CredentialKey::derive("secret").unwrap();
+        s.set_credential("rt", "h1", "rotated-2", &key, now())
+            .unwrap();
+        let raw: String = s
+            .conn()
+            .query_row("SELECT value FROM credentials", [], |r| r.get(0))
+            .unwrap();
+        assert!(
+            raw.starts_with("cs1:") && !raw.contains("rotated-2"),
+            "{raw}"
+        );
+        let wrong = crypto::CredentialKey::derive("other").unwrap();
+        assert!(matches!(
+            s.credential("rt", "h1", &wrong),
+            Err(CredentialError::Crypto(crypto::CryptoError::WrongKey))
+        ));
+        // A value an older version stored in clear is read, then sealed.
+        s.conn()
+            .execute("UPDATE credentials SET value = 'legacy-3'", [])
+            .unwrap();
+        assert_eq!(
+            s.credential("rt", "h1", &key).unwrap().as_deref(),
+            Some("legacy-3")
+        );
+        let raw: String = s
+            .conn()
+            .query_row("SELECT value FROM credentials", [], |r| r.get(0))
+            .unwrap();
+        assert!(raw.starts_with("cs1:"), "{raw}");
+    }
+
+    #[test]
+    fn many_processes_opening_a_new_file_together_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    State::open(&path).map(drop).map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), Ok(()));
+        }
+        let s = State::open(&path).unwrap();
+        assert_eq!(s.version().unwrap(), MIGRATIONS.len() as i64);
     }
 
     #[test]
@@ -883,11 +1048,94 @@ mod tests {
         ));
     }
 
+    /// A file at schema version 1 (before the mirror), holding a finding,
+    /// a pending message, a written value, a cursor and a run.
+    fn version_1_file(path: &Path) {
+        let c = Connection::open(path).unwrap();
+        c.execute_batch(MIGRATIONS[0]).unwrap();
+        c.execute_batch(
+            "INSERT INTO findings VALUES ('k1', 'direct_vs_partner', 'warning', '{\"a\":1}', '{}', '2026-11-01T00:00:00Z', '2026-11-02T00:00:00Z', NULL, '2026-11-01T00:00:00Z');
+             INSERT INTO outbox (created_at, route, finding_key, reason, body) VALUES ('2026-11-02T00:00:00Z', 'default', 'k1', 'new', '{\"text\":\"hi\"}');
+             INSERT INTO written VALUES ('files', 'P-1', 'reps', '7', '2026-11-02T00:00:00Z');
+             INSERT INTO cursors VALUES ('salesforce/Account', '{}', '2026-11-02T00:00:00Z');
+             INSERT INTO runs (started_at, finished_at, outcome, summary) VALUES ('2026-11-02T00:00:00Z', '2026-11-02T00:00:01Z', 'ok', '{}');",
+        )
+        .unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+    }
+
+    fn file_version(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    }
+
+    fn assert_version_1_rows(s: &State) {
+        let f = s.findings().unwrap();
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            (f[0].key.as_str(), f[0].notified.as_str()),
+            ("k1", "{\"a\":1}")
+        );
+        let pending = s.pending().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].body, "{\"text\":\"hi\"}");
+        let written = s.written("files").unwrap();
+        assert_eq!(
+            written.get(&("P-1".to_string(), "reps".to_string())),
+            Some(&"7".to_string())
+        );
+        assert_eq!(
+            s.cursor("salesforce/Account").unwrap().as_deref(),
+            Some("{}")
+        );
+    }
+
     #[test]
-    fn a_dry_run_reads_without_creating_anything() {
+    fn a_version_1_file_is_upgraded_with_its_rows_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("none.db");
-        assert!(State::open_read_only(&path).unwrap().is_none());
-        assert!(!path.exists());
+        let path = dir.path().join("s.db");
+        version_1_file(&path);
+        let s = State::open(&path).unwrap();
+        assert_eq!(s.version().unwrap(), MIGRATIONS.len() as i64);
+        assert_version_1_rows(&s);
+        // The new tables work.
+        let row = MirrorRow {
+            id: "a".into(),
+            modstamp: None,
+            data: "{}".into(),
+        };
+        s.mirror_apply("sf", "Account", 1, &[row], &[]).unwrap();
+        assert_eq!(s.mirror_count("sf", "Account").unwrap(), 1);
+        let key = crypto::CredentialKey::from_hex(&"ab".repeat(32)).unwrap();
+        s.set_credential("t", "h", "v", &key, now()).unwrap();
+        drop(s);
+        assert_eq!(file_version(&path), MIGRATIONS.len() as i64);
+        assert_version_1_rows(&State::open(&path).unwrap());
+    }
+
+    #[test]
+    fn a_dry_run_sees_an_older_file_migrated_and_leaves_it_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        version_1_file(&path);
+        let before = std::fs::read(&path).unwrap();
+        let s = State::open_read_only(&path).unwrap().expect("the rows");
+        assert_eq!(s.version().unwrap(), MIGRATIONS.len() as i64);
+        assert_version_1_rows(&s);
+        // The copy takes a sync like the real file would.
+        s.mirror_apply("sf", "Account", 1, &[], &["x".into()])
+            .unwrap();
+        drop(s);
+        let copy = State::scratch_copy(&path).unwrap();
+        assert_version_1_rows(&copy);
+        drop(copy);
+        assert_eq!(file_version(&path), 1);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the file is untouched"
+        );
     }
 }

@@ -8,6 +8,14 @@
 //! upstream asks (up to a ceiling), and re-authenticates once when the
 //! client asks for it. Every request is counted in the metrics under the
 //! upstream's name.
+//!
+//! A request that is not safe to repeat (a chat message: Slack, and Teams
+//! later; [`RetryPolicy::idempotent`] off) is sent again within the call
+//! only when nothing can have been delivered: the connection was never
+//! made, a 429, or a 5xx that says when to come back (`Retry-After`). After
+//! a timeout or a lost answer it may have been delivered: the call ends
+//! with [`CallError::Unconfirmed`] and the caller decides (the outbox sends
+//! it once more, in a later cycle).
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -75,15 +83,36 @@ pub enum CallError {
     },
     #[error("{upstream} refused the session again right after signing in")]
     SessionRefused { upstream: &'static str },
+    /// Not safe to repeat, and it may have been delivered (a timeout or a
+    /// lost answer after sending).
+    #[error(
+        "{upstream} did not confirm ({message}); it may have been delivered, so it is not sent again in this cycle"
+    )]
+    Unconfirmed {
+        upstream: &'static str,
+        message: String,
+    },
+    /// Not safe to repeat, and the upstream failed without saying when to
+    /// come back.
+    #[error("{upstream} failed ({message}); not repeated in this cycle")]
+    NotRepeated {
+        upstream: &'static str,
+        message: String,
+    },
 }
 
 /// Retries: attempts in all, the first backoff (doubling, with up to 50%
-/// jitter), and the longest rate-limit wait taken within a call.
+/// jitter), the longest rate-limit wait taken within a call, and whether
+/// a request may be repeated when it may have been delivered.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     pub attempts: u32,
     pub backoff: Duration,
     pub max_wait: Duration,
+    /// Repeating the request is harmless (reads, updates to absolute
+    /// values). Off for messages: then a request is repeated only when
+    /// nothing can have been delivered (see the module docs).
+    pub idempotent: bool,
 }
 
 impl Default for RetryPolicy {
@@ -92,6 +121,7 @@ impl Default for RetryPolicy {
             attempts: 4,
             backoff: Duration::from_millis(250),
             max_wait: Duration::from_secs(30),
+            idempotent: true,
         }
     }
 }
@@ -246,6 +276,8 @@ impl Upstream {
             self.ready(limiter).await;
             let sent = request.send().await;
             self.count(sent.as_ref().ok().map(|r| r.status().as_u16()));
+            // Nothing reached the upstream only when no connection was made.
+            let undelivered = sent.as_ref().err().is_some_and(reqwest::Error::is_connect);
             let answer = match sent {
                 Ok(r) => {
                     let status = r.status().as_u16();
@@ -262,6 +294,12 @@ impl Upstream {
                 Ok(a) => a,
                 Err(e) => {
                     let e = self.transport(e);
+                    if !self.policy.idempotent && !undelivered {
+                        return Err(E::from(CallError::Unconfirmed {
+                            upstream: self.name,
+                            message: e.to_string(),
+                        }));
+                    }
                     if attempt < self.policy.attempts {
                         tracing::warn!(upstream = self.name, error = %e, "Request failed; retrying.");
                         self.pause(attempt).await;
@@ -271,6 +309,7 @@ impl Upstream {
                 }
             };
             self.note_date(&answer);
+            let retry_after = answer.retry_after();
             match judge(answer) {
                 Next::Return(value) => return Ok(value),
                 Next::Fail(e) => return Err(e),
@@ -285,6 +324,21 @@ impl Upstream {
                         upstream: self.name,
                     }));
                 }
+                Next::Retry(why) if !self.policy.idempotent => match retry_after {
+                    // The upstream said when to come back: it did not act.
+                    Some(wait)
+                        if wait <= self.policy.max_wait && attempt < self.policy.attempts =>
+                    {
+                        tracing::warn!(upstream = self.name, reason = %why, wait_ms = wait.as_millis() as u64, "Server error with Retry-After; retrying.");
+                        tokio::time::sleep(wait).await;
+                    }
+                    _ => {
+                        return Err(E::from(CallError::NotRepeated {
+                            upstream: self.name,
+                            message: why,
+                        }));
+                    }
+                },
                 Next::Retry(why) if attempt < self.policy.attempts => {
                     tracing::warn!(upstream = self.name, reason = %why, "Transient failure; retrying.");
                     self.pause(attempt).await;
@@ -354,6 +408,7 @@ mod tests {
                 attempts: 3,
                 backoff: Duration::from_millis(10),
                 max_wait: Duration::from_secs(2),
+                idempotent: true,
             })
     }
 
@@ -433,6 +488,74 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.to_string().contains("waiting for the next cycle"), "{e}");
+    }
+
+    /// A message is repeated within the call only when nothing can have
+    /// been delivered.
+    #[tokio::test]
+    async fn a_request_not_safe_to_repeat_is_repeated_only_when_undelivered() {
+        let up = Upstream::new(
+            "test",
+            Upstream::per_second(1000),
+            Duration::from_millis(300),
+        )
+        .unwrap()
+        .with_policy(RetryPolicy {
+            attempts: 4,
+            backoff: Duration::from_millis(10),
+            max_wait: Duration::from_secs(2),
+            idempotent: false,
+        });
+        let call = |url: String| {
+            let up = &up;
+            async move {
+                up.call(
+                    |_| {
+                        let r = up.http.post(&url);
+                        async { Ok::<_, TestError>(r) }
+                    },
+                    judge,
+                )
+                .await
+            }
+        };
+        // A timeout after sending: one request, unconfirmed.
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(600)))
+            .mount(&server)
+            .await;
+        let e = call(server.uri()).await.unwrap_err();
+        assert!(e.to_string().contains("may have been delivered"), "{e}");
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
+        // A 5xx without Retry-After: one request.
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(500))
+            .mount(&server)
+            .await;
+        let e = call(server.uri()).await.unwrap_err();
+        assert!(e.to_string().contains("not repeated"), "{e}");
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
+        // A 503 with Retry-After, then ok: repeated.
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "0"))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+            .mount(&server)
+            .await;
+        assert_eq!(call(server.uri()).await.unwrap(), "ok");
+        assert_eq!(server.received_requests().await.unwrap().len(), 2);
+        // Connection refused: nothing delivered, repeated until attempts end.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let e = call(url).await.unwrap_err();
+        assert!(e.to_string().contains("could not be reached"), "{e}");
     }
 
     #[tokio::test]

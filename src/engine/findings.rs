@@ -133,6 +133,21 @@ pub struct Evidence {
     pub owner_id: Option<String>,
     #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
     pub how: Option<Match>,
+    /// The amount in the base currency (`currency`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<f64>,
+    /// The base currency (`scorecard.currency`) that `amount` is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// An opportunity's CRM stage (a registration's is its `status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// The amount as given, when in another currency than the base one
+    /// (`amount` is then its conversion, or absent without a rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_amount: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_currency: Option<String>,
 }
 
 /// One finding of the report (SPEC §4), plus evidence for people.
@@ -231,10 +246,21 @@ impl Context<'_> {
                     rep: reg.rep.clone(),
                     owner_id: None,
                     how: self.matches[r].map(|m| m.how),
+                    amount: reg.amount,
+                    currency: Some(self.settings.scorecard.currency.clone()),
+                    stage: None,
+                    original_amount: None,
+                    original_currency: None,
                 }
             }
             Claim::Opportunity(o) => {
                 let opp = &self.data.opportunities[o];
+                let base = &self.settings.scorecard.currency;
+                let foreign = opp.amount.as_ref().filter(|m| {
+                    m.currency
+                        .as_deref()
+                        .is_some_and(|c| !c.eq_ignore_ascii_case(base))
+                });
                 Evidence {
                     record: Record::Opportunity,
                     id: opp.id.clone(),
@@ -257,6 +283,11 @@ impl Context<'_> {
                     rep: opp.partner_rep.clone(),
                     owner_id: opp.owner_id.clone(),
                     how: None,
+                    amount: opp.amount.as_ref().and_then(|m| m.base),
+                    currency: Some(self.settings.scorecard.currency.clone()),
+                    stage: opp.stage.clone(),
+                    original_amount: foreign.map(|m| m.value),
+                    original_currency: foreign.and_then(|m| m.currency.clone()),
                 }
             }
         }
@@ -603,20 +634,28 @@ fn partner_vs_partner(ctx: &Context) -> Vec<Finding> {
             .filter_map(|&c| ctx.claim_partner(c))
             .collect::<BTreeSet<_>>()
     };
+    // Claims grouped by partner, partners in the order of their first claim:
+    // `Fabrikam Partners (R-07, 2026-10-01; O-013, 2026-10-04) and Litware
+    // Advisors (R-08, 2026-10-22)`.
     let describe = |claims: &mut Vec<Claim>| {
         claims.sort_by(|&a, &b| ctx.first_order(a, b));
-        let parties: Vec<String> = claims
-            .iter()
-            .map(|&c| {
-                format!(
-                    "{} ({}, {})",
-                    ctx.partner_name(ctx.claim_partner(c).unwrap_or_default()),
-                    ctx.claim_id(c),
-                    day(&ctx.claim_at(c))
-                )
-            })
+        let mut parties: Vec<(&str, Vec<String>)> = Vec::new();
+        for &c in claims.iter() {
+            let partner = ctx.claim_partner(c).unwrap_or_default();
+            let claim = format!("{}, {}", ctx.claim_id(c), day(&ctx.claim_at(c)));
+            match parties.iter_mut().find(|(p, _)| *p == partner) {
+                Some((_, list)) => list.push(claim),
+                None => parties.push((partner, vec![claim])),
+            }
+        }
+        let parties: Vec<String> = parties
+            .into_iter()
+            .map(|(p, list)| format!("{} ({})", ctx.partner_name(p), list.join("; ")))
             .collect();
-        parties.join(", ")
+        match parties.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+            _ => parties.join(""),
+        }
     };
     let mut out = Vec::new();
     for (a, mut claims) in by_account {
@@ -676,4 +715,97 @@ fn partner_vs_partner(ctx: &Context) -> Vec<Finding> {
         }));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::model::*;
+    use chrono::TimeZone;
+
+    /// A window finding's `first_in` is its registration even when an
+    /// earlier opportunity is among its claims (today the window kinds carry
+    /// only the registration; this keeps that rule when they carry their
+    /// linked opportunities too).
+    #[test]
+    fn a_window_finding_is_first_in_by_its_registration() {
+        let at = |d: u32| Utc.with_ymd_and_hms(2026, 10, d, 0, 0, 0).unwrap();
+        let data = Dataset {
+            accounts: vec![Account {
+                id: "A-1".into(),
+                name: "Acme".into(),
+                domain: None,
+                website: None,
+                owner_id: None,
+            }],
+            partners: vec![Partner {
+                id: "P-1".into(),
+                name: "Northwind".into(),
+                tier: None,
+                crm_account_id: None,
+                domain: None,
+            }],
+            opportunities: vec![Opportunity {
+                id: "O-1".into(),
+                account_id: "A-1".into(),
+                status: OpportunityStatus::Open,
+                created_at: at(1),
+                name: None,
+                owner_id: None,
+                stage: None,
+                amount: None,
+                close_date: None,
+                partner_id: Some("P-1".into()),
+                partner_rep: None,
+                registration_id: None,
+                campaign_id: None,
+            }],
+            registrations: vec![Registration {
+                id: "R-1".into(),
+                partner_id: "P-1".into(),
+                customer_name: "Acme".into(),
+                status: RegistrationStatus::Approved,
+                submitted_at: at(5),
+                rep: None,
+                customer_domain: None,
+                account_id: Some("A-1".into()),
+                opportunity_id: Some("O-1".into()),
+                approved_at: Some(at(5)),
+                expires_at: None,
+                amount: None,
+            }],
+            ..Dataset::default()
+        };
+        let settings = Settings::default();
+        let ctx = Context::build(&data, &settings, at(20));
+        for kind in [
+            FindingKind::RegistrationExpiring,
+            FindingKind::RegistrationExpired,
+        ] {
+            let f = ctx.finding(Draft {
+                kind,
+                key: "k".into(),
+                severity: Severity::Info,
+                account: Some(0),
+                claims: vec![Claim::Opportunity(0), Claim::Registration(0)],
+                how: None,
+                expires_at: None,
+                summary: String::new(),
+            });
+            assert_eq!(f.first_in, "R-1", "{kind:?}");
+        }
+        // Any other kind: the earliest claim.
+        let f = ctx.finding(Draft {
+            kind: FindingKind::PartnerBypassed,
+            key: "k".into(),
+            severity: Severity::Critical,
+            account: Some(0),
+            claims: vec![Claim::Registration(0), Claim::Opportunity(0)],
+            how: None,
+            expires_at: None,
+            summary: String::new(),
+        });
+        assert_eq!(f.first_in, "O-1");
+    }
 }

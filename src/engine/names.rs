@@ -41,18 +41,37 @@ const LEGAL_FORMS: &[&str] = &[
     "kk",
     "pty",
     "pte",
+    "sab",
+    "sapi",
+    "s",
 ];
+
+/// Latin American legal-form pairs, dropped as a pair from the end of a name
+/// (`S.A. de C.V.`, `S. de R.L.`): `de` alone is a word of many names.
+const LEGAL_PAIRS: &[[&str; 2]] = &[["de", "cv"], ["de", "rl"]];
 
 fn is_legal_form_or_and(word: &str) -> bool {
     word == "and" || LEGAL_FORMS.contains(&word)
 }
 
+/// How many words a legal form (or `and`) takes at the end of `words`: 0, 1,
+/// or 2 for a pair. Never all of them: the last remaining word stays.
+fn trailing_legal_form(words: &[&str]) -> usize {
+    match words {
+        [.., a, b] if words.len() > 2 && LEGAL_PAIRS.contains(&[*a, *b]) => 2,
+        [.., last] if words.len() > 1 && is_legal_form_or_and(last) => 1,
+        _ => 0,
+    }
+}
+
 /// Normalises a company name: compatibility-decompose and drop accents,
 /// lower-case, `&` -> ` and `, drop apostrophes, periods and slashes, other
-/// punctuation to spaces, drop a leading `the`, drop trailing legal forms and
-/// `and` (never the last word), collapse spaces.
+/// punctuation to spaces, drop a leading `the`, drop trailing legal forms,
+/// `and` and the pairs `de cv` / `de rl` (never the last word), collapse
+/// spaces.
 ///
-/// `Nokia GmbH & Co. KG` -> `nokia`; `L'Oréal S.A.` -> `loreal`.
+/// `Nokia GmbH & Co. KG` -> `nokia`; `L'Oréal S.A.` -> `loreal`;
+/// `Alestra, S. de R.L. de C.V.` -> `alestra`.
 pub fn normalize_name(name: &str) -> String {
     let mut flat = String::with_capacity(name.len() + 8);
     let mut push = |c: char| match c {
@@ -73,8 +92,12 @@ pub fn normalize_name(name: &str) -> String {
     if words.len() > 1 && words[0] == "the" {
         words.remove(0);
     }
-    while words.len() > 1 && words.last().is_some_and(|w| is_legal_form_or_and(w)) {
-        words.pop();
+    loop {
+        let n = trailing_legal_form(&words);
+        if n == 0 {
+            break;
+        }
+        words.truncate(words.len() - n);
     }
     words.join(" ")
 }
@@ -222,6 +245,30 @@ mod tests {
         assert_eq!(normalize_name("The"), "the");
         assert_eq!(normalize_name("Johnson & Johnson"), "johnson and johnson");
         assert_eq!(normalize_name("Smith & Co"), "smith");
+    }
+
+    #[test]
+    fn latin_american_legal_forms_are_dropped() {
+        assert_eq!(normalize_name("Cemex, S.A. de C.V."), "cemex");
+        assert_eq!(normalize_name("Alestra, S. de R.L. de C.V."), "alestra");
+        assert_eq!(normalize_name("Grupo Bimbo, S.A.B. de C.V."), "grupo bimbo");
+        assert_eq!(normalize_name("Desc, S.A.P.I. de C.V."), "desc");
+        assert_eq!(normalize_name("Kio Networks S de RL"), "kio networks");
+        assert_eq!(normalize_name("Desc S.A. de CV"), normalize_name("Desc"));
+    }
+
+    #[test]
+    fn a_legal_pair_needs_a_word_before_it() {
+        // Dropping `de cv` here would leave nothing.
+        assert_eq!(normalize_name("De C.V."), "de cv");
+        // Pairs, not their parts: `de` alone is a word of many names.
+        assert_eq!(normalize_name("Banco de Credito"), "banco de credito");
+        assert_eq!(normalize_name("Casa de S.A."), "casa de");
+        assert_eq!(normalize_name("Casa de CV"), "casa");
+        assert_eq!(normalize_name("CV de Mexico"), "cv de mexico");
+        // `s` is a legal form only at the end, and never the last word.
+        assert_eq!(normalize_name("S"), "s");
+        assert_eq!(normalize_name("S & S"), "s");
     }
 
     #[test]

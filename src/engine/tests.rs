@@ -346,6 +346,39 @@ fn a_tie_in_time_goes_to_the_registration() {
 }
 
 #[test]
+fn a_tie_in_time_between_registrations_goes_to_the_smaller_id() {
+    let mut data = program();
+    // Same moment; the later id first in the input.
+    data.registrations
+        .push(reg("R-7", "P-1", "Acme Corp", "2026-10-01T10:00:00Z"));
+    data.registrations
+        .push(reg("R-3", "P-2", "Acme Corp", "2026-10-01T10:00:00Z"));
+    let f = find(&run(&data), "partner_vs_partner:A-1").clone();
+    assert_eq!(f.first_in, "R-3");
+    data.registrations.reverse();
+    assert_eq!(find(&run(&data), "partner_vs_partner:A-1").first_in, "R-3");
+}
+
+#[test]
+fn at_and_t_and_atandt_unmatched_by_two_partners_are_one_conflict() {
+    let mut data = program();
+    data.registrations = vec![
+        reg("R-1", "P-1", "AT&T", "2026-10-01"),
+        reg("R-2", "P-2", "ATandT", "2026-10-02"),
+    ];
+    let e = run(&data);
+    let conflicts: Vec<&str> = keys(&e)
+        .into_iter()
+        .filter(|k| k.starts_with("partner_vs_partner"))
+        .collect();
+    assert_eq!(conflicts, ["partner_vs_partner:name:atandt"]);
+    let f = find(&e, "partner_vs_partner:name:atandt");
+    assert_eq!(f.registration_ids, ["R-1", "R-2"]);
+    assert_eq!(f.partner_ids, ["P-1", "P-2"]);
+    assert_eq!(f.account_id, None);
+}
+
+#[test]
 fn unmatched_registrations_group_by_domain_then_name() {
     let mut data = program();
     let mut a = reg("R-1", "P-1", "Globex", "2026-10-01");
@@ -497,6 +530,20 @@ fn expired_looks_back_a_month_and_skips_won_registrations() {
     assert_eq!(f.severity, Severity::Warning);
     assert_eq!(f.first_in, "R-2");
     assert_eq!(f.account_id.as_deref(), Some("A-1"));
+}
+
+#[test]
+fn an_expired_registration_whose_expiry_is_still_ahead_raises_nothing() {
+    let mut data = program();
+    let mut x = reg("R-1", "P-1", "Acme Corp", "2026-10-01");
+    x.status = RegistrationStatus::Expired;
+    // Inside the expiring window too: neither kind, and it protects nothing.
+    x.expires_at = Some(t("2026-11-30"));
+    data.registrations.push(x);
+    data.opportunities
+        .push(opp("O-1", "A-1", OpportunityStatus::Open, "2026-11-01"));
+    let e = run(&data);
+    assert!(e.findings.is_empty(), "{:?}", keys(&e));
 }
 
 // ---- ordering ----

@@ -122,9 +122,10 @@ pub fn diff(targets: &[Target], written: &FastMap<(String, String), String>) -> 
         .collect()
 }
 
-/// `scorecards.csv` in a folder: one row per partner, the SPEC §3.4 fields
-/// and the period. Rows are upserted by partner id; the file is replaced
-/// atomically (written beside, then renamed).
+/// `scorecards.csv` in a folder: one row per partner, its name and tier, the
+/// SPEC §3.4 fields and the period. Rows are upserted by partner id; the file
+/// is replaced atomically (written beside, then renamed). Cells a spreadsheet
+/// could run as a formula are written with a leading `'` ([`crate::csv_safe`]).
 pub struct FilesSink {
     pub path: PathBuf,
 }
@@ -162,7 +163,7 @@ impl FilesSink {
             let row: BTreeMap<String, String> = header
                 .iter()
                 .zip(record.iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .map(|(h, v)| (h.to_string(), crate::csv_safe::restore(v).to_string()))
                 .collect();
             if let Some(id) = row.get("partner_id").cloned() {
                 rows.insert(id, row);
@@ -186,8 +187,12 @@ impl FilesSink {
         let tmp = self.path.with_extension("csv.tmp");
         {
             let file = std::fs::File::create(&tmp)?;
-            let mut w = csv::Writer::from_writer(std::io::BufWriter::new(&file));
-            let columns = || std::iter::once("partner_id").chain(SCORECARD_FIELDS);
+            let mut w = crate::csv_safe::Writer::from_writer(std::io::BufWriter::new(&file));
+            let columns = || {
+                ["partner_id", "partner_name", "tier"]
+                    .into_iter()
+                    .chain(SCORECARD_FIELDS)
+            };
             w.write_record(columns())?;
             for row in rows.values() {
                 w.write_record(columns().map(|c| row.get(c).map_or("", String::as_str)))?;
@@ -211,8 +216,14 @@ impl ScorecardSink for FilesSink {
         _partner: &Partner,
         period: &Period,
     ) -> Option<(String, Vec<(String, String)>)> {
-        let fields = field_values(card, period)
+        // People read this file: the partner's name and tier come along.
+        let named = [
+            ("partner_name", card.partner_name.clone()),
+            ("tier", card.tier.clone().unwrap_or_default()),
+        ];
+        let fields = named
             .into_iter()
+            .chain(field_values(card, period))
             .map(|(f, v)| (f.to_string(), v))
             .collect();
         Some((card.partner_id.clone(), fields))
@@ -336,11 +347,34 @@ mod tests {
         let text = std::fs::read_to_string(&sink.path).unwrap();
         assert_eq!(
             text,
-            "partner_id,period,reps,active_sellers,active_seller_rate,sourced_pipeline,sourced_revenue,open_registrations,expiring_registrations,open_conflicts\n\
-             P-1,2026-Q3,8,,,,,,,\n\
-             P-2,2026-Q3,3,,,,,,,\n"
+            "partner_id,partner_name,tier,period,reps,active_sellers,active_seller_rate,sourced_pipeline,sourced_revenue,open_registrations,expiring_registrations,open_conflicts\n\
+             P-1,,,2026-Q3,8,,,,,,,\n\
+             P-2,,,2026-Q3,3,,,,,,,\n"
         );
         assert!(!sink.lost_earlier_writes());
+    }
+
+    #[tokio::test]
+    async fn formula_cells_are_neutralised_and_still_upserted_by_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FilesSink::new(dir.path().to_path_buf());
+        let u = |id: &str, reps: &str| RecordUpdate {
+            record_id: s(id),
+            partner_id: s(id),
+            fields: vec![(s("reps"), s(reps)), (s("period"), s("@SUM(1+1)"))],
+        };
+        sink.apply(&[u("=1+1", "1"), u("-1+1", "-2")]).await;
+        sink.apply(&[u("=1+1", "3")]).await;
+        let text = std::fs::read_to_string(&sink.path).unwrap();
+        let rows: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(
+            rows,
+            [
+                "'-1+1,,,'@SUM(1+1),-2,,,,,,,",
+                "'=1+1,,,'@SUM(1+1),3,,,,,,,"
+            ],
+            "{text}"
+        );
     }
 
     #[tokio::test]

@@ -28,6 +28,15 @@ pub enum InputError {
     MissingFile { dir: String, name: &'static str },
     #[error("{file}: line 1: required column '{column}' is missing from the header")]
     MissingColumn { file: String, column: &'static str },
+    #[error(
+        "{file}: line 1: column '{column}' appears more than once in the header (columns {first} and {second}); keep one"
+    )]
+    DuplicateColumn {
+        file: String,
+        column: &'static str,
+        first: usize,
+        second: usize,
+    },
     #[error("{dir}: both {name}.csv and {name}.jsonl exist; keep one")]
     Ambiguous { dir: String, name: &'static str },
     #[error("{file}: line {line}: {reason}")]
@@ -600,9 +609,8 @@ fn read_jsonl<T>(
         if text.is_empty() {
             continue;
         }
-        let object = match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
-        {
-            Ok(o) => o,
+        let object = match serde_json::from_str::<UniqueKeys>(text) {
+            Ok(UniqueKeys(o)) => o,
             Err(e) => {
                 table.reject(line, format!("not a JSON object: {e}"));
                 continue;
@@ -641,6 +649,39 @@ fn read_jsonl<T>(
     Ok(())
 }
 
+/// A JSON object whose keys are all different: a key given twice in one
+/// line is refused (which value is meant cannot be known), where
+/// `serde_json` alone would keep the last one silently.
+struct UniqueKeys(serde_json::Map<String, serde_json::Value>);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut out = serde_json::Map::new();
+                while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
+                    if out.contains_key(&k) {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "key '{k}' appears more than once"
+                        )));
+                    }
+                    out.insert(k, v);
+                }
+                Ok(UniqueKeys(out))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
 /// Maps each of the table's columns to its position in the header.
 fn resolve_columns(
     header: &[String],
@@ -650,7 +691,18 @@ fn resolve_columns(
     columns
         .iter()
         .map(|(name, required)| {
-            let at = header.iter().position(|h| h == name);
+            let mut found = header.iter().enumerate().filter(|(_, h)| h == name);
+            let at = found.next().map(|(i, _)| i);
+            // Two columns of a name the table reads: which one is meant
+            // cannot be known, so none is guessed.
+            if let (Some(first), Some((second, _))) = (at, found.next()) {
+                return Err(InputError::DuplicateColumn {
+                    file: file.to_string(),
+                    column: name,
+                    first: first + 1,
+                    second: second + 1,
+                });
+            }
             match (at, required) {
                 (None, true) => Err(InputError::MissingColumn {
                     file: file.to_string(),
@@ -1164,6 +1216,22 @@ mod tests {
     }
 
     #[test]
+    fn white_space_around_values_and_names_is_trimmed() {
+        let opps = " ID , Account_ID ,status, created_at ,amount, currency \nO-1,  A-1 ,  won ,\t2026-09-01 , 1250.50 , EUR \nO-2,A-1, open ,2026-09-02,  ,   \n";
+        let l = load_ok(&folder(&[("opportunities.csv", opps)]));
+        assert!(l.rejected.is_empty(), "{:?}", l.rejected);
+        let o = &l.dataset.opportunities;
+        assert_eq!((o[0].id.as_str(), o[0].account_id.as_str()), ("O-1", "A-1"));
+        assert_eq!(o[0].status, crate::model::OpportunityStatus::Won);
+        let amount = o[0].amount.as_ref().unwrap();
+        assert_eq!(
+            (amount.value, amount.currency.as_deref()),
+            (1250.5, Some("EUR"))
+        );
+        assert_eq!(o[1].amount, None, "white space only is an empty cell");
+    }
+
+    #[test]
     fn bad_rows_are_rejected_with_file_line_and_reason() {
         let opps = "id,account_id,status,created_at,amount,currency,partner_id\n\
             O-1,A-1,open,2026-09-01,100,EUR,\n\
@@ -1289,6 +1357,52 @@ mod tests {
     }
 
     #[test]
+    fn a_column_read_twice_is_an_input_error_naming_file_and_column() {
+        let dir = folder(&[]);
+        let p = dir.path().join("accounts.csv");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let (head, rest) = text.split_once('\n').unwrap();
+        // A second `id` column (spelled differently), with other values.
+        let rows: Vec<String> = rest.lines().map(|l| format!("{l},X-{}", l.len())).collect();
+        std::fs::write(&p, format!("{head}, ID \n{}\n", rows.join("\n"))).unwrap();
+        let e = load(dir.path(), &money()).unwrap_err();
+        assert!(
+            matches!(e, InputError::DuplicateColumn { column: "id", .. }),
+            "{e}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("accounts.csv") && text.contains("'id'"),
+            "{text}"
+        );
+        // An unknown column twice is ignored, like any unknown column.
+        let dir = folder(&[]);
+        let p = dir.path().join("accounts.csv");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let (head, rest) = text.split_once('\n').unwrap();
+        let rows: Vec<String> = rest.lines().map(|l| format!("{l},a,b")).collect();
+        std::fs::write(&p, format!("{head},note,note\n{}\n", rows.join("\n"))).unwrap();
+        load_ok(&dir);
+    }
+
+    #[test]
+    fn a_jsonl_line_with_a_key_twice_is_rejected_naming_the_key() {
+        let dir = folder(&[("opportunities.csv", "")]);
+        let jsonl = concat!(
+            r#"{"id":"O-1","account_id":"A-1","status":"open","created_at":"2026-09-01","id":"O-9"}"#,
+            "\n",
+            r#"{"id":"O-2","account_id":"A-1","status":"open","created_at":"2026-09-01"}"#,
+            "\n"
+        );
+        std::fs::write(dir.path().join("opportunities.jsonl"), jsonl).unwrap();
+        let l = load_ok(&dir);
+        assert_eq!(l.dataset.opportunities.len(), 1);
+        let r = reasons(&l);
+        assert_eq!((r[0].0.as_str(), r[0].1), ("opportunities.jsonl", 1));
+        assert!(r[0].2.contains("key 'id' appears more than once"), "{r:?}");
+    }
+
+    #[test]
     fn jsonl_stands_in_for_csv() {
         let dir = folder(&[("opportunities.csv", "")]);
         let jsonl = concat!(
@@ -1307,6 +1421,7 @@ mod tests {
         assert_eq!(o[0].amount.as_ref().map(|m| m.value), Some(1250.5));
         assert_eq!(o[1].id, "O-3");
         let r = reasons(&l);
+        assert_eq!(r.len(), 2, "{r:?}");
         assert_eq!(r[0].0, "opportunities.jsonl");
         assert_eq!(r[0].1, 3);
         assert!(r[0].2.starts_with("not a JSON object"), "{}", r[0].2);

@@ -194,7 +194,13 @@ pub(crate) async fn sync<R: Reader>(
     };
     let generation = match (reason, since) {
         (None, Some((c, _))) => c.generation,
-        _ => wall_now.timestamp_millis(),
+        // Newer than every record stored so far, even when our clock went
+        // back (or two full reads share a millisecond): the sweep removes
+        // what is older.
+        _ => match state.mirror_generation(source, reader.object())? {
+            Some(g) => wall_now.timestamp_millis().max(g + 1),
+            None => wall_now.timestamp_millis(),
+        },
     };
     let mut store = Store {
         state,
@@ -393,104 +399,263 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use proptest::prelude::*;
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
 
-    /// An upstream with a clock: id -> (modified ms, deleted, version).
+    /// Records a page holds: small, so that an object spans several pages.
+    const PAGE: usize = 3;
+    /// Upstream time one page takes.
+    const PAGE_MS: i64 = 1_000;
+    /// The horizon the property test runs with: two hours of our clock.
+    const MAX_AGE_MS: i64 = 2 * 3_600_000;
+    const OVERLAP_MS: i64 = 300_000;
+
+    /// A change upstream.
+    #[derive(Debug, Clone)]
+    enum Change {
+        Upsert(u8),
+        /// A change whose transaction began `.1` ms before it committed:
+        /// stamped then, visible only now.
+        Late(u8, i64),
+        Delete(u8),
+        /// A hard delete the upstream forgets at once.
+        Purge(u8),
+    }
+
+    /// An upstream with its own clock: id -> (modified ms, deleted, version).
     #[derive(Default)]
     struct Upstream {
         now: i64,
         records: BTreeMap<u8, (i64, bool, u32)>,
+        /// For the next read: changes committed after its first page, and
+        /// the page at which it fails (a page past the end fails after the
+        /// last one).
+        during: Vec<Change>,
+        fail_at: Option<usize>,
+    }
+
+    impl Upstream {
+        fn apply(&mut self, change: &Change) {
+            let now = self.now;
+            match *change {
+                Change::Upsert(id) => {
+                    let v = self.records.get(&id).map_or(0, |r| r.2 + 1);
+                    self.records.insert(id, (now, false, v));
+                }
+                Change::Late(id, back) => {
+                    let v = self.records.get(&id).map_or(0, |r| r.2 + 1);
+                    self.records.insert(id, (now - back, false, v));
+                }
+                Change::Delete(id) => {
+                    if let Some(r) = self.records.get_mut(&id) {
+                        *r = (now, true, r.2);
+                    }
+                }
+                Change::Purge(id) => {
+                    self.records.remove(&id);
+                }
+            }
+        }
+
+        fn live(&self) -> BTreeMap<u8, u32> {
+            self.records
+                .iter()
+                .filter(|(_, r)| !r.1)
+                .map(|(id, r)| (*id, r.2))
+                .collect()
+        }
     }
 
     struct FakeReader(std::sync::Mutex<Upstream>);
 
     impl FakeReader {
-        fn read(&self, since: Option<i64>, store: &mut Store<'_>) -> Result<Read, StateError> {
-            let up = self.0.lock().unwrap();
-            let mut batch = Batch::default();
-            for (id, (modified, deleted, version)) in &up.records {
-                let wanted = match since {
-                    None => !deleted,
-                    Some(s) => *modified >= s,
-                };
-                if !wanted {
-                    continue;
+        /// Pages of [`PAGE`] records in id order, each read live (as an API's
+        /// pages are): a change to an id not reached yet is seen, one to an
+        /// id already passed is not.
+        fn read(&self, since: Option<i64>, store: &mut Store<'_>) -> Result<Read, std::io::Error> {
+            let mut up = self.0.lock().unwrap();
+            let started = Utc.timestamp_millis_opt(up.now).single();
+            let during = std::mem::take(&mut up.during);
+            let fail_at = up.fail_at.take();
+            let mut applied = false;
+            let mut after: Option<u8> = None;
+            let mut page = 0;
+            loop {
+                if fail_at == Some(page) {
+                    if !applied {
+                        during.iter().for_each(|c| up.apply(c));
+                    }
+                    return Err(std::io::Error::other("injected failure"));
                 }
-                batch.read += 1;
-                if *deleted {
-                    batch.gone.push(id.to_string());
-                } else {
-                    batch.rows.push(MirrorRow {
-                        id: id.to_string(),
-                        modstamp: None,
-                        data: version.to_string(),
-                    });
+                let mut batch = Batch::default();
+                let ids: Vec<u8> = up
+                    .records
+                    .iter()
+                    .filter(|(id, _)| after.is_none_or(|a| **id > a))
+                    .filter(|(_, (modified, deleted, _))| match since {
+                        None => !deleted,
+                        Some(s) => *modified >= s,
+                    })
+                    .map(|(id, _)| *id)
+                    .take(PAGE)
+                    .collect();
+                if ids.is_empty() && page > 0 {
+                    break;
+                }
+                for id in &ids {
+                    let (_, deleted, version) = up.records[id];
+                    batch.read += 1;
+                    if deleted {
+                        batch.gone.push(id.to_string());
+                    } else {
+                        batch.rows.push(MirrorRow {
+                            id: id.to_string(),
+                            modstamp: None,
+                            data: version.to_string(),
+                        });
+                    }
+                }
+                after = ids.last().copied().or(after);
+                store.put(batch);
+                up.now += PAGE_MS;
+                if !applied {
+                    during.iter().for_each(|c| up.apply(c));
+                    applied = true;
+                }
+                page += 1;
+                if ids.len() < PAGE {
+                    break;
                 }
             }
-            store.put(batch);
+            if fail_at.is_some() {
+                return Err(std::io::Error::other(
+                    "injected failure after the last page",
+                ));
+            }
             Ok(Read {
-                calls: 1,
-                started: Utc.timestamp_millis_opt(up.now).single(),
+                calls: page as u64,
+                started,
             })
         }
     }
 
     impl Reader for FakeReader {
-        type Error = StateError;
+        type Error = std::io::Error;
         fn object(&self) -> &str {
             "thing"
         }
         fn signature(&self) -> String {
             "thing".into()
         }
-        async fn read_all(&self, store: &mut Store<'_>) -> Result<Read, StateError> {
+        async fn read_all(&self, store: &mut Store<'_>) -> Result<Read, Self::Error> {
             self.read(None, store)
         }
         async fn read_since(
             &self,
             since: DateTime<Utc>,
             store: &mut Store<'_>,
-        ) -> Result<Read, StateError> {
+        ) -> Result<Read, Self::Error> {
             self.read(Some(since.timestamp_millis()), store)
         }
     }
 
     #[derive(Debug, Clone)]
     enum Op {
-        Upsert(u8),
-        /// A change committed late, stamped up to 4 minutes in the past
-        /// (inside the overlap).
-        LateUpsert(u8, i64),
-        Delete(u8),
-        /// A hard delete the upstream forgets at once.
-        Purge(u8),
+        Change(Change),
         Advance(i64),
+        /// A sync with our clock `offset` ms off the upstream's, changes
+        /// committed while it reads, and maybe a failure at a page.
         Sync {
             full: bool,
+            offset: i64,
+            during: Vec<Change>,
+            fail_at: Option<usize>,
         },
+    }
+
+    fn id() -> impl Strategy<Value = u8> {
+        0u8..12
+    }
+
+    /// How late a commit is: anywhere inside the overlap, exactly at its
+    /// edge, and past it.
+    fn lateness() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            2 => 1i64..OVERLAP_MS,
+            2 => Just(OVERLAP_MS),
+            1 => Just(OVERLAP_MS + 1),
+            1 => OVERLAP_MS + 1..3 * OVERLAP_MS,
+        ]
+    }
+
+    fn change() -> impl Strategy<Value = Change> {
+        prop_oneof![
+            4 => id().prop_map(Change::Upsert),
+            2 => (id(), lateness()).prop_map(|(i, b)| Change::Late(i, b)),
+            2 => id().prop_map(Change::Delete),
+            1 => id().prop_map(Change::Purge),
+        ]
+    }
+
+    /// Changes during a read: any lateness within the overlap (a
+    /// transaction running when the read began).
+    fn change_during() -> impl Strategy<Value = Change> {
+        prop_oneof![
+            2 => id().prop_map(Change::Upsert),
+            1 => (id(), 1i64..=OVERLAP_MS).prop_map(|(i, b)| Change::Late(i, b)),
+            1 => id().prop_map(Change::Delete),
+        ]
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            4 => (0u8..12).prop_map(Op::Upsert),
-            1 => (0u8..12, 1i64..240_000).prop_map(|(i, b)| Op::LateUpsert(i, b)),
-            2 => (0u8..12).prop_map(Op::Delete),
-            1 => (0u8..12).prop_map(Op::Purge),
+            6 => change().prop_map(Op::Change),
+            1 => (1i64..5_000).prop_map(Op::Advance),
             2 => (1i64..3_600_000).prop_map(Op::Advance),
-            3 => Just(Op::Sync { full: false }),
-            1 => Just(Op::Sync { full: true }),
+            4 => (
+                prop::bool::weighted(0.15),
+                -600_000i64..=600_000,
+                prop::collection::vec(change_during(), 0..4),
+                prop::option::weighted(0.25, 0usize..5),
+            )
+                .prop_map(|(full, offset, during, fail_at)| Op::Sync {
+                    full,
+                    offset,
+                    during,
+                    fail_at,
+                }),
         ]
     }
 
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+    fn mirror(state: &State) -> BTreeMap<u8, u32> {
+        let mut mirror = BTreeMap::new();
+        state
+            .mirror_scan("test", "thing", |id, data| {
+                mirror.insert(id.parse::<u8>().unwrap(), data.parse::<u32>().unwrap());
+            })
+            .unwrap();
+        mirror
+    }
 
-        /// Whatever happens upstream between syncs (changes, late commits
-        /// inside the overlap, soft deletes), after a sync the mirror holds
-        /// exactly the live records, each at its latest version. A purge
-        /// (a hard delete the upstream forgets) is seen at the next full read.
+    fn at(ms: i64) -> DateTime<Utc> {
+        Utc.timestamp_millis_opt(ms).single().unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever happens upstream (changes, commits during a read, late
+        /// commits up to and past the overlap, soft and hard deletes), with
+        /// our clock up to 10 minutes off the upstream's, reads that fail
+        /// half-way and cursors that age past the horizon:
+        /// - a sync reads in full exactly when it must, and says why;
+        /// - a failed sync leaves the cursor where it was and removes
+        ///   nothing it should not;
+        /// - after a sync, the mirror holds exactly the live records, each
+        ///   at its latest version, except those changed during that read
+        ///   (caught by the next one), a purge (caught by the next full
+        ///   read) and a commit later than the overlap allows (likewise).
         #[test]
-        fn after_a_sync_the_mirror_is_the_live_set(ops in proptest::collection::vec(op(), 1..60)) {
+        fn after_a_sync_the_mirror_is_the_live_set(ops in proptest::collection::vec(op(), 1..80)) {
             let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
             let dir = tempfile::tempdir().unwrap();
             let state = State::scratch_copy(&dir.path().join("none.db")).unwrap();
@@ -498,60 +663,120 @@ mod tests {
                 now: 1_800_000_000_000,
                 ..Default::default()
             }));
-            let horizon = Horizon { max_age: Duration::from_secs(u64::MAX / 4), reason: "old" };
-            let mut purged_since_full = false;
+            let horizon = Horizon {
+                max_age: Duration::from_millis(MAX_AGE_MS as u64),
+                reason: "old",
+            };
+            // The model: the upstream time the last successful read began
+            // (the cursor's mark), our time it finished, and the ids the
+            // mirror may have wrong until the next full read.
+            let mut mark: Option<i64> = None;
+            let mut synced_at: Option<i64> = None;
+            let mut sticky: BTreeSet<u8> = BTreeSet::new();
             for op in ops {
-                let mut up = reader.0.lock().unwrap();
-                let now = up.now;
                 match op {
-                    Op::Upsert(id) => {
-                        let v = up.records.get(&id).map_or(0, |r| r.2 + 1);
-                        up.records.insert(id, (now, false, v));
-                    }
-                    Op::LateUpsert(id, back) => {
-                        let v = up.records.get(&id).map_or(0, |r| r.2 + 1);
-                        up.records.insert(id, (now - back, false, v));
-                    }
-                    Op::Delete(id) => {
-                        if let Some(r) = up.records.get_mut(&id) {
-                            *r = (now, true, r.2);
-                        }
-                    }
-                    Op::Purge(id) => {
-                        if up.records.remove(&id).is_some() {
-                            purged_since_full = true;
-                        }
-                    }
-                    Op::Advance(ms) => up.now += ms,
-                    Op::Sync { full } => {
-                        drop(up);
-                        let wall = Utc.timestamp_millis_opt(now).single().unwrap();
-                        let report = rt
-                            .block_on(sync(&state, "test", &reader, full, horizon, wall))
-                            .unwrap();
-                        if report.mode == Mode::Full {
-                            purged_since_full = false;
-                        }
-                        let mut mirror = BTreeMap::new();
-                        state
-                            .mirror_scan("test", "thing", |id, data| {
-                                mirror.insert(id.parse::<u8>().unwrap(), data.parse::<u32>().unwrap());
-                            })
-                            .unwrap();
+                    Op::Change(change) => {
                         let mut up = reader.0.lock().unwrap();
-                        let live: BTreeMap<u8, u32> = up
-                            .records
+                        let existed = up.records.contains_key(&match change {
+                            Change::Upsert(i) | Change::Late(i, _) | Change::Delete(i) | Change::Purge(i) => i,
+                        });
+                        up.apply(&change);
+                        match change {
+                            Change::Late(i, back) => {
+                                // Stamped before the next read's reach: it may be missed.
+                                if mark.is_some_and(|m| up.now - back < m - OVERLAP_MS) {
+                                    sticky.insert(i);
+                                } else {
+                                    sticky.remove(&i);
+                                }
+                            }
+                            Change::Purge(i) if existed => {
+                                sticky.insert(i);
+                            }
+                            Change::Upsert(i) => {
+                                sticky.remove(&i);
+                            }
+                            Change::Delete(i) if existed => {
+                                sticky.remove(&i);
+                            }
+                            _ => {}
+                        }
+                    }
+                    Op::Advance(ms) => reader.0.lock().unwrap().now += ms,
+                    Op::Sync { full, offset, during, fail_at } => {
+                        let (wall, started) = {
+                            let mut up = reader.0.lock().unwrap();
+                            up.during = during.clone();
+                            up.fail_at = fail_at;
+                            (up.now + offset, up.now)
+                        };
+                        let expected = if full {
+                            Some("requested")
+                        } else if synced_at.is_none() {
+                            Some("first sync")
+                        } else if synced_at.is_some_and(|s| wall - s > MAX_AGE_MS) {
+                            Some("old")
+                        } else {
+                            None
+                        };
+                        let touched: BTreeSet<u8> = during
                             .iter()
-                            .filter(|(_, r)| !r.1)
-                            .map(|(id, r)| (*id, r.2))
+                            .map(|c| match *c {
+                                Change::Upsert(i) | Change::Late(i, _) | Change::Delete(i) | Change::Purge(i) => i,
+                            })
                             .collect();
-                        if purged_since_full {
-                            // Only what is still live must be right.
-                            for (id, v) in &live {
-                                prop_assert_eq!(mirror.get(id), Some(v));
+                        let cursor_before = state.cursor("test/thing").unwrap();
+                        let mirror_before = mirror(&state);
+                        let result = rt.block_on(sync(&state, "test", &reader, full, horizon, at(wall)));
+                        let after = mirror(&state);
+                        let mut up = reader.0.lock().unwrap();
+                        for c in &during {
+                            match c {
+                                Change::Upsert(i) | Change::Late(i, _) => {
+                                    sticky.remove(i);
+                                }
+                                // A delete of a purged record changes nothing.
+                                Change::Delete(i) if up.records.contains_key(i) => {
+                                    sticky.remove(i);
+                                }
+                                _ => {}
+                            }
+                        }
+                        if fail_at.is_some() {
+                            prop_assert!(result.is_err(), "a failed read fails the sync");
+                            prop_assert_eq!(
+                                state.cursor("test/thing").unwrap(),
+                                cursor_before,
+                                "a failed read leaves the cursor"
+                            );
+                            // Nothing removed but what the upstream deleted.
+                            for id in mirror_before.keys() {
+                                if !after.contains_key(id) && !touched.contains(id) {
+                                    prop_assert!(
+                                        up.records.get(id).is_none_or(|r| r.1),
+                                        "record {} removed by a failed read", id
+                                    );
+                                }
                             }
                         } else {
-                            prop_assert_eq!(&mirror, &live);
+                            let report = result.unwrap();
+                            prop_assert_eq!(report.reason, expected);
+                            prop_assert_eq!(
+                                report.mode,
+                                if expected.is_some() { Mode::Full } else { Mode::Incremental }
+                            );
+                            if expected.is_some() {
+                                sticky.clear();
+                            }
+                            mark = Some(started);
+                            synced_at = Some(wall);
+                            let live = up.live();
+                            for id in live.keys().chain(after.keys()) {
+                                if sticky.contains(id) || touched.contains(id) {
+                                    continue;
+                                }
+                                prop_assert_eq!(after.get(id), live.get(id), "record {}", id);
+                            }
                         }
                         // Time moves on after a read.
                         up.now += 1;

@@ -23,6 +23,24 @@ pub enum Origin {
     Hubspot { prm: PrmOrigin },
 }
 
+impl Origin {
+    /// The source a table of the dataset comes from (`files`, `salesforce`,
+    /// `hubspot`, `partnerstack`): the metrics' `source` label.
+    pub fn source_of(&self, table: &str) -> &'static str {
+        let prm_table = matches!(table, "partners" | "partner_reps" | "registrations");
+        match self {
+            Origin::Files { .. } => "files",
+            Origin::Salesforce { prm } | Origin::Hubspot { prm } if prm_table => match prm {
+                PrmOrigin::SameOrg => "salesforce",
+                PrmOrigin::Files(_) => "files",
+                PrmOrigin::PartnerStack => "partnerstack",
+            },
+            Origin::Salesforce { .. } => "salesforce",
+            Origin::Hubspot { .. } => "hubspot",
+        }
+    }
+}
+
 /// Where the PRM tables come from beside a CRM connector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PrmOrigin {

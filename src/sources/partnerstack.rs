@@ -371,27 +371,7 @@ pub fn build(state: &State, ps: &PartnerstackSettings) -> Result<PrmTables, Stat
     let mut registrations = Mapped::<Registration>::new(SOURCE, "deal");
     // Reps: the team members named on deals, by key, with their first deal.
     let mut reps: FastMap<String, PartnerRep> = FastMap::default();
-    // Custom fields: `fields` (documented as an array of {key, value}
-    // objects) or `field_data` (an object); both forms are read.
-    let custom = |d: &Map<String, Value>, field: &str| -> Option<Value> {
-        if field.is_empty() {
-            return None;
-        }
-        ["fields", "field_data"]
-            .iter()
-            .find_map(|k| match d.get(*k)? {
-                Value::Object(o) => o.get(field).cloned(),
-                Value::Array(items) => items.iter().find_map(|item| {
-                    let name = ["key", "name", "field", "slug"]
-                        .iter()
-                        .find_map(|n| item.get(*n).and_then(Value::as_str))?;
-                    (name == field)
-                        .then(|| item.get("value").cloned())
-                        .flatten()
-                }),
-                _ => None,
-            })
-    };
+    let custom = |d: &Map<String, Value>, field: &str| custom_field(d, field);
     let when = |v: Option<Value>| -> Option<DateTime<Utc>> {
         match v? {
             Value::String(s) => parse_timestamp(&s).or_else(|| epoch_ms(Some(&Value::String(s)))),
@@ -506,4 +486,119 @@ pub fn build(state: &State, ps: &PartnerstackSettings) -> Result<PrmTables, Stat
     };
     reps.rows.sort_by(|a, b| a.id.cmp(&b.id));
     Ok((partners.table(), reps.table(), registrations.table()))
+}
+
+/// Identifiers of an item of a deal's `fields` list, most stable first:
+/// PartnerStack documents `api_name`, `field_key`, `internal_name` and `name`
+/// (the editable display label); `key`, `field` and `slug` are kept for
+/// older or hand-made payloads.
+const FIELD_IDS: [&str; 7] = [
+    "api_name",
+    "field_key",
+    "internal_name",
+    "name",
+    "key",
+    "field",
+    "slug",
+];
+
+/// A deal's custom field `field`: from `fields` (a list of items with
+/// `api_name`, `field_key`, `internal_name`, `name`, `type` and `value`, or
+/// an object) or `field_data` (an object). In a list, an item whose
+/// `api_name` is `field` wins over one whose `field_key` is, and so on down
+/// [`FIELD_IDS`], so a display label never shadows an API name.
+fn custom_field(d: &Map<String, Value>, field: &str) -> Option<Value> {
+    if field.is_empty() {
+        return None;
+    }
+    ["fields", "field_data"]
+        .iter()
+        .find_map(|k| match d.get(*k)? {
+            Value::Object(o) => o.get(field).cloned(),
+            Value::Array(items) => FIELD_IDS.iter().find_map(|id| {
+                items
+                    .iter()
+                    .find(|item| item.get(*id).and_then(Value::as_str) == Some(field))
+                    .and_then(|item| item.get("value").cloned())
+            }),
+            _ => None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn deal(key: &str, extra: Value) -> MirrorRow {
+        let mut d = json!({
+            "key": key, "partner_key": "northwind", "account_name": "Acme Corp",
+            "stage": "approved", "created_at": 1_788_000_000_000i64, "amount": 1_250_050,
+        });
+        if let (Some(d), Value::Object(extra)) = (d.as_object_mut(), extra) {
+            d.extend(extra);
+        }
+        MirrorRow {
+            id: key.into(),
+            modstamp: None,
+            data: d.to_string(),
+        }
+    }
+
+    /// Custom fields as a list of `{key, value}`, as an object, or in
+    /// `field_data`, in epoch ms or ISO; amounts in integer cents.
+    #[test]
+    fn custom_fields_in_every_form_and_amounts_in_cents() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::scratch_copy(&dir.path().join("none.db")).unwrap();
+        let approved = 1_790_000_000_000i64;
+        let expires = 1_795_000_000_000i64;
+        let iso = |ms: i64| {
+            DateTime::<Utc>::from_timestamp_millis(ms)
+                .unwrap()
+                .to_rfc3339()
+        };
+        state
+            .mirror_apply(
+                SOURCE,
+                "deals",
+                1,
+                &[
+                    deal(
+                        "as_list",
+                        json!({"fields": [{"key": "approved_at", "value": approved}, {"key": "expires_at", "value": iso(expires)}]}),
+                    ),
+                    deal(
+                        "as_object",
+                        json!({"fields": {"approved_at": iso(approved), "expires_at": expires}}),
+                    ),
+                    deal(
+                        "in_field_data",
+                        json!({"field_data": {"approved_at": approved.to_string(), "expires_at": expires}}),
+                    ),
+                    deal("none", json!({"amount": null})),
+                ],
+                &[],
+            )
+            .unwrap();
+        let (_, _, registrations) = build(&state, &PartnerstackSettings::default()).unwrap();
+        let by_id: BTreeMap<&str, &Registration> = registrations
+            .rows
+            .iter()
+            .map(|r| (r.id.as_str(), r))
+            .collect();
+        let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms);
+        for key in ["as_list", "as_object", "in_field_data"] {
+            let r = by_id[key];
+            assert_eq!(r.approved_at, at(approved), "{key}");
+            assert_eq!(r.expires_at, at(expires), "{key}");
+            assert_eq!(r.amount, Some(12_500.50), "{key}: cents");
+        }
+        let none = by_id["none"];
+        assert_eq!(
+            (none.approved_at, none.expires_at, none.amount),
+            (None, None, None)
+        );
+    }
 }

@@ -309,7 +309,7 @@ fn a_bad_config_is_exit_78_naming_the_key() {
         ),
         (
             "[scorecard]\nfiscal_year_start_month = \"may\"\n",
-            "fiscal_year_start_month",
+            "scorecard.fiscal_year_start_month",
         ),
     ] {
         std::fs::write(&config, body).unwrap();
@@ -322,7 +322,12 @@ fn a_bad_config_is_exit_78_naming_the_key() {
         ]);
         assert_eq!(out.status.code(), Some(78), "{body}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(key), "{key} not named in: {err}");
+        // Named as the key in error ("configuration: KEY: why"), not just
+        // mentioned.
+        assert!(
+            err.contains(&format!("configuration: {key}: ")),
+            "{key} not named in: {err}"
+        );
     }
 }
 
@@ -414,4 +419,103 @@ fn a_currency_without_a_rate_keeps_its_row_in_the_findings_and_is_reported_once(
             .sum()
     };
     assert!(pipeline(&report) < pipeline(&clean));
+}
+
+/// `detect` with `RUST_LOG=channel_sync=info` and a log format: stderr.
+fn detect_logs(format: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_channel-sync"))
+        .args(["--log-format", format, "detect", "--input"])
+        .arg(sample())
+        .args(["--now", NOW])
+        .env("RUST_LOG", "channel_sync=info")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn the_log_format_is_text_or_json_lines() {
+    let text = detect_logs("text");
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "the timing line");
+    for line in &lines {
+        assert!(
+            line.contains(" INFO ") && serde_json::from_str::<Value>(line).is_err(),
+            "{line}"
+        );
+    }
+    let json = detect_logs("json");
+    let lines: Vec<&str> = json.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        text.lines().filter(|l| !l.trim().is_empty()).count()
+    );
+    for line in lines {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(v["level"], "INFO", "{line}");
+    }
+}
+
+#[test]
+fn generate_writes_a_program_detect_reads_cleanly_and_the_seed_fixes_the_bytes() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    for (dir, seed) in dirs.iter().zip(["4", "4"]) {
+        let out = dir.path().join("program");
+        let run = channel_sync(&[
+            "generate",
+            "--out",
+            out.to_str().unwrap(),
+            "--opportunities",
+            "2000",
+            "--seed",
+            seed,
+            "--now",
+            NOW,
+        ]);
+        assert_eq!(
+            run.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    let files = [
+        "accounts.csv",
+        "opportunities.csv",
+        "partners.csv",
+        "partner_reps.csv",
+        "registrations.csv",
+        "users.csv",
+    ];
+    for f in files {
+        let a = std::fs::read(dirs[0].path().join("program").join(f)).unwrap();
+        let b = std::fs::read(dirs[1].path().join("program").join(f)).unwrap();
+        assert!(a == b, "{f}: the same seed gives the same bytes");
+    }
+    let opportunities =
+        std::fs::read_to_string(dirs[0].path().join("program/opportunities.csv")).unwrap();
+    assert_eq!(
+        opportunities.lines().count(),
+        2001,
+        "a header and 2,000 rows"
+    );
+    // The bundled configuration has the generator's exchange rates.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_channel-sync"))
+        .args(["detect", "--config"])
+        .arg(crate::helpers::repo().join("config/channel-sync.toml"))
+        .arg("--input")
+        .arg(dirs[0].path().join("program"))
+        .args(["--now", NOW])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["rejected"], json!([]));
+    assert!(report["findings"].as_array().unwrap().len() > 10);
 }

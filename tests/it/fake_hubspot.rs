@@ -501,6 +501,9 @@ struct State {
     scopes: Option<HashSet<String>>,
     expire_after: Option<usize>,
     fails: VecDeque<(usize, u16, String)>,
+    /// Canned answers for the next calls whose `path?query` contains the pattern.
+    fails_matching: VecDeque<(String, usize, usize, u16, String)>,
+    date_from_clock: bool,
     forced: VecDeque<(usize, RatePolicy)>,
     update_failures: HashMap<String, (String, String)>,
     omit_207_results: bool,
@@ -571,6 +574,8 @@ impl State {
             scopes: None,
             expire_after: None,
             fails: VecDeque::new(),
+            fails_matching: VecDeque::new(),
+            date_from_clock: false,
             forced: VecDeque::new(),
             update_failures: HashMap::new(),
             omit_207_results: false,
@@ -1505,11 +1510,32 @@ impl FakeHubSpot {
 
     // -- faults ------------------------------------------------------------
 
+    /// Answers carry the fake clock as their `Date` header (the upstream's
+    /// own clock, which the mirror's cursor follows) instead of real time.
+    pub fn send_clock_as_date(&self, on: bool) {
+        self.st().date_from_clock = on;
+    }
+
     /// The next `n` authenticated data calls get this canned answer (JSON
     /// content type and rate headers included). Calls queue up.
     pub fn fail_next(&self, n: usize, status: u16, body: &str) {
         if n > 0 {
             self.st().fails.push_back((n, status, body.to_string()));
+        }
+    }
+
+    /// The next `n` authenticated data calls whose `path?query` contains
+    /// `pattern`, after the first `skip` of them pass (e.g. `after=` for a list's second page) get this canned
+    /// answer; other calls pass. Patterns queue up.
+    pub fn fail_matching(&self, pattern: &str, skip: usize, n: usize, status: u16, body: &str) {
+        if n > 0 {
+            self.st().fails_matching.push_back((
+                pattern.to_string(),
+                skip,
+                n,
+                status,
+                body.to_string(),
+            ));
         }
     }
 
@@ -1729,7 +1755,13 @@ impl FakeHubSpot {
                             retry_after = st.retry_after;
                             r
                         }
-                        None => self.authorized(&mut st, method, &route, query, body),
+                        None => match take_matching(
+                            &mut st.fails_matching,
+                            &format!("{path}?{}", query.unwrap_or("")),
+                        ) {
+                            Some((status, canned)) => Reply::raw(status, &canned),
+                            None => self.authorized(&mut st, method, &route, query, body),
+                        },
                     };
                     if !is_search || cfg.search_rate_headers {
                         rate_headers = st.rate_headers(kind);
@@ -1762,12 +1794,16 @@ impl FakeHubSpot {
             auth,
             status: reply.status,
         });
+        let date = st.date_from_clock.then(|| st.clock());
         drop(st);
 
         let status =
             StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = Response::new(Body::from(reply.body));
         *resp.status_mut() = status;
+        if let Some(v) = date.and_then(http_date) {
+            resp.headers_mut().insert(header::DATE, v);
+        }
         if status != StatusCode::NO_CONTENT {
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -2902,4 +2938,32 @@ fn render_pipeline(p: &Pipeline) -> Value {
         "updatedAt": stamp,
         "archived": false,
     })
+}
+
+/// The canned answer of the first pattern `target` contains, once its
+/// `skip` matching calls have passed.
+fn take_matching(
+    fails: &mut VecDeque<(String, usize, usize, u16, String)>,
+    target: &str,
+) -> Option<(u16, String)> {
+    let i = fails
+        .iter()
+        .position(|(p, ..)| target.contains(p.as_str()))?;
+    let (_, skip, n, status, body) = &mut fails[i];
+    if *skip > 0 {
+        *skip -= 1;
+        return None;
+    }
+    let answer = (*status, body.clone());
+    *n -= 1;
+    if *n == 0 {
+        fails.remove(i);
+    }
+    Some(answer)
+}
+
+/// An HTTP date (RFC 7231) of a clock reading in ms.
+fn http_date(ms: i64) -> Option<HeaderValue> {
+    let t = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)?;
+    HeaderValue::from_str(&t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()).ok()
 }

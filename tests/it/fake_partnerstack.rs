@@ -322,6 +322,9 @@ struct State {
     /// Start of the current one-second window and requests admitted in it.
     window: Option<(Instant, u32)>,
     fails: VecDeque<Fail>,
+    /// Canned answers for the next calls whose `path?query` contains the pattern.
+    fails_matching: VecDeque<(String, usize, Fail)>,
+    date_from_clock: bool,
     calls: Calls,
     log: VecDeque<LoggedRequest>,
 }
@@ -337,6 +340,8 @@ impl State {
             newest_first: config.newest_first,
             window: None,
             fails: VecDeque::new(),
+            fails_matching: VecDeque::new(),
+            date_from_clock: false,
             calls: Calls::default(),
             log: VecDeque::new(),
         }
@@ -447,6 +452,24 @@ impl State {
         f.left -= 1;
         if f.left == 0 {
             self.fails.pop_front();
+        }
+        Some(reply)
+    }
+
+    fn take_matching(&mut self, target: &str) -> Option<Reply> {
+        let i = self
+            .fails_matching
+            .iter()
+            .position(|(p, ..)| target.contains(p.as_str()))?;
+        let (_, skip, f) = &mut self.fails_matching[i];
+        if *skip > 0 {
+            *skip -= 1;
+            return None;
+        }
+        let reply = Reply::raw(f.status, &f.body);
+        f.left -= 1;
+        if f.left == 0 {
+            self.fails_matching.remove(i);
         }
         Some(reply)
     }
@@ -985,6 +1008,29 @@ impl FakePartnerStack {
         }
     }
 
+    /// Answers carry the fake clock as their `Date` header (the upstream's
+    /// own clock, which the mirror's cursor follows) instead of real time.
+    pub fn send_clock_as_date(&self, on: bool) {
+        self.st().date_from_clock = on;
+    }
+
+    /// The next `n` authenticated requests whose `path?query` contains
+    /// `pattern`, after the first `skip` of them pass (e.g. `starting_after=` for a second page) get this status
+    /// and raw body; other requests pass. Patterns queue up.
+    pub fn fail_matching(&self, pattern: &str, skip: usize, n: usize, status: u16, body: &str) {
+        if n > 0 {
+            self.st().fails_matching.push_back((
+                pattern.to_string(),
+                skip,
+                Fail {
+                    left: n,
+                    status,
+                    body: body.to_string(),
+                },
+            ));
+        }
+    }
+
     // -- observation -------------------------------------------------------
 
     pub fn calls(&self) -> Calls {
@@ -1033,7 +1079,10 @@ impl FakePartnerStack {
         } else if !self.authorized(headers) {
             st.calls.unauthorized += 1;
             Reply::error(401, "Unauthorized")
-        } else if let Some(canned) = st.take_fail() {
+        } else if let Some(canned) = st
+            .take_matching(&format!("{path}?{}", query.unwrap_or("")))
+            .or_else(|| st.take_fail())
+        {
             st.calls.injected += 1;
             if canned.status == 429 {
                 retry_after = st.retry_after;
@@ -1048,6 +1097,10 @@ impl FakePartnerStack {
             query: query.map(str::to_string),
             status: reply.status,
         });
+        let date = st.date_from_clock.then(|| {
+            st.now
+                .unwrap_or_else(|| chrono::Utc::now().timestamp_millis())
+        });
         drop(st);
 
         let status =
@@ -1055,6 +1108,9 @@ impl FakePartnerStack {
         let mut resp = Response::new(Body::from(reply.body));
         *resp.status_mut() = status;
         let headers = resp.headers_mut();
+        if let Some(v) = date.and_then(http_date) {
+            headers.insert(header::DATE, v);
+        }
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -1177,4 +1233,10 @@ pub fn sample_lead(n: usize, partner_key: &str) -> Value {
         "field_data": {"employees": 50 + n % 500},
         "meta": {},
     })
+}
+
+/// An HTTP date (RFC 7231) of a clock reading in ms.
+fn http_date(ms: i64) -> Option<HeaderValue> {
+    let t = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)?;
+    HeaderValue::from_str(&t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()).ok()
 }

@@ -318,6 +318,9 @@ struct State {
     refresh_counter: u64,
     expire_after: Option<usize>,
     fails: VecDeque<(usize, u16, String)>,
+    /// Canned answers for the next calls whose `path?query` contains the pattern.
+    fails_matching: VecDeque<(String, usize, usize, u16, String)>,
+    date_from_clock: bool,
     write_failures: HashSet<String>,
     api_used: u64,
     api_max: u64,
@@ -442,6 +445,8 @@ impl State {
             refresh_counter: 1,
             expire_after: None,
             fails: VecDeque::new(),
+            fails_matching: VecDeque::new(),
+            date_from_clock: false,
             write_failures: HashSet::new(),
             api_used: config.api_used,
             api_max: config.api_max,
@@ -1531,6 +1536,12 @@ impl FakeSalesforce {
 
     // -- faults ------------------------------------------------------------
 
+    /// Answers carry the fake clock as their `Date` header (the upstream's
+    /// own clock, which the mirror's cursor follows) instead of real time.
+    pub fn send_clock_as_date(&self, on: bool) {
+        self.st().date_from_clock = on;
+    }
+
     /// Every issued access token becomes invalid now.
     pub fn expire_sessions(&self) {
         let mut st = self.st();
@@ -1555,6 +1566,21 @@ impl FakeSalesforce {
     pub fn fail_next(&self, n: usize, status: u16, body: &str) {
         if n > 0 {
             self.st().fails.push_back((n, status, body.to_string()));
+        }
+    }
+
+    /// The next `n` authenticated data calls whose `path?query` contains
+    /// `pattern`, after the first `skip` of them pass (e.g. `/query/01g` for a query's second page) get this
+    /// canned answer; other calls pass. Patterns queue up.
+    pub fn fail_matching(&self, pattern: &str, skip: usize, n: usize, status: u16, body: &str) {
+        if n > 0 {
+            self.st().fails_matching.push_back((
+                pattern.to_string(),
+                skip,
+                n,
+                status,
+                body.to_string(),
+            ));
         }
     }
 
@@ -1675,7 +1701,12 @@ impl FakeSalesforce {
                             st.expire_after = Some(k - 1);
                         }
                     }
-                    if let Some((n, status, canned)) = st.fails.front_mut() {
+                    if let Some((status, canned)) = take_matching(
+                        &mut st.fails_matching,
+                        &format!("{path}?{}", query.unwrap_or("")),
+                    ) {
+                        Reply::raw(status, &canned)
+                    } else if let Some((n, status, canned)) = st.fails.front_mut() {
                         let reply = Reply::raw(*status, canned);
                         *n -= 1;
                         if *n == 0 {
@@ -1701,6 +1732,7 @@ impl FakeSalesforce {
             auth_valid,
             status: reply.status,
         });
+        let date = st.date_from_clock.then(|| st.clock());
         drop(st);
 
         let status =
@@ -1711,6 +1743,9 @@ impl FakeSalesforce {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json;charset=UTF-8"),
         );
+        if let Some(v) = date.and_then(http_date) {
+            resp.headers_mut().insert(header::DATE, v);
+        }
         if let Some(info) = limit_info.and_then(|s| HeaderValue::from_str(&s).ok()) {
             resp.headers_mut().insert("sforce-limit-info", info);
         }
@@ -2300,4 +2335,32 @@ fn render_page(st: &State, cursor: &Cursor, offset: usize, version: &str, locato
     }
     out.extend_from_slice(b"]}");
     out
+}
+
+/// The canned answer of the first pattern `target` contains, once its
+/// `skip` matching calls have passed.
+fn take_matching(
+    fails: &mut VecDeque<(String, usize, usize, u16, String)>,
+    target: &str,
+) -> Option<(u16, String)> {
+    let i = fails
+        .iter()
+        .position(|(p, ..)| target.contains(p.as_str()))?;
+    let (_, skip, n, status, body) = &mut fails[i];
+    if *skip > 0 {
+        *skip -= 1;
+        return None;
+    }
+    let answer = (*status, body.clone());
+    *n -= 1;
+    if *n == 0 {
+        fails.remove(i);
+    }
+    Some(answer)
+}
+
+/// An HTTP date (RFC 7231) of a clock reading in ms.
+fn http_date(ms: i64) -> Option<HeaderValue> {
+    let t = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)?;
+    HeaderValue::from_str(&t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()).ok()
 }

@@ -167,3 +167,32 @@ pub fn channel_sync_env(args: &[&str], env: &[(String, String)]) -> Output {
         .output()
         .expect("the binary runs")
 }
+
+/// One object's mirror in a state file, by id.
+pub fn mirrored(
+    state: &Path,
+    source: &str,
+    object: &str,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let state = channel_sync::state::State::open(state).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    state
+        .mirror_scan(source, object, |id, data| {
+            out.insert(id.to_string(), serde_json::from_str(data).unwrap());
+        })
+        .unwrap();
+    out
+}
+
+/// Moves the last sync of the cursor `key` (`source/object`) `days` back.
+pub fn backdate_cursor(state: &Path, key: &str, days: i64) {
+    let state = channel_sync::state::State::open(state).unwrap();
+    let text = state.cursor(key).unwrap().expect("a cursor");
+    let mut cursor: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let synced: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(cursor["synced_at"].clone()).unwrap();
+    cursor["synced_at"] = serde_json::to_value(synced - chrono::Duration::days(days)).unwrap();
+    state
+        .set_cursor(key, &cursor.to_string(), chrono::Utc::now())
+        .unwrap();
+}

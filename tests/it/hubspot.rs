@@ -7,7 +7,7 @@ use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 
 use crate::fake_hubspot::{FakeHubSpot, HubSpotConfig, Pipeline, RatePolicy, Stage};
-use crate::helpers::{Run, fake_slack, run_command, slack_texts};
+use crate::helpers::{Run, backdate_cursor, fake_slack, mirrored, run_command, slack_texts};
 
 pub struct Account {
     pub fake: FakeHubSpot,
@@ -165,7 +165,7 @@ async fn hubspot_as_crm_end_to_end() {
     assert!(
         texts.iter().any(|t| t
             .contains("<https://app.hubspot.com/contacts/4242424/record/0-2/101|")
-            && t.contains("<https://app.hubspot.com/contacts/4242424/record/0-3/301|open>")),
+            && t.contains("<https://app.hubspot.com/contacts/4242424/record/0-3/301|Acme direct>")),
         "{texts:?}"
     );
 
@@ -565,4 +565,256 @@ async fn a_dry_run_and_check_config_create_nothing() {
     assert_eq!(acct.fake.calls().batch_update, 0);
     assert!(slack_texts(&acct.slack).await.is_empty());
     assert!(!acct.state().exists(), "no state file");
+}
+
+fn bulk_deal(i: usize) -> String {
+    format!("9{i:04}")
+}
+
+/// The starting points of the deal searches the fake was sent.
+fn deal_windows(fake: &FakeHubSpot) -> Vec<String> {
+    fake.search_bodies()
+        .iter()
+        .filter(|b| b.to_string().contains("dealname"))
+        .map(|b| b["filterGroups"][0]["filters"][0]["value"].to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_cut_on_page_two_starts_again_from_the_old_cursor_and_loses_nothing() {
+    let acct = Account::start(quick()).await;
+    seed(&acct.fake);
+    // HubSpot's clock (its Date header) is the cursor's: 20 minutes between
+    // the change and the cut read put the change out of a moved cursor's
+    // reach.
+    acct.fake.send_clock_as_date(true);
+    let t0 = Utc::now();
+    acct.fake.set_now(t0);
+    for i in 0..450 {
+        acct.fake.insert_deal(
+            &bulk_deal(i),
+            json!({"dealname": format!("D{i}"), "amount": "1", "dealstage": "appointmentscheduled", "pipeline": "default", "createdate": "2026-10-01T00:00:00.000Z"}),
+            &["102"],
+        );
+    }
+    let first = acct.once(&[]).await;
+    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+
+    // Every bulk deal changes and one is archived; the next read begins 20
+    // minutes later and its second search page (of three) is malformed.
+    acct.fake.set_now(t0 + Duration::minutes(1));
+    for i in 0..450 {
+        acct.fake.update_deal(&bulk_deal(i), json!({"amount": "2"}));
+    }
+    acct.fake.archive_deal(&bulk_deal(7));
+    acct.fake.set_now(t0 + Duration::minutes(20));
+    acct.fake.fail_matching(
+        "/crm/v3/objects/deals/search",
+        1,
+        1,
+        200,
+        r#"{"results": [{"id": "#,
+    );
+    acct.fake.reset_counts();
+    let cut = acct.once(&[]).await;
+    assert_eq!(cut.code, Some(1), "{}\n{}", cut.stdout, cut.stderr);
+    assert!(
+        cut.stderr.contains("unexpected response from HubSpot"),
+        "{}",
+        cut.stderr
+    );
+    let cut_windows = deal_windows(&acct.fake);
+    // (The fake logs the bodies of the searches it answered: page 1.)
+    assert_eq!(cut_windows.len(), 1, "{cut_windows:?}");
+    let fresh = |acct: &Account| {
+        mirrored(&acct.state(), "hubspot", "deals")
+            .values()
+            .filter(|r| r["p"]["amount"] == json!("2"))
+            .count()
+    };
+    assert_eq!(fresh(&acct), 200, "the first page was stored, no more");
+
+    // The next cycle asks again from the old cursor and reads it all.
+    acct.fake.reset_counts();
+    let next = acct.once(&[]).await;
+    assert_eq!(next.code, Some(0), "{}\n{}", next.stdout, next.stderr);
+    assert_eq!(
+        deal_windows(&acct.fake)[0],
+        cut_windows[0],
+        "the same start"
+    );
+    assert!(
+        next.line("synced      deals").contains("1 removed"),
+        "{}",
+        next.stdout
+    );
+    assert!(next.stdout.contains("opportunities 452"), "{}", next.stdout);
+    let mirror = mirrored(&acct.state(), "hubspot", "deals");
+    assert_eq!(mirror.len(), 452);
+    assert!(!mirror.contains_key(&bulk_deal(7)));
+    assert_eq!(fresh(&acct), 449);
+
+    // A full read cut on page 2 (of 5) sweeps nothing away, and the next
+    // incremental cycle still has every deal.
+    acct.fake.fail_matching(
+        "/crm/v3/objects/deals?",
+        1,
+        1,
+        200,
+        r#"{"results": [{"id": "#,
+    );
+    let cut = acct.once(&["--full"]).await;
+    assert_eq!(cut.code, Some(1), "{}\n{}", cut.stdout, cut.stderr);
+    assert_eq!(mirrored(&acct.state(), "hubspot", "deals").len(), 452);
+    let next = acct.once(&[]).await;
+    assert_eq!(next.code, Some(0), "{}\n{}", next.stdout, next.stderr);
+    assert!(
+        next.line("synced      deals").contains("Incremental"),
+        "{}",
+        next.stdout
+    );
+    assert!(next.stdout.contains("opportunities 452"), "{}", next.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_read_runs_after_7_days_and_when_the_properties_read_change() {
+    let mut acct = Account::start(quick()).await;
+    seed(&acct.fake);
+    let first = acct.once(&[]).await;
+    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+
+    backdate_cursor(&acct.state(), "hubspot/deals", 6);
+    let run = acct.once(&[]).await;
+    assert!(
+        run.line("synced      deals").contains("Incremental"),
+        "{}",
+        run.stdout
+    );
+    backdate_cursor(&acct.state(), "hubspot/deals", 8);
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.line("synced      deals")
+            .contains("Full (the weekly full read): 3 read"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.line("synced      companies").contains("Incremental"),
+        "{}",
+        run.stdout
+    );
+
+    acct.fake.add_property("deals", "credited_rep", "string");
+    acct.extra
+        .push_str("\n[crm.hubspot.properties]\npartner_rep = \"credited_rep\"\n");
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.line("synced      deals")
+            .contains("Full (the fields read changed): 3 read"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.line("synced      companies").contains("Incremental"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn more_than_10000_deals_in_one_millisecond_end_the_cycle_and_a_full_read_takes_them() {
+    let acct = Account::start(quick()).await;
+    seed(&acct.fake);
+    let first = acct.once(&[]).await;
+    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    let stamp = Utc::now().to_rfc3339();
+    acct.fake.insert_many(
+        "deals",
+        (0..10_050).map(|i| {
+            json!({"id": format!("8{i:05}"), "properties": {"dealname": format!("Bulk {i}"), "dealstage": "appointmentscheduled", "pipeline": "default", "createdate": "2026-10-01T00:00:00.000Z", "hs_lastmodifieddate": stamp}, "associations": {"companies": ["102"]}})
+        }),
+    );
+    let stuck = acct.once(&[]).await;
+    assert_eq!(stuck.code, Some(1), "{}\n{}", stuck.stdout, stuck.stderr);
+    assert!(
+        stuck
+            .stderr
+            .contains("more than 10000 deals share one modification time; run once --full"),
+        "{}",
+        stuck.stderr
+    );
+    assert!(
+        acct.fake.requests().iter().all(|r| r.status != 400),
+        "never paged past the cap"
+    );
+    let full = acct.once(&["--full"]).await;
+    assert_eq!(full.code, Some(0), "{}\n{}", full.stdout, full.stderr);
+    assert!(
+        full.stdout.contains("opportunities 10053"),
+        "{}",
+        full.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deal_with_no_company_is_rejected_with_that_reason() {
+    let acct = Account::start(quick()).await;
+    seed(&acct.fake);
+    acct.fake.insert_deal(
+        "399",
+        json!({"dealname": "Orphan", "dealstage": "appointmentscheduled", "pipeline": "default", "createdate": "2026-10-01T00:00:00.000Z"}),
+        &[],
+    );
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("opportunities 3,") && run.stdout.contains("(1 rejected)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("hubspot deal 399") && run.stderr.contains("no associated company"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_401_under_oauth_ends_the_cycle_without_a_refresh() {
+    let mut acct = Account::start(quick()).await;
+    seed(&acct.fake);
+    let cfg = acct.fake.config().clone();
+    acct.env = vec![
+        (
+            "CHANNEL_SYNC__CRM__HUBSPOT__CLIENT_ID".into(),
+            cfg.client_id.clone(),
+        ),
+        (
+            "CHANNEL_SYNC__CRM__HUBSPOT__CLIENT_SECRET".into(),
+            cfg.client_secret.clone(),
+        ),
+        (
+            "CHANNEL_SYNC__CRM__HUBSPOT__REFRESH_TOKEN".into(),
+            cfg.refresh_token.clone(),
+        ),
+    ];
+    // The access token dies after three calls, long before its expiry.
+    acct.fake.expire_tokens_after(3);
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("INVALID_AUTHENTICATION"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(acct.fake.calls().token, 1, "no refresh in answer to a 401");
+    let refused = acct
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.status == 401)
+        .count();
+    assert_eq!(refused, 1, "the cycle ends at the first 401");
 }

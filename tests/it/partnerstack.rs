@@ -5,7 +5,7 @@ use chrono::{Duration, Utc};
 use serde_json::json;
 
 use crate::fake_partnerstack::{FakeConfig, FakePartnerStack};
-use crate::helpers::slack_texts;
+use crate::helpers::{backdate_cursor, mirrored, slack_texts};
 use crate::hubspot::{Account, quick, seed};
 
 fn ms(date: &str) -> i64 {
@@ -250,6 +250,21 @@ async fn rate_limits_server_errors_and_malformed_json() {
         run.stderr
     );
     assert!(!run.stderr.contains("sk_wrong"));
+
+    // A 403 (keys without access) is refused the same way.
+    acct.env.retain(|(k, _)| !k.ends_with("SECRET_KEY"));
+    acct.env.push((
+        "CHANNEL_SYNC__PRM__PARTNERSTACK__SECRET_KEY".into(),
+        "sk_test_fake".into(),
+    ));
+    ps.fail_next(1, 403, r#"{"message":"Forbidden","status":403}"#);
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("PartnerStack refused the API keys"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -281,5 +296,140 @@ async fn leads_can_count_as_registrations() {
             .contains("Full (first sync): 2 read"),
         "{}",
         run.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_cut_on_page_two_starts_again_from_the_old_cursor_and_loses_nothing() {
+    let Program { acct, ps } = program().await;
+    // PartnerStack's clock (its Date header) is the cursor's.
+    ps.send_clock_as_date(true);
+    let t0 = Utc::now().timestamp_millis();
+    ps.set_now(t0);
+    for i in 0..597 {
+        ps.insert_deal(json!({
+            "key": format!("bulk_{i:04}"), "partner_key": "contoso", "account_name": format!("Bulk {i}"),
+            "amount": 100, "stage": "new", "created_at": ms("2026-11-01"), "updated_at": t0,
+        }));
+    }
+    let first = acct.once(&[]).await;
+    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+
+    // Every bulk deal changes; the next read begins 20 minutes later and
+    // its second page (of three) is malformed.
+    ps.set_now(t0 + 60_000);
+    for i in 0..597 {
+        ps.update_deal(&format!("bulk_{i:04}"), json!({"amount": 200}));
+    }
+    ps.set_now(t0 + 20 * 60_000);
+    ps.fail_matching("starting_after=", 0, 1, 200, r#"{"data": {"items": [{"#);
+    ps.reset_counts();
+    let cut = acct.once(&[]).await;
+    assert_eq!(cut.code, Some(1), "{}\n{}", cut.stdout, cut.stderr);
+    let deal_queries = |ps: &FakePartnerStack| -> Vec<String> {
+        ps.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/deals"))
+            .map(|r| r.query.clone().unwrap_or_default())
+            .collect()
+    };
+    let cut_queries = deal_queries(&ps);
+    assert_eq!(cut_queries.len(), 2, "{cut_queries:?}");
+    let fresh = || {
+        mirrored(&acct.state(), "partnerstack", "deals")
+            .values()
+            .filter(|r| r["amount"] == json!(200))
+            .count()
+    };
+    assert_eq!(fresh(), 250, "the first page was stored, no more");
+
+    // The next cycle asks again from the old cursor and reads it all.
+    ps.reset_counts();
+    let next = acct.once(&[]).await;
+    assert_eq!(next.code, Some(0), "{}\n{}", next.stdout, next.stderr);
+    assert_eq!(deal_queries(&ps)[0], cut_queries[0], "the same first page");
+    assert!(
+        next.line("synced      deals")
+            .contains("Incremental: 597 read"),
+        "{}",
+        next.stdout
+    );
+    assert_eq!(fresh(), 597);
+    assert_eq!(mirrored(&acct.state(), "partnerstack", "deals").len(), 600);
+
+    // A full read cut on page 2 sweeps nothing away.
+    ps.fail_matching("starting_after=", 0, 1, 200, r#"{"data": {"items": [{"#);
+    let cut = acct.once(&["--full"]).await;
+    assert_eq!(cut.code, Some(1), "{}\n{}", cut.stdout, cut.stderr);
+    assert_eq!(mirrored(&acct.state(), "partnerstack", "deals").len(), 600);
+    let next = acct.once(&[]).await;
+    assert_eq!(next.code, Some(0), "{}\n{}", next.stdout, next.stderr);
+    assert!(next.stdout.contains("registrations 600"), "{}", next.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_read_runs_after_7_days() {
+    let Program { acct, ps: _ps } = program().await;
+    let first = acct.once(&[]).await;
+    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    backdate_cursor(&acct.state(), "partnerstack/deals", 6);
+    let run = acct.once(&[]).await;
+    assert!(
+        run.line("synced      deals").contains("Incremental"),
+        "{}",
+        run.stdout
+    );
+    backdate_cursor(&acct.state(), "partnerstack/deals", 8);
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.line("synced      deals")
+            .contains("Full (the weekly full read): 3 read"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.line("synced      partnerships").contains("Incremental"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// PartnerStack's deal `fields` items carry `api_name`, `field_key`,
+/// `internal_name`, `name` (the editable label), `type` and `value`, and no
+/// `key`: the configured `approved_at_field` finds the item by `api_name`,
+/// even when another item's display label reads the same, so protection
+/// counts from approval (2026-10-20 + 90 days = 2027-01-18), not from
+/// submission (2026-10-01 + 90 = 2026-12-30). `once` runs at the pinned NOW.
+#[tokio::test(flavor = "multi_thread")]
+async fn documented_custom_field_items_date_the_protection_from_approval() {
+    let Program { acct, ps } = program().await;
+    assert!(ps.update_deal(
+        "deal_acme",
+        json!({"fields": [
+            {"api_name": "legacy_approval", "field_key": "fk_legacy", "internal_name": "legacy_approval",
+             "name": "approved_at", "type": "date", "value": ms("2026-11-15")},
+            {"api_name": "approved_at", "field_key": "fk_approved", "internal_name": "approved_at",
+             "name": "Approval date", "type": "date", "value": ms("2026-10-20")},
+        ]}),
+    ));
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let texts = slack_texts(&acct.slack).await;
+    let acme = texts
+        .iter()
+        .find(|t| t.contains("deal_acme"))
+        .unwrap_or_else(|| panic!("no alert about deal_acme: {texts:?}"));
+    assert!(acme.contains("2027-01-18"), "from approval: {acme}");
+    assert!(!acme.contains("2026-12-30"), "not from submission: {acme}");
+    // `findings` lists what the cycle saw for an API source too.
+    let listed = acct.run("findings", &["--format", "json"]).await;
+    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
+    assert!(
+        listed
+            .stdout
+            .contains("\"direct_vs_partner:deal_acme:301\""),
+        "{}",
+        listed.stdout
     );
 }

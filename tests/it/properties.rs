@@ -24,7 +24,20 @@ const NAMES: &[&str] = &[
     "AT&T",
     "ATandT",
     "The Acme Co",
+    // Three and four words.
+    "Acme Widget Holdings",
+    "ACME Widget Holdings Ltd",
+    "Contoso Bank of Paris",
+    "The Globex Trading Company",
 ];
+const WEBSITES: &[&str] = &[
+    "https://www.acme.com/en-us/home",
+    "http://globex.io",
+    "www.initech.co.uk",
+    "contoso.com",
+];
+// Partners' own domains: some are customers' too.
+const PARTNER_DOMAINS: &[&str] = &["northwind.example", "acme.com", "globex.io"];
 const DOMAINS: &[&str] = &[
     "acme.com",
     "https://www.acme.com/x",
@@ -98,124 +111,176 @@ fn program() -> impl Strategy<Value = Dataset> {
         ),
         0..14,
     );
-    (accounts, partners, reps, opps, regs).prop_map(|(accounts, partners, reps, opps, regs)| {
-        let n_acc = accounts.len();
-        let n_par = partners.len();
-        let accounts: Vec<Account> = accounts
-            .into_iter()
-            .enumerate()
-            .map(|(i, (name, domain))| Account {
-                id: format!("A-{i}"),
-                name: NAMES[name].into(),
-                domain: domain.map(|d| DOMAINS[d].into()),
-                website: None,
-                owner_id: None,
-            })
-            .collect();
-        let partners: Vec<Partner> = partners
-            .into_iter()
-            .enumerate()
-            .map(|(i, (tier, own))| Partner {
-                id: format!("P-{i}"),
-                name: format!("Partner {i}"),
-                tier: tier.map(|t| TIERS[t].into()),
-                // Some partners' own accounts are among the customers' names.
-                crm_account_id: own
-                    .filter(|&a| a < n_acc && a % 3 == 0)
-                    .map(|a| format!("A-{a}")),
-                domain: None,
-            })
-            .collect();
-        let reps: Vec<PartnerRep> = reps
-            .into_iter()
-            .enumerate()
-            .map(|(i, (p, active, joined, left))| PartnerRep {
-                id: format!("PR-{i}"),
-                partner_id: format!("P-{}", p % n_par),
-                email: Some(format!("rep{i}@partner.example")),
-                name: None,
-                active,
-                joined_on: joined.map(date),
-                left_on: left.map(date),
-            })
-            .collect();
-        let opportunities: Vec<Opportunity> = opps
-            .into_iter()
-            .enumerate()
-            .map(
-                |(i, (a, st, created, h, close, partner, rep, reg, amount))| {
-                    let status = [
-                        OpportunityStatus::Open,
-                        OpportunityStatus::Won,
-                        OpportunityStatus::Lost,
-                    ][st as usize];
-                    Opportunity {
-                        id: format!("O-{i}"),
-                        account_id: format!("A-{}", a % n_acc),
-                        status,
-                        created_at: time(created, h),
-                        name: None,
-                        owner_id: None,
-                        stage: None,
-                        amount: amount.map(|v| Money {
-                            value: f64::from(v) * 10.5,
-                            currency: None,
-                            base: Some(f64::from(v) * 10.5),
-                        }),
-                        close_date: close.map(date),
-                        partner_id: partner.map(|p| format!("P-{}", p % n_par)),
-                        partner_rep: rep.map(|r| {
-                            if r % 2 == 0 {
-                                format!("PR-{r}")
-                            } else {
-                                format!("REP{r}@Partner.example")
-                            }
-                        }),
-                        registration_id: reg.map(|r| format!("R-{r}")),
-                        campaign_id: None,
-                    }
-                },
-            )
-            .collect();
-        let registrations: Vec<Registration> = regs
-            .into_iter()
-            .enumerate()
-            .map(
-                |(
-                    i,
-                    (p, name, domain, account, st, submitted, h, approve_after, explicit, rep, opp),
-                )| {
-                    use RegistrationStatus::*;
-                    let status =
-                        [Submitted, Approved, Rejected, Expired, Cancelled, Won, Lost][st as usize];
-                    let submitted_at = time(submitted, h);
-                    Registration {
-                        id: format!("R-{i}"),
-                        partner_id: format!("P-{}", p % n_par),
-                        customer_name: NAMES[name].into(),
-                        status,
-                        submitted_at,
-                        rep: rep.map(|r| format!("PR-{r}")),
-                        customer_domain: domain.map(|d| DOMAINS[d].into()),
-                        account_id: account.map(|a| format!("A-{a}")),
-                        opportunity_id: opp.map(|o| format!("O-{o}")),
-                        approved_at: approve_after
-                            .map(|d| submitted_at + Duration::days(i64::from(d))),
-                        expires_at: explicit.map(|d| submitted_at + Duration::days(i64::from(d))),
-                        amount: None,
-                    }
-                },
-            )
-            .collect();
-        Dataset {
-            accounts,
-            partners,
-            reps,
-            opportunities,
-            registrations,
-            users: Vec::new(),
-        }
-    })
+    // Per row, by position: account websites and owners, partner domains,
+    // users, opportunity owners and currencies, registration amounts.
+    let extras = (
+        prop::collection::vec(
+            (
+                prop::option::of(0..WEBSITES.len()),
+                prop::option::of(0..4usize),
+            ),
+            8,
+        ),
+        prop::collection::vec(prop::option::of(0..PARTNER_DOMAINS.len()), 4),
+        0..4usize,
+        prop::collection::vec((prop::option::of(0..4usize), any::<bool>()), 20),
+        prop::collection::vec(prop::option::of(1..500u32), 14),
+    );
+    (accounts, partners, reps, opps, regs, extras).prop_map(
+        |(accounts, partners, reps, opps, regs, extras)| {
+            let (account_extras, partner_domains, n_users, opp_extras, reg_amounts) = extras;
+            let n_acc = accounts.len();
+            let n_par = partners.len();
+            let user = |u: Option<usize>| {
+                u.filter(|_| n_users > 0)
+                    .map(|u| format!("U-{}", u % n_users))
+            };
+            let accounts: Vec<Account> = accounts
+                .into_iter()
+                .enumerate()
+                .map(|(i, (name, domain))| Account {
+                    id: format!("A-{i}"),
+                    name: NAMES[name].into(),
+                    domain: domain.map(|d| DOMAINS[d].into()),
+                    website: account_extras[i].0.map(|w| WEBSITES[w].into()),
+                    owner_id: user(account_extras[i].1),
+                })
+                .collect();
+            let partners: Vec<Partner> = partners
+                .into_iter()
+                .enumerate()
+                .map(|(i, (tier, own))| Partner {
+                    id: format!("P-{i}"),
+                    name: format!("Partner {i}"),
+                    tier: tier.map(|t| TIERS[t].into()),
+                    // Some partners' own accounts are among the customers' names.
+                    crm_account_id: own
+                        .filter(|&a| a < n_acc && a % 3 == 0)
+                        .map(|a| format!("A-{a}")),
+                    domain: partner_domains[i].map(|d| PARTNER_DOMAINS[d].into()),
+                })
+                .collect();
+            let reps: Vec<PartnerRep> = reps
+                .into_iter()
+                .enumerate()
+                .map(|(i, (p, active, joined, left))| PartnerRep {
+                    id: format!("PR-{i}"),
+                    partner_id: format!("P-{}", p % n_par),
+                    email: Some(format!("rep{i}@partner.example")),
+                    name: None,
+                    active,
+                    joined_on: joined.map(date),
+                    left_on: left.map(date),
+                })
+                .collect();
+            let opportunities: Vec<Opportunity> = opps
+                .into_iter()
+                .enumerate()
+                .map(
+                    |(i, (a, st, created, h, close, partner, rep, reg, amount))| {
+                        let status = [
+                            OpportunityStatus::Open,
+                            OpportunityStatus::Won,
+                            OpportunityStatus::Lost,
+                        ][st as usize];
+                        Opportunity {
+                            id: format!("O-{i}"),
+                            account_id: format!("A-{}", a % n_acc),
+                            status,
+                            created_at: time(created, h),
+                            name: None,
+                            owner_id: user(opp_extras[i].0),
+                            stage: None,
+                            amount: amount.map(|v| {
+                                let value = f64::from(v) * 10.5;
+                                if opp_extras[i].1 {
+                                    Money {
+                                        value,
+                                        currency: Some("EUR".into()),
+                                        base: Some(value * 1.08),
+                                    }
+                                } else {
+                                    Money {
+                                        value,
+                                        currency: None,
+                                        base: Some(value),
+                                    }
+                                }
+                            }),
+                            close_date: close.map(date),
+                            partner_id: partner.map(|p| format!("P-{}", p % n_par)),
+                            partner_rep: rep.map(|r| {
+                                if r % 2 == 0 {
+                                    format!("PR-{r}")
+                                } else {
+                                    format!("REP{r}@Partner.example")
+                                }
+                            }),
+                            registration_id: reg.map(|r| format!("R-{r}")),
+                            campaign_id: None,
+                        }
+                    },
+                )
+                .collect();
+            let registrations: Vec<Registration> = regs
+                .into_iter()
+                .enumerate()
+                .map(
+                    |(
+                        i,
+                        (
+                            p,
+                            name,
+                            domain,
+                            account,
+                            st,
+                            submitted,
+                            h,
+                            approve_after,
+                            explicit,
+                            rep,
+                            opp,
+                        ),
+                    )| {
+                        use RegistrationStatus::*;
+                        let status = [Submitted, Approved, Rejected, Expired, Cancelled, Won, Lost]
+                            [st as usize];
+                        let submitted_at = time(submitted, h);
+                        Registration {
+                            id: format!("R-{i}"),
+                            partner_id: format!("P-{}", p % n_par),
+                            customer_name: NAMES[name].into(),
+                            status,
+                            submitted_at,
+                            rep: rep.map(|r| format!("PR-{r}")),
+                            customer_domain: domain.map(|d| DOMAINS[d].into()),
+                            account_id: account.map(|a| format!("A-{a}")),
+                            opportunity_id: opp.map(|o| format!("O-{o}")),
+                            approved_at: approve_after
+                                .map(|d| submitted_at + Duration::days(i64::from(d))),
+                            expires_at: explicit
+                                .map(|d| submitted_at + Duration::days(i64::from(d))),
+                            amount: reg_amounts[i].map(|v| f64::from(v) * 100.0),
+                        }
+                    },
+                )
+                .collect();
+            Dataset {
+                accounts,
+                partners,
+                reps,
+                opportunities,
+                registrations,
+                users: (0..n_users)
+                    .map(|u| User {
+                        id: format!("U-{u}"),
+                        name: Some(format!("Owner {u}")),
+                        email: Some(format!("owner{u}@vendor.example")),
+                    })
+                    .collect(),
+            }
+        },
+    )
 }
 
 fn settings() -> Settings {
@@ -243,6 +308,7 @@ fn shuffled(data: &Dataset, seed: u64) -> Dataset {
     d.reps.shuffle(&mut rng);
     d.opportunities.shuffle(&mut rng);
     d.registrations.shuffle(&mut rng);
+    d.users.shuffle(&mut rng);
     d
 }
 

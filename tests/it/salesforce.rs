@@ -9,24 +9,24 @@ use serde_json::{Value, json};
 use wiremock::MockServer;
 
 use crate::fake_salesforce::{FakeConfig, FakeSalesforce};
-use crate::helpers::{Run, fake_slack, repo, run_command, slack_texts};
+use crate::helpers::{Run, backdate_cursor, fake_slack, mirrored, repo, run_command, slack_texts};
 
 const P1: &str = "001000000000P01AAA";
 const P2: &str = "001000000000P02AAA";
 const ACME: &str = "001000000000A01AAA";
 const GLOBEX: &str = "001000000000A02AAA";
 
-struct Org {
-    fake: FakeSalesforce,
-    slack: MockServer,
-    dir: tempfile::TempDir,
+pub(crate) struct Org {
+    pub(crate) fake: FakeSalesforce,
+    pub(crate) slack: MockServer,
+    pub(crate) dir: tempfile::TempDir,
     /// Extra TOML appended to the configuration.
-    extra: String,
-    env: Vec<(String, String)>,
+    pub(crate) extra: String,
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Org {
-    async fn start(config: FakeConfig) -> Org {
+    pub(crate) async fn start(config: FakeConfig) -> Org {
         let fake = FakeSalesforce::start(config).await;
         let slack = fake_slack().await;
         Org {
@@ -41,7 +41,7 @@ impl Org {
         }
     }
 
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.dir.path().join("state/channel-sync.db")
     }
 
@@ -64,7 +64,7 @@ impl Org {
         run_command(command, &self.config(), extra, &self.env, &self.slack).await
     }
 
-    async fn once(&self, extra: &[&str]) -> Run {
+    pub(crate) async fn once(&self, extra: &[&str]) -> Run {
         self.run("once", extra).await
     }
 
@@ -82,7 +82,7 @@ impl Org {
 ///   2026-11-28, two days after NOW: registration_expiring.
 /// - Last quarter (Q3 2026) Riley (Northwind, owner of the won deal) and
 ///   Sam C. (Contoso, credited in Partner_Rep__c) each won one.
-fn seed(fake: &FakeSalesforce) {
+pub(crate) fn seed(fake: &FakeSalesforce) {
     fake.set_now(Utc::now() - Duration::hours(1));
     for (id, name, website, partner, tier) in [
         (ACME, "Acme Corp", Some("https://www.acme.com"), false, None),
@@ -172,7 +172,7 @@ async fn salesforce_as_crm_and_prm_end_to_end() {
         texts.iter().any(
             |t| t.contains(&format!("<{url}/lightning/r/Account/{ACME}/view|"))
                 && t.contains(&format!(
-                    "<{url}/lightning/r/Opportunity/006000000000D01AAA/view|open>"
+                    "<{url}/lightning/r/Opportunity/006000000000D01AAA/view|Acme direct>"
                 ))
         ),
         "{texts:?}"
@@ -688,4 +688,184 @@ async fn registrations_from_a_custom_object_through_the_field_and_status_maps() 
     // Globex's window (expires_at 2026-12-05) ends within 14 days of NOW.
     let texts = org.slack_texts().await;
     assert!(texts.iter().any(|t| t.contains("Globex")), "{texts:?}");
+}
+
+fn bulk_id(i: usize) -> String {
+    format!("006000000{i:06}AAA")
+}
+
+fn bulk_opportunity(i: usize) -> Value {
+    json!({"Id": bulk_id(i), "AccountId": GLOBEX, "IsClosed": false, "IsWon": false, "CreatedDate": "2026-10-01T00:00:00.000+0000", "Amount": 1})
+}
+
+/// The Opportunity queries the fake was sent.
+fn opportunity_soql(fake: &FakeSalesforce) -> Vec<String> {
+    fake.requests()
+        .iter()
+        .filter_map(|r| r.soql.clone())
+        .filter(|q| q.contains("FROM Opportunity"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_cut_on_page_two_starts_again_from_the_old_cursor_and_loses_nothing() {
+    let org = Org::start(FakeConfig::default()).await;
+    seed(&org.fake);
+    // The org's clock (its Date header) is the cursor's: 20 minutes between
+    // the change and the cut read put the change out of a moved cursor's
+    // reach.
+    org.fake.send_clock_as_date(true);
+    let t0 = Utc::now();
+    org.fake.set_now(t0);
+    org.fake
+        .insert_many("Opportunity", (0..4500).map(bulk_opportunity));
+    let first = org.once(&[]).await;
+    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+
+    // Every bulk opportunity changes and one is deleted; the next read
+    // begins 20 minutes later and its second page (of three) is malformed.
+    org.fake.set_now(t0 + Duration::minutes(1));
+    for i in 0..4500 {
+        org.fake
+            .update("Opportunity", &bulk_id(i), json!({"Amount": 2}));
+    }
+    org.fake.delete("Opportunity", &bulk_id(7));
+    org.fake.set_now(t0 + Duration::minutes(20));
+    org.fake.fail_matching(
+        "/query/01gFAKE",
+        0,
+        1,
+        200,
+        r#"{"totalSize": 4500, "done": fal"#,
+    );
+    org.fake.reset_counts();
+    let cut = org.once(&[]).await;
+    assert_eq!(cut.code, Some(1), "{}\n{}", cut.stdout, cut.stderr);
+    assert!(
+        cut.stderr.contains("unexpected response from Salesforce"),
+        "{}",
+        cut.stderr
+    );
+    let cut_soql = opportunity_soql(&org.fake);
+    assert_eq!(cut_soql.len(), 1, "{cut_soql:?}");
+    // The first page was stored, the rest not: the fault hit page 2.
+    let mirror = mirrored(&org.state(), "salesforce", "Opportunity");
+    let fresh = mirror
+        .values()
+        .filter(|r| r["Amount"] == json!(2.0))
+        .count();
+    assert!(
+        (1999..=2000).contains(&fresh),
+        "{fresh} stored: {:?}",
+        mirror.values().next()
+    );
+
+    // The next cycle asks again from the old cursor and reads it all.
+    org.fake.reset_counts();
+    let next = org.once(&[]).await;
+    assert_eq!(next.code, Some(0), "{}\n{}", next.stdout, next.stderr);
+    assert_eq!(opportunity_soql(&org.fake), cut_soql, "the same query");
+    assert!(
+        next.line("synced      Opportunity")
+            .contains("Incremental: 4500 read, 1 removed, 3 calls"),
+        "{}",
+        next.stdout
+    );
+    assert!(
+        next.stdout.contains("opportunities 4502"),
+        "{}",
+        next.stdout
+    );
+    let mirror = mirrored(&org.state(), "salesforce", "Opportunity");
+    assert_eq!(mirror.len(), 4502);
+    assert!(!mirror.contains_key(&bulk_id(7)));
+    for i in (0..4500).filter(|i| *i != 7) {
+        assert_eq!(mirror[&bulk_id(i)]["Amount"], json!(2.0), "{}", bulk_id(i));
+    }
+
+    // A full read cut on page 2 sweeps nothing away, and the next
+    // incremental cycle still has every record.
+    org.fake.fail_matching(
+        "/query/01gFAKE",
+        0,
+        1,
+        200,
+        r#"{"totalSize": 4502, "done": fal"#,
+    );
+    let cut = org.once(&["--full"]).await;
+    assert_eq!(cut.code, Some(1), "{}\n{}", cut.stdout, cut.stderr);
+    assert_eq!(
+        mirrored(&org.state(), "salesforce", "Opportunity").len(),
+        4502
+    );
+    let next = org.once(&[]).await;
+    assert_eq!(next.code, Some(0), "{}\n{}", next.stdout, next.stderr);
+    assert!(
+        next.line("synced      Opportunity").contains("Incremental"),
+        "{}",
+        next.stdout
+    );
+    assert!(
+        next.stdout.contains("opportunities 4502"),
+        "{}",
+        next.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_read_runs_after_15_days_and_when_the_fields_read_change() {
+    let mut org = Org::start(FakeConfig::default()).await;
+    seed(&org.fake);
+    let first = org.once(&[]).await;
+    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    let quiet = org.once(&[]).await;
+    assert!(
+        quiet
+            .line("synced      Opportunity")
+            .contains("Incremental"),
+        "{}",
+        quiet.stdout
+    );
+
+    // 14 days is not enough; past 15 days the object is read whole.
+    backdate_cursor(&org.state(), "salesforce/Opportunity", 14);
+    let run = org.once(&[]).await;
+    assert!(
+        run.line("synced      Opportunity").contains("Incremental"),
+        "{}",
+        run.stdout
+    );
+    backdate_cursor(&org.state(), "salesforce/Opportunity", 16);
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.line("synced      Opportunity")
+            .contains("Full (the last sync is older than 15 days): 3 read"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.line("synced      Account").contains("Incremental"),
+        "{}",
+        run.stdout
+    );
+
+    // Another partner rep field: the opportunities are read whole again.
+    org.fake
+        .add_field("Opportunity", "Credited_Rep__c", "string");
+    org.extra
+        .push_str("\n[crm.salesforce.fields]\npartner_rep = \"Credited_Rep__c\"\n");
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.line("synced      Opportunity")
+            .contains("Full (the fields read changed): 3 read"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.line("synced      Account").contains("Incremental"),
+        "{}",
+        run.stdout
+    );
 }

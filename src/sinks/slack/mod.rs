@@ -5,8 +5,12 @@
 //! Outcomes follow Slack's documented errors (classified on the body string,
 //! not the status): `200 ok` is delivered; `429` waits for `Retry-After` (up
 //! to `alerts.slack.max_retry_wait_secs` within a cycle, else the message
-//! waits for the next cycle); 5xx, timeouts and connection errors are retried
-//! with backoff, then wait for the next cycle; a webhook that is disabled or
+//! waits for the next cycle). A post is not safe to repeat: only what cannot
+//! have been delivered is retried within the cycle (connection refused, 429,
+//! a 5xx with `Retry-After`); another 5xx waits for the next cycle; a
+//! timeout after sending is [`Delivery::Unconfirmed`] (Slack may have posted
+//! it): the outbox sends it once more in a later cycle, and parks it if that
+//! times out too, so a slow Slack shows an alert at most twice. A webhook that is disabled or
 //! whose channel is archived or gone takes no more messages this cycle, and
 //! its messages wait for the next; a message Slack calls malformed
 //! (`invalid_payload`, `no_text`, ...) is parked, as sending it again cannot
@@ -57,13 +61,18 @@ pub enum Delivery {
     WebhookDown(String),
     /// Slack refuses this message as malformed; do not send it again.
     Parked(String),
+    /// Sent, but Slack did not confirm in time: it may have been posted.
+    Unconfirmed(String),
 }
 
 impl From<CallError> for Delivery {
     /// Transport errors, exhausted retries, a wait longer than allowed:
     /// the message waits for the next cycle.
     fn from(e: CallError) -> Self {
-        Delivery::Retry(e.to_string())
+        match e {
+            CallError::Unconfirmed { .. } => Delivery::Unconfirmed(e.to_string()),
+            e => Delivery::Retry(e.to_string()),
+        }
     }
 }
 
@@ -106,6 +115,8 @@ impl SlackClient {
             attempts: 4,
             backoff: Duration::from_millis(200),
             max_wait: Duration::from_secs(settings.max_retry_wait_secs),
+            // A repeated post can show twice in the channel.
+            idempotent: false,
         });
         Ok(SlackClient {
             upstream,
@@ -180,5 +191,113 @@ fn judge(answer: Answer) -> Next<(), Delivery> {
     } else {
         // Another client error: not understood, so not retried now.
         Next::Fail(Delivery::Retry(why))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    fn answer(status: u16, body: &str, retry_after: Option<&str>) -> Answer {
+        let mut headers = HeaderMap::new();
+        if let Some(v) = retry_after {
+            headers.insert("retry-after", HeaderValue::from_str(v).unwrap());
+        }
+        Answer {
+            status,
+            headers,
+            body: body.to_string(),
+        }
+    }
+
+    /// What `judge` decided, as text.
+    fn verdict(status: u16, body: &str, retry_after: Option<&str>) -> String {
+        match judge(answer(status, body, retry_after)) {
+            Next::Return(()) => "sent".into(),
+            Next::Fail(Delivery::Parked(why)) => format!("parked {why}"),
+            Next::Fail(Delivery::WebhookDown(why)) => format!("down {why}"),
+            Next::Fail(Delivery::Retry(why)) => format!("next cycle {why}"),
+            Next::Fail(Delivery::Sent) => "sent?".into(),
+            Next::Fail(Delivery::Unconfirmed(why)) => format!("unconfirmed {why}"),
+            Next::Retry(why) => format!("backoff {why}"),
+            Next::Wait(wait, _) => format!("wait {}s", wait.as_secs()),
+            Next::Reauthenticate => "reauthenticate".into(),
+        }
+    }
+
+    /// Every documented answer, written out (not read from the lists the
+    /// classifier uses, so dropping a string from them fails here).
+    #[test]
+    fn slack_answers_are_classified_by_their_error_string() {
+        let table: &[(u16, &str, Option<&str>, &str)] = &[
+            (200, "ok", None, "sent"),
+            (400, "invalid_payload", None, "parked 400: invalid_payload"),
+            (400, "no_text", None, "parked 400: no_text"),
+            (
+                400,
+                "too_many_attachments",
+                None,
+                "parked 400: too_many_attachments",
+            ),
+            (400, "user_not_found", None, "parked 400: user_not_found"),
+            (
+                410,
+                "channel_is_archived",
+                None,
+                "down 410: channel_is_archived",
+            ),
+            (
+                404,
+                "channel_not_found",
+                None,
+                "down 404: channel_not_found",
+            ),
+            (
+                403,
+                "action_prohibited",
+                None,
+                "down 403: action_prohibited",
+            ),
+            (
+                403,
+                "posting_to_general_channel_denied",
+                None,
+                "down 403: posting_to_general_channel_denied",
+            ),
+            (404, "no_service", None, "down 404: no_service"),
+            (400, "no_service_id", None, "down 400: no_service_id"),
+            (410, "no_active_hooks", None, "down 410: no_active_hooks"),
+            (403, "invalid_token", None, "down 403: invalid_token"),
+            (404, "no_team", None, "down 404: no_team"),
+            (403, "team_disabled", None, "down 403: team_disabled"),
+            // The string decides, not the status, and white space around it
+            // does not matter.
+            (
+                500,
+                "channel_is_archived\n",
+                None,
+                "down 500: channel_is_archived",
+            ),
+            (429, "rate_limited", Some("7"), "wait 7s"),
+            (429, "", None, "wait 1s"),
+            (500, "rollup_error", None, "backoff 500: rollup_error"),
+            (503, "", None, "backoff 503: "),
+            (400, "something_new", None, "next cycle 400: something_new"),
+            (404, "Not Found", None, "next cycle 404: Not Found"),
+        ];
+        for (status, body, retry_after, expected) in table {
+            assert_eq!(
+                verdict(*status, body, *retry_after),
+                *expected,
+                "{status} {body:?}"
+            );
+        }
+        // A long unknown answer is cut to 200 characters in the reason.
+        let long = "x".repeat(500);
+        assert_eq!(
+            verdict(502, &long, None),
+            format!("backoff 502: {}", "x".repeat(200))
+        );
     }
 }

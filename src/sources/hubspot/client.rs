@@ -222,12 +222,10 @@ impl HubSpotClient {
         if let Some(new) = token.refresh_token {
             *self.refresh_token.lock().await = Some(Secret::new(new));
         }
-        let lifetime = Duration::from_secs(token.expires_in.unwrap_or(1800));
-        let margin = Duration::from_secs(60).min(lifetime / 2);
         let value = token.access_token.clone();
         *access = Some(Access {
             token: Secret::new(token.access_token),
-            refresh_after: Instant::now() + lifetime - margin,
+            refresh_after: refresh_after(Instant::now(), token.expires_in),
         });
         tracing::debug!("HubSpot access token refreshed.");
         Ok(value)
@@ -651,6 +649,15 @@ fn judge(path: &str, answer: Answer) -> Next<(u16, Value), HubSpotError> {
     }
 }
 
+/// When an access token issued at `issued` for `expires_in` seconds (30
+/// minutes when unsaid) is refreshed: a minute before it expires, or half
+/// way through a lifetime shorter than two minutes.
+fn refresh_after(issued: Instant, expires_in: Option<u64>) -> Instant {
+    let lifetime = Duration::from_secs(expires_in.unwrap_or(1800));
+    let margin = Duration::from_secs(60).min(lifetime / 2);
+    issued + lifetime - margin
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -716,24 +723,51 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn an_access_token_is_refreshed_a_minute_before_it_expires() {
+        let t = Instant::now();
+        // HubSpot's real lifetime: 30 minutes.
+        assert_eq!(refresh_after(t, Some(1800)), t + Duration::from_secs(1740));
+        assert_eq!(refresh_after(t, None), t + Duration::from_secs(1740));
+        assert_eq!(refresh_after(t, Some(121)), t + Duration::from_secs(61));
+        // A lifetime under two minutes is refreshed half way.
+        assert_eq!(refresh_after(t, Some(100)), t + Duration::from_secs(50));
+        assert_eq!(refresh_after(t, Some(0)), t);
+    }
+
     #[tokio::test]
-    async fn an_oauth_token_is_refreshed_ahead_of_its_expiry() {
-        use wiremock::matchers::{method, path};
+    async fn an_oauth_token_is_refreshed_ahead_of_its_expiry_and_the_new_one_used() {
+        use wiremock::matchers::{body_string_contains, header, method, path};
         use wiremock::{Mock, MockServer, ResponseTemplate};
         let server = MockServer::start().await;
+        let token = |access: &str, refresh: &str| {
+            ResponseTemplate::new(200).set_body_json(json!({
+                "token_type": "bearer", "refresh_token": refresh, "access_token": access, "expires_in": 1800
+            }))
+        };
         Mock::given(method("POST"))
             .and(path("/oauth/v1/token"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-                "token_type": "bearer", "refresh_token": "r-1", "access_token": "a-1", "expires_in": 2
-            })))
-            .expect(2)
+            .and(body_string_contains("refresh_token=r-1"))
+            .respond_with(token("a-1", "r-2"))
+            .expect(1)
             .mount(&server)
             .await;
-        Mock::given(method("GET"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": []})))
-            .expect(3)
+        // The rotated refresh token is the one sent next.
+        Mock::given(method("POST"))
+            .and(path("/oauth/v1/token"))
+            .and(body_string_contains("refresh_token=r-2"))
+            .respond_with(token("a-2", "r-2"))
+            .expect(1)
             .mount(&server)
             .await;
+        for (access, calls) in [("a-1", 2), ("a-2", 1)] {
+            Mock::given(method("GET"))
+                .and(header("authorization", format!("Bearer {access}").as_str()))
+                .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": []})))
+                .expect(calls)
+                .mount(&server)
+                .await;
+        }
         let client = HubSpotClient::new(ClientConfig {
             base_url: server.uri(),
             credentials: Credentials::OAuth {
@@ -749,8 +783,12 @@ mod tests {
         let get = || client.request(reqwest::Method::GET, "/crm/v3/owners", &[], None, false);
         get().await.unwrap();
         get().await.unwrap(); // within the token's life: no refresh
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-        get().await.unwrap(); // past expires_in less the margin: refreshed first
+        // The token's refresh time comes (29 minutes later, without waiting
+        // for them).
+        let due = client.access.lock().await.as_ref().unwrap().refresh_after;
+        assert!(due > Instant::now() + Duration::from_secs(1700));
+        client.access.lock().await.as_mut().unwrap().refresh_after = Instant::now();
+        get().await.unwrap(); // refreshed first, then sent with the new token
     }
 
     #[test]

@@ -3,10 +3,13 @@
 //! - OAuth 2.0 token flows against `login_url` (or the org's My Domain host):
 //!   client credentials, JWT bearer (an RS256 assertion signed with the key
 //!   at `private_key_path`), and refresh token with rotation (a refresh that
-//!   returns a new refresh token replaces the old one;
-//!   [`SalesforceClient::rotated_refresh_token`] hands it to the caller to
-//!   keep). The `instance_url` of the token response is the base of every
-//!   later call.
+//!   returns a new refresh token replaces the old one, and the
+//!   [`RotationKeeper`] stores it durably the moment it arrives, before the
+//!   new access token is used: the old token is dead already, so a crash
+//!   after this point must not lose the new one;
+//!   [`SalesforceClient::rotated_refresh_token`] hands over one the keeper
+//!   could not store). The `instance_url` of the token response is the base
+//!   of every later call.
 //! - SOQL through `/services/data/{version}/query` (or `queryAll`, which also
 //!   returns deleted records), asking for `batchSize=2000` pages and following
 //!   `nextRecordsUrl`.
@@ -208,8 +211,13 @@ struct Session {
     instance_url: String,
 }
 
+/// Stores a rotated refresh token durably (its own committed transaction);
+/// an error says why it could not.
+pub type RotationKeeper = Box<dyn Fn(&Secret) -> Result<(), String> + Send + Sync>;
+
 pub struct SalesforceClient {
     upstream: Upstream,
+    keeper: Option<RotationKeeper>,
     config: ClientConfig,
     session: Mutex<Option<Session>>,
     refresh_token: Mutex<Option<Secret>>,
@@ -235,6 +243,7 @@ impl SalesforceClient {
         )?;
         Ok(SalesforceClient {
             upstream,
+            keeper: None,
             refresh_token: Mutex::new(config.refresh_token.clone()),
             config,
             session: Mutex::new(None),
@@ -245,6 +254,12 @@ impl SalesforceClient {
 
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.upstream = self.upstream.with_metrics(Some(metrics));
+        self
+    }
+
+    /// Stores every rotated refresh token with `keeper` as it arrives.
+    pub fn with_rotation_keeper(mut self, keeper: RotationKeeper) -> Self {
+        self.keeper = Some(keeper);
         self
     }
 
@@ -347,8 +362,25 @@ impl SalesforceClient {
         if let Some(new) = token.refresh_token {
             let new = Secret::new(new);
             *self.refresh_token.lock().await = Some(new.clone());
-            *self.rotated.lock().await = Some(new);
+            // Kept before the session is used: Salesforce has invalidated
+            // the old token, so this one must survive whatever happens next.
+            let kept = match &self.keeper {
+                Some(keep) => keep(&new),
+                None => Err("no keeper".into()),
+            };
+            match kept {
+                Ok(()) => tracing::info!(
+                    "Salesforce rotated the refresh token; the new one is stored (encrypted) in the state file."
+                ),
+                Err(e) => {
+                    if self.keeper.is_some() {
+                        tracing::error!(error = %e, "Salesforce rotated the refresh token and storing it failed; trying again at the end of the cycle.");
+                    }
+                    *self.rotated.lock().await = Some(new);
+                }
+            }
         }
+        crate::cycle::crash_point("after-token");
         tracing::debug!(instance = %token.instance_url, "Salesforce session opened.");
         Ok(Session {
             access_token: Secret::new(token.access_token),

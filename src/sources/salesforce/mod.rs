@@ -16,7 +16,8 @@ use crate::config::{ConfigError, SalesforceAuth, Secret, Settings};
 use crate::metrics::Metrics;
 use crate::sources::files::{InputError, Loaded};
 use crate::sources::mirror::{MirrorError, ObjectReport};
-use crate::state::{State, StateError};
+use crate::state::crypto::CredentialKey;
+use crate::state::{CredentialError, State, StateError};
 use map::{FilePrm, OrgInfo, Plan};
 
 /// Why a pull failed.
@@ -63,7 +64,27 @@ pub struct SalesforceSource {
     pub client: Arc<SalesforceClient>,
     plan: tokio::sync::Mutex<Option<Plan>>,
     configured_refresh: Option<String>,
+    /// What rotated credentials are sealed with (refresh-token flow only).
+    credential_key: Option<Arc<CredentialKey>>,
     restored: std::sync::atomic::AtomicBool,
+}
+
+/// The key rotated credentials are sealed with: the configured one, else
+/// one derived from the client secret. Without either, a rotated token
+/// could only be stored in clear: refused.
+fn credential_key(settings: &Settings) -> Result<CredentialKey, ConfigError> {
+    if let Some(key) = &settings.state.encryption_key {
+        return CredentialKey::from_hex(key.expose())
+            .map_err(|m| ConfigError::new("state.encryption_key", m));
+    }
+    match &settings.crm.salesforce().client_secret {
+        Some(secret) => CredentialKey::derive(secret.expose())
+            .map_err(|m| ConfigError::new("state.encryption_key", m)),
+        None => Err(ConfigError::new(
+            "state.encryption_key",
+            "missing: a rotated refresh token is stored encrypted; set CHANNEL_SYNC__STATE__ENCRYPTION_KEY (64 hex characters) or crm.salesforce.client_secret",
+        )),
+    }
 }
 
 impl SalesforceSource {
@@ -115,12 +136,32 @@ impl SalesforceSource {
         if let Some(m) = metrics {
             client = client.with_metrics(m);
         }
+        let configured_refresh = (sf.auth == SalesforceAuth::RefreshToken)
+            .then(|| sf.refresh_token.as_ref().map(|t| fingerprint(t.expose())))
+            .flatten();
+        let credential_key = match &configured_refresh {
+            Some(_) => Some(Arc::new(credential_key(settings)?)),
+            None => None,
+        };
+        if let (Some(configured), Some(key)) = (&configured_refresh, &credential_key) {
+            // A rotated token is committed to the state file the moment it
+            // arrives (the file's own transaction), before it is used.
+            let (path, configured, key) =
+                (settings.state.path.clone(), configured.clone(), key.clone());
+            client = client.with_rotation_keeper(Box::new(move |token| {
+                State::open(&path)
+                    .map_err(CredentialError::from)
+                    .and_then(|s| {
+                        s.set_credential(ROTATED, &configured, token.expose(), &key, Utc::now())
+                    })
+                    .map_err(|e| e.to_string())
+            }));
+        }
         Ok(SalesforceSource {
             client: Arc::new(client),
             plan: tokio::sync::Mutex::new(None),
-            configured_refresh: (sf.auth == SalesforceAuth::RefreshToken)
-                .then(|| sf.refresh_token.as_ref().map(|t| fingerprint(t.expose())))
-                .flatten(),
+            configured_refresh,
+            credential_key,
             restored: Default::default(),
         })
     }
@@ -157,7 +198,10 @@ impl SalesforceSource {
     }
 
     /// Before the first call: a refresh token rotated in an earlier run
-    /// replaces the configured one it came from.
+    /// replaces the configured one it came from. One that cannot be
+    /// decrypted (the key changed) is skipped with a warning: the
+    /// configured token is used, and if Salesforce refuses it, a new one
+    /// must be issued.
     pub async fn restore_credentials(&self, state: &State) -> Result<(), StateError> {
         if self
             .restored
@@ -165,25 +209,35 @@ impl SalesforceSource {
         {
             return Ok(());
         }
-        if let Some(configured) = &self.configured_refresh
-            && let Some(token) = state.credential(ROTATED, configured)?
-        {
-            self.client.use_refresh_token(Secret::new(token)).await;
+        let (Some(configured), Some(key)) = (&self.configured_refresh, &self.credential_key) else {
+            return Ok(());
+        };
+        match state.credential(ROTATED, configured, key) {
+            Ok(Some(token)) => self.client.use_refresh_token(Secret::new(token)).await,
+            Ok(None) => {}
+            Err(CredentialError::State(e)) => return Err(e),
+            Err(CredentialError::Crypto(e)) => tracing::warn!(
+                error = %e,
+                "The rotated Salesforce refresh token in the state file cannot be read; falling back to the configured crm.salesforce.refresh_token. If Salesforce answers invalid_grant, issue a new refresh token and set CHANNEL_SYNC__CRM__SALESFORCE__REFRESH_TOKEN (or restore the old encryption key)."
+            ),
         }
         Ok(())
     }
 
-    /// After calls: keeps a refresh token Salesforce rotated (the old one
-    /// no longer works) in the state file, which only its owner can read.
+    /// After calls: keeps a refresh token Salesforce rotated that could not
+    /// be stored when it arrived (the old one no longer works), sealed, in
+    /// the state file, which only its owner can read.
     pub async fn keep_rotated_credentials(&self, state_path: &std::path::Path) {
-        let (Some(configured), Some(token)) = (
+        let (Some(configured), Some(key), Some(token)) = (
             &self.configured_refresh,
+            &self.credential_key,
             self.client.rotated_refresh_token().await,
         ) else {
             return;
         };
         let saved = State::open(state_path)
-            .and_then(|s| s.set_credential(ROTATED, configured, token.expose(), Utc::now()));
+            .map_err(CredentialError::from)
+            .and_then(|s| s.set_credential(ROTATED, configured, token.expose(), key, Utc::now()));
         match saved {
             Ok(()) => tracing::info!(
                 "Salesforce rotated the refresh token; the new one is kept in the state file."

@@ -282,6 +282,15 @@ mod tests {
         assert_ne!(a.signature(), b.signature());
         assert_ne!(a.signature(), c.signature());
         assert_eq!(a.fields[..2], ["Id", "SystemModstamp"]);
+        // Stable (the cursor stores it: a signature that changed between
+        // runs would force a full read every cycle), and made of the
+        // object, its fields and its filter.
+        assert_eq!(a.signature(), spec(Keep::All).signature());
+        assert_eq!(
+            b.signature(),
+            "Lead|Id,SystemModstamp,Company,PartnerAccountId|Some(\"PartnerAccountId != null\")"
+        );
+        assert_eq!(c.signature(), "Lead|Id,SystemModstamp,Company|None");
     }
 
     #[test]
