@@ -125,6 +125,25 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The channel review (SPEC §6): the four metrics, ROI, MDF and dormant
+    /// partners over the last N full quarters plus the quarter to date.
+    Review {
+        /// A files-source folder (plus optional program_costs and mdf);
+        /// without it, the configured files source is read.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// The TOML configuration (default: config/channel-sync.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Review as of this time instead of now.
+        #[arg(long, value_parser = parse_now)]
+        now: Option<DateTime<Utc>>,
+        /// Full fiscal quarters before the current one.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=40))]
+        quarters: u16,
+        #[arg(long, value_enum, default_value_t = crate::review::Format::Json)]
+        format: crate::review::Format,
+    },
     /// Write a synthetic channel program (a files-source folder) for demos and benchmarks.
     Generate {
         /// The folder to write (created if missing).
@@ -247,6 +266,56 @@ pub fn run(cli: Cli) -> u8 {
             now,
             names,
         } => generate(&out, opportunities, seed, now, names),
+        Command::Review {
+            input,
+            config,
+            now,
+            quarters,
+            format,
+        } => review(input.as_deref(), config.as_deref(), now, quarters, format),
+    }
+}
+
+/// `review`: the logic lives in `crate::review`; this maps its outcome to
+/// output and exit codes.
+fn review(
+    input: Option<&std::path::Path>,
+    config: Option<&std::path::Path>,
+    now: Option<DateTime<Utc>>,
+    quarters: u16,
+    format: crate::review::Format,
+) -> u8 {
+    let settings = match load_settings(config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let now = now.unwrap_or_else(Utc::now);
+    let outcome = match crate::review::make(&settings, input, now, usize::from(quarters)) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("channel-sync: {e}");
+            return match e {
+                crate::review::ReviewError::Input(_) => exit::DATA,
+                crate::review::ReviewError::Config { .. } => exit::CONFIG,
+                crate::review::ReviewError::State(_) => exit::PARTIAL,
+            };
+        }
+    };
+    let text = crate::review::render(&outcome, format);
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        eprintln!("channel-sync: writing the review: {e}");
+        return exit::PARTIAL;
+    }
+    let rejected = outcome.rejected.len();
+    if rejected > 0 {
+        for r in outcome.rejected.iter().take(20) {
+            eprintln!("channel-sync: {}: line {}: {}", r.file, r.line, r.reason);
+        }
+        eprintln!("channel-sync: {rejected} row(s) rejected; see \"rejected\" in --format json");
+        exit::PARTIAL
+    } else {
+        exit::OK
     }
 }
 

@@ -52,6 +52,42 @@ pub struct Settings {
     pub writeback: WritebackSettings,
     pub schedule: ScheduleSettings,
     pub server: ServerSettings,
+    pub review: ReviewSettings,
+}
+
+/// `review.*`: the channel review (SPEC §6).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReviewSettings {
+    /// The share of revenue that is margin, for ROI (0 < x <= 1).
+    pub gross_margin: f64,
+    /// How long after an MDF campaign ends its opportunities still count.
+    pub mdf_attribution_days: u32,
+    /// Full quarters without an active seller or new pipeline that make a
+    /// partner with reps dormant.
+    pub dormant_quarters: u32,
+    /// When `run` posts the review digest (6-field cron, UTC); none when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// The Slack route the digest goes to (`default`: `alerts.slack.webhook_url`).
+    pub route: String,
+    /// A webhook of the digest's own (a secret, from the environment only):
+    /// when set, the digest goes there instead of `route`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<Secret>,
+}
+
+impl Default for ReviewSettings {
+    fn default() -> Self {
+        ReviewSettings {
+            gross_margin: 1.0,
+            mdf_attribution_days: 180,
+            dormant_quarters: 2,
+            cron: None,
+            route: "default".into(),
+            webhook_url: None,
+        }
+    }
 }
 
 /// `schedule.*`: when `run` cycles.
@@ -719,6 +755,34 @@ impl Settings {
                 t.protection_days,
                 1,
             ));
+        }
+        let rv = &self.review;
+        if !(rv.gross_margin.is_finite() && rv.gross_margin > 0.0 && rv.gross_margin <= 1.0) {
+            check(Err(ConfigError::new(
+                "review.gross_margin",
+                format!("must be above 0 and at most 1, got {}", rv.gross_margin),
+            )));
+        }
+        if !(1..=8).contains(&rv.dormant_quarters) {
+            check(Err(ConfigError::new(
+                "review.dormant_quarters",
+                format!("must be 1 to 8, got {}", rv.dormant_quarters),
+            )));
+        }
+        if let Some(cron) = &rv.cron {
+            let schedule = ScheduleSettings {
+                cron: cron.clone(),
+                ..ScheduleSettings::default()
+            };
+            if let Err(m) = schedule.parsed() {
+                check(Err(ConfigError::new("review.cron", m)));
+            }
+        }
+        if rv.mdf_attribution_days > 3660 {
+            check(Err(ConfigError::new(
+                "review.mdf_attribution_days",
+                format!("must be at most 3660, got {}", rv.mdf_attribution_days),
+            )));
         }
         let s = &self.scorecard;
         if !(1..=12).contains(&s.fiscal_year_start_month) {

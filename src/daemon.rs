@@ -263,6 +263,25 @@ pub async fn run(settings: Settings, clock: Clock) -> anyhow::Result<u8> {
         })?
     };
     scheduler.add(job).await?;
+    if let Some(cron) = settings.review.cron.clone() {
+        // The review digest (SPEC §6): on its own schedule, beside the cycles.
+        let (settings, shared) = (settings.clone(), shared.clone());
+        let digest = Job::new_async(cron.as_str(), move |_, _| {
+            let (settings, shared) = (settings.clone(), shared.clone());
+            Box::pin(async move {
+                match crate::review::post_digest(&settings, shared.clock.now()).await {
+                    Ok(()) => {
+                        tracing::info!(route = %settings.review.route, "Review digest posted.")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "Review digest not posted.")
+                    }
+                }
+            })
+        })?;
+        scheduler.add(digest).await?;
+        tracing::info!(cron = %cron, "Review digest scheduled.");
+    }
     scheduler.start().await?;
     tracing::info!(
         cron = %settings.schedule.cron,

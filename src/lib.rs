@@ -17,6 +17,7 @@ pub mod findings_cmd;
 pub mod metrics;
 pub mod model;
 pub mod report;
+pub mod review;
 pub mod sinks;
 pub mod sources;
 pub mod state;

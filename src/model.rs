@@ -74,6 +74,8 @@ pub struct Opportunity {
     /// A rep id or email.
     pub partner_rep: Option<String>,
     pub registration_id: Option<String>,
+    /// The marketing campaign that produced it (SPEC §6.1), for MDF attribution.
+    pub campaign_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -132,4 +134,58 @@ pub struct Dataset {
     pub opportunities: Vec<Opportunity>,
     pub registrations: Vec<Registration>,
     pub users: Vec<User>,
+}
+
+/// A cost of the partner program in one review quarter (SPEC §6.1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgramCost {
+    pub id: String,
+    /// The review's own label, e.g. `2026-Q3`.
+    pub quarter: String,
+    pub amount: Money,
+    /// `None`: program-wide (platform, people, ...).
+    pub partner_id: Option<String>,
+    pub category: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MdfStatus {
+    Requested,
+    Approved,
+    Rejected,
+    Claimed,
+    Paid,
+}
+
+impl MdfStatus {
+    /// Approved, claimed or paid: the money is (being) spent.
+    pub fn is_spent(self) -> bool {
+        matches!(
+            self,
+            MdfStatus::Approved | MdfStatus::Claimed | MdfStatus::Paid
+        )
+    }
+}
+
+/// A market-development-fund request (SPEC §6.1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MdfRequest {
+    pub id: String,
+    pub partner_id: String,
+    pub status: MdfStatus,
+    /// The approved amount.
+    pub amount: Money,
+    pub claimed_amount: Option<Money>,
+    pub campaign_id: Option<String>,
+    pub start_date: NaiveDate,
+    pub end_date: Option<NaiveDate>,
+}
+
+/// The review's optional inputs: `None` when the table is absent, so a
+/// metric that needs it is unknown rather than zero.
+#[derive(Debug, Clone, Default)]
+pub struct ReviewInputs {
+    pub program_costs: Option<Vec<ProgramCost>>,
+    pub mdf: Option<Vec<MdfRequest>>,
 }

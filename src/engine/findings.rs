@@ -759,6 +759,7 @@ mod tests {
                 partner_id: Some("P-1".into()),
                 partner_rep: None,
                 registration_id: None,
+                campaign_id: None,
             }],
             registrations: vec![Registration {
                 id: "R-1".into(),

@@ -4,6 +4,7 @@
 mod findings;
 pub mod matching;
 pub mod names;
+pub mod review;
 mod scorecard;
 
 use crate::fast::{FastMap, FastSet};

@@ -82,6 +82,7 @@ fn opp(id: &str, account: &str, status: OpportunityStatus, created: &str) -> Opp
         partner_id: None,
         partner_rep: None,
         registration_id: None,
+        campaign_id: None,
     }
 }
 

@@ -16,8 +16,8 @@ use rayon::prelude::*;
 
 use crate::config::ScorecardSettings;
 use crate::model::{
-    Account, Dataset, Opportunity, OpportunityStatus, Partner, PartnerRep, Registration,
-    RegistrationStatus, Rejected, User,
+    Account, Dataset, MdfRequest, MdfStatus, Opportunity, OpportunityStatus, Partner, PartnerRep,
+    ProgramCost, Registration, RegistrationStatus, Rejected, ReviewInputs, User,
 };
 use crate::values::{parse_amount, parse_bool, parse_currency, parse_date, parse_timestamp};
 
@@ -126,6 +126,7 @@ mod col {
             ("partner_id", false),
             ("partner_rep", false),
             ("registration_id", false),
+            ("campaign_id", false),
         ];
         pub const ID: usize = 0;
         pub const ACCOUNT_ID: usize = 1;
@@ -140,6 +141,45 @@ mod col {
         pub const PARTNER_ID: usize = 10;
         pub const PARTNER_REP: usize = 11;
         pub const REGISTRATION_ID: usize = 12;
+        pub const CAMPAIGN_ID: usize = 13;
+    }
+    pub mod program_cost {
+        pub const ALL: super::super::Columns = &[
+            ("id", true),
+            ("quarter", true),
+            ("amount", true),
+            ("currency", false),
+            ("partner_id", false),
+            ("category", false),
+        ];
+        pub const ID: usize = 0;
+        pub const QUARTER: usize = 1;
+        pub const AMOUNT: usize = 2;
+        pub const CURRENCY: usize = 3;
+        pub const PARTNER_ID: usize = 4;
+        pub const CATEGORY: usize = 5;
+    }
+    pub mod mdf {
+        pub const ALL: super::super::Columns = &[
+            ("id", true),
+            ("partner_id", true),
+            ("status", true),
+            ("amount", true),
+            ("claimed_amount", false),
+            ("currency", false),
+            ("campaign_id", false),
+            ("start_date", true),
+            ("end_date", false),
+        ];
+        pub const ID: usize = 0;
+        pub const PARTNER_ID: usize = 1;
+        pub const STATUS: usize = 2;
+        pub const AMOUNT: usize = 3;
+        pub const CLAIMED_AMOUNT: usize = 4;
+        pub const CURRENCY: usize = 5;
+        pub const CAMPAIGN_ID: usize = 6;
+        pub const START_DATE: usize = 7;
+        pub const END_DATE: usize = 8;
     }
     pub mod registration {
         pub const ALL: super::super::Columns = &[
@@ -247,6 +287,8 @@ macro_rules! keyed {
     )*};
 }
 keyed!(
+    ProgramCost,
+    MdfRequest,
     Account,
     Partner,
     PartnerRep,
@@ -752,7 +794,112 @@ fn parse_opportunity(r: &Row, money: &ScorecardSettings) -> Result<Opportunity, 
         partner_id: r.opt_string(PARTNER_ID),
         partner_rep: r.opt_string(PARTNER_REP),
         registration_id: r.opt_string(REGISTRATION_ID),
+        campaign_id: r.opt_string(CAMPAIGN_ID),
     })
+}
+
+/// A review quarter label: `2026-Q3`.
+fn parse_quarter_label(s: &str) -> Option<String> {
+    let (year, q) = s.split_once("-Q").or_else(|| s.split_once("-q"))?;
+    let valid = year.len() == 4
+        && year.bytes().all(|b| b.is_ascii_digit())
+        && matches!(q, "1" | "2" | "3" | "4");
+    valid.then(|| format!("{year}-Q{q}"))
+}
+
+fn parse_program_cost(r: &Row, money: &ScorecardSettings) -> Result<ProgramCost, String> {
+    use col::program_cost::*;
+    let value = r.required_parsed(AMOUNT, "a decimal amount", parse_amount)?;
+    let currency = r.parsed(CURRENCY, "a currency code", parse_currency)?;
+    Ok(ProgramCost {
+        id: r.required(ID)?.to_string(),
+        quarter: r.required_parsed(QUARTER, "a quarter like 2026-Q3", parse_quarter_label)?,
+        amount: crate::values::money(value, currency, money),
+        partner_id: r.opt_string(PARTNER_ID),
+        category: r.opt_string(CATEGORY),
+    })
+}
+
+fn parse_mdf_status(s: &str) -> Option<MdfStatus> {
+    match s.to_ascii_lowercase().as_str() {
+        "requested" => Some(MdfStatus::Requested),
+        "approved" => Some(MdfStatus::Approved),
+        "rejected" => Some(MdfStatus::Rejected),
+        "claimed" => Some(MdfStatus::Claimed),
+        "paid" => Some(MdfStatus::Paid),
+        _ => None,
+    }
+}
+
+fn parse_mdf(r: &Row, money: &ScorecardSettings) -> Result<MdfRequest, String> {
+    use col::mdf::*;
+    let currency = r.parsed(CURRENCY, "a currency code", parse_currency)?;
+    let amount = r.required_parsed(AMOUNT, "a decimal amount", parse_amount)?;
+    let claimed = r.parsed(CLAIMED_AMOUNT, "a decimal amount", parse_amount)?;
+    let start_date = r.required_parsed(START_DATE, "a date (YYYY-MM-DD)", parse_date)?;
+    let end_date = r.parsed(END_DATE, "a date (YYYY-MM-DD)", parse_date)?;
+    if end_date.is_some_and(|e| e < start_date) {
+        return Err("end_date: before start_date".into());
+    }
+    Ok(MdfRequest {
+        id: r.required(ID)?.to_string(),
+        partner_id: r.required(PARTNER_ID)?.to_string(),
+        status: r.required_parsed(
+            STATUS,
+            "one of requested, approved, rejected, claimed, paid",
+            parse_mdf_status,
+        )?,
+        amount: crate::values::money(amount, currency.clone(), money),
+        claimed_amount: claimed.map(|v| crate::values::money(v, currency, money)),
+        campaign_id: r.opt_string(CAMPAIGN_ID),
+        start_date,
+        end_date,
+    })
+}
+
+/// Reads the review's optional tables (SPEC §6.1): `program_costs` from
+/// `crm` and `mdf` from `prm` (the same folder for `--input`). An absent
+/// table stays `None`; rows naming a partner not in `partners`, or repeating
+/// an id, are rejected like any other bad row.
+pub fn load_review_inputs(
+    crm: &Path,
+    prm: &Path,
+    partners: &[Partner],
+    money: &ScorecardSettings,
+) -> Result<(ReviewInputs, Vec<Rejected>), InputError> {
+    let partner_ids: crate::fast::FastSet<&str> = partners.iter().map(|p| p.id.as_str()).collect();
+    let unknown_partner = |id: &str| {
+        (!partner_ids.contains(id)).then(|| format!("partner_id: no partner '{id}' in partners"))
+    };
+    let mut rejected = Vec::new();
+    let costs = match locate(crm, "program_costs")? {
+        None => None,
+        Some(path) => {
+            let mut t = read_table(&path, col::program_cost::ALL, |r| {
+                parse_program_cost(r, money)
+            })?;
+            dedupe(&mut t, |c| &c.id);
+            t.reject_where(|_, c| c.partner_id.as_deref().and_then(unknown_partner));
+            Some(take_rows(&mut rejected, t))
+        }
+    };
+    let mdf = match locate(prm, "mdf")? {
+        None => None,
+        Some(path) => {
+            let mut t = read_table(&path, col::mdf::ALL, |r| parse_mdf(r, money))?;
+            dedupe(&mut t, |m| &m.id);
+            t.reject_where(|_, m| unknown_partner(&m.partner_id));
+            Some(take_rows(&mut rejected, t))
+        }
+    };
+    rejected.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    Ok((
+        ReviewInputs {
+            program_costs: costs,
+            mdf,
+        },
+        rejected,
+    ))
 }
 
 fn parse_registration(r: &Row) -> Result<Registration, String> {

@@ -20,4 +20,5 @@ mod partnerstack;
 mod properties;
 mod reliability;
 mod repo;
+mod review;
 mod salesforce;

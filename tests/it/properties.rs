@@ -217,6 +217,7 @@ fn program() -> impl Strategy<Value = Dataset> {
                                 }
                             }),
                             registration_id: reg.map(|r| format!("R-{r}")),
+                            campaign_id: None,
                         }
                     },
                 )

@@ -668,6 +668,7 @@ pub fn build(
                 partner_id,
                 partner_rep: plan.partner_rep.as_deref().and_then(|f| text(&p, f)),
                 registration_id: plan.registration.as_deref().and_then(|f| text(&p, f)),
+                campaign_id: None,
             })
         },
     )?;

@@ -518,6 +518,7 @@ pub fn build(
                 partner_id,
                 partner_rep,
                 registration_id: plan.registration.as_deref().and_then(|f| text(&r, f)),
+                campaign_id: None,
             })
         },
     )?;

@@ -1,0 +1,480 @@
+//! `channel-sync review` end to end through the binary: the sample's numbers
+//! worked out by hand in sample/EXPECTED.md §6, the four formats, absent
+//! inputs, bad rows and bad configuration.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{NOW, channel_sync, copy_sample, sample};
+
+fn review(input: &std::path::Path, format: &str) -> (i32, String, String) {
+    let out = channel_sync(&[
+        "review",
+        "--input",
+        input.to_str().unwrap(),
+        "--now",
+        NOW,
+        "--format",
+        format,
+    ]);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn review_json(input: &std::path::Path) -> (i32, Value, String) {
+    let (code, stdout, stderr) = review(input, "json");
+    let v = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}); stderr: {stderr}"));
+    (code, v, stderr)
+}
+
+fn close(v: &Value, want: f64) -> bool {
+    v.as_f64().is_some_and(|x| (x - want).abs() < 1e-6)
+}
+
+#[test]
+fn the_sample_review_matches_expected_md() {
+    let (code, r, stderr) = review_json(&sample());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(r["as_of"], NOW);
+    assert_eq!(r["rejected"], json!([]));
+    let labels: Vec<&str> = r["quarters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        ["2025-Q4", "2026-Q1", "2026-Q2", "2026-Q3", "2026-Q4"]
+    );
+    assert_eq!(r["quarters"][4]["partial"], true);
+    assert_eq!(r["quarters"][4]["start"], "2026-10-01");
+    assert_eq!(r["quarters"][3]["partial"], false);
+
+    // §6.5: the program in 2026-Q3.
+    let p = &r["program"]["2026-Q3"];
+    assert!(close(&p["sourced_pipeline_created"], 362000.0), "{p}");
+    assert!(close(&p["sourced_revenue"], 331470.0), "{p}");
+    assert_eq!(
+        (p["reps"].as_u64(), p["active_sellers"].as_u64()),
+        (Some(16), Some(7))
+    );
+    assert!(close(&p["active_seller_rate"], 0.4375), "{p}");
+    assert!(close(&p["cost"], 79060.0), "{p}");
+    assert!(close(&p["roi"], 252410.0 / 79060.0), "{p}");
+    assert!(close(&p["roi_trailing_4q"], 183410.0 / 167060.0), "{p}");
+    assert!(close(&p["mdf_spend"], 28400.0), "{p}");
+    assert!(close(&p["mdf_effectiveness"], 23000.0 / 28400.0), "{p}");
+    assert!(close(&p["mdf_pipeline"], 266000.0), "{p}");
+    assert!(
+        close(&p["change"]["sourced_pipeline_created"], 17030.0),
+        "{p}"
+    );
+    assert!(close(&p["change"]["sourced_revenue"], 312470.0), "{p}");
+    // §6.3: the partial quarter's MDF, and the quarters before any spend.
+    let q4 = &r["program"]["2026-Q4"];
+    assert!(close(&q4["mdf_spend"], 3000.0), "{q4}");
+    assert!(close(&q4["mdf_effectiveness"], 1.0), "{q4}");
+    assert!(close(&q4["mdf_pipeline"], 12000.0), "{q4}");
+    assert!(close(&q4["cost"], 15000.0), "{q4}");
+    assert!(r["program"]["2026-Q2"]["mdf_effectiveness"].is_null());
+
+    // §6.4: per partner.
+    let want = [
+        (
+            "P-1",
+            273500.0,
+            127840.0,
+            7,
+            3,
+            20000.0,
+            Some(5.392),
+            15000.0,
+            Some(1.0),
+            205000.0,
+        ),
+        (
+            "P-2",
+            0.0,
+            143730.0,
+            3,
+            2,
+            2160.0,
+            Some(141570.0 / 2160.0),
+            0.0,
+            None,
+            0.0,
+        ),
+        ("P-3", 0.0, 0.0, 2, 0, 1500.0, Some(-1.0), 0.0, None, 0.0),
+        (
+            "P-4",
+            88500.0,
+            27500.0,
+            2,
+            1,
+            8000.0,
+            Some(2.4375),
+            8000.0,
+            Some(1.0),
+            61000.0,
+        ),
+        (
+            "P-5",
+            0.0,
+            32400.0,
+            2,
+            1,
+            5400.0,
+            Some(5.0),
+            5400.0,
+            Some(0.0),
+            0.0,
+        ),
+    ];
+    let partners = r["partners"].as_array().unwrap();
+    assert_eq!(partners.len(), 5);
+    for (pr, (id, created, revenue, reps, sellers, cost, roi, spend, eff, mdf_pipe)) in
+        partners.iter().zip(want)
+    {
+        assert_eq!(pr["partner_id"], id);
+        assert_eq!(pr["dormant"], false, "{id}");
+        let m = &pr["quarters"]["2026-Q3"];
+        assert!(close(&m["sourced_pipeline_created"], created), "{id}: {m}");
+        assert!(close(&m["sourced_revenue"], revenue), "{id}: {m}");
+        assert_eq!(m["reps"], reps, "{id}");
+        assert_eq!(m["active_sellers"], sellers, "{id}");
+        assert!(close(&m["cost"], cost), "{id}: {m}");
+        match roi {
+            Some(x) => assert!(close(&m["roi"], x), "{id}: {m}"),
+            None => assert!(m["roi"].is_null(), "{id}: {m}"),
+        }
+        assert!(close(&m["mdf_spend"], spend), "{id}: {m}");
+        match eff {
+            Some(x) => assert!(close(&m["mdf_effectiveness"], x), "{id}: {m}"),
+            None => assert!(m["mdf_effectiveness"].is_null(), "{id}: {m}"),
+        }
+        assert!(close(&m["mdf_pipeline"], mdf_pipe), "{id}: {m}");
+    }
+    assert_eq!(partners[0]["partner_name"], "Northwind Solutions");
+    assert_eq!(partners[0]["tier"], "gold");
+
+    // §6.6.
+    assert_eq!(r["dormant"], json!([]));
+    assert_eq!(r["disputes"], json!({}));
+    let oc = &r["open_conflicts_now"];
+    assert_eq!(oc["open"], 9);
+    assert_eq!(
+        oc["by_kind"],
+        json!({"direct_vs_partner": 3, "partner_bypassed": 2, "partner_vs_partner": 4})
+    );
+}
+
+#[test]
+fn text_and_markdown_lead_with_the_four_numbers_and_the_three_questions() {
+    for format in ["text", "markdown"] {
+        let (code, out, stderr) = review(&sample(), format);
+        assert_eq!(code, 0, "{stderr}");
+        let four = out.find("The four numbers, 2026-Q3").expect(&out);
+        let questions = out.find("The three questions").expect(&out);
+        let tables = out.find("The program by quarter").expect(&out);
+        assert!(four < questions && questions < tables, "{format}:\n{out}");
+        for line in [
+            "Partner-sourced pipeline created: 362,000 (+17,030 vs previous quarter)",
+            "Partner-sourced revenue: 331,470",
+            "Active-seller rate: 43.8% (7 of 16 reps)",
+            "Partner-program ROI: 319.3%",
+            "Do you know your active-seller rate? 43.8%",
+            "9 conflict(s) open now",
+            "only the conflicts open now",
+            "81.0% of the 28,400 spent in 2026-Q3",
+        ] {
+            assert!(out.contains(line), "{format}: missing '{line}':\n{out}");
+        }
+    }
+    let (_, md, _) = review(&sample(), "markdown");
+    assert!(md.starts_with("# Channel review"), "{md}");
+    assert!(md.contains("| 2026-Q4 (to date) |"), "{md}");
+}
+
+#[test]
+fn html_is_one_self_contained_file_with_escaped_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = copy_sample(dir.path());
+    let partners = std::fs::read_to_string(data.join("partners.csv")).unwrap();
+    std::fs::write(
+        data.join("partners.csv"),
+        partners.replace(
+            "Northwind Solutions",
+            "\"<script>alert(1)</script> Northwind & \"\"Co\"\"\"",
+        ),
+    )
+    .unwrap();
+    let (code, html, stderr) = review(&data, "html");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    assert!(!html.to_ascii_lowercase().contains("<script"), "{html}");
+    for network in ["src=", "href=", "@import", "url("] {
+        assert!(!html.contains(network), "{network} in {html}");
+    }
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; Northwind &amp; &quot;Co&quot;"));
+    assert!(html.matches("<svg").count() >= 7, "{html}");
+    for chart in [
+        "Partner-sourced pipeline created",
+        "Partner-sourced revenue",
+        "Active-seller rate",
+        "Partner-program ROI",
+        "Active-seller rate per partner",
+        "Cost against revenue per partner",
+        "MDF spend against the pipeline its campaigns produced",
+    ] {
+        assert!(html.contains(&format!("<figcaption>{chart}")), "{chart}");
+    }
+    // The headline numbers come before the charts.
+    assert!(html.find("The four numbers").unwrap() < html.find("<svg").unwrap());
+}
+
+#[test]
+fn without_cost_or_mdf_files_those_metrics_are_null_and_said_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = copy_sample(dir.path());
+    std::fs::remove_file(data.join("program_costs.csv")).unwrap();
+    std::fs::remove_file(data.join("mdf.csv")).unwrap();
+    let (code, r, stderr) = review_json(&data);
+    assert_eq!(code, 0, "{stderr}");
+    for q in ["2026-Q3", "2026-Q4"] {
+        let p = &r["program"][q];
+        for key in [
+            "cost",
+            "roi",
+            "roi_trailing_4q",
+            "mdf_spend",
+            "mdf_effectiveness",
+            "mdf_pipeline",
+        ] {
+            assert!(p[key].is_null(), "{q} {key}: {p}");
+        }
+        assert!(close(
+            &p["sourced_revenue"],
+            if q == "2026-Q3" { 331470.0 } else { 67500.0 }
+        ));
+    }
+    assert_eq!(r["inputs"]["program_costs"], false);
+    let (_, text, _) = review(&data, "text");
+    assert!(text.contains("Partner-program ROI: no cost data"), "{text}");
+    assert!(text.contains("Unknown: no MDF data"), "{text}");
+}
+
+#[test]
+fn bad_rows_of_the_new_tables_are_rejected_with_file_line_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = copy_sample(dir.path());
+    let mut mdf = std::fs::read_to_string(data.join("mdf.csv")).unwrap();
+    mdf.push_str("MDF-07,P-9,paid,100,,USD,,2026-08-01,\n");
+    mdf.push_str("MDF-08,P-1,spent,100,,USD,,2026-08-01,\n");
+    mdf.push_str("MDF-09,P-1,paid,100,,USD,,2026-08-01,2026-07-01\n");
+    std::fs::write(data.join("mdf.csv"), mdf).unwrap();
+    let mut costs = std::fs::read_to_string(data.join("program_costs.csv")).unwrap();
+    costs.push_str("PC-12,2026-Q5,100,USD,,other\nPC-01,2026-Q3,1,USD,,other\n");
+    std::fs::write(data.join("program_costs.csv"), costs).unwrap();
+    let (code, r, stderr) = review_json(&data);
+    assert_eq!(code, 1, "{stderr}");
+    let got: Vec<(String, u64, String)> = r["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["file"].as_str().unwrap().to_string(),
+                x["line"].as_u64().unwrap(),
+                x["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let has = |file: &str, line: u64, reason: &str| {
+        got.iter()
+            .any(|(f, l, r)| f == file && *l == line && r.contains(reason))
+    };
+    assert!(has("mdf.csv", 8, "no partner 'P-9'"), "{got:?}");
+    assert!(has("mdf.csv", 9, "status: not one of"), "{got:?}");
+    assert!(has("mdf.csv", 10, "end_date: before start_date"), "{got:?}");
+    assert!(
+        has("program_costs.csv", 13, "quarter: not a quarter"),
+        "{got:?}"
+    );
+    assert!(
+        has("program_costs.csv", 14, "duplicate of line 2"),
+        "{got:?}"
+    );
+    // The good rows still count.
+    assert!(close(&r["program"]["2026-Q3"]["mdf_spend"], 28400.0));
+
+    std::fs::write(data.join("mdf.csv"), "id,partner_id,status,amount\n").unwrap();
+    let (code, _, stderr) = review(&data, "json");
+    assert_eq!(code, 65, "{stderr}");
+    assert!(
+        stderr.contains("mdf.csv") && stderr.contains("start_date"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn review_settings_are_validated_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[review]\ngross_margin = 2.0\n").unwrap();
+    let out = channel_sync(&[
+        "review",
+        "--input",
+        sample().to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--now",
+        NOW,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("review.gross_margin"), "{stderr}");
+}
+
+#[test]
+fn with_a_state_disputes_per_quarter_come_from_the_findings_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = copy_sample(dir.path());
+    let config = dir.path().join("c.toml");
+    let base =
+        std::fs::read_to_string(crate::helpers::repo().join("config/channel-sync.toml")).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{base}\n[state]\npath = \"{}\"\n\n[crm]\nkind = \"files\"\n\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n",
+            dir.path().join("state.db").display(),
+            data.display(),
+            dir.path().join("out").display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let once = |now: &str| {
+        let out = channel_sync(&["once", "--config", config, "--now", now]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+    };
+    once(NOW);
+    // The partner comes back on O-015: that bypass is resolved two days later.
+    let opps = std::fs::read_to_string(data.join("opportunities.csv")).unwrap();
+    let line = "O-015,A-07,Globex - Data platform,U-2,Negotiation,open,56000,USD,2026-09-25T09:00:00Z,2026-12-31,,,,";
+    assert!(opps.contains(line));
+    std::fs::write(
+        data.join("opportunities.csv"),
+        opps.replace(line, &line.replace("2026-12-31,,,,", "2026-12-31,P-2,,,")),
+    )
+    .unwrap();
+    once("2026-11-28T00:00:00Z");
+    let out = channel_sync(&[
+        "review",
+        "--config",
+        config,
+        "--now",
+        "2026-12-02T00:00:00Z",
+        "--format",
+        "json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        r["disputes"]["2026-Q4"],
+        json!({"opened": 9, "resolved": 1, "aged_out": 0, "median_days_to_resolve": 2.0,
+               "open_at_end": 8, "oldest_open_days": 6, "decisions": {}})
+    );
+    assert_eq!(r["disputes"]["2026-Q3"]["opened"], 0);
+    assert!(
+        r["open_conflicts_now"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("state's history")
+    );
+    let text = channel_sync(&[
+        "review",
+        "--config",
+        config,
+        "--now",
+        "2026-12-02T00:00:00Z",
+        "--format",
+        "text",
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("What did your last registration dispute teach you?"),
+        "{text}"
+    );
+}
+
+/// `run` with `review.cron` every second posts the review digest to the
+/// fake Slack (the cycle's own cron never fires during the test).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scheduled_review_digest_reaches_slack() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/digest"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&slack)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = copy_sample(dir.path());
+    let base =
+        std::fs::read_to_string(crate::helpers::repo().join("config/channel-sync.toml")).unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{base}\n[schedule]\ncron = \"0 0 0 1 1 *\"\nrun_at_start = false\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n[state]\npath = \"{}\"\n\n[crm]\nkind = \"files\"\n\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n\n[review]\ncron = \"* * * * * *\"\n",
+            dir.path().join("state.db").display(),
+            data.display(),
+            dir.path().join("out").display(),
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_channel-sync"))
+        .args(["run", "--now", NOW, "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .env(
+            "CHANNEL_SYNC__REVIEW__WEBHOOK_URL",
+            format!("{}/digest", slack.uri()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut body = None;
+    while std::time::Instant::now() < deadline {
+        if let Some(r) = slack.received_requests().await.unwrap_or_default().first() {
+            body = Some(serde_json::from_slice::<Value>(&r.body).unwrap());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let body = body.expect("a digest within 30 s");
+    let text = body.to_string();
+    assert_eq!(body["blocks"][0]["text"]["text"], "Channel review, 2026-Q3");
+    for part in [
+        "*Partner-sourced pipeline created:* 362,000 (+17,030 vs previous quarter)",
+        "*Partner-sourced revenue:* 331,470",
+        "*Active-seller rate:* 43.8% (7 of 16 reps)",
+        "*Partner-program ROI:* 319.3%",
+        "*Best by active-seller rate:* Fabrikam Partners 66.7%",
+        "*Worst:* Tailspin Resellers 0.0%",
+        "*Dormant partners:* none",
+        "*Disputes:* 9 conflict(s) open now (no history)",
+    ] {
+        assert!(text.contains(part), "missing {part} in {text}");
+    }
+}
