@@ -303,21 +303,7 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// `1234567.5` -> `1,234,567.50`.
 fn money(x: f64) -> String {
-    let cents = (x * 100.0).round() as i64;
-    let (sign, cents) = if cents < 0 {
-        ("-", -cents)
-    } else {
-        ("", cents)
-    };
-    let whole = (cents / 100).to_string();
-    let mut grouped = String::new();
-    for (i, c) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(c);
-    }
-    format!("{sign}{grouped}.{:02}", cents % 100)
+    crate::values::format_amount(x, crate::values::Cents::Always)
 }
 
 #[cfg(test)]

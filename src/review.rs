@@ -309,21 +309,7 @@ const NO_MDF: &str = "no MDF data";
 
 /// `1234567.5` as `1,234,567.50`; whole amounts without decimals.
 pub fn money(x: f64) -> String {
-    let neg = x < 0.0;
-    let cents = (x.abs() * 100.0).round() as u64;
-    let (whole, frac) = (cents / 100, cents % 100);
-    let digits = whole.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if frac != 0 {
-        let _ = write!(out, ".{frac:02}");
-    }
-    if neg { format!("-{out}") } else { out }
+    crate::values::format_amount(x, crate::values::Cents::WhenAny)
 }
 
 fn pct(x: f64) -> String {

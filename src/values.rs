@@ -98,9 +98,49 @@ pub fn money(
     }
 }
 
+/// An amount for people: thousands grouped with commas, and cents when
+/// `cents` is `Always` or the amount has any (`1234567.5` ->
+/// `1,234,567.50`; `210000` -> `210,000` or `210,000.00`). Alerts, the
+/// report and the review all format amounts through here.
+pub fn format_amount(x: f64, cents: Cents) -> String {
+    let total = (x * 100.0).round() as i64;
+    let sign = if total < 0 { "-" } else { "" };
+    let total = total.unsigned_abs();
+    let whole = (total / 100).to_string();
+    let mut grouped = String::with_capacity(whole.len() + whole.len() / 3);
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    match (total % 100, cents) {
+        (0, Cents::WhenAny) => format!("{sign}{grouped}"),
+        (c, _) => format!("{sign}{grouped}.{c:02}"),
+    }
+}
+
+/// Whether [`format_amount`] shows cents always or only when there are any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cents {
+    Always,
+    WhenAny,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_group_thousands_and_show_cents_as_asked() {
+        assert_eq!(format_amount(1234567.456, Cents::Always), "1,234,567.46");
+        assert_eq!(format_amount(210000.0, Cents::Always), "210,000.00");
+        assert_eq!(format_amount(210000.0, Cents::WhenAny), "210,000");
+        assert_eq!(format_amount(1250.5, Cents::WhenAny), "1,250.50");
+        assert_eq!(format_amount(-1000.0, Cents::Always), "-1,000.00");
+        assert_eq!(format_amount(-0.004, Cents::WhenAny), "0");
+        assert_eq!(format_amount(999.0, Cents::WhenAny), "999");
+    }
 
     #[test]
     fn timestamps_in_every_accepted_form_land_in_utc() {

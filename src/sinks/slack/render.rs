@@ -292,24 +292,7 @@ fn icon(s: Severity) -> &'static str {
 /// `210000` -> `210,000`; `1250.5` -> `1,250.50` (cents only when there are
 /// any).
 pub fn money(x: f64) -> String {
-    let cents = (x * 100.0).round() as i64;
-    let (sign, cents) = if cents < 0 {
-        ("-", -cents)
-    } else {
-        ("", cents)
-    };
-    let whole = (cents / 100).to_string();
-    let mut grouped = String::new();
-    for (i, c) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(c);
-    }
-    match cents % 100 {
-        0 => format!("{sign}{grouped}"),
-        c => format!("{sign}{grouped}.{c:02}"),
-    }
+    crate::values::format_amount(x, crate::values::Cents::WhenAny)
 }
 
 /// `USD 210,000`, or what is missing.
