@@ -428,6 +428,9 @@ fn a_registered_deal_that_loses_its_partner_is_critical() {
     assert_eq!(f.severity, Severity::Critical);
     assert_eq!(f.partner_ids, ["P-1"]);
     assert_eq!(f.first_in, "R-1");
+    // The opportunity's account is the finding's.
+    assert_eq!(f.account_id.as_deref(), Some("A-1"));
+    assert_eq!(f.account_name.as_deref(), Some("Acme Corp"));
     let f = find(&e, "partner_bypassed:R-2:O-2");
     assert_eq!(f.partner_ids, ["P-1", "P-2"]);
     assert!(

@@ -252,6 +252,31 @@ mod tests {
         x.to_string()
     }
 
+    /// A CRM keeps what was written to it: a sink that does not say
+    /// otherwise (the Salesforce and HubSpot sinks) has lost nothing, or
+    /// every cycle would write every partner again.
+    #[test]
+    fn a_sink_has_lost_nothing_unless_it_says_so() {
+        struct Crm;
+        impl ScorecardSink for Crm {
+            fn name(&self) -> &'static str {
+                "crm"
+            }
+            fn target(
+                &self,
+                _: &Scorecard,
+                _: &Partner,
+                _: &Period,
+            ) -> Option<(String, Vec<(String, String)>)> {
+                None
+            }
+            async fn apply(&self, updates: &[RecordUpdate]) -> Vec<RecordOutcome> {
+                vec![None; updates.len()]
+            }
+        }
+        assert!(!Crm.lost_earlier_writes());
+    }
+
     #[test]
     fn only_changed_values_are_sent() {
         let t = |id: &str, fields: Vec<(String, String)>| Target {

@@ -43,7 +43,10 @@
 //!   `clear_update_failures()`, `omit_results_in_207(bool)`,
 //!   `set_daily_remaining(n)`, `set_rate_limits(ten_secondly, daily)`,
 //!   `set_search_per_second(n)`, `set_retry_after(secs)`, `reset_rate_window()`,
-//!   `force_429(policy, n)`, `set_scopes(Some(..))`.
+//!   `force_429(policy, n)`, `set_scopes(Some(..))`,
+//!   `fail_matching(pattern, skip, n, status, body)` (a fault on the calls whose
+//!   `path?query` holds `pattern`, after `skip` of them), `send_clock_as_date(bool)`
+//!   (the fake clock as the `Date` header).
 //! - observation: `calls()`, `requests()`, `batch_bodies()`, `search_bodies()`,
 //!   `reset_counts()`, `daily_used()`.
 //!

@@ -79,6 +79,8 @@
 //! set_now(ms)  advance(ms)  now() -> i64   (the clock is real time until set)
 //! set_rate_limit(Option<u32>)  set_retry_after(Option<u64>)
 //! fail_next(n, status, body)   (after auth; queued; 429s get Retry-After)
+//! fail_matching(pattern, skip, n, status, body)   (the calls whose path?query holds pattern)
+//! send_clock_as_date(bool)     (the fake clock as the Date header)
 //! calls() -> Calls   requests() -> Vec<LoggedRequest>   reset_counts()
 //! sample_partnership(n) / sample_deal(n, partner_key) / sample_lead(n, partner_key)
 //!     / sample_group(n) -> Value

@@ -78,6 +78,12 @@ async fn a_cycle_labels_each_table_with_its_source_and_reads_the_rate_headers() 
         !text.contains("source=\"files\",object=\"accounts\""),
         "{text}"
     );
+    // The 429 waited out is a wait (the client's own limiter may add more).
+    let waits = value(
+        &text,
+        "channel_sync_rate_limiter_waits_total{upstream=\"hubspot\"}",
+    );
+    assert!(waits.is_some_and(|n| n >= 1.0), "{text}");
     // The daily remainder HubSpot reported last.
     let remaining = value(&text, "channel_sync_api_remaining{upstream=\"hubspot\"}");
     assert_eq!(
