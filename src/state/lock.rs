@@ -112,17 +112,23 @@ impl FileLock {
         }
     }
 
-    /// The holder the lock file names, if it can be read.
+    /// The holder the lock file names. A holder writes its name just after
+    /// taking the lock, so a run that finds the lock taken a moment earlier
+    /// may read an empty file: it looks again for up to half a second.
     fn holder(&self) -> String {
-        let mut text = String::new();
-        let read = std::fs::File::open(&self.lock).and_then(|mut f| f.read_to_string(&mut text));
-        match read
-            .ok()
-            .and_then(|_| serde_json::from_str::<Holder>(&text).ok())
-        {
-            Some(h) => h.to_string(),
-            None => "holder unknown".into(),
+        for _ in 0..25 {
+            let mut text = String::new();
+            let read =
+                std::fs::File::open(&self.lock).and_then(|mut f| f.read_to_string(&mut text));
+            if let Some(h) = read
+                .ok()
+                .and_then(|_| serde_json::from_str::<Holder>(&text).ok())
+            {
+                return h.to_string();
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
+        "holder unknown".into()
     }
 }
 

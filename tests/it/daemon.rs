@@ -421,7 +421,12 @@ fn check_config_catches_a_bad_cron_and_an_unknown_key() {
             .unwrap();
         assert_eq!(out.status.code(), Some(78), "{body}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(key), "{key} not named: {err}");
+        // The key exactly, as the error names it (`alerts.slack.webhook` must
+        // not pass by matching `alerts.slack.webhook_url`).
+        assert!(
+            err.contains(&format!("configuration: {key}: ")),
+            "{key} not named: {err}"
+        );
     }
 }
 
