@@ -468,13 +468,21 @@ mod tests {
             .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
             .mount(&server)
             .await;
-        let up = upstream();
+        let metrics = Arc::new(Metrics::new());
+        let up = upstream().with_metrics(Some(metrics.clone()));
         let url = server.uri();
         let started = std::time::Instant::now();
         up.call(|_| async { Ok::<_, TestError>(up.http.get(&url)) }, judge)
             .await
             .unwrap();
         assert!(started.elapsed() >= Duration::from_secs(1));
+        // The 429 waited out is counted as a rate-limiter wait, once (the
+        // limiter itself, at 1000 a second, never makes these two calls wait).
+        let text = metrics.render();
+        assert!(
+            text.contains("channel_sync_rate_limiter_waits_total{upstream=\"test\"} 1\n"),
+            "{text}"
+        );
 
         let server = MockServer::start().await;
         Mock::given(method("GET"))
