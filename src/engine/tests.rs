@@ -786,3 +786,23 @@ fn window_findings_carry_the_registrations_linked_opportunities() {
     assert_eq!(f.partner_ids, ["P-2"], "the registering partner only");
     assert_eq!(f.evidence.len(), 2);
 }
+
+#[test]
+fn a_partner_vs_partner_summary_groups_each_partners_claims() {
+    let mut data = program();
+    data.registrations = vec![
+        reg("R-1", "P-1", "Acme Corp", "2026-10-01"),
+        reg("R-2", "P-2", "Acme Corp", "2026-10-05"),
+    ];
+    let mut o = opp("O-1", "A-1", OpportunityStatus::Open, "2026-10-03");
+    o.partner_id = Some("P-1".into());
+    data.opportunities = vec![o];
+    let f = find(&run(&data), "partner_vs_partner:A-1").clone();
+    assert!(
+        f.summary.contains(
+            "Partner P-1 (R-1, 2026-10-01; O-1, 2026-10-03) and Partner P-2 (R-2, 2026-10-05)"
+        ),
+        "{}",
+        f.summary
+    );
+}
