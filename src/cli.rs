@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Settings;
+use crate::connectors::files;
 use crate::report::Report;
-use crate::sources::files;
 use crate::{engine, values};
 
 /// Exit codes of SPEC §1.
@@ -568,7 +568,7 @@ fn check_config(config: Option<&std::path::Path>) -> u8 {
 
 /// Signs in to Salesforce and checks the configured fields with describe.
 async fn check_salesforce(settings: &Settings) -> Result<(), u8> {
-    use crate::sources::salesforce::{PullError, SalesforceSource};
+    use crate::connectors::salesforce::{PullError, SalesforceSource};
     let source = SalesforceSource::new(settings, None).map_err(|e| {
         eprintln!("channel-sync: {e}");
         exit::CONFIG
@@ -600,7 +600,7 @@ async fn check_salesforce(settings: &Settings) -> Result<(), u8> {
 /// Calls HubSpot and checks the configured properties exist (the write-back
 /// ones may be missing when `crm.hubspot.create_properties` will create them).
 async fn check_hubspot(settings: &Settings) -> Result<(), u8> {
-    use crate::sources::hubspot::{HubSpotSource, PullError};
+    use crate::connectors::hubspot::{HubSpotSource, PullError};
     let source = HubSpotSource::new(settings, None).map_err(|e| {
         eprintln!("channel-sync: {e}");
         exit::CONFIG

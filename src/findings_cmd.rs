@@ -10,7 +10,7 @@ use clap::ValueEnum;
 use serde::Serialize;
 
 use crate::engine::Finding;
-use crate::sinks::slack::render::{money, value_at_risk};
+use crate::notify::slack::render::{money, value_at_risk};
 use crate::state::{State, StoredFinding};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use crate::config::{CrmKind, Settings};
+use crate::connectors::files::{self, InputError};
 use crate::engine::review::{Metrics, Quarter, Review};
 use crate::model::Rejected;
-use crate::sources::files::{self, InputError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -161,7 +161,7 @@ pub fn render(outcome: &Outcome, format: Format) -> String {
 /// change, the best and worst partners by active-seller rate, the dormant
 /// partners and their cost, and the disputes. Every value is escaped.
 pub fn digest(r: &Review) -> serde_json::Value {
-    use crate::sinks::slack::render::escape;
+    use crate::notify::slack::render::escape;
     let Some(hq) = r.headline_quarter() else {
         return serde_json::json!({"text": "Channel review: no quarter"});
     };
@@ -285,9 +285,9 @@ pub async fn post_digest(settings: &Settings, now: DateTime<Utc>) -> anyhow::Res
         }
         None => (settings.alerts.slack.clone(), settings.review.route.clone()),
     };
-    let slack = crate::sinks::slack::SlackClient::new(&slack)?;
+    let slack = crate::notify::slack::SlackClient::new(&slack)?;
     match slack.post(&route, &body).await {
-        crate::sinks::slack::Delivery::Sent => Ok(()),
+        crate::notify::slack::Delivery::Sent => Ok(()),
         other => anyhow::bail!("posting the review digest: {other:?}"),
     }
 }

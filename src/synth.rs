@@ -2937,7 +2937,7 @@ mod tests {
         )
         .unwrap();
         let settings = crate::config::Settings::from_toml(&config).unwrap();
-        let loaded = crate::sources::files::load(dir, &settings.scorecard).unwrap();
+        let loaded = crate::connectors::files::load(dir, &settings.scorecard).unwrap();
         assert!(loaded.rejected.is_empty(), "{:?}", loaded.rejected.first());
         let evaluation = crate::engine::evaluate(&loaded.dataset, &settings, now);
         let mut kinds = HashMap::new();

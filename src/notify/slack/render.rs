@@ -1411,7 +1411,7 @@ mod wording {
         let settings =
             crate::config::Settings::load(Some(std::path::Path::new("config/channel-sync.toml")))
                 .unwrap();
-        let l = crate::sources::files::load(std::path::Path::new("sample"), &settings.scorecard)
+        let l = crate::connectors::files::load(std::path::Path::new("sample"), &settings.scorecard)
             .unwrap();
         let now = crate::values::parse_timestamp("2026-11-26T00:00:00Z").unwrap();
         let ev = crate::engine::evaluate(&l.dataset, &settings, now);

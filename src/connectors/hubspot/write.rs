@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::connectors::hubspot::client::HubSpotClient;
+use crate::connectors::writeback::{RecordOutcome, RecordUpdate, ScorecardSink, mapped_target};
 use crate::engine::{Period, Scorecard};
 use crate::model::Partner;
-use crate::sinks::writeback::{RecordOutcome, RecordUpdate, ScorecardSink, mapped_target};
-use crate::sources::hubspot::client::HubSpotClient;
 
 pub struct HubSpotSink {
     pub client: Arc<HubSpotClient>,

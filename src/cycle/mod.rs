@@ -16,20 +16,20 @@ use serde::Serialize;
 
 use crate::alerts::{self, AlertContext};
 use crate::config::{ConfigError, Settings};
+use crate::connectors::hubspot::write::HubSpotSink;
+use crate::connectors::hubspot::{self, HubSpotSource};
+use crate::connectors::partnerstack::{self, PartnerStackClient};
+use crate::connectors::salesforce::write::SalesforceSink;
+use crate::connectors::salesforce::{PullError, SalesforceSource};
+use crate::connectors::writeback::{FilesSink, ScorecardSink, Target, diff};
+use crate::connectors::{Origin, PrmOrigin, files, origin};
 use crate::engine;
-use crate::sinks::hubspot::HubSpotSink;
-use crate::sinks::salesforce::SalesforceSink;
-use crate::sinks::slack::{
+use crate::notify::slack::{
     Delivery, SlackClient,
     render::{Links, Names},
 };
-use crate::sinks::writeback::{FilesSink, ScorecardSink, Target, diff};
-use crate::sources::hubspot::{self, HubSpotSource};
-use crate::sources::mirror::ObjectReport;
-use crate::sources::partnerstack::{self, PartnerStackClient};
-use crate::sources::salesforce::{PullError, SalesforceSource};
-use crate::sources::{Origin, PrmOrigin, files, origin};
 use crate::state::State;
+use crate::sync::ObjectReport;
 use crate::values::format_timestamp;
 
 #[derive(Debug, Clone)]
@@ -559,8 +559,8 @@ impl ScorecardSink for Sink {
 
     async fn apply(
         &self,
-        updates: &[crate::sinks::writeback::RecordUpdate],
-    ) -> Vec<crate::sinks::writeback::RecordOutcome> {
+        updates: &[crate::connectors::writeback::RecordUpdate],
+    ) -> Vec<crate::connectors::writeback::RecordOutcome> {
         match self {
             Sink::Files(s) => s.apply(updates).await,
             Sink::Salesforce(s) => s.apply(updates).await,
@@ -682,7 +682,7 @@ async fn decide_and_deliver(
         writeln!(out, "Would send {} alert(s):", waiting.len()).map_err(anyhow::Error::from)?;
         for (i, (route, reason, key, body)) in waiting.iter().enumerate() {
             let shown = match opts.preview {
-                Preview::Text => crate::sinks::slack::preview::preview(body),
+                Preview::Text => crate::notify::slack::preview::preview(body),
                 Preview::Json => serde_json::from_str::<serde_json::Value>(body)
                     .and_then(|v| serde_json::to_string_pretty(&v))
                     .unwrap_or_else(|_| body.clone()),

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::SlackSettings;
 use crate::engine::{Finding, FindingKind, Severity};
 use crate::fast::FastMap;
-use crate::sinks::slack::render;
+use crate::notify::slack::render;
 use crate::state::{FindingUpdate, NewMessage, StoredFinding};
 
 /// The facts an alert told, to judge whether a later version of the finding

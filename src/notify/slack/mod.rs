@@ -26,7 +26,7 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::config::{Secret, SlackSettings};
-use crate::upstream::{Answer, CallError, Next, RetryPolicy, Upstream};
+use crate::http::{Answer, CallError, Next, RetryPolicy, Upstream};
 
 /// Errors that mean "this message is malformed": retrying cannot help.
 const MALFORMED: [&str; 4] = [

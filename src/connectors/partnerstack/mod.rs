@@ -22,15 +22,16 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
 
 use crate::config::{ExternalKey, PartnerstackSettings, Secret, Settings};
+use crate::connectors::files::PrmTables;
 use crate::fast::FastMap;
+use crate::http::{Answer, CallError, Next, Upstream};
 use crate::metrics::Metrics;
 use crate::model::{Partner, PartnerRep, Registration, RegistrationStatus};
-use crate::sources::files::PrmTables;
-use crate::sources::mirror::{
-    self, Batch, Horizon, Mapped, MirrorError, ObjectReport, Read, Reader, Store, number, text,
-};
 use crate::state::{MirrorRow, State, StateError};
-use crate::upstream::{Answer, CallError, Next, Upstream};
+use crate::sync::{
+    self as mirror, Batch, Horizon, Mapped, MirrorError, ObjectReport, Read, Reader, Store, number,
+    text,
+};
 use crate::values::parse_timestamp;
 
 pub const SOURCE: &str = "partnerstack";

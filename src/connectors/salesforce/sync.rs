@@ -1,4 +1,4 @@
-//! Salesforce objects read into the shared mirror ([`crate::sources::mirror`]).
+//! Salesforce objects read into the shared mirror ([`crate::sync`]).
 //!
 //! - A **full read** is `SELECT <fields> FROM <Object> [WHERE <keep>]`
 //!   through `query` (2,000 a page). Besides the mirror's own reasons it runs
@@ -16,9 +16,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::client::{SalesforceClient, SalesforceError};
-use crate::sources::mirror::{self, Batch, Horizon, MirrorError, Read, Reader, Store};
-pub use crate::sources::mirror::{Mode, ObjectReport};
 use crate::state::{MirrorRow, State};
+use crate::sync::{self as mirror, Batch, Horizon, MirrorError, Read, Reader, Store};
+pub use crate::sync::{Mode, ObjectReport};
 use crate::values::parse_timestamp;
 
 /// The mirror's source name in the state.

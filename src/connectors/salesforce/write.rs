@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::connectors::salesforce::SalesforceClient;
+use crate::connectors::writeback::{RecordOutcome, RecordUpdate, ScorecardSink, mapped_target};
 use crate::engine::{Period, Scorecard};
 use crate::model::Partner;
-use crate::sinks::writeback::{RecordOutcome, RecordUpdate, ScorecardSink, mapped_target};
-use crate::sources::salesforce::SalesforceClient;
 
 pub struct SalesforceSink {
     pub client: Arc<SalesforceClient>,
@@ -72,7 +72,7 @@ impl ScorecardSink for SalesforceSink {
 mod tests {
     use super::*;
     use crate::config::Secret;
-    use crate::sources::salesforce::{AuthFlow, ClientConfig};
+    use crate::connectors::salesforce::{AuthFlow, ClientConfig};
     use std::time::Duration;
     use wiremock::matchers::{method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};

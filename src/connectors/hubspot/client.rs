@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::config::Secret;
+use crate::http::{Answer, CallError, Next, Upstream};
 use crate::metrics::Metrics;
-use crate::upstream::{Answer, CallError, Next, Upstream};
 
 /// Search pages past this offset fail: a query must be narrowed first.
 pub const SEARCH_CAP: u64 = 10_000;

@@ -24,13 +24,13 @@ use serde_json::{Map, Value};
 
 use super::sync::{Keep, ObjectSpec, SOURCE};
 use crate::config::{Attribution, ConfigError, PrmKind, SalesforcePrmSettings, Settings};
+use crate::connectors::files::{Loaded, link};
 use crate::fast::FastMap;
 use crate::model::{
     Account, Opportunity, OpportunityStatus, Partner, PartnerRep, Registration, User,
 };
-use crate::sources::files::{Loaded, link};
-use crate::sources::mirror::{self, Mapped, flag, number, text, timestamp};
 use crate::state::{State, StateError};
+use crate::sync::{self as mirror, Mapped, flag, number, text, timestamp};
 use crate::values::{date_of, parse_date};
 
 /// The org's fields as `describe` reported them, per object.
@@ -290,7 +290,7 @@ fn scan(
 }
 
 /// The PRM side when it comes from files rather than from the org.
-pub type FilePrm = crate::sources::files::PrmTables;
+pub type FilePrm = crate::connectors::files::PrmTables;
 
 /// Builds the dataset from the mirror (and the PRM files, when the PRM is
 /// kept in files), then checks ids and references as for files.
@@ -906,7 +906,7 @@ mod tests {
             &state,
             &s,
             &p,
-            Some(crate::sources::files::load_prm(&prm).unwrap()),
+            Some(crate::connectors::files::load_prm(&prm).unwrap()),
         )
         .unwrap();
         let d = &loaded.dataset;

@@ -34,8 +34,8 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::config::Secret;
+use crate::http::{Answer, CallError, Next, Upstream};
 use crate::metrics::Metrics;
-use crate::upstream::{Answer, CallError, Next, Upstream};
 
 /// How the client authenticates (`crm.salesforce.auth`).
 #[derive(Debug, Clone)]

@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use serde_json::{Map, Value};
 
+use crate::connectors::files::Table;
 use crate::model::Rejected;
-use crate::sources::files::Table;
 use crate::state::{MirrorRow, State, StateError};
 use crate::values::parse_timestamp;
 

@@ -22,6 +22,7 @@
 //!   2 + 1 calls for up to 100 owners.
 
 pub mod client;
+pub mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -31,15 +32,15 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::config::{ConfigError, Settings};
+use crate::connectors::files::{Loaded, PrmTables, link};
 use crate::fast::FastMap;
 use crate::metrics::Metrics;
 use crate::model::{Account, Opportunity, OpportunityStatus, User};
-use crate::sources::files::{Loaded, PrmTables, link};
-use crate::sources::mirror::{
-    self, Batch, Horizon, Mapped, MirrorError, ObjectReport, Read, Reader, Store, number, text,
-    timestamp,
-};
 use crate::state::{MirrorRow, State, StateError};
+use crate::sync::{
+    self as mirror, Batch, Horizon, Mapped, MirrorError, ObjectReport, Read, Reader, Store, number,
+    text, timestamp,
+};
 use crate::values::{date_of, parse_timestamp};
 use client::{ClientConfig, Credentials, HubSpotClient, HubSpotError, SEARCH_CAP, Stage, id_text};
 
@@ -69,7 +70,7 @@ pub enum PullError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Input(#[from] crate::sources::files::InputError),
+    Input(#[from] crate::connectors::files::InputError),
     #[error(transparent)]
     HubSpot(#[from] HubSpotError),
     #[error(transparent)]

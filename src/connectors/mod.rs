@@ -2,9 +2,9 @@
 
 pub mod files;
 pub mod hubspot;
-pub mod mirror;
 pub mod partnerstack;
 pub mod salesforce;
+pub mod writeback;
 
 use std::path::PathBuf;
 

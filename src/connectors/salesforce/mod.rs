@@ -4,6 +4,7 @@
 pub mod client;
 pub mod map;
 pub mod sync;
+pub mod write;
 
 pub use client::{AuthFlow, ClientConfig, SalesforceClient, SalesforceError, SigningKey};
 
@@ -13,11 +14,11 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::config::{ConfigError, SalesforceAuth, Secret, Settings};
+use crate::connectors::files::{InputError, Loaded};
 use crate::metrics::Metrics;
-use crate::sources::files::{InputError, Loaded};
-use crate::sources::mirror::{MirrorError, ObjectReport};
 use crate::state::crypto::CredentialKey;
 use crate::state::{CredentialError, State, StateError};
+use crate::sync::{MirrorError, ObjectReport};
 use map::{FilePrm, OrgInfo, Plan};
 
 /// Why a pull failed.

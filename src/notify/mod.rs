@@ -1,0 +1,3 @@
+//! Notifications: where the alert planner's messages go.
+
+pub mod slack;
