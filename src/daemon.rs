@@ -152,7 +152,7 @@ async fn tick(runner: Arc<Runner>, busy: Arc<Mutex<()>>, shared: Arc<Shared>) {
     if runner.stopping.load(Ordering::SeqCst) {
         return;
     }
-    let run_id = format!("{:016x}", rand::random::<u64>());
+    let run_id = format!("{:016x}", crate::fast::random_u64());
     let span = tracing::info_span!("cycle", run_id = %run_id);
     async {
         let started = Instant::now();

@@ -21,7 +21,5 @@ pub mod review;
 pub mod sinks;
 pub mod sources;
 pub mod state;
-#[path = "../crates/synth/src/lib.rs"]
-pub mod synth;
 pub mod upstream;
 pub mod values;
