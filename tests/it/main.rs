@@ -16,6 +16,7 @@ mod first_hour;
 mod helpers;
 mod hubspot;
 mod metrics;
+mod ops;
 mod partnerstack;
 mod properties;
 mod reliability;
