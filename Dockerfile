@@ -22,9 +22,10 @@ WORKDIR /app
 # empty sources: only the daemon is built, never the generator or the fakes.
 COPY Cargo.toml Cargo.lock ./
 COPY crates/synth/Cargo.toml crates/synth/
-RUN mkdir -p src crates/synth/src \
+COPY crates/fakes/Cargo.toml crates/fakes/
+RUN mkdir -p src crates/synth/src crates/fakes/src \
     && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs crates/synth/src/lib.rs \
+    && touch src/lib.rs crates/synth/src/lib.rs crates/fakes/src/lib.rs \
     && echo 'fn main() {}' > crates/synth/src/main.rs \
     && cargo build --release --locked --bin channel-sync \
     && rm -rf src target/release/channel-sync target/release/deps/channel_sync-* \

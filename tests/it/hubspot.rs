@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 
-use crate::fake_hubspot::{FakeHubSpot, HubSpotConfig, Pipeline, RatePolicy, Stage};
 use crate::helpers::{Run, backdate_cursor, fake_slack, mirrored, run_command, slack_texts};
+use channel_sync_fakes::hubspot::{FakeHubSpot, HubSpotConfig, Pipeline, RatePolicy, Stage};
 
 pub struct Account {
     pub fake: FakeHubSpot,

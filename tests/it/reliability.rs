@@ -11,9 +11,9 @@ use serde_json::Value;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::fake_salesforce::FakeConfig;
 use crate::helpers::{NOW, copy_sample};
 use crate::salesforce::{Org, seed};
+use channel_sync_fakes::salesforce::FakeConfig;
 
 /// Alerts the sample program raises on its first cycle.
 const SAMPLE_FINDINGS: usize = 14;

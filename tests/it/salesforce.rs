@@ -8,8 +8,8 @@ use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 use wiremock::MockServer;
 
-use crate::fake_salesforce::{FakeConfig, FakeSalesforce};
 use crate::helpers::{Run, backdate_cursor, fake_slack, mirrored, repo, run_command, slack_texts};
+use channel_sync_fakes::salesforce::{FakeConfig, FakeSalesforce};
 
 const P1: &str = "001000000000P01AAA";
 const P2: &str = "001000000000P02AAA";
