@@ -216,6 +216,13 @@ impl TestConfig {
         }
     }
 
+    /// No keys at all: every default.
+    pub fn empty() -> TestConfig {
+        TestConfig {
+            table: toml::Table::new(),
+        }
+    }
+
     /// Sets `key`, a dotted path (`alerts.slack.per_second`), to `value`.
     pub fn set(mut self, key: &str, value: impl Into<toml::Value>) -> TestConfig {
         let mut parts: Vec<&str> = key.split('.').collect();
