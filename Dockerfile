@@ -18,10 +18,15 @@ WORKDIR /app
 
 # Dependencies only, in their own layer: rebuilt when Cargo.toml or
 # Cargo.lock change, not when the code does.
+# The workspace members' manifests too (cargo reads them to resolve), with
+# empty sources: only the daemon is built, never the generator or the fakes.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
+COPY crates/synth/Cargo.toml crates/synth/
+COPY crates/fakes/Cargo.toml crates/fakes/
+RUN mkdir -p src crates/synth/src crates/fakes/src \
     && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs \
+    && touch src/lib.rs crates/synth/src/lib.rs crates/fakes/src/lib.rs \
+    && echo 'fn main() {}' > crates/synth/src/main.rs \
     && cargo build --release --locked --bin channel-sync \
     && rm -rf src target/release/channel-sync target/release/deps/channel_sync-* \
         target/release/deps/libchannel_sync-* target/release/.fingerprint/channel-sync-*

@@ -24,8 +24,9 @@ RUNS=${RUNS:-3}
 NAMES=${NAMES:-default}
 NOW=2026-11-26T00:00:00Z
 BIN=target/release/channel-sync
+SYNTH=target/release/channel-sync-synth
 
-cargo build --release --quiet
+cargo build --release --quiet -p channel-sync -p channel-sync-synth
 command -v /usr/bin/time >/dev/null || { echo "needs GNU time (apt-get install time)" >&2; exit 1; }
 
 ms() { grep -o "\b$1=[0-9]*" "$2" | tail -1 | cut -d= -f2; }
@@ -37,7 +38,7 @@ for n in "${SIZES[@]}"; do
   dir=bench/data/$n
   [ "$NAMES" = default ] || dir=bench/data/$NAMES-$n
   if [ ! -f "$dir/registrations.csv" ]; then
-    "$BIN" generate --out "$dir" --opportunities "$n" --seed 42 --now "$NOW" --names "$NAMES" 2>/dev/null
+    "$SYNTH" generate --out "$dir" --opportunities "$n" --seed 42 --now "$NOW" --names "$NAMES" 2>/dev/null
   fi
   load=$(cut -d' ' -f1 /proc/loadavg)
   rows=()

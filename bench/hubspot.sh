@@ -16,11 +16,12 @@ cd "$(dirname "$0")/.."
 N=${1:-200000}
 NOW=2026-11-26T00:00:00Z
 BIN=target/release/channel-sync
+SYNTH=target/release/channel-sync-synth
 FAKE=target/release/examples/fake_hubspot
-cargo build --release --quiet --bin channel-sync --example fake_hubspot
+cargo build --release --quiet -p channel-sync-synth --bin channel-sync-synth && cargo build --release --quiet --bin channel-sync && cargo build --release --quiet -p channel-sync-fakes --example fake_hubspot
 
 src=bench/data/$N
-[ -f "$src/registrations.csv" ] || "$BIN" generate --out "$src" --opportunities "$N" --seed 42 --now "$NOW" 2>/dev/null
+[ -f "$src/registrations.csv" ] || "$SYNTH" generate --out "$src" --opportunities "$N" --seed 42 --now "$NOW" 2>/dev/null
 hs=bench/data/$N-hubspot
 [ -f "$hs/deals.jsonl" ] || python3 bench/to_hubspot.py "$src" "$hs"
 

@@ -19,14 +19,15 @@ N=${1:-1000000}
 RUNS=${RUNS:-3}
 NOW=2026-11-26T00:00:00Z
 BIN=target/release/channel-sync
+SYNTH=target/release/channel-sync-synth
 
-[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet
+[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet -p channel-sync -p channel-sync-synth
 command -v /usr/bin/time >/dev/null || { echo "needs GNU time (apt-get install time)" >&2; exit 1; }
 
 base=bench/data/$N
 dir=bench/data/review-$N
 if [ ! -f "$base/registrations.csv" ]; then
-  "$BIN" generate --out "$base" --opportunities "$N" --seed 42 --now "$NOW" 2>/dev/null
+  "$SYNTH" generate --out "$base" --opportunities "$N" --seed 42 --now "$NOW" 2>/dev/null
 fi
 if [ ! -f "$dir/mdf.csv" ]; then
   mkdir -p "$dir"

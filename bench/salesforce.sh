@@ -14,11 +14,12 @@ cd "$(dirname "$0")/.."
 N=${1:-1000000}
 NOW=2026-11-26T00:00:00Z
 BIN=target/release/channel-sync
+SYNTH=target/release/channel-sync-synth
 FAKE=target/release/examples/fake_salesforce
-cargo build --release --quiet --bin channel-sync --example fake_salesforce
+cargo build --release --quiet -p channel-sync-synth --bin channel-sync-synth && cargo build --release --quiet --bin channel-sync && cargo build --release --quiet -p channel-sync-fakes --example fake_salesforce
 
 src=bench/data/$N
-[ -f "$src/registrations.csv" ] || "$BIN" generate --out "$src" --opportunities "$N" --seed 42 --now "$NOW" 2>/dev/null
+[ -f "$src/registrations.csv" ] || "$SYNTH" generate --out "$src" --opportunities "$N" --seed 42 --now "$NOW" 2>/dev/null
 sf=bench/data/$N-salesforce
 [ -f "$sf/Opportunity.jsonl" ] || python3 bench/to_salesforce.py "$src" "$sf"
 

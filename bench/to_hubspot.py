@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Turns a generated program (channel-sync generate) into HubSpot-shaped
+"""Turns a generated program (channel-sync-synth generate) into HubSpot-shaped
 records for the fake HubSpot: companies.jsonl, deals.jsonl, owners.jsonl.
 The PRM tables stay CSV (the benchmark runs with prm.kind = "files").
 

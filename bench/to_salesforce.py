@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Turns a generated program (channel-sync generate) into Salesforce-shaped
+"""Turns a generated program (channel-sync-synth generate) into Salesforce-shaped
 records for the fake Salesforce: Account.jsonl, Opportunity.jsonl, User.jsonl.
 The PRM tables stay CSV (the benchmark runs with prm.kind = "files").
 

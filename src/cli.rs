@@ -144,38 +144,6 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = crate::review::Format::Json)]
         format: crate::review::Format,
     },
-    /// Write a synthetic channel program (a files-source folder) for demos and benchmarks.
-    Generate {
-        /// The folder to write (created if missing).
-        #[arg(long)]
-        out: PathBuf,
-        /// Number of opportunities; everything else scales with it
-        /// (1,000,000 : 200,000 accounts : 100,000 registrations : 50,000 reps : 2,000 partners).
-        #[arg(long, default_value_t = 10_000)]
-        opportunities: usize,
-        /// The same seed (with the same --now) gives the same bytes.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// The date the data is laid out around. Fixed by default, so a seed
-        /// always gives the same bytes; run detect with the same --now.
-        #[arg(long, value_parser = parse_now, default_value = GENERATE_NOW)]
-        now: DateTime<Utc>,
-        /// How account names are built: `default` (invented brand words) or
-        /// `skewed` (a small real vocabulary, Zipf-distributed, common first
-        /// words, numbered branches: the hard case for fuzzy matching).
-        #[arg(long, value_enum, default_value_t = Names::Default)]
-        names: Names,
-    },
-}
-
-/// `generate`'s default clock: fixed, so output never depends on the day.
-const GENERATE_NOW: &str = "2026-11-26T00:00:00Z";
-
-/// `generate --names`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Names {
-    Default,
-    Skewed,
 }
 
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
@@ -259,13 +227,6 @@ pub fn run(cli: Cli) -> u8 {
         }
         Command::Run { config, now } => run_daemon(config.as_deref(), now),
         Command::Healthcheck { config, url } => healthcheck(config.as_deref(), url),
-        Command::Generate {
-            out,
-            opportunities,
-            seed,
-            now,
-            names,
-        } => generate(&out, opportunities, seed, now, names),
         Command::Review {
             input,
             config,
@@ -682,40 +643,6 @@ fn detect(
         exit::PARTIAL
     } else {
         exit::OK
-    }
-}
-
-fn generate(
-    out: &std::path::Path,
-    opportunities: usize,
-    seed: u64,
-    now: DateTime<Utc>,
-    names: Names,
-) -> u8 {
-    let mut params = crate::synth::SynthParams::scaled(seed, opportunities, now);
-    params.names = match names {
-        Names::Default => crate::synth::NameProfile::Default,
-        Names::Skewed => crate::synth::NameProfile::Skewed,
-    };
-    match crate::synth::write_program(out, &params) {
-        Ok(summary) => {
-            eprintln!(
-                "wrote {}: {} accounts, {} opportunities, {} registrations, {} reps, {} partners, {} users ({} bytes)",
-                out.display(),
-                summary.accounts,
-                summary.opportunities,
-                summary.registrations,
-                summary.reps,
-                summary.partners,
-                summary.users,
-                summary.bytes
-            );
-            exit::OK
-        }
-        Err(e) => {
-            eprintln!("channel-sync: generate: {e:#}");
-            exit::PARTIAL
-        }
     }
 }
 

@@ -152,7 +152,7 @@ async fn tick(runner: Arc<Runner>, busy: Arc<Mutex<()>>, shared: Arc<Shared>) {
     if runner.stopping.load(Ordering::SeqCst) {
         return;
     }
-    let run_id = format!("{:016x}", rand::random::<u64>());
+    let run_id = format!("{:016x}", crate::fast::random_u64());
     let span = tracing::info_span!("cycle", run_id = %run_id);
     async {
         let started = Instant::now();
@@ -219,107 +219,176 @@ fn log_next_due(shared: &Shared) {
     }
 }
 
-/// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code: 0
-/// after a clean stop, 1 when a running cycle had to be cut short.
-pub async fn run(settings: Settings, clock: Clock) -> anyhow::Result<u8> {
-    let metrics = Arc::new(Metrics::new());
-    let interval = settings
-        .schedule
-        .interval(clock.now())
-        .and_then(|d| chrono::Duration::from_std(d).ok())
-        .unwrap_or(chrono::Duration::minutes(15));
-    let shared = Arc::new(Shared {
-        metrics: metrics.clone(),
-        clock,
-        schedule: settings.schedule.clone(),
-        health: RwLock::new(Health::default()),
-        interval,
-    });
-    let runner = Arc::new(Runner::new(settings.clone(), Some(metrics))?);
-    let busy = Arc::new(Mutex::new(()));
+/// The daemon, in process: its runner, health and metrics. [`Daemon::router`]
+/// serves the ops endpoints over them (tests call it with `oneshot`, no
+/// socket), [`Daemon::tick`] runs one scheduled cycle now, and
+/// [`Daemon::serve`] runs the schedule and the server until shutdown.
+pub struct Daemon {
+    settings: Settings,
+    shared: Arc<Shared>,
+    runner: Arc<Runner>,
+    busy: Arc<Mutex<()>>,
+}
 
-    let addr: SocketAddr = settings.server.listen.parse()?;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "Ops server listening.");
-    let (stop_server, server_stop) = watch::channel(false);
-    let server = {
-        let shared = shared.clone();
-        let mut stop = server_stop.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, router(shared))
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
+impl Daemon {
+    /// Opens what a cycle needs (the state, the connectors); no cycle runs
+    /// and nothing listens yet.
+    pub fn new(settings: Settings, clock: Clock) -> anyhow::Result<Daemon> {
+        let metrics = Arc::new(Metrics::new());
+        let interval = settings
+            .schedule
+            .interval(clock.now())
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .unwrap_or(chrono::Duration::minutes(15));
+        let shared = Arc::new(Shared {
+            metrics: metrics.clone(),
+            clock,
+            schedule: settings.schedule.clone(),
+            health: RwLock::new(Health::default()),
+            interval,
+        });
+        let runner = Arc::new(Runner::new(settings.clone(), Some(metrics))?);
+        Ok(Daemon {
+            settings,
+            shared,
+            runner,
+            busy: Arc::new(Mutex::new(())),
         })
-    };
+    }
 
-    let mut scheduler = JobScheduler::new().await?;
-    let job = {
-        let (runner, busy, shared) = (runner.clone(), busy.clone(), shared.clone());
-        Job::new_async(settings.schedule.cron.as_str(), move |_, _| {
-            let (runner, busy, shared) = (runner.clone(), busy.clone(), shared.clone());
-            Box::pin(tick(runner, busy, shared))
-        })?
-    };
-    scheduler.add(job).await?;
-    if let Some(cron) = settings.review.cron.clone() {
-        // The review digest (SPEC §6): on its own schedule, beside the cycles.
-        let (settings, shared) = (settings.clone(), shared.clone());
-        let digest = Job::new_async(cron.as_str(), move |_, _| {
-            let (settings, shared) = (settings.clone(), shared.clone());
-            Box::pin(async move {
-                match crate::review::post_digest(&settings, shared.clock.now()).await {
-                    Ok(()) => {
-                        tracing::info!(route = %settings.review.route, "Review digest posted.")
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %format!("{e:#}"), "Review digest not posted.")
-                    }
-                }
+    /// `/healthz`, `/readyz` and `/metrics` over this daemon's state.
+    pub fn router(&self) -> Router {
+        router(self.shared.clone())
+    }
+
+    /// One cycle, as the schedule runs it: skipped (and counted) when the
+    /// previous one is still running; the outcome goes to the health and
+    /// the metrics, never to the caller.
+    pub async fn tick(&self) {
+        tick(self.runner.clone(), self.busy.clone(), self.shared.clone()).await;
+    }
+
+    /// Serves the ops endpoints on `listener` and runs cycles on
+    /// `schedule.cron` until `shutdown` completes; then stops scheduling,
+    /// asks a running cycle to stop at its next safe point and waits for it
+    /// up to `server.shutdown_grace` (a process signal during that wait ends
+    /// it at once). Returns the exit code: 0 after a clean stop, 1 when a
+    /// running cycle had to be cut short.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<u8> {
+        let Daemon {
+            settings,
+            shared,
+            runner,
+            busy,
+        } = self;
+        tracing::info!(addr = %listener.local_addr()?, "Ops server listening.");
+        let (stop_server, server_stop) = watch::channel(false);
+        let server = {
+            let shared = shared.clone();
+            let mut stop = server_stop.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, router(shared))
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
             })
-        })?;
-        scheduler.add(digest).await?;
-        tracing::info!(cron = %cron, "Review digest scheduled.");
-    }
-    scheduler.start().await?;
-    tracing::info!(
-        cron = %settings.schedule.cron,
-        run_at_start = settings.schedule.run_at_start,
-        "Scheduler started."
-    );
-    if settings.schedule.run_at_start {
-        // The first cycle starts at once rather than at the first cron time,
-        // which with the default schedule can be 15 minutes away.
-        tokio::spawn(tick(runner.clone(), busy.clone(), shared.clone()));
-    } else {
-        log_next_due(&shared);
-    }
+        };
 
-    signal().await;
-    tracing::info!("Shutting down: no new cycles; a running one may finish.");
-    runner.stopping.store(true, Ordering::SeqCst);
-    if let Err(e) = scheduler.shutdown().await {
-        tracing::warn!(error = %e, "Scheduler did not stop cleanly.");
+        let mut scheduler = JobScheduler::new().await?;
+        let job = {
+            let (runner, busy, shared) = (runner.clone(), busy.clone(), shared.clone());
+            Job::new_async(settings.schedule.cron.as_str(), move |_, _| {
+                let (runner, busy, shared) = (runner.clone(), busy.clone(), shared.clone());
+                Box::pin(tick(runner, busy, shared))
+            })?
+        };
+        scheduler.add(job).await?;
+        if let Some(cron) = settings.review.cron.clone() {
+            // The review digest (SPEC §6): on its own schedule, beside the cycles.
+            let (settings, shared) = (settings.clone(), shared.clone());
+            let digest = Job::new_async(cron.as_str(), move |_, _| {
+                let (settings, shared) = (settings.clone(), shared.clone());
+                Box::pin(async move {
+                    match crate::review::post_digest(&settings, shared.clock.now()).await {
+                        Ok(()) => {
+                            tracing::info!(route = %settings.review.route, "Review digest posted.")
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %format!("{e:#}"), "Review digest not posted.")
+                        }
+                    }
+                })
+            })?;
+            scheduler.add(digest).await?;
+            tracing::info!(cron = %cron, "Review digest scheduled.");
+        }
+        scheduler.start().await?;
+        tracing::info!(
+            cron = %settings.schedule.cron,
+            run_at_start = settings.schedule.run_at_start,
+            "Scheduler started."
+        );
+        if settings.schedule.run_at_start {
+            // The first cycle starts at once rather than at the first cron time,
+            // which with the default schedule can be 15 minutes away.
+            tokio::spawn(tick(runner.clone(), busy.clone(), shared.clone()));
+        } else {
+            log_next_due(&shared);
+        }
+
+        shutdown.await;
+        tracing::info!("Shutting down: no new cycles; a running one may finish.");
+        runner.stopping.store(true, Ordering::SeqCst);
+        if let Err(e) = scheduler.shutdown().await {
+            tracing::warn!(error = %e, "Scheduler did not stop cleanly.");
+        }
+        let grace = settings.server.shutdown_grace();
+        let code = tokio::select! {
+            _ = busy.lock() => {
+                tracing::info!("Stopped cleanly.");
+                0
+            }
+            () = tokio::time::sleep(grace) => {
+                tracing::error!(grace_secs = grace.as_secs(), "A cycle was still running at the grace deadline; stopping anyway (the state stays consistent).");
+                1
+            }
+            () = signal() => {
+                tracing::warn!("Second signal: stopping at once (the state stays consistent).");
+                1
+            }
+        };
+        let _ = stop_server.send(true);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+        Ok(code)
     }
-    let grace = settings.server.shutdown_grace();
-    let code = tokio::select! {
-        _ = busy.lock() => {
-            tracing::info!("Stopped cleanly.");
-            0
-        }
-        () = tokio::time::sleep(grace) => {
-            tracing::error!(grace_secs = grace.as_secs(), "A cycle was still running at the grace deadline; stopping anyway (the state stays consistent).");
-            1
-        }
-        () = signal() => {
-            tracing::warn!("Second signal: stopping at once (the state stays consistent).");
-            1
-        }
-    };
-    let _ = stop_server.send(true);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
-    Ok(code)
+}
+
+/// [`Daemon::serve`] for `settings`: the daemon in process, on a listener
+/// the caller bound (port 0 in tests), until `shutdown`.
+pub async fn serve(
+    settings: Settings,
+    clock: Clock,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<u8> {
+    Daemon::new(settings, clock)?
+        .serve(listener, shutdown)
+        .await
+}
+
+/// `channel-sync run`: binds `server.listen` and serves until SIGTERM/SIGINT.
+pub async fn run(settings: Settings, clock: Clock) -> anyhow::Result<u8> {
+    // The state and connectors first, as before: their errors come before
+    // a bind error.
+    let addr: SocketAddr = settings.server.listen.parse()?;
+    let daemon = Daemon::new(settings, clock)?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    daemon.serve(listener, signal()).await
 }
 
 #[cfg(test)]

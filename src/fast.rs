@@ -10,3 +10,27 @@ pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 pub fn map_with_capacity<K, V>(n: usize) -> FastMap<K, V> {
     FastMap::with_capacity_and_hasher(n, Default::default())
 }
+
+/// 64 random bits for jitter and correlation ids (not for secrets: those
+/// use `ring`). A fresh std hasher's keys are random per process and stepped
+/// per hasher, so this needs no generator crate in the daemon.
+pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::hash::RandomState::new().build_hasher().finish()
+}
+
+/// A random number in [0, 1).
+pub fn random_unit() -> f64 {
+    (random_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn random_units_are_in_range_and_vary() {
+        let draws: Vec<f64> = (0..1000).map(|_| super::random_unit()).collect();
+        assert!(draws.iter().all(|x| (0.0..1.0).contains(x)));
+        let low = draws.iter().filter(|x| **x < 0.5).count();
+        assert!((350..=650).contains(&low), "{low} of 1000 below 0.5");
+    }
+}

@@ -381,7 +381,7 @@ impl Upstream {
     }
 
     async fn pause(&self, attempt: u32) {
-        let jitter = rand::random::<f64>() * 0.5;
+        let jitter = crate::fast::random_unit() * 0.5;
         let exp = f64::from(2u32.saturating_pow(attempt.saturating_sub(1)));
         tokio::time::sleep(self.policy.backoff.mul_f64(exp * (1.0 + jitter))).await;
     }

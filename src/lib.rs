@@ -23,5 +23,4 @@ pub mod report;
 pub mod review;
 pub mod state;
 pub mod sync;
-pub mod synth;
 pub mod values;

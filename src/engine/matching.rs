@@ -1013,7 +1013,7 @@ mod tests {
     /// index finds what comparing every account finds.
     #[test]
     fn the_fuzzy_index_agrees_with_brute_force_on_generated_programs() {
-        use crate::synth::{NameProfile, SynthParams, write_program};
+        use channel_sync_synth::{NameProfile, SynthParams, write_program};
         let now = Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap();
         for names in [NameProfile::Default, NameProfile::Skewed] {
             let dir = tempfile::tempdir().unwrap();

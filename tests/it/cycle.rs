@@ -7,7 +7,7 @@ use serde_json::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{NOW, copy_sample};
+use crate::helpers::{NOW, TestConfig, copy_sample};
 
 /// A program under test: its own copy of the sample, state and output.
 struct Program {
@@ -46,21 +46,12 @@ impl Program {
     }
 
     fn config(&self) -> PathBuf {
-        let config = self.dir.path().join("config.toml");
-        let base = std::fs::read_to_string(crate::helpers::repo().join("config/channel-sync.toml"))
-            .unwrap();
-        std::fs::write(
-            &config,
-            format!(
-                "{base}\n[state]\npath = \"{}\"\n\n[crm]\nkind = \"files\"\n\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n\n[alerts.slack]\nper_second = 1000\n{}\n",
-                self.state().display(),
-                self.data().display(),
-                self.dir.path().join("out").display(),
-                self.extra_config
-            ),
-        )
-        .unwrap();
-        config
+        TestConfig::bundled()
+            .state(&self.state())
+            .files(&self.data(), &self.dir.path().join("out"))
+            .set("alerts.slack.per_second", 1000)
+            .merge(&format!("[alerts.slack]\n{}", self.extra_config))
+            .write(&self.dir.path().join("config.toml"))
     }
 
     /// Runs `once` (off the async runtime, which serves the fake Slack).

@@ -460,25 +460,10 @@ fn the_log_format_is_text_or_json_lines() {
 #[test]
 fn generate_writes_a_program_detect_reads_cleanly_and_the_seed_fixes_the_bytes() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    for (dir, seed) in dirs.iter().zip(["4", "4"]) {
-        let out = dir.path().join("program");
-        let run = channel_sync(&[
-            "generate",
-            "--out",
-            out.to_str().unwrap(),
-            "--opportunities",
-            "2000",
-            "--seed",
-            seed,
-            "--now",
-            NOW,
-        ]);
-        assert_eq!(
-            run.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+    let now = chrono::DateTime::parse_from_rfc3339(NOW).unwrap().to_utc();
+    for dir in &dirs {
+        let params = channel_sync_synth::SynthParams::scaled(4, 2000, now);
+        channel_sync_synth::write_program(&dir.path().join("program"), &params).unwrap();
     }
     let files = [
         "accounts.csv",

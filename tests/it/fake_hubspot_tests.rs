@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
-use crate::fake_hubspot::{FakeHubSpot, HubSpotConfig, Pipeline, RatePolicy, Stage};
+use channel_sync_fakes::hubspot::{FakeHubSpot, HubSpotConfig, Pipeline, RatePolicy, Stage};
 
 async fn fake() -> FakeHubSpot {
     FakeHubSpot::start(HubSpotConfig::default()).await
@@ -1067,9 +1067,12 @@ async fn fake_hubspot_call_counts_and_log() {
     assert_eq!(log[1].query.as_deref(), Some("limit=5"));
     assert_eq!(
         log[1].auth,
-        Some(crate::fake_hubspot::TokenKind::PrivateApp)
+        Some(channel_sync_fakes::hubspot::TokenKind::PrivateApp)
     );
-    assert_eq!(log[2].auth, Some(crate::fake_hubspot::TokenKind::OAuth));
+    assert_eq!(
+        log[2].auth,
+        Some(channel_sync_fakes::hubspot::TokenKind::OAuth)
+    );
     assert_eq!(log[3].method, "POST");
     assert_eq!(log[7].status, 400);
     assert_eq!(log[8].status, 404);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::fake_partnerstack::{
+use channel_sync_fakes::partnerstack::{
     FakeConfig, FakePartnerStack, Resource, sample_deal, sample_group, sample_lead,
     sample_partnership,
 };

@@ -6,7 +6,7 @@ use chrono::{TimeZone, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::fake_salesforce::{FakeConfig, FakeSalesforce};
+use channel_sync_fakes::salesforce::{FakeConfig, FakeSalesforce};
 
 const PRIVATE_KEY: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -1248,7 +1248,7 @@ async fn call_counts_and_reset() {
     get(&fake, &t, "/services/data/v62.0/sobjects/Opportunity/006xx").await;
     assert_eq!(
         fake.calls(),
-        crate::fake_salesforce::Calls {
+        channel_sync_fakes::salesforce::Calls {
             token: 1,
             query: 2,
             query_more: 2,

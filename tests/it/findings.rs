@@ -4,22 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::helpers::{NOW, copy_sample, repo};
+use crate::helpers::{NOW, TestConfig, copy_sample, repo};
 
 fn config(dir: &Path) -> PathBuf {
-    let base = std::fs::read_to_string(repo().join("config/channel-sync.toml")).unwrap();
-    let path = dir.join("config.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "{base}\n[state]\npath = \"{}\"\n\n[crm]\nkind = \"files\"\n\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n",
-            dir.join("state/channel-sync.db").display(),
-            dir.join("data").display(),
-            dir.join("out").display(),
-        ),
-    )
-    .unwrap();
-    path
+    TestConfig::bundled()
+        .state(&dir.join("state/channel-sync.db"))
+        .files(&dir.join("data"), &dir.join("out"))
+        .write(&dir.join("config.toml"))
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {

@@ -196,3 +196,115 @@ pub fn backdate_cursor(state: &Path, key: &str, days: i64) {
         .set_cursor(key, &cursor.to_string(), chrono::Utc::now())
         .unwrap();
 }
+
+/// A test's configuration, built typed instead of `format!`-ed TOML. It
+/// starts from the bundled config/channel-sync.toml (its rules and exchange
+/// rates) or from nothing; each setter sets keys by dotted path, so a later
+/// setter overrides an earlier one instead of repeating a table, and the
+/// `toml` crate quotes paths and URLs.
+#[derive(Debug, Clone)]
+pub struct TestConfig {
+    table: toml::Table,
+}
+
+impl TestConfig {
+    /// The bundled configuration.
+    pub fn bundled() -> TestConfig {
+        let text = std::fs::read_to_string(repo().join("config/channel-sync.toml")).unwrap();
+        TestConfig {
+            table: text.parse().expect("the bundled configuration parses"),
+        }
+    }
+
+    /// No keys at all: every default.
+    pub fn empty() -> TestConfig {
+        TestConfig {
+            table: toml::Table::new(),
+        }
+    }
+
+    /// Sets `key`, a dotted path (`alerts.slack.per_second`), to `value`.
+    pub fn set(mut self, key: &str, value: impl Into<toml::Value>) -> TestConfig {
+        let mut parts: Vec<&str> = key.split('.').collect();
+        let last = parts.pop().expect("a key");
+        let mut table = &mut self.table;
+        for part in parts {
+            table = table
+                .entry(part)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .unwrap_or_else(|| panic!("{key}: {part} is not a table"));
+        }
+        table.insert(last.to_string(), value.into());
+        self
+    }
+
+    /// Merges a TOML fragment (keys the typed setters do not cover yet);
+    /// its keys override.
+    pub fn merge(mut self, fragment: &str) -> TestConfig {
+        fn merge_into(into: &mut toml::Table, from: toml::Table) {
+            for (k, v) in from {
+                match (into.get_mut(&k), v) {
+                    (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge_into(a, b),
+                    (_, v) => {
+                        into.insert(k, v);
+                    }
+                }
+            }
+        }
+        let from: toml::Table = fragment
+            .parse()
+            .unwrap_or_else(|e| panic!("a TOML fragment: {e}\n{fragment}"));
+        merge_into(&mut self.table, from);
+        self
+    }
+
+    /// The files CRM (and PRM beside it): exports in `dir`, write-back
+    /// files in `out_dir`.
+    pub fn files(self, dir: &Path, out_dir: &Path) -> TestConfig {
+        self.set("crm.kind", "files")
+            .set("crm.files.dir", path(dir))
+            .set("crm.files.out_dir", path(out_dir))
+    }
+
+    /// The state file.
+    pub fn state(self, file: &Path) -> TestConfig {
+        self.set("state.path", path(file))
+    }
+
+    /// The default Slack webhook (tests pass a fake's URL).
+    pub fn slack(self, webhook_url: &str) -> TestConfig {
+        self.set("alerts.slack.webhook_url", webhook_url)
+    }
+
+    /// `schedule.cron` and `schedule.run_at_start`.
+    pub fn schedule(self, cron: &str, run_at_start: bool) -> TestConfig {
+        self.set("schedule.cron", cron)
+            .set("schedule.run_at_start", run_at_start)
+    }
+
+    /// The ops server on any free local port.
+    pub fn listen_on_any_port(self) -> TestConfig {
+        self.set("server.listen", "127.0.0.1:0")
+    }
+
+    pub fn toml(&self) -> String {
+        toml::to_string(&self.table).expect("a TOML table renders")
+    }
+
+    /// Writes the configuration to `file`; returns the path.
+    pub fn write(&self, file: &Path) -> PathBuf {
+        std::fs::write(file, self.toml()).unwrap();
+        file.to_path_buf()
+    }
+
+    /// The settings the daemon would load from it (for in-process tests).
+    pub fn settings(&self) -> channel_sync::config::Settings {
+        channel_sync::config::Settings::from_toml(&self.toml())
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.toml()))
+    }
+}
+
+fn path(p: &Path) -> String {
+    p.to_str().expect("a UTF-8 test path").to_string()
+}

@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 
-use crate::fake_hubspot::{FakeHubSpot, HubSpotConfig, Pipeline, RatePolicy, Stage};
-use crate::helpers::{Run, backdate_cursor, fake_slack, mirrored, run_command, slack_texts};
+use crate::helpers::{
+    Run, TestConfig, backdate_cursor, fake_slack, mirrored, run_command, slack_texts,
+};
+use channel_sync_fakes::hubspot::{FakeHubSpot, HubSpotConfig, Pipeline, RatePolicy, Stage};
 
 pub struct Account {
     pub fake: FakeHubSpot,
@@ -70,19 +72,23 @@ impl Account {
     }
 
     pub fn config(&self) -> PathBuf {
-        let path = self.dir.path().join("config.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "[state]\npath = \"{}\"\n\n[crm]\nkind = \"hubspot\"\n\n[crm.hubspot]\nbase_url = \"{}\"\nmax_requests_per_10s = 10000\nsearch_requests_per_second = 1000\ncreate_properties = true\nportal_id = 4242424\n\n{}\n[alerts.slack]\nper_second = 1000\n\n[writeback.fields]\nactive_seller_rate = \"partner_active_seller_rate\"\nreps = \"partner_reps\"\n\n{}\n",
-                self.state().display(),
-                self.fake.url(),
-                self.prm,
-                self.extra
-            ),
-        )
-        .unwrap();
-        path
+        TestConfig::empty()
+            .state(&self.state())
+            .set("crm.kind", "hubspot")
+            .set("crm.hubspot.base_url", self.fake.url())
+            .set("crm.hubspot.max_requests_per_10s", 10000)
+            .set("crm.hubspot.search_requests_per_second", 1000)
+            .set("crm.hubspot.create_properties", true)
+            .set("crm.hubspot.portal_id", 4242424)
+            .merge(&format!("[crm.hubspot]\n{}", self.prm))
+            .set("alerts.slack.per_second", 1000)
+            .set(
+                "writeback.fields.active_seller_rate",
+                "partner_active_seller_rate",
+            )
+            .set("writeback.fields.reps", "partner_reps")
+            .merge(&format!("[writeback.fields]\n{}", self.extra))
+            .write(&self.dir.path().join("config.toml"))
     }
 
     pub async fn run(&self, command: &str, extra: &[&str]) -> Run {

@@ -9,9 +9,9 @@ use channel_sync::config::Settings;
 use channel_sync::cycle::{Options, Runner};
 use channel_sync::metrics::Metrics;
 
-use crate::fake_hubspot::RatePolicy;
 use crate::helpers::NOW;
 use crate::hubspot::{Account, quick, seed};
+use channel_sync_fakes::hubspot::RatePolicy;
 
 /// The value of the metric line that starts with `prefix` (labels included).
 fn value(text: &str, prefix: &str) -> Option<f64> {

@@ -4,9 +4,9 @@
 use chrono::{Duration, Utc};
 use serde_json::json;
 
-use crate::fake_partnerstack::{FakeConfig, FakePartnerStack};
 use crate::helpers::{backdate_cursor, mirrored, slack_texts};
 use crate::hubspot::{Account, quick, seed};
+use channel_sync_fakes::partnerstack::{FakeConfig, FakePartnerStack};
 
 fn ms(date: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(&format!("{date}T00:00:00Z"))

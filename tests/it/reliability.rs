@@ -11,9 +11,9 @@ use serde_json::Value;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::fake_salesforce::FakeConfig;
-use crate::helpers::{NOW, copy_sample};
+use crate::helpers::{NOW, TestConfig, copy_sample};
 use crate::salesforce::{Org, seed};
+use channel_sync_fakes::salesforce::FakeConfig;
 
 /// Alerts the sample program raises on its first cycle.
 const SAMPLE_FINDINGS: usize = 14;
@@ -56,20 +56,15 @@ impl Program {
 
     /// Written once: processes started together must not see it half-written.
     fn write_config(&self) {
-        let config = self.config();
-        let base = std::fs::read_to_string(crate::helpers::repo().join("config/channel-sync.toml"))
-            .unwrap();
         let (state_extra, slack_extra) = self.extra.split_once("|").unwrap_or(("", &self.extra));
-        std::fs::write(
-            &config,
-            format!(
-                "{base}\n[state]\npath = \"{}\"\n{state_extra}\n\n[crm]\nkind = \"files\"\n\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n\n[alerts.slack]\nper_second = 1000\n{slack_extra}\n",
-                self.state().display(),
-                self.data().display(),
-                self.dir.path().join("out").display(),
-            ),
-        )
-        .unwrap();
+        TestConfig::bundled()
+            .state(&self.state())
+            .files(&self.data(), &self.dir.path().join("out"))
+            .set("alerts.slack.per_second", 1000)
+            .merge(&format!(
+                "[state]\n{state_extra}\n[alerts.slack]\n{slack_extra}"
+            ))
+            .write(&self.config());
     }
 
     fn command(&self, env: &[(&str, &str)]) -> Command {

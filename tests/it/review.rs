@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{NOW, channel_sync, copy_sample, sample};
+use crate::helpers::{NOW, TestConfig, channel_sync, copy_sample, sample};
 
 fn review(input: &std::path::Path, format: &str) -> (i32, String, String) {
     let out = channel_sync(&[
@@ -343,19 +343,10 @@ fn review_settings_are_validated_naming_the_key() {
 fn with_a_state_disputes_per_quarter_come_from_the_findings_history() {
     let dir = tempfile::tempdir().unwrap();
     let data = copy_sample(dir.path());
-    let config = dir.path().join("c.toml");
-    let base =
-        std::fs::read_to_string(crate::helpers::repo().join("config/channel-sync.toml")).unwrap();
-    std::fs::write(
-        &config,
-        format!(
-            "{base}\n[state]\npath = \"{}\"\n\n[crm]\nkind = \"files\"\n\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n",
-            dir.path().join("state.db").display(),
-            data.display(),
-            dir.path().join("out").display()
-        ),
-    )
-    .unwrap();
+    let config = TestConfig::bundled()
+        .state(&dir.path().join("state.db"))
+        .files(&data, &dir.path().join("out"))
+        .write(&dir.path().join("c.toml"));
     let config = config.to_str().unwrap();
     let once = |now: &str| {
         let out = channel_sync(&["once", "--config", config, "--now", now]);
@@ -426,19 +417,13 @@ async fn the_scheduled_review_digest_reaches_slack() {
         .await;
     let dir = tempfile::tempdir().unwrap();
     let data = copy_sample(dir.path());
-    let base =
-        std::fs::read_to_string(crate::helpers::repo().join("config/channel-sync.toml")).unwrap();
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{base}\n[schedule]\ncron = \"0 0 0 1 1 *\"\nrun_at_start = false\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n[state]\npath = \"{}\"\n\n[crm]\nkind = \"files\"\n\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n\n[review]\ncron = \"* * * * * *\"\n",
-            dir.path().join("state.db").display(),
-            data.display(),
-            dir.path().join("out").display(),
-        ),
-    )
-    .unwrap();
+    let config = TestConfig::bundled()
+        .schedule("0 0 0 1 1 *", false)
+        .listen_on_any_port()
+        .state(&dir.path().join("state.db"))
+        .files(&data, &dir.path().join("out"))
+        .set("review.cron", "* * * * * *")
+        .write(&dir.path().join("c.toml"));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_channel-sync"))
         .args(["run", "--now", NOW, "--config"])
         .arg(&config)

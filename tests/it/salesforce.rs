@@ -8,8 +8,10 @@ use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 use wiremock::MockServer;
 
-use crate::fake_salesforce::{FakeConfig, FakeSalesforce};
-use crate::helpers::{Run, backdate_cursor, fake_slack, mirrored, repo, run_command, slack_texts};
+use crate::helpers::{
+    Run, TestConfig, backdate_cursor, fake_slack, mirrored, repo, run_command, slack_texts,
+};
+use channel_sync_fakes::salesforce::{FakeConfig, FakeSalesforce};
 
 const P1: &str = "001000000000P01AAA";
 const P2: &str = "001000000000P02AAA";
@@ -46,18 +48,20 @@ impl Org {
     }
 
     fn config(&self) -> PathBuf {
-        let path = self.dir.path().join("config.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "[state]\npath = \"{}\"\n\n[crm]\nkind = \"salesforce\"\n\n[crm.salesforce]\nlogin_url = \"{}\"\nclient_id = \"fake-client-id\"\nmax_requests_per_second = 1000\n\n[alerts.slack]\nper_second = 1000\n\n[writeback.fields]\nactive_seller_rate = \"Active_Seller_Rate__c\"\nreps = \"Partner_Reps__c\"\n\n{}\n",
-                self.state().display(),
-                self.fake.url(),
-                self.extra
-            ),
-        )
-        .unwrap();
-        path
+        TestConfig::empty()
+            .state(&self.state())
+            .set("crm.kind", "salesforce")
+            .set("crm.salesforce.login_url", self.fake.url())
+            .set("crm.salesforce.client_id", "fake-client-id")
+            .set("crm.salesforce.max_requests_per_second", 1000)
+            .set("alerts.slack.per_second", 1000)
+            .set(
+                "writeback.fields.active_seller_rate",
+                "Active_Seller_Rate__c",
+            )
+            .set("writeback.fields.reps", "Partner_Reps__c")
+            .merge(&format!("[writeback.fields]\n{}", self.extra))
+            .write(&self.dir.path().join("config.toml"))
     }
 
     async fn run(&self, command: &str, extra: &[&str]) -> Run {

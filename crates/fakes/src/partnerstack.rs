@@ -1,4 +1,3 @@
-#![allow(dead_code)]
 //! An in-process, stateful fake of the PartnerStack Vendor API v2 for
 //! integration tests. Wire shapes follow
 //! `/work/shared/reference/prm-and-dealreg.md` §1.1 and PartnerStack's public
@@ -101,6 +100,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, 
 use base64::Engine as _;
 use rand::Rng as _;
 use serde_json::{Map, Value, json};
+
+use crate::shared::http_date;
 
 /// How many logged requests are kept (oldest dropped).
 const LOG_CAP: usize = 20_000;
@@ -1235,10 +1236,4 @@ pub fn sample_lead(n: usize, partner_key: &str) -> Value {
         "field_data": {"employees": 50 + n % 500},
         "meta": {},
     })
-}
-
-/// An HTTP date (RFC 7231) of a clock reading in ms.
-fn http_date(ms: i64) -> Option<HeaderValue> {
-    let t = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)?;
-    HeaderValue::from_str(&t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()).ok()
 }

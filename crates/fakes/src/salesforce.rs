@@ -1,4 +1,3 @@
-#![allow(dead_code)]
 //! An in-process, stateful fake of the Salesforce REST API for integration
 //! tests and the benchmark (`examples/fake_salesforce.rs` runs it standalone).
 //!
@@ -28,6 +27,8 @@ use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, Utc};
 use rand::Rng as _;
 use serde_json::{Value, json};
+
+use crate::shared::{http_date, take_matching};
 
 /// How many logged requests and composite bodies are kept (oldest dropped).
 const LOG_CAP: usize = 20_000;
@@ -75,7 +76,7 @@ impl Default for FakeConfig {
             jwt_public_key_pem: Some(
                 include_str!(concat!(
                     env!("CARGO_MANIFEST_DIR"),
-                    "/tests/fixtures/salesforce/test_jwt_key.pub.pem"
+                    "/../../tests/fixtures/salesforce/test_jwt_key.pub.pem"
                 ))
                 .to_string(),
             ),
@@ -838,7 +839,6 @@ struct RawCond {
     field: String,
     op: &'static str,
     lits: Vec<Lit>,
-    in_list: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -964,7 +964,6 @@ impl Parser {
                         field,
                         op: "=",
                         lits,
-                        in_list: true,
                     });
                 } else {
                     let op = match self.next() {
@@ -982,7 +981,6 @@ impl Parser {
                         field,
                         op,
                         lits: vec![lit],
-                        in_list: false,
                     });
                 }
                 if self.is_kw("AND") {
@@ -2335,32 +2333,4 @@ fn render_page(st: &State, cursor: &Cursor, offset: usize, version: &str, locato
     }
     out.extend_from_slice(b"]}");
     out
-}
-
-/// The canned answer of the first pattern `target` contains, once its
-/// `skip` matching calls have passed.
-fn take_matching(
-    fails: &mut VecDeque<(String, usize, usize, u16, String)>,
-    target: &str,
-) -> Option<(u16, String)> {
-    let i = fails
-        .iter()
-        .position(|(p, ..)| target.contains(p.as_str()))?;
-    let (_, skip, n, status, body) = &mut fails[i];
-    if *skip > 0 {
-        *skip -= 1;
-        return None;
-    }
-    let answer = (*status, body.clone());
-    *n -= 1;
-    if *n == 0 {
-        fails.remove(i);
-    }
-    Some(answer)
-}
-
-/// An HTTP date (RFC 7231) of a clock reading in ms.
-fn http_date(ms: i64) -> Option<HeaderValue> {
-    let t = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)?;
-    HeaderValue::from_str(&t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()).ok()
 }

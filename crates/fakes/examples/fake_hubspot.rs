@@ -1,7 +1,7 @@
 //! Runs the fake HubSpot CRM server standalone (for the benchmark).
 //!
 //! ```text
-//! cargo run --release --example fake_hubspot -- [--port P] [--load-jsonl DIR]
+//! cargo run --release -p channel-sync-fakes --example fake_hubspot -- [--port P] [--load-jsonl DIR]
 //!     [--ten-secondly N] [--daily N] [--search-per-second N]
 //! ```
 //!
@@ -16,15 +16,12 @@
 //! client `fake-hubspot-client-id` / `fake-hubspot-client-secret`, refresh
 //! token `fake-hubspot-refresh-1`).
 
-#[path = "../tests/it/fake_hubspot.rs"]
-mod fake_hubspot;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use fake_hubspot::{FakeHubSpot, HubSpotConfig};
+use channel_sync_fakes::hubspot::{FakeHubSpot, HubSpotConfig};
 
 fn usage(msg: &str) -> ! {
     eprintln!("fake_hubspot: {msg}");

@@ -1,4 +1,3 @@
-#![allow(dead_code)]
 //! An in-process, stateful fake of the HubSpot CRM API for integration tests
 //! and the benchmark (`examples/fake_hubspot.rs` runs it standalone).
 //!
@@ -70,6 +69,8 @@ use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, Utc};
 use rand::Rng as _;
 use serde_json::{Map, Value, json};
+
+use crate::shared::{http_date, take_matching};
 
 /// How many logged requests and batch bodies are kept (oldest dropped).
 const LOG_CAP: usize = 20_000;
@@ -841,12 +842,6 @@ fn correlation_id() -> String {
         &h[16..20],
         &h[20..32]
     )
-}
-
-fn cmp_ci(a: &str, b: &str) -> std::cmp::Ordering {
-    a.chars()
-        .flat_map(char::to_lowercase)
-        .cmp(b.chars().flat_map(char::to_lowercase))
 }
 
 /// Order of ids: numeric ids by value, others after them by text.
@@ -2941,32 +2936,4 @@ fn render_pipeline(p: &Pipeline) -> Value {
         "updatedAt": stamp,
         "archived": false,
     })
-}
-
-/// The canned answer of the first pattern `target` contains, once its
-/// `skip` matching calls have passed.
-fn take_matching(
-    fails: &mut VecDeque<(String, usize, usize, u16, String)>,
-    target: &str,
-) -> Option<(u16, String)> {
-    let i = fails
-        .iter()
-        .position(|(p, ..)| target.contains(p.as_str()))?;
-    let (_, skip, n, status, body) = &mut fails[i];
-    if *skip > 0 {
-        *skip -= 1;
-        return None;
-    }
-    let answer = (*status, body.clone());
-    *n -= 1;
-    if *n == 0 {
-        fails.remove(i);
-    }
-    Some(answer)
-}
-
-/// An HTTP date (RFC 7231) of a clock reading in ms.
-fn http_date(ms: i64) -> Option<HeaderValue> {
-    let t = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)?;
-    HeaderValue::from_str(&t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()).ok()
 }

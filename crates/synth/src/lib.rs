@@ -792,7 +792,7 @@ impl CompanyGen {
 
             let legal = chance(rng, 0.5).then(|| pick_index_weighted(rng, &LEGAL));
             // Unique under the engine's name equality (spaces removed).
-            let key = fnv(crate::engine::names::name_key(&norm_name(&core)).as_bytes());
+            let key = fnv(channel_sync::engine::names::name_key(&norm_name(&core)).as_bytes());
             if self.names.contains(&key) && attempt < 50 {
                 continue;
             }
@@ -840,7 +840,7 @@ fn with_legal(core: &str, legal: Option<usize>) -> String {
 /// The engine's normalised name (SPEC §3.1 step 3): uniqueness and the name
 /// variants are judged by the same rule that will match them.
 fn norm_name(name: &str) -> String {
-    crate::engine::names::normalize_name(name)
+    channel_sync::engine::names::normalize_name(name)
 }
 
 /// Zipf(1) sampler over `0..n`, index 0 the most likely.
@@ -2933,13 +2933,13 @@ mod tests {
         // The bundled configuration: the exchange rates the generator's
         // currencies need.
         let config = fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("config/channel-sync.toml"),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/channel-sync.toml"),
         )
         .unwrap();
-        let settings = crate::config::Settings::from_toml(&config).unwrap();
-        let loaded = crate::connectors::files::load(dir, &settings.scorecard).unwrap();
+        let settings = channel_sync::config::Settings::from_toml(&config).unwrap();
+        let loaded = channel_sync::connectors::files::load(dir, &settings.scorecard).unwrap();
         assert!(loaded.rejected.is_empty(), "{:?}", loaded.rejected.first());
-        let evaluation = crate::engine::evaluate(&loaded.dataset, &settings, now);
+        let evaluation = channel_sync::engine::evaluate(&loaded.dataset, &settings, now);
         let mut kinds = HashMap::new();
         for f in &evaluation.findings {
             *kinds.entry(f.kind.as_str()).or_default() += 1;
@@ -2954,7 +2954,7 @@ mod tests {
             let p = SynthParams::scaled(seed, 1_000, now());
             write_program(&d.0, &p).unwrap();
             let kinds = finding_kinds(&d.0, p.now);
-            for kind in crate::engine::FindingKind::ALL {
+            for kind in channel_sync::engine::FindingKind::ALL {
                 assert!(
                     kinds.get(kind.as_str()).is_some_and(|n| *n >= 1),
                     "seed {seed}: no {} in {kinds:?}",

@@ -1,7 +1,7 @@
 //! Runs the fake Salesforce REST server standalone (for the benchmark).
 //!
 //! ```text
-//! cargo run --release --example fake_salesforce -- [--api-max N] [--port P] [--load-jsonl DIR]
+//! cargo run --release -p channel-sync-fakes --example fake_salesforce -- [--api-max N] [--port P] [--load-jsonl DIR]
 //! ```
 //!
 //! Prints `FAKE_SALESFORCE_URL=http://127.0.0.1:PORT` on stdout once the data
@@ -10,15 +10,12 @@
 //! and `FAKE_SF_PORT` are read when the flags are absent. Credentials are the
 //! defaults of `FakeConfig` (`fake-client-id` / `fake-client-secret`).
 
-#[path = "../tests/it/fake_salesforce.rs"]
-mod fake_salesforce;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use fake_salesforce::{FakeConfig, FakeSalesforce};
+use channel_sync_fakes::salesforce::{FakeConfig, FakeSalesforce};
 
 fn usage(msg: &str) -> ! {
     eprintln!("fake_salesforce: {msg}");
