@@ -294,10 +294,10 @@ impl<'a> AccountIndex<'a> {
         // keys) is the expensive part: do it in parallel. Then the exact-match
         // maps and the fuzzy step's vocabulary are filled on both cores at
         // once, each in account order.
-        type Prepared = (Option<String>, Option<(String, Vec<String>)>);
-        let (norms, exact): (Vec<Option<String>>, Vec<Option<(String, Vec<String>)>>) = accounts
+        type Exact = Option<(String, Vec<String>)>;
+        let (norms, exact): (Vec<Option<String>>, Vec<Exact>) = accounts
             .par_iter()
-            .map(|a| -> Prepared {
+            .map(|a| -> (Option<String>, Exact) {
                 if excluded.contains(a.id.as_str()) {
                     return (None, None);
                 }
