@@ -849,6 +849,15 @@ mod tests {
         assert_eq!(matched(&accounts, &[], &r).unwrap().0, "A-3");
         r.customer_domain = Some("acme.com".into());
         assert_eq!(matched(&accounts, &[], &r).unwrap().0, "A-3");
+        // Whichever comes first in the input: the smallest id, not the last.
+        let accounts = [
+            account("A-3", "Acme", Some("acme.com")),
+            account("A-9", "Acme Inc", Some("acme.com")),
+        ];
+        let mut r = registration("Acme");
+        assert_eq!(matched(&accounts, &[], &r).unwrap().0, "A-3");
+        r.customer_domain = Some("acme.com".into());
+        assert_eq!(matched(&accounts, &[], &r).unwrap().0, "A-3");
     }
 
     #[test]
