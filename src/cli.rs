@@ -638,6 +638,8 @@ fn detect(
         rejected,
         "Detect finished."
     );
+    // As for the dataset above: the process is about to exit.
+    std::mem::forget(report);
     if rejected > 0 {
         eprintln!("channel-sync: {rejected} row(s) rejected; see \"rejected\" in the report");
         exit::PARTIAL

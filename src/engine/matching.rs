@@ -194,73 +194,54 @@ fn to_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-impl<'a> AccountIndex<'a> {
-    /// `excluded` holds the ids of partners' own accounts.
-    pub fn build(
-        accounts: &'a [Account],
-        excluded: &crate::fast::FastSet<&str>,
-        threshold: f64,
-    ) -> Self {
-        // The per-account work (normalising, public-suffix lookups) is the
-        // expensive part: do it in parallel, then fill the maps in order.
-        let prepared: Vec<Option<(String, Vec<String>)>> = accounts
-            .par_iter()
-            .map(|a| {
-                if excluded.contains(a.id.as_str()) {
-                    return None;
-                }
-                let mut domains: Vec<String> = [&a.domain, &a.website]
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|d| registrable_domain(d))
-                    .collect();
-                domains.dedup();
-                Some((normalize_name(&a.name), domains))
-            })
-            .collect();
+/// The fuzzy step's structures over the normalised names (see
+/// [`AccountIndex`]'s fields of the same names).
+struct Vocabulary {
+    words: Vec<Word>,
+    word_ids: FastMap<Box<str>, u32>,
+    name_start: Vec<u32>,
+    name_words: Vec<u32>,
+    places: FastMap<(u32, u32, u32), (u32, u32)>,
+    postings: Vec<u32>,
+    sets: FastMap<(u32, u32, char), WordSet>,
+}
 
-        let mut by_id = crate::fast::map_with_capacity(accounts.len());
-        let mut by_domain = crate::fast::map_with_capacity(accounts.len());
-        let mut by_name = crate::fast::map_with_capacity(accounts.len());
+impl Vocabulary {
+    /// `norms[i]` is account `i`'s normalised name (`None`: excluded).
+    fn build(norms: &[Option<String>]) -> Self {
         let mut words: Vec<Word> = Vec::new();
         let mut word_ids: FastMap<Box<str>, u32> = FastMap::default();
-        let mut name_start = Vec::with_capacity(accounts.len() + 1);
-        let mut name_words = Vec::with_capacity(accounts.len() * 3);
+        let mut name_start = Vec::with_capacity(norms.len() + 1);
+        let mut name_words = Vec::with_capacity(norms.len() * 3);
         // (word count, position, word, account), sorted below into postings.
-        let mut entries: Vec<(u32, u32, u32, u32)> = Vec::with_capacity(accounts.len() * 3);
+        let mut entries: Vec<(u32, u32, u32, u32)> = Vec::with_capacity(norms.len() * 3);
         name_start.push(0);
-        for (i, p) in prepared.into_iter().enumerate() {
-            if let Some((norm, domains)) = p {
-                by_id.insert(accounts[i].id.as_str(), i);
-                for d in domains {
-                    insert_smallest(&mut by_domain, d, i, accounts);
-                }
-                if !norm.is_empty() {
-                    insert_smallest(&mut by_name, name_key(&norm), i, accounts);
-                    let count = to_u32(norm.split(' ').count());
-                    for (pos, w) in norm.split(' ').enumerate() {
-                        let id = match word_ids.get(w) {
-                            Some(&id) => id,
-                            None => {
-                                let id = to_u32(words.len());
-                                words.push(Word {
-                                    text: w.into(),
-                                    sig: Signature::of(w),
-                                    digit: has_digit(w),
-                                });
-                                word_ids.insert(w.into(), id);
-                                id
-                            }
-                        };
-                        name_words.push(id);
-                        entries.push((count, to_u32(pos), id, to_u32(i)));
-                    }
+        for (i, norm) in norms.iter().enumerate() {
+            if let Some(norm) = norm.as_deref().filter(|n| !n.is_empty()) {
+                let count = to_u32(norm.split(' ').count());
+                for (pos, w) in norm.split(' ').enumerate() {
+                    let id = match word_ids.get(w) {
+                        Some(&id) => id,
+                        None => {
+                            let id = to_u32(words.len());
+                            words.push(Word {
+                                text: w.into(),
+                                sig: Signature::of(w),
+                                digit: has_digit(w),
+                            });
+                            word_ids.insert(w.into(), id);
+                            id
+                        }
+                    };
+                    name_words.push(id);
+                    entries.push((count, to_u32(pos), id, to_u32(i)));
                 }
             }
             name_start.push(to_u32(name_words.len()));
         }
         entries.par_sort_unstable();
-        let mut places: FastMap<(u32, u32, u32), (u32, u32)> = FastMap::default();
+        let mut places: FastMap<(u32, u32, u32), (u32, u32)> =
+            crate::fast::map_with_capacity(words.len());
         let mut postings = Vec::with_capacity(entries.len());
         let mut sets: FastMap<(u32, u32, char), WordSet> = FastMap::default();
         for run in entries.chunk_by(|a, b| (a.0, a.1, a.2) == (b.0, b.1, b.2)) {
@@ -290,6 +271,60 @@ impl<'a> AccountIndex<'a> {
                 }
             }
         }
+        Vocabulary {
+            words,
+            word_ids,
+            name_start,
+            name_words,
+            places,
+            postings,
+            sets,
+        }
+    }
+}
+
+impl<'a> AccountIndex<'a> {
+    /// `excluded` holds the ids of partners' own accounts.
+    pub fn build(
+        accounts: &'a [Account],
+        excluded: &crate::fast::FastSet<&str>,
+        threshold: f64,
+    ) -> Self {
+        // The per-account work (normalising, public-suffix lookups, name
+        // keys) is the expensive part: do it in parallel. Then the exact-match
+        // maps and the fuzzy step's vocabulary are filled on both cores at
+        // once, each in account order.
+        type Exact = Option<(String, Vec<String>)>;
+        let (norms, exact): (Vec<Option<String>>, Vec<Exact>) = accounts
+            .par_iter()
+            .map(|a| -> (Option<String>, Exact) {
+                if excluded.contains(a.id.as_str()) {
+                    return (None, None);
+                }
+                let mut domains: Vec<String> = [&a.domain, &a.website]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|d| registrable_domain(d))
+                    .collect();
+                domains.dedup();
+                let norm = normalize_name(&a.name);
+                let key = name_key(&norm);
+                (Some(norm), Some((key, domains)))
+            })
+            .unzip();
+        let ((by_id, by_domain, by_name), vocabulary) = rayon::join(
+            || Self::exact_maps(accounts, exact),
+            || Vocabulary::build(&norms),
+        );
+        let Vocabulary {
+            words,
+            word_ids,
+            name_start,
+            name_words,
+            places,
+            postings,
+            sets,
+        } = vocabulary;
         let longest = words.iter().map(|w| w.sig.chars).max().unwrap_or(0);
         AccountIndex {
             accounts,
@@ -306,6 +341,35 @@ impl<'a> AccountIndex<'a> {
             sets,
             threshold,
         }
+    }
+
+    /// The maps of steps 1-3: account id, registrable domain and name key
+    /// (the smallest account id holds a shared domain or name).
+    #[allow(clippy::type_complexity)]
+    fn exact_maps(
+        accounts: &'a [Account],
+        exact: Vec<Option<(String, Vec<String>)>>,
+    ) -> (
+        FastMap<&'a str, usize>,
+        FastMap<String, usize>,
+        FastMap<String, usize>,
+    ) {
+        let mut by_id = crate::fast::map_with_capacity(accounts.len());
+        let mut by_domain = crate::fast::map_with_capacity(accounts.len());
+        let mut by_name = crate::fast::map_with_capacity(accounts.len());
+        for (i, e) in exact.into_iter().enumerate() {
+            let Some((key, domains)) = e else {
+                continue;
+            };
+            by_id.insert(accounts[i].id.as_str(), i);
+            for d in domains {
+                insert_smallest(&mut by_domain, d, i, accounts);
+            }
+            if !key.is_empty() {
+                insert_smallest(&mut by_name, key, i, accounts);
+            }
+        }
+        (by_id, by_domain, by_name)
     }
 
     /// The account index of a matchable account id.
@@ -780,6 +844,15 @@ mod tests {
         let accounts = [
             account("A-9", "Acme", Some("acme.com")),
             account("A-3", "Acme Inc", Some("acme.com")),
+        ];
+        let mut r = registration("Acme");
+        assert_eq!(matched(&accounts, &[], &r).unwrap().0, "A-3");
+        r.customer_domain = Some("acme.com".into());
+        assert_eq!(matched(&accounts, &[], &r).unwrap().0, "A-3");
+        // Whichever comes first in the input: the smallest id, not the last.
+        let accounts = [
+            account("A-3", "Acme", Some("acme.com")),
+            account("A-9", "Acme Inc", Some("acme.com")),
         ];
         let mut r = registration("Acme");
         assert_eq!(matched(&accounts, &[], &r).unwrap().0, "A-3");
