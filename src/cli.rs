@@ -247,9 +247,13 @@ pub fn run(cli: Cli) -> u8 {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            let path = std::path::Path::new(&settings.state.path);
             let currency = &settings.scorecard.currency;
-            match crate::findings_cmd::run(path, currency, format, &mut std::io::stdout()) {
+            match crate::findings_cmd::run(
+                &settings.state,
+                currency,
+                format,
+                &mut std::io::stdout(),
+            ) {
                 Ok(()) => exit::OK,
                 Err(e) => {
                     eprintln!("channel-sync: {e:#}");

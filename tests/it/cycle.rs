@@ -14,6 +14,11 @@ struct Program {
     dir: tempfile::TempDir,
     webhook: String,
     extra_config: String,
+    /// `[state]` lines beyond `path`, and the environment they need (the
+    /// PostgreSQL variant).
+    state_extra: String,
+    env: Vec<(&'static str, String)>,
+    db: Option<crate::pg::TestDb>,
 }
 
 struct Run {
@@ -30,7 +35,21 @@ impl Program {
             dir,
             webhook: format!("{}/hook", slack.uri()),
             extra_config: String::new(),
+            state_extra: String::new(),
+            env: Vec::new(),
+            db: None,
         }
+    }
+
+    /// The same program with its state in a fresh PostgreSQL database
+    /// (`None`, NOTE printed, without a server).
+    fn on_postgres(slack: &MockServer, test: &str) -> Option<Program> {
+        let db = crate::pg::TestDb::create(test)?;
+        let mut p = Program::new(slack);
+        p.state_extra = db.state_toml();
+        p.env.push(db.env());
+        p.db = Some(db);
+        Some(p)
     }
 
     fn data(&self) -> PathBuf {
@@ -52,8 +71,9 @@ impl Program {
         std::fs::write(
             &config,
             format!(
-                "{base}\n[state]\npath = \"{}\"\n\n[crm]\nkind = \"files\"\n\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n\n[alerts.slack]\nper_second = 1000\n{}\n",
+                "{base}\n[state]\npath = \"{}\"\n{}\n[crm]\nkind = \"files\"\n\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n\n[alerts.slack]\nper_second = 1000\n{}\n",
                 self.state().display(),
+                self.state_extra,
                 self.data().display(),
                 self.dir.path().join("out").display(),
                 self.extra_config
@@ -72,6 +92,9 @@ impl Program {
             .args(extra)
             .env_remove("RUST_LOG")
             .env("CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL", &self.webhook);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -596,9 +619,25 @@ async fn mention_injection_arrives_escaped() {
 /// alert arrived (at most one twice) and every write-back was applied.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_anywhere_loses_nothing() {
+    crash_anywhere(false).await;
+}
+
+/// The same crashes with the state in PostgreSQL.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_anywhere_loses_nothing_on_postgres() {
+    crash_anywhere(true).await;
+}
+
+async fn crash_anywhere(postgres: bool) {
     for point in ["before-commit", "after-commit", "mid-send", "mid-writeback"] {
         let slack = slack_ok().await;
-        let p = Program::new(&slack);
+        let p = match postgres {
+            false => Program::new(&slack),
+            true => match Program::on_postgres(&slack, "a_crash_anywhere_loses_nothing") {
+                Some(p) => p,
+                None => return,
+            },
+        };
         let crashed = p.once(&[], &[("CHANNEL_SYNC_CRASH_AT", point)]).await;
         assert_ne!(crashed.code, Some(0), "{point}: the process was killed");
         let run = p.once(&[], &[]).await;
@@ -647,6 +686,13 @@ async fn a_crash_anywhere_loses_nothing() {
             "{point}: {}",
             run.stdout
         );
+        if let Some(db) = &p.db {
+            // The state really was the database.
+            assert!(!p.state().exists(), "{point}: no state file");
+            assert_eq!(db.count("findings"), SAMPLE_FINDINGS as i64, "{point}");
+            assert!(db.count("written") > 0, "{point}");
+            assert!(db.count("runs") >= 2, "{point}");
+        }
     }
 }
 

@@ -17,6 +17,7 @@ mod helpers;
 mod hubspot;
 mod metrics;
 mod partnerstack;
+mod pg;
 mod properties;
 mod reliability;
 mod repo;
