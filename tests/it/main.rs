@@ -20,6 +20,7 @@ mod partnerstack;
 mod pg;
 mod properties;
 mod reliability;
+mod replicas;
 mod repo;
 mod review;
 mod salesforce;
