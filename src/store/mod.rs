@@ -11,6 +11,7 @@
 //! One writer at a time: a cycle holds [`lock::FileLock`] for its length.
 //! Credentials an upstream rotated are stored sealed ([`crypto`]).
 
+pub mod copy;
 pub mod crypto;
 pub mod leader;
 pub mod lock;

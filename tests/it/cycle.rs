@@ -863,3 +863,36 @@ async fn a_route_takes_its_kinds_to_its_own_webhook_with_its_own_digest() {
         default[0]
     );
 }
+
+/// A dry run on PostgreSQL leaves the database exactly as it was: on a new
+/// database (not even the schema is created) and after a real run.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_on_postgres_leaves_the_database_unchanged() {
+    let slack = slack_ok().await;
+    let Some(p) = Program::on_postgres(&slack, "dry_run_on_postgres") else {
+        return;
+    };
+    let db = p.db.as_ref().unwrap();
+    let empty = crate::store_pg::db_snapshot(db);
+    let run = p.once(&["--dry-run"], &[]).await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("Would send 14 alert(s):"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(crate::store_pg::db_snapshot(db), empty, "nothing created");
+    let run = p.once(&[], &[]).await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    let after = crate::store_pg::db_snapshot(db);
+    assert!(after.len() > empty.len());
+    p.edit("partners.csv", |c| set(c, "P-1", "name", "Renamed Partner"));
+    let run = p.once(&["--dry-run"], &[]).await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert_eq!(crate::store_pg::db_snapshot(db), after, "nothing changed");
+    assert_eq!(
+        posted(&slack).await.len(),
+        SAMPLE_FINDINGS,
+        "the dry run sent nothing"
+    );
+}

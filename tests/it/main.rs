@@ -24,3 +24,4 @@ mod replicas;
 mod repo;
 mod review;
 mod salesforce;
+mod store_pg;
