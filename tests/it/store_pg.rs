@@ -57,7 +57,8 @@ fn a_leader_whose_session_ends_stops_and_another_takes_over() {
     // database): it notices at its next check and steps down...
     let ended: i64 = db.query(|c| {
         c.query(
-            "SELECT pg_terminate_backend(pid)::int::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted",
+            "SELECT pg_terminate_backend(pid)::int::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             &[],
         )
         .unwrap()
