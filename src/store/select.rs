@@ -28,7 +28,7 @@ pub struct State {
 
 enum Backend {
     Sqlite(Sqlite),
-    Postgres(Pg, Arc<PgLeader>),
+    Postgres(Box<Pg>, Arc<PgLeader>),
 }
 
 macro_rules! dispatch {
@@ -97,7 +97,7 @@ impl State {
 
     fn postgres(pg: Pg, target: &Target) -> State {
         State {
-            backend: Backend::Postgres(pg, PgLeader::shared(target)),
+            backend: Backend::Postgres(Box::new(pg), PgLeader::shared(target)),
         }
     }
 
