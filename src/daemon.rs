@@ -293,6 +293,14 @@ pub async fn run(settings: Settings, clock: Clock) -> anyhow::Result<u8> {
         let digest = Job::new_async(cron.as_str(), move |_, _| {
             let (settings, shared) = (settings.clone(), shared.clone());
             Box::pin(async move {
+                // Replicas on one PostgreSQL state: the leader posts it, once.
+                let state = settings.state.clone();
+                let leads = tokio::task::spawn_blocking(move || crate::store::may_lead(&state))
+                    .await
+                    .unwrap_or(Some(false));
+                if leads == Some(false) {
+                    return;
+                }
                 match crate::review::post_digest(&settings, shared.clock.now()).await {
                     Ok(()) => {
                         tracing::info!(route = %settings.review.route, "Review digest posted.")
