@@ -896,3 +896,54 @@ async fn a_dry_run_on_postgres_leaves_the_database_unchanged() {
         "the dry run sent nothing"
     );
 }
+
+/// A leader whose lock session ends mid-send (the database cut it: a
+/// failover, a partition) stops at the next message, like a shutdown; the
+/// next run delivers the rest, the one in flight at most twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_leader_lock_stops_sending_at_the_next_message() {
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string("ok")
+                .set_delay(std::time::Duration::from_millis(300)),
+        )
+        .mount(&slack)
+        .await;
+    let Some(p) = Program::on_postgres(&slack, "lost_leader_lock") else {
+        return;
+    };
+    let db = p.db.as_ref().unwrap();
+    let cut = async {
+        while slack.received_requests().await.unwrap_or_default().len() < 3 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        db.query(|c| {
+            c.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                &[],
+            )
+            .unwrap()
+        })
+    };
+    let (run, ended) = tokio::join!(p.once(&[], &[]), cut);
+    assert_eq!(ended, 1, "the leader's session was cut");
+    let sent = posted(&slack).await.len();
+    assert!(sent < SAMPLE_FINDINGS, "it stopped sending ({sent} sent)");
+    assert!(
+        run.stdout.contains("waiting for the next cycle"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    let run = p.once(&[], &[]).await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    let keys: Vec<String> = posted(&slack).await.iter().map(about).collect();
+    let mut unique = keys.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), SAMPLE_FINDINGS, "every alert delivered");
+    assert!(keys.len() - unique.len() <= 1, "{keys:?}");
+}
