@@ -5,6 +5,8 @@
 #
 #   bench/cycle.sh            # 1,000,000 opportunities
 #   bench/cycle.sh 100000     # another size
+#   STATE_URL=postgres://user@127.0.0.1:5432/db CHANNEL_SYNC__STATE__PASSWORD=… bench/cycle.sh
+#                             # the state in PostgreSQL (an empty database)
 #
 # Slack is a local responder on loopback that answers "ok" to every post.
 set -euo pipefail
@@ -28,6 +30,7 @@ cat config/channel-sync.toml > "$work/config.toml"
 cat >> "$work/config.toml" <<TOML
 [state]
 path = "$work/state.db"
+${STATE_URL:+url = \"$STATE_URL\"}
 [crm]
 kind = "files"
 [crm.files]

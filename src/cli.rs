@@ -87,6 +87,11 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// The state store: `state migrate --from sqlite:PATH --to postgres://…`.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
     /// The daemon: cycles on schedule.cron, plus /healthz, /readyz and /metrics.
     Run {
         /// The TOML configuration (default: config/channel-sync.toml when present).
@@ -215,9 +220,13 @@ pub fn run(cli: Cli) -> u8 {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            let path = std::path::Path::new(&settings.state.path);
             let currency = &settings.scorecard.currency;
-            match crate::findings_cmd::run(path, currency, format, &mut std::io::stdout()) {
+            match crate::findings_cmd::run(
+                &settings.state,
+                currency,
+                format,
+                &mut std::io::stdout(),
+            ) {
                 Ok(()) => exit::OK,
                 Err(e) => {
                     eprintln!("channel-sync: {e:#}");
@@ -226,6 +235,9 @@ pub fn run(cli: Cli) -> u8 {
             }
         }
         Command::Run { config, now } => run_daemon(config.as_deref(), now),
+        Command::State {
+            command: StateCommand::Migrate { from, to },
+        } => state_migrate(&from, &to),
         Command::Healthcheck { config, url } => healthcheck(config.as_deref(), url),
         Command::Review {
             input,
@@ -680,6 +692,50 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum StateCommand {
+    /// Copy a SQLite state file into an empty PostgreSQL database (password
+    /// from CHANNEL_SYNC__STATE__PASSWORD) and check the row counts.
+    Migrate {
+        /// `sqlite:PATH`: the state file.
+        #[arg(long)]
+        from: String,
+        /// `postgres://user@host:port/db` (no password in it).
+        #[arg(long)]
+        to: String,
+    },
+}
+
+/// `state migrate`: 0 when every row arrived, 65 for bad arguments, 1 when
+/// the copy failed (nothing kept).
+fn state_migrate(from: &str, to: &str) -> u8 {
+    let Some(path) = from.strip_prefix("sqlite:") else {
+        eprintln!("channel-sync: --from must be sqlite:PATH");
+        return exit::DATA;
+    };
+    let password = std::env::var("CHANNEL_SYNC__STATE__PASSWORD").ok();
+    let target = match crate::store::pg::Target::new(to, password.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("channel-sync: --to: {e}");
+            return exit::DATA;
+        }
+    };
+    match crate::store::copy::sqlite_to_postgres(std::path::Path::new(path), &target) {
+        Ok(counts) => {
+            for (table, n) in counts {
+                println!("{table}: {n} rows copied");
+            }
+            println!("Copied {path} into {} (counts checked).", target.label());
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("channel-sync: state migrate: {e}");
+            exit::PARTIAL
         }
     }
 }

@@ -224,11 +224,18 @@ impl Serialize for Secret {
     }
 }
 
-/// `state.*`: the SQLite state file.
+/// `state.*`: the SQLite state file, or a PostgreSQL database (`url`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateSettings {
     pub path: std::path::PathBuf,
+    /// `postgres://user@host:port/db`: keep the state in PostgreSQL (shared
+    /// by replicas, one of which leads) instead of the file at `path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The PostgreSQL password, from `CHANNEL_SYNC__STATE__PASSWORD` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
     /// How long a cycle waits for another one holding the state (`2m`)
     /// before it gives up, naming the holder.
     pub lock_wait: String,
@@ -243,6 +250,8 @@ impl Default for StateSettings {
     fn default() -> Self {
         StateSettings {
             path: "state/channel-sync.db".into(),
+            url: None,
+            password: None,
             lock_wait: "2m".into(),
             encryption_key: None,
         }
@@ -682,6 +691,13 @@ impl Settings {
                 .map(drop)
                 .map_err(|m| ConfigError::new("state.lock_wait", m)),
         );
+        if self.state.url.is_some() {
+            check(
+                crate::store::select_target(&self.state)
+                    .map(drop)
+                    .map_err(|e| ConfigError::new("state.url", e.to_string())),
+            );
+        }
         if let Some(key) = &self.state.encryption_key {
             check(
                 crate::state::crypto::CredentialKey::from_hex(key.expose())

@@ -56,6 +56,8 @@ struct Health {
     /// When the last cycle finished, and whether it completed.
     last_finished: Option<(DateTime<Utc>, bool)>,
     last_success: Option<DateTime<Utc>>,
+    /// With a PostgreSQL state: whether this replica led at the last tick.
+    leader: Option<bool>,
 }
 
 struct Shared {
@@ -65,6 +67,8 @@ struct Shared {
     health: RwLock<Health>,
     /// Readiness tolerates twice the schedule's interval without a success.
     interval: chrono::Duration,
+    /// Where the state is (leader election when it is PostgreSQL).
+    state: crate::config::StateSettings,
 }
 
 /// `/readyz`: the last cycle succeeded within twice the schedule interval.
@@ -96,7 +100,15 @@ async fn healthz() -> &'static str {
 
 async fn readyz(AxumState(shared): AxumState<Arc<Shared>>) -> impl IntoResponse {
     let health = shared.health.read().await.clone();
+    if health.leader == Some(false) {
+        // A healthy standby serves the console and waits to take over.
+        return (
+            StatusCode::OK,
+            "ready: standby (another replica leads)".to_string(),
+        );
+    }
     match readiness(&health, shared.interval, Utc::now()) {
+        Ok(()) if health.leader == Some(true) => (StatusCode::OK, "ready: leader".to_string()),
         Ok(()) => (StatusCode::OK, "ready".to_string()),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
     }
@@ -150,6 +162,17 @@ async fn tick(runner: Arc<Runner>, busy: Arc<Mutex<()>>, shared: Arc<Shared>) {
         return;
     };
     if runner.stopping.load(Ordering::SeqCst) {
+        return;
+    }
+    // Replicas sharing a PostgreSQL state: only the leader runs cycles.
+    let state = shared.state.clone();
+    let leads = tokio::task::spawn_blocking(move || crate::store::may_lead(&state))
+        .await
+        .unwrap_or(Some(false));
+    shared.health.write().await.leader = leads;
+    shared.metrics.leader.set(i64::from(leads != Some(false)));
+    if leads == Some(false) {
+        tracing::debug!("Standby: another replica leads; no cycle here.");
         return;
     }
     let run_id = format!("{:016x}", crate::fast::random_u64());
@@ -246,6 +269,7 @@ impl Daemon {
             schedule: settings.schedule.clone(),
             health: RwLock::new(Health::default()),
             interval,
+            state: settings.state.clone(),
         });
         let runner = Arc::new(Runner::new(settings.clone(), Some(metrics))?);
         Ok(Daemon {
@@ -314,6 +338,15 @@ impl Daemon {
             let digest = Job::new_async(cron.as_str(), move |_, _| {
                 let (settings, shared) = (settings.clone(), shared.clone());
                 Box::pin(async move {
+                    // Replicas on one PostgreSQL state: the leader posts it, once.
+                    let state = settings.state.clone();
+                    let leads =
+                        tokio::task::spawn_blocking(move || crate::store::may_lead(&state))
+                            .await
+                            .unwrap_or(Some(false));
+                    if leads == Some(false) {
+                        return;
+                    }
                     match crate::review::post_digest(&settings, shared.clock.now()).await {
                         Ok(()) => {
                             tracing::info!(route = %settings.review.route, "Review digest posted.")

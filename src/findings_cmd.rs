@@ -3,7 +3,6 @@
 //! The digest's "and N more" points here.
 
 use std::io::Write;
-use std::path::Path;
 
 use anyhow::Context as _;
 use clap::ValueEnum;
@@ -112,12 +111,13 @@ pub fn open_findings(state: &State, base_currency: &str) -> anyhow::Result<Vec<L
 /// Lists the open findings of the state at `state_path` on `out`. No state
 /// file yet means no findings (and says so on stderr for people).
 pub fn run(
-    state_path: &Path,
+    state_settings: &crate::config::StateSettings,
     base_currency: &str,
     format: ListFormat,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let state = State::open_read_only(state_path)
+    let state_path = &state_settings.path;
+    let state = State::connect_read_only(state_settings)
         .with_context(|| format!("opening the state {}", state_path.display()))?;
     let list = match &state {
         Some(state) => open_findings(state, base_currency)?,

@@ -3,7 +3,7 @@
 //!
 //! The pipeline: `sources` (pull from CRM/PRM/files into the `model`) ->
 //! `engine` (pure rules and scorecards) -> `alerts` (what to tell, pure) ->
-//! `sinks` (Slack, scorecard write-back) -> `state` (SQLite), run by `cycle`.
+//! `sinks` (Slack, scorecard write-back) -> `store` (SQLite or PostgreSQL), run by `cycle`.
 
 pub mod alerts;
 pub mod cli;
@@ -21,6 +21,8 @@ pub mod model;
 pub mod notify;
 pub mod report;
 pub mod review;
-pub mod state;
+pub mod store;
+/// The store's old path, kept so code written against `state::` still builds.
+pub use store as state;
 pub mod sync;
 pub mod values;

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub rate_limiter_waits: Family<Upstream, Counter>,
     pub api_remaining: Family<Upstream, Gauge>,
     pub last_success: Gauge<f64, AtomicU64>,
+    /// 1 while this replica leads (runs cycles), 0 on a standby.
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -129,6 +131,12 @@ impl Metrics {
             "Unix time of the last cycle that completed",
             last_success.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 when this replica runs the cycles (holds the PostgreSQL leader lock; always with a SQLite state), 0 on a standby",
+            leader.clone(),
+        );
         Metrics {
             registry,
             cycles,
@@ -142,6 +150,7 @@ impl Metrics {
             rate_limiter_waits,
             api_remaining,
             last_success,
+            leader,
         }
     }
 

@@ -93,7 +93,7 @@ pub fn make(
     // history when there is one.
     let review = match input {
         Some(_) => review,
-        None => match crate::state::State::open_read_only(&settings.state.path)? {
+        None => match crate::state::State::connect_read_only(&settings.state)? {
             Some(state) => review.with_history(&history(&state)?, now),
             None => review,
         },

@@ -342,11 +342,11 @@ impl Runner {
         };
         let result = self.run_cycle(opts, out).await;
         if let Some(sf) = &self.salesforce {
-            sf.keep_rotated_credentials(&self.settings.state.path).await;
+            sf.keep_rotated_credentials(&self.settings.state).await;
         }
         if let Err(e) = &result
             && !opts.dry_run
-            && let Ok(state) = State::open(&self.settings.state.path)
+            && let Ok(state) = State::connect(&self.settings.state)
         {
             let summary = serde_json::json!({ "error": e.to_string() }).to_string();
             let _ = state.record_run(opts.now, Utc::now().max(opts.now), "failed", &summary);
@@ -356,8 +356,7 @@ impl Runner {
 
     /// Takes the state's writer lock, waiting up to `state.lock_wait`.
     async fn lock_state(&self) -> Result<crate::state::lock::LockGuard, CycleError> {
-        use crate::state::lock::{FileLock, WriterLock};
-        let lock = FileLock::for_state(&self.settings.state.path);
+        let lock = crate::store::writer_lock(&self.settings.state)?;
         let wait = self.settings.state.lock_wait();
         let stop = self.stopping.clone();
         let guard = tokio::task::spawn_blocking(move || lock.acquire(wait, &stop))
@@ -391,12 +390,12 @@ impl Runner {
     /// view (files) or a throwaway in-memory copy (an API source's mirror
     /// must be updated to be read).
     fn open_state(&self, dry_run: bool) -> Result<Option<State>, CycleError> {
-        let path = &self.settings.state.path;
+        let st = &self.settings.state;
         let api = self.salesforce.is_some() || self.hubspot.is_some();
         Ok(match (dry_run, api) {
-            (false, _) => Some(State::open(path)?),
-            (true, false) => State::open_read_only(path)?,
-            (true, true) => Some(State::scratch_copy(path)?),
+            (false, _) => Some(State::connect(st)?),
+            (true, false) => State::connect_read_only(st)?,
+            (true, true) => Some(State::connect_scratch(st)?),
         })
     }
 
@@ -748,7 +747,11 @@ async fn deliver(
         if let Some(bar) = &bar {
             bar.inc(1);
         }
-        if down.contains(&row.route) || stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        // A replica that no longer leads stops here too, like a shutdown.
+        if down.contains(&row.route)
+            || stopping.load(std::sync::atomic::Ordering::SeqCst)
+            || !state.still_leading()
+        {
             summary.alerts_pending += 1;
             continue;
         }

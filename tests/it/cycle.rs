@@ -14,6 +14,11 @@ struct Program {
     dir: tempfile::TempDir,
     webhook: String,
     extra_config: String,
+    /// `[state]` lines beyond `path`, and the environment they need (the
+    /// PostgreSQL variant).
+    state_extra: String,
+    env: Vec<(&'static str, String)>,
+    db: Option<crate::pg::TestDb>,
 }
 
 struct Run {
@@ -30,7 +35,21 @@ impl Program {
             dir,
             webhook: format!("{}/hook", slack.uri()),
             extra_config: String::new(),
+            state_extra: String::new(),
+            env: Vec::new(),
+            db: None,
         }
+    }
+
+    /// The same program with its state in a fresh PostgreSQL database
+    /// (`None`, NOTE printed, without a server).
+    fn on_postgres(slack: &MockServer, test: &str) -> Option<Program> {
+        let db = crate::pg::TestDb::create(test)?;
+        let mut p = Program::new(slack);
+        p.state_extra = db.state_toml();
+        p.env.push(db.env());
+        p.db = Some(db);
+        Some(p)
     }
 
     fn data(&self) -> PathBuf {
@@ -49,6 +68,7 @@ impl Program {
         TestConfig::bundled()
             .state(&self.state())
             .files(&self.data(), &self.dir.path().join("out"))
+            .merge(&format!("[state]\n{}", self.state_extra))
             .set("alerts.slack.per_second", 1000)
             .merge(&format!("[alerts.slack]\n{}", self.extra_config))
             .write(&self.dir.path().join("config.toml"))
@@ -63,6 +83,9 @@ impl Program {
             .args(extra)
             .env_remove("RUST_LOG")
             .env("CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL", &self.webhook);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -587,9 +610,25 @@ async fn mention_injection_arrives_escaped() {
 /// alert arrived (at most one twice) and every write-back was applied.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_anywhere_loses_nothing() {
+    crash_anywhere(false).await;
+}
+
+/// The same crashes with the state in PostgreSQL.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_anywhere_loses_nothing_on_postgres() {
+    crash_anywhere(true).await;
+}
+
+async fn crash_anywhere(postgres: bool) {
     for point in ["before-commit", "after-commit", "mid-send", "mid-writeback"] {
         let slack = slack_ok().await;
-        let p = Program::new(&slack);
+        let p = match postgres {
+            false => Program::new(&slack),
+            true => match Program::on_postgres(&slack, "a_crash_anywhere_loses_nothing") {
+                Some(p) => p,
+                None => return,
+            },
+        };
         let crashed = p.once(&[], &[("CHANNEL_SYNC_CRASH_AT", point)]).await;
         assert_ne!(crashed.code, Some(0), "{point}: the process was killed");
         let run = p.once(&[], &[]).await;
@@ -638,6 +677,13 @@ async fn a_crash_anywhere_loses_nothing() {
             "{point}: {}",
             run.stdout
         );
+        if let Some(db) = &p.db {
+            // The state really was the database.
+            assert!(!p.state().exists(), "{point}: no state file");
+            assert_eq!(db.count("findings"), SAMPLE_FINDINGS as i64, "{point}");
+            assert!(db.count("written") > 0, "{point}");
+            assert!(db.count("runs") >= 2, "{point}");
+        }
     }
 }
 
@@ -807,4 +853,88 @@ async fn a_route_takes_its_kinds_to_its_own_webhook_with_its_own_digest() {
         "{}",
         default[0]
     );
+}
+
+/// A dry run on PostgreSQL leaves the database exactly as it was: on a new
+/// database (not even the schema is created) and after a real run.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_on_postgres_leaves_the_database_unchanged() {
+    let slack = slack_ok().await;
+    let Some(p) = Program::on_postgres(&slack, "dry_run_on_postgres") else {
+        return;
+    };
+    let db = p.db.as_ref().unwrap();
+    let empty = crate::store_pg::db_snapshot(db);
+    let run = p.once(&["--dry-run"], &[]).await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("Would send 14 alert(s):"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(crate::store_pg::db_snapshot(db), empty, "nothing created");
+    let run = p.once(&[], &[]).await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    let after = crate::store_pg::db_snapshot(db);
+    assert!(after.len() > empty.len());
+    p.edit("partners.csv", |c| set(c, "P-1", "name", "Renamed Partner"));
+    let run = p.once(&["--dry-run"], &[]).await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert_eq!(crate::store_pg::db_snapshot(db), after, "nothing changed");
+    assert_eq!(
+        posted(&slack).await.len(),
+        SAMPLE_FINDINGS,
+        "the dry run sent nothing"
+    );
+}
+
+/// A leader whose lock session ends mid-send (the database cut it: a
+/// failover, a partition) stops at the next message, like a shutdown; the
+/// next run delivers the rest, the one in flight at most twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_leader_lock_stops_sending_at_the_next_message() {
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string("ok")
+                .set_delay(std::time::Duration::from_millis(300)),
+        )
+        .mount(&slack)
+        .await;
+    let Some(p) = Program::on_postgres(&slack, "lost_leader_lock") else {
+        return;
+    };
+    let db = p.db.as_ref().unwrap();
+    let cut = async {
+        while slack.received_requests().await.unwrap_or_default().len() < 3 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        db.query(|c| {
+            c.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                &[],
+            )
+            .unwrap()
+        })
+    };
+    let (run, ended) = tokio::join!(p.once(&[], &[]), cut);
+    assert_eq!(ended, 1, "the leader's session was cut");
+    let sent = posted(&slack).await.len();
+    assert!(sent < SAMPLE_FINDINGS, "it stopped sending ({sent} sent)");
+    assert!(
+        run.stdout.contains("waiting for the next cycle"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    let run = p.once(&[], &[]).await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    let keys: Vec<String> = posted(&slack).await.iter().map(about).collect();
+    let mut unique = keys.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), SAMPLE_FINDINGS, "every alert delivered");
+    assert!(keys.len() - unique.len() <= 1, "{keys:?}");
 }

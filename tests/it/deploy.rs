@@ -87,3 +87,65 @@ fn compose_checks_the_configuration_once_instead_of_restart_looping() {
     assert!(compose.contains("restart: \"no\""));
     assert!(!compose.contains(":latest"));
 }
+
+/// Issue 18: two replicas on PostgreSQL, in Kubernetes and in compose. The
+/// password comes from a secret, never the URL; both replicas answer the
+/// probes (a standby is ready); the connection does not go through a
+/// transaction pooler.
+#[test]
+fn the_high_availability_examples_run_two_replicas_on_postgres() {
+    let k8s = read("deploy/kubernetes-ha.yaml");
+    let deployment = k8s
+        .split("\n---")
+        .find(|d| d.contains("kind: Deployment"))
+        .expect("a Deployment");
+    assert!(deployment.contains("replicas: 2"));
+    assert!(deployment.contains("readinessProbe:\n            httpGet: {path: /readyz"));
+    assert!(deployment.contains("name: CHANNEL_SYNC__STATE__PASSWORD\n              valueFrom:\n                secretKeyRef:"));
+    assert!(
+        !deployment.contains("volumeClaimTemplates"),
+        "no per-pod state volume"
+    );
+    let url = k8s
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("url = \""))
+        .expect("state.url");
+    assert!(
+        url.starts_with("postgres://channel_sync@channel-sync-postgres:5432/"),
+        "{url}"
+    );
+    assert!(
+        !url.split('@').next().unwrap().contains("channel_sync:"),
+        "no password in the URL"
+    );
+    assert!(k8s.contains("kind: StatefulSet\nmetadata:\n  name: channel-sync-postgres"));
+    assert!(
+        k8s.contains("transaction pooling"),
+        "the PgBouncer caveat is said"
+    );
+    // The Service the URL names exists.
+    assert!(k8s.contains("kind: Service\nmetadata:\n  name: channel-sync-postgres\n"));
+
+    let compose = read("deploy/docker-compose.postgres.yml");
+    for service in [
+        "  postgres:\n",
+        "  channel-sync-a:\n",
+        "  channel-sync-b:\n",
+    ] {
+        assert!(compose.contains(service), "{service}");
+    }
+    assert!(
+        compose.contains(
+            "CHANNEL_SYNC__STATE__URL: postgres://channel_sync@postgres:5432/channel_sync"
+        )
+    );
+    assert!(compose.contains("CHANNEL_SYNC__STATE__PASSWORD: ${CHANNEL_SYNC_PG_PASSWORD:?"));
+    assert!(
+        compose.contains("condition: service_healthy"),
+        "the daemons wait for PostgreSQL"
+    );
+    assert!(
+        !compose.contains("- state:/"),
+        "no state volume: the state is the database"
+    );
+}

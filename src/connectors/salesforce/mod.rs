@@ -147,10 +147,9 @@ impl SalesforceSource {
         if let (Some(configured), Some(key)) = (&configured_refresh, &credential_key) {
             // A rotated token is committed to the state file the moment it
             // arrives (the file's own transaction), before it is used.
-            let (path, configured, key) =
-                (settings.state.path.clone(), configured.clone(), key.clone());
+            let (path, configured, key) = (settings.state.clone(), configured.clone(), key.clone());
             client = client.with_rotation_keeper(Box::new(move |token| {
-                State::open(&path)
+                State::connect(&path)
                     .map_err(CredentialError::from)
                     .and_then(|s| {
                         s.set_credential(ROTATED, &configured, token.expose(), &key, Utc::now())
@@ -228,7 +227,7 @@ impl SalesforceSource {
     /// After calls: keeps a refresh token Salesforce rotated that could not
     /// be stored when it arrived (the old one no longer works), sealed, in
     /// the state file, which only its owner can read.
-    pub async fn keep_rotated_credentials(&self, state_path: &std::path::Path) {
+    pub async fn keep_rotated_credentials(&self, state_path: &crate::config::StateSettings) {
         let (Some(configured), Some(key), Some(token)) = (
             &self.configured_refresh,
             &self.credential_key,
@@ -236,7 +235,7 @@ impl SalesforceSource {
         ) else {
             return;
         };
-        let saved = State::open(state_path)
+        let saved = State::connect(state_path)
             .map_err(CredentialError::from)
             .and_then(|s| s.set_credential(ROTATED, configured, token.expose(), key, Utc::now()));
         match saved {

@@ -11,8 +11,14 @@
 //! One writer at a time: a cycle holds [`lock::FileLock`] for its length.
 //! Credentials an upstream rotated are stored sealed ([`crypto`]).
 
+pub mod copy;
 pub mod crypto;
+pub mod leader;
 pub mod lock;
+pub mod pg;
+mod select;
+
+pub use select::{State, may_lead, target as select_target, writer_lock};
 
 use std::path::Path;
 
@@ -119,13 +125,21 @@ pub enum StateError {
         source: rusqlite::Error,
     },
     #[error(
-        "state file {path} has schema version {found}, newer than this program knows ({known}); upgrade channel-sync"
+        "state {path} has schema version {found}, newer than this program knows ({known}); upgrade channel-sync"
     )]
     TooNew {
         path: String,
         found: i64,
         known: i64,
     },
+    #[error("state database {url}: {source}")]
+    Postgres {
+        url: String,
+        #[source]
+        source: ::postgres::Error,
+    },
+    #[error("state database {url}: {message}")]
+    Config { url: String, message: String },
 }
 
 /// Why a stored credential could not be read or kept.
@@ -200,16 +214,16 @@ fn restrict_to_owner(path: &Path) {
     let _ = path;
 }
 
-/// The state store. The connection sits behind a mutex so a cycle's future
+/// The SQLite store. The connection sits behind a mutex so a cycle's future
 /// can move between threads; each call holds it only for its own statements.
-pub struct State {
+pub struct Sqlite {
     conn: std::sync::Mutex<Connection>,
     path: String,
 }
 
-impl State {
+impl Sqlite {
     /// Opens (creating if needed) and migrates the state file.
-    pub fn open(path: &Path) -> Result<State, StateError> {
+    pub fn open(path: &Path) -> Result<Sqlite, StateError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             // A missing folder is created; a failure shows up in open below.
             let _ = std::fs::create_dir_all(dir);
@@ -231,7 +245,7 @@ impl State {
             .map_err(err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(err)?;
-        let state = State {
+        let state = Sqlite {
             conn: std::sync::Mutex::new(conn),
             path: label,
         };
@@ -242,20 +256,20 @@ impl State {
     /// An in-memory copy of the state file (or a new empty state when there
     /// is none), for `--dry-run`: a sync may run against it as usual and
     /// nothing reaches the file.
-    pub fn scratch_copy(path: &Path) -> Result<State, StateError> {
+    pub fn scratch_copy(path: &Path) -> Result<Sqlite, StateError> {
         let label = format!("{} (in-memory copy)", path.display());
         let err = |source| StateError::Sqlite {
             path: label.clone(),
             source,
         };
         let mut conn = Connection::open_in_memory().map_err(err)?;
-        if let Some(existing) = State::open_read_only(path)? {
+        if let Some(existing) = Sqlite::open_read_only(path)? {
             let from = existing.conn();
             rusqlite::backup::Backup::new(&from, &mut conn)
                 .and_then(|b| b.run_to_completion(1024, std::time::Duration::ZERO, None))
                 .map_err(err)?;
         }
-        let state = State {
+        let state = Sqlite {
             conn: std::sync::Mutex::new(conn),
             path: label,
         };
@@ -265,7 +279,7 @@ impl State {
 
     /// Opens an existing state file read-only, for `--dry-run`; `None` when
     /// there is none yet (an empty state). Never writes to the file.
-    pub fn open_read_only(path: &Path) -> Result<Option<State>, StateError> {
+    pub fn open_read_only(path: &Path) -> Result<Option<Sqlite>, StateError> {
         if !path.is_file() {
             return Ok(None);
         }
@@ -278,7 +292,7 @@ impl State {
             path: label.clone(),
             source,
         })?;
-        let state = State {
+        let state = Sqlite {
             conn: std::sync::Mutex::new(conn),
             path: label,
         };
@@ -301,7 +315,7 @@ impl State {
                     .and_then(|b| b.run_to_completion(1024, std::time::Duration::ZERO, None))
                     .map_err(|e| state.err(e))?;
             }
-            let copy = State {
+            let copy = Sqlite {
                 conn: std::sync::Mutex::new(conn),
                 path: format!("{} (in-memory copy)", state.path),
             };
@@ -309,6 +323,10 @@ impl State {
             return Ok(Some(copy));
         }
         Ok(Some(state))
+    }
+
+    pub(crate) fn label(&self) -> &str {
+        &self.path
     }
 
     /// The connection (a panic elsewhere cannot leave it half-used: every
@@ -335,7 +353,7 @@ impl State {
         }
     }
 
-    fn version(&self) -> Result<i64, StateError> {
+    pub(crate) fn version(&self) -> Result<i64, StateError> {
         self.conn()
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(|e| self.err(e))
@@ -772,6 +790,7 @@ impl State {
 
 #[cfg(test)]
 mod tests {
+    use super::Sqlite as State;
     use super::*;
     use chrono::TimeZone;
 
