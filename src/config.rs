@@ -438,47 +438,22 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(secs))
 }
 
-/// `rules.*` (SPEC §3).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Rules {
-    /// Protection window when the partner's tier sets none.
-    pub protection_days: u32,
-    pub expiring_within_days: u32,
-    pub expired_lookback_days: u32,
-    pub fuzzy_threshold: f64,
-    /// Per-tier windows; tier names compare case-insensitively.
-    pub tiers: BTreeMap<String, TierRules>,
-}
+pub use crate::engine::{Rules, TierRules};
 
-impl Default for Rules {
-    fn default() -> Self {
-        Rules {
-            protection_days: 90,
-            expiring_within_days: 14,
-            expired_lookback_days: 30,
-            fuzzy_threshold: 0.92,
-            tiers: BTreeMap::new(),
+impl<'a> From<&'a Settings> for crate::engine::Policy<'a> {
+    /// What the engine reads of the settings: rules, base currency, fiscal
+    /// year and the review's parameters (never a webhook or a secret).
+    fn from(s: &'a Settings) -> Self {
+        crate::engine::Policy {
+            rules: &s.rules,
+            currency: &s.scorecard.currency,
+            fiscal_year_start_month: s.scorecard.fiscal_year_start_month,
+            review: crate::engine::ReviewRules {
+                gross_margin: s.review.gross_margin,
+                mdf_attribution_days: s.review.mdf_attribution_days,
+                dormant_quarters: s.review.dormant_quarters,
+            },
         }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TierRules {
-    pub protection_days: u32,
-}
-
-impl Rules {
-    /// The protection days for a partner tier (case-insensitive), else the default.
-    pub fn protection_days_for(&self, tier: Option<&str>) -> u32 {
-        tier.and_then(|t| {
-            self.tiers
-                .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(t.trim()))
-                .map(|(_, r)| r.protection_days)
-        })
-        .unwrap_or(self.protection_days)
     }
 }
 
@@ -501,6 +476,12 @@ impl Default for ScorecardSettings {
             currency: "USD".into(),
             fx: BTreeMap::new(),
         }
+    }
+}
+
+impl crate::values::Rates for ScorecardSettings {
+    fn rate(&self, currency: &str) -> Option<f64> {
+        ScorecardSettings::rate(self, currency)
     }
 }
 

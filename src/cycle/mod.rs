@@ -145,6 +145,34 @@ pub struct Summary {
     pub errors: Vec<String>,
 }
 
+impl crate::metrics::CycleReport for Summary {
+    fn counts(&self) -> crate::metrics::CycleCounts {
+        crate::metrics::CycleCounts {
+            ok: self.exit_code() == 0,
+            pulled: self
+                .pulled
+                .iter()
+                .map(|(object, n)| {
+                    let source = self.pulled_from.get(object).copied().unwrap_or("unknown");
+                    (source.to_string(), object.to_string(), *n)
+                })
+                .collect(),
+            open_by_kind: engine::FindingKind::ALL
+                .iter()
+                .map(|k| {
+                    let n = self.open_by_kind.get(k.as_str()).copied().unwrap_or(0);
+                    (k.as_str().to_string(), n)
+                })
+                .collect(),
+            alerts_sent: self.alerts_sent,
+            alerts_failed: self.alerts_failed,
+            alerts_parked: self.alerts_parked,
+            writes_done: self.writes_done,
+            writes_failed: self.writes_failed,
+        }
+    }
+}
+
 impl Summary {
     /// SPEC §1: 1 when the cycle finished but some calls or records failed.
     pub fn exit_code(&self) -> u8 {

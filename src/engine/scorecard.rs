@@ -183,7 +183,7 @@ pub(super) fn compute(ctx: &Context, period: &Period, findings: &[Finding]) -> V
         }
     }
 
-    let ahead = ctx.now + Duration::days(i64::from(ctx.settings.rules.expiring_within_days));
+    let ahead = ctx.now + Duration::days(i64::from(ctx.policy.rules.expiring_within_days));
     let mut open = vec![0u64; np];
     let mut expiring = vec![0u64; np];
     for (r, reg) in data.registrations.iter().enumerate() {
