@@ -339,6 +339,35 @@ pub struct FilesPrmSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct AlertSettings {
     pub slack: SlackSettings,
+    pub teams: TeamsSettings,
+}
+
+/// `alerts.teams.*`: Microsoft Teams through a Power Automate Workflows
+/// webhook ("When a Teams webhook request is received"), which takes an
+/// Adaptive Card. Routing, digests and reminders are `alerts.slack`'s
+/// (the route table); a route reaches Teams with `teams_webhook_url`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeamsSettings {
+    /// The default route's Workflows URL (a secret: it carries a `sig=`).
+    pub webhook_url: Option<Secret>,
+    /// Messages per second per webhook.
+    pub per_second: u32,
+    /// Longest `Retry-After` waited for within a cycle, in seconds.
+    pub max_retry_wait_secs: u64,
+    /// Per-request timeout, in seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for TeamsSettings {
+    fn default() -> Self {
+        TeamsSettings {
+            webhook_url: None,
+            per_second: 1,
+            max_retry_wait_secs: 30,
+            timeout_secs: 10,
+        }
+    }
 }
 
 /// `alerts.slack.*`.
@@ -392,6 +421,9 @@ impl SlackSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct SlackRoute {
     pub webhook_url: Option<Secret>,
+    /// The route's Microsoft Teams Workflows URL (a secret): the route
+    /// reaches Teams too, or only Teams without `webhook_url`.
+    pub teams_webhook_url: Option<Secret>,
     pub kinds: Vec<String>,
     pub tiers: Vec<String>,
 }
@@ -405,9 +437,10 @@ pub struct WritebackSettings {
 }
 
 /// Key names that hold secrets, wherever they appear.
-const SECRET_KEYS: [&str; 8] = [
+const SECRET_KEYS: [&str; 9] = [
     "encryption_key",
     "webhook_url",
+    "teams_webhook_url",
     "token",
     "client_secret",
     "refresh_token",

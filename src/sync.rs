@@ -238,7 +238,8 @@ pub(crate) async fn sync<R: Reader>(
     };
     state.set_cursor(
         &key,
-        &serde_json::to_string(&next).unwrap_or_default(),
+        &serde_json::to_string(&next)
+            .expect("a sync cursor (strings and timestamps) serialises to JSON"),
         wall_now,
     )?;
     let report = ObjectReport {

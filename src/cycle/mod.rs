@@ -24,10 +24,7 @@ use crate::connectors::salesforce::{PullError, SalesforceSource};
 use crate::connectors::writeback::{FilesSink, ScorecardSink, Target, diff};
 use crate::connectors::{Origin, PrmOrigin, files, origin};
 use crate::engine;
-use crate::notify::slack::{
-    Delivery, SlackClient,
-    render::{Links, Names},
-};
+use crate::notify::{Delivery, Links, Names, Notifiers};
 use crate::state::State;
 use crate::sync::ObjectReport;
 use crate::values::format_timestamp;
@@ -277,7 +274,7 @@ pub(crate) fn crash_point(name: &str) {
 pub fn check(settings: &Settings) -> Result<(), ConfigError> {
     origin(settings)?;
     for (name, route) in &settings.alerts.slack.routes {
-        if route.webhook_url.is_none() {
+        if route.webhook_url.is_none() && route.teams_webhook_url.is_none() {
             return Err(ConfigError::new(
                 format!("alerts.slack.routes.{name}.webhook_url"),
                 format!(
@@ -304,7 +301,7 @@ pub async fn once(
 /// rate limiters), metrics, and the flag that asks a cycle to stop early.
 pub struct Runner {
     settings: Settings,
-    slack: SlackClient,
+    notifiers: Notifiers,
     salesforce: Option<SalesforceSource>,
     hubspot: Option<HubSpotSource>,
     partnerstack: Option<PartnerStackClient>,
@@ -319,10 +316,7 @@ impl Runner {
         metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
     ) -> Result<Runner, CycleError> {
         check(&settings)?;
-        let mut slack = SlackClient::new(&settings.alerts.slack)?;
-        if let Some(m) = &metrics {
-            slack = slack.with_metrics(m.clone());
-        }
+        let notifiers = Notifiers::new(&settings.alerts, metrics.clone())?;
         let origin = origin(&settings)?;
         let partnerstack = match &origin {
             Origin::Salesforce {
@@ -349,7 +343,7 @@ impl Runner {
         };
         Ok(Runner {
             settings,
-            slack,
+            notifiers,
             salesforce,
             hubspot,
             partnerstack,
@@ -532,7 +526,7 @@ impl Runner {
         };
         decide_and_deliver(
             settings,
-            &self.slack,
+            &self.notifiers,
             &self.stopping,
             opts,
             out,
@@ -600,7 +594,7 @@ impl ScorecardSink for Sink {
 #[allow(clippy::too_many_arguments)]
 async fn decide_and_deliver(
     settings: &Settings,
-    slack: &SlackClient,
+    notifiers: &Notifiers,
     stopping: &std::sync::atomic::AtomicBool,
     opts: &Options,
     out: &mut (dyn Write + Send),
@@ -650,21 +644,21 @@ async fn decide_and_deliver(
         None => Vec::new(),
     };
     let names = Names::from_dataset(&data).with_links(links);
-    let mut routes_with_webhook: BTreeSet<String> = slack.routes().cloned().collect();
-    summary.alerts_off = routes_with_webhook.is_empty();
+    // Route -> the channels (Slack, Teams) that reach it.
+    let mut reach = notifiers.reach();
+    summary.alerts_off = reach.is_empty();
     if summary.alerts_off && opts.dry_run {
         // A dry run shows what the default webhook would get, set or not.
-        routes_with_webhook.insert("default".into());
+        reach.insert("default".into(), vec!["slack"]);
     }
     let ctx = AlertContext {
-        slack: &settings.alerts.slack,
-        routes_with_webhook,
+        routing: &settings.alerts.slack,
+        routes_with_webhook: reach.keys().cloned().collect(),
         tiers: data
             .partners
             .iter()
             .filter_map(|p| p.tier.clone().map(|t| (p.id.clone(), t)))
             .collect(),
-        names: &names,
         expired_lookback: chrono::Duration::days(i64::from(settings.rules.expired_lookback_days)),
     };
     lap("State read.");
@@ -676,17 +670,12 @@ async fn decide_and_deliver(
     summary.reminders = plan.reminded;
     summary.findings_resolved = plan.resolved.len();
     summary.findings_aged_out = plan.aged_out.len();
+    let messages = render_notices(notifiers, &reach, &plan.messages, &names);
 
     // Record the decision, then deliver.
     crash_point("before-commit");
     if let (Some(state), false) = (&state, opts.dry_run) {
-        state.commit_cycle(
-            now,
-            &plan.seen,
-            &plan.resolved,
-            &plan.aged_out,
-            &plan.messages,
-        )?;
+        state.commit_cycle(now, &plan.seen, &plan.resolved, &plan.aged_out, &messages)?;
     }
     crash_point("after-commit");
     lap("Cycle committed.");
@@ -695,31 +684,34 @@ async fn decide_and_deliver(
             Some(s) => s
                 .pending()?
                 .into_iter()
-                .map(|r| (r.route, r.reason, r.finding_key, r.body))
+                .map(|r| (r.route, r.channel, r.reason, r.finding_key, r.body))
                 .collect(),
             None => Vec::new(),
         };
-        waiting.extend(plan.messages.iter().map(|m| {
-            (
-                m.route.clone(),
-                m.reason.clone(),
-                m.finding_key.clone(),
-                m.body.clone(),
-            )
-        }));
+        waiting.extend(
+            messages
+                .into_iter()
+                .map(|m| (m.route, m.channel, m.reason, m.finding_key, m.body)),
+        );
         writeln!(out, "Would send {} alert(s):", waiting.len()).map_err(anyhow::Error::from)?;
-        for (i, (route, reason, key, body)) in waiting.iter().enumerate() {
-            let shown = match opts.preview {
-                Preview::Text => crate::notify::slack::preview::preview(body),
-                Preview::Json => serde_json::from_str::<serde_json::Value>(body)
+        for (i, (route, channel, reason, key, body)) in waiting.iter().enumerate() {
+            let shown = match (opts.preview, notifiers.get(channel)) {
+                (Preview::Text, Some(n)) => n.preview(body),
+                _ => serde_json::from_str::<serde_json::Value>(body)
                     .and_then(|v| serde_json::to_string_pretty(&v))
                     .unwrap_or_else(|_| body.clone()),
             };
             writeln!(
                 out,
-                "--- alert {}/{} to '{route}' ({reason}{})\n{}",
+                "--- alert {}/{} to '{route}'{} ({reason}{})\n{}",
                 i + 1,
                 waiting.len(),
+                // Slack, the first channel, unnamed as before.
+                if channel == "slack" {
+                    String::new()
+                } else {
+                    format!(" on {channel}")
+                },
                 key.as_deref().map(|k| format!(": {k}")).unwrap_or_default(),
                 shown.trim_end()
             )
@@ -727,10 +719,8 @@ async fn decide_and_deliver(
         }
         summary.alerts_would_send = waiting.len();
     } else if let Some(state) = &state {
-        let progress = opts
-            .progress
-            .then(|| Progress::new(settings.alerts.slack.per_second));
-        deliver(state, slack, stopping, now, &mut summary, progress).await?;
+        let progress = opts.progress.then(|| Progress::new(notifiers.per_second()));
+        deliver(state, notifiers, stopping, now, &mut summary, progress).await?;
     }
 
     // Write back.
@@ -753,78 +743,113 @@ async fn decide_and_deliver(
         } else {
             "partial"
         };
-        let json = serde_json::to_string(&summary).unwrap_or_default();
+        let json = serde_json::to_string(&summary)
+            .expect("a summary (counts and strings) serialises to JSON");
         state.record_run(started, Utc::now().max(started), outcome, &json)?;
     }
     lap("Run recorded.");
     Ok(summary)
 }
 
+/// Each notice rendered for every channel its route reaches: the outbox
+/// rows (a retry posts exactly the stored body).
+fn render_notices(
+    notifiers: &Notifiers,
+    reach: &BTreeMap<String, Vec<&'static str>>,
+    notices: &[alerts::Notice],
+    names: &Names,
+) -> Vec<crate::state::NewMessage> {
+    let mut out = Vec::new();
+    for n in notices {
+        for channel in reach.get(&n.route).into_iter().flatten() {
+            let Some(notifier) = notifiers.get(channel) else {
+                continue;
+            };
+            out.push(crate::state::NewMessage {
+                route: n.route.clone(),
+                channel: (*channel).to_string(),
+                finding_key: n.finding_key.clone(),
+                reason: n.reason.as_str().into(),
+                body: notifier.render(n, names),
+            });
+        }
+    }
+    out
+}
+
 /// Sends every pending message, oldest first, marking each as it goes.
 async fn deliver(
     state: &State,
-    slack: &SlackClient,
+    notifiers: &Notifiers,
     stopping: &std::sync::atomic::AtomicBool,
     now: DateTime<Utc>,
     summary: &mut Summary,
     progress: Option<Progress>,
 ) -> Result<(), CycleError> {
-    let mut down: BTreeSet<String> = BTreeSet::new();
+    // (channel, route): webhooks that take no more this cycle.
+    let mut down: BTreeSet<(String, String)> = BTreeSet::new();
     let pending = state.pending()?;
     let bar = progress.map(|p| p.start(&pending));
     for row in pending {
         if let Some(bar) = &bar {
             bar.inc(1);
         }
-        if down.contains(&row.route) || stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        let webhook = (row.channel.clone(), row.route.clone());
+        if down.contains(&webhook) || stopping.load(std::sync::atomic::Ordering::SeqCst) {
             summary.alerts_pending += 1;
             continue;
         }
-        match slack.post(&row.route, &row.body).await {
+        let Some(notifier) = notifiers.get(&row.channel) else {
+            tracing::error!(channel = %row.channel, outbox_id = row.id, "An alert for an unknown channel; parked.");
+            state.mark_failed(row.id, &format!("unknown channel '{}'", row.channel), true)?;
+            summary.alerts_parked += 1;
+            continue;
+        };
+        match notifier.post(&row.route, &row.body).await {
             Delivery::Sent => {
                 crash_point("mid-send");
                 state.mark_sent(row.id, now)?;
                 summary.alerts_sent += 1;
             }
             Delivery::Retry(e) => {
-                // Slack is failing or asked us to wait: keep this webhook's
+                // The channel is failing or asked us to wait: keep this webhook's
                 // remaining messages for the next cycle instead of hammering.
-                tracing::warn!(route = %row.route, error = %e, "Alert not delivered; retrying next cycle.");
+                tracing::warn!(channel = %row.channel, route = %row.route, error = %e, "Alert not delivered; retrying next cycle.");
                 state.mark_failed(row.id, &e, false)?;
                 summary.alerts_failed += 1;
                 summary.alerts_pending += 1;
-                down.insert(row.route.clone());
+                down.insert(webhook.clone());
             }
             Delivery::WebhookDown(e) => {
-                tracing::error!(route = %row.route, error = %e, "Slack webhook cannot post; alerts wait for the next cycle.");
+                tracing::error!(channel = %row.channel, route = %row.route, error = %e, "Webhook cannot post; alerts wait for the next cycle.");
                 state.mark_failed(row.id, &e, false)?;
                 summary
                     .errors
-                    .push(format!("slack route '{}': {e}", row.route));
+                    .push(format!("{} route '{}': {e}", row.channel, row.route));
                 summary.alerts_failed += 1;
                 summary.alerts_pending += 1;
-                down.insert(row.route.clone());
+                down.insert(webhook.clone());
             }
             Delivery::Parked(e) => {
-                tracing::error!(route = %row.route, outbox_id = row.id, error = %e, "Slack refused an alert as malformed; parked.");
+                tracing::error!(channel = %row.channel, route = %row.route, outbox_id = row.id, error = %e, "The channel refused an alert as malformed; parked.");
                 state.mark_failed(row.id, &e, true)?;
                 summary.alerts_parked += 1;
             }
             Delivery::Unconfirmed(e) if row.unconfirmed == 0 => {
                 // It may be in the channel already: not again this cycle;
                 // once more in a later one (at most one duplicate).
-                tracing::warn!(route = %row.route, outbox_id = row.id, error = %e, "Slack did not confirm an alert; sending it once more next cycle.");
+                tracing::warn!(channel = %row.channel, route = %row.route, outbox_id = row.id, error = %e, "The channel did not confirm an alert; sending it once more next cycle.");
                 state.mark_unconfirmed(row.id, &e, false)?;
                 summary.alerts_failed += 1;
                 summary.alerts_pending += 1;
-                down.insert(row.route.clone());
+                down.insert(webhook.clone());
             }
             Delivery::Unconfirmed(e) => {
                 // Twice unconfirmed: it may be in the channel twice already.
-                tracing::error!(route = %row.route, outbox_id = row.id, error = %e, "Slack did not confirm an alert a second time; parked (it may have been posted), not sent again.");
+                tracing::error!(channel = %row.channel, route = %row.route, outbox_id = row.id, error = %e, "The channel did not confirm an alert a second time; parked (it may have been posted), not sent again.");
                 state.mark_unconfirmed(row.id, &e, true)?;
                 summary.alerts_parked += 1;
-                down.insert(row.route.clone());
+                down.insert(webhook.clone());
             }
         }
     }

@@ -22,3 +22,4 @@ mod reliability;
 mod repo;
 mod review;
 mod salesforce;
+mod teams;
