@@ -736,7 +736,7 @@ impl Settings {
                 }
             }
         }
-        let fields = crate::connectors::writeback::SCORECARD_FIELDS;
+        let fields = crate::engine::SCORECARD_FIELDS;
         for field in self.writeback.fields.keys() {
             if !fields.contains(&field.as_str()) {
                 check(Err(ConfigError::new(

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use serde_json::{Map, Value};
 
-use crate::connectors::files::Table;
+use crate::dataset::Table;
 use crate::model::Rejected;
 use crate::state::{MirrorRow, State, StateError};
 use crate::values::parse_timestamp;

@@ -16,13 +16,9 @@ use serde::Serialize;
 
 use crate::alerts::{self, AlertContext};
 use crate::config::{ConfigError, Settings};
-use crate::connectors::hubspot::write::HubSpotSink;
-use crate::connectors::hubspot::{self, HubSpotSource};
-use crate::connectors::partnerstack::{self, PartnerStackClient};
-use crate::connectors::salesforce::write::SalesforceSink;
-use crate::connectors::salesforce::{PullError, SalesforceSource};
-use crate::connectors::writeback::{FilesSink, ScorecardSink, Target, diff};
-use crate::connectors::{Origin, PrmOrigin, files, origin};
+use crate::connectors::writeback::{ScorecardSink, Target, diff};
+use crate::connectors::{Connectors, Sink, files, origin};
+use crate::crash::crash_point;
 use crate::engine;
 use crate::notify::{Delivery, Links, Names, Notifiers};
 use crate::state::State;
@@ -62,41 +58,34 @@ pub enum CycleError {
     /// Another cycle holds the state: nothing was done.
     #[error(transparent)]
     Locked(#[from] crate::state::lock::LockError),
-    /// The CRM or PRM could not be read: nothing was decided this cycle; the
-    /// next one tries again.
-    #[error("{0}")]
-    Upstream(String),
+    /// A connector failed (the CRM or PRM could not be read, or its
+    /// configuration does not fit the account): nothing was decided this
+    /// cycle; the next one tries again.
+    #[error(transparent)]
+    Connector(#[from] crate::connectors::Error),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
 
-impl From<hubspot::PullError> for CycleError {
-    fn from(e: hubspot::PullError) -> Self {
-        match e {
-            hubspot::PullError::Config(e) => CycleError::Config(e),
-            hubspot::PullError::Input(e) => CycleError::Input(e),
-            hubspot::PullError::State(e) => CycleError::State(e),
-            hubspot::PullError::HubSpot(e) => CycleError::Upstream(e.to_string()),
-        }
-    }
-}
-
-impl From<partnerstack::PullError> for CycleError {
-    fn from(e: partnerstack::PullError) -> Self {
-        match e {
-            partnerstack::PullError::State(e) => CycleError::State(e),
-            partnerstack::PullError::PartnerStack(e) => CycleError::Upstream(e.to_string()),
-        }
-    }
-}
-
-impl From<PullError> for CycleError {
-    fn from(e: PullError) -> Self {
-        match e {
-            PullError::Config(e) => CycleError::Config(e),
-            PullError::Input(e) => CycleError::Input(e),
-            PullError::State(e) => CycleError::State(e),
-            PullError::Salesforce(e) => CycleError::Upstream(e.to_string()),
+impl CycleError {
+    /// The process exit code for `once` (SPEC §1): 78 for configuration, 65
+    /// for unusable input, 0 when a stop signal ended the wait for the lock,
+    /// else 1.
+    pub fn exit_code(&self) -> u8 {
+        use crate::connectors::Failure;
+        match self {
+            CycleError::Locked(crate::state::lock::LockError::Stopped { .. }) => 0,
+            CycleError::Config(_)
+            | CycleError::Connector(crate::connectors::Error {
+                source: Failure::Config(_),
+                ..
+            }) => 78,
+            CycleError::Input(_)
+            | CycleError::Connector(crate::connectors::Error {
+                source: Failure::Input(_),
+                ..
+            }) => 65,
+            _ => 1,
         }
     }
 }
@@ -259,16 +248,6 @@ impl Summary {
 /// environment only).
 const WEBHOOK_ENV: &str = "CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL";
 
-/// Aborts the process at a named point when `CHANNEL_SYNC_CRASH_AT` names it:
-/// the crash tests' way to kill a cycle at an exact place. Never set it in
-/// production.
-pub(crate) fn crash_point(name: &str) {
-    if std::env::var("CHANNEL_SYNC_CRASH_AT").is_ok_and(|v| v == name) {
-        eprintln!("channel-sync: crashing at {name} (CHANNEL_SYNC_CRASH_AT)");
-        std::process::abort();
-    }
-}
-
 /// Checks what a cycle needs from the configuration: sources, and a webhook
 /// for every configured route.
 pub fn check(settings: &Settings) -> Result<(), ConfigError> {
@@ -302,9 +281,7 @@ pub async fn once(
 pub struct Runner {
     settings: Settings,
     notifiers: Notifiers,
-    salesforce: Option<SalesforceSource>,
-    hubspot: Option<HubSpotSource>,
-    partnerstack: Option<PartnerStackClient>,
+    connectors: Connectors,
     /// Set on shutdown: a cycle stops sending at the next message (what is
     /// not sent stays in the outbox for the next start).
     pub stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -317,36 +294,11 @@ impl Runner {
     ) -> Result<Runner, CycleError> {
         check(&settings)?;
         let notifiers = Notifiers::new(&settings.alerts, metrics.clone())?;
-        let origin = origin(&settings)?;
-        let partnerstack = match &origin {
-            Origin::Salesforce {
-                prm: PrmOrigin::PartnerStack,
-            }
-            | Origin::Hubspot {
-                prm: PrmOrigin::PartnerStack,
-            } => Some(
-                PartnerStackClient::new(&settings.prm.partnerstack(), metrics.clone()).map_err(
-                    |e| {
-                        ConfigError::new(
-                            "prm.partnerstack",
-                            format!("cannot build the client: {e}"),
-                        )
-                    },
-                )?,
-            ),
-            _ => None,
-        };
-        let (salesforce, hubspot) = match origin {
-            Origin::Salesforce { .. } => (Some(SalesforceSource::new(&settings, metrics)?), None),
-            Origin::Hubspot { .. } => (None, Some(HubSpotSource::new(&settings, metrics)?)),
-            Origin::Files { .. } => (None, None),
-        };
+        let connectors = Connectors::new(&settings, metrics)?;
         Ok(Runner {
             settings,
             notifiers,
-            salesforce,
-            hubspot,
-            partnerstack,
+            connectors,
             stopping: Default::default(),
         })
     }
@@ -363,9 +315,7 @@ impl Runner {
             false => Some(self.lock_state().await?),
         };
         let result = self.run_cycle(opts, out).await;
-        if let Some(sf) = &self.salesforce {
-            sf.keep_rotated_credentials(&self.settings.state.path).await;
-        }
+        self.connectors.after_cycle(&self.settings.state.path).await;
         if let Err(e) = &result
             && !opts.dry_run
             && let Ok(state) = State::open(&self.settings.state.path)
@@ -389,32 +339,12 @@ impl Runner {
         Ok(guard)
     }
 
-    /// The PRM tables beside a CRM connector: from files or PartnerStack.
-    async fn prm_tables(
-        &self,
-        prm: &PrmOrigin,
-        state: &State,
-        opts: &Options,
-        summary: &mut Summary,
-    ) -> Result<files::PrmTables, CycleError> {
-        match (prm, &self.partnerstack) {
-            (PrmOrigin::Files(dir), _) => Ok(files::load_prm(dir)?),
-            (PrmOrigin::PartnerStack, Some(client)) => {
-                let (tables, synced) =
-                    partnerstack::pull(client, state, &self.settings, opts.full).await?;
-                summary.synced.extend(synced);
-                Ok(tables)
-            }
-            _ => Err(anyhow::anyhow!("no PRM source for this configuration").into()),
-        }
-    }
-
     /// The state a cycle works on: the file, or for a dry run a read-only
     /// view (files) or a throwaway in-memory copy (an API source's mirror
     /// must be updated to be read).
     fn open_state(&self, dry_run: bool) -> Result<Option<State>, CycleError> {
         let path = &self.settings.state.path;
-        let api = self.salesforce.is_some() || self.hubspot.is_some();
+        let api = self.connectors.uses_mirror();
         Ok(match (dry_run, api) {
             (false, _) => Some(State::open(path)?),
             (true, false) => State::open_read_only(path)?,
@@ -430,7 +360,6 @@ impl Runner {
         let settings = &self.settings;
         let started = opts.now;
         let now = opts.now;
-        let origin = origin(settings)?;
         let mut summary = Summary {
             as_of: format_timestamp(&now),
             dry_run: opts.dry_run,
@@ -445,84 +374,22 @@ impl Runner {
             "users",
         ]
         .into_iter()
-        .map(|t| (t, origin.source_of(t)))
+        .map(|t| (t, self.connectors.source_of(t)))
         .collect();
         let state = self.open_state(opts.dry_run)?;
 
-        // Pull (files are read off the async workers: CPU-bound).
-        let loaded = match (&origin, &self.salesforce, &state) {
-            (Origin::Files { crm_dir, prm_dir }, _, _) => {
-                let money = settings.scorecard.clone();
-                let (crm, prm) = (crm_dir.clone(), prm_dir.clone());
-                tokio::task::spawn_blocking(move || files::load_split(&crm, &prm, &money))
-                    .await
-                    .map_err(anyhow::Error::from)??
-            }
-            (Origin::Salesforce { prm }, Some(sf), Some(state)) => {
-                let prm = match prm {
-                    PrmOrigin::SameOrg => None,
-                    other => Some(self.prm_tables(other, state, opts, &mut summary).await?),
-                };
-                let (loaded, synced) = sf.pull(state, settings, opts.full, prm).await?;
-                summary.synced.splice(0..0, synced);
-                loaded
-            }
-            (Origin::Hubspot { prm }, _, Some(state)) if self.hubspot.is_some() => {
-                let prm = self.prm_tables(prm, state, opts, &mut summary).await?;
-                let hs = self
-                    .hubspot
-                    .as_ref()
-                    .ok_or_else(|| anyhow::anyhow!("no HubSpot client"))?;
-                hs.dry_run
-                    .store(opts.dry_run, std::sync::atomic::Ordering::SeqCst);
-                let (loaded, synced) = hs.pull(state, settings, opts.full, prm).await?;
-                summary.synced.splice(0..0, synced);
-                loaded
-            }
-            _ => return Err(anyhow::anyhow!("no source client for this configuration").into()),
-        };
-        let sink = match (&self.salesforce, &self.hubspot, &origin) {
-            (Some(sf), _, _) => Sink::Salesforce(SalesforceSink {
-                client: sf.client.clone(),
-                fields: settings.writeback.fields.clone(),
-                percent_fields: sf.plan(settings).await?.percent_fields,
-            }),
-            (_, Some(hs), _) => Sink::Hubspot(HubSpotSink {
-                client: hs.client.clone(),
-                fields: settings.writeback.fields.clone(),
-            }),
-            (_, _, Origin::Files { crm_dir, .. }) => Sink::Files(FilesSink::new(
-                settings
-                    .crm
-                    .files
-                    .out_dir
-                    .clone()
-                    .unwrap_or_else(|| crm_dir.clone()),
-            )),
-            _ => return Err(anyhow::anyhow!("no sink for this configuration").into()),
-        };
-        let links = match (&self.salesforce, &self.hubspot) {
-            (Some(sf), _) => match sf.client.instance_url().await {
-                Some(base) => Links {
-                    account: Some(format!("{base}/lightning/r/Account/{{id}}/view")),
-                    opportunity: Some(format!("{base}/lightning/r/Opportunity/{{id}}/view")),
-                },
-                None => Links::default(),
-            },
-            (_, Some(_)) => {
-                let hs = settings.crm.hubspot();
-                match hs.portal_id {
-                    Some(portal) => {
-                        let app = hs.app_url.trim_end_matches('/');
-                        Links {
-                            account: Some(format!("{app}/contacts/{portal}/record/0-2/{{id}}")),
-                            opportunity: Some(format!("{app}/contacts/{portal}/record/0-3/{{id}}")),
-                        }
-                    }
-                    None => Links::default(),
-                }
-            }
-            _ => Links::default(),
+        // Pull, then where scorecards go and where records open.
+        let pulled = self
+            .connectors
+            .pull(settings, state.as_ref(), opts.full, opts.dry_run)
+            .await?;
+        summary.synced = pulled.synced;
+        let loaded = pulled.loaded;
+        let sink = self.connectors.sink(settings).await?;
+        let links = self.connectors.links(settings).await;
+        let links = Links {
+            account: links.account,
+            opportunity: links.opportunity,
         };
         decide_and_deliver(
             settings,
@@ -538,56 +405,6 @@ impl Runner {
             started,
         )
         .await
-    }
-}
-
-/// Where scorecards go: one of the sinks, dispatched by hand (the trait's
-/// async method keeps it from being a trait object).
-enum Sink {
-    Files(FilesSink),
-    Salesforce(SalesforceSink),
-    Hubspot(HubSpotSink),
-}
-
-impl ScorecardSink for Sink {
-    fn name(&self) -> &'static str {
-        match self {
-            Sink::Files(s) => s.name(),
-            Sink::Salesforce(s) => s.name(),
-            Sink::Hubspot(s) => s.name(),
-        }
-    }
-
-    fn target(
-        &self,
-        card: &crate::engine::Scorecard,
-        partner: &crate::model::Partner,
-        period: &crate::engine::Period,
-    ) -> Option<(String, Vec<(String, String)>)> {
-        match self {
-            Sink::Files(s) => s.target(card, partner, period),
-            Sink::Salesforce(s) => s.target(card, partner, period),
-            Sink::Hubspot(s) => s.target(card, partner, period),
-        }
-    }
-
-    fn lost_earlier_writes(&self) -> bool {
-        match self {
-            Sink::Files(s) => s.lost_earlier_writes(),
-            Sink::Salesforce(s) => s.lost_earlier_writes(),
-            Sink::Hubspot(s) => s.lost_earlier_writes(),
-        }
-    }
-
-    async fn apply(
-        &self,
-        updates: &[crate::connectors::writeback::RecordUpdate],
-    ) -> Vec<crate::connectors::writeback::RecordOutcome> {
-        match self {
-            Sink::Files(s) => s.apply(updates).await,
-            Sink::Salesforce(s) => s.apply(updates).await,
-            Sink::Hubspot(s) => s.apply(updates).await,
-        }
     }
 }
 

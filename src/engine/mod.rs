@@ -17,7 +17,7 @@ use serde::Serialize;
 pub use findings::{Evidence, Finding, FindingKind, Record, Severity};
 pub use matching::{Match, Method};
 pub use rules::{Policy, ReviewRules, Rules, TierRules};
-pub use scorecard::{Period, Scorecard};
+pub use scorecard::{Period, SCORECARD_FIELDS, Scorecard};
 
 use crate::model::{Dataset, OpportunityStatus, Registration, RegistrationStatus};
 use matching::{AccountIndex, AccountMatch};

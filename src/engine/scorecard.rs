@@ -227,6 +227,20 @@ pub(super) fn compute(ctx: &Context, period: &Period, findings: &[Finding]) -> V
     cards
 }
 
+/// The scorecard values of SPEC §3.4 that can be written back, in the
+/// order of `connectors::writeback::field_values` and of `scorecards.csv` (after `partner_id`).
+pub const SCORECARD_FIELDS: [&str; 9] = [
+    "period",
+    "reps",
+    "active_sellers",
+    "active_seller_rate",
+    "sourced_pipeline",
+    "sourced_revenue",
+    "open_registrations",
+    "expiring_registrations",
+    "open_conflicts",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

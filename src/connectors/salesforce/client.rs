@@ -380,7 +380,7 @@ impl SalesforceClient {
                 }
             }
         }
-        crate::cycle::crash_point("after-token");
+        crate::crash::crash_point("after-token");
         tracing::debug!(instance = %token.instance_url, "Salesforce session opened.");
         Ok(Session {
             access_token: Secret::new(token.access_token),

@@ -390,7 +390,11 @@ pub fn build(
 
     // The PRM tables: from the org, or from files.
     let (partners, reps, registrations) = match file_prm {
-        Some((mut file_partners, file_reps, file_registrations)) => {
+        Some(crate::dataset::PrmTables {
+            partners: mut file_partners,
+            reps: file_reps,
+            registrations: file_registrations,
+        }) => {
             // Files may name a partner's account by its 15-character id:
             // use the org's 18-character one so exclusion and write-back
             // meet the same record.
