@@ -8,22 +8,27 @@
 //! the next cycle sends whatever is still pending. Write-back works the same
 //! way: values are remembered only once the sink confirmed them.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod deliver;
+mod dry_run;
+mod summary;
+mod writeback;
+
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 use crate::alerts::{self, AlertContext};
 use crate::config::{ConfigError, Settings};
-use crate::connectors::writeback::{ScorecardSink, Target, diff};
 use crate::connectors::{Connectors, Sink, files, origin};
 use crate::crash::crash_point;
 use crate::engine;
-use crate::notify::{Delivery, Links, Names, Notifiers};
+use crate::notify::{Links, Names, Notifiers};
 use crate::state::State;
-use crate::sync::ObjectReport;
 use crate::values::format_timestamp;
+use deliver::{Progress, deliver, render_notices};
+pub use summary::Summary;
+use writeback::write_back;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -89,164 +94,6 @@ impl CycleError {
         }
     }
 }
-
-/// What one cycle did.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Summary {
-    pub as_of: String,
-    pub dry_run: bool,
-    pub pulled: BTreeMap<&'static str, usize>,
-    /// The source each pulled table came from (the metrics' label).
-    #[serde(skip)]
-    pub pulled_from: BTreeMap<&'static str, &'static str>,
-    /// What each API object's sync read (empty for files).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub synced: Vec<ObjectReport>,
-    pub rejected: usize,
-    pub findings_open: usize,
-    pub open_by_kind: BTreeMap<String, usize>,
-    pub findings_new: usize,
-    pub findings_changed: usize,
-    pub reminders: usize,
-    pub findings_resolved: usize,
-    /// Closed quietly: only time moved them out of their window.
-    pub findings_aged_out: usize,
-    pub alerts_sent: usize,
-    pub alerts_failed: usize,
-    pub alerts_parked: usize,
-    pub alerts_pending: usize,
-    /// Dry run: the messages a real run would send now.
-    pub alerts_would_send: usize,
-    /// No webhook is configured: findings stored but not yet announced (they
-    /// will be once a webhook is set).
-    pub alerts_off: bool,
-    pub unannounced: usize,
-    pub writes_done: usize,
-    pub writes_failed: usize,
-    /// Dry run: the records a real run would write.
-    pub writes_would: usize,
-    /// Currencies without an exchange rate (SPEC §2.1), one line each.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub missing_rates: Vec<String>,
-    pub errors: Vec<String>,
-}
-
-impl crate::metrics::CycleReport for Summary {
-    fn counts(&self) -> crate::metrics::CycleCounts {
-        crate::metrics::CycleCounts {
-            ok: self.exit_code() == 0,
-            pulled: self
-                .pulled
-                .iter()
-                .map(|(object, n)| {
-                    let source = self.pulled_from.get(object).copied().unwrap_or("unknown");
-                    (source.to_string(), object.to_string(), *n)
-                })
-                .collect(),
-            open_by_kind: engine::FindingKind::ALL
-                .iter()
-                .map(|k| {
-                    let n = self.open_by_kind.get(k.as_str()).copied().unwrap_or(0);
-                    (k.as_str().to_string(), n)
-                })
-                .collect(),
-            alerts_sent: self.alerts_sent,
-            alerts_failed: self.alerts_failed,
-            alerts_parked: self.alerts_parked,
-            writes_done: self.writes_done,
-            writes_failed: self.writes_failed,
-        }
-    }
-}
-
-impl Summary {
-    /// SPEC §1: 1 when the cycle finished but some calls or records failed.
-    pub fn exit_code(&self) -> u8 {
-        let failed = self.rejected > 0
-            || self.alerts_failed > 0
-            || self.alerts_parked > 0
-            || self.writes_failed > 0
-            || !self.errors.is_empty();
-        u8::from(failed)
-    }
-
-    /// The one-screen summary printed at the end of `once`.
-    pub fn to_text(&self) -> String {
-        let pulled = self
-            .pulled
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut s = format!(
-            "channel-sync once{} as of {}\n\
-             pulled      {pulled} ({} rejected)\n\
-             findings    {} open: {} new, {} changed, {} resolved, {} aged out, {} reminders\n",
-            if self.dry_run {
-                " (dry run: nothing was posted, written or stored)"
-            } else {
-                ""
-            },
-            self.as_of,
-            self.rejected,
-            self.findings_open,
-            self.findings_new,
-            self.findings_changed,
-            self.findings_resolved,
-            self.findings_aged_out,
-            self.reminders,
-        );
-        let alerts = match (self.dry_run, self.alerts_off) {
-            (true, false) => format!("{} would be sent", self.alerts_would_send),
-            (true, true) => format!(
-                "{} would be sent once a Slack webhook is set (none is: {WEBHOOK_ENV})",
-                self.alerts_would_send
-            ),
-            (false, true) => format!(
-                "off: no Slack webhook ({WEBHOOK_ENV}); {} finding(s) will be announced once one is set",
-                self.unannounced
-            ),
-            (false, false) => format!(
-                "{} sent, {} failed, {} parked, {} waiting for the next cycle",
-                self.alerts_sent, self.alerts_failed, self.alerts_parked, self.alerts_pending
-            ),
-        };
-        s.push_str(&format!("alerts      {alerts}\n"));
-        if self.dry_run {
-            s.push_str(&format!(
-                "write-back  {} records would be written\n",
-                self.writes_would
-            ));
-        } else {
-            s.push_str(&format!(
-                "write-back  {} records written, {} failed\n",
-                self.writes_done, self.writes_failed
-            ));
-        }
-        for m in &self.missing_rates {
-            s.push_str(&format!("amounts     {m}\n"));
-        }
-        for r in &self.synced {
-            s.push_str(&format!(
-                "synced      {} {:?}{}: {} read, {} removed, {} calls\n",
-                r.object,
-                r.mode,
-                r.reason.map(|w| format!(" ({w})")).unwrap_or_default(),
-                r.fetched,
-                r.removed,
-                r.calls
-            ));
-        }
-        for e in &self.errors {
-            s.push_str(&format!("error       {e}\n"));
-        }
-        s
-    }
-}
-
-/// The variable that sets the default webhook (secrets come from the
-/// environment only).
-const WEBHOOK_ENV: &str = "CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL";
 
 /// Checks what a cycle needs from the configuration: sources, and a webhook
 /// for every configured route.
@@ -358,7 +205,6 @@ impl Runner {
         out: &mut (dyn Write + Send),
     ) -> Result<Summary, CycleError> {
         let settings = &self.settings;
-        let started = opts.now;
         let now = opts.now;
         let mut summary = Summary {
             as_of: format_timestamp(&now),
@@ -391,37 +237,60 @@ impl Runner {
             account: links.account,
             opportunity: links.opportunity,
         };
-        decide_and_deliver(
-            settings,
-            &self.notifiers,
-            &self.stopping,
-            opts,
-            out,
+        let pulled = Pulled {
             loaded,
             links,
             state,
             sink,
+        };
+        self.decide_and_deliver(opts, out, pulled, summary).await
+    }
+
+    /// Detect, decide, record, deliver, write back, record the run.
+    async fn decide_and_deliver(
+        &self,
+        opts: &Options,
+        out: &mut (dyn Write + Send),
+        pulled: Pulled,
+        summary: Summary,
+    ) -> Result<Summary, CycleError> {
+        decide_and_deliver(
+            &self.settings,
+            &self.notifiers,
+            &self.stopping,
+            opts,
+            out,
+            pulled,
             summary,
-            started,
         )
         .await
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the pull left for the rest of the cycle.
+struct Pulled {
+    loaded: files::Loaded,
+    links: Links,
+    state: Option<State>,
+    sink: Sink,
+}
+
 async fn decide_and_deliver(
     settings: &Settings,
     notifiers: &Notifiers,
     stopping: &std::sync::atomic::AtomicBool,
     opts: &Options,
     out: &mut (dyn Write + Send),
-    loaded: files::Loaded,
-    links: Links,
-    state: Option<State>,
-    sink: Sink,
+    pulled: Pulled,
     mut summary: Summary,
-    started: DateTime<Utc>,
 ) -> Result<Summary, CycleError> {
+    let Pulled {
+        loaded,
+        links,
+        state,
+        sink,
+    } = pulled;
+    let started = opts.now;
     let now = opts.now;
     let data = loaded.dataset;
     summary.rejected = loaded.rejected.len();
@@ -497,44 +366,12 @@ async fn decide_and_deliver(
     crash_point("after-commit");
     lap("Cycle committed.");
     if opts.dry_run {
-        let mut waiting = match &state {
-            Some(s) => s
-                .pending()?
-                .into_iter()
-                .map(|r| (r.route, r.channel, r.reason, r.finding_key, r.body))
-                .collect(),
+        let pending = match &state {
+            Some(s) => s.pending()?,
             None => Vec::new(),
         };
-        waiting.extend(
-            messages
-                .into_iter()
-                .map(|m| (m.route, m.channel, m.reason, m.finding_key, m.body)),
-        );
-        writeln!(out, "Would send {} alert(s):", waiting.len()).map_err(anyhow::Error::from)?;
-        for (i, (route, channel, reason, key, body)) in waiting.iter().enumerate() {
-            let shown = match (opts.preview, notifiers.get(channel)) {
-                (Preview::Text, Some(n)) => n.preview(body),
-                _ => serde_json::from_str::<serde_json::Value>(body)
-                    .and_then(|v| serde_json::to_string_pretty(&v))
-                    .unwrap_or_else(|_| body.clone()),
-            };
-            writeln!(
-                out,
-                "--- alert {}/{} to '{route}'{} ({reason}{})\n{}",
-                i + 1,
-                waiting.len(),
-                // Slack, the first channel, unnamed as before.
-                if channel == "slack" {
-                    String::new()
-                } else {
-                    format!(" on {channel}")
-                },
-                key.as_deref().map(|k| format!(": {k}")).unwrap_or_default(),
-                shown.trim_end()
-            )
-            .map_err(anyhow::Error::from)?;
-        }
-        summary.alerts_would_send = waiting.len();
+        summary.alerts_would_send =
+            dry_run::print_alerts(out, notifiers, opts.preview, pending, messages)?;
     } else if let Some(state) = &state {
         let progress = opts.progress.then(|| Progress::new(notifiers.per_second()));
         deliver(state, notifiers, stopping, now, &mut summary, progress).await?;
@@ -568,251 +405,38 @@ async fn decide_and_deliver(
     Ok(summary)
 }
 
-/// Each notice rendered for every channel its route reaches: the outbox
-/// rows (a retry posts exactly the stored body).
-fn render_notices(
-    notifiers: &Notifiers,
-    reach: &BTreeMap<String, Vec<&'static str>>,
-    notices: &[alerts::Notice],
-    names: &Names,
-) -> Vec<crate::state::NewMessage> {
-    let mut out = Vec::new();
-    for n in notices {
-        for channel in reach.get(&n.route).into_iter().flatten() {
-            let Some(notifier) = notifiers.get(channel) else {
-                continue;
-            };
-            out.push(crate::state::NewMessage {
-                route: n.route.clone(),
-                channel: (*channel).to_string(),
-                finding_key: n.finding_key.clone(),
-                reason: n.reason.as_str().into(),
-                body: notifier.render(n, names),
-            });
-        }
-    }
-    out
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Sends every pending message, oldest first, marking each as it goes.
-async fn deliver(
-    state: &State,
-    notifiers: &Notifiers,
-    stopping: &std::sync::atomic::AtomicBool,
-    now: DateTime<Utc>,
-    summary: &mut Summary,
-    progress: Option<Progress>,
-) -> Result<(), CycleError> {
-    // (channel, route): webhooks that take no more this cycle.
-    let mut down: BTreeSet<(String, String)> = BTreeSet::new();
-    let pending = state.pending()?;
-    let bar = progress.map(|p| p.start(&pending));
-    for row in pending {
-        if let Some(bar) = &bar {
-            bar.inc(1);
-        }
-        let webhook = (row.channel.clone(), row.route.clone());
-        if down.contains(&webhook) || stopping.load(std::sync::atomic::Ordering::SeqCst) {
-            summary.alerts_pending += 1;
-            continue;
-        }
-        let Some(notifier) = notifiers.get(&row.channel) else {
-            tracing::error!(channel = %row.channel, outbox_id = row.id, "An alert for an unknown channel; parked.");
-            state.mark_failed(row.id, &format!("unknown channel '{}'", row.channel), true)?;
-            summary.alerts_parked += 1;
-            continue;
-        };
-        match notifier.post(&row.route, &row.body).await {
-            Delivery::Sent => {
-                crash_point("mid-send");
-                state.mark_sent(row.id, now)?;
-                summary.alerts_sent += 1;
-            }
-            Delivery::Retry(e) => {
-                // The channel is failing or asked us to wait: keep this webhook's
-                // remaining messages for the next cycle instead of hammering.
-                tracing::warn!(channel = %row.channel, route = %row.route, error = %e, "Alert not delivered; retrying next cycle.");
-                state.mark_failed(row.id, &e, false)?;
-                summary.alerts_failed += 1;
-                summary.alerts_pending += 1;
-                down.insert(webhook.clone());
-            }
-            Delivery::WebhookDown(e) => {
-                tracing::error!(channel = %row.channel, route = %row.route, error = %e, "Webhook cannot post; alerts wait for the next cycle.");
-                state.mark_failed(row.id, &e, false)?;
-                summary
-                    .errors
-                    .push(format!("{} route '{}': {e}", row.channel, row.route));
-                summary.alerts_failed += 1;
-                summary.alerts_pending += 1;
-                down.insert(webhook.clone());
-            }
-            Delivery::Parked(e) => {
-                tracing::error!(channel = %row.channel, route = %row.route, outbox_id = row.id, error = %e, "The channel refused an alert as malformed; parked.");
-                state.mark_failed(row.id, &e, true)?;
-                summary.alerts_parked += 1;
-            }
-            Delivery::Unconfirmed(e) if row.unconfirmed == 0 => {
-                // It may be in the channel already: not again this cycle;
-                // once more in a later one (at most one duplicate).
-                tracing::warn!(channel = %row.channel, route = %row.route, outbox_id = row.id, error = %e, "The channel did not confirm an alert; sending it once more next cycle.");
-                state.mark_unconfirmed(row.id, &e, false)?;
-                summary.alerts_failed += 1;
-                summary.alerts_pending += 1;
-                down.insert(webhook.clone());
-            }
-            Delivery::Unconfirmed(e) => {
-                // Twice unconfirmed: it may be in the channel twice already.
-                tracing::error!(channel = %row.channel, route = %row.route, outbox_id = row.id, error = %e, "The channel did not confirm an alert a second time; parked (it may have been posted), not sent again.");
-                state.mark_unconfirmed(row.id, &e, true)?;
-                summary.alerts_parked += 1;
-                down.insert(webhook.clone());
-            }
-        }
-    }
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    Ok(())
-}
-
-/// Progress while `once` sends: a line up front saying how many messages and
-/// about how long (webhooks take about one a second), then a bar on a
-/// terminal (hidden when stderr is not one).
-struct Progress {
-    per_second: u32,
-}
-
-impl Progress {
-    fn new(per_second: u32) -> Progress {
-        Progress {
-            per_second: per_second.max(1),
-        }
+    #[test]
+    fn errors_map_onto_the_documented_exit_codes() {
+        let config = CycleError::Config(ConfigError::new("crm.kind", "missing"));
+        assert_eq!(config.exit_code(), 78);
+        let connector_config = CycleError::Connector(crate::connectors::Error {
+            vendor: "a-crm",
+            source: crate::connectors::Failure::Config(ConfigError::new("x", "y")),
+        });
+        assert_eq!(connector_config.exit_code(), 78);
+        let upstream = CycleError::Connector(crate::connectors::Error {
+            vendor: "a-crm",
+            source: crate::connectors::Failure::Other(anyhow::anyhow!("503")),
+        });
+        assert_eq!(upstream.exit_code(), 1);
+        assert_eq!(CycleError::Other(anyhow::anyhow!("x")).exit_code(), 1);
     }
 
-    fn start(&self, pending: &[crate::state::OutboxRow]) -> indicatif::ProgressBar {
-        let total = pending.len() as u64;
-        if total > 0 {
-            // Webhooks are limited each on its own: the busiest one sets the pace.
-            let mut per_route: BTreeMap<&str, u64> = BTreeMap::new();
-            for r in pending {
-                *per_route.entry(r.route.as_str()).or_default() += 1;
-            }
-            let busiest = per_route.values().copied().max().unwrap_or(0);
-            let secs = busiest.saturating_sub(1) / u64::from(self.per_second);
-            eprintln!(
-                "channel-sync: sending {total} alert(s) to {} webhook(s): about {} at {} a second per webhook",
-                per_route.len(),
-                if secs < 1 {
-                    "a second".to_string()
-                } else {
-                    format!("{secs} s")
-                },
-                self.per_second
-            );
-        }
-        let bar = indicatif::ProgressBar::with_draw_target(
-            Some(total),
-            indicatif::ProgressDrawTarget::stderr(),
-        );
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} alerts, {eta} left",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.set_prefix("sending");
-        bar
+    #[test]
+    fn a_route_without_any_webhook_is_a_configuration_error() {
+        let mut settings = Settings::default();
+        settings.crm.kind = Some(crate::config::CrmKind::Files);
+        settings.crm.files.dir = Some("sample".into());
+        settings
+            .alerts
+            .slack
+            .routes
+            .insert("gold".into(), Default::default());
+        let e = check(&settings).unwrap_err();
+        assert!(e.to_string().contains("alerts.slack.routes.gold"), "{e}");
     }
-}
-
-async fn write_back(
-    sink: &impl ScorecardSink,
-    data: &crate::model::Dataset,
-    evaluation: &engine::Evaluation,
-    state: Option<&State>,
-    opts: &Options,
-    out: &mut (dyn Write + Send),
-    summary: &mut Summary,
-) -> Result<(), CycleError> {
-    let partners: BTreeMap<&str, &crate::model::Partner> =
-        data.partners.iter().map(|p| (p.id.as_str(), p)).collect();
-    let targets: Vec<Target> = evaluation
-        .scorecards
-        .iter()
-        .filter_map(|card| {
-            let partner = partners.get(card.partner_id.as_str())?;
-            let (record_id, fields) = sink.target(card, partner, &evaluation.period)?;
-            Some(Target {
-                partner_id: card.partner_id.clone(),
-                record_id,
-                fields,
-            })
-        })
-        .collect();
-    let lost = sink.lost_earlier_writes();
-    let written = match state {
-        Some(s) if !lost => s.written(sink.name())?,
-        _ => Default::default(),
-    };
-    let updates = diff(&targets, &written);
-    if opts.dry_run {
-        summary.writes_would = updates.len();
-        writeln!(
-            out,
-            "Would write {} record(s) to {}:",
-            updates.len(),
-            sink.name()
-        )
-        .map_err(anyhow::Error::from)?;
-        for u in &updates {
-            let fields = u
-                .fields
-                .iter()
-                .map(|(f, v)| format!("{f}={v}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            writeln!(
-                out,
-                "--- write {} (partner {}): {fields}",
-                u.record_id, u.partner_id
-            )
-            .map_err(anyhow::Error::from)?;
-        }
-        return Ok(());
-    }
-    if updates.is_empty() {
-        return Ok(());
-    }
-    let Some(state) = state else {
-        return Ok(());
-    };
-    if lost {
-        state.forget_written(sink.name())?;
-    }
-    let outcomes = sink.apply(&updates).await;
-    crash_point("mid-writeback");
-    let mut confirmed = Vec::new();
-    for (u, outcome) in updates.iter().zip(outcomes) {
-        match outcome {
-            None => {
-                summary.writes_done += 1;
-                confirmed.extend(
-                    u.fields
-                        .iter()
-                        .map(|(f, v)| (u.record_id.clone(), f.clone(), v.clone())),
-                );
-            }
-            Some(e) => {
-                tracing::warn!(sink = sink.name(), record = %u.record_id, error = %e, "Write-back failed; retrying next cycle.");
-                summary.writes_failed += 1;
-                summary
-                    .errors
-                    .push(format!("write-back {}: {e}", u.record_id));
-            }
-        }
-    }
-    state.record_written(sink.name(), &confirmed, opts.now)?;
-    Ok(())
 }
