@@ -310,6 +310,75 @@ mod tests {
         assert_eq!(escape("a\nb"), "a b");
     }
 
+    /// A finding with `n` evidence records whose names are `len` long.
+    fn big(n: usize, len: usize) -> Finding {
+        use crate::engine::{Evidence, Record};
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-26T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        Finding {
+            kind: FindingKind::DirectVsPartner,
+            key: "k".into(),
+            severity: Severity::Critical,
+            account_id: Some("A-1".into()),
+            partner_ids: vec!["P-1".into()],
+            registration_ids: vec!["R-1".into()],
+            opportunity_ids: vec!["O-1".into()],
+            first_in: "R-1".into(),
+            how: None,
+            expires_at: None,
+            summary: "*".repeat(len),
+            account_name: Some("Acme".into()),
+            evidence: (0..n)
+                .map(|i| Evidence {
+                    record: Record::Opportunity,
+                    id: format!("O-{i}"),
+                    name: Some("_".repeat(len)),
+                    partner_id: Some("P-1".into()),
+                    partner_name: Some("[".repeat(len)),
+                    at,
+                    status: "open".into(),
+                    approved_at: None,
+                    expires_at: None,
+                    close_date: None,
+                    rep: None,
+                    owner_id: None,
+                    how: None,
+                    amount: None,
+                    currency: None,
+                    stage: None,
+                    original_amount: None,
+                    original_currency: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_card_stays_under_the_teams_limit_however_large_the_finding() {
+        let names = Names::default();
+        for (n, len) in [(3, 10), (10, 100), (500, 20000)] {
+            let notice = Notice {
+                route: "default".into(),
+                finding_key: Some("k".into()),
+                reason: Reason::New,
+                content: Content::Finding {
+                    finding: big(n, len),
+                    why: None,
+                },
+            };
+            let body = notice_body(&notice, &names);
+            assert!(body.len() <= MAX_BYTES, "{n}x{len}: {} bytes", body.len());
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["type"], "message");
+            assert_eq!(v["attachments"][0]["content"]["version"], "1.4");
+        }
+    }
+
+    fn notice_body(n: &Notice, names: &Names) -> String {
+        notice(n, names)
+    }
+
     #[test]
     fn a_cut_never_leaves_a_dangling_escape() {
         let s = escape("abc*def");
