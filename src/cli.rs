@@ -341,14 +341,7 @@ fn once(
         }
         Err(e) => {
             eprintln!("channel-sync: {e:#}");
-            match e {
-                crate::cycle::CycleError::Locked(crate::state::lock::LockError::Stopped {
-                    ..
-                }) => exit::OK,
-                crate::cycle::CycleError::Config(_) => exit::CONFIG,
-                crate::cycle::CycleError::Input(_) => exit::DATA,
-                _ => exit::PARTIAL,
-            }
+            e.exit_code()
         }
     }
 }
@@ -511,19 +504,29 @@ fn check_config(config: Option<&std::path::Path>) -> u8 {
         );
         return exit::CONFIG;
     }
-    if settings.crm.kind == Some(crate::config::CrmKind::Hubspot) {
-        let checked = runtime().map(|rt| rt.block_on(check_hubspot(&settings)));
+    // An API CRM: sign in and check every configured field exists.
+    if settings
+        .crm
+        .kind
+        .is_some_and(|k| k != crate::config::CrmKind::Files)
+    {
+        let checked = runtime().map(|rt| rt.block_on(crate::connectors::check(&settings)));
         match checked {
-            Err(code) | Ok(Err(code)) => return code,
-            Ok(Ok(())) => {}
-        }
-    }
-    if settings.crm.kind == Some(crate::config::CrmKind::Salesforce) {
-        // Every configured field must exist in the org: ask it.
-        let checked = runtime().map(|rt| rt.block_on(check_salesforce(&settings)));
-        match checked {
-            Err(code) | Ok(Err(code)) => return code,
-            Ok(Ok(())) => {}
+            Err(code) => return code,
+            Ok(Ok(Some(answer))) => eprintln!("channel-sync: {answer}"),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                return match e.source {
+                    crate::connectors::Failure::Config(e) => {
+                        eprintln!("channel-sync: {e}");
+                        exit::CONFIG
+                    }
+                    source => {
+                        eprintln!("channel-sync: {}: {source}", e.vendor);
+                        exit::PARTIAL
+                    }
+                };
+            }
         }
     }
     match serde_json::to_string_pretty(&settings) {
@@ -535,65 +538,6 @@ fn check_config(config: Option<&std::path::Path>) -> u8 {
         Err(e) => {
             eprintln!("channel-sync: {e}");
             exit::PARTIAL
-        }
-    }
-}
-
-/// Signs in to Salesforce and checks the configured fields with describe.
-async fn check_salesforce(settings: &Settings) -> Result<(), u8> {
-    use crate::connectors::salesforce::{PullError, SalesforceSource};
-    let source = SalesforceSource::new(settings, None).map_err(|e| {
-        eprintln!("channel-sync: {e}");
-        exit::CONFIG
-    })?;
-    match source.plan(settings).await {
-        Ok(plan) => {
-            let objects: Vec<String> = plan
-                .objects()
-                .iter()
-                .map(|o| format!("{} ({} fields)", o.object, o.fields.len()))
-                .collect();
-            eprintln!(
-                "channel-sync: Salesforce answered; every configured field exists. Reads: {}",
-                objects.join(", ")
-            );
-            Ok(())
-        }
-        Err(PullError::Config(e)) => {
-            eprintln!("channel-sync: {e}");
-            Err(exit::CONFIG)
-        }
-        Err(e) => {
-            eprintln!("channel-sync: Salesforce: {e}");
-            Err(exit::PARTIAL)
-        }
-    }
-}
-
-/// Calls HubSpot and checks the configured properties exist (the write-back
-/// ones may be missing when `crm.hubspot.create_properties` will create them).
-async fn check_hubspot(settings: &Settings) -> Result<(), u8> {
-    use crate::connectors::hubspot::{HubSpotSource, PullError};
-    let source = HubSpotSource::new(settings, None).map_err(|e| {
-        eprintln!("channel-sync: {e}");
-        exit::CONFIG
-    })?;
-    // Checking writes nothing: missing properties are reported, not created.
-    source
-        .dry_run
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    match source.plan(settings).await {
-        Ok(_) => {
-            eprintln!("channel-sync: HubSpot answered; every configured property exists.");
-            Ok(())
-        }
-        Err(PullError::Config(e)) => {
-            eprintln!("channel-sync: {e}");
-            Err(exit::CONFIG)
-        }
-        Err(e) => {
-            eprintln!("channel-sync: HubSpot: {e}");
-            Err(exit::PARTIAL)
         }
     }
 }

@@ -348,6 +348,35 @@ pub struct FilesPrmSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct AlertSettings {
     pub slack: SlackSettings,
+    pub teams: TeamsSettings,
+}
+
+/// `alerts.teams.*`: Microsoft Teams through a Power Automate Workflows
+/// webhook ("When a Teams webhook request is received"), which takes an
+/// Adaptive Card. Routing, digests and reminders are `alerts.slack`'s
+/// (the route table); a route reaches Teams with `teams_webhook_url`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeamsSettings {
+    /// The default route's Workflows URL (a secret: it carries a `sig=`).
+    pub webhook_url: Option<Secret>,
+    /// Messages per second per webhook.
+    pub per_second: u32,
+    /// Longest `Retry-After` waited for within a cycle, in seconds.
+    pub max_retry_wait_secs: u64,
+    /// Per-request timeout, in seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for TeamsSettings {
+    fn default() -> Self {
+        TeamsSettings {
+            webhook_url: None,
+            per_second: 1,
+            max_retry_wait_secs: 30,
+            timeout_secs: 10,
+        }
+    }
 }
 
 /// `alerts.slack.*`.
@@ -401,6 +430,9 @@ impl SlackSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct SlackRoute {
     pub webhook_url: Option<Secret>,
+    /// The route's Microsoft Teams Workflows URL (a secret): the route
+    /// reaches Teams too, or only Teams without `webhook_url`.
+    pub teams_webhook_url: Option<Secret>,
     pub kinds: Vec<String>,
     pub tiers: Vec<String>,
 }
@@ -414,9 +446,10 @@ pub struct WritebackSettings {
 }
 
 /// Key names that hold secrets, wherever they appear.
-const SECRET_KEYS: [&str; 8] = [
+const SECRET_KEYS: [&str; 9] = [
     "encryption_key",
     "webhook_url",
+    "teams_webhook_url",
     "token",
     "client_secret",
     "refresh_token",
@@ -447,47 +480,22 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(secs))
 }
 
-/// `rules.*` (SPEC §3).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Rules {
-    /// Protection window when the partner's tier sets none.
-    pub protection_days: u32,
-    pub expiring_within_days: u32,
-    pub expired_lookback_days: u32,
-    pub fuzzy_threshold: f64,
-    /// Per-tier windows; tier names compare case-insensitively.
-    pub tiers: BTreeMap<String, TierRules>,
-}
+pub use crate::engine::{Rules, TierRules};
 
-impl Default for Rules {
-    fn default() -> Self {
-        Rules {
-            protection_days: 90,
-            expiring_within_days: 14,
-            expired_lookback_days: 30,
-            fuzzy_threshold: 0.92,
-            tiers: BTreeMap::new(),
+impl<'a> From<&'a Settings> for crate::engine::Policy<'a> {
+    /// What the engine reads of the settings: rules, base currency, fiscal
+    /// year and the review's parameters (never a webhook or a secret).
+    fn from(s: &'a Settings) -> Self {
+        crate::engine::Policy {
+            rules: &s.rules,
+            currency: &s.scorecard.currency,
+            fiscal_year_start_month: s.scorecard.fiscal_year_start_month,
+            review: crate::engine::ReviewRules {
+                gross_margin: s.review.gross_margin,
+                mdf_attribution_days: s.review.mdf_attribution_days,
+                dormant_quarters: s.review.dormant_quarters,
+            },
         }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TierRules {
-    pub protection_days: u32,
-}
-
-impl Rules {
-    /// The protection days for a partner tier (case-insensitive), else the default.
-    pub fn protection_days_for(&self, tier: Option<&str>) -> u32 {
-        tier.and_then(|t| {
-            self.tiers
-                .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(t.trim()))
-                .map(|(_, r)| r.protection_days)
-        })
-        .unwrap_or(self.protection_days)
     }
 }
 
@@ -510,6 +518,12 @@ impl Default for ScorecardSettings {
             currency: "USD".into(),
             fx: BTreeMap::new(),
         }
+    }
+}
+
+impl crate::values::Rates for ScorecardSettings {
+    fn rate(&self, currency: &str) -> Option<f64> {
+        ScorecardSettings::rate(self, currency)
     }
 }
 
@@ -693,14 +707,13 @@ impl Settings {
         );
         if self.state.url.is_some() {
             check(
-                crate::store::select_target(&self.state)
-                    .map(drop)
-                    .map_err(|e| ConfigError::new("state.url", e.to_string())),
+                state_url(self.state.url.as_deref().unwrap_or_default())
+                    .map_err(|m| ConfigError::new("state.url", m)),
             );
         }
         if let Some(key) = &self.state.encryption_key {
             check(
-                crate::state::crypto::CredentialKey::from_hex(key.expose())
+                crate::crypto::CredentialKey::from_hex(key.expose())
                     .map(drop)
                     .map_err(|m| ConfigError::new("state.encryption_key", m)),
             );
@@ -738,7 +751,7 @@ impl Settings {
                 }
             }
         }
-        let fields = crate::connectors::writeback::SCORECARD_FIELDS;
+        let fields = crate::engine::SCORECARD_FIELDS;
         for field in self.writeback.fields.keys() {
             if !fields.contains(&field.as_str()) {
                 check(Err(ConfigError::new(
@@ -1013,4 +1026,19 @@ mod tests {
         let e = Settings::load_with_env(Some(Path::new("/nonexistent/c.toml")), []).unwrap_err();
         assert_eq!(e.key, "--config");
     }
+}
+
+/// `state.url`: a PostgreSQL URL without a password in it (the password
+/// comes from the environment, so it never sits in a file or a message).
+fn state_url(url: &str) -> Result<(), String> {
+    let config: postgres::Config = url
+        .parse()
+        .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+    if config.get_password().is_some() {
+        return Err(
+            "the URL carries a password: remove it and set CHANNEL_SYNC__STATE__PASSWORD instead"
+                .into(),
+        );
+    }
+    Ok(())
 }

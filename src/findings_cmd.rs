@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::engine::Finding;
 use crate::notify::slack::render::{money, value_at_risk};
-use crate::state::{State, StoredFinding};
+use crate::store::{State, StoredFinding};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ListFormat {

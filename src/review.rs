@@ -36,7 +36,7 @@ pub enum ReviewError {
     Config { key: String, message: String },
     /// The state file cannot be read: exit 1.
     #[error(transparent)]
-    State(#[from] crate::state::StateError),
+    State(#[from] crate::store::StateError),
 }
 
 /// What the review read and made.
@@ -93,7 +93,7 @@ pub fn make(
     // history when there is one.
     let review = match input {
         Some(_) => review,
-        None => match crate::state::State::connect_read_only(&settings.state)? {
+        None => match crate::store::State::connect_read_only(&settings.state)? {
             Some(state) => review.with_history(&history(&state)?, now),
             None => review,
         },
@@ -109,8 +109,8 @@ pub fn make(
 
 /// The conflict findings the state remembers.
 fn history(
-    state: &crate::state::State,
-) -> Result<Vec<crate::engine::review::DisputeRecord>, crate::state::StateError> {
+    state: &crate::store::State,
+) -> Result<Vec<crate::engine::review::DisputeRecord>, crate::store::StateError> {
     let conflict = |kind: &str| {
         crate::engine::FindingKind::ALL
             .iter()

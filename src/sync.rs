@@ -27,9 +27,9 @@ use serde::{Deserialize, Serialize};
 
 use serde_json::{Map, Value};
 
-use crate::connectors::files::Table;
+use crate::dataset::Table;
 use crate::model::Rejected;
-use crate::state::{MirrorRow, State, StateError};
+use crate::store::{MirrorRow, State, StateError};
 use crate::values::parse_timestamp;
 
 /// How far back an incremental read reaches before the mark.
@@ -238,7 +238,8 @@ pub(crate) async fn sync<R: Reader>(
     };
     state.set_cursor(
         &key,
-        &serde_json::to_string(&next).unwrap_or_default(),
+        &serde_json::to_string(&next)
+            .expect("a sync cursor (strings and timestamps) serialises to JSON"),
         wall_now,
     )?;
     let report = ObjectReport {

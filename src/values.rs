@@ -78,18 +78,21 @@ pub fn date_of(t: &DateTime<Utc>) -> NaiveDate {
     t.date_naive()
 }
 
+/// Exchange rates into the base currency (config's `scorecard.fx`
+/// implements it; values stays a leaf).
+pub trait Rates {
+    /// The rate that converts `currency` into the base currency, if known.
+    fn rate(&self, currency: &str) -> Option<f64>;
+}
+
 /// An amount in `currency` (`None`: the base currency), converted with
 /// `scorecard.fx`; a currency without a rate is refused, naming `field`.
-pub fn money(
-    value: f64,
-    currency: Option<String>,
-    settings: &crate::config::ScorecardSettings,
-) -> crate::model::Money {
+pub fn money(value: f64, currency: Option<String>, rates: &impl Rates) -> crate::model::Money {
     // A currency without a rate keeps the record (SPEC §2.1): only the
     // converted amount is unknown, and the engine reports the missing rate.
     let base = match &currency {
         None => Some(value),
-        Some(code) => settings.rate(code).map(|rate| value * rate),
+        Some(code) => rates.rate(code).map(|rate| value * rate),
     };
     crate::model::Money {
         value,

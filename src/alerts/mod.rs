@@ -9,8 +9,12 @@
 //! - A conflict that disappears gets a resolution message.
 //! - Window findings (expiring, expired) are announced at most once per
 //!   registration and kind, ever.
-//! - More than `alerts.slack.max_per_cycle` messages for one webhook in one
+//! - More than `alerts.slack.max_per_cycle` messages for one route in one
 //!   cycle become a single digest.
+//!
+//! The plan is channel-neutral: each [`Notice`] says where (route), why
+//! (reason) and what (content). `notify` renders it for each channel the
+//! route reaches (Slack Block Kit, a Teams Adaptive Card).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,8 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::SlackSettings;
 use crate::engine::{Finding, FindingKind, Severity};
 use crate::fast::FastMap;
-use crate::notify::slack::render;
-use crate::state::{FindingUpdate, NewMessage, StoredFinding};
+use crate::store::{FindingUpdate, StoredFinding};
 
 /// The facts an alert told, to judge whether a later version of the finding
 /// is materially different.
@@ -115,14 +118,48 @@ impl Reason {
     }
 }
 
+/// One message to send, before any channel renders it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    /// The route (`default` or a configured one); a route may reach Slack,
+    /// Teams or both.
+    pub route: String,
+    /// The finding it is about (none for a digest).
+    pub finding_key: Option<String>,
+    pub reason: Reason,
+    pub content: Content,
+}
+
+/// What a notice tells.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Content {
+    /// A new, changed or reminded finding; `why` says what changed.
+    Finding {
+        finding: Finding,
+        why: Option<String>,
+    },
+    /// A conflict that is gone.
+    Resolved(Finding),
+    /// Too many for one route this cycle: the announced findings, how many
+    /// resolutions, and the total that would have gone out.
+    Digest {
+        findings: Vec<Finding>,
+        resolved: usize,
+        total: usize,
+    },
+}
+
 /// What the alert side knows beyond the findings.
 pub struct AlertContext<'a> {
-    pub slack: &'a SlackSettings,
-    /// Route names that have a webhook: `default` and configured routes.
+    /// The route table, digest threshold and reminder interval. They sit
+    /// under `alerts.slack` in the configuration for compatibility; a route
+    /// there may name a Teams webhook too.
+    pub routing: &'a SlackSettings,
+    /// Route names that reach at least one channel: `default` and
+    /// configured routes.
     pub routes_with_webhook: BTreeSet<String>,
     /// Partner id -> tier.
     pub tiers: FastMap<String, String>,
-    pub names: &'a render::Names,
     /// `rules.expired_lookback_days`: how long an expired registration is
     /// reported before it ages out.
     pub expired_lookback: chrono::Duration,
@@ -136,7 +173,7 @@ pub struct Plan {
     pub resolved: Vec<String>,
     /// Gone only because time moved it out of its window: closed quietly.
     pub aged_out: Vec<String>,
-    pub messages: Vec<NewMessage>,
+    pub messages: Vec<Notice>,
     /// Findings the state did not know (or had seen resolved).
     pub new: usize,
     /// Findings with news that no webhook takes (none configured, or no
@@ -155,7 +192,7 @@ fn routes_for(f: &Finding, ctx: &AlertContext) -> Vec<String> {
         .filter_map(|p| ctx.tiers.get(p).map(String::as_str))
         .collect();
     let mut routes: Vec<String> = ctx
-        .slack
+        .routing
         .routes
         .iter()
         .filter(|(_, r)| {
@@ -200,7 +237,7 @@ pub fn plan(
         stored.iter().map(|s| (s.key.as_str(), s)).collect();
     let alerting = !ctx.routes_with_webhook.is_empty();
     let repeat_after = ctx
-        .slack
+        .routing
         .repeat_after()
         .and_then(|d| chrono::Duration::from_std(d).ok());
     let mut plan = Plan::default();
@@ -235,7 +272,9 @@ pub fn plan(
                 }
             },
         };
-        let payload = serde_json::to_string(f).unwrap_or_default();
+        // A finding is plain data (strings, numbers, timestamps): it always
+        // serialises; storing "" instead would lose it silently.
+        let payload = serde_json::to_string(f).expect("a finding serialises to JSON");
         let routes = if alerting {
             routes_for(f, ctx)
         } else {
@@ -247,7 +286,7 @@ pub fn plan(
         let announce = reason.filter(|_| !routes.is_empty());
         let notified = announce.as_ref().map(|_| {
             let told = told.clone().unwrap_or_default();
-            serde_json::to_string(&told.merged(&facts)).unwrap_or_default()
+            serde_json::to_string(&told.merged(&facts)).expect("facts serialise to JSON")
         });
         plan.seen.push(FindingUpdate {
             key: f.key.clone(),
@@ -314,31 +353,37 @@ pub fn plan(
     }
     for (route, (announced, resolved)) in by_route {
         let total = announced.len() + resolved.len();
-        if total > ctx.slack.max_per_cycle {
-            let findings: Vec<&Finding> = announced.iter().map(|(f, _, _)| *f).collect();
-            let body = render::digest(&findings, resolved.len(), total, ctx.names);
-            plan.messages.push(NewMessage {
+        if total > ctx.routing.max_per_cycle {
+            let findings: Vec<Finding> = announced.iter().map(|(f, _, _)| (*f).clone()).collect();
+            plan.messages.push(Notice {
                 route,
                 finding_key: None,
-                reason: Reason::Digest.as_str().into(),
-                body: body.to_string(),
+                reason: Reason::Digest,
+                content: Content::Digest {
+                    findings,
+                    resolved: resolved.len(),
+                    total,
+                },
             });
             continue;
         }
         for (f, reason, why) in announced {
-            plan.messages.push(NewMessage {
+            plan.messages.push(Notice {
                 route: route.clone(),
                 finding_key: Some(f.key.clone()),
-                reason: reason.as_str().into(),
-                body: render::finding(f, reason, why.as_deref(), ctx.names).to_string(),
+                reason,
+                content: Content::Finding {
+                    finding: f.clone(),
+                    why,
+                },
             });
         }
         for old in resolved {
-            plan.messages.push(NewMessage {
+            plan.messages.push(Notice {
                 route: route.clone(),
                 finding_key: Some(old.key.clone()),
-                reason: Reason::Resolved.as_str().into(),
-                body: render::resolved(&old, ctx.names).to_string(),
+                reason: Reason::Resolved,
+                content: Content::Resolved(old),
             });
         }
     }
@@ -434,25 +479,22 @@ mod tests {
 
     struct Setup {
         slack: SlackSettings,
-        names: render::Names,
     }
 
     impl Setup {
         fn new() -> Setup {
             Setup {
                 slack: SlackSettings::default(),
-                names: render::Names::default(),
             }
         }
 
         fn ctx(&self, routes: &[&str]) -> AlertContext<'_> {
             AlertContext {
-                slack: &self.slack,
+                routing: &self.slack,
                 routes_with_webhook: routes.iter().map(|r| r.to_string()).collect(),
                 tiers: [("P-1".to_string(), "gold".to_string())]
                     .into_iter()
                     .collect(),
-                names: &self.names,
                 expired_lookback: chrono::Duration::days(30),
             }
         }
@@ -461,7 +503,12 @@ mod tests {
     fn reasons(plan: &Plan) -> Vec<(String, String)> {
         plan.messages
             .iter()
-            .map(|m| (m.reason.clone(), m.finding_key.clone().unwrap_or_default()))
+            .map(|m| {
+                (
+                    m.reason.as_str().to_string(),
+                    m.finding_key.clone().unwrap_or_default(),
+                )
+            })
             .collect()
     }
 
@@ -642,6 +689,7 @@ mod tests {
             "critical".into(),
             SlackRoute {
                 webhook_url: None,
+                teams_webhook_url: None,
                 kinds: vec!["direct_vs_partner".into()],
                 tiers: vec![],
             },
@@ -650,6 +698,7 @@ mod tests {
             "gold".into(),
             SlackRoute {
                 webhook_url: None,
+                teams_webhook_url: None,
                 kinds: vec![],
                 tiers: vec!["GOLD".into()],
             },

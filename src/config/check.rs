@@ -56,6 +56,10 @@ pub fn all(settings: &Settings) -> Report {
     if let Some(url) = &slack.webhook_url {
         webhook(&mut report, "alerts.slack.webhook_url", url);
     }
+    if let Some(url) = &settings.alerts.teams.webhook_url {
+        webhook(&mut report, "alerts.teams.webhook_url", url);
+        not_a_connector(&mut report, "alerts.teams.webhook_url", url);
+    }
     for (name, route) in &slack.routes {
         if let Some(url) = &route.webhook_url {
             webhook(
@@ -64,13 +68,28 @@ pub fn all(settings: &Settings) -> Report {
                 url,
             );
         }
+        if let Some(url) = &route.teams_webhook_url {
+            webhook(
+                &mut report,
+                &format!("alerts.slack.routes.{name}.teams_webhook_url"),
+                url,
+            );
+            not_a_connector(
+                &mut report,
+                &format!("alerts.slack.routes.{name}.teams_webhook_url"),
+                url,
+            );
+        }
     }
     let webhooks = usize::from(slack.webhook_url.is_some())
+        + usize::from(settings.alerts.teams.webhook_url.is_some())
         + slack
             .routes
             .values()
-            .filter(|r| r.webhook_url.is_some())
-            .count();
+            .map(|r| {
+                usize::from(r.webhook_url.is_some()) + usize::from(r.teams_webhook_url.is_some())
+            })
+            .sum::<usize>();
     if webhooks == 0 && settings.crm.kind.is_some() {
         report.warnings.push(
             "no Slack webhook (CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL): alerts are off".into(),
@@ -128,6 +147,20 @@ fn folder(report: &mut Report, key: &str, dir: &Path, needed: &[&str]) {
                 ));
             }
         }
+    }
+}
+
+/// Teams takes Power Automate Workflows URLs only: Office 365 connector
+/// webhooks (`*.webhook.office.com`) are retired.
+fn not_a_connector(report: &mut Report, key: &str, url: &Secret) {
+    let host = reqwest::Url::parse(url.expose())
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    if host.is_some_and(|h| h == "webhook.office.com" || h.ends_with(".webhook.office.com")) {
+        report.problems.push(ConfigError::new(
+            key,
+            "an Office 365 connector webhook (retired): create a Workflows webhook (\"When a Teams webhook request is received\") and use its URL",
+        ));
     }
 }
 

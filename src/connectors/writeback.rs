@@ -130,19 +130,7 @@ pub struct FilesSink {
     pub path: PathBuf,
 }
 
-/// The scorecard values of SPEC §3.4 that can be written back, in the
-/// order of [`field_values`] and of `scorecards.csv` (after `partner_id`).
-pub const SCORECARD_FIELDS: [&str; 9] = [
-    "period",
-    "reps",
-    "active_sellers",
-    "active_seller_rate",
-    "sourced_pipeline",
-    "sourced_revenue",
-    "open_registrations",
-    "expiring_registrations",
-    "open_conflicts",
-];
+pub use crate::engine::SCORECARD_FIELDS;
 
 impl FilesSink {
     pub fn new(dir: PathBuf) -> FilesSink {

@@ -247,7 +247,7 @@ impl Context<'_> {
                     owner_id: None,
                     how: self.matches[r].map(|m| m.how),
                     amount: reg.amount,
-                    currency: Some(self.settings.scorecard.currency.clone()),
+                    currency: Some(self.policy.currency.to_string()),
                     stage: None,
                     original_amount: None,
                     original_currency: None,
@@ -255,7 +255,7 @@ impl Context<'_> {
             }
             Claim::Opportunity(o) => {
                 let opp = &self.data.opportunities[o];
-                let base = &self.settings.scorecard.currency;
+                let base = self.policy.currency;
                 let foreign = opp.amount.as_ref().filter(|m| {
                     m.currency
                         .as_deref()
@@ -284,7 +284,7 @@ impl Context<'_> {
                     owner_id: opp.owner_id.clone(),
                     how: None,
                     amount: opp.amount.as_ref().and_then(|m| m.base),
-                    currency: Some(self.settings.scorecard.currency.clone()),
+                    currency: Some(self.policy.currency.to_string()),
                     stage: opp.stage.clone(),
                     original_amount: foreign.map(|m| m.value),
                     original_currency: foreign.and_then(|m| m.currency.clone()),
@@ -535,7 +535,7 @@ fn window(ctx: &Context, r: usize) -> Option<Finding> {
         return None;
     }
     let reg = &ctx.data.registrations[r];
-    let rules = &ctx.settings.rules;
+    let rules = ctx.policy.rules;
     let expiry = ctx.expiry[r];
     let partner = possessive(ctx.partner_name(&reg.partner_id));
     let ahead = ctx.now + Duration::days(i64::from(rules.expiring_within_days));
@@ -778,7 +778,7 @@ mod tests {
             ..Dataset::default()
         };
         let settings = Settings::default();
-        let ctx = Context::build(&data, &settings, at(20));
+        let ctx = Context::build(&data, (&settings).into(), at(20));
         for kind in [
             FindingKind::RegistrationExpiring,
             FindingKind::RegistrationExpired,

@@ -5,6 +5,7 @@ mod findings;
 pub mod matching;
 pub mod names;
 pub mod review;
+mod rules;
 mod scorecard;
 
 use crate::fast::{FastMap, FastSet};
@@ -15,9 +16,9 @@ use serde::Serialize;
 
 pub use findings::{Evidence, Finding, FindingKind, Record, Severity};
 pub use matching::{Match, Method};
-pub use scorecard::{Period, Scorecard};
+pub use rules::{Policy, ReviewRules, Rules, TierRules};
+pub use scorecard::{Period, SCORECARD_FIELDS, Scorecard};
 
-use crate::config::Settings;
 use crate::model::{Dataset, OpportunityStatus, Registration, RegistrationStatus};
 use matching::{AccountIndex, AccountMatch};
 
@@ -73,13 +74,18 @@ fn missing_rates(data: &Dataset) -> Vec<MissingRate> {
 }
 
 /// Runs every rule over `data` as of `now`.
-pub fn evaluate(data: &Dataset, settings: &Settings, now: DateTime<Utc>) -> Evaluation {
+pub fn evaluate<'a>(
+    data: &Dataset,
+    policy: impl Into<Policy<'a>>,
+    now: DateTime<Utc>,
+) -> Evaluation {
+    let policy = policy.into();
     let started = std::time::Instant::now();
-    let ctx = Context::build(data, settings, now);
+    let ctx = Context::build(data, policy, now);
     let built = started.elapsed();
     let findings = findings::detect(&ctx);
     let detected = started.elapsed();
-    let period = Period::last_full_quarter(now, settings.scorecard.fiscal_year_start_month);
+    let period = Period::last_full_quarter(now, policy.fiscal_year_start_month);
     let scorecards = scorecard::compute(&ctx, &period, &findings);
     tracing::debug!(
         context_ms = built.as_millis() as u64,
@@ -98,7 +104,7 @@ pub fn evaluate(data: &Dataset, settings: &Settings, now: DateTime<Utc>) -> Eval
 /// Everything derived from the data that more than one rule needs.
 pub(crate) struct Context<'a> {
     pub data: &'a Dataset,
-    pub settings: &'a Settings,
+    pub policy: Policy<'a>,
     pub now: DateTime<Utc>,
     pub partner_by_id: FastMap<&'a str, usize>,
     pub registration_by_id: FastMap<&'a str, usize>,
@@ -118,8 +124,8 @@ pub(crate) struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    fn build(data: &'a Dataset, settings: &'a Settings, now: DateTime<Utc>) -> Self {
-        let rules = &settings.rules;
+    fn build(data: &'a Dataset, policy: Policy<'a>, now: DateTime<Utc>) -> Self {
+        let rules = policy.rules;
         let partner_by_id: FastMap<&str, usize> = index_by_id(&data.partners, |x| &x.id);
         let account_by_id: FastMap<&str, usize> = index_by_id(&data.accounts, |x| &x.id);
         let partner_accounts: FastSet<&str> = data
@@ -194,7 +200,7 @@ impl<'a> Context<'a> {
 
         Context {
             data,
-            settings,
+            policy,
             now,
             partner_by_id,
             registration_by_id,

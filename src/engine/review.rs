@@ -12,8 +12,8 @@ use chrono::{DateTime, Duration, Months, NaiveDate, TimeZone, Utc};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::Policy;
 use super::{Context, Finding, Period, findings, scorecard};
-use crate::config::Settings;
 use crate::fast::FastMap;
 use crate::model::{Dataset, Money, ReviewInputs};
 
@@ -219,14 +219,14 @@ fn roi(revenue: i64, cost: Option<i64>, margin: f64) -> Option<f64> {
 
 /// Runs the review as of `now` over `full` full quarters plus the quarter to
 /// date.
-pub fn review(
+pub fn review<'a>(
     data: &Dataset,
     inputs: &ReviewInputs,
-    settings: &Settings,
+    policy: impl Into<Policy<'a>>,
     now: DateTime<Utc>,
     full: usize,
 ) -> Review {
-    let ctx = Context::build(data, settings, now);
+    let ctx = Context::build(data, policy.into(), now);
     let open_findings = findings::detect(&ctx);
     review_with(&ctx, &open_findings, inputs, full)
 }
@@ -238,19 +238,15 @@ fn review_with(
     full: usize,
 ) -> Review {
     let data = ctx.data;
-    let settings = ctx.settings;
-    let rs = &settings.review;
+    let policy = ctx.policy;
+    let rs = &policy.review;
     let dormant_n = rs.dormant_quarters.max(1) as usize;
     // Earlier quarters are computed too but not shown: the trailing four
     // quarters of ROI, the change against the previous quarter, and the
     // dormant quarters may reach further back than the quarters shown.
     let full = full.max(1);
     let extra = 4usize.max(dormant_n.saturating_sub(full));
-    let qs = quarters(
-        ctx.now,
-        settings.scorecard.fiscal_year_start_month,
-        full + extra,
-    );
+    let qs = quarters(ctx.now, policy.fiscal_year_start_month, full + extra);
     let nq = qs.len();
     let np = data.partners.len();
     let at = |p: usize, q: usize| p * nq + q;
@@ -467,7 +463,7 @@ fn review_with(
 
     Review {
         as_of: crate::values::format_timestamp(&ctx.now),
-        currency: settings.scorecard.currency.clone(),
+        currency: policy.currency.to_string(),
         program: keep(series(&program_sums)),
         quarters: qs[shown..].to_vec(),
         partners,

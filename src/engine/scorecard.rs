@@ -183,7 +183,7 @@ pub(super) fn compute(ctx: &Context, period: &Period, findings: &[Finding]) -> V
         }
     }
 
-    let ahead = ctx.now + Duration::days(i64::from(ctx.settings.rules.expiring_within_days));
+    let ahead = ctx.now + Duration::days(i64::from(ctx.policy.rules.expiring_within_days));
     let mut open = vec![0u64; np];
     let mut expiring = vec![0u64; np];
     for (r, reg) in data.registrations.iter().enumerate() {
@@ -226,6 +226,20 @@ pub(super) fn compute(ctx: &Context, period: &Period, findings: &[Finding]) -> V
     cards.sort_by(|a, b| a.partner_id.cmp(&b.partner_id));
     cards
 }
+
+/// The scorecard values of SPEC §3.4 that can be written back, in the
+/// order of `connectors::writeback::field_values` and of `scorecards.csv` (after `partner_id`).
+pub const SCORECARD_FIELDS: [&str; 9] = [
+    "period",
+    "reps",
+    "active_sellers",
+    "active_seller_rate",
+    "sourced_pipeline",
+    "sourced_revenue",
+    "open_registrations",
+    "expiring_registrations",
+    "open_conflicts",
+];
 
 #[cfg(test)]
 mod tests {

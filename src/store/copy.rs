@@ -38,6 +38,7 @@ const TABLES: &[(&str, &[(&str, &str)])] = &[
             ("last_error", "text"),
             ("sent_at", "timestamptz"),
             ("unconfirmed", "bigint"),
+            ("channel", "text"),
         ],
     ),
     (

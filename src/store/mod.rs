@@ -12,7 +12,7 @@
 //! Credentials an upstream rotated are stored sealed ([`crypto`]).
 
 pub mod copy;
-pub mod crypto;
+pub use crate::crypto;
 pub mod leader;
 pub mod lock;
 pub mod pg;
@@ -106,6 +106,10 @@ const MIGRATIONS: &[&str] = &[
     // 4: deliveries that may have reached the webhook without it confirming
     // (a timeout after sending): such a message is sent once more at most.
     "ALTER TABLE outbox ADD COLUMN unconfirmed INTEGER NOT NULL DEFAULT 0;",
+    // 5 (issue 13, redesign): the notification channel a message goes to
+    // ('slack' or 'teams'); the body is that channel's rendering. Rows
+    // written before it were all Slack.
+    "ALTER TABLE outbox ADD COLUMN channel TEXT NOT NULL DEFAULT 'slack';",
 ];
 
 /// One record for the mirror: id, modification stamp, fields as JSON.
@@ -171,6 +175,8 @@ pub struct StoredFinding {
 pub struct OutboxRow {
     pub id: i64,
     pub route: String,
+    /// The channel (`slack`, `teams`) the body was rendered for.
+    pub channel: String,
     pub finding_key: Option<String>,
     pub reason: String,
     pub body: String,
@@ -184,6 +190,8 @@ pub struct OutboxRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewMessage {
     pub route: String,
+    /// The channel (`slack`, `teams`) the body was rendered for.
+    pub channel: String,
     pub finding_key: Option<String>,
     pub reason: String,
     pub body: String,
@@ -465,10 +473,10 @@ impl Sqlite {
                 close.execute(params![key, now, "aged_out"])?;
             }
             let mut insert = tx.prepare(
-                "INSERT INTO outbox (created_at, route, finding_key, reason, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO outbox (created_at, route, finding_key, reason, body, channel) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for m in messages {
-                insert.execute(params![now, m.route, m.finding_key, m.reason, m.body])?;
+                insert.execute(params![now, m.route, m.finding_key, m.reason, m.body, m.channel])?;
             }
             Ok(())
         })
@@ -479,7 +487,7 @@ impl Sqlite {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT id, route, finding_key, reason, body, attempts, unconfirmed FROM outbox
+                "SELECT id, route, finding_key, reason, body, attempts, unconfirmed, channel FROM outbox
                  WHERE status = 'pending' ORDER BY id",
             )
             .map_err(|e| self.err(e))?;
@@ -492,6 +500,7 @@ impl Sqlite {
                 body: r.get(4)?,
                 attempts: r.get(5)?,
                 unconfirmed: r.get(6)?,
+                channel: r.get(7)?,
             })
         })
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
@@ -816,6 +825,7 @@ mod tests {
         assert_eq!(s.version().unwrap(), MIGRATIONS.len() as i64);
         let msg = NewMessage {
             route: "default".into(),
+            channel: "slack".into(),
             finding_key: Some("k".into()),
             reason: "new".into(),
             body: "{}".into(),
@@ -852,6 +862,7 @@ mod tests {
         let s = State::open(&dir.path().join("s.db")).unwrap();
         let msg = |k: &str| NewMessage {
             route: "default".into(),
+            channel: "slack".into(),
             finding_key: Some(k.into()),
             reason: "new".into(),
             body: "{}".into(),

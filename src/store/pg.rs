@@ -93,6 +93,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     UPDATE findings SET closed_as = 'resolved' WHERE resolved_at IS NOT NULL;",
     // 4: deliveries that may have arrived without confirmation.
     "ALTER TABLE outbox ADD COLUMN unconfirmed bigint NOT NULL DEFAULT 0;",
+    // 5: the notification channel a message goes to ('slack' or 'teams').
+    "ALTER TABLE outbox ADD COLUMN channel text NOT NULL DEFAULT 'slack';",
 ];
 
 /// Advisory lock key (bigint) that serialises migrations.
@@ -434,6 +436,7 @@ impl Pg {
             messages.iter().map(|m| m.finding_key.as_deref()).collect();
         let reasons: Vec<&str> = messages.iter().map(|m| m.reason.as_str()).collect();
         let bodies: Vec<&str> = messages.iter().map(|m| m.body.as_str()).collect();
+        let channels: Vec<&str> = messages.iter().map(|m| m.channel.as_str()).collect();
         self.in_transaction(|c| {
             if !keys.is_empty() {
                 c.execute(
@@ -463,12 +466,12 @@ impl Pg {
             }
             if !routes.is_empty() {
                 c.execute(
-                    "INSERT INTO outbox (created_at, route, finding_key, reason, body)
-                     SELECT $1, u.route, u.finding_key, u.reason, u.body
-                     FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY
-                          AS u (route, finding_key, reason, body, n)
+                    "INSERT INTO outbox (created_at, route, finding_key, reason, body, channel)
+                     SELECT $1, u.route, u.finding_key, u.reason, u.body, u.channel
+                     FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+                          WITH ORDINALITY AS u (route, finding_key, reason, body, channel, n)
                      ORDER BY u.n",
-                    &[&now, &routes, &finding_keys, &reasons, &bodies],
+                    &[&now, &routes, &finding_keys, &reasons, &bodies, &channels],
                 )?;
             }
             Ok(())
@@ -478,7 +481,7 @@ impl Pg {
     pub(super) fn pending(&self) -> Result<Vec<OutboxRow>, StateError> {
         self.with(|c| {
             let rows = c.query(
-                "SELECT id, route, finding_key, reason, body, attempts, unconfirmed FROM outbox
+                "SELECT id, route, finding_key, reason, body, attempts, unconfirmed, channel FROM outbox
                  WHERE status = 'pending' ORDER BY id",
                 &[],
             )?;
@@ -492,6 +495,7 @@ impl Pg {
                     body: r.get(4),
                     attempts: r.get(5),
                     unconfirmed: r.get(6),
+                    channel: r.get(7),
                 })
                 .collect())
         })

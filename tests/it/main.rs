@@ -23,3 +23,4 @@ mod repo;
 mod review;
 mod salesforce;
 mod store_pg;
+mod teams;

@@ -175,3 +175,164 @@ fn the_release_binary_is_stripped_and_profiling_keeps_line_tables() {
         .expect("a profiling profile");
     assert!(profiling.contains("debug = \"line-tables-only\""));
 }
+
+/// The layers of `src/`, lowest first: a module may use only modules of a
+/// lower layer (README "Layout"). Modules of one layer do not use each other.
+const LAYERS: &[&[&str]] = &[
+    &["model", "fast", "csv_safe", "metrics", "crash", "crypto"],
+    &["values"],
+    &["engine"],
+    &["config"],
+    &["store", "http", "dataset"],
+    &["sync"],
+    &["alerts", "connectors"],
+    &["notify"],
+    &["cycle"],
+    &["review", "report", "findings_cmd"],
+    &["daemon"],
+    &["cli"],
+];
+
+/// Known edges against the layering, each with the reason it stays for now.
+const EXCEPTIONS: &[(&str, &str, &str)] = &[];
+
+/// `crate::<module>` references of a top-level module's non-test code.
+fn module_edges() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let src = repo().join("src");
+    let mut files = Vec::new();
+    walk(&src, &mut files);
+    let mut edges: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for f in files {
+        let rel = f.strip_prefix(&src).unwrap();
+        let top = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_string();
+        if top == "main" || top == "lib" || rel.ends_with("tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        // Unit tests may reach anywhere: only the code above them counts.
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        let mut rest = code;
+        while let Some(at) = rest.find("crate::") {
+            rest = &rest[at + "crate::".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if !name.is_empty() && name != top {
+                edges.entry(top.clone()).or_default().insert(name);
+            }
+        }
+    }
+    edges
+}
+
+/// Every edge must go down the layers; and whatever the layers say, a
+/// circle between modules fails with the circle named.
+fn check_layering(
+    edges: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> Vec<String> {
+    let layer = |m: &str| LAYERS.iter().position(|l| l.contains(&m));
+    let mut wrong = Vec::new();
+    for (from, tos) in edges {
+        for to in tos {
+            if EXCEPTIONS.iter().any(|(a, b, _)| a == from && b == to) {
+                continue;
+            }
+            match (layer(from), layer(to)) {
+                (Some(a), Some(b)) if b < a => {}
+                (None, _) => wrong.push(format!("{from}: not in LAYERS (add it)")),
+                (_, None) => wrong.push(format!("{to}: not in LAYERS (add it)")),
+                _ => wrong.push(format!("{from} -> {to} goes up or sideways")),
+            }
+        }
+    }
+    // Circles, by depth-first search (exceptions included).
+    fn visit(
+        m: &str,
+        edges: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+        circles: &mut Vec<String>,
+    ) {
+        if let Some(i) = path.iter().position(|p| p == m) {
+            circles.push(format!("circle: {} -> {m}", path[i..].join(" -> ")));
+            return;
+        }
+        if !done.insert(m.to_string()) {
+            return;
+        }
+        path.push(m.to_string());
+        for to in edges.get(m).into_iter().flatten() {
+            visit(to, edges, path, done, circles);
+        }
+        path.pop();
+    }
+    let mut done = Default::default();
+    for m in edges.keys() {
+        visit(m, edges, &mut Vec::new(), &mut done, &mut wrong);
+    }
+    wrong
+}
+
+#[test]
+fn dependencies_between_modules_run_one_way_without_circles() {
+    let edges = module_edges();
+    assert!(edges.contains_key("cycle"), "the scan found the modules");
+    let wrong = check_layering(&edges);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // The checker itself catches a circle and an upward edge.
+    let mut broken = edges.clone();
+    broken
+        .entry("metrics".into())
+        .or_default()
+        .insert("cycle".into());
+    let found = check_layering(&broken).join("\n");
+    assert!(found.contains("metrics -> cycle goes up"), "{found}");
+    assert!(found.contains("circle:"), "{found}");
+}
+
+#[test]
+fn the_core_names_no_vendor() {
+    // The cycle, the alerts and the command line reach vendors only through
+    // connectors/ (comments may name them).
+    let mut found = Vec::new();
+    for dir in ["src/cycle", "src/alerts"] {
+        for e in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            found.push(p);
+        }
+    }
+    found.push(repo().join("src/cli.rs"));
+    found.push(repo().join("src/daemon.rs"));
+    for p in found {
+        for (n, line) in std::fs::read_to_string(&p).unwrap().lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default().to_lowercase();
+            for vendor in ["salesforce", "hubspot", "partnerstack"] {
+                assert!(
+                    !code.contains(vendor),
+                    "{}:{}: names {vendor}: {line}",
+                    p.display(),
+                    n + 1
+                );
+            }
+        }
+    }
+}

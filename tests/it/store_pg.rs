@@ -20,7 +20,7 @@ fn replicas_starting_together_migrate_once() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for v in &opened {
-        assert_eq!(v.as_ref().ok(), Some(&4), "{opened:?}");
+        assert_eq!(v.as_ref().ok(), Some(&5), "{opened:?}");
     }
     let versions: Vec<i64> = db.query(|c| {
         c.query(
@@ -32,7 +32,7 @@ fn replicas_starting_together_migrate_once() {
         .map(|r| r.get(0))
         .collect()
     });
-    assert_eq!(versions, vec![1, 2, 3, 4], "each step applied once");
+    assert_eq!(versions, vec![1, 2, 3, 4, 5], "each step applied once");
 }
 
 #[test]
@@ -138,6 +138,7 @@ fn state_migrate_copies_a_sqlite_state_and_checks_the_counts() {
                 finding_key: Some("k1".into()),
                 reason: "new".into(),
                 body: "{}".into(),
+                channel: "slack".into(),
             }],
         )
         .unwrap();

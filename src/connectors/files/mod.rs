@@ -6,7 +6,6 @@
 //! and everything else is still read; a missing required file or column is an
 //! [`InputError`] (exit 65).
 
-use crate::fast::FastMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -16,49 +15,13 @@ use rayon::prelude::*;
 
 use crate::config::ScorecardSettings;
 use crate::model::{
-    Account, Dataset, MdfRequest, MdfStatus, Opportunity, OpportunityStatus, Partner, PartnerRep,
+    Account, MdfRequest, MdfStatus, Opportunity, OpportunityStatus, Partner, PartnerRep,
     ProgramCost, Registration, RegistrationStatus, Rejected, ReviewInputs, User,
 };
 use crate::values::{parse_amount, parse_bool, parse_currency, parse_date, parse_timestamp};
 
-/// The input cannot be used at all: exit code 65.
-#[derive(Debug, thiserror::Error)]
-pub enum InputError {
-    #[error("{dir}: required file {name}.csv (or {name}.jsonl) is missing")]
-    MissingFile { dir: String, name: &'static str },
-    #[error("{file}: line 1: required column '{column}' is missing from the header")]
-    MissingColumn { file: String, column: &'static str },
-    #[error(
-        "{file}: line 1: column '{column}' appears more than once in the header (columns {first} and {second}); keep one"
-    )]
-    DuplicateColumn {
-        file: String,
-        column: &'static str,
-        first: usize,
-        second: usize,
-    },
-    #[error("{dir}: both {name}.csv and {name}.jsonl exist; keep one")]
-    Ambiguous { dir: String, name: &'static str },
-    #[error("{file}: line {line}: {reason}")]
-    Unreadable {
-        file: String,
-        line: u64,
-        reason: String,
-    },
-    #[error("{file}: {source}")]
-    Io {
-        file: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// What a folder yields: the validated dataset and every rejected row.
-#[derive(Debug, Default)]
-pub struct Loaded {
-    pub dataset: Dataset,
-    pub rejected: Vec<Rejected>,
-}
+pub use crate::dataset::{InputError, Loaded, PrmTables, Table};
+pub(crate) use crate::dataset::{dedupe, link, take_rows};
 
 /// A table's columns: name and whether it is required.
 type Columns = &'static [(&'static str, bool)];
@@ -269,119 +232,6 @@ impl<'a> Row<'a> {
         self.required(col)?;
         self.parsed(col, what, parse)?
             .ok_or_else(|| format!("{}: required value is empty", self.name(col)))
-    }
-}
-
-/// A record's id, for rejections of records that have no line (API sources).
-pub(crate) trait Keyed {
-    fn key(&self) -> &str;
-}
-
-macro_rules! keyed {
-    ($($t:ty),*) => {$(
-        impl Keyed for $t {
-            fn key(&self) -> &str {
-                &self.id
-            }
-        }
-    )*};
-}
-keyed!(
-    ProgramCost,
-    MdfRequest,
-    Account,
-    Partner,
-    PartnerRep,
-    Opportunity,
-    Registration,
-    User
-);
-
-/// Rows of one table and, beside them, each row's line number (kept apart so
-/// the rows move into the dataset without a copy), plus the rejected ones.
-pub struct Table<T> {
-    file: String,
-    pub(crate) rows: Vec<T>,
-    lines: Vec<u64>,
-    rejected: Vec<Rejected>,
-    /// Records from an API: a rejection names the record (`file` is then
-    /// "<label> <id>") and line 0.
-    by_key: bool,
-}
-
-impl<T> Table<T> {
-    fn new(file: String, capacity: usize) -> Self {
-        Table {
-            file,
-            rows: Vec::with_capacity(capacity),
-            lines: Vec::with_capacity(capacity),
-            rejected: Vec::new(),
-            by_key: false,
-        }
-    }
-
-    /// Records from an API, labelled e.g. `salesforce Opportunity`, with
-    /// those already rejected while mapping them.
-    pub(crate) fn from_records(label: &str, rows: Vec<T>, rejected: Vec<Rejected>) -> Self {
-        Table {
-            file: label.to_string(),
-            lines: vec![0; rows.len()],
-            rows,
-            rejected,
-            by_key: true,
-        }
-    }
-
-    fn push(&mut self, row: T, line: u64) {
-        self.rows.push(row);
-        self.lines.push(line);
-    }
-
-    fn reject(&mut self, line: u64, reason: String) {
-        self.rejected.push(Rejected {
-            file: self.file.clone(),
-            line,
-            reason,
-        });
-    }
-
-    /// Rejects every row for which `verdict` gives a reason; keeps the rest.
-    fn reject_where(&mut self, verdict: impl Fn(usize, &T) -> Option<String> + Sync)
-    where
-        T: Sync + Keyed,
-    {
-        let reasons: Vec<(usize, String)> = self
-            .rows
-            .par_iter()
-            .enumerate()
-            .filter_map(|(i, row)| verdict(i, row).map(|r| (i, r)))
-            .collect();
-        if reasons.is_empty() {
-            return;
-        }
-        let mut keep = vec![true; self.rows.len()];
-        for (i, reason) in reasons {
-            keep[i] = false;
-            if self.by_key {
-                self.rejected.push(Rejected {
-                    file: format!("{} {}", self.file, self.rows[i].key()),
-                    line: 0,
-                    reason,
-                });
-            } else {
-                self.reject(self.lines[i], reason);
-            }
-        }
-        let mut i = 0;
-        self.rows.retain(|_| {
-            i += 1;
-            keep[i - 1]
-        });
-        let mut i = 0;
-        self.lines.retain(|_| {
-            i += 1;
-            keep[i - 1]
-        });
     }
 }
 
@@ -1024,9 +874,6 @@ pub fn load_split(crm: &Path, prm: &Path, money: &ScorecardSettings) -> Result<L
     Ok(loaded)
 }
 
-/// The PRM tables of a folder, read but not yet linked.
-pub type PrmTables = (Table<Partner>, Table<PartnerRep>, Table<Registration>);
-
 /// Reads the PRM tables (`partners`, `partner_reps`, `registrations`) of a
 /// folder, for a PRM kept in files beside a CRM connector.
 pub fn load_prm(prm: &Path) -> Result<PrmTables, InputError> {
@@ -1036,101 +883,17 @@ pub fn load_prm(prm: &Path) -> Result<PrmTables, InputError> {
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder"),
         });
     }
-    Ok((
-        load_table(prm, "partners", true, col::partner::ALL, parse_partner)?,
-        load_table(prm, "partner_reps", true, col::rep::ALL, parse_rep)?,
-        load_table(
+    Ok(PrmTables {
+        partners: load_table(prm, "partners", true, col::partner::ALL, parse_partner)?,
+        reps: load_table(prm, "partner_reps", true, col::rep::ALL, parse_rep)?,
+        registrations: load_table(
             prm,
             "registrations",
             true,
             col::registration::ALL,
             parse_registration,
         )?,
-    ))
-}
-
-/// Rejects rows whose id repeats an earlier row's, keeping the first.
-fn dedupe<T: Sync + Keyed>(table: &mut Table<T>, id: impl Fn(&T) -> &str) {
-    let mut first_line_of_duplicate: FastMap<usize, u64> = FastMap::default();
-    {
-        let mut first: FastMap<&str, u64> = crate::fast::map_with_capacity(table.rows.len());
-        for (i, row) in table.rows.iter().enumerate() {
-            match first.entry(id(row)) {
-                std::collections::hash_map::Entry::Occupied(e) => {
-                    first_line_of_duplicate.insert(i, *e.get());
-                }
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(table.lines[i]);
-                }
-            }
-        }
-    }
-    if !first_line_of_duplicate.is_empty() {
-        table.reject_where(|i, _| {
-            first_line_of_duplicate
-                .get(&i)
-                .map(|first| format!("id: duplicate of line {first}"))
-        });
-    }
-}
-
-/// Checks ids and the references between tables; rows that break them are
-/// rejected. The dataset's promise (unique ids, every reference resolves)
-/// holds for whatever comes out.
-pub(crate) fn link(
-    mut accounts: Table<Account>,
-    mut partners: Table<Partner>,
-    mut reps: Table<PartnerRep>,
-    mut opportunities: Table<Opportunity>,
-    mut registrations: Table<Registration>,
-    mut users: Table<User>,
-) -> Loaded {
-    rayon::join(
-        || dedupe(&mut opportunities, |o| &o.id),
-        || {
-            dedupe(&mut accounts, |a| &a.id);
-            dedupe(&mut partners, |p| &p.id);
-            dedupe(&mut reps, |r| &r.id);
-            dedupe(&mut registrations, |r| &r.id);
-            dedupe(&mut users, |u| &u.id);
-        },
-    );
-
-    let account_ids: crate::fast::FastSet<&str> =
-        accounts.rows.iter().map(|a| a.id.as_str()).collect();
-    let partner_ids: crate::fast::FastSet<&str> =
-        partners.rows.iter().map(|p| p.id.as_str()).collect();
-    let unknown_partner = |id: &str| {
-        (!partner_ids.contains(id)).then(|| format!("partner_id: no partner '{id}' in partners"))
-    };
-    reps.reject_where(|_, r| unknown_partner(&r.partner_id));
-    registrations.reject_where(|_, r| unknown_partner(&r.partner_id));
-    opportunities.reject_where(|_, o| {
-        if !account_ids.contains(o.account_id.as_str()) {
-            return Some(format!(
-                "account_id: no account '{}' in accounts",
-                o.account_id
-            ));
-        }
-        o.partner_id.as_deref().and_then(unknown_partner)
-    });
-
-    let mut rejected = Vec::new();
-    let dataset = Dataset {
-        accounts: take_rows(&mut rejected, accounts),
-        partners: take_rows(&mut rejected, partners),
-        reps: take_rows(&mut rejected, reps),
-        opportunities: take_rows(&mut rejected, opportunities),
-        registrations: take_rows(&mut rejected, registrations),
-        users: take_rows(&mut rejected, users),
-    };
-    rejected.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
-    Loaded { dataset, rejected }
-}
-
-fn take_rows<T>(rejected: &mut Vec<Rejected>, t: Table<T>) -> Vec<T> {
-    rejected.extend(t.rejected);
-    t.rows
+    })
 }
 
 #[cfg(test)]

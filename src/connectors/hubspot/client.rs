@@ -146,7 +146,7 @@ impl HubSpotClient {
             .or_else(|| number("x-hubspot-ratelimit-remaining"));
         if let (Some(remaining), Some(m)) = (remaining, self.upstream.metrics()) {
             m.api_remaining
-                .get_or_create(&crate::metrics::Upstream {
+                .get_or_create(&crate::metrics::UpstreamLabel {
                     upstream: "hubspot".into(),
                 })
                 .set(remaining);

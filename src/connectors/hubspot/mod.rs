@@ -36,7 +36,7 @@ use crate::connectors::files::{Loaded, PrmTables, link};
 use crate::fast::FastMap;
 use crate::metrics::Metrics;
 use crate::model::{Account, Opportunity, OpportunityStatus, User};
-use crate::state::{MirrorRow, State, StateError};
+use crate::store::{MirrorRow, State, StateError};
 use crate::sync::{
     self as mirror, Batch, Horizon, Mapped, MirrorError, ObjectReport, Read, Reader, Store, number,
     text, timestamp,
@@ -389,8 +389,6 @@ fn plan_deal_properties(
 pub struct HubSpotSource {
     pub client: Arc<HubSpotClient>,
     plan: tokio::sync::Mutex<Option<Plan>>,
-    /// A dry run: missing write-back properties are reported, not created.
-    pub dry_run: std::sync::atomic::AtomicBool,
 }
 
 impl HubSpotSource {
@@ -421,14 +419,14 @@ impl HubSpotSource {
         Ok(HubSpotSource {
             client: Arc::new(client),
             plan: tokio::sync::Mutex::new(None),
-            dry_run: Default::default(),
         })
     }
 
     /// Checks the configured deal properties exist and that the write-back
     /// properties exist on companies (creating them when
-    /// `crm.hubspot.create_properties` says so).
-    pub async fn plan(&self, settings: &Settings) -> Result<Plan, PullError> {
+    /// `crm.hubspot.create_properties` says so; a `dry_run` only reports
+    /// what it would create).
+    pub async fn plan(&self, settings: &Settings, dry_run: bool) -> Result<Plan, PullError> {
         let mut held = self.plan.lock().await;
         if let Some(p) = held.as_ref() {
             return Ok(p.clone());
@@ -476,7 +474,7 @@ impl HubSpotSource {
                 if company.contains(name) {
                     continue;
                 }
-                if hs.create_properties && self.dry_run.load(std::sync::atomic::Ordering::SeqCst) {
+                if hs.create_properties && dry_run {
                     tracing::warn!(property = %name, "Dry run: the company property for write-back would be created.");
                     // Not remembered: the real run creates it.
                     return Ok(Plan {
@@ -532,9 +530,10 @@ impl HubSpotSource {
         state: &State,
         settings: &Settings,
         full: bool,
+        dry_run: bool,
         prm: PrmTables,
     ) -> Result<(Loaded, Vec<ObjectReport>), PullError> {
-        let plan = self.plan(settings).await?;
+        let plan = self.plan(settings, dry_run).await?;
         let client = &*self.client;
         let now = Utc::now();
         let companies = ObjectReader {
@@ -566,7 +565,11 @@ pub fn build(
     stages: &[Stage],
     prm: PrmTables,
 ) -> Result<Loaded, StateError> {
-    let (partners, reps, registrations) = prm;
+    let PrmTables {
+        partners,
+        reps,
+        registrations,
+    } = prm;
     let props = |r: &Map<String, Value>| match r.get("p") {
         Some(Value::Object(p)) => p.clone(),
         _ => Map::new(),
@@ -682,4 +685,27 @@ pub fn build(
         registrations,
         users.table(),
     ))
+}
+
+/// Where records open in HubSpot (needs `crm.hubspot.portal_id`).
+pub fn record_links(hs: &crate::config::HubspotSettings) -> super::RecordLinks {
+    match hs.portal_id {
+        Some(portal) => {
+            let app = hs.app_url.trim_end_matches('/');
+            super::RecordLinks {
+                account: Some(format!("{app}/contacts/{portal}/record/0-2/{{id}}")),
+                opportunity: Some(format!("{app}/contacts/{portal}/record/0-3/{{id}}")),
+            }
+        }
+        None => super::RecordLinks::default(),
+    }
+}
+
+/// `check-config`: calls HubSpot and checks the configured properties exist
+/// (the write-back ones may be missing when `crm.hubspot.create_properties`
+/// will create them; checking creates nothing).
+pub async fn check(settings: &Settings) -> Result<String, super::Error> {
+    let source = HubSpotSource::new(settings, None).map_err(PullError::Config)?;
+    source.plan(settings, true).await?;
+    Ok("HubSpot answered; every configured property exists.".into())
 }

@@ -27,7 +27,7 @@ use crate::fast::FastMap;
 use crate::http::{Answer, CallError, Next, Upstream};
 use crate::metrics::Metrics;
 use crate::model::{Partner, PartnerRep, Registration, RegistrationStatus};
-use crate::state::{MirrorRow, State, StateError};
+use crate::store::{MirrorRow, State, StateError};
 use crate::sync::{
     self as mirror, Batch, Horizon, Mapped, MirrorError, ObjectReport, Read, Reader, Store, number,
     text,
@@ -486,7 +486,11 @@ pub fn build(state: &State, ps: &PartnerstackSettings) -> Result<PrmTables, Stat
         rejected: Vec::new(),
     };
     reps.rows.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok((partners.table(), reps.table(), registrations.table()))
+    Ok(PrmTables {
+        partners: partners.table(),
+        reps: reps.table(),
+        registrations: registrations.table(),
+    })
 }
 
 /// Identifiers of an item of a deal's `fields` list, most stable first:
@@ -583,7 +587,9 @@ mod tests {
                 &[],
             )
             .unwrap();
-        let (_, _, registrations) = build(&state, &PartnerstackSettings::default()).unwrap();
+        let registrations = build(&state, &PartnerstackSettings::default())
+            .unwrap()
+            .registrations;
         let by_id: BTreeMap<&str, &Registration> = registrations
             .rows
             .iter()

@@ -380,7 +380,7 @@ impl SalesforceClient {
                 }
             }
         }
-        crate::cycle::crash_point("after-token");
+        crate::crash::crash_point("after-token");
         tracing::debug!(instance = %token.instance_url, "Salesforce session opened.");
         Ok(Session {
             access_token: Secret::new(token.access_token),
@@ -448,7 +448,7 @@ impl SalesforceClient {
             *self.usage.lock().unwrap_or_else(|e| e.into_inner()) = Some(usage);
             if let Some(m) = self.upstream.metrics() {
                 m.api_remaining
-                    .get_or_create(&crate::metrics::Upstream {
+                    .get_or_create(&crate::metrics::UpstreamLabel {
                         upstream: "salesforce".into(),
                     })
                     .set(usage.1.saturating_sub(usage.0) as i64);

@@ -29,7 +29,7 @@ use crate::fast::FastMap;
 use crate::model::{
     Account, Opportunity, OpportunityStatus, Partner, PartnerRep, Registration, User,
 };
-use crate::state::{State, StateError};
+use crate::store::{State, StateError};
 use crate::sync::{self as mirror, Mapped, flag, number, text, timestamp};
 use crate::values::{date_of, parse_date};
 
@@ -390,7 +390,11 @@ pub fn build(
 
     // The PRM tables: from the org, or from files.
     let (partners, reps, registrations) = match file_prm {
-        Some((mut file_partners, file_reps, file_registrations)) => {
+        Some(crate::dataset::PrmTables {
+            partners: mut file_partners,
+            reps: file_reps,
+            registrations: file_registrations,
+        }) => {
             // Files may name a partner's account by its 15-character id:
             // use the org's 18-character one so exclusion and write-back
             // meet the same record.
@@ -583,7 +587,7 @@ fn registration(id: &str, r: &Map<String, Value>, prm: &PrmPlan) -> Result<Regis
 mod tests {
     use super::*;
     use crate::model::RegistrationStatus;
-    use crate::state::MirrorRow;
+    use crate::store::MirrorRow;
     use serde_json::json;
 
     fn org(multi_currency: bool) -> OrgInfo {

@@ -16,8 +16,8 @@ use chrono::Utc;
 use crate::config::{ConfigError, SalesforceAuth, Secret, Settings};
 use crate::connectors::files::{InputError, Loaded};
 use crate::metrics::Metrics;
-use crate::state::crypto::CredentialKey;
-use crate::state::{CredentialError, State, StateError};
+use crate::store::crypto::CredentialKey;
+use crate::store::{CredentialError, State, StateError};
 use crate::sync::{MirrorError, ObjectReport};
 use map::{FilePrm, OrgInfo, Plan};
 
@@ -224,6 +224,17 @@ impl SalesforceSource {
         Ok(())
     }
 
+    /// Where records open in Lightning (once signed in: the instance URL).
+    pub async fn record_links(&self) -> super::RecordLinks {
+        match self.client.instance_url().await {
+            Some(base) => super::RecordLinks {
+                account: Some(format!("{base}/lightning/r/Account/{{id}}/view")),
+                opportunity: Some(format!("{base}/lightning/r/Opportunity/{{id}}/view")),
+            },
+            None => super::RecordLinks::default(),
+        }
+    }
+
     /// After calls: keeps a refresh token Salesforce rotated that could not
     /// be stored when it arrived (the old one no longer works), sealed, in
     /// the state file, which only its owner can read.
@@ -266,4 +277,19 @@ impl SalesforceSource {
         let loaded = map::build(state, settings, &plan, file_prm)?;
         Ok((loaded, reports))
     }
+}
+
+/// `check-config`: signs in and checks the configured fields with describe.
+pub async fn check(settings: &Settings) -> Result<String, super::Error> {
+    let source = SalesforceSource::new(settings, None).map_err(PullError::Config)?;
+    let plan = source.plan(settings).await?;
+    let objects: Vec<String> = plan
+        .objects()
+        .iter()
+        .map(|o| format!("{} ({} fields)", o.object, o.fields.len()))
+        .collect();
+    Ok(format!(
+        "Salesforce answered; every configured field exists. Reads: {}",
+        objects.join(", ")
+    ))
 }

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::client::{SalesforceClient, SalesforceError};
-use crate::state::{MirrorRow, State};
+use crate::store::{MirrorRow, State};
 use crate::sync::{self as mirror, Batch, Horizon, MirrorError, Read, Reader, Store};
 pub use crate::sync::{Mode, ObjectReport};
 use crate::values::parse_timestamp;

@@ -26,7 +26,7 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::config::{Secret, SlackSettings};
-use crate::http::{Answer, CallError, Next, RetryPolicy, Upstream};
+use crate::http::{Answer, Next, RetryPolicy, Upstream};
 
 /// Errors that mean "this message is malformed": retrying cannot help.
 const MALFORMED: [&str; 4] = [
@@ -51,36 +51,14 @@ const WEBHOOK_DOWN: [&str; 10] = [
     "team_disabled",
 ];
 
-/// What became of one message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    Sent,
-    /// Not delivered; try again next cycle.
-    Retry(String),
-    /// This webhook cannot take messages now; stop using it this cycle.
-    WebhookDown(String),
-    /// Slack refuses this message as malformed; do not send it again.
-    Parked(String),
-    /// Sent, but Slack did not confirm in time: it may have been posted.
-    Unconfirmed(String),
-}
-
-impl From<CallError> for Delivery {
-    /// Transport errors, exhausted retries, a wait longer than allowed:
-    /// the message waits for the next cycle.
-    fn from(e: CallError) -> Self {
-        match e {
-            CallError::Unconfirmed { .. } => Delivery::Unconfirmed(e.to_string()),
-            e => Delivery::Retry(e.to_string()),
-        }
-    }
-}
+pub use super::Delivery;
 
 pub struct SlackClient {
     /// The HTTP client and retry policy (the shared upstream machinery).
     upstream: Upstream,
     webhooks: BTreeMap<String, Secret>,
     limiters: BTreeMap<String, DefaultDirectRateLimiter>,
+    per_second: u32,
 }
 
 impl SlackClient {
@@ -122,6 +100,7 @@ impl SlackClient {
             upstream,
             webhooks,
             limiters,
+            per_second: per_second.get(),
         })
     }
 
@@ -129,6 +108,17 @@ impl SlackClient {
     pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
         self.upstream = self.upstream.with_metrics(Some(metrics));
         self
+    }
+
+    /// Counts requests and rate-limiter waits in `metrics`, if any.
+    pub fn with_metrics_opt(
+        self,
+        metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    ) -> Self {
+        match metrics {
+            Some(m) => self.with_metrics(m),
+            None => self,
+        }
     }
 
     /// The routes that have a webhook.
@@ -162,6 +152,32 @@ impl SlackClient {
             Ok(()) => Delivery::Sent,
             Err(d) => d,
         }
+    }
+}
+
+impl super::Notifier for SlackClient {
+    fn channel(&self) -> &'static str {
+        "slack"
+    }
+
+    fn routes(&self) -> std::collections::BTreeSet<String> {
+        self.webhooks.keys().cloned().collect()
+    }
+
+    fn render(&self, notice: &crate::alerts::Notice, names: &render::Names) -> String {
+        render::notice(notice, names).to_string()
+    }
+
+    fn preview(&self, body: &str) -> String {
+        preview::preview(body)
+    }
+
+    fn post<'a>(&'a self, route: &'a str, body: &'a str) -> super::Posting<'a> {
+        Box::pin(SlackClient::post(self, route, body))
+    }
+
+    fn per_second(&self) -> u32 {
+        self.per_second
     }
 }
 

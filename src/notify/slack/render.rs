@@ -7,7 +7,6 @@ use serde_json::{Value, json};
 
 use crate::alerts::Reason;
 use crate::engine::{Evidence, Finding, FindingKind, Record, Severity};
-use crate::fast::FastMap;
 
 /// Slack's limits (api.slack.com; see shared/reference/slack-and-writeback.md).
 const HEADER_MAX: usize = 150;
@@ -19,91 +18,13 @@ const DIGEST_LINES: usize = 25;
 /// Names (accounts, partners, records) in a message.
 const NAME_MAX: usize = 100;
 
-/// Where a CRM record opens: URL templates with `{id}` (none for files).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Links {
-    pub account: Option<String>,
-    pub opportunity: Option<String>,
-}
+pub use crate::notify::names::{Links, Names};
 
-impl Links {
-    fn url(template: Option<&String>, id: &str) -> Option<String> {
-        let id: String = id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c.to_string()
-                } else {
-                    format!("%{:02X}", c as u32 & 0xff)
-                }
-            })
-            .collect();
-        template.map(|t| t.replace("{id}", &id))
-    }
-
-    /// `<url|label>` when the record has a link, else the label.
-    fn wrap(template: Option<&String>, id: &str, label: String) -> String {
-        match Links::url(template, id) {
-            Some(url) => format!("<{}|{label}>", url.replace(['|', '>', '<'], "")),
-            None => label,
-        }
-    }
-}
-
-/// Names for the ids a finding carries, and where records open.
-#[derive(Debug, Default)]
-pub struct Names {
-    /// Internal user id -> name (opportunity owners).
-    pub users: FastMap<String, String>,
-    /// Rep id and lower-cased e-mail -> name.
-    pub reps: FastMap<String, String>,
-    pub links: Links,
-}
-
-impl Names {
-    pub fn from_dataset(d: &crate::model::Dataset) -> Names {
-        let users = d
-            .users
-            .iter()
-            .filter_map(|u| u.name.clone().map(|n| (u.id.clone(), n)))
-            .collect();
-        let mut reps = FastMap::default();
-        for r in &d.reps {
-            if let Some(n) = &r.name {
-                reps.insert(r.id.clone(), n.clone());
-                if let Some(e) = &r.email {
-                    reps.insert(e.to_lowercase(), n.clone());
-                }
-            }
-        }
-        Names {
-            users,
-            reps,
-            links: Links::default(),
-        }
-    }
-
-    pub fn with_links(mut self, links: Links) -> Names {
-        self.links = links;
-        self
-    }
-
-    fn user(&self, id: &str) -> String {
-        match self.users.get(id) {
-            Some(n) => format!("{n} ({id})"),
-            None => id.to_string(),
-        }
-    }
-
-    fn rep(&self, reference: &str) -> String {
-        match self
-            .reps
-            .get(reference)
-            .or_else(|| self.reps.get(&reference.to_lowercase()))
-        {
-            Some(n) => format!("{n} ({reference})"),
-            None => reference.to_string(),
-        }
+/// `<url|label>` when the record has a link, else the label.
+fn wrap(template: Option<&String>, id: &str, label: String) -> String {
+    match Links::url(template, id) {
+        Some(url) => format!("<{}|{label}>", url.replace(['|', '>', '<'], "")),
+        None => label,
     }
 }
 
@@ -512,7 +433,7 @@ fn evidence_line(f: &Finding, e: &Evidence, names: &Names) -> String {
         }
         Record::Opportunity => {
             let label = escape(&short(e.name.as_deref().unwrap_or(&e.id)));
-            let shown = Links::wrap(names.links.opportunity.as_ref(), &e.id, label.clone());
+            let shown = wrap(names.links.opportunity.as_ref(), &e.id, label.clone());
             if e.name.is_some() {
                 if shown == label {
                     format!("Opportunity \"{shown}\" ({})", escape(&e.id))
@@ -590,6 +511,23 @@ fn evidence_lines(f: &Finding, names: &Names) -> String {
 }
 
 /// The message for a finding that is new, changed, or due a reminder.
+/// The Block Kit message for a notice.
+pub fn notice(n: &crate::alerts::Notice, names: &Names) -> Value {
+    use crate::alerts::Content;
+    match &n.content {
+        Content::Finding { finding: f, why } => finding(f, n.reason, why.as_deref(), names),
+        Content::Resolved(f) => resolved(f, names),
+        Content::Digest {
+            findings,
+            resolved,
+            total,
+        } => {
+            let findings: Vec<&Finding> = findings.iter().collect();
+            digest(&findings, *resolved, *total, names)
+        }
+    }
+}
+
 pub fn finding(f: &Finding, reason: Reason, why: Option<&str>, names: &Names) -> Value {
     let prefix = match reason {
         Reason::Changed => "Updated: ",
@@ -602,7 +540,7 @@ pub fn finding(f: &Finding, reason: Reason, why: Option<&str>, names: &Names) ->
     if let (Some(id), Some(name)) = (&f.account_id, &f.account_name) {
         fields.push(format!(
             "*Account*\n{}",
-            Links::wrap(
+            wrap(
                 names.links.account.as_ref(),
                 id,
                 escape(&format!("{} ({id})", short(name)))
@@ -843,7 +781,7 @@ mod tests {
                 proptest::prop_oneof![
                     "[a-zA-Z &<>|@!]{0,40}".prop_map(|t| escape(&t)),
                     ("[a-z/.:0-9]{1,60}", "[a-zA-Z &<>]{0,80}").prop_map(|(u, l)| {
-                        Links::wrap(Some(&format!("https://{u}/{{id}}")), "0-3", escape(&l))
+                        wrap(Some(&format!("https://{u}/{{id}}")), "0-3", escape(&l))
                     }),
                     "[A-Z0-9]{1,12}".prop_map(|u| format!("<@U{u}>")),
                     proptest::prop_oneof![
@@ -879,10 +817,10 @@ mod tests {
             opportunity: None,
         };
         assert_eq!(
-            Links::wrap(links.account.as_ref(), "001|x>y", "Acme".into()),
+            wrap(links.account.as_ref(), "001|x>y", "Acme".into()),
             "<https://acme.my.salesforce.com/lightning/r/Account/001%7Cx%3Ey/view|Acme>"
         );
-        assert_eq!(Links::wrap(None, "001", "Acme".into()), "Acme");
+        assert_eq!(wrap(None, "001", "Acme".into()), "Acme");
     }
 }
 

@@ -1,0 +1,79 @@
+//! Writing scorecards back: what changed since the sink last confirmed.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use super::{CycleError, Options, Summary, dry_run};
+use crate::connectors::writeback::{ScorecardSink, Target, diff};
+use crate::crash::crash_point;
+use crate::engine;
+use crate::store::State;
+
+pub(super) async fn write_back(
+    sink: &impl ScorecardSink,
+    data: &crate::model::Dataset,
+    evaluation: &engine::Evaluation,
+    state: Option<&State>,
+    opts: &Options,
+    out: &mut (dyn Write + Send),
+    summary: &mut Summary,
+) -> Result<(), CycleError> {
+    let partners: BTreeMap<&str, &crate::model::Partner> =
+        data.partners.iter().map(|p| (p.id.as_str(), p)).collect();
+    let targets: Vec<Target> = evaluation
+        .scorecards
+        .iter()
+        .filter_map(|card| {
+            let partner = partners.get(card.partner_id.as_str())?;
+            let (record_id, fields) = sink.target(card, partner, &evaluation.period)?;
+            Some(Target {
+                partner_id: card.partner_id.clone(),
+                record_id,
+                fields,
+            })
+        })
+        .collect();
+    let lost = sink.lost_earlier_writes();
+    let written = match state {
+        Some(s) if !lost => s.written(sink.name())?,
+        _ => Default::default(),
+    };
+    let updates = diff(&targets, &written);
+    if opts.dry_run {
+        summary.writes_would = updates.len();
+        return dry_run::print_writes(out, sink.name(), &updates);
+    }
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let Some(state) = state else {
+        return Ok(());
+    };
+    if lost {
+        state.forget_written(sink.name())?;
+    }
+    let outcomes = sink.apply(&updates).await;
+    crash_point("mid-writeback");
+    let mut confirmed = Vec::new();
+    for (u, outcome) in updates.iter().zip(outcomes) {
+        match outcome {
+            None => {
+                summary.writes_done += 1;
+                confirmed.extend(
+                    u.fields
+                        .iter()
+                        .map(|(f, v)| (u.record_id.clone(), f.clone(), v.clone())),
+                );
+            }
+            Some(e) => {
+                tracing::warn!(sink = sink.name(), record = %u.record_id, error = %e, "Write-back failed; retrying next cycle.");
+                summary.writes_failed += 1;
+                summary
+                    .errors
+                    .push(format!("write-back {}: {e}", u.record_id));
+            }
+        }
+    }
+    state.record_written(sink.name(), &confirmed, opts.now)?;
+    Ok(())
+}

@@ -1,0 +1,349 @@
+//! Microsoft Teams end to end: the real binary, the sample program, and a
+//! fake Power Automate Workflows endpoint on port 0 that checks what Teams
+//! checks (a `message` with one Adaptive Card of schema 1.5 at most, under
+//! ~28 KB) and can be told to refuse.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde_json::Value;
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate, matchers::method};
+
+use crate::helpers::{NOW, copy_sample};
+
+const SAMPLE_FINDINGS: usize = 14;
+/// Teams' limit for a card posted through a webhook (about 28 KB).
+const LIMIT: usize = 28 * 1024;
+
+/// The fake Workflows trigger: answers the queued failures first, then
+/// checks each card: 202 when Teams would take it, 400 or 413 when not.
+struct Workflows {
+    failures: Mutex<Vec<ResponseTemplate>>,
+}
+
+/// Why Teams would refuse this body, if it would.
+fn refusal(body: &[u8]) -> Option<(u16, String)> {
+    if body.len() > LIMIT {
+        return Some((413, "Request Entity too large".into()));
+    }
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let card = &v["attachments"][0]["content"];
+    let version: f64 = card["version"]
+        .as_str()
+        .unwrap_or("9")
+        .parse()
+        .unwrap_or(9.0);
+    let texts_ok = card["body"].as_array().is_some_and(|b| {
+        !b.is_empty()
+            && b.iter()
+                .all(|e| e["type"] != "TextBlock" || e["text"].as_str().is_some())
+    });
+    let ok = v["type"] == "message"
+        && v["attachments"].as_array().is_some_and(|a| a.len() == 1)
+        && v["attachments"][0]["contentType"] == "application/vnd.microsoft.card.adaptive"
+        && card["type"] == "AdaptiveCard"
+        && version <= 1.5
+        && texts_ok;
+    (!ok).then(|| (400, "BadRequest: not an Adaptive Card message".into()))
+}
+
+impl Respond for Workflows {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        if let Some(failure) = self.failures.lock().unwrap().pop() {
+            return failure;
+        }
+        match refusal(&request.body) {
+            Some((status, why)) => ResponseTemplate::new(status).set_body_string(why),
+            None if serde_json::from_slice::<Value>(&request.body).is_err() => {
+                ResponseTemplate::new(400).set_body_string("BadRequest: not JSON")
+            }
+            None => ResponseTemplate::new(202),
+        }
+    }
+}
+
+/// A fake Teams that answers `failures` (in order) before checking cards.
+async fn teams(mut failures: Vec<ResponseTemplate>) -> MockServer {
+    failures.reverse();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(Workflows {
+            failures: Mutex::new(failures),
+        })
+        .mount(&server)
+        .await;
+    server
+}
+
+struct Program {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    extra_config: String,
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+}
+
+impl Program {
+    fn new(teams: &MockServer) -> Program {
+        let dir = tempfile::tempdir().unwrap();
+        copy_sample(dir.path());
+        Program {
+            dir,
+            env: vec![(
+                "CHANNEL_SYNC__ALERTS__TEAMS__WEBHOOK_URL".into(),
+                format!(
+                    "{}/workflows/abc/triggers/manual/paths/invoke?sig=SECRET",
+                    teams.uri()
+                ),
+            )],
+            extra_config: String::new(),
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn config(&self) -> PathBuf {
+        let config = self.dir.path().join("config.toml");
+        let base = std::fs::read_to_string(crate::helpers::repo().join("config/channel-sync.toml"))
+            .unwrap();
+        std::fs::write(
+            &config,
+            format!(
+                "{base}\n[state]\npath = \"{}\"\n\n[crm]\nkind = \"files\"\n\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n\n[alerts.teams]\nper_second = 1000\nmax_retry_wait_secs = 5\n\n[alerts.slack]\nper_second = 1000\n{}\n",
+                self.dir.path().join("state/channel-sync.db").display(),
+                self.data().display(),
+                self.dir.path().join("out").display(),
+                self.extra_config
+            ),
+        )
+        .unwrap();
+        config
+    }
+
+    async fn once(&self, extra: &[&str]) -> Run {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_channel-sync"));
+        cmd.args(["once", "--config"])
+            .arg(self.config())
+            .args(["--now", NOW])
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .env_remove("CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stdout.contains("SECRET") && !stderr.contains("SECRET"),
+            "the URL is a secret"
+        );
+        Run {
+            code: out.status.code(),
+            stdout: format!("{stdout}{stderr}"),
+        }
+    }
+}
+
+/// The cards the fake received, as JSON.
+async fn cards(server: &MockServer) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+/// Every text of a card, joined.
+fn texts(card: &Value) -> String {
+    card["attachments"][0]["content"]["body"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["text"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_finding_arrives_once_as_an_adaptive_card_teams_accepts() {
+    let fake = teams(vec![]).await;
+    let p = Program::new(&fake);
+    let run = p.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains(&format!("{SAMPLE_FINDINGS} sent, 0 failed")),
+        "{}",
+        run.stdout
+    );
+    let got = cards(&fake).await;
+    assert_eq!(got.len(), SAMPLE_FINDINGS);
+    for c in &got {
+        assert_eq!(refusal(&serde_json::to_vec(c).unwrap()), None, "{c}");
+        assert!(texts(c).contains("channel-sync · "), "{c}");
+    }
+    // The same data again: nothing new to tell.
+    let run = p.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    assert_eq!(cards(&fake).await.len(), SAMPLE_FINDINGS);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_route_reaches_slack_and_teams_alike() {
+    let fake = teams(vec![]).await;
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&slack)
+        .await;
+    let mut p = Program::new(&fake);
+    p.env.push((
+        "CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL".into(),
+        format!("{}/hook", slack.uri()),
+    ));
+    let run = p.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains(&format!("{} sent", 2 * SAMPLE_FINDINGS)),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(cards(&fake).await.len(), SAMPLE_FINDINGS);
+    assert_eq!(
+        slack.received_requests().await.unwrap().len(),
+        SAMPLE_FINDINGS
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn above_the_threshold_teams_gets_one_digest_card() {
+    let fake = teams(vec![]).await;
+    let mut p = Program::new(&fake);
+    p.extra_config = "max_per_cycle = 5\n".into();
+    let run = p.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    let got = cards(&fake).await;
+    assert_eq!(got.len(), 1);
+    assert!(
+        texts(&got[0]).contains(&format!("{SAMPLE_FINDINGS} alerts this cycle")),
+        "{}",
+        got[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_card_teams_refuses_is_parked_not_resent() {
+    let fake = teams(vec![
+        ResponseTemplate::new(400).set_body_string("BadRequest"),
+        ResponseTemplate::new(413).set_body_string("Request Entity too large"),
+    ])
+    .await;
+    let p = Program::new(&fake);
+    let run = p.once(&[]).await;
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("12 sent, 0 failed, 2 parked"),
+        "{}",
+        run.stdout
+    );
+    let run = p.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    assert_eq!(
+        cards(&fake).await.len(),
+        SAMPLE_FINDINGS,
+        "the parked ones are not resent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_429_with_retry_after_is_waited_out_in_the_same_cycle() {
+    let fake = teams(vec![
+        ResponseTemplate::new(429).insert_header("Retry-After", "1"),
+    ])
+    .await;
+    let p = Program::new(&fake);
+    let started = std::time::Instant::now();
+    let run = p.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "Retry-After honoured"
+    );
+    assert!(
+        run.stdout.contains(&format!("{SAMPLE_FINDINGS} sent")),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(cards(&fake).await.len(), SAMPLE_FINDINGS + 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_error_waits_for_the_next_cycle() {
+    let fake = teams(vec![ResponseTemplate::new(502)]).await;
+    let p = Program::new(&fake);
+    let run = p.once(&[]).await;
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    assert!(run.stdout.contains("0 sent, 1 failed"), "{}", run.stdout);
+    let run = p.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(&format!("{SAMPLE_FINDINGS} sent")),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_shows_the_teams_cards_and_posts_nothing() {
+    let fake = teams(vec![]).await;
+    let p = Program::new(&fake);
+    let run = p.once(&["--dry-run"]).await;
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("to 'default' on teams (new: "),
+        "{}",
+        run.stdout
+    );
+    assert!(cards(&fake).await.is_empty());
+}
+
+#[test]
+fn an_office_365_connector_url_is_refused_at_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[crm]\nkind = \"files\"\n[crm.files]\ndir = \"sample\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_channel-sync"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .current_dir(crate::helpers::repo())
+        .env(
+            "CHANNEL_SYNC__ALERTS__TEAMS__WEBHOOK_URL",
+            "https://contoso.webhook.office.com/webhookb2/x",
+        )
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("alerts.teams.webhook_url"), "{all}");
+    assert!(all.contains("Workflows"), "{all}");
+    assert!(!all.contains("contoso"), "the URL is a secret: {all}");
+}
