@@ -199,10 +199,13 @@ pub fn write_program_with(
     p: &SynthParams,
     review_inputs: bool,
 ) -> Result<SynthSummary> {
-    let m = build(p)?;
+    let mut m = build(p)?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let ids = Ids::new(p, m.users);
     let camp = review_inputs.then(|| review::Campaigns::new(p, &m));
+    if let Some(camp) = &camp {
+        camp.quieten(&mut m);
+    }
     let mut files = vec![
         "accounts.csv",
         "partners.csv",
@@ -2342,6 +2345,15 @@ fn opportunity_chunk(
             (OppStatus::Open, None) => now + minutes_between(&mut rng, DAY, 180 * DAY),
             (_, None) => o.created + minutes_between(&mut rng, 0, now - o.created),
         };
+        if let (Some(camp), Some(camp_rng)) = (camp, camp_rng.as_mut()) {
+            camp.reassign(
+                camp_rng,
+                m,
+                &mut o.partner,
+                &mut o.rep,
+                o.created.max(close),
+            );
+        }
 
         rec.id("O-", i as u32, ids.opp);
         rec.id("A-", o.account, ids.account);
@@ -2994,26 +3006,55 @@ mod tests {
     }
 
     #[test]
-    fn review_inputs_leave_the_program_alone_but_for_the_campaign_column() {
+    fn review_inputs_keep_the_companies_and_reps_and_quieten_most_partners() {
         let plain = TempDir::new("plain");
         let with = TempDir::new("review");
         let p = SynthParams::scaled(5, 20_000, now());
         write_program(&plain.0, &p).unwrap();
         let s = write_program_with(&with.0, &p, true).unwrap();
-        for f in FILES.iter().filter(|f| **f != "opportunities.csv") {
+        for f in [
+            "accounts.csv",
+            "partners.csv",
+            "partner_reps.csv",
+            "users.csv",
+        ] {
             assert_eq!(
                 fs::read(plain.0.join(f)).unwrap(),
                 fs::read(with.0.join(f)).unwrap(),
                 "{f}"
             );
         }
-        let a = Table::read(&plain.0, "opportunities.csv");
-        let b = Table::read(&with.0, "opportunities.csv");
-        assert_eq!(b.rows.len(), a.rows.len());
+        // Registrations keep everything but who submitted them.
+        let a = Table::read(&plain.0, "registrations.csv");
+        let b = Table::read(&with.0, "registrations.csv");
+        assert_eq!(a.rows.len(), b.rows.len());
+        let reps = Table::read(&with.0, "partner_reps.csv");
+        let rep_partner: HashMap<&str, &str> = reps
+            .rows
+            .iter()
+            .map(|r| (r[0].as_str(), r[1].as_str()))
+            .collect();
+        let mut moved = 0;
         for (x, y) in a.rows.iter().zip(&b.rows) {
-            assert_eq!(x[..], y[..13]);
+            for c in [0, 2, 3, 4, 6, 7, 8, 9, 10, 11] {
+                assert_eq!(x[c], y[c], "column {c}");
+            }
+            moved += usize::from(x[1] != y[1]);
+            // A moved registration's rep (when it has an id) is the new partner's.
+            if let Some(p) = rep_partner.get(y[5].as_str()) {
+                assert_eq!(*p, y[1]);
+            }
+        }
+        assert!(moved > 0);
+        let opps = Table::read(&with.0, "opportunities.csv");
+        assert_eq!(opps.header.last().map(String::as_str), Some("campaign_id"));
+        assert_eq!(opps.rows.len(), p.opportunities);
+        for y in &opps.rows {
             // A campaign only on partner-sourced opportunities.
             assert!(y[13].is_empty() || !y[10].is_empty(), "{y:?}");
+            if let Some(p) = rep_partner.get(y[11].as_str()) {
+                assert_eq!(*p, y[10], "{y:?}");
+            }
         }
         assert!(s.program_costs > 0 && s.mdf > 0);
         assert_eq!(Table::read(&with.0, "mdf.csv").rows.len(), s.mdf);
@@ -3055,6 +3096,20 @@ mod tests {
         let eff = program.mdf_effectiveness.unwrap();
         assert!(eff > 0.0 && eff < 1.0, "mdf effectiveness {eff}");
         assert!(program.mdf_pipeline.is_some_and(|x| x > 0.0));
+        // Most partners dormant, about one in ten producing.
+        let n = review.partners.len();
+        let dormant = review.dormant.len();
+        assert!(dormant * 10 >= n * 7, "{dormant} of {n} dormant");
+        let producing = review
+            .partners
+            .iter()
+            .filter(|p| p.quarters[last_full].sourced_pipeline_created > 0.0)
+            .count();
+        assert!(
+            producing > 0 && producing * 5 <= n,
+            "{producing} of {n} producing"
+        );
+        eprintln!("{dormant} of {n} dormant, {producing} producing");
     }
 
     #[test]

@@ -12,6 +12,13 @@
 //! - `program_costs.csv`: platform and people each quarter (program-wide), an incentive per
 //!   campaign-running partner and an enablement cost for a tenth of the others, each quarter.
 //!
+//! - **Most partners dormant, a few producing** (the guide's 40 signed, 4 producing): the
+//!   partners that do not run campaigns stop registering and selling at the start of the
+//!   [`DORMANT_QUARTERS`] full quarters before the quarter to date: their registrations
+//!   submitted from 60 days before that, and the opportunities created or closed from then, go to a
+//!   producing partner (one of its reps). Older history is untouched, so their trend shows them
+//!   going quiet. The default `review.dormant_quarters` (2) then finds about nine in ten dormant.
+//!
 //! Everything draws from its own streams ([`REVIEW_SALT`]), never from the main program's, so
 //! the other files are byte-identical with and without the flag (apart from the added column).
 //! The covered quarters are the calendar quarter of `now` and the [`FULL_QUARTERS`] before it,
@@ -32,6 +39,8 @@ use super::{
 pub(crate) const CAMPAIGN_ONE_IN: u64 = 10;
 /// Full quarters covered before the quarter to date (the review's default `--quarters`).
 const FULL_QUARTERS: i64 = 4;
+/// Full quarters (before the quarter to date) in which the non-producing partners are quiet.
+const DORMANT_QUARTERS: i64 = 2;
 /// Seeds the review streams apart from the program's.
 const REVIEW_SALT: u64 = 0x5245_5649_4557;
 
@@ -58,6 +67,10 @@ fn quarter_start(q: i64) -> i64 {
 /// Which partners run campaigns, and the quarters covered.
 pub(crate) struct Campaigns {
     seed: u64,
+    /// The producing partners, ascending; the others hand their recent business to them.
+    producing: Vec<u32>,
+    /// From this time (Unix seconds) the non-producing partners are quiet.
+    quiet_from: i64,
     /// The first and last (the quarter to date) covered quarter.
     first: i64,
     last: i64,
@@ -66,10 +79,61 @@ pub(crate) struct Campaigns {
 impl Campaigns {
     pub(crate) fn new(p: &SynthParams, m: &Model) -> Self {
         let last = quarter_of(m.now);
-        Campaigns {
+        let mut camp = Campaigns {
             seed: p.seed,
+            producing: Vec::new(),
+            quiet_from: quarter_start(last - DORMANT_QUARTERS),
             first: last - FULL_QUARTERS,
             last,
+        };
+        camp.producing = (0..m.partners.len() as u32)
+            .filter(|&i| camp.runs_campaigns(i))
+            .collect();
+        camp
+    }
+
+    /// The partner that takes over `partner`'s recent business, when it is a quiet one.
+    fn heir(&self, partner: u32) -> Option<u32> {
+        if self.producing.is_empty() || self.runs_campaigns(partner) {
+            return None;
+        }
+        Some(self.producing[partner as usize % self.producing.len()])
+    }
+
+    /// Hands the recent registrations of the non-producing partners to producing ones.
+    pub(crate) fn quieten(&self, m: &mut Model) {
+        let mut rng = stream(self.seed ^ REVIEW_SALT, (1 << 40) + 2);
+        let from = self.quiet_from - 60 * DAY;
+        for r in 0..m.regs.len() {
+            let reg = &m.regs[r];
+            if reg.submitted < from {
+                continue;
+            }
+            if let Some(heir) = self.heir(reg.partner) {
+                let rep = reg.rep.and_then(|_| m.rep_of(&mut rng, heir));
+                let reg = &mut m.regs[r];
+                reg.partner = heir;
+                reg.rep = rep;
+            }
+        }
+    }
+
+    /// An opportunity of a quiet partner created or closed from `quiet_from` (`at`: the later
+    /// of the two) goes to its heir.
+    pub(crate) fn reassign(
+        &self,
+        rng: &mut ChaCha8Rng,
+        m: &Model,
+        partner: &mut Option<u32>,
+        rep: &mut Option<u32>,
+        at: i64,
+    ) {
+        if at < self.quiet_from {
+            return;
+        }
+        if let Some(heir) = partner.and_then(|q| self.heir(q)) {
+            *partner = Some(heir);
+            *rep = rep.and_then(|_| m.rep_of(rng, heir));
         }
     }
 
