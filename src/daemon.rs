@@ -69,6 +69,32 @@ struct Shared {
     interval: chrono::Duration,
     /// Where the state is (leader election when it is PostgreSQL).
     state: crate::config::StateSettings,
+    /// What the review digest is made from and posted with.
+    settings: Settings,
+    /// The last review digest could not be posted: the next tick retries it.
+    digest_pending: std::sync::atomic::AtomicBool,
+}
+
+/// Posts the review digest (SPEC §6) as of the daemon's clock. A failure is
+/// logged and leaves it pending: the next cycle's tick posts it again, until
+/// one succeeds. Returns whether it was posted.
+async fn post_digest(shared: &Shared) -> bool {
+    let settings = &shared.settings;
+    match crate::review::post_digest(settings, shared.clock.now()).await {
+        Ok(()) => {
+            shared.digest_pending.store(false, Ordering::SeqCst);
+            tracing::info!(route = %settings.review.route, "Review digest posted.");
+            true
+        }
+        Err(e) => {
+            shared.digest_pending.store(true, Ordering::SeqCst);
+            tracing::warn!(
+                error = %format!("{e:#}"),
+                "Review digest not posted; the next tick retries it."
+            );
+            false
+        }
+    }
 }
 
 /// `/readyz`: the last cycle succeeded within twice the schedule interval.
@@ -227,6 +253,9 @@ async fn tick(runner: Arc<Runner>, busy: Arc<Mutex<()>>, shared: Arc<Shared>) {
     }
     .instrument(span)
     .await;
+    if shared.digest_pending.load(Ordering::SeqCst) {
+        post_digest(&shared).await;
+    }
 }
 
 /// Logs when the schedule next fires (on the daemon's clock).
@@ -270,6 +299,8 @@ impl Daemon {
             health: RwLock::new(Health::default()),
             interval,
             state: settings.state.clone(),
+            settings: settings.clone(),
+            digest_pending: Default::default(),
         });
         let runner = Arc::new(Runner::new(settings.clone(), Some(metrics))?);
         Ok(Daemon {
@@ -290,6 +321,12 @@ impl Daemon {
     /// the metrics, never to the caller.
     pub async fn tick(&self) {
         tick(self.runner.clone(), self.busy.clone(), self.shared.clone()).await;
+    }
+
+    /// Posts the review digest now, as `review.cron` does; when it fails,
+    /// the next [`Daemon::tick`] retries it. Returns whether it was posted.
+    pub async fn post_digest(&self) -> bool {
+        post_digest(&self.shared).await
     }
 
     /// Serves the ops endpoints on `listener` and runs cycles on
@@ -334,27 +371,19 @@ impl Daemon {
         scheduler.add(job).await?;
         if let Some(cron) = settings.review.cron.clone() {
             // The review digest (SPEC §6): on its own schedule, beside the cycles.
-            let (settings, shared) = (settings.clone(), shared.clone());
+            let shared = shared.clone();
             let digest = Job::new_async(cron.as_str(), move |_, _| {
-                let (settings, shared) = (settings.clone(), shared.clone());
+                let shared = shared.clone();
                 Box::pin(async move {
                     // Replicas on one PostgreSQL state: the leader posts it, once.
-                    let state = settings.state.clone();
-                    let leads =
-                        tokio::task::spawn_blocking(move || crate::store::may_lead(&state))
-                            .await
-                            .unwrap_or(Some(false));
+                    let state = shared.settings.state.clone();
+                    let leads = tokio::task::spawn_blocking(move || crate::store::may_lead(&state))
+                        .await
+                        .unwrap_or(Some(false));
                     if leads == Some(false) {
                         return;
                     }
-                    match crate::review::post_digest(&settings, shared.clock.now()).await {
-                        Ok(()) => {
-                            tracing::info!(route = %settings.review.route, "Review digest posted.")
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %format!("{e:#}"), "Review digest not posted.")
-                        }
-                    }
+                    post_digest(&shared).await;
                 })
             })?;
             scheduler.add(digest).await?;

@@ -463,3 +463,49 @@ async fn the_scheduled_review_digest_reaches_slack() {
         assert!(text.contains(part), "missing {part} in {text}");
     }
 }
+
+/// A digest Slack refuses stays pending: the next cycle's tick posts it
+/// again, and once it is posted the ticks after that leave it alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_digest_that_failed_is_posted_again_on_the_next_tick() {
+    use channel_sync::daemon::{Clock, Daemon};
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let slack = MockServer::start().await;
+    // The first post is refused (not retried at once), every later one succeeds.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(403).set_body_string("forbidden"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&slack)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&slack)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = copy_sample(dir.path());
+    let settings = TestConfig::bundled()
+        .files(&data, &dir.path().join("out"))
+        .state(&dir.path().join("state.db"))
+        .slack(&format!("{}/hook", slack.uri()))
+        .set("alerts.slack.per_second", 1000)
+        .settings();
+    let clock = Clock::starting_at(channel_sync::values::parse_timestamp(NOW).unwrap());
+    let d = Daemon::new(settings, clock).unwrap();
+    let digests = || async {
+        slack
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| String::from_utf8_lossy(&r.body).contains("Channel review"))
+            .count()
+    };
+    assert!(!d.post_digest().await, "Slack refused the first post");
+    assert_eq!(digests().await, 1);
+    d.tick().await;
+    assert_eq!(digests().await, 2, "the tick posts the pending digest");
+    d.tick().await;
+    assert_eq!(digests().await, 2, "a posted digest is not posted again");
+}

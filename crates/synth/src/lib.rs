@@ -117,6 +117,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Datelike, Utc};
+mod review;
+
 use rand::seq::{SliceRandom, index};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -177,16 +179,34 @@ pub struct SynthSummary {
     pub reps: usize,
     pub partners: usize,
     pub users: usize,
+    /// Rows of program_costs.csv and mdf.csv (0 unless asked for).
+    pub program_costs: usize,
+    pub mdf: usize,
     pub bytes: u64,
 }
 
 /// Writes accounts.csv, partners.csv, partner_reps.csv, opportunities.csv,
 /// registrations.csv and users.csv into `dir` (created if missing).
 pub fn write_program(dir: &Path, p: &SynthParams) -> Result<SynthSummary> {
-    let m = build(p)?;
+    write_program_with(dir, p, false)
+}
+
+/// As [`write_program`], plus the channel review's inputs (SPEC §6.1) when `review_inputs`:
+/// program_costs.csv, mdf.csv and an `opportunities.campaign_id` column (see [`review`]). The
+/// other files' bytes do not change.
+pub fn write_program_with(
+    dir: &Path,
+    p: &SynthParams,
+    review_inputs: bool,
+) -> Result<SynthSummary> {
+    let mut m = build(p)?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let ids = Ids::new(p, m.users);
-    let files = [
+    let camp = review_inputs.then(|| review::Campaigns::new(p, &m));
+    if let Some(camp) = &camp {
+        camp.quieten(&mut m);
+    }
+    let mut files = vec![
         "accounts.csv",
         "partners.csv",
         "partner_reps.csv",
@@ -199,7 +219,14 @@ pub fn write_program(dir: &Path, p: &SynthParams) -> Result<SynthSummary> {
     write_reps(&dir.join(files[2]), &m, &ids)?;
     write_users(&dir.join(files[3]), p.seed, m.users, &ids)?;
     write_registrations(&dir.join(files[4]), &m, &ids)?;
-    write_opportunities(&dir.join(files[5]), &m, p, &ids)?;
+    write_opportunities(&dir.join(files[5]), &m, p, &ids, camp.as_ref())?;
+    let (mut program_costs, mut mdf) = (0, 0);
+    if let Some(camp) = &camp {
+        let (written, names) = review::write_files(dir, &m, &ids, camp)?;
+        program_costs = written.program_costs;
+        mdf = written.mdf;
+        files.extend(names);
+    }
     let mut bytes = 0;
     for f in files {
         let path = dir.join(f);
@@ -214,6 +241,8 @@ pub fn write_program(dir: &Path, p: &SynthParams) -> Result<SynthSummary> {
         reps: m.reps.len(),
         partners: m.partners.len(),
         users: m.users,
+        program_costs,
+        mdf,
         bytes,
     })
 }
@@ -2210,11 +2239,17 @@ const OPP_CHUNK: usize = 1 << 15;
 /// Chunk `c` uses stream `OPP_STREAM + c`.
 const OPP_STREAM: u64 = 1 << 32;
 
-fn write_opportunities(path: &Path, m: &Model, p: &SynthParams, ids: &Ids) -> Result<()> {
+fn write_opportunities(
+    path: &Path,
+    m: &Model,
+    p: &SynthParams,
+    ids: &Ids,
+    camp: Option<&review::Campaigns>,
+) -> Result<()> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 4);
-    write_opportunities_on(path, m, p, ids, workers)
+    write_opportunities_on(path, m, p, ids, camp, workers)
 }
 
 /// As [`write_opportunities`], on `workers` threads.
@@ -2223,10 +2258,14 @@ fn write_opportunities_on(
     m: &Model,
     p: &SynthParams,
     ids: &Ids,
+    camp: Option<&review::Campaigns>,
     workers: usize,
 ) -> Result<()> {
     let mut header = writer(path)?;
-    header.write_record(OPPS_HEADER)?;
+    match camp {
+        None => header.write_record(OPPS_HEADER)?,
+        Some(_) => header.write_record(OPPS_HEADER.iter().chain(&["campaign_id"]))?,
+    }
     let mut out = header
         .into_inner()
         .map_err(|e| anyhow::anyhow!("writing {}: {}", path.display(), e.error()))?;
@@ -2239,7 +2278,7 @@ fn write_opportunities_on(
             receivers.push(rx);
             s.spawn(move || {
                 for c in (k..chunks).step_by(workers) {
-                    let chunk = opportunity_chunk(m, p, ids, c);
+                    let chunk = opportunity_chunk(m, p, ids, camp, c);
                     let failed = chunk.is_err();
                     if tx.send(chunk).is_err() || failed {
                         break;
@@ -2261,8 +2300,15 @@ fn write_opportunities_on(
 }
 
 /// The CSV rows (no header) of opportunities `c * OPP_CHUNK ..`.
-fn opportunity_chunk(m: &Model, p: &SynthParams, ids: &Ids, c: usize) -> Result<Vec<u8>> {
+fn opportunity_chunk(
+    m: &Model,
+    p: &SynthParams,
+    ids: &Ids,
+    camp: Option<&review::Campaigns>,
+    c: usize,
+) -> Result<Vec<u8>> {
     let mut rng = stream(p.seed, OPP_STREAM + c as u64);
+    let mut camp_rng = camp.map(|camp| camp.chunk_stream(OPP_STREAM + c as u64));
     let lo = c * OPP_CHUNK;
     let hi = (lo + OPP_CHUNK).min(p.opportunities);
     let mut w = csv::WriterBuilder::new()
@@ -2299,6 +2345,15 @@ fn opportunity_chunk(m: &Model, p: &SynthParams, ids: &Ids, c: usize) -> Result<
             (OppStatus::Open, None) => now + minutes_between(&mut rng, DAY, 180 * DAY),
             (_, None) => o.created + minutes_between(&mut rng, 0, now - o.created),
         };
+        if let (Some(camp), Some(camp_rng)) = (camp, camp_rng.as_mut()) {
+            camp.reassign(
+                camp_rng,
+                m,
+                &mut o.partner,
+                &mut o.rep,
+                o.created.max(close),
+            );
+        }
 
         rec.id("O-", i as u32, ids.opp);
         rec.id("A-", o.account, ids.account);
@@ -2347,6 +2402,9 @@ fn opportunity_chunk(m: &Model, p: &SynthParams, ids: &Ids, c: usize) -> Result<
         }
         rec.end();
         rec.opt_id("R-", o.reg_link, ids.reg);
+        if let (Some(camp), Some(camp_rng)) = (camp, camp_rng.as_mut()) {
+            camp.push_campaign(camp_rng, &mut rec, o.partner, o.created, ids);
+        }
         rec.write(&mut w)?;
     }
     w.into_inner()
@@ -2707,7 +2765,7 @@ mod tests {
         fs::create_dir_all(&d.0).unwrap();
         let on = |workers: usize| {
             let path = d.0.join(format!("opportunities-{workers}.csv"));
-            write_opportunities_on(&path, &m, &p, &ids, workers).unwrap();
+            write_opportunities_on(&path, &m, &p, &ids, None, workers).unwrap();
             fs::read(path).unwrap()
         };
         let one = on(1);
@@ -2945,6 +3003,113 @@ mod tests {
             *kinds.entry(f.kind.as_str()).or_default() += 1;
         }
         kinds
+    }
+
+    #[test]
+    fn review_inputs_keep_the_companies_and_reps_and_quieten_most_partners() {
+        let plain = TempDir::new("plain");
+        let with = TempDir::new("review");
+        let p = SynthParams::scaled(5, 20_000, now());
+        write_program(&plain.0, &p).unwrap();
+        let s = write_program_with(&with.0, &p, true).unwrap();
+        for f in [
+            "accounts.csv",
+            "partners.csv",
+            "partner_reps.csv",
+            "users.csv",
+        ] {
+            assert_eq!(
+                fs::read(plain.0.join(f)).unwrap(),
+                fs::read(with.0.join(f)).unwrap(),
+                "{f}"
+            );
+        }
+        // Registrations keep everything but who submitted them.
+        let a = Table::read(&plain.0, "registrations.csv");
+        let b = Table::read(&with.0, "registrations.csv");
+        assert_eq!(a.rows.len(), b.rows.len());
+        let reps = Table::read(&with.0, "partner_reps.csv");
+        let rep_partner: HashMap<&str, &str> = reps
+            .rows
+            .iter()
+            .map(|r| (r[0].as_str(), r[1].as_str()))
+            .collect();
+        let mut moved = 0;
+        for (x, y) in a.rows.iter().zip(&b.rows) {
+            for c in [0, 2, 3, 4, 6, 7, 8, 9, 10, 11] {
+                assert_eq!(x[c], y[c], "column {c}");
+            }
+            moved += usize::from(x[1] != y[1]);
+            // A moved registration's rep (when it has an id) is the new partner's.
+            if let Some(p) = rep_partner.get(y[5].as_str()) {
+                assert_eq!(*p, y[1]);
+            }
+        }
+        assert!(moved > 0);
+        let opps = Table::read(&with.0, "opportunities.csv");
+        assert_eq!(opps.header.last().map(String::as_str), Some("campaign_id"));
+        assert_eq!(opps.rows.len(), p.opportunities);
+        for y in &opps.rows {
+            // A campaign only on partner-sourced opportunities.
+            assert!(y[13].is_empty() || !y[10].is_empty(), "{y:?}");
+            if let Some(p) = rep_partner.get(y[11].as_str()) {
+                assert_eq!(*p, y[10], "{y:?}");
+            }
+        }
+        assert!(s.program_costs > 0 && s.mdf > 0);
+        assert_eq!(Table::read(&with.0, "mdf.csv").rows.len(), s.mdf);
+        assert_eq!(
+            Table::read(&with.0, "program_costs.csv").rows.len(),
+            s.program_costs
+        );
+        assert!(!plain.0.join("mdf.csv").exists());
+    }
+
+    #[test]
+    fn review_inputs_give_a_review_with_cost_mdf_and_both_kinds_of_mdf() {
+        let d = TempDir::new("reviewed");
+        let p = SynthParams::scaled(11, 100_000, now());
+        write_program_with(&d.0, &p, true).unwrap();
+        let config = fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/channel-sync.toml"),
+        )
+        .unwrap();
+        let settings = channel_sync::config::Settings::from_toml(&config).unwrap();
+        let files = channel_sync::connectors::files::load(&d.0, &settings.scorecard).unwrap();
+        assert!(files.rejected.is_empty(), "{:?}", files.rejected.first());
+        let (inputs, rejected) = channel_sync::connectors::files::load_review_inputs(
+            &d.0,
+            &d.0,
+            &files.dataset.partners,
+            &settings.scorecard,
+        )
+        .unwrap();
+        assert!(rejected.is_empty(), "{:?}", rejected.first());
+        let review =
+            channel_sync::engine::review::review(&files.dataset, &inputs, &settings, p.now, 4);
+        assert!(review.inputs.program_costs && review.inputs.mdf && review.inputs.campaign_ids);
+        let last_full = &review.quarters[review.quarters.len() - 2].label;
+        let program = &review.program[last_full];
+        assert!(program.cost.is_some_and(|c| c > 0.0), "{program:?}");
+        assert!(program.roi.is_some());
+        // Some MDF produced pipeline, some did not.
+        let eff = program.mdf_effectiveness.unwrap();
+        assert!(eff > 0.0 && eff < 1.0, "mdf effectiveness {eff}");
+        assert!(program.mdf_pipeline.is_some_and(|x| x > 0.0));
+        // Most partners dormant, about one in ten producing.
+        let n = review.partners.len();
+        let dormant = review.dormant.len();
+        assert!(dormant * 10 >= n * 7, "{dormant} of {n} dormant");
+        let producing = review
+            .partners
+            .iter()
+            .filter(|p| p.quarters[last_full].sourced_pipeline_created > 0.0)
+            .count();
+        assert!(
+            producing > 0 && producing * 5 <= n,
+            "{producing} of {n} producing"
+        );
+        eprintln!("{dormant} of {n} dormant, {producing} producing");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use channel_sync_synth::{NameProfile, SynthParams, write_program};
+use channel_sync_synth::{NameProfile, SynthParams, write_program_with};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,6 +44,11 @@ enum Command {
         /// words, numbered branches: the hard case for fuzzy matching).
         #[arg(long, value_enum, default_value_t = Names::Default)]
         names: Names,
+        /// Also write the channel review's inputs (SPEC §6.1): program_costs.csv, mdf.csv and
+        /// an opportunities.campaign_id column. Off by default, so the default program keeps
+        /// its bytes.
+        #[arg(long)]
+        review_inputs: bool,
     },
 }
 
@@ -70,13 +75,14 @@ fn main() -> ExitCode {
         seed,
         now,
         names,
+        review_inputs,
     } = Cli::parse().command;
     let mut params = SynthParams::scaled(seed, opportunities, now);
     params.names = match names {
         Names::Default => NameProfile::Default,
         Names::Skewed => NameProfile::Skewed,
     };
-    match write_program(&out, &params) {
+    match write_program_with(&out, &params, review_inputs) {
         Ok(summary) => {
             eprintln!(
                 "wrote {}: {} accounts, {} opportunities, {} registrations, {} reps, {} partners, {} users ({} bytes)",
@@ -89,6 +95,12 @@ fn main() -> ExitCode {
                 summary.users,
                 summary.bytes
             );
+            if review_inputs {
+                eprintln!(
+                    "  review inputs: {} program costs, {} mdf requests",
+                    summary.program_costs, summary.mdf
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
