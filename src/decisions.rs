@@ -465,6 +465,135 @@ pub fn reopen(
     state.append_decisions(&rows, now).map(|_| ())
 }
 
+/// What the alert planner must respect: decided findings stay quiet,
+/// snoozed ones get no reminders until their day has passed, and reopened
+/// ones are announced again with the reason.
+#[derive(Debug, Default)]
+pub struct Holds {
+    pub standings: HashMap<String, Standing>,
+    /// Findings reopened this cycle: key -> why (said in the alert).
+    pub reopened: HashMap<String, String>,
+    pub today: Option<NaiveDate>,
+}
+
+/// What [`Holds::gate`] says about one finding's alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    /// No decision in the way.
+    Pass,
+    /// Decided: no alert, no reminder.
+    Decided,
+    /// Snoozed: no reminder.
+    Snoozed,
+    /// Reopened this cycle: announce it again, saying why.
+    Reopened(String),
+}
+
+impl Holds {
+    pub fn gate(&self, key: &str) -> Gate {
+        if let Some(why) = self.reopened.get(key) {
+            return Gate::Reopened(why.clone());
+        }
+        match self.standings.get(key) {
+            Some(s) if s.verdict.is_some() => Gate::Decided,
+            Some(s) if self.today.is_some_and(|t| s.is_snoozed(t)) => Gate::Snoozed,
+            _ => Gate::Pass,
+        }
+    }
+
+    /// Whether a finding is settled by a verdict (not counted in
+    /// `open_conflicts`).
+    pub fn is_decided(&self, key: &str) -> bool {
+        matches!(self.gate(key), Gate::Decided)
+    }
+}
+
+/// Reads the standings, and appends a `reopened` row for every decided
+/// finding among `findings` whose evidence gained an opportunity or a
+/// partner (unless `dry_run`): the holds for this cycle's alerts.
+pub fn holds_for_cycle(
+    state: &State,
+    findings: &[crate::engine::Finding],
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<Holds, StateError> {
+    let mut standings = standings(state)?;
+    let mut reopened = HashMap::new();
+    if !standings.is_empty() {
+        let bases: Vec<(&str, Basis)> = findings
+            .iter()
+            .map(|f| {
+                (
+                    f.key.as_str(),
+                    Basis {
+                        opportunities: f.opportunity_ids.iter().cloned().collect(),
+                        partners: f.partner_ids.iter().cloned().collect(),
+                    },
+                )
+            })
+            .collect();
+        let by_key: HashMap<&str, &Basis> = bases.iter().map(|(k, b)| (*k, b)).collect();
+        let found = reopenings(bases.iter().map(|(k, b)| (*k, b.clone())), &standings);
+        let mut rows = Vec::new();
+        for (key, why) in found {
+            let Some(verdict) = standings.get(&key).and_then(|s| s.verdict.clone()) else {
+                continue;
+            };
+            let day = verdict.at.get(..10).unwrap_or(&verdict.at).to_string();
+            let told = format!(
+                "reopened: it was decided ({}, by {} on {day}), and now: {why}",
+                verdict.outcome.label(),
+                verdict.by
+            );
+            tracing::info!(key = %key, why = %why, "A decided finding changed materially; reopened.");
+            if let Some(basis) = by_key.get(key.as_str()) {
+                rows.push((key.clone(), why.clone(), (*basis).clone()));
+            }
+            if let Some(s) = standings.get_mut(&key) {
+                s.verdict = None;
+                s.snoozed_until = None;
+                s.reopened = Some(why);
+            }
+            reopened.insert(key, told);
+        }
+        if !dry_run {
+            reopen(state, &rows, now)?;
+        }
+    }
+    Ok(Holds {
+        standings,
+        reopened,
+        today: Some(date_of(&now)),
+    })
+}
+
+/// Takes decided conflicts out of the scorecards' `open_conflicts`.
+pub fn settle_scorecards(
+    cards: &mut [crate::engine::Scorecard],
+    findings: &[crate::engine::Finding],
+    holds: &Holds,
+) {
+    let index: HashMap<&str, usize> = cards
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.partner_id.as_str(), i))
+        .collect();
+    let mut minus = vec![0u64; cards.len()];
+    for f in findings
+        .iter()
+        .filter(|f| f.kind.is_conflict() && holds.is_decided(&f.key))
+    {
+        for p in &f.partner_ids {
+            if let Some(&i) = index.get(p.as_str()) {
+                minus[i] += 1;
+            }
+        }
+    }
+    for (card, m) in cards.iter_mut().zip(minus) {
+        card.open_conflicts = card.open_conflicts.saturating_sub(m);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

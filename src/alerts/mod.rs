@@ -196,6 +196,26 @@ pub fn plan(
     ctx: &AlertContext,
     now: DateTime<Utc>,
 ) -> Plan {
+    plan_with(
+        findings,
+        stored,
+        ctx,
+        &crate::decisions::Holds::default(),
+        now,
+    )
+}
+
+/// [`plan`], respecting decisions (issue 15): a decided finding gets no
+/// alert or reminder, a snoozed one no reminder, and one reopened this cycle
+/// is announced again saying why.
+pub fn plan_with(
+    findings: &[Finding],
+    stored: &[StoredFinding],
+    ctx: &AlertContext,
+    holds: &crate::decisions::Holds,
+    now: DateTime<Utc>,
+) -> Plan {
+    use crate::decisions::Gate;
     let remembered: FastMap<&str, &StoredFinding> =
         stored.iter().map(|s| (s.key.as_str(), s)).collect();
     let alerting = !ctx.routes_with_webhook.is_empty();
@@ -234,6 +254,12 @@ pub fn plan(
                     due.then_some((Reason::Reminder, None))
                 }
             },
+        };
+        let reason = match holds.gate(&f.key) {
+            Gate::Pass => reason,
+            Gate::Decided => None,
+            Gate::Snoozed => reason.filter(|(r, _)| *r != Reason::Reminder),
+            Gate::Reopened(why) => Some((Reason::Changed, Some(why))),
         };
         let payload = serde_json::to_string(f).unwrap_or_default();
         let routes = if alerting {

@@ -133,3 +133,210 @@ fn decide_records_a_decision_and_refuses_bad_ones_without_storing_them() {
         )]
     );
 }
+
+/// Runs `once --now NOW` with the fake Slack's webhook.
+async fn once_at(config: &Path, now: &str, slack: &wiremock::MockServer) -> crate::helpers::Run {
+    crate::helpers::run_async(
+        vec![
+            "once".into(),
+            "--config".into(),
+            config.display().to_string(),
+            "--now".into(),
+            now.into(),
+        ],
+        vec![(
+            "CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL".into(),
+            format!("{}/hook", slack.uri()),
+        )],
+    )
+    .await
+}
+
+/// The outbox messages created at `at`, as (finding key, reason, body).
+pub fn messages_at(state: &Path, at: &str) -> Vec<(String, String, String)> {
+    let conn = rusqlite::Connection::open(state).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT COALESCE(finding_key, ''), reason, body FROM outbox WHERE created_at = ?1 ORDER BY id",
+        )
+        .unwrap();
+    stmt.query_map([at], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn reminded(state: &Path, at: &str) -> Vec<String> {
+    messages_at(state, at)
+        .into_iter()
+        .filter(|(_, reason, _)| reason == "reminder")
+        .map(|(k, _, _)| k)
+        .collect()
+}
+
+/// The `open_conflicts` column of the files sink's scorecards, by partner.
+fn open_conflicts(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    let text = std::fs::read_to_string(dir.join("out/scorecards.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            (cells[0].to_string(), cells[cells.len() - 1].to_string())
+        })
+        .collect()
+}
+
+const PVP: &str = "partner_vs_partner:A-16";
+
+#[tokio::test]
+async fn a_decided_conflict_stays_quiet_and_a_snoozed_one_is_reminded_only_after_its_day() {
+    let slack = crate::helpers::fake_slack().await;
+    let dir = tempfile::tempdir().unwrap();
+    copy_sample(dir.path());
+    let config = config(
+        dir.path(),
+        "[alerts.slack]\nrepeat_after = \"1d\"\nper_second = 1000\nmax_per_cycle = 100\n",
+    );
+    let cfg = config.to_str().unwrap();
+    let state = dir.path().join("state/channel-sync.db");
+
+    let r = once_at(&config, "2026-11-26T00:00:00Z", &slack).await;
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    let before = open_conflicts(dir.path());
+    assert_eq!(before["P-3"], "2");
+    assert_eq!(before["P-5"], "2");
+
+    let (code, out, err) = run(&[
+        "decide",
+        PVP,
+        "--outcome",
+        "not_a_conflict",
+        "--by",
+        "ana",
+        "--config",
+        cfg,
+        "--now",
+        "2026-11-26T01:00:00Z",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = run(&[
+        "decide",
+        KEY,
+        "--outcome",
+        "snooze",
+        "--until",
+        "2026-11-29",
+        "--by",
+        "ana",
+        "--config",
+        cfg,
+        "--now",
+        "2026-11-26T01:00:00Z",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+
+    // Two days on: reminders for the others, none for the decided and the
+    // snoozed conflicts; the decided one leaves open_conflicts.
+    let day2 = "2026-11-28T00:00:00Z";
+    let r = once_at(&config, day2, &slack).await;
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    let day2_reminders = reminded(&state, day2);
+    assert!(
+        day2_reminders.contains(&"direct_vs_partner:R-02:O-006".to_string()),
+        "{day2_reminders:?}"
+    );
+    assert!(
+        !day2_reminders.contains(&PVP.to_string()),
+        "{day2_reminders:?}"
+    );
+    assert!(
+        !day2_reminders.contains(&KEY.to_string()),
+        "{day2_reminders:?}"
+    );
+    let after = open_conflicts(dir.path());
+    assert_eq!(after["P-3"], "1", "{after:?}");
+    assert_eq!(after["P-5"], "1", "{after:?}");
+    assert_eq!(after["P-1"], before["P-1"], "{after:?}");
+
+    // The snooze's last day still holds; the day after, the reminder comes.
+    let day4 = "2026-11-29T12:00:00Z";
+    once_at(&config, day4, &slack).await;
+    assert!(!reminded(&state, day4).contains(&KEY.to_string()));
+    let day5 = "2026-11-30T12:00:00Z";
+    once_at(&config, day5, &slack).await;
+    let day5_reminders = reminded(&state, day5);
+    assert!(
+        day5_reminders.contains(&KEY.to_string()),
+        "{day5_reminders:?}"
+    );
+    assert!(
+        !day5_reminders.contains(&PVP.to_string()),
+        "{day5_reminders:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_decided_conflict_that_gains_an_opportunity_comes_back_and_says_why() {
+    let slack = crate::helpers::fake_slack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = copy_sample(dir.path());
+    let config = config(
+        dir.path(),
+        "[alerts.slack]\nper_second = 1000\nmax_per_cycle = 100\n",
+    );
+    let cfg = config.to_str().unwrap();
+    let state = dir.path().join("state/channel-sync.db");
+    once_at(&config, "2026-11-26T00:00:00Z", &slack).await;
+    let (code, out, err) = run(&[
+        "decide",
+        PVP,
+        "--outcome",
+        "partner_keeps",
+        "--by",
+        "ana@example.com",
+        "--config",
+        cfg,
+        "--now",
+        "2026-11-26T01:00:00Z",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+
+    // A cycle with nothing new: still decided, nothing said.
+    once_at(&config, "2026-11-26T02:00:00Z", &slack).await;
+    assert!(messages_at(&state, "2026-11-26T02:00:00Z").is_empty());
+
+    // A third partner's opportunity on the account: material.
+    let mut opps = std::fs::OpenOptions::new()
+        .append(true)
+        .open(data.join("opportunities.csv"))
+        .unwrap();
+    use std::io::Write as _;
+    writeln!(
+        opps,
+        "O-099,A-16,Massive Dynamic - New,U-5,Discovery,open,10000,USD,2026-11-01T09:00:00Z,2027-03-31,P-1,PR-01,,"
+    )
+    .unwrap();
+    drop(opps);
+    let at = "2026-11-27T00:00:00Z";
+    let r = once_at(&config, at, &slack).await;
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    let sent = messages_at(&state, at);
+    let back: Vec<_> = sent.iter().filter(|(k, _, _)| k == PVP).collect();
+    assert_eq!(back.len(), 1, "{sent:?}");
+    assert_eq!(back[0].1, "changed");
+    assert!(back[0].2.contains("reopened"), "{}", back[0].2);
+    assert!(back[0].2.contains("O-099"), "{}", back[0].2);
+    assert!(back[0].2.contains("partner keeps"), "{}", back[0].2);
+    let rows = trail(&state);
+    assert_eq!(
+        rows.last().unwrap(),
+        &(
+            PVP.to_string(),
+            "reopened".to_string(),
+            "channel-sync".to_string()
+        )
+    );
+    // Open again: the next cycle does not reopen it twice.
+    once_at(&config, "2026-11-27T01:00:00Z", &slack).await;
+    assert_eq!(trail(&state).len(), rows.len());
+}
