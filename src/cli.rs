@@ -109,14 +109,42 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
-    /// List the open findings the state remembers (any source): kind, key,
-    /// severity, account, partners, first seen, amount at stake.
+    /// List the findings the state remembers (any source), largest value at
+    /// risk first, then oldest: kind, key, severity, account, partners,
+    /// status, age, amount at stake. `findings show KEY` tells one's story.
     Findings {
+        #[command(subcommand)]
+        action: Option<FindingsAction>,
         /// The TOML configuration (default: config/channel-sync.toml when present).
-        #[arg(long)]
+        #[arg(long, global = true)]
         config: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t = crate::findings_cmd::ListFormat::Text)]
+        #[arg(long, global = true, value_enum, default_value_t = crate::findings_cmd::ListFormat::Text)]
         format: crate::findings_cmd::ListFormat,
+        /// Only these statuses (repeatable; default: open and snoozed).
+        #[arg(long, global = true, value_enum)]
+        status: Vec<crate::decisions::Status>,
+        /// Only these kinds (repeatable), e.g. direct_vs_partner.
+        #[arg(long, global = true)]
+        kind: Vec<String>,
+        /// Only findings naming this partner (an id, or part of a name).
+        #[arg(long, global = true)]
+        partner: Option<String>,
+        /// Only these severities (repeatable): critical, warning, info.
+        #[arg(long, global = true)]
+        severity: Vec<String>,
+        /// Only findings first seen at least this many days ago.
+        #[arg(long, global = true)]
+        min_age: Option<i64>,
+        /// Only findings with this verdict (partner_keeps, direct_keeps,
+        /// split, not_a_conflict), or `none`.
+        #[arg(long, global = true)]
+        decision: Option<String>,
+        /// Only findings assigned to this person.
+        #[arg(long, global = true)]
+        assignee: Option<String>,
+        /// Ages and snoozes as of this time instead of now.
+        #[arg(long, global = true, value_parser = parse_now)]
+        now: Option<DateTime<Utc>>,
     },
     /// Record a decision on a finding: a verdict (partner_keeps, direct_keeps,
     /// split, not_a_conflict), a snooze until a date, or an assignment.
@@ -192,6 +220,19 @@ pub enum Command {
         /// words, numbered branches: the hard case for fuzzy matching).
         #[arg(long, value_enum, default_value_t = Names::Default)]
         names: Names,
+    },
+}
+
+/// `findings list` (the default) or `findings show KEY`.
+#[derive(Debug, Subcommand)]
+pub enum FindingsAction {
+    /// List the findings (the default).
+    List,
+    /// One finding: evidence, timeline (first seen, alerts, changes,
+    /// decisions) and record links.
+    Show {
+        /// The finding's key.
+        key: String,
     },
 }
 
@@ -273,14 +314,45 @@ pub fn run(cli: Cli) -> u8 {
             format,
         } => once(config.as_deref(), dry_run, now, full, format),
         Command::CheckConfig { config } => check_config(config.as_deref()),
-        Command::Findings { config, format } => {
+        Command::Findings {
+            action,
+            config,
+            format,
+            status,
+            kind,
+            partner,
+            severity,
+            min_age,
+            decision,
+            assignee,
+            now,
+        } => {
             let settings = match load_settings(config.as_deref()) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
             let path = std::path::Path::new(&settings.state.path);
             let currency = &settings.scorecard.currency;
-            match crate::findings_cmd::run(path, currency, format, &mut std::io::stdout()) {
+            let now = now.unwrap_or_else(Utc::now);
+            let mut stdout = std::io::stdout();
+            let done = match action {
+                Some(FindingsAction::Show { key }) => {
+                    crate::findings_cmd::run_show(path, &key, currency, format, now, &mut stdout)
+                }
+                None | Some(FindingsAction::List) => {
+                    let filter = crate::findings_cmd::Filter {
+                        kinds: kind,
+                        partner,
+                        severities: severity,
+                        min_age_days: min_age,
+                        decision,
+                        statuses: status,
+                        assignee,
+                    };
+                    crate::findings_cmd::run(path, currency, format, &filter, now, &mut stdout)
+                }
+            };
+            match done {
                 Ok(()) => exit::OK,
                 Err(e) => {
                     eprintln!("channel-sync: {e:#}");

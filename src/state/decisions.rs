@@ -139,6 +139,42 @@ impl State {
     }
 }
 
+/// An outbox message about one finding, for its timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentRow {
+    pub created_at: String,
+    pub route: String,
+    pub reason: String,
+    pub status: String,
+    pub sent_at: Option<String>,
+    pub body: String,
+}
+
+impl State {
+    /// The messages about a finding, oldest first.
+    pub fn messages_about(&self, key: &str) -> Result<Vec<SentRow>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT created_at, route, reason, status, sent_at, body FROM outbox
+                 WHERE finding_key = ?1 ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([key], |r| {
+            Ok(SentRow {
+                created_at: r.get(0)?,
+                route: r.get(1)?,
+                reason: r.get(2)?,
+                status: r.get(3)?,
+                sent_at: r.get(4)?,
+                body: r.get(5)?,
+            })
+        })
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| self.err(e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -340,3 +340,118 @@ async fn a_decided_conflict_that_gains_an_opportunity_comes_back_and_says_why() 
     once_at(&config, "2026-11-27T01:00:00Z", &slack).await;
     assert_eq!(trail(&state).len(), rows.len());
 }
+
+#[tokio::test]
+async fn findings_filters_by_status_decision_and_partner_and_show_tells_the_story() {
+    let slack = crate::helpers::fake_slack().await;
+    let dir = tempfile::tempdir().unwrap();
+    copy_sample(dir.path());
+    let config = config(
+        dir.path(),
+        "[alerts.slack]\nper_second = 1000\nmax_per_cycle = 100\n",
+    );
+    let cfg = config.to_str().unwrap();
+    once_at(&config, "2026-11-26T00:00:00Z", &slack).await;
+    for args in [
+        vec![
+            "--outcome",
+            "direct_keeps",
+            "--note",
+            "owner got there first",
+        ],
+        vec!["--outcome", "assign", "--to", "U123"],
+    ] {
+        let mut a = vec!["decide", KEY, "--by", "ana@example.com"];
+        a.extend(args);
+        a.extend(["--config", cfg, "--now", "2026-11-27T00:00:00Z"]);
+        let (code, out, err) = run(&a);
+        assert_eq!(code, 0, "{out}\n{err}");
+    }
+    let (code, out, err) = run(&[
+        "decide",
+        PVP,
+        "--outcome",
+        "snooze",
+        "--until",
+        "2026-12-10",
+        "--by",
+        "bo",
+        "--config",
+        cfg,
+        "--now",
+        "2026-11-27T00:00:00Z",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let now = "2026-12-01T00:00:00Z";
+    let list = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut a = vec![
+            "findings", "--config", cfg, "--format", "json", "--now", now,
+        ];
+        a.extend(extra);
+        let (code, out, err) = run(&a);
+        assert_eq!(code, 0, "{out}\n{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let keys = |l: &[serde_json::Value]| -> Vec<String> {
+        l.iter()
+            .map(|f| f["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The default: open and snoozed, not decided.
+    let default = list(&[]);
+    assert_eq!(default.len(), 13);
+    assert!(!keys(&default).contains(&KEY.to_string()));
+    let decided = list(&["--status", "decided"]);
+    assert_eq!(keys(&decided), vec![KEY.to_string()]);
+    assert_eq!(decided[0]["decision"], "direct_keeps");
+    assert_eq!(decided[0]["decided_by"], "ana@example.com");
+    assert_eq!(decided[0]["assignee"], "U123");
+    assert_eq!(decided[0]["age_days"], 5);
+    assert_eq!(keys(&list(&["--status", "snoozed"])), vec![PVP.to_string()]);
+    assert_eq!(list(&["--status", "open"]).len(), 12);
+    assert_eq!(
+        keys(&list(&[
+            "--status",
+            "decided",
+            "--decision",
+            "direct_keeps"
+        ])),
+        vec![KEY.to_string()]
+    );
+    assert!(list(&["--status", "decided", "--decision", "split"]).is_empty());
+    assert_eq!(
+        keys(&list(&["--assignee", "u123", "--status", "decided"])),
+        vec![KEY.to_string()]
+    );
+    // A partner by part of its name; by kind; by severity; by age.
+    let tailspin = list(&["--partner", "tailspin"]);
+    assert!(
+        tailspin
+            .iter()
+            .all(|f| f["partner_ids"].to_string().contains("P-3")),
+        "{tailspin:?}"
+    );
+    assert_eq!(tailspin.len(), 3, "{tailspin:?}");
+    assert_eq!(list(&["--kind", "partner_bypassed"]).len(), 2);
+    assert_eq!(list(&["--severity", "info"]).len(), 2);
+    assert!(list(&["--min-age", "6"]).is_empty());
+    assert_eq!(list(&["--min-age", "5"]).len(), 13);
+
+    // show: the timeline from first seen through the alert to the decisions.
+    let (code, out, err) = run(&["findings", "show", KEY, "--config", cfg, "--now", now]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    for line in [
+        "Status:   decided (direct_keeps, by ana@example.com), 5 day(s) old",
+        "Assigned: U123",
+        "2026-11-26T00:00:00Z  first_seen",
+        "2026-11-26T00:00:00Z  alert       to 'default', sent",
+        "2026-11-27T00:00:00Z  decision    direct_keeps by ana@example.com: owner got there first",
+        "2026-11-27T00:00:00Z  decision    assign to U123 by ana@example.com",
+        "opportunity O-005",
+    ] {
+        assert!(out.contains(line), "{line:?} in\n{out}");
+    }
+    let (code, _, err) = run(&["findings", "show", "nope", "--config", cfg, "--now", now]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no finding with key 'nope'"), "{err}");
+}

@@ -735,7 +735,7 @@ pub fn digest(findings: &[&Finding], resolved: usize, total: usize, _names: &Nam
         .collect();
     if findings.len() > DIGEST_LINES {
         lines.push(format!(
-            "…and {} more: `channel-sync findings` lists every open finding.",
+            "…and {} more: `channel-sync findings` lists every open finding (`channel-sync findings show KEY` tells one's story).",
             findings.len() - DIGEST_LINES
         ));
     }
@@ -1398,7 +1398,7 @@ mod wording {
         let refs: Vec<&Finding> = fs.iter().collect();
         let v = digest(&refs, 0, 30, &names()).to_string();
         assert!(
-            v.contains("…and 5 more: `channel-sync findings` lists every open finding."),
+            v.contains("…and 5 more: `channel-sync findings` lists every open finding (`channel-sync findings show KEY` tells one's story)."),
             "{v}"
         );
         assert!(!v.contains("channel-sync detect"), "{v}");
