@@ -363,6 +363,13 @@ pub struct SlackSettings {
     /// contain its kind and whose `tiers` (if any) contain a tier of one of
     /// its partners; to the default webhook when no route takes it.
     pub routes: BTreeMap<String, SlackRoute>,
+    /// The Slack app's signing secret (from the environment only): when set,
+    /// conflict alerts carry decision buttons and the daemon takes their
+    /// clicks on `POST /slack/interactions` (issue 15).
+    pub signing_secret: Option<Secret>,
+    /// Where a signed click's `response_url` may point (the message update
+    /// goes nowhere else).
+    pub response_url_prefix: String,
 }
 
 impl Default for SlackSettings {
@@ -375,6 +382,8 @@ impl Default for SlackSettings {
             max_retry_wait_secs: 30,
             timeout_secs: 10,
             routes: BTreeMap::new(),
+            signing_secret: None,
+            response_url_prefix: "https://hooks.slack.com/".into(),
         }
     }
 }

@@ -242,11 +242,22 @@ pub async fn run(settings: Settings, clock: Clock) -> anyhow::Result<u8> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "Ops server listening.");
     let (stop_server, server_stop) = watch::channel(false);
+    let mut app = router(shared.clone());
+    if let Some(secret) = &settings.alerts.slack.signing_secret {
+        // Slack buttons (issue 15): clicks arrive here, signed.
+        let it = crate::notify::slack::interactions::Interactions::new(
+            secret,
+            settings.state.path.clone(),
+            clock,
+            settings.alerts.slack.response_url_prefix.clone(),
+        );
+        app = app.merge(crate::notify::slack::interactions::router(Arc::new(it)));
+        tracing::info!("Slack interactions taken on POST /slack/interactions.");
+    }
     let server = {
-        let shared = shared.clone();
         let mut stop = server_stop.clone();
         tokio::spawn(async move {
-            axum::serve(listener, router(shared))
+            axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = stop.wait_for(|s| *s).await;
                 })

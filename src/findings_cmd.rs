@@ -15,8 +15,7 @@ use serde::Serialize;
 
 use crate::decisions::{Standing, Status};
 
-use crate::engine::Finding;
-use crate::notify::slack::render::{money, value_at_risk};
+use crate::notify::slack::render::money;
 use crate::state::{State, StoredFinding};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -54,6 +53,66 @@ pub struct Listed {
     pub summary: String,
 }
 
+/// The parts of a stored finding a listing reads (the rest of the payload
+/// is skipped, not built: listing tens of thousands stays fast).
+#[derive(serde::Deserialize)]
+struct Light {
+    #[serde(default)]
+    account_id: Option<String>,
+    #[serde(default)]
+    account_name: Option<String>,
+    #[serde(default)]
+    partner_ids: Vec<String>,
+    #[serde(default)]
+    summary: String,
+    #[serde(default)]
+    evidence: Vec<LightEvidence>,
+}
+
+#[derive(serde::Deserialize)]
+struct LightEvidence {
+    #[serde(rename = "type")]
+    record: crate::engine::Record,
+    #[serde(default)]
+    partner_id: Option<String>,
+    #[serde(default)]
+    partner_name: Option<String>,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    amount: Option<f64>,
+    #[serde(default)]
+    currency: Option<String>,
+}
+
+impl Light {
+    /// As [`value_at_risk`]: open and won opportunities, else (when the
+    /// evidence is registrations only) the registrations.
+    fn value_at_risk(&self) -> Option<(f64, Option<String>)> {
+        use crate::engine::Record;
+        let sum = |record: Record| {
+            let known: Vec<&LightEvidence> = self
+                .evidence
+                .iter()
+                .filter(|e| e.record == record && e.status != "lost" && e.amount.is_some())
+                .collect();
+            (!known.is_empty()).then(|| {
+                (
+                    known.iter().filter_map(|e| e.amount).sum::<f64>(),
+                    known.iter().find_map(|e| e.currency.clone()),
+                )
+            })
+        };
+        sum(Record::Opportunity).or_else(|| {
+            self.evidence
+                .iter()
+                .all(|e| e.record == Record::Registration)
+                .then(|| sum(Record::Registration))
+                .flatten()
+        })
+    }
+}
+
 impl Listed {
     fn of(
         s: &StoredFinding,
@@ -63,7 +122,7 @@ impl Listed {
         age_days: i64,
     ) -> Listed {
         // An unreadable payload (a much older version) still lists its key.
-        let f: Option<Finding> = serde_json::from_str(&s.payload).ok();
+        let f: Option<Light> = serde_json::from_str(&s.payload).ok();
         let partners = f.as_ref().map_or_else(Vec::new, |f| {
             f.partner_ids
                 .iter()
@@ -76,7 +135,7 @@ impl Listed {
                 })
                 .collect()
         });
-        let risk = f.as_ref().and_then(value_at_risk);
+        let risk = f.as_ref().and_then(Light::value_at_risk);
         Listed {
             severity: s.severity.clone(),
             kind: s.kind.clone(),

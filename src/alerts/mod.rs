@@ -356,7 +356,13 @@ pub fn plan_with(
                 route: route.clone(),
                 finding_key: Some(f.key.clone()),
                 reason: reason.as_str().into(),
-                body: render::finding(f, reason, why.as_deref(), ctx.names).to_string(),
+                body: {
+                    let mut body = render::finding(f, reason, why.as_deref(), ctx.names);
+                    if ctx.slack.signing_secret.is_some() && f.kind.is_conflict() {
+                        crate::notify::slack::interactions::add_buttons(&mut body, &f.key);
+                    }
+                    body.to_string()
+                },
             });
         }
         for old in resolved {

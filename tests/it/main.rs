@@ -16,6 +16,7 @@ mod findings;
 mod first_hour;
 mod helpers;
 mod hubspot;
+mod interactions;
 mod metrics;
 mod partnerstack;
 mod properties;

@@ -16,6 +16,7 @@
 //! (`invalid_payload`, `no_text`, ...) is parked, as sending it again cannot
 //! help. Webhook URLs are secrets and never appear in a log or an error.
 
+pub mod interactions;
 pub mod preview;
 pub mod render;
 
