@@ -414,8 +414,9 @@ pub struct WritebackSettings {
 }
 
 /// Key names that hold secrets, wherever they appear.
-const SECRET_KEYS: [&str; 8] = [
+const SECRET_KEYS: [&str; 9] = [
     "encryption_key",
+    "signing_secret",
     "webhook_url",
     "token",
     "client_secret",
