@@ -339,6 +339,13 @@ pub struct FilesPrmSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct AlertSettings {
     pub slack: SlackSettings,
+    /// Post a conflict still undecided this long after it was first seen
+    /// (`"5d"`) once more, to `escalate_route`, with its age and value at
+    /// risk; off when absent (issue 15).
+    pub escalate_after: Option<String>,
+    /// The route escalations go to (a name under `alerts.slack.routes`);
+    /// default: the default webhook.
+    pub escalate_route: Option<String>,
 }
 
 /// `alerts.slack.*`.
@@ -697,6 +704,13 @@ impl Settings {
                 crate::state::crypto::CredentialKey::from_hex(key.expose())
                     .map(drop)
                     .map_err(|m| ConfigError::new("state.encryption_key", m)),
+            );
+        }
+        if let Some(e) = &self.alerts.escalate_after {
+            check(
+                parse_duration(e)
+                    .map(drop)
+                    .map_err(|m| ConfigError::new("alerts.escalate_after", m)),
             );
         }
         let slack = &self.alerts.slack;

@@ -474,6 +474,11 @@ pub struct Holds {
     /// Findings reopened this cycle: key -> why (said in the alert).
     pub reopened: HashMap<String, String>,
     pub today: Option<NaiveDate>,
+    /// `alerts.escalate_after`, and the route escalations go to.
+    pub escalate_after: Option<chrono::Duration>,
+    pub escalate_route: String,
+    /// Findings already escalated (never twice).
+    pub escalated: std::collections::HashSet<String>,
 }
 
 /// What [`Holds::gate`] says about one finding's alert.
@@ -564,7 +569,34 @@ pub fn holds_for_cycle(
         standings,
         reopened,
         today: Some(date_of(&now)),
+        ..Holds::default()
     })
+}
+
+impl Holds {
+    /// Turns escalation on (`alerts.escalate_after`), remembering what the
+    /// state says was escalated already.
+    pub fn with_escalation(
+        mut self,
+        state: &State,
+        alerts: &crate::config::AlertSettings,
+    ) -> Result<Holds, StateError> {
+        let Some(after) = alerts
+            .escalate_after
+            .as_deref()
+            .and_then(|e| crate::config::parse_duration(e).ok())
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+        else {
+            return Ok(self);
+        };
+        self.escalate_after = Some(after);
+        self.escalate_route = alerts
+            .escalate_route
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        self.escalated = state.escalated_keys()?;
+        Ok(self)
+    }
 }
 
 /// Takes decided conflicts out of the scorecards' `open_conflicts`.

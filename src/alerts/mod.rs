@@ -282,6 +282,43 @@ pub fn plan_with(
             payload,
             notified,
         });
+        // Escalation (issue 15): an undecided, unsnoozed conflict older than
+        // `alerts.escalate_after` goes once more to the escalation route.
+        if let Some(after) = holds.escalate_after
+            && f.kind.is_conflict()
+            && holds.gate(&f.key) == Gate::Pass
+            && !holds.escalated.contains(&f.key)
+            && ctx.routes_with_webhook.contains(&holds.escalate_route)
+            && let Some(first) = previous
+                .filter(|s| s.resolved_at.is_none())
+                .and_then(|s| crate::values::parse_timestamp(&s.first_seen))
+            && now - first >= after
+        {
+            let risk = render::value_at_risk(f).map_or_else(
+                || "value at risk unknown".to_string(),
+                |(v, c)| {
+                    format!(
+                        "{}{} at risk",
+                        c.map(|c| format!("{c} ")).unwrap_or_default(),
+                        render::money(v)
+                    )
+                },
+            );
+            let why = format!(
+                "escalated: undecided for {} days; {risk}",
+                (now - first).num_days()
+            );
+            let mut body = render::finding(f, Reason::Reminder, Some(&why), ctx.names);
+            if ctx.slack.signing_secret.is_some() {
+                crate::notify::slack::interactions::add_buttons(&mut body, &f.key);
+            }
+            plan.messages.push(NewMessage {
+                route: holds.escalate_route.clone(),
+                finding_key: Some(f.key.clone()),
+                reason: "escalation".into(),
+                body: body.to_string(),
+            });
+        }
         let Some((reason, why)) = announce else {
             continue;
         };

@@ -601,7 +601,8 @@ async fn decide_and_deliver(
     // Decisions (issue 15): decided findings are reopened on a material
     // change, and otherwise stay quiet and out of `open_conflicts`.
     let holds = match &state {
-        Some(s) => crate::decisions::holds_for_cycle(s, &evaluation.findings, now, opts.dry_run)?,
+        Some(s) => crate::decisions::holds_for_cycle(s, &evaluation.findings, now, opts.dry_run)?
+            .with_escalation(s, &settings.alerts)?,
         None => crate::decisions::Holds::default(),
     };
     crate::decisions::settle_scorecards(&mut evaluation.scorecards, &evaluation.findings, &holds);

@@ -151,6 +151,20 @@ pub struct SentRow {
 }
 
 impl State {
+    /// The findings already escalated (an `escalation` message in the outbox).
+    pub fn escalated_keys(&self) -> Result<std::collections::HashSet<String>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT DISTINCT finding_key FROM outbox
+                 WHERE reason = 'escalation' AND finding_key IS NOT NULL",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| r.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<Result<_, _>>())
+            .map_err(|e| self.err(e))
+    }
+
     /// The messages about a finding, oldest first.
     pub fn messages_about(&self, key: &str) -> Result<Vec<SentRow>, StateError> {
         let conn = self.conn();

@@ -455,3 +455,66 @@ async fn findings_filters_by_status_decision_and_partner_and_show_tells_the_stor
     assert_ne!(code, 0);
     assert!(err.contains("no finding with key 'nope'"), "{err}");
 }
+
+#[tokio::test]
+async fn an_undecided_conflict_is_escalated_once_with_its_age_and_value_at_risk() {
+    let slack = crate::helpers::fake_slack().await;
+    let dir = tempfile::tempdir().unwrap();
+    copy_sample(dir.path());
+    let config = config(
+        dir.path(),
+        "[alerts]\nescalate_after = \"3d\"\n\n[alerts.slack]\nper_second = 1000\nmax_per_cycle = 100\n",
+    );
+    let cfg = config.to_str().unwrap();
+    let state = dir.path().join("state/channel-sync.db");
+    once_at(&config, "2026-11-26T00:00:00Z", &slack).await;
+    for (key, args) in [
+        (PVP, vec!["--outcome", "split"]),
+        (
+            "partner_bypassed:R-12:O-015",
+            vec!["--outcome", "snooze", "--until", "2026-12-31"],
+        ),
+    ] {
+        let mut a = vec!["decide", key, "--by", "ana"];
+        a.extend(args);
+        a.extend(["--config", cfg, "--now", "2026-11-26T01:00:00Z"]);
+        let (code, out, err) = run(&a);
+        assert_eq!(code, 0, "{out}\n{err}");
+    }
+    let escalations = |at: &str| -> Vec<(String, String)> {
+        messages_at(&state, at)
+            .into_iter()
+            .filter(|(_, r, _)| r == "escalation")
+            .map(|(k, _, b)| (k, b))
+            .collect()
+    };
+    // Two days: too early.
+    once_at(&config, "2026-11-28T00:00:00Z", &slack).await;
+    assert!(escalations("2026-11-28T00:00:00Z").is_empty());
+    // Four days: every undecided, unsnoozed conflict, once.
+    let at = "2026-11-30T00:00:00Z";
+    once_at(&config, at, &slack).await;
+    let sent = escalations(at);
+    let keys: Vec<&str> = sent.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(keys.contains(&KEY), "{keys:?}");
+    assert!(!keys.contains(&PVP), "decided: {keys:?}");
+    assert!(
+        !keys.contains(&"partner_bypassed:R-12:O-015"),
+        "snoozed: {keys:?}"
+    );
+    assert!(
+        !keys.iter().any(|k| k.starts_with("registration_")),
+        "conflicts only: {keys:?}"
+    );
+    assert_eq!(keys.len(), 7, "{keys:?}");
+    let body = &sent.iter().find(|(k, _)| k == KEY).unwrap().1;
+    assert!(
+        body.contains("escalated: undecided for 4 days; USD 210,000 at risk"),
+        "{body}"
+    );
+    once_at(&config, "2026-12-01T00:00:00Z", &slack).await;
+    assert!(
+        escalations("2026-12-01T00:00:00Z").is_empty(),
+        "escalated once only"
+    );
+}
