@@ -277,6 +277,8 @@ pub fn run(
     now: DateTime<Utc>,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
+    // Buffered: stdout is line-buffered, and a listing has ~1M lines of JSON.
+    let out = &mut std::io::BufWriter::with_capacity(1 << 16, out);
     let state = State::open_read_only(state_path)
         .with_context(|| format!("opening the state {}", state_path.display()))?;
     let list = match &state {
@@ -297,6 +299,7 @@ pub fn run(
         ListFormat::Csv => write_csv(&list, out)?,
         ListFormat::Text => write_text(&list, base_currency, out)?,
     }
+    out.flush()?;
     Ok(())
 }
 
