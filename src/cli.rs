@@ -114,14 +114,69 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
-    /// List the open findings the state remembers (any source): kind, key,
-    /// severity, account, partners, first seen, amount at stake.
+    /// List the findings the state remembers (any source), largest value at
+    /// risk first, then oldest: kind, key, severity, account, partners,
+    /// status, age, amount at stake. `findings show KEY` tells one's story.
     Findings {
+        #[command(subcommand)]
+        action: Option<FindingsAction>,
+        /// The TOML configuration (default: config/channel-sync.toml when present).
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[arg(long, global = true, value_enum, default_value_t = crate::findings_cmd::ListFormat::Text)]
+        format: crate::findings_cmd::ListFormat,
+        /// Only these statuses (repeatable; default: open and snoozed).
+        #[arg(long, global = true, value_enum)]
+        status: Vec<crate::decisions::Status>,
+        /// Only these kinds (repeatable), e.g. direct_vs_partner.
+        #[arg(long, global = true)]
+        kind: Vec<String>,
+        /// Only findings naming this partner (an id, or part of a name).
+        #[arg(long, global = true)]
+        partner: Option<String>,
+        /// Only these severities (repeatable): critical, warning, info.
+        #[arg(long, global = true)]
+        severity: Vec<String>,
+        /// Only findings first seen at least this many days ago.
+        #[arg(long, global = true)]
+        min_age: Option<i64>,
+        /// Only findings with this verdict (partner_keeps, direct_keeps,
+        /// split, not_a_conflict), or `none`.
+        #[arg(long, global = true)]
+        decision: Option<String>,
+        /// Only findings assigned to this person.
+        #[arg(long, global = true)]
+        assignee: Option<String>,
+        /// Ages and snoozes as of this time instead of now.
+        #[arg(long, global = true, value_parser = parse_now)]
+        now: Option<DateTime<Utc>>,
+    },
+    /// Record a decision on a finding: a verdict (partner_keeps, direct_keeps,
+    /// split, not_a_conflict), a snooze until a date, or an assignment.
+    Decide {
+        /// The finding's key (see `channel-sync findings`).
+        key: String,
+        /// partner_keeps, direct_keeps, split, not_a_conflict, snooze or assign.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::decisions::OUTCOMES))]
+        outcome: String,
+        /// Who decided (an email, a Slack user, a name).
+        #[arg(long)]
+        by: String,
+        /// Why (kept in the audit trail).
+        #[arg(long)]
+        note: Option<String>,
+        /// For a snooze: the last day without reminders (YYYY-MM-DD).
+        #[arg(long, value_parser = parse_day)]
+        until: Option<chrono::NaiveDate>,
+        /// For an assignment: the person (an email or a Slack user id).
+        #[arg(long)]
+        to: Option<String>,
+        /// Record as of this time instead of now.
+        #[arg(long, value_parser = parse_now)]
+        now: Option<DateTime<Utc>>,
         /// The TOML configuration (default: config/channel-sync.toml when present).
         #[arg(long)]
         config: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t = crate::findings_cmd::ListFormat::Text)]
-        format: crate::findings_cmd::ListFormat,
     },
     /// Validate the configuration, report every problem at once, and print it
     /// with secrets redacted.
@@ -149,6 +204,23 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = crate::review::Format::Json)]
         format: crate::review::Format,
     },
+}
+
+/// `findings list` (the default) or `findings show KEY`.
+#[derive(Debug, Subcommand)]
+pub enum FindingsAction {
+    /// List the findings (the default).
+    List,
+    /// One finding: evidence, timeline (first seen, alerts, changes,
+    /// decisions) and record links.
+    Show {
+        /// The finding's key.
+        key: String,
+    },
+}
+
+fn parse_day(s: &str) -> Result<chrono::NaiveDate, String> {
+    values::parse_date(s).ok_or_else(|| format!("not a date: '{s}' (use YYYY-MM-DD)"))
 }
 
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
@@ -215,24 +287,82 @@ pub fn run(cli: Cli) -> u8 {
             format,
         } => once(config.as_deref(), dry_run, now, full, format),
         Command::CheckConfig { config } => check_config(config.as_deref()),
-        Command::Findings { config, format } => {
+        Command::Findings {
+            action,
+            config,
+            format,
+            status,
+            kind,
+            partner,
+            severity,
+            min_age,
+            decision,
+            assignee,
+            now,
+        } => {
             let settings = match load_settings(config.as_deref()) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
             let currency = &settings.scorecard.currency;
-            match crate::findings_cmd::run(
-                &settings.state,
-                currency,
-                format,
-                &mut std::io::stdout(),
-            ) {
+            let now = now.unwrap_or_else(Utc::now);
+            let mut stdout = std::io::stdout();
+            let done = match action {
+                Some(FindingsAction::Show { key }) => crate::findings_cmd::run_show(
+                    &settings.state,
+                    &key,
+                    currency,
+                    format,
+                    now,
+                    &mut stdout,
+                ),
+                None | Some(FindingsAction::List) => {
+                    let filter = crate::findings_cmd::Filter {
+                        kinds: kind,
+                        partner,
+                        severities: severity,
+                        min_age_days: min_age,
+                        decision,
+                        statuses: status,
+                        assignee,
+                    };
+                    crate::findings_cmd::run(
+                        &settings.state,
+                        currency,
+                        format,
+                        &filter,
+                        now,
+                        &mut stdout,
+                    )
+                }
+            };
+            match done {
                 Ok(()) => exit::OK,
                 Err(e) => {
                     eprintln!("channel-sync: {e:#}");
                     exit::PARTIAL
                 }
             }
+        }
+        Command::Decide {
+            key,
+            outcome,
+            by,
+            note,
+            until,
+            to,
+            now,
+            config,
+        } => {
+            let args = crate::decide_cmd::Args {
+                key,
+                outcome,
+                by,
+                note,
+                until,
+                to,
+            };
+            decide(config.as_deref(), &args, now)
         }
         Command::Run { config, now } => run_daemon(config.as_deref(), now),
         Command::State {
@@ -305,6 +435,29 @@ fn load_settings(config: Option<&std::path::Path>) -> Result<Settings, u8> {
         eprintln!("channel-sync: {e}");
         exit::CONFIG
     })
+}
+
+fn decide(
+    config: Option<&std::path::Path>,
+    args: &crate::decide_cmd::Args,
+    now: Option<DateTime<Utc>>,
+) -> u8 {
+    let settings = match load_settings(config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let now = now.unwrap_or_else(Utc::now);
+    match crate::decide_cmd::run(&settings.state, args, now, &mut std::io::stdout()) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("channel-sync: {e}");
+            if e.is_input() {
+                exit::DATA
+            } else {
+                exit::PARTIAL
+            }
+        }
+    }
 }
 
 fn once(

@@ -349,6 +349,13 @@ pub struct FilesPrmSettings {
 pub struct AlertSettings {
     pub slack: SlackSettings,
     pub teams: TeamsSettings,
+    /// Post a conflict still undecided this long after it was first seen
+    /// (`"5d"`) once more, to `escalate_route`, with its age and value at
+    /// risk; off when absent (issue 15).
+    pub escalate_after: Option<String>,
+    /// The route escalations go to (a name under `alerts.slack.routes`);
+    /// default: the default webhook.
+    pub escalate_route: Option<String>,
 }
 
 /// `alerts.teams.*`: Microsoft Teams through a Power Automate Workflows
@@ -401,6 +408,13 @@ pub struct SlackSettings {
     /// contain its kind and whose `tiers` (if any) contain a tier of one of
     /// its partners; to the default webhook when no route takes it.
     pub routes: BTreeMap<String, SlackRoute>,
+    /// The Slack app's signing secret (from the environment only): when set,
+    /// conflict alerts carry decision buttons and the daemon takes their
+    /// clicks on `POST /slack/interactions` (issue 15).
+    pub signing_secret: Option<Secret>,
+    /// Where a signed click's `response_url` may point (the message update
+    /// goes nowhere else).
+    pub response_url_prefix: String,
 }
 
 impl Default for SlackSettings {
@@ -413,6 +427,8 @@ impl Default for SlackSettings {
             max_retry_wait_secs: 30,
             timeout_secs: 10,
             routes: BTreeMap::new(),
+            signing_secret: None,
+            response_url_prefix: "https://hooks.slack.com/".into(),
         }
     }
 }
@@ -446,8 +462,9 @@ pub struct WritebackSettings {
 }
 
 /// Key names that hold secrets, wherever they appear.
-const SECRET_KEYS: [&str; 9] = [
+const SECRET_KEYS: [&str; 10] = [
     "encryption_key",
+    "signing_secret",
     "webhook_url",
     "teams_webhook_url",
     "token",
@@ -718,6 +735,13 @@ impl Settings {
                     .map_err(|m| ConfigError::new("state.encryption_key", m)),
             );
         }
+        if let Some(e) = &self.alerts.escalate_after {
+            check(
+                parse_duration(e)
+                    .map(drop)
+                    .map_err(|m| ConfigError::new("alerts.escalate_after", m)),
+            );
+        }
         let slack = &self.alerts.slack;
         if let Some(r) = &slack.repeat_after {
             check(
@@ -909,6 +933,21 @@ fn unknown_field_key(message: &str) -> Option<String> {
     Some(rest.split('`').next()?.to_string())
 }
 
+/// `state.url`: a PostgreSQL URL without a password in it (the password
+/// comes from the environment, so it never sits in a file or a message).
+fn state_url(url: &str) -> Result<(), String> {
+    let config: postgres::Config = url
+        .parse()
+        .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+    if config.get_password().is_some() {
+        return Err(
+            "the URL carries a password: remove it and set CHANNEL_SYNC__STATE__PASSWORD instead"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1026,19 +1065,4 @@ mod tests {
         let e = Settings::load_with_env(Some(Path::new("/nonexistent/c.toml")), []).unwrap_err();
         assert_eq!(e.key, "--config");
     }
-}
-
-/// `state.url`: a PostgreSQL URL without a password in it (the password
-/// comes from the environment, so it never sits in a file or a message).
-fn state_url(url: &str) -> Result<(), String> {
-    let config: postgres::Config = url
-        .parse()
-        .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
-    if config.get_password().is_some() {
-        return Err(
-            "the URL carries a password: remove it and set CHANNEL_SYNC__STATE__PASSWORD instead"
-                .into(),
-        );
-    }
-    Ok(())
 }

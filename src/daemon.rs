@@ -29,26 +29,7 @@ use crate::config::Settings;
 use crate::cycle::{Options, Runner};
 use crate::metrics::Metrics;
 
-/// The daemon's clock: the real one, or one pinned to a start time that then
-/// advances in real time (`run --now`, for demos and for tests that must not
-/// depend on today's date).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Clock {
-    offset: chrono::Duration,
-}
-
-impl Clock {
-    /// A clock that reads `start` now and advances from there.
-    pub fn starting_at(start: DateTime<Utc>) -> Clock {
-        Clock {
-            offset: start - Utc::now(),
-        }
-    }
-
-    pub fn now(&self) -> DateTime<Utc> {
-        Utc::now() + self.offset
-    }
-}
+pub use crate::clock::Clock;
 
 /// What the ops endpoints report.
 #[derive(Debug, Default, Clone)]
@@ -148,6 +129,24 @@ async fn metrics(AxumState(shared): AxumState<Arc<Shared>>) -> impl IntoResponse
         )],
         shared.metrics.render(),
     )
+}
+
+/// Everything the daemon serves: the ops endpoints, plus the Slack button
+/// clicks (issue 15) when `alerts.slack.signing_secret` is set.
+fn app(shared: &Arc<Shared>) -> Router {
+    let mut app = router(shared.clone());
+    let slack = &shared.settings.alerts.slack;
+    if let Some(secret) = &slack.signing_secret {
+        let it = crate::notify::slack::interactions::Interactions::new(
+            secret,
+            shared.settings.state.clone(),
+            shared.clock,
+            slack.response_url_prefix.clone(),
+        );
+        app = app.merge(crate::notify::slack::interactions::router(Arc::new(it)));
+        tracing::info!("Slack interactions taken on POST /slack/interactions.");
+    }
+    app
 }
 
 fn router(shared: Arc<Shared>) -> Router {
@@ -311,9 +310,10 @@ impl Daemon {
         })
     }
 
-    /// `/healthz`, `/readyz` and `/metrics` over this daemon's state.
+    /// `/healthz`, `/readyz` and `/metrics` over this daemon's state, and
+    /// `POST /slack/interactions` when a Slack signing secret is configured.
     pub fn router(&self) -> Router {
-        router(self.shared.clone())
+        app(&self.shared)
     }
 
     /// One cycle, as the schedule runs it: skipped (and counted) when the
@@ -352,7 +352,7 @@ impl Daemon {
             let shared = shared.clone();
             let mut stop = server_stop.clone();
             tokio::spawn(async move {
-                axum::serve(listener, router(shared))
+                axum::serve(listener, app(&shared))
                     .with_graceful_shutdown(async move {
                         let _ = stop.wait_for(|s| *s).await;
                     })

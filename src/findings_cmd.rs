@@ -1,15 +1,20 @@
-//! `channel-sync findings`: the open findings the state remembers, for any
-//! source (files, Salesforce, HubSpot): what the last cycle saw, read-only.
-//! The digest's "and N more" points here.
+//! `channel-sync findings`: the findings the state remembers, for any
+//! source (files, Salesforce, HubSpot): what the last cycle saw and what
+//! people decided, read-only. Filters by kind, partner, severity, age,
+//! decision and status; sorted by value at risk (base currency), then age.
+//! `findings show KEY` prints one finding's evidence, timeline and record
+//! links. The digest's "and N more" points here.
 
 use std::io::Write;
 
 use anyhow::Context as _;
+use chrono::{DateTime, NaiveDate, Utc};
 use clap::ValueEnum;
 use serde::Serialize;
 
-use crate::engine::Finding;
-use crate::notify::slack::render::{money, value_at_risk};
+use crate::decisions::{Standing, Status};
+
+use crate::notify::slack::render::money;
 use crate::store::{State, StoredFinding};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -30,17 +35,93 @@ pub struct Listed {
     pub partner_ids: Vec<String>,
     pub partners: Vec<String>,
     pub first_seen: String,
+    /// Whole days since first seen.
+    pub age_days: i64,
     /// Open and won opportunities' amounts (else the registrations'), in the
     /// base currency; `null` when none is known.
     pub value_at_risk: Option<f64>,
     pub currency: String,
+    /// open, decided, snoozed, resolved or aged_out.
+    pub status: Status,
+    /// The standing verdict (partner_keeps, direct_keeps, split,
+    /// not_a_conflict), if any.
+    pub decision: Option<String>,
+    pub decided_by: Option<String>,
+    pub snoozed_until: Option<NaiveDate>,
+    pub assignee: Option<String>,
     pub summary: String,
 }
 
+/// The parts of a stored finding a listing reads (the rest of the payload
+/// is skipped, not built: listing tens of thousands stays fast).
+#[derive(serde::Deserialize)]
+struct Light {
+    #[serde(default)]
+    account_id: Option<String>,
+    #[serde(default)]
+    account_name: Option<String>,
+    #[serde(default)]
+    partner_ids: Vec<String>,
+    #[serde(default)]
+    summary: String,
+    #[serde(default)]
+    evidence: Vec<LightEvidence>,
+}
+
+#[derive(serde::Deserialize)]
+struct LightEvidence {
+    #[serde(rename = "type")]
+    record: crate::engine::Record,
+    #[serde(default)]
+    partner_id: Option<String>,
+    #[serde(default)]
+    partner_name: Option<String>,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    amount: Option<f64>,
+    #[serde(default)]
+    currency: Option<String>,
+}
+
+impl Light {
+    /// As [`value_at_risk`]: open and won opportunities, else (when the
+    /// evidence is registrations only) the registrations.
+    fn value_at_risk(&self) -> Option<(f64, Option<String>)> {
+        use crate::engine::Record;
+        let sum = |record: Record| {
+            let known: Vec<&LightEvidence> = self
+                .evidence
+                .iter()
+                .filter(|e| e.record == record && e.status != "lost" && e.amount.is_some())
+                .collect();
+            (!known.is_empty()).then(|| {
+                (
+                    known.iter().filter_map(|e| e.amount).sum::<f64>(),
+                    known.iter().find_map(|e| e.currency.clone()),
+                )
+            })
+        };
+        sum(Record::Opportunity).or_else(|| {
+            self.evidence
+                .iter()
+                .all(|e| e.record == Record::Registration)
+                .then(|| sum(Record::Registration))
+                .flatten()
+        })
+    }
+}
+
 impl Listed {
-    fn of(s: &StoredFinding, base_currency: &str) -> Listed {
+    fn of(
+        s: &StoredFinding,
+        base_currency: &str,
+        standing: Option<&Standing>,
+        status: Status,
+        age_days: i64,
+    ) -> Listed {
         // An unreadable payload (a much older version) still lists its key.
-        let f: Option<Finding> = serde_json::from_str(&s.payload).ok();
+        let f: Option<Light> = serde_json::from_str(&s.payload).ok();
         let partners = f.as_ref().map_or_else(Vec::new, |f| {
             f.partner_ids
                 .iter()
@@ -53,7 +134,7 @@ impl Listed {
                 })
                 .collect()
         });
-        let risk = f.as_ref().and_then(value_at_risk);
+        let risk = f.as_ref().and_then(Light::value_at_risk);
         Listed {
             severity: s.severity.clone(),
             kind: s.kind.clone(),
@@ -63,10 +144,20 @@ impl Listed {
             partner_ids: f.as_ref().map_or_else(Vec::new, |f| f.partner_ids.clone()),
             partners,
             first_seen: s.first_seen.clone(),
+            age_days,
             value_at_risk: risk.as_ref().map(|(v, _)| *v),
             currency: risk
                 .and_then(|(_, c)| c)
                 .unwrap_or_else(|| base_currency.to_string()),
+            status,
+            decision: standing
+                .and_then(|s| s.verdict.as_ref())
+                .map(|v| v.outcome.as_str().to_string()),
+            decided_by: standing
+                .and_then(|s| s.verdict.as_ref())
+                .map(|v| v.by.clone()),
+            snoozed_until: standing.and_then(|s| s.snoozed_until),
+            assignee: standing.and_then(|s| s.assignee.clone()),
             summary: f.map(|f| f.summary).unwrap_or_default(),
         }
     }
@@ -80,47 +171,118 @@ impl Listed {
     }
 }
 
-fn severity_rank(s: &str) -> u8 {
-    match s {
-        "critical" => 0,
-        "warning" => 1,
-        "info" => 2,
-        _ => 3,
+/// What to list. Empty lists and `None` take everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub kinds: Vec<String>,
+    /// A partner id, or a part of a partner's name (any case).
+    pub partner: Option<String>,
+    pub severities: Vec<String>,
+    /// At least this many days since first seen.
+    pub min_age_days: Option<i64>,
+    /// A verdict (partner_keeps, ...), or `none` for undecided ones.
+    pub decision: Option<String>,
+    /// Default: open and snoozed (every finding still waiting for people).
+    pub statuses: Vec<Status>,
+    /// Assigned to this person (exact, any case).
+    pub assignee: Option<String>,
+}
+
+impl Filter {
+    fn statuses(&self) -> Vec<Status> {
+        if self.statuses.is_empty() {
+            vec![Status::Open, Status::Snoozed]
+        } else {
+            self.statuses.clone()
+        }
+    }
+
+    /// The checks that need no payload (cheap; run before parsing it).
+    fn admits_stored(&self, s: &StoredFinding, status: Status, age: i64) -> bool {
+        self.statuses().contains(&status)
+            && (self.kinds.is_empty() || self.kinds.contains(&s.kind))
+            && (self.severities.is_empty() || self.severities.contains(&s.severity))
+            && self.min_age_days.is_none_or(|m| age >= m)
+    }
+
+    fn admits(&self, l: &Listed) -> bool {
+        let partner_ok = self.partner.as_deref().is_none_or(|p| {
+            let p = p.to_lowercase();
+            l.partner_ids.iter().any(|id| id.to_lowercase() == p)
+                || l.partners.iter().any(|n| n.to_lowercase().contains(&p))
+        });
+        let decision_ok = match self.decision.as_deref() {
+            None => true,
+            Some("none") => l.decision.is_none(),
+            Some(d) => l.decision.as_deref() == Some(d),
+        };
+        let assignee_ok = self.assignee.as_deref().is_none_or(|a| {
+            l.assignee
+                .as_deref()
+                .is_some_and(|x| x.eq_ignore_ascii_case(a))
+        });
+        partner_ok && decision_ok && assignee_ok
     }
 }
 
-/// The open findings in `state`, most severe first, then by kind and key.
-pub fn open_findings(state: &State, base_currency: &str) -> anyhow::Result<Vec<Listed>> {
+fn age_days(first_seen: &str, now: DateTime<Utc>) -> i64 {
+    crate::values::parse_timestamp(first_seen)
+        .map(|t| (now - t).num_days().max(0))
+        .unwrap_or(0)
+}
+
+/// The findings in `state` that `filter` admits, as of `now`: the largest
+/// value at risk first (unknown last), then the oldest, then by key.
+pub fn list(
+    state: &State,
+    base_currency: &str,
+    filter: &Filter,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<Listed>> {
+    let standings = crate::decisions::standings(state).context("reading the decisions")?;
+    let today = crate::values::date_of(&now);
     let mut list: Vec<Listed> = state
         .findings()
         .context("reading the findings")?
         .iter()
-        .filter(|s| s.resolved_at.is_none())
-        .map(|s| Listed::of(s, base_currency))
+        .filter_map(|s| {
+            let standing = standings.get(&s.key);
+            let status = crate::decisions::status(s, standing, today);
+            let age = age_days(&s.first_seen, now);
+            filter
+                .admits_stored(s, status, age)
+                .then(|| Listed::of(s, base_currency, standing, status, age))
+        })
+        .filter(|l| filter.admits(l))
         .collect();
     list.sort_by(|a, b| {
-        (severity_rank(&a.severity), &a.kind, &a.key).cmp(&(
-            severity_rank(&b.severity),
-            &b.kind,
-            &b.key,
-        ))
+        let risk = |l: &Listed| l.value_at_risk.unwrap_or(f64::NEG_INFINITY);
+        risk(b)
+            .total_cmp(&risk(a))
+            .then(b.age_days.cmp(&a.age_days))
+            .then_with(|| a.first_seen.cmp(&b.first_seen))
+            .then_with(|| a.key.cmp(&b.key))
     });
     Ok(list)
 }
 
-/// Lists the open findings of the state at `state_path` on `out`. No state
-/// file yet means no findings (and says so on stderr for people).
+/// Lists the findings of the state at `state_path` on `out`. No state file
+/// yet means no findings (and says so on stderr for people).
 pub fn run(
     state_settings: &crate::config::StateSettings,
     base_currency: &str,
     format: ListFormat,
+    filter: &Filter,
+    now: DateTime<Utc>,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
+    // Buffered: stdout is line-buffered, and a listing has ~1M lines of JSON.
+    let out = &mut std::io::BufWriter::with_capacity(1 << 16, out);
     let state_path = &state_settings.path;
     let state = State::connect_read_only(state_settings)
         .with_context(|| format!("opening the state {}", state_path.display()))?;
     let list = match &state {
-        Some(state) => open_findings(state, base_currency)?,
+        Some(state) => list(state, base_currency, filter, now)?,
         None => {
             eprintln!(
                 "channel-sync: no state at {} yet: `channel-sync once` records the findings there.",
@@ -137,6 +299,258 @@ pub fn run(
         ListFormat::Csv => write_csv(&list, out)?,
         ListFormat::Text => write_text(&list, base_currency, out)?,
     }
+    out.flush()?;
+    Ok(())
+}
+
+/// One event in a finding's story.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    pub at: String,
+    /// first_seen, alert, changed, reminder, resolved, decision, reopened,
+    /// closed.
+    pub event: String,
+    pub detail: String,
+}
+
+/// `findings show KEY`: the finding, its standing and its timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Shown {
+    #[serde(flatten)]
+    pub listed: Listed,
+    /// The finding as last seen (evidence included).
+    pub finding: Option<serde_json::Value>,
+    pub timeline: Vec<Event>,
+    /// Record links (from the alerts sent about it), label -> URL.
+    pub links: Vec<(String, String)>,
+}
+
+/// Slack `<url|label>` links in a message body (mrkdwn), in order, once.
+fn links_in(body: &str, into: &mut Vec<(String, String)>) {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return;
+    };
+    let mut texts = Vec::new();
+    fn walk<'v>(v: &'v serde_json::Value, out: &mut Vec<&'v str>) {
+        match v {
+            serde_json::Value::String(s) => out.push(s),
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            serde_json::Value::Object(o) => o.values().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    walk(&v["blocks"], &mut texts);
+    for t in texts {
+        let mut rest = t;
+        while let Some(start) = rest.find("<http") {
+            let after = &rest[start + 1..];
+            let Some(end) = after.find('>') else { break };
+            let inner = &after[..end];
+            let (url, label) = inner.split_once('|').unwrap_or((inner, inner));
+            if !into.iter().any(|(_, u)| u == url) {
+                into.push((label.to_string(), url.to_string()));
+            }
+            rest = &after[end..];
+        }
+    }
+}
+
+/// What an alert said had changed (its fallback text's tail).
+fn what_changed(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let text = v["text"].as_str()?;
+    text.rsplit_once("What changed: ")
+        .map(|(_, w)| w.to_string())
+}
+
+/// One finding with its timeline; `None` when the state does not know it.
+pub fn show(
+    state: &State,
+    key: &str,
+    base_currency: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Option<Shown>> {
+    let Some(stored) = state
+        .findings()
+        .context("reading the findings")?
+        .into_iter()
+        .find(|s| s.key == key)
+    else {
+        return Ok(None);
+    };
+    let trail = state.decisions_of(key).context("reading the decisions")?;
+    let standing = crate::decisions::Standing::fold(&trail);
+    let status = crate::decisions::status(&stored, Some(&standing), crate::values::date_of(&now));
+    let listed = Listed::of(
+        &stored,
+        base_currency,
+        Some(&standing),
+        status,
+        age_days(&stored.first_seen, now),
+    );
+    let mut timeline = vec![Event {
+        at: stored.first_seen.clone(),
+        event: "first_seen".into(),
+        detail: format!("{} ({})", stored.kind, stored.severity),
+    }];
+    let mut links = Vec::new();
+    for m in state.messages_about(key).context("reading the outbox")? {
+        links_in(&m.body, &mut links);
+        let delivery = match (&m.status[..], &m.sent_at) {
+            ("sent", Some(at)) => format!("sent {at}"),
+            (s, _) => s.to_string(),
+        };
+        let event = match &m.reason[..] {
+            "new" => "alert",
+            other => other,
+        };
+        let mut detail = format!("to '{}', {delivery}", m.route);
+        if let Some(w) = what_changed(&m.body) {
+            detail.push_str(&format!("; what changed: {w}"));
+        }
+        timeline.push(Event {
+            at: m.created_at,
+            event: event.into(),
+            detail,
+        });
+    }
+    for d in &trail {
+        let what = match (&d.outcome[..], &d.until, &d.assignee) {
+            ("snooze", Some(u), _) => format!("snooze until {u}"),
+            ("assign", _, Some(a)) => format!("assign to {a}"),
+            (o, _, _) => o.to_string(),
+        };
+        let note = d
+            .note
+            .as_deref()
+            .map(|n| format!(": {n}"))
+            .unwrap_or_default();
+        timeline.push(Event {
+            at: d.at.clone(),
+            event: if d.outcome == crate::decisions::REOPENED {
+                "reopened".into()
+            } else {
+                "decision".into()
+            },
+            detail: format!("{what} by {}{note}", d.by),
+        });
+    }
+    if let Some(at) = &stored.resolved_at {
+        timeline.push(Event {
+            at: at.clone(),
+            event: stored
+                .closed_as
+                .clone()
+                .unwrap_or_else(|| "resolved".into()),
+            detail: String::new(),
+        });
+    }
+    // Stable: events at one instant keep their order of kind above.
+    timeline.sort_by(|a, b| a.at.cmp(&b.at));
+    Ok(Some(Shown {
+        listed,
+        finding: serde_json::from_str(&stored.payload).ok(),
+        timeline,
+        links,
+    }))
+}
+
+/// `findings show KEY` on `out`; an unknown key is an error.
+pub fn run_show(
+    state_settings: &crate::config::StateSettings,
+    key: &str,
+    base_currency: &str,
+    format: ListFormat,
+    now: DateTime<Utc>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let state = State::connect_read_only(state_settings)
+        .with_context(|| format!("opening the state {}", state_settings.path.display()))?;
+    let shown = match &state {
+        Some(state) => show(state, key, base_currency, now)?,
+        None => None,
+    }
+    .ok_or_else(|| anyhow::anyhow!("no finding with key '{key}' in the state"))?;
+    match format {
+        ListFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, &shown)?;
+            writeln!(out)?;
+        }
+        ListFormat::Csv => {
+            let mut w = crate::csv_safe::Writer::from_writer(&mut *out);
+            w.write_record(["at", "event", "detail"])?;
+            for e in &shown.timeline {
+                w.write_record([e.at.as_str(), e.event.as_str(), e.detail.as_str()])?;
+            }
+            w.flush()?;
+        }
+        ListFormat::Text => write_shown(&shown, base_currency, out)?,
+    }
+    Ok(())
+}
+
+fn write_shown(s: &Shown, base_currency: &str, out: &mut impl Write) -> anyhow::Result<()> {
+    let l = &s.listed;
+    writeln!(out, "{} ({}, {})", l.key, l.kind, l.severity)?;
+    writeln!(out, "{}", l.summary)?;
+    writeln!(out)?;
+    writeln!(out, "Account:  {}", l.account())?;
+    writeln!(out, "Partners: {}", l.partners.join(", "))?;
+    let risk = match l.value_at_risk {
+        Some(v) if l.currency == base_currency => format!("{base_currency} {}", money(v)),
+        Some(v) => format!("{} {}", l.currency, money(v)),
+        None => "-".into(),
+    };
+    writeln!(out, "At stake: {risk}")?;
+    let mut status = l.status.as_str().to_string();
+    if let (Some(d), Some(by)) = (&l.decision, &l.decided_by) {
+        status.push_str(&format!(" ({d}, by {by})"));
+    } else if let (Status::Snoozed, Some(u)) = (l.status, l.snoozed_until) {
+        status.push_str(&format!(" (until {u})"));
+    }
+    writeln!(out, "Status:   {status}, {} day(s) old", l.age_days)?;
+    if let Some(a) = &l.assignee {
+        writeln!(out, "Assigned: {a}")?;
+    }
+    if let Some(evidence) = s.finding.as_ref().and_then(|f| f["evidence"].as_array()) {
+        writeln!(out, "\nEvidence:")?;
+        for e in evidence {
+            let text = |k: &str| e[k].as_str().unwrap_or("").to_string();
+            let mut line = format!("  {} {}", text("type"), text("id"));
+            if !text("name").is_empty() {
+                line.push_str(&format!(" \"{}\"", text("name")));
+            }
+            if !text("partner_name").is_empty() || !text("partner_id").is_empty() {
+                let p = if text("partner_name").is_empty() {
+                    text("partner_id")
+                } else {
+                    text("partner_name")
+                };
+                line.push_str(&format!(", partner {p}"));
+            }
+            line.push_str(&format!(", {}", text("status")));
+            if let Some(a) = e["amount"].as_f64() {
+                line.push_str(&format!(", {}", money(a)));
+            }
+            line.push_str(&format!(", {}", text("at").get(..10).unwrap_or("")));
+            writeln!(out, "{line}")?;
+        }
+    }
+    writeln!(out, "\nTimeline:")?;
+    for e in &s.timeline {
+        let detail = if e.detail.is_empty() {
+            String::new()
+        } else {
+            format!("  {}", e.detail)
+        };
+        writeln!(out, "  {}  {:<10}{detail}", e.at, e.event)?;
+    }
+    if !s.links.is_empty() {
+        writeln!(out, "\nLinks:")?;
+        for (label, url) in &s.links {
+            writeln!(out, "  {label}: {url}")?;
+        }
+    }
     Ok(())
 }
 
@@ -152,8 +566,14 @@ fn write_csv(list: &[Listed], out: &mut impl Write) -> anyhow::Result<()> {
         "partner_ids",
         "partners",
         "first_seen",
+        "age_days",
         "value_at_risk",
         "currency",
+        "status",
+        "decision",
+        "decided_by",
+        "snoozed_until",
+        "assignee",
         "summary",
     ])?;
     for l in list {
@@ -166,9 +586,15 @@ fn write_csv(list: &[Listed], out: &mut impl Write) -> anyhow::Result<()> {
             l.partner_ids.join(";"),
             l.partners.join(";"),
             l.first_seen.clone(),
+            l.age_days.to_string(),
             l.value_at_risk
                 .map_or_else(String::new, |v| format!("{v:.2}")),
             l.currency.clone(),
+            l.status.as_str().to_string(),
+            l.decision.clone().unwrap_or_default(),
+            l.decided_by.clone().unwrap_or_default(),
+            l.snoozed_until.map(|d| d.to_string()).unwrap_or_default(),
+            l.assignee.clone().unwrap_or_default(),
             l.summary.clone(),
         ])?;
     }
@@ -190,7 +616,7 @@ fn write_text(list: &[Listed], base_currency: &str, out: &mut impl Write) -> any
     let count = |s: &str| list.iter().filter(|l| l.severity == s).count();
     writeln!(
         out,
-        "Open findings: {} ({} critical, {} warning, {} info)",
+        "Findings: {} ({} critical, {} warning, {} info)",
         list.len(),
         count("critical"),
         count("warning"),
@@ -206,10 +632,11 @@ fn write_text(list: &[Listed], base_currency: &str, out: &mut impl Write) -> any
         "Key",
         "Account",
         "Partners",
-        "First seen",
+        "Status",
+        "Age (d)",
         at_stake.as_str(),
     ];
-    let rows: Vec<[String; 7]> = list
+    let rows: Vec<[String; 8]> = list
         .iter()
         .map(|l| {
             [
@@ -218,7 +645,12 @@ fn write_text(list: &[Listed], base_currency: &str, out: &mut impl Write) -> any
                 l.key.clone(),
                 shorten(&l.account(), 32),
                 shorten(&l.partners.join(", "), 40),
-                l.first_seen.get(..10).unwrap_or(&l.first_seen).to_string(),
+                match (&l.decision, l.snoozed_until) {
+                    (Some(d), _) => format!("decided: {d}"),
+                    (None, Some(u)) if l.status == Status::Snoozed => format!("snoozed to {u}"),
+                    _ => l.status.as_str().to_string(),
+                },
+                l.age_days.to_string(),
                 match l.value_at_risk {
                     Some(v) if l.currency == base_currency => money(v),
                     Some(v) => format!("{} {}", l.currency, money(v)),
@@ -267,8 +699,14 @@ mod tests {
             partner_ids: vec!["P-1".into()],
             partners: vec!["@SUM(1+1)".into()],
             first_seen: "2026-11-26T00:00:00Z".into(),
+            age_days: 0,
             value_at_risk: Some(-12.5),
             currency: "USD".into(),
+            status: Status::Open,
+            decision: None,
+            decided_by: None,
+            snoozed_until: None,
+            assignee: None,
             summary: "+1+1 claims".into(),
         };
         let mut out = Vec::new();

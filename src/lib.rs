@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod connectors;
 pub(crate) mod crash;
@@ -15,6 +16,8 @@ pub mod csv_safe;
 pub mod cycle;
 pub mod daemon;
 pub mod dataset;
+pub mod decide_cmd;
+pub mod decisions;
 pub mod engine;
 pub mod fast;
 pub mod findings_cmd;

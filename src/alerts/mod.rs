@@ -104,6 +104,8 @@ pub enum Reason {
     Reminder,
     Resolved,
     Digest,
+    /// An undecided conflict past `alerts.escalate_after` (issue 15).
+    Escalation,
 }
 
 impl Reason {
@@ -114,6 +116,7 @@ impl Reason {
             Reason::Reminder => "reminder",
             Reason::Resolved => "resolved",
             Reason::Digest => "digest",
+            Reason::Escalation => "escalation",
         }
     }
 }
@@ -233,6 +236,26 @@ pub fn plan(
     ctx: &AlertContext,
     now: DateTime<Utc>,
 ) -> Plan {
+    plan_with(
+        findings,
+        stored,
+        ctx,
+        &crate::decisions::Holds::default(),
+        now,
+    )
+}
+
+/// [`plan`], respecting decisions (issue 15): a decided finding gets no
+/// alert or reminder, a snoozed one no reminder, and one reopened this cycle
+/// is announced again saying why.
+pub fn plan_with(
+    findings: &[Finding],
+    stored: &[StoredFinding],
+    ctx: &AlertContext,
+    holds: &crate::decisions::Holds,
+    now: DateTime<Utc>,
+) -> Plan {
+    use crate::decisions::Gate;
     let remembered: FastMap<&str, &StoredFinding> =
         stored.iter().map(|s| (s.key.as_str(), s)).collect();
     let alerting = !ctx.routes_with_webhook.is_empty();
@@ -272,6 +295,12 @@ pub fn plan(
                 }
             },
         };
+        let reason = match holds.gate(&f.key) {
+            Gate::Pass => reason,
+            Gate::Decided => None,
+            Gate::Snoozed => reason.filter(|(r, _)| *r != Reason::Reminder),
+            Gate::Reopened(why) => Some((Reason::Changed, Some(why))),
+        };
         // A finding is plain data (strings, numbers, timestamps): it always
         // serialises; storing "" instead would lose it silently.
         let payload = serde_json::to_string(f).expect("a finding serialises to JSON");
@@ -295,6 +324,42 @@ pub fn plan(
             payload,
             notified,
         });
+        // Escalation (issue 15): an undecided, unsnoozed conflict older than
+        // `alerts.escalate_after` goes once more to the escalation route.
+        if let Some(after) = holds.escalate_after
+            && f.kind.is_conflict()
+            && holds.gate(&f.key) == Gate::Pass
+            && !holds.escalated.contains(&f.key)
+            && ctx.routes_with_webhook.contains(&holds.escalate_route)
+            && let Some(first) = previous
+                .filter(|s| s.resolved_at.is_none())
+                .and_then(|s| crate::values::parse_timestamp(&s.first_seen))
+            && now - first >= after
+        {
+            let risk = f.value_at_risk().map_or_else(
+                || "value at risk unknown".to_string(),
+                |(v, c)| {
+                    format!(
+                        "{}{} at risk",
+                        c.map(|c| format!("{c} ")).unwrap_or_default(),
+                        crate::values::format_amount(v, crate::values::Cents::WhenAny)
+                    )
+                },
+            );
+            let why = format!(
+                "escalated: undecided for {} days; {risk}",
+                (now - first).num_days()
+            );
+            plan.messages.push(Notice {
+                route: holds.escalate_route.clone(),
+                finding_key: Some(f.key.clone()),
+                reason: Reason::Escalation,
+                content: Content::Finding {
+                    finding: f.clone(),
+                    why: Some(why),
+                },
+            });
+        }
         let Some((reason, why)) = announce else {
             continue;
         };

@@ -304,7 +304,15 @@ async fn decide_and_deliver(
         ("registrations", data.registrations.len()),
         ("users", data.users.len()),
     ]);
-    let evaluation = engine::evaluate(&data, settings, now);
+    let mut evaluation = engine::evaluate(&data, settings, now);
+    // Decisions (issue 15): decided findings are reopened on a material
+    // change, and otherwise stay quiet and out of `open_conflicts`.
+    let holds = match &state {
+        Some(s) => crate::decisions::holds_for_cycle(s, &evaluation.findings, now, opts.dry_run)?
+            .with_escalation(s, &settings.alerts)?,
+        None => crate::decisions::Holds::default(),
+    };
+    crate::decisions::settle_scorecards(&mut evaluation.scorecards, &evaluation.findings, &holds);
     summary.findings_open = evaluation.findings.len();
     summary.missing_rates = evaluation
         .missing_rates
@@ -347,7 +355,7 @@ async fn decide_and_deliver(
         expired_lookback: chrono::Duration::days(i64::from(settings.rules.expired_lookback_days)),
     };
     lap("State read.");
-    let plan = alerts::plan(&evaluation.findings, &stored, &ctx, now);
+    let plan = alerts::plan_with(&evaluation.findings, &stored, &ctx, &holds, now);
     lap("Alerts planned.");
     summary.findings_new = plan.new;
     summary.unannounced = plan.unannounced;

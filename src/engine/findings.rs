@@ -176,6 +176,34 @@ pub struct Finding {
     pub evidence: Vec<Evidence>,
 }
 
+impl Finding {
+    /// What a finding puts at stake, in the base currency: its open and won
+    /// opportunities, else its registrations' amounts. `None` when no amount
+    /// is known.
+    pub fn value_at_risk(&self) -> Option<(f64, Option<String>)> {
+        let sum = |record: Record| {
+            let known: Vec<&Evidence> = self
+                .evidence
+                .iter()
+                .filter(|e| e.record == record && e.status != "lost" && e.amount.is_some())
+                .collect();
+            (!known.is_empty()).then(|| {
+                (
+                    known.iter().filter_map(|e| e.amount).sum::<f64>(),
+                    known.iter().find_map(|e| e.currency.clone()),
+                )
+            })
+        };
+        sum(Record::Opportunity).or_else(|| {
+            self.evidence
+                .iter()
+                .all(|e| e.record == Record::Registration)
+                .then(|| sum(Record::Registration))
+                .flatten()
+        })
+    }
+}
+
 /// A finding before its ids, parties and evidence are filled in.
 struct Draft {
     kind: FindingKind,

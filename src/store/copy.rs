@@ -80,6 +80,20 @@ const TABLES: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
+        "decisions",
+        &[
+            ("id", "bigint"),
+            ("finding_key", "text"),
+            ("outcome", "text"),
+            ("decided_by", "text"),
+            ("note", "text"),
+            ("until", "text"),
+            ("assignee", "text"),
+            ("at", "timestamptz"),
+            ("basis", "text"),
+        ],
+    ),
+    (
         "runs",
         &[
             ("id", "bigint"),

@@ -13,6 +13,7 @@
 
 pub mod copy;
 pub use crate::crypto;
+pub mod decisions;
 pub mod leader;
 pub mod lock;
 pub mod pg;
@@ -110,6 +111,28 @@ const MIGRATIONS: &[&str] = &[
     // ('slack' or 'teams'); the body is that channel's rendering. Rows
     // written before it were all Slack.
     "ALTER TABLE outbox ADD COLUMN channel TEXT NOT NULL DEFAULT 'slack';",
+    // 6: decisions on findings (issue 15), an append-only audit trail: who
+    // decided what about which finding, when and why. `outcome` is
+    // partner_keeps / direct_keeps / split / not_a_conflict / snooze /
+    // assign, or `reopened` (written by channel-sync when a decided finding
+    // changed materially). `basis` holds the opportunity and partner ids the
+    // finding had when decided (JSON), to tell a material change.
+    "CREATE TABLE decisions (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        finding_key  TEXT NOT NULL,
+        outcome      TEXT NOT NULL,
+        decided_by   TEXT NOT NULL,
+        note         TEXT,
+        until        TEXT,
+        assignee     TEXT,
+        at           TEXT NOT NULL,
+        basis        TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX decisions_by_key ON decisions (finding_key, id);
+    CREATE TRIGGER decisions_no_update BEFORE UPDATE ON decisions
+        BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
+    CREATE TRIGGER decisions_no_delete BEFORE DELETE ON decisions
+        BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;",
 ];
 
 /// One record for the mirror: id, modification stamp, fields as JSON.

@@ -95,6 +95,26 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE outbox ADD COLUMN unconfirmed bigint NOT NULL DEFAULT 0;",
     // 5: the notification channel a message goes to ('slack' or 'teams').
     "ALTER TABLE outbox ADD COLUMN channel text NOT NULL DEFAULT 'slack';",
+    // 6: decisions on findings (issue 15), append-only: a trigger refuses
+    // UPDATE and DELETE (TRUNCATE too), as SQLite's triggers do.
+    "CREATE TABLE decisions (
+        id           bigserial PRIMARY KEY,
+        finding_key  text NOT NULL,
+        outcome      text NOT NULL,
+        decided_by   text NOT NULL,
+        note         text,
+        until        text,
+        assignee     text,
+        at           timestamptz NOT NULL,
+        basis        text NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX decisions_by_key ON decisions (finding_key, id);
+    CREATE FUNCTION decisions_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'decisions are append-only'; END $$;
+    CREATE TRIGGER decisions_no_change BEFORE UPDATE OR DELETE ON decisions
+        FOR EACH ROW EXECUTE FUNCTION decisions_append_only();
+    CREATE TRIGGER decisions_no_truncate BEFORE TRUNCATE ON decisions
+        FOR EACH STATEMENT EXECUTE FUNCTION decisions_append_only();",
 ];
 
 /// Advisory lock key (bigint) that serialises migrations.
@@ -241,7 +261,7 @@ impl Drop for Pg {
     }
 }
 
-type PgResult<T> = Result<T, postgres::Error>;
+pub(super) type PgResult<T> = Result<T, postgres::Error>;
 
 impl Pg {
     /// Connects and migrates.
@@ -286,7 +306,7 @@ impl Pg {
     }
 
     /// Runs `work` with the connection, off the runtime.
-    fn with<R: Send>(
+    pub(super) fn with<R: Send>(
         &self,
         work: impl FnOnce(&mut Client) -> PgResult<R> + Send,
     ) -> Result<R, StateError> {
@@ -297,7 +317,7 @@ impl Pg {
 
     /// Runs `work` in one transaction (a savepoint in a dry run): all of it
     /// is stored, or none of it.
-    fn in_transaction<R: Send>(
+    pub(super) fn in_transaction<R: Send>(
         &self,
         work: impl FnOnce(&mut Client) -> PgResult<R> + Send,
     ) -> Result<R, StateError> {

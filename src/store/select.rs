@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::decisions::{DecisionRow, FindingBrief, NewDecisionRow, SentRow};
 use super::leader::{PgLeader, PgLock};
 use super::lock::{FileLock, WriterLock};
 use super::pg::{Pg, Target};
@@ -304,5 +305,39 @@ impl State {
 
     pub fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StateError> {
         dispatch!(self.outbox_counts())
+    }
+
+    /// The finding a decision would name, if the state knows it.
+    pub fn finding_brief(&self, key: &str) -> Result<Option<FindingBrief>, StateError> {
+        dispatch!(self.finding_brief(key))
+    }
+
+    /// Appends rows to the decisions trail, in one transaction; their ids.
+    pub fn append_decisions(
+        &self,
+        rows: &[NewDecisionRow],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StateError> {
+        dispatch!(self.append_decisions(rows, now))
+    }
+
+    /// The decisions trail of one finding, oldest first.
+    pub fn decisions_of(&self, key: &str) -> Result<Vec<DecisionRow>, StateError> {
+        dispatch!(self.decisions_of(key))
+    }
+
+    /// The whole decisions trail, oldest first.
+    pub fn all_decisions(&self) -> Result<Vec<DecisionRow>, StateError> {
+        dispatch!(self.all_decisions())
+    }
+
+    /// The findings already escalated (an `escalation` message in the outbox).
+    pub fn escalated_keys(&self) -> Result<std::collections::HashSet<String>, StateError> {
+        dispatch!(self.escalated_keys())
+    }
+
+    /// The messages about a finding, oldest first.
+    pub fn messages_about(&self, key: &str) -> Result<Vec<SentRow>, StateError> {
+        dispatch!(self.messages_about(key))
     }
 }

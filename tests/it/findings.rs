@@ -36,7 +36,9 @@ fn findings_lists_what_the_last_cycle_saw_as_text_json_and_csv() {
     let config = config.to_str().unwrap();
 
     // Before any cycle: no state, nothing open, and a hint on stderr.
-    let (code, out, err) = run(&["findings", "--config", config, "--format", "json"]);
+    let (code, out, err) = run(&[
+        "findings", "--config", config, "--format", "json", "--now", NOW,
+    ]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&out).unwrap(),
@@ -47,22 +49,31 @@ fn findings_lists_what_the_last_cycle_saw_as_text_json_and_csv() {
     let (code, out, err) = run(&["once", "--config", config, "--now", NOW]);
     assert_eq!(code, 0, "{out}\n{err}");
 
-    let (code, out, err) = run(&["findings", "--config", config, "--format", "json"]);
+    let (code, out, err) = run(&[
+        "findings", "--config", config, "--format", "json", "--now", NOW,
+    ]);
     assert_eq!(code, 0, "{out}\n{err}");
     let list: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(list.len(), 14, "{out}");
-    // Most severe first; within a severity by kind, then key.
+    // The largest value at risk (base currency) first, then the oldest.
     let keys: Vec<&str> = list.iter().map(|f| f["key"].as_str().unwrap()).collect();
     assert_eq!(
         &keys[..4],
         [
             "direct_vs_partner:R-02:O-005",
-            "direct_vs_partner:R-02:O-006",
+            "partner_vs_partner:A-16",
+            "registration_expiring:R-11",
             "partner_bypassed:R-12:O-015",
-            "partner_bypassed:R-13:O-017",
         ]
     );
-    assert_eq!(keys[13], "registration_expiring:R-11");
+    assert_eq!(keys[13], "registration_expiring:R-09");
+    let risks: Vec<f64> = list
+        .iter()
+        .map(|f| f["value_at_risk"].as_f64().unwrap())
+        .collect();
+    assert!(risks.windows(2).all(|w| w[0] >= w[1]), "{risks:?}");
+    assert_eq!(list[0]["status"], "open");
+    assert_eq!(list[0]["age_days"], 0);
     let won = &list[0];
     assert_eq!(won["severity"], "critical");
     assert_eq!(won["kind"], "direct_vs_partner");
@@ -90,25 +101,27 @@ fn findings_lists_what_the_last_cycle_saw_as_text_json_and_csv() {
         "Baker & Sons Ltd is claimed by 2 partners: Fabrikam Partners (R-07, 2026-10-01; O-013, 2026-10-04) and Litware Advisors (R-08, 2026-10-22); the first claim was R-07."
     );
 
-    let (code, out, _) = run(&["findings", "--config", config, "--format", "csv"]);
+    let (code, out, _) = run(&[
+        "findings", "--config", config, "--format", "csv", "--now", NOW,
+    ]);
     assert_eq!(code, 0);
     let mut lines = out.lines();
     assert_eq!(
         lines.next(),
         Some(
-            "severity,kind,key,account_id,account_name,partner_ids,partners,first_seen,value_at_risk,currency,summary"
+            "severity,kind,key,account_id,account_name,partner_ids,partners,first_seen,age_days,value_at_risk,currency,status,decision,decided_by,snoozed_until,assignee,summary"
         )
     );
     assert_eq!(out.lines().count(), 15, "{out}");
     assert!(
-        out.contains("critical,direct_vs_partner,direct_vs_partner:R-02:O-005,A-10,Stark Industries Inc.,P-1,Northwind Solutions,2026-11-26T00:00:00Z,210000.00,USD,"),
+        out.contains("critical,direct_vs_partner,direct_vs_partner:R-02:O-005,A-10,Stark Industries Inc.,P-1,Northwind Solutions,2026-11-26T00:00:00Z,0,210000.00,USD,open,,,,,"),
         "{out}"
     );
 
-    let (code, out, _) = run(&["findings", "--config", config]);
+    let (code, out, _) = run(&["findings", "--config", config, "--now", NOW]);
     assert_eq!(code, 0);
     assert!(
-        out.starts_with("Open findings: 14 (4 critical, 8 warning, 2 info)"),
+        out.starts_with("Findings: 14 (4 critical, 8 warning, 2 info)"),
         "{out}"
     );
     let row = out
@@ -119,7 +132,7 @@ fn findings_lists_what_the_last_cycle_saw_as_text_json_and_csv() {
         "critical",
         "Stark Industries Inc. (A-10)",
         "Northwind Solutions",
-        "2026-11-26",
+        "open",
         "210,000",
     ] {
         assert!(row.contains(cell), "{cell} in {row}");
@@ -137,7 +150,9 @@ fn findings_lists_what_the_last_cycle_saw_as_text_json_and_csv() {
     std::fs::write(&opps, kept).unwrap();
     let (code, out, err) = run(&["once", "--config", config, "--now", NOW]);
     assert_eq!(code, 0, "{out}\n{err}");
-    let (_, out, _) = run(&["findings", "--config", config, "--format", "json"]);
+    let (_, out, _) = run(&[
+        "findings", "--config", config, "--format", "json", "--now", NOW,
+    ]);
     let list: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(list.len(), 13, "{out}");
     assert!(!out.contains("partner_bypassed:R-12:O-015"), "{out}");

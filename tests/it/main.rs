@@ -3,6 +3,7 @@
 mod clock;
 mod cycle;
 mod daemon;
+mod decisions;
 mod deploy;
 mod detect;
 mod fake_hubspot_tests;
@@ -12,6 +13,7 @@ mod findings;
 mod first_hour;
 mod helpers;
 mod hubspot;
+mod interactions;
 mod metrics;
 mod ops;
 mod partnerstack;

@@ -20,7 +20,7 @@ fn replicas_starting_together_migrate_once() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for v in &opened {
-        assert_eq!(v.as_ref().ok(), Some(&5), "{opened:?}");
+        assert_eq!(v.as_ref().ok(), Some(&6), "{opened:?}");
     }
     let versions: Vec<i64> = db.query(|c| {
         c.query(
@@ -32,7 +32,7 @@ fn replicas_starting_together_migrate_once() {
         .map(|r| r.get(0))
         .collect()
     });
-    assert_eq!(versions, vec![1, 2, 3, 4, 5], "each step applied once");
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6], "each step applied once");
 }
 
 #[test]
@@ -158,6 +158,17 @@ fn state_migrate_copies_a_sqlite_state_and_checks_the_counts() {
         .unwrap();
         s.set_cursor("salesforce:Account", "c", now).unwrap();
         s.record_run(now, now, "ok", "{}").unwrap();
+        channel_sync::decisions::record(
+            &s,
+            &channel_sync::decisions::Decision {
+                key: "k1".into(),
+                outcome: channel_sync::decisions::Outcome::parse("split", None, None).unwrap(),
+                by: "ana@example.com".into(),
+                note: Some("half each".into()),
+            },
+            now,
+        )
+        .unwrap();
     }
     let migrate = |to: &str| {
         let (k, v) = db.env();
@@ -184,6 +195,7 @@ fn state_migrate_copies_a_sqlite_state_and_checks_the_counts() {
         "mirror: 1 rows copied",
         "cursors: 1 rows copied",
         "runs: 1 rows copied",
+        "decisions: 1 rows copied",
         "credentials: 0 rows copied",
     ] {
         assert!(stdout.contains(line), "{line}: {stdout}");
@@ -197,6 +209,11 @@ fn state_migrate_copies_a_sqlite_state_and_checks_the_counts() {
     });
     let file_findings = State::open(&file).unwrap().findings().unwrap();
     assert_eq!(pg_findings, file_findings);
+    let (pg_trail, file_trail) = (
+        blocking(|| State::connect(&settings).unwrap().all_decisions().unwrap()),
+        State::open(&file).unwrap().all_decisions().unwrap(),
+    );
+    assert_eq!(pg_trail, file_trail, "the decisions trail, time included");
     assert_eq!(pending.len(), 1);
     // A second copy into the same database is refused, and keeps nothing.
     let out = migrate(&db.url);
@@ -211,4 +228,93 @@ fn state_migrate_copies_a_sqlite_state_and_checks_the_counts() {
     let out = migrate(&db.url.replacen("@", ":secret@", 1));
     assert_eq!(out.status.code(), Some(65));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("secret@"));
+}
+
+#[test]
+fn decisions_on_postgresql_are_append_only_and_fold_like_sqlite() {
+    let Some(db) = TestDb::create("decisions") else {
+        return;
+    };
+    let settings = db.settings();
+    let now = chrono::DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z")
+        .unwrap()
+        .to_utc();
+    let later = now + chrono::Duration::hours(2);
+    let decide = |outcome: &str, until: Option<chrono::NaiveDate>, at| {
+        let settings = settings.clone();
+        let outcome = outcome.to_string();
+        blocking(move || {
+            let s = State::connect(&settings).unwrap();
+            channel_sync::decisions::record(
+                &s,
+                &channel_sync::decisions::Decision {
+                    key: "k1".into(),
+                    outcome: channel_sync::decisions::Outcome::parse(&outcome, until, None)
+                        .unwrap(),
+                    by: "ana@example.com".into(),
+                    note: None,
+                },
+                at,
+            )
+        })
+    };
+    // Unknown finding: refused, nothing stored.
+    assert!(decide("split", None, now).is_err());
+    assert_eq!(db.count("decisions"), 0);
+    blocking(|| {
+        State::connect(&settings)
+            .unwrap()
+            .commit_cycle(
+                now,
+                &[channel_sync::store::FindingUpdate {
+                    key: "k1".into(),
+                    kind: "direct_vs_partner".into(),
+                    severity: "warning".into(),
+                    payload: r#"{"partner_ids":["P1"],"opportunity_ids":["O1"]}"#.into(),
+                    notified: None,
+                }],
+                &[],
+                &[],
+                &[],
+            )
+            .unwrap()
+    });
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 1);
+    let snoozed = decide("snooze", day, now).unwrap();
+    assert_eq!(snoozed.status.as_str(), "snoozed");
+    let decided = decide("partner_keeps", None, later).unwrap();
+    assert_eq!(decided.status.as_str(), "decided");
+    assert!(decided.id > snoozed.id);
+    let trail = blocking(|| {
+        State::connect(&settings)
+            .unwrap()
+            .decisions_of("k1")
+            .unwrap()
+    });
+    let outcomes: Vec<(&str, &str)> = trail
+        .iter()
+        .map(|r| (r.outcome.as_str(), r.at.as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("snooze", "2026-11-26T10:00:00Z"),
+            ("partner_keeps", "2026-11-26T12:00:00Z")
+        ]
+    );
+    assert_eq!(
+        trail[1].basis,
+        r#"{"opportunities":["O1"],"partners":["P1"]}"#
+    );
+    // The trail cannot be rewritten, even by hand.
+    for sql in [
+        "UPDATE decisions SET outcome = 'direct_keeps'",
+        "DELETE FROM decisions",
+        "TRUNCATE decisions",
+    ] {
+        let refused = db.query(|c| c.batch_execute(sql).map_err(|e| format!("{e:?}")));
+        let err = refused.expect_err(sql);
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+    assert_eq!(db.count("decisions"), 2);
 }

@@ -16,6 +16,7 @@
 //! (`invalid_payload`, `no_text`, ...) is parked, as sending it again cannot
 //! help. Webhook URLs are secrets and never appear in a log or an error.
 
+pub mod interactions;
 pub mod preview;
 pub mod render;
 
@@ -59,6 +60,9 @@ pub struct SlackClient {
     webhooks: BTreeMap<String, Secret>,
     limiters: BTreeMap<String, DefaultDirectRateLimiter>,
     per_second: u32,
+    /// A signing secret is configured: conflict alerts carry decision
+    /// buttons (issue 15), whose clicks come back signed.
+    buttons: bool,
 }
 
 impl SlackClient {
@@ -97,6 +101,7 @@ impl SlackClient {
             idempotent: false,
         });
         Ok(SlackClient {
+            buttons: settings.signing_secret.is_some(),
             upstream,
             webhooks,
             limiters,
@@ -165,7 +170,14 @@ impl super::Notifier for SlackClient {
     }
 
     fn render(&self, notice: &crate::alerts::Notice, names: &render::Names) -> String {
-        render::notice(notice, names).to_string()
+        let mut body = render::notice(notice, names);
+        if let crate::alerts::Content::Finding { finding, .. } = &notice.content
+            && self.buttons
+            && finding.kind.is_conflict()
+        {
+            interactions::add_buttons(&mut body, &finding.key);
+        }
+        body.to_string()
     }
 
     fn preview(&self, body: &str) -> String {

@@ -241,30 +241,9 @@ fn amount_text(e: &Evidence) -> String {
     }
 }
 
-/// What a finding puts at stake, in the base currency: its open and won
-/// opportunities, else its registrations' amounts. `None` when no amount
-/// is known.
+/// What a finding puts at stake ([`Finding::value_at_risk`]).
 pub fn value_at_risk(f: &Finding) -> Option<(f64, Option<String>)> {
-    let sum = |record: Record| {
-        let known: Vec<&Evidence> = f
-            .evidence
-            .iter()
-            .filter(|e| e.record == record && e.status != "lost" && e.amount.is_some())
-            .collect();
-        (!known.is_empty()).then(|| {
-            (
-                known.iter().filter_map(|e| e.amount).sum::<f64>(),
-                known.iter().find_map(|e| e.currency.clone()),
-            )
-        })
-    };
-    sum(Record::Opportunity).or_else(|| {
-        f.evidence
-            .iter()
-            .all(|e| e.record == Record::Registration)
-            .then(|| sum(Record::Registration))
-            .flatten()
-    })
+    f.value_at_risk()
 }
 
 fn won(f: &Finding) -> bool {
@@ -532,6 +511,7 @@ pub fn finding(f: &Finding, reason: Reason, why: Option<&str>, names: &Names) ->
     let prefix = match reason {
         Reason::Changed => "Updated: ",
         Reason::Reminder => "Reminder: ",
+        Reason::Escalation => "Escalated: ",
         _ => "",
     };
     let head = format!("{prefix}{} ({})", title_of(f), f.severity.as_str());
@@ -673,7 +653,7 @@ pub fn digest(findings: &[&Finding], resolved: usize, total: usize, _names: &Nam
         .collect();
     if findings.len() > DIGEST_LINES {
         lines.push(format!(
-            "…and {} more: `channel-sync findings` lists every open finding.",
+            "…and {} more: `channel-sync findings` lists every open finding (`channel-sync findings show KEY` tells one's story).",
             findings.len() - DIGEST_LINES
         ));
     }
@@ -1336,7 +1316,7 @@ mod wording {
         let refs: Vec<&Finding> = fs.iter().collect();
         let v = digest(&refs, 0, 30, &names()).to_string();
         assert!(
-            v.contains("…and 5 more: `channel-sync findings` lists every open finding."),
+            v.contains("…and 5 more: `channel-sync findings` lists every open finding (`channel-sync findings show KEY` tells one's story)."),
             "{v}"
         );
         assert!(!v.contains("channel-sync detect"), "{v}");

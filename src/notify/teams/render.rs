@@ -117,6 +117,7 @@ fn finding(f: &Finding, reason: Reason, why: Option<&str>, names: &Names, lines:
     let head = match reason {
         Reason::Reminder => format!("Reminder: {}", title_of(f)),
         Reason::Changed => format!("Changed: {}", title_of(f)),
+        Reason::Escalation => format!("Escalated: {}", title_of(f)),
         _ => title_of(f).to_string(),
     };
     let mut body = vec![json!({
