@@ -65,6 +65,9 @@ struct Shared {
     health: RwLock<Health>,
     /// Readiness tolerates twice the schedule's interval without a success.
     interval: chrono::Duration,
+    /// The console, when `console.listen` is set: its snapshot is rebuilt
+    /// after each successful cycle.
+    console: Option<(Arc<crate::console::Console>, Arc<Settings>)>,
 }
 
 /// `/readyz`: the last cycle succeeded within twice the schedule interval.
@@ -179,6 +182,10 @@ async fn tick(runner: Arc<Runner>, busy: Arc<Mutex<()>>, shared: Arc<Shared>) {
                 );
                 health.last_finished = Some((finished, true));
                 health.last_success = Some(finished);
+                if let Some((console, settings)) = &shared.console {
+                    let (console, settings) = (console.clone(), settings.clone());
+                    tokio::task::spawn_blocking(move || console.refresh(&settings, now));
+                }
                 tracing::info!(
                     seconds,
                     findings = summary.findings_open,
@@ -234,6 +241,12 @@ pub async fn run(settings: Settings, clock: Clock) -> anyhow::Result<u8> {
         schedule: settings.schedule.clone(),
         health: RwLock::new(Health::default()),
         interval,
+        console: settings.console.listen.as_ref().map(|_| {
+            (
+                Arc::new(crate::console::Console::new(&settings)),
+                Arc::new(settings.clone()),
+            )
+        }),
     });
     let runner = Arc::new(Runner::new(settings.clone(), Some(metrics))?);
     let busy = Arc::new(Mutex::new(()));
@@ -252,6 +265,29 @@ pub async fn run(settings: Settings, clock: Clock) -> anyhow::Result<u8> {
                 })
                 .await
         })
+    };
+
+    let console_server = match (&shared.console, &settings.console.listen) {
+        (Some((console, settings)), Some(listen)) => {
+            let addr: SocketAddr = listen.parse()?;
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!(addr = %listener.local_addr()?, auth = ?settings.console.auth, "Console listening.");
+            let (console, settings) = (console.clone(), settings.clone());
+            let now = shared.clock.now();
+            {
+                let console = console.clone();
+                tokio::task::spawn_blocking(move || console.refresh(&settings, now));
+            }
+            let mut stop = server_stop.clone();
+            Some(tokio::spawn(crate::console::serve(
+                listener,
+                console,
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            )))
+        }
+        _ => None,
     };
 
     let mut scheduler = JobScheduler::new().await?;
@@ -319,6 +355,9 @@ pub async fn run(settings: Settings, clock: Clock) -> anyhow::Result<u8> {
     };
     let _ = stop_server.send(true);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+    if let Some(console) = console_server {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), console).await;
+    }
     Ok(code)
 }
 

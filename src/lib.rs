@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod connectors;
+pub mod console;
 pub mod csv_safe;
 pub mod cycle;
 pub mod daemon;

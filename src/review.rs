@@ -108,7 +108,7 @@ pub fn make(
 }
 
 /// The conflict findings the state remembers.
-fn history(
+pub(crate) fn history(
     state: &crate::state::State,
 ) -> Result<Vec<crate::engine::review::DisputeRecord>, crate::state::StateError> {
     let conflict = |kind: &str| {

@@ -11,6 +11,7 @@
 //! One writer at a time: a cycle holds [`lock::FileLock`] for its length.
 //! Credentials an upstream rotated are stored sealed ([`crypto`]).
 
+pub mod console;
 pub mod crypto;
 pub mod lock;
 
@@ -100,6 +101,8 @@ const MIGRATIONS: &[&str] = &[
     // 4: deliveries that may have reached the webhook without it confirming
     // (a timeout after sending): such a message is sent once more at most.
     "ALTER TABLE outbox ADD COLUMN unconfirmed INTEGER NOT NULL DEFAULT 0;",
+    // 5: the console's columns and indexes (state/console.rs).
+    console::MIGRATION,
 ];
 
 /// One record for the mirror: id, modification stamp, fields as JSON.
