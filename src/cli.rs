@@ -118,6 +118,33 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = crate::findings_cmd::ListFormat::Text)]
         format: crate::findings_cmd::ListFormat,
     },
+    /// Record a decision on a finding: a verdict (partner_keeps, direct_keeps,
+    /// split, not_a_conflict), a snooze until a date, or an assignment.
+    Decide {
+        /// The finding's key (see `channel-sync findings`).
+        key: String,
+        /// partner_keeps, direct_keeps, split, not_a_conflict, snooze or assign.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::decisions::OUTCOMES))]
+        outcome: String,
+        /// Who decided (an email, a Slack user, a name).
+        #[arg(long)]
+        by: String,
+        /// Why (kept in the audit trail).
+        #[arg(long)]
+        note: Option<String>,
+        /// For a snooze: the last day without reminders (YYYY-MM-DD).
+        #[arg(long, value_parser = parse_day)]
+        until: Option<chrono::NaiveDate>,
+        /// For an assignment: the person (an email or a Slack user id).
+        #[arg(long)]
+        to: Option<String>,
+        /// Record as of this time instead of now.
+        #[arg(long, value_parser = parse_now)]
+        now: Option<DateTime<Utc>>,
+        /// The TOML configuration (default: config/channel-sync.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Validate the configuration, report every problem at once, and print it
     /// with secrets redacted.
     CheckConfig {
@@ -176,6 +203,10 @@ const GENERATE_NOW: &str = "2026-11-26T00:00:00Z";
 pub enum Names {
     Default,
     Skewed,
+}
+
+fn parse_day(s: &str) -> Result<chrono::NaiveDate, String> {
+    values::parse_date(s).ok_or_else(|| format!("not a date: '{s}' (use YYYY-MM-DD)"))
 }
 
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
@@ -257,6 +288,26 @@ pub fn run(cli: Cli) -> u8 {
                 }
             }
         }
+        Command::Decide {
+            key,
+            outcome,
+            by,
+            note,
+            until,
+            to,
+            now,
+            config,
+        } => {
+            let args = crate::decide_cmd::Args {
+                key,
+                outcome,
+                by,
+                note,
+                until,
+                to,
+            };
+            decide(config.as_deref(), &args, now)
+        }
         Command::Run { config, now } => run_daemon(config.as_deref(), now),
         Command::Healthcheck { config, url } => healthcheck(config.as_deref(), url),
         Command::Generate {
@@ -332,6 +383,30 @@ fn load_settings(config: Option<&std::path::Path>) -> Result<Settings, u8> {
         eprintln!("channel-sync: {e}");
         exit::CONFIG
     })
+}
+
+fn decide(
+    config: Option<&std::path::Path>,
+    args: &crate::decide_cmd::Args,
+    now: Option<DateTime<Utc>>,
+) -> u8 {
+    let settings = match load_settings(config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let path = std::path::Path::new(&settings.state.path);
+    let now = now.unwrap_or_else(Utc::now);
+    match crate::decide_cmd::run(path, args, now, &mut std::io::stdout()) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("channel-sync: {e}");
+            if e.is_input() {
+                exit::DATA
+            } else {
+                exit::PARTIAL
+            }
+        }
+    }
 }
 
 fn once(

@@ -243,7 +243,7 @@ pub async fn run(settings: Settings, clock: Clock) -> anyhow::Result<u8> {
         interval,
         console: settings.console.listen.as_ref().map(|_| {
             (
-                Arc::new(crate::console::Console::new(&settings)),
+                Arc::new(crate::console::Console::new(&settings, clock)),
                 Arc::new(settings.clone()),
             )
         }),

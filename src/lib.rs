@@ -13,6 +13,8 @@ pub mod console;
 pub mod csv_safe;
 pub mod cycle;
 pub mod daemon;
+pub mod decide_cmd;
+pub mod decisions;
 pub mod engine;
 pub mod fast;
 pub mod findings_cmd;

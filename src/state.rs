@@ -13,6 +13,7 @@
 
 pub mod console;
 pub mod crypto;
+pub mod decisions;
 pub mod lock;
 
 use std::path::Path;
@@ -101,7 +102,29 @@ const MIGRATIONS: &[&str] = &[
     // 4: deliveries that may have reached the webhook without it confirming
     // (a timeout after sending): such a message is sent once more at most.
     "ALTER TABLE outbox ADD COLUMN unconfirmed INTEGER NOT NULL DEFAULT 0;",
-    // 5: the console's columns and indexes (state/console.rs).
+    // 5: decisions on findings (issue 15), an append-only audit trail: who
+    // decided what about which finding, when and why. `outcome` is
+    // partner_keeps / direct_keeps / split / not_a_conflict / snooze /
+    // assign, or `reopened` (written by channel-sync when a decided finding
+    // changed materially). `basis` holds the opportunity and partner ids the
+    // finding had when decided (JSON), to tell a material change.
+    "CREATE TABLE decisions (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        finding_key  TEXT NOT NULL,
+        outcome      TEXT NOT NULL,
+        decided_by   TEXT NOT NULL,
+        note         TEXT,
+        until        TEXT,
+        assignee     TEXT,
+        at           TEXT NOT NULL,
+        basis        TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX decisions_by_key ON decisions (finding_key, id);
+    CREATE TRIGGER decisions_no_update BEFORE UPDATE ON decisions
+        BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
+    CREATE TRIGGER decisions_no_delete BEFORE DELETE ON decisions
+        BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;",
+    // 6: the console's columns and indexes (state/console.rs).
     console::MIGRATION,
 ];
 

@@ -47,10 +47,12 @@ pub struct Console {
     snapshot: RwLock<Arc<Snapshot>>,
     pub sessions: auth::Sessions,
     pub links: Links,
+    /// The daemon's clock (pinned by `run --now`): decisions and "today".
+    pub clock: crate::daemon::Clock,
 }
 
 impl Console {
-    pub fn new(settings: &Settings) -> Console {
+    pub fn new(settings: &Settings, clock: crate::daemon::Clock) -> Console {
         Console {
             settings: settings.console.clone(),
             currency: settings.scorecard.currency.clone(),
@@ -61,6 +63,7 @@ impl Console {
             ))),
             sessions: auth::Sessions::new(settings.console.session_hours),
             links: links(settings),
+            clock,
         }
     }
 
@@ -76,6 +79,25 @@ impl Console {
         );
         *held = Some(s.clone());
         Ok(s)
+    }
+
+    /// The keys of open findings that are decided or snoozed today, from
+    /// the decisions' audit trail (the same fold as the CLI and Slack):
+    /// (decided, snoozed).
+    pub fn settled(&self, state: &State) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+        let today = crate::values::date_of(&self.clock.now());
+        let mut decided = Vec::new();
+        let mut snoozed = Vec::new();
+        for (key, standing) in crate::decisions::standings(state)? {
+            if standing.verdict.is_some() {
+                decided.push(key);
+            } else if standing.is_snoozed(today) {
+                snoozed.push(key);
+            }
+        }
+        decided.sort();
+        snoozed.sort();
+        Ok((decided, snoozed))
     }
 
     /// The snapshot pages read now.

@@ -229,10 +229,17 @@ pub async fn overview(
     let c = console.clone();
     let read = blocking(move || {
         let state = c.state()?;
-        Ok((state.console_open_by_kind()?, state.console_last_run()?))
+        let (decided, snoozed) = c.settled(&state)?;
+        let settled: Vec<String> = decided.iter().chain(&snoozed).cloned().collect();
+        Ok((
+            state.console_open_by_kind(&settled)?,
+            state.console_last_run()?,
+            decided.len(),
+            snoozed.len(),
+        ))
     })
     .await;
-    let (by_kind, last) = match read {
+    let (by_kind, last, decided, snoozed) = match read {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -252,6 +259,8 @@ pub async fn overview(
         section {
             h2 { "Open conflicts and findings: " (open) }
             p.big { "Value at risk: " strong { (money(at_risk)) " " (console.currency) } }
+            p { (decided) " decided and " (snoozed) " snoozed are not counted: "
+                a href="/findings?status=decided" { "decided" } " · " a href="/findings?status=snoozed" { "snoozed" } }
             table {
                 thead { tr { th { "Kind" } th.n { "Open" } th.n { "Value at risk" } } }
                 tbody {
@@ -298,6 +307,9 @@ pub struct FindingsQuery {
     severity: Option<String>,
     partner: Option<String>,
     account: Option<String>,
+    /// `open` (the default: neither decided nor snoozed), `decided`,
+    /// `snoozed`, or `unresolved` (all three).
+    status: Option<String>,
     page: Option<u64>,
 }
 
@@ -312,13 +324,26 @@ pub async fn findings(
         severity: given(&q.severity),
         partner_id: given(&q.partner),
         account: given(&q.account),
+        ..Default::default()
+    };
+    let status = match given(&q.status).as_deref() {
+        Some(s @ ("decided" | "snoozed" | "unresolved")) => s.to_string(),
+        _ => "open".to_string(),
     };
     let page = q.page.unwrap_or(1).clamp(1, 1_000_000);
     let c = console.clone();
-    let f = filter.clone();
+    let mut f = filter.clone();
+    let which = status.clone();
     let read = blocking(move || {
-        Ok(c.state()?
-            .console_open_findings(&f, (page - 1) * PAGE_SIZE, PAGE_SIZE)?)
+        let state = c.state()?;
+        let (decided, snoozed) = c.settled(&state)?;
+        match which.as_str() {
+            "decided" => f.within = Some(decided),
+            "snoozed" => f.within = Some(snoozed),
+            "unresolved" => {}
+            _ => f.without = decided.into_iter().chain(snoozed).collect(),
+        }
+        Ok(state.console_open_findings(&f, (page - 1) * PAGE_SIZE, PAGE_SIZE)?)
     })
     .await;
     let found = match read {
@@ -334,13 +359,21 @@ pub async fn findings(
                 ("severity", filter.severity.clone()),
                 ("partner", filter.partner_id.clone()),
                 ("account", filter.account.clone()),
+                ("status", Some(status.clone())),
                 ("page", Some(p.to_string())),
             ])
         )
     };
     let body = html! {
-        h1 { "Open findings" }
+        h1 { "Findings" }
         form.filters method="get" action="/findings" {
+            label { "Status "
+                select name="status" {
+                    @for (v, l) in [("open", "open"), ("decided", "decided"), ("snoozed", "snoozed"), ("unresolved", "all unresolved")] {
+                        option value=(v) selected[status == v] { (l) }
+                    }
+                }
+            }
             label { "Kind "
                 select name="kind" {
                     option value="" { "any" }
@@ -361,7 +394,7 @@ pub async fn findings(
             label { "Account " input name="account" value=[filter.account.as_deref()]; }
             button type="submit" { "Filter" }
         }
-        p.count { (found.total) " open, by value at risk · page " (page) " of " (pages) }
+        p.count { (found.total) " " (status) ", by value at risk · page " (page) " of " (pages) }
         div.scroll {
             table.findings {
                 thead { tr { th { "Severity" } th { "Kind" } th { "Account" } th { "Partners" } th { "First seen" } th.n { "Value at risk" } } }
@@ -418,10 +451,15 @@ pub async fn finding(
     let key = q.key.clone();
     let read = blocking(move || {
         let state = c.state()?;
-        Ok((state.console_finding(&key)?, state.console_timeline(&key)?))
+        let trail = state.decisions_of(&key)?;
+        Ok((
+            state.console_finding(&key)?,
+            state.console_timeline(&key)?,
+            trail,
+        ))
     })
     .await;
-    let (found, timeline) = match read {
+    let (found, timeline, trail) = match read {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -438,6 +476,12 @@ pub async fn finding(
             .into_response();
     };
     let parsed: Option<Finding> = serde_json::from_str(&stored.payload).ok();
+    let standing = crate::decisions::Standing::fold(&trail);
+    let status = crate::decisions::status(
+        &stored,
+        Some(&standing),
+        crate::values::date_of(&console.clock.now()),
+    );
     let link = |template: Option<&String>, id: &str| -> Option<String> {
         template.map(|t| {
             let id: String = id
@@ -456,7 +500,11 @@ pub async fn finding(
     let body = html! {
         p { a href="/findings" { "← open findings" } }
         h1 { (kind_label(&stored.kind)) }
-        p { span class={ "sev " (stored.severity) } { (stored.severity) } " · key " code { (stored.key) } }
+        p { span class={ "sev " (stored.severity) } { (stored.severity) } " · " strong.status { (status.as_str()) } " · key " code { (stored.key) } }
+        @if let Some(v) = &standing.verdict { p.verdict { "Decided: " (v.outcome.label()) " by " (v.by) " at " (minute(&v.at)) } }
+        @if let Some(u) = standing.snoozed_until { p { "Snoozed until " (u.to_string()) } }
+        @if let Some(a) = &standing.assignee { p { "Assigned to " (a) } }
+        @if let Some(why) = &standing.reopened { p { "Reopened: " (why) } }
         @if let Some(f) = &parsed {
             p.summary { (f.summary) }
             dl {
@@ -504,6 +552,12 @@ pub async fn finding(
             @for ev in &timeline {
                 li { @if !ev.at.is_empty() { time { (minute(&ev.at)) } " " } (ev.what) }
             }
+            @for d in &trail {
+                li { time { (minute(&d.at)) } " " (d.outcome.replace('_', " ")) " by " (d.by)
+                     @if let Some(a) = &d.assignee { " → " (a) }
+                     @if let Some(u) = &d.until { " until " (u) }
+                     @if let Some(n) = &d.note { " · " q { (n) } } }
+            }
         }
         @if stored.resolved_at.is_none() {
             h2 { "Decide" }
@@ -518,6 +572,7 @@ fn decision_forms(user: &User, key: &str) -> Markup {
     let choices = [
         ("partner_keeps", "Partner keeps"),
         ("direct_keeps", "Direct keeps"),
+        ("split", "Split"),
         ("not_a_conflict", "Not a conflict"),
     ];
     html! {
@@ -562,27 +617,70 @@ pub struct DecideForm {
     pub assignee: Option<String>,
 }
 
-/// `POST /finding/decide`.
+fn decision_error(user: &User, status: StatusCode, why: String, key: &str) -> Response {
+    (
+        status,
+        Html(layout(
+            "Decide",
+            Some(user),
+            "Findings",
+            html! {
+                h1 { "Not recorded" }
+                p.refused role="alert" { (why) }
+                p { a href={ "/finding" (query(&[("key", Some(key.to_string()))])) } { "Back to the finding" } }
+            },
+        )),
+    )
+        .into_response()
+}
+
+/// `POST /finding/decide`: records the decision through
+/// [`crate::decisions::record`] (the CLI's and Slack's code path), audited
+/// with the signed-in user, then back to the open list.
 pub async fn decide(
-    State(_console): State<Arc<Console>>,
+    State(console): State<Arc<Console>>,
     Extension(user): Extension<User>,
     Form(form): Form<DecideForm>,
 ) -> Response {
     if let Err(refused) = check_csrf(&user, &form.csrf) {
         return refused;
     }
-    // Decisions are recorded by the decisions core (issue 15), the same code
-    // path as the CLI and Slack; until it lands the console says so.
-    (
-        StatusCode::NOT_IMPLEMENTED,
-        Html(layout(
-            "Decide",
-            Some(&user),
-            "Findings",
-            html! { h1 { "Not yet" } p { "Decisions from the console arrive with the decisions core." } },
-        )),
-    )
-        .into_response()
+    use crate::decisions::{Decision, DecisionError, Outcome};
+    let now = console.clock.now();
+    let until = form
+        .days
+        .filter(|d| (1..=365).contains(d))
+        .map(|d| crate::values::date_of(&now) + chrono::Days::new(u64::from(d)));
+    let outcome = match Outcome::parse(&form.decision, until, form.assignee.as_deref()) {
+        Ok(o) => o,
+        Err(e) => return decision_error(&user, StatusCode::BAD_REQUEST, e.to_string(), &form.key),
+    };
+    let decision = Decision {
+        key: form.key.clone(),
+        outcome,
+        by: user.name.clone(),
+        note: Some("via the console".into()),
+    };
+    let c = console.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let state = c.state().map_err(|e| e.to_string())?;
+        crate::decisions::record(&state, &decision, now).map_err(|e| match e {
+            DecisionError::State(s) => {
+                tracing::warn!(error = %s, "Console: decision not recorded.");
+                "the state could not be written; the log says why".to_string()
+            }
+            other => other.to_string(),
+        })
+    })
+    .await;
+    match done {
+        Ok(Ok(r)) => {
+            tracing::info!(key = %r.key, outcome = %r.outcome, by = %r.by, "Console: decision recorded.");
+            axum::response::Redirect::to("/findings").into_response()
+        }
+        Ok(Err(why)) => decision_error(&user, StatusCode::CONFLICT, why, &form.key),
+        Err(e) => failed(e),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

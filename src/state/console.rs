@@ -31,7 +31,7 @@ macro_rules! risk_sql {
     };
 }
 
-/// Schema step 5 (appended to `MIGRATIONS`).
+/// Schema step 6 (appended to `MIGRATIONS`).
 pub(super) const MIGRATION: &str = concat!(
     "ALTER TABLE findings ADD COLUMN value_at_risk REAL;
     CREATE TABLE finding_partners (
@@ -72,6 +72,10 @@ pub struct FindingFilter {
     pub partner_id: Option<String>,
     /// Matches the account id exactly or the account name as a substring.
     pub account: Option<String>,
+    /// Only these keys (e.g. the decided ones), when set.
+    pub within: Option<Vec<String>>,
+    /// Not these keys (e.g. decided or snoozed ones).
+    pub without: Vec<String>,
 }
 
 /// One page of open findings, highest value at risk first.
@@ -124,16 +128,19 @@ fn stored(r: &rusqlite::Row) -> rusqlite::Result<(StoredFinding, Option<f64>)> {
 }
 
 impl State {
-    /// Open findings by kind, with their summed value at risk.
-    pub fn console_open_by_kind(&self) -> Result<Vec<KindCount>, StateError> {
+    /// Open findings by kind (leaving out the keys in `without`: decided or
+    /// snoozed ones), with their summed value at risk.
+    pub fn console_open_by_kind(&self, without: &[String]) -> Result<Vec<KindCount>, StateError> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT kind, COUNT(*), COALESCE(SUM(value_at_risk), 0) FROM findings
-                 WHERE resolved_at IS NULL GROUP BY kind ORDER BY kind",
+                 WHERE resolved_at IS NULL AND key NOT IN (SELECT value FROM json_each(?1))
+                 GROUP BY kind ORDER BY kind",
             )
             .map_err(|e| self.err(e))?;
-        stmt.query_map([], |r| {
+        let without = serde_json::to_string(without).unwrap_or_else(|_| "[]".into());
+        stmt.query_map(params![without], |r| {
             Ok(KindCount {
                 kind: r.get(0)?,
                 open: r.get::<_, i64>(1)?.max(0) as u64,
@@ -188,6 +195,17 @@ impl State {
                 "(json_extract(f.payload, '$.account_id') = {a}
                   OR json_extract(f.payload, '$.account_name') LIKE {like} ESCAPE '\\')"
             ));
+        }
+        if let Some(keys) = &filter.within {
+            let a = arg(&serde_json::to_string(keys).unwrap_or_default(), &mut args);
+            clauses.push(format!("f.key IN (SELECT value FROM json_each({a}))"));
+        }
+        if !filter.without.is_empty() {
+            let a = arg(
+                &serde_json::to_string(&filter.without).unwrap_or_default(),
+                &mut args,
+            );
+            clauses.push(format!("f.key NOT IN (SELECT value FROM json_each({a}))"));
         }
         let filter_sql = clauses.join(" AND ");
         let conn = self.conn();
@@ -430,9 +448,21 @@ mod tests {
         assert_eq!(page.rows.len(), 2);
         assert_eq!(page.rows[0].0.key, "a");
 
-        let by_kind = s.console_open_by_kind().unwrap();
+        let by_kind = s.console_open_by_kind(&[]).unwrap();
         assert_eq!(by_kind[0].kind, "direct_vs_partner");
         assert_eq!((by_kind[0].open, by_kind[0].value_at_risk), (2, 100.0));
+        let by_kind = s.console_open_by_kind(&["a".into()]).unwrap();
+        assert_eq!((by_kind[0].open, by_kind[0].value_at_risk), (1, 0.0));
+        let without_a = FindingFilter {
+            without: vec!["a".into()],
+            ..Default::default()
+        };
+        assert_eq!(s.console_open_findings(&without_a, 0, 10).unwrap().total, 3);
+        let only_a = FindingFilter {
+            within: Some(vec!["a".into(), "nope".into()]),
+            ..Default::default()
+        };
+        assert_eq!(s.console_open_findings(&only_a, 0, 10).unwrap().total, 1);
 
         // A new payload moves the value and the partners; closing drops it.
         s.commit_cycle(

@@ -3,6 +3,7 @@
 mod clock;
 mod cycle;
 mod daemon;
+mod decisions;
 mod deploy;
 mod detect;
 mod fake_hubspot;
