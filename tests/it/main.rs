@@ -1,6 +1,7 @@
 //! One integration-test binary (compiled and linked once).
 
 mod clock;
+mod console;
 mod cycle;
 mod daemon;
 mod decisions;
