@@ -74,7 +74,8 @@ fn draw<'a>(
         })
         .y_labels(5)
         .y_label_formatter(&|v| format(*v))
-        .light_line_style(RGBColor(235, 235, 235))
+        .max_light_lines(2)
+        .light_line_style(RGBColor(240, 240, 240))
         .draw()?;
     for s in series {
         // A gap (None) splits the line into runs.

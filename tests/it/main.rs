@@ -2,6 +2,7 @@
 
 mod clock;
 mod console;
+mod console_browser;
 mod cycle;
 mod daemon;
 mod decisions;
