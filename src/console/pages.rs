@@ -686,7 +686,11 @@ pub async fn decide(
 #[derive(Debug, Default, Deserialize)]
 pub struct SortQuery {
     sort: Option<String>,
+    page: Option<u64>,
 }
+
+/// Partners per page.
+const PARTNERS_PAGE: usize = 100;
 
 /// `GET /partners?sort=...`.
 pub async fn partners(
@@ -696,7 +700,20 @@ pub async fn partners(
 ) -> Response {
     let snap = console.snapshot();
     let mut rows: Vec<&super::snapshot::PartnerRow> = snap.partners.iter().collect();
-    let sort = given(&q.sort).unwrap_or_else(|| "revenue".into());
+    const SORTS: [&str; 9] = [
+        "name",
+        "tier",
+        "reps",
+        "rate",
+        "pipeline",
+        "revenue",
+        "registrations",
+        "conflicts",
+        "dormant",
+    ];
+    let sort = given(&q.sort)
+        .filter(|s| SORTS.contains(&s.as_str()))
+        .unwrap_or_else(|| "revenue".into());
     let by = |a: f64, b: f64| b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal);
     match sort.as_str() {
         "name" => rows.sort_by(|a, b| a.name.cmp(&b.name)),
@@ -709,12 +726,21 @@ pub async fn partners(
         "dormant" => rows.sort_by(|a, b| b.dormant.cmp(&a.dormant).then(a.name.cmp(&b.name))),
         _ => rows.sort_by(|a, b| by(a.revenue, b.revenue)),
     }
+    let pages = rows.len().div_ceil(PARTNERS_PAGE).max(1) as u64;
+    let page = q.page.unwrap_or(1).clamp(1, pages);
+    let total = rows.len();
+    rows = rows
+        .into_iter()
+        .skip((page as usize - 1) * PARTNERS_PAGE)
+        .take(PARTNERS_PAGE)
+        .collect();
+    let link = |p: u64| format!("/partners?sort={sort}&page={p}");
     let col = |key: &str, label: &str| {
         html! { th { a href={ "/partners?sort=" (key) } class=[(sort == key).then_some("on")] { (label) } } }
     };
     let body = html! {
         h1 { "Partners" }
-        @if !snap.period.is_empty() { p { "Scorecards for " (snap.period) ", " (snap.partners.len()) " partners." } }
+        @if !snap.period.is_empty() { p { "Scorecards for " (snap.period) ", " (total) " partners · page " (page) " of " (pages) } }
         (note(&snap))
         div.scroll {
             table.partners {
@@ -741,6 +767,10 @@ pub async fn partners(
                     }
                 }
             }
+        }
+        nav.pager {
+            @if page > 1 { a rel="prev" href=(link(page - 1)) { "← previous" } }
+            @if page < pages { a rel="next" href=(link(page + 1)) { "next →" } }
         }
     };
     Html(layout("Partners", Some(&user), "Partners", body)).into_response()
