@@ -167,6 +167,33 @@ impl Driver {
             .to_string()
     }
 
+    /// Waits (up to 10 s) for the URL to pass `check`: a click that submits
+    /// a form may return before the navigation it starts.
+    async fn wait_url(&self, check: impl Fn(&str) -> bool) -> String {
+        let mut url = String::new();
+        for _ in 0..100 {
+            url = self.current().await;
+            if check(&url) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        url
+    }
+
+    /// Waits (up to 10 s) for the page's text to contain `what`; the text.
+    async fn wait_text(&self, what: &str) -> String {
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = self.text().await;
+            if text.contains(what) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        text
+    }
+
     async fn current(&self) -> String {
         self.get("/url").await["value"]
             .as_str()
@@ -201,6 +228,15 @@ impl Driver {
         self.type_in("input[name=name]", name).await;
         self.type_in("input[name=token]", token).await;
         self.click("form.login button").await;
+        // Signed in (off the form) or refused (the form again, saying so).
+        for _ in 0..100 {
+            if !self.current().await.ends_with("/login")
+                || self.text().await.contains("Wrong token.")
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn quit(mut self) {
@@ -232,7 +268,8 @@ async fn in_a_browser_sign_in_filter_open_decide_and_it_leaves_the_open_list() {
 
     // The right one: the overview.
     d.sign_in(&c.base, "Ana", TOKEN).await;
-    assert_eq!(d.current().await, format!("{}/", c.base));
+    let home = format!("{}/", c.base);
+    assert_eq!(d.wait_url(|u| u == home).await, home);
     let text = d.text().await;
     assert!(
         text.contains("Overview") && text.contains("Value at risk"),
@@ -246,7 +283,11 @@ async fn in_a_browser_sign_in_filter_open_decide_and_it_leaves_the_open_list() {
     d.click("select[name=kind] option[value=direct_vs_partner]")
         .await;
     d.click("form.filters button").await;
-    assert!(d.current().await.contains("kind=direct_vs_partner"));
+    assert!(
+        d.wait_url(|u| u.contains("kind=direct_vs_partner"))
+            .await
+            .contains("kind=direct_vs_partner")
+    );
     let rows = d.count("table.findings tbody tr").await;
     assert!(rows > 0 && rows < all, "{rows} of {all}");
     let link = format!("a[href='/finding?key={}']", KEY.replace(':', "%3A"));
@@ -284,7 +325,7 @@ async fn in_a_browser_a_form_without_its_csrf_token_is_refused() {
     d.script("document.querySelectorAll('input[name=csrf]').forEach(e => e.remove())")
         .await;
     d.click("button[value=split]").await;
-    let text = d.text().await;
+    let text = d.wait_text("CSRF").await;
     assert!(text.contains("missing or wrong CSRF token"), "{text}");
     d.goto(&format!("{}/findings", c.base)).await;
     let link = format!("a[href='/finding?key={}']", KEY.replace(':', "%3A"));
