@@ -325,14 +325,14 @@ pub async fn logout(
 }
 
 /// Refuses a state-changing form without the user's CSRF token.
-pub fn check_csrf(user: &User, given: &str) -> Result<(), Response> {
+pub fn check_csrf(user: &User, given: &str) -> Result<(), Box<Response>> {
     if csrf_ok(user, given) {
         Ok(())
     } else {
-        Err(refused(
+        Err(Box::new(refused(
             StatusCode::FORBIDDEN,
             "Refused: missing or wrong CSRF token.",
-        ))
+        )))
     }
 }
 

@@ -643,7 +643,7 @@ pub async fn decide(
     Form(form): Form<DecideForm>,
 ) -> Response {
     if let Err(refused) = check_csrf(&user, &form.csrf) {
-        return refused;
+        return *refused;
     }
     use crate::decisions::{Decision, DecisionError, Outcome};
     let now = console.clock.now();
@@ -718,11 +718,11 @@ pub async fn partners(
     match sort.as_str() {
         "name" => rows.sort_by(|a, b| a.name.cmp(&b.name)),
         "tier" => rows.sort_by(|a, b| a.tier.cmp(&b.tier).then(a.name.cmp(&b.name))),
-        "reps" => rows.sort_by(|a, b| b.reps.cmp(&a.reps)),
+        "reps" => rows.sort_by_key(|p| std::cmp::Reverse(p.reps)),
         "rate" => rows.sort_by(|a, b| by(a.rate.unwrap_or(-1.0), b.rate.unwrap_or(-1.0))),
         "pipeline" => rows.sort_by(|a, b| by(a.pipeline, b.pipeline)),
-        "registrations" => rows.sort_by(|a, b| b.open_registrations.cmp(&a.open_registrations)),
-        "conflicts" => rows.sort_by(|a, b| b.conflicts.cmp(&a.conflicts)),
+        "registrations" => rows.sort_by_key(|p| std::cmp::Reverse(p.open_registrations)),
+        "conflicts" => rows.sort_by_key(|p| std::cmp::Reverse(p.conflicts)),
         "dormant" => rows.sort_by(|a, b| b.dormant.cmp(&a.dormant).then(a.name.cmp(&b.name))),
         _ => rows.sort_by(|a, b| by(a.revenue, b.revenue)),
     }

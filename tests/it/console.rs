@@ -22,7 +22,6 @@ pub const KEY: &str = "direct_vs_partner:R-02:O-005";
 pub struct Running {
     pub base: String,
     pub dir: tempfile::TempDir,
-    pub console: Arc<Console>,
 }
 
 pub fn now() -> chrono::DateTime<chrono::Utc> {
@@ -59,13 +58,12 @@ pub async fn serve(settings: Settings, dir: tempfile::TempDir) -> Running {
     let addr: SocketAddr = listener.local_addr().unwrap();
     tokio::spawn(console::serve(
         listener,
-        console.clone(),
+        console,
         std::future::pending::<()>(),
     ));
     Running {
         base: format!("http://{addr}"),
         dir,
-        console,
     }
 }
 
