@@ -55,12 +55,13 @@ TOML
 export CHANNEL_SYNC__CONSOLE__TOKEN=bench-console-token-0123456789
 "$BIN" run --config "$work/config.toml" --now "$NOW" >"$work/run.out" 2>"$work/run.err" &
 daemon_pid=$!
-for _ in $(seq 600); do grep -q "Console snapshot" "$work/run.err" 2>/dev/null && break; sleep 0.5; done
-grep -o 'ms=[0-9]*.*Console snapshot[^"]*' "$work/run.err" | head -1 | sed 's/^/snapshot: /' >&2 || true
+# `run` logs JSON lines on stdout.
+for _ in $(seq 600); do grep -q "Console snapshot" "$work/run.out" 2>/dev/null && break; sleep 0.5; done
+grep "Console snapshot" "$work/run.out" | grep -o '"ms":[0-9]*' | sed 's/"ms":/snapshot build (ms): /' >&2 || true
 base="http://127.0.0.1:$port"
 cookie=$(curl -s -o /dev/null -D - -d "name=bench&token=$CHANNEL_SYNC__CONSOLE__TOKEN" "$base/login" \
   | sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p')
-[ -n "$cookie" ] || { echo "sign-in failed" >&2; cat "$work/run.err" >&2; exit 1; }
+[ -n "$cookie" ] || { echo "sign-in failed" >&2; tail "$work/run.out" "$work/run.err" >&2; exit 1; }
 
 # Ids to open: the first finding, partner and a partner with findings.
 page=$(curl -s -H "Cookie: $cookie" "$base/findings")

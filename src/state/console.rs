@@ -34,6 +34,8 @@ macro_rules! risk_sql {
 /// Schema step 6 (appended to `MIGRATIONS`).
 pub(super) const MIGRATION: &str = concat!(
     "ALTER TABLE findings ADD COLUMN value_at_risk REAL;
+    ALTER TABLE findings ADD COLUMN account_id TEXT;
+    ALTER TABLE findings ADD COLUMN account_name TEXT;
     CREATE TABLE finding_partners (
         partner_id  TEXT NOT NULL,
         key         TEXT NOT NULL,
@@ -43,7 +45,10 @@ pub(super) const MIGRATION: &str = concat!(
     CREATE TRIGGER findings_risk_insert AFTER INSERT ON findings BEGIN
         UPDATE findings SET value_at_risk = ",
     risk_sql!("NEW.payload"),
-    " WHERE key = NEW.key;
+    ",
+        account_id = CASE WHEN json_valid(NEW.payload) THEN json_extract(NEW.payload, '$.account_id') END,
+        account_name = CASE WHEN json_valid(NEW.payload) THEN json_extract(NEW.payload, '$.account_name') END
+        WHERE key = NEW.key;
         INSERT OR IGNORE INTO finding_partners (partner_id, key)
             SELECT j.value, NEW.key FROM json_each(CASE WHEN json_valid(NEW.payload) THEN NEW.payload ELSE '{}' END, '$.partner_ids') j
             WHERE j.type = 'text';
@@ -51,7 +56,10 @@ pub(super) const MIGRATION: &str = concat!(
     CREATE TRIGGER findings_risk_update AFTER UPDATE OF payload ON findings BEGIN
         UPDATE findings SET value_at_risk = ",
     risk_sql!("NEW.payload"),
-    " WHERE key = NEW.key;
+    ",
+        account_id = CASE WHEN json_valid(NEW.payload) THEN json_extract(NEW.payload, '$.account_id') END,
+        account_name = CASE WHEN json_valid(NEW.payload) THEN json_extract(NEW.payload, '$.account_name') END
+        WHERE key = NEW.key;
         DELETE FROM finding_partners WHERE key = NEW.key;
         INSERT OR IGNORE INTO finding_partners (partner_id, key)
             SELECT j.value, NEW.key FROM json_each(CASE WHEN json_valid(NEW.payload) THEN NEW.payload ELSE '{}' END, '$.partner_ids') j
@@ -60,6 +68,7 @@ pub(super) const MIGRATION: &str = concat!(
     UPDATE findings SET payload = payload;
     CREATE INDEX findings_open_risk ON findings (value_at_risk DESC, key) WHERE resolved_at IS NULL;
     CREATE INDEX findings_open_kind ON findings (kind, value_at_risk DESC, key) WHERE resolved_at IS NULL;
+    CREATE INDEX findings_open_account ON findings (account_id) WHERE resolved_at IS NULL;
     CREATE INDEX outbox_finding ON outbox (finding_key, id);
     CREATE INDEX runs_finished ON runs (finished_at);"
 );
@@ -152,8 +161,9 @@ impl State {
     }
 
     /// One page (`limit` rows from `offset`) of the open findings matching
-    /// `filter`, highest value at risk first (unknown values last), then by
-    /// key; and how many match in all.
+    /// `filter`, highest value at risk first (unknown values last: SQLite
+    /// sorts NULL lowest), then by key; and how many match in all. The
+    /// order is the open-risk index's, so a page never sorts the list.
     pub fn console_open_findings(
         &self,
         filter: &FindingFilter,
@@ -192,8 +202,7 @@ impl State {
                 &mut args,
             );
             clauses.push(format!(
-                "(json_extract(f.payload, '$.account_id') = {a}
-                  OR json_extract(f.payload, '$.account_name') LIKE {like} ESCAPE '\\')"
+                "(f.account_id = {a} OR f.account_name LIKE {like} ESCAPE '\\')"
             ));
         }
         if let Some(keys) = &filter.within {
@@ -223,7 +232,7 @@ impl State {
             .join(", ");
         let sql = format!(
             "SELECT {columns} FROM findings f WHERE {filter_sql}
-             ORDER BY f.value_at_risk IS NULL, f.value_at_risk DESC, f.key
+             ORDER BY f.value_at_risk DESC, f.key
              LIMIT {} OFFSET {}",
             limit.min(1000),
             offset
