@@ -295,13 +295,14 @@ async fn in_a_browser_sign_in_filter_open_decide_and_it_leaves_the_open_list() {
 
     // Open it and decide it.
     d.click(&link).await;
-    let text = d.text().await;
+    let text = d.wait_text("Timeline").await;
     assert!(
         text.contains("Evidence") && text.contains("Timeline"),
         "{text}"
     );
     d.click("button[value=partner_keeps]").await;
-    assert!(d.current().await.ends_with("/findings"));
+    let url = d.wait_url(|u| u.ends_with("/findings")).await;
+    assert!(url.ends_with("/findings"), "{url}");
     assert_eq!(d.count(&link).await, 0, "decided: off the open list");
     d.goto(&format!("{}/findings?status=decided", c.base)).await;
     assert_eq!(d.count(&link).await, 1, "on the decided list");
