@@ -8,9 +8,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub mod check;
+mod console;
 mod hubspot;
 mod partnerstack;
 mod salesforce;
+pub use console::{ConsoleAuth, ConsoleSettings};
 pub use hubspot::{HubspotProperties, HubspotSettings};
 pub use partnerstack::{ExternalKey, PartnerstackSettings};
 pub use salesforce::{
@@ -53,6 +55,7 @@ pub struct Settings {
     pub schedule: ScheduleSettings,
     pub server: ServerSettings,
     pub review: ReviewSettings,
+    pub console: ConsoleSettings,
 }
 
 /// `review.*`: the channel review (SPEC §6).
@@ -684,6 +687,13 @@ impl Settings {
             }
         };
         check(self.crm.salesforce().validate());
+        check(self.console.validate());
+        if self.console.listen.is_some() && self.state.url.is_some() {
+            check(Err(ConfigError::new(
+                "console.listen",
+                "the console reads a SQLite state only for now: unset console.listen or state.url",
+            )));
+        }
         check(self.crm.hubspot().validate());
         check(self.prm.partnerstack().validate());
         check(self.prm.salesforce().validate());

@@ -54,6 +54,9 @@ struct Shared {
     settings: Settings,
     /// The last review digest could not be posted: the next tick retries it.
     digest_pending: std::sync::atomic::AtomicBool,
+    /// The console, when `console.listen` is set: its snapshot is rebuilt
+    /// after each successful cycle.
+    console: Option<(Arc<crate::console::Console>, Arc<Settings>)>,
 }
 
 /// Posts the review digest (SPEC §6) as of the daemon's clock. A failure is
@@ -227,6 +230,10 @@ async fn tick(runner: Arc<Runner>, busy: Arc<Mutex<()>>, shared: Arc<Shared>) {
                 );
                 health.last_finished = Some((finished, true));
                 health.last_success = Some(finished);
+                if let Some((console, settings)) = &shared.console {
+                    let (console, settings) = (console.clone(), settings.clone());
+                    tokio::task::spawn_blocking(move || console.refresh(&settings, now));
+                }
                 tracing::info!(
                     seconds,
                     findings = summary.findings_open,
@@ -300,6 +307,13 @@ impl Daemon {
             state: settings.state.clone(),
             settings: settings.clone(),
             digest_pending: Default::default(),
+            console: match settings.console.listen {
+                Some(_) => Some((
+                    Arc::new(crate::console::Console::new(&settings, clock)?),
+                    Arc::new(settings.clone()),
+                )),
+                None => None,
+            },
         });
         let runner = Arc::new(Runner::new(settings.clone(), Some(metrics))?);
         Ok(Daemon {
@@ -358,6 +372,28 @@ impl Daemon {
                     })
                     .await
             })
+        };
+        let console_server = match (&shared.console, &settings.console.listen) {
+            (Some((console, settings)), Some(listen)) => {
+                let addr: SocketAddr = listen.parse()?;
+                let listener = tokio::net::TcpListener::bind(addr).await?;
+                tracing::info!(addr = %listener.local_addr()?, auth = ?settings.console.auth, "Console listening.");
+                let (console, settings) = (console.clone(), settings.clone());
+                let now = shared.clock.now();
+                {
+                    let console = console.clone();
+                    tokio::task::spawn_blocking(move || console.refresh(&settings, now));
+                }
+                let mut stop = server_stop.clone();
+                Some(tokio::spawn(crate::console::serve(
+                    listener,
+                    console,
+                    async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    },
+                )))
+            }
+            _ => None,
         };
 
         let mut scheduler = JobScheduler::new().await?;
@@ -426,6 +462,9 @@ impl Daemon {
         };
         let _ = stop_server.send(true);
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+        if let Some(console) = console_server {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), console).await;
+        }
         Ok(code)
     }
 }

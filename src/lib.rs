@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod connectors;
+pub mod console;
 pub(crate) mod crash;
 pub mod crypto;
 pub mod csv_safe;

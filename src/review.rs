@@ -108,7 +108,7 @@ pub fn make(
 }
 
 /// The conflict findings the state remembers.
-fn history(
+pub(crate) fn history(
     state: &crate::store::State,
 ) -> Result<Vec<crate::engine::review::DisputeRecord>, crate::store::StateError> {
     let conflict = |kind: &str| {

@@ -11,6 +11,7 @@
 //! One writer at a time: a cycle holds [`lock::FileLock`] for its length.
 //! Credentials an upstream rotated are stored sealed ([`crypto`]).
 
+pub mod console;
 pub mod copy;
 pub use crate::crypto;
 pub mod decisions;
@@ -133,6 +134,8 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
     CREATE TRIGGER decisions_no_delete BEFORE DELETE ON decisions
         BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;",
+    // 7: the console's columns and indexes (store/console.rs).
+    console::MIGRATION,
 ];
 
 /// One record for the mirror: id, modification stamp, fields as JSON.

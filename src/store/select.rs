@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::console::{FindingFilter, FindingPage, KindCount, LastRun, TimelineEvent};
 use super::decisions::{DecisionRow, FindingBrief, NewDecisionRow, SentRow};
 use super::leader::{PgLeader, PgLock};
 use super::lock::{FileLock, WriterLock};
@@ -339,5 +340,39 @@ impl State {
     /// The messages about a finding, oldest first.
     pub fn messages_about(&self, key: &str) -> Result<Vec<SentRow>, StateError> {
         dispatch!(self.messages_about(key))
+    }
+
+    /// Open findings by kind, leaving out `without`, with their value at risk.
+    pub fn console_open_by_kind(&self, without: &[String]) -> Result<Vec<KindCount>, StateError> {
+        dispatch!(self.console_open_by_kind(without))
+    }
+
+    /// One page of the open findings matching `filter`, highest value at
+    /// risk first, and how many match in all.
+    pub fn console_open_findings(
+        &self,
+        filter: &FindingFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<FindingPage, StateError> {
+        dispatch!(self.console_open_findings(filter, offset, limit))
+    }
+
+    /// One finding (open or closed) by key, with its value at risk.
+    pub fn console_finding(
+        &self,
+        key: &str,
+    ) -> Result<Option<(StoredFinding, Option<f64>)>, StateError> {
+        dispatch!(self.console_finding(key))
+    }
+
+    /// A finding's life, oldest first.
+    pub fn console_timeline(&self, key: &str) -> Result<Vec<TimelineEvent>, StateError> {
+        dispatch!(self.console_timeline(key))
+    }
+
+    /// The last cycle run recorded, if any.
+    pub fn console_last_run(&self) -> Result<Option<LastRun>, StateError> {
+        dispatch!(self.console_last_run())
     }
 }

@@ -1,6 +1,8 @@
 //! One integration-test binary (compiled and linked once).
 
 mod clock;
+mod console;
+mod console_browser;
 mod cycle;
 mod daemon;
 mod decisions;

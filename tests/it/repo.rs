@@ -191,6 +191,7 @@ const LAYERS: &[&[&str]] = &[
     &["notify"],
     &["cycle"],
     &["review", "report", "findings_cmd", "decide_cmd"],
+    &["console"],
     &["daemon"],
     &["cli"],
 ];

@@ -1,0 +1,547 @@
+//! The console's reads on the state (issue 16): open findings filtered,
+//! sorted by value at risk and paged; one finding with its timeline; counts
+//! for the overview; the last run. Each page is a few indexed queries, so
+//! it stays fast with tens of thousands of findings.
+//!
+//! The value at risk is kept in a column of its own, filled by triggers
+//! from the stored payload (the same rule as the `findings` command and the
+//! alerts: open and won opportunities' amounts, else the registrations'),
+//! so the cycle's writes are unchanged and the list sorts on an index.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::pg::Pg;
+use super::{Sqlite, StateError, StoredFinding};
+
+/// The value at risk of a payload, in SQL (`p` is the payload).
+macro_rules! risk_sql {
+    ($p:literal) => {
+        concat!(
+            "CASE WHEN json_valid(", $p, ") THEN COALESCE(
+                (SELECT SUM(json_extract(e.value, '$.amount')) FROM json_each(", $p, ", '$.evidence') e
+                  WHERE json_extract(e.value, '$.type') = 'opportunity'
+                    AND json_extract(e.value, '$.status') IS NOT 'lost'
+                    AND json_type(e.value, '$.amount') IN ('integer', 'real')),
+                CASE WHEN NOT EXISTS (SELECT 1 FROM json_each(", $p, ", '$.evidence') e
+                                       WHERE json_extract(e.value, '$.type') IS NOT 'registration')
+                THEN (SELECT SUM(json_extract(e.value, '$.amount')) FROM json_each(", $p, ", '$.evidence') e
+                       WHERE json_extract(e.value, '$.status') IS NOT 'lost'
+                         AND json_type(e.value, '$.amount') IN ('integer', 'real'))
+                END) END"
+        )
+    };
+}
+
+/// Schema step 6 (appended to `MIGRATIONS`).
+pub(super) const MIGRATION: &str = concat!(
+    "ALTER TABLE findings ADD COLUMN value_at_risk REAL;
+    ALTER TABLE findings ADD COLUMN account_id TEXT;
+    ALTER TABLE findings ADD COLUMN account_name TEXT;
+    CREATE TABLE finding_partners (
+        partner_id  TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        PRIMARY KEY (partner_id, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX finding_partners_key ON finding_partners (key);
+    CREATE TRIGGER findings_risk_insert AFTER INSERT ON findings BEGIN
+        UPDATE findings SET value_at_risk = ",
+    risk_sql!("NEW.payload"),
+    ",
+        account_id = CASE WHEN json_valid(NEW.payload) THEN json_extract(NEW.payload, '$.account_id') END,
+        account_name = CASE WHEN json_valid(NEW.payload) THEN json_extract(NEW.payload, '$.account_name') END
+        WHERE key = NEW.key;
+        INSERT OR IGNORE INTO finding_partners (partner_id, key)
+            SELECT j.value, NEW.key FROM json_each(CASE WHEN json_valid(NEW.payload) THEN NEW.payload ELSE '{}' END, '$.partner_ids') j
+            WHERE j.type = 'text';
+    END;
+    CREATE TRIGGER findings_risk_update AFTER UPDATE OF payload ON findings BEGIN
+        UPDATE findings SET value_at_risk = ",
+    risk_sql!("NEW.payload"),
+    ",
+        account_id = CASE WHEN json_valid(NEW.payload) THEN json_extract(NEW.payload, '$.account_id') END,
+        account_name = CASE WHEN json_valid(NEW.payload) THEN json_extract(NEW.payload, '$.account_name') END
+        WHERE key = NEW.key;
+        DELETE FROM finding_partners WHERE key = NEW.key;
+        INSERT OR IGNORE INTO finding_partners (partner_id, key)
+            SELECT j.value, NEW.key FROM json_each(CASE WHEN json_valid(NEW.payload) THEN NEW.payload ELSE '{}' END, '$.partner_ids') j
+            WHERE j.type = 'text';
+    END;
+    UPDATE findings SET payload = payload;
+    -- The list's order, with the filtered columns along so that counting
+    -- and filtering read the index, not the rows and their payloads.
+    CREATE INDEX findings_open_risk ON findings (value_at_risk DESC, key, severity, kind, account_id, account_name) WHERE resolved_at IS NULL;
+    CREATE INDEX findings_open_kind ON findings (kind, value_at_risk DESC, key) WHERE resolved_at IS NULL;
+    CREATE INDEX findings_open_account ON findings (account_id) WHERE resolved_at IS NULL;
+    CREATE INDEX outbox_finding ON outbox (finding_key, id);
+    CREATE INDEX runs_finished ON runs (finished_at);"
+);
+
+/// The console's filters on the open findings (all optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FindingFilter {
+    pub kind: Option<String>,
+    pub severity: Option<String>,
+    pub partner_id: Option<String>,
+    /// Matches the account id exactly or the account name as a substring.
+    pub account: Option<String>,
+    /// Only these keys (e.g. the decided ones), when set.
+    pub within: Option<Vec<String>>,
+    /// Not these keys (e.g. decided or snoozed ones).
+    pub without: Vec<String>,
+}
+
+/// One page of open findings, highest value at risk first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindingPage {
+    pub total: u64,
+    pub rows: Vec<(StoredFinding, Option<f64>)>,
+}
+
+/// The open findings of one kind: how many, and their value at risk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KindCount {
+    pub kind: String,
+    pub open: u64,
+    pub value_at_risk: f64,
+}
+
+/// An event in a finding's life, for its timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineEvent {
+    pub at: String,
+    pub what: String,
+}
+
+/// The last run of a cycle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastRun {
+    pub started_at: String,
+    pub finished_at: String,
+    pub outcome: String,
+}
+
+const COLUMNS: &str = "key, kind, severity, notified, payload, first_seen, resolved_at, notified_at, closed_as, value_at_risk";
+
+fn stored(r: &rusqlite::Row) -> rusqlite::Result<(StoredFinding, Option<f64>)> {
+    Ok((
+        StoredFinding {
+            key: r.get(0)?,
+            kind: r.get(1)?,
+            severity: r.get(2)?,
+            notified: r.get(3)?,
+            payload: r.get(4)?,
+            first_seen: r.get(5)?,
+            resolved_at: r.get(6)?,
+            notified_at: r.get(7)?,
+            closed_as: r.get(8)?,
+        },
+        r.get(9)?,
+    ))
+}
+
+impl Sqlite {
+    /// Open findings by kind (leaving out the keys in `without`: decided or
+    /// snoozed ones), with their summed value at risk.
+    pub(super) fn console_open_by_kind(
+        &self,
+        without: &[String],
+    ) -> Result<Vec<KindCount>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT kind, COUNT(*), COALESCE(SUM(value_at_risk), 0) FROM findings
+                 WHERE resolved_at IS NULL AND key NOT IN (SELECT value FROM json_each(?1))
+                 GROUP BY kind ORDER BY kind",
+            )
+            .map_err(|e| self.err(e))?;
+        let without = serde_json::to_string(without).unwrap_or_else(|_| "[]".into());
+        stmt.query_map(params![without], |r| {
+            Ok(KindCount {
+                kind: r.get(0)?,
+                open: r.get::<_, i64>(1)?.max(0) as u64,
+                value_at_risk: r.get(2)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+
+    /// One page (`limit` rows from `offset`) of the open findings matching
+    /// `filter`, highest value at risk first (unknown values last: SQLite
+    /// sorts NULL lowest), then by key; and how many match in all. The
+    /// order is the open-risk index's, so a page never sorts the list.
+    pub(super) fn console_open_findings(
+        &self,
+        filter: &FindingFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<FindingPage, StateError> {
+        let mut clauses = vec!["f.resolved_at IS NULL".to_string()];
+        let mut args: Vec<String> = Vec::new();
+        let arg = |v: &str, args: &mut Vec<String>| {
+            args.push(v.to_string());
+            format!("?{}", args.len())
+        };
+        if let Some(k) = &filter.kind {
+            let a = arg(k, &mut args);
+            clauses.push(format!("f.kind = {a}"));
+        }
+        if let Some(s) = &filter.severity {
+            let a = arg(s, &mut args);
+            clauses.push(format!("f.severity = {a}"));
+        }
+        if let Some(p) = &filter.partner_id {
+            let a = arg(p, &mut args);
+            clauses.push(format!(
+                "f.key IN (SELECT key FROM finding_partners WHERE partner_id = {a})"
+            ));
+        }
+        if let Some(acc) = &filter.account {
+            let a = arg(acc, &mut args);
+            let like = arg(
+                &format!(
+                    "%{}%",
+                    acc.replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_")
+                ),
+                &mut args,
+            );
+            clauses.push(format!(
+                "(f.account_id = {a} OR f.account_name LIKE {like} ESCAPE '\\')"
+            ));
+        }
+        if let Some(keys) = &filter.within {
+            let a = arg(&serde_json::to_string(keys).unwrap_or_default(), &mut args);
+            clauses.push(format!("f.key IN (SELECT value FROM json_each({a}))"));
+        }
+        if !filter.without.is_empty() {
+            let a = arg(
+                &serde_json::to_string(&filter.without).unwrap_or_default(),
+                &mut args,
+            );
+            clauses.push(format!("f.key NOT IN (SELECT value FROM json_each({a}))"));
+        }
+        let filter_sql = clauses.join(" AND ");
+        let conn = self.conn();
+        let total: i64 = conn
+            .query_row(
+                &format!("SELECT COUNT(*) FROM findings f WHERE {filter_sql}"),
+                rusqlite::params_from_iter(args.iter()),
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        let columns = COLUMNS
+            .split(", ")
+            .map(|c| format!("f.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns} FROM findings f WHERE {filter_sql}
+             ORDER BY f.value_at_risk DESC, f.key
+             LIMIT {} OFFSET {}",
+            limit.min(1000),
+            offset
+        );
+        let mut stmt = conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args.iter()), stored)
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(FindingPage {
+            total: total.max(0) as u64,
+            rows,
+        })
+    }
+
+    /// One finding (open or closed) by key.
+    pub(super) fn console_finding(
+        &self,
+        key: &str,
+    ) -> Result<Option<(StoredFinding, Option<f64>)>, StateError> {
+        let conn = self.conn();
+        conn.query_row(
+            &format!("SELECT {COLUMNS} FROM findings WHERE key = ?1"),
+            params![key],
+            stored,
+        )
+        .optional()
+        .map_err(|e| self.err(e))
+    }
+
+    /// A finding's life: first seen, alerts queued and sent, last seen,
+    /// closed; oldest first.
+    pub(super) fn console_timeline(&self, key: &str) -> Result<Vec<TimelineEvent>, StateError> {
+        let conn = self.conn();
+        let mut events = Vec::new();
+        let row = conn
+            .query_row(
+                "SELECT first_seen, last_seen, resolved_at, closed_as FROM findings WHERE key = ?1",
+                params![key],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some((first, last, closed, closed_as)) = row else {
+            return Ok(events);
+        };
+        events.push(TimelineEvent {
+            at: first,
+            what: "first seen".into(),
+        });
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT created_at, reason, route, status, sent_at FROM outbox
+                 WHERE finding_key = ?1 ORDER BY id LIMIT 200",
+            )
+            .map_err(|e| self.err(e))?;
+        let messages = stmt
+            .query_map(params![key], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        for (created, reason, route, status, sent) in messages {
+            events.push(TimelineEvent {
+                at: created,
+                what: format!("alert queued to route {route} ({reason})"),
+            });
+            if let Some(sent) = sent {
+                events.push(TimelineEvent {
+                    at: sent,
+                    what: format!("alert delivered to route {route}"),
+                });
+            } else if status != "pending" {
+                events.push(TimelineEvent {
+                    at: String::new(),
+                    what: format!("alert to route {route}: {status}"),
+                });
+            }
+        }
+        events.push(TimelineEvent {
+            at: last,
+            what: "last seen by a cycle".into(),
+        });
+        if let Some(at) = closed {
+            events.push(TimelineEvent {
+                at,
+                what: match closed_as.as_deref() {
+                    Some("aged_out") => "closed: aged out of its window".into(),
+                    _ => "closed: resolved in the data".into(),
+                },
+            });
+        }
+        events.sort_by(|a, b| a.at.cmp(&b.at));
+        Ok(events)
+    }
+
+    /// The last cycle run recorded, if any.
+    pub(super) fn console_last_run(&self) -> Result<Option<LastRun>, StateError> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT started_at, finished_at, outcome FROM runs ORDER BY id DESC LIMIT 1",
+            [],
+            |r| {
+                Ok(LastRun {
+                    started_at: r.get(0)?,
+                    finished_at: r.get(1)?,
+                    outcome: r.get(2)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(|e| self.err(e))
+    }
+}
+
+/// The console on a PostgreSQL state: not built yet (`console.listen` with
+/// `state.url` is refused at start, naming the key); these say so if reached.
+impl Pg {
+    fn console_unsupported<T>(&self) -> Result<T, StateError> {
+        Err(StateError::Config {
+            url: self.label().to_string(),
+            message: "the console reads a SQLite state only (for now)".into(),
+        })
+    }
+
+    pub(super) fn console_open_by_kind(&self, _: &[String]) -> Result<Vec<KindCount>, StateError> {
+        self.console_unsupported()
+    }
+
+    pub(super) fn console_open_findings(
+        &self,
+        _: &FindingFilter,
+        _: u64,
+        _: u64,
+    ) -> Result<FindingPage, StateError> {
+        self.console_unsupported()
+    }
+
+    pub(super) fn console_finding(
+        &self,
+        _: &str,
+    ) -> Result<Option<(StoredFinding, Option<f64>)>, StateError> {
+        self.console_unsupported()
+    }
+
+    pub(super) fn console_timeline(&self, _: &str) -> Result<Vec<TimelineEvent>, StateError> {
+        self.console_unsupported()
+    }
+
+    pub(super) fn console_last_run(&self) -> Result<Option<LastRun>, StateError> {
+        self.console_unsupported()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::FindingUpdate;
+    use chrono::TimeZone;
+
+    fn payload(partners: &[&str], evidence: &[(&str, &str, Option<f64>)]) -> String {
+        serde_json::json!({
+            "partner_ids": partners,
+            "account_id": "A-1",
+            "account_name": "Acme 100% Corp",
+            "evidence": evidence.iter().map(|(t, s, a)| serde_json::json!({"type": t, "status": s, "amount": a})).collect::<Vec<_>>(),
+        })
+        .to_string()
+    }
+
+    fn seen(key: &str, kind: &str, payload: String) -> FindingUpdate {
+        FindingUpdate {
+            key: key.into(),
+            kind: kind.into(),
+            severity: "warning".into(),
+            payload,
+            notified: None,
+        }
+    }
+
+    #[test]
+    fn the_open_list_sorts_by_value_at_risk_filters_and_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sqlite::open(&dir.path().join("s.db")).unwrap();
+        let now = chrono::Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap();
+        s.commit_cycle(
+            now,
+            &[
+                // opportunities count (a lost one does not), registrations do not
+                seen(
+                    "a",
+                    "direct_vs_partner",
+                    payload(
+                        &["P1"],
+                        &[
+                            ("opportunity", "open", Some(100.0)),
+                            ("opportunity", "lost", Some(1000.0)),
+                            ("registration", "approved", Some(5000.0)),
+                        ],
+                    ),
+                ),
+                // registrations only: their amounts count
+                seen(
+                    "b",
+                    "partner_vs_partner",
+                    payload(&["P1", "P2"], &[("registration", "approved", Some(300.0))]),
+                ),
+                seen("c", "partner_vs_partner", "not json".into()),
+                seen("d", "direct_vs_partner", payload(&["P2"], &[])),
+            ],
+            &[],
+            &[],
+            &[],
+        )
+        .unwrap();
+        let all = s
+            .console_open_findings(&FindingFilter::default(), 0, 10)
+            .unwrap();
+        let keys: Vec<(&str, Option<f64>)> =
+            all.rows.iter().map(|(f, v)| (f.key.as_str(), *v)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("b", Some(300.0)),
+                ("a", Some(100.0)),
+                ("c", None),
+                ("d", None)
+            ]
+        );
+        assert_eq!(all.total, 4);
+        let p2 = FindingFilter {
+            partner_id: Some("P2".into()),
+            ..Default::default()
+        };
+        let page = s.console_open_findings(&p2, 0, 10).unwrap();
+        assert_eq!(page.total, 2);
+        assert_eq!(page.rows[0].0.key, "b");
+        let kind = FindingFilter {
+            kind: Some("direct_vs_partner".into()),
+            account: Some("100%".into()),
+            ..Default::default()
+        };
+        let page = s.console_open_findings(&kind, 0, 10).unwrap();
+        assert_eq!(page.total, 2, "a and d are direct_vs_partner at Acme 100%");
+        let page = s
+            .console_open_findings(&FindingFilter::default(), 1, 2)
+            .unwrap();
+        assert_eq!(page.rows.len(), 2);
+        assert_eq!(page.rows[0].0.key, "a");
+
+        let by_kind = s.console_open_by_kind(&[]).unwrap();
+        assert_eq!(by_kind[0].kind, "direct_vs_partner");
+        assert_eq!((by_kind[0].open, by_kind[0].value_at_risk), (2, 100.0));
+        let by_kind = s.console_open_by_kind(&["a".into()]).unwrap();
+        assert_eq!((by_kind[0].open, by_kind[0].value_at_risk), (1, 0.0));
+        let without_a = FindingFilter {
+            without: vec!["a".into()],
+            ..Default::default()
+        };
+        assert_eq!(s.console_open_findings(&without_a, 0, 10).unwrap().total, 3);
+        let only_a = FindingFilter {
+            within: Some(vec!["a".into(), "nope".into()]),
+            ..Default::default()
+        };
+        assert_eq!(s.console_open_findings(&only_a, 0, 10).unwrap().total, 1);
+
+        // A new payload moves the value and the partners; closing drops it.
+        s.commit_cycle(
+            now,
+            &[seen(
+                "a",
+                "direct_vs_partner",
+                payload(&["P3"], &[("opportunity", "won", Some(7.5))]),
+            )],
+            &["b".into()],
+            &[],
+            &[],
+        )
+        .unwrap();
+        let p3 = FindingFilter {
+            partner_id: Some("P3".into()),
+            ..Default::default()
+        };
+        let page = s.console_open_findings(&p3, 0, 10).unwrap();
+        assert_eq!(page.rows[0].1, Some(7.5));
+        assert_eq!(s.console_open_findings(&p2, 0, 10).unwrap().total, 1);
+        let timeline = s.console_timeline("b").unwrap();
+        assert_eq!(
+            timeline.last().map(|e| e.what.as_str()),
+            Some("closed: resolved in the data")
+        );
+    }
+}
