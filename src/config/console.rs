@@ -36,6 +36,11 @@ pub struct ConsoleSettings {
     pub secure_cookie: bool,
     /// How long a session lasts after sign-in.
     pub session_hours: u32,
+    /// The address people reach the console at (e.g.
+    /// `https://channel-sync.example.com`), for links from alerts and the
+    /// review digest; no links when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 impl Default for ConsoleSettings {
@@ -48,11 +53,35 @@ impl Default for ConsoleSettings {
             trusted_proxies: Vec::new(),
             secure_cookie: true,
             session_hours: 12,
+            public_url: None,
         }
     }
 }
 
 impl ConsoleSettings {
+    /// The console page of one finding, when `public_url` is set.
+    pub fn finding_url(&self, key: &str) -> Option<String> {
+        let mut url = self.base()?.join("finding").ok()?;
+        url.query_pairs_mut().append_pair("key", key);
+        Some(url.to_string())
+    }
+
+    /// The console's review page, when `public_url` is set.
+    pub fn review_url(&self) -> Option<String> {
+        Some(self.base()?.join("review").ok()?.to_string())
+    }
+
+    /// `public_url` as a base that relative paths join under.
+    fn base(&self) -> Option<reqwest::Url> {
+        let raw = self.public_url.as_deref()?.trim();
+        let with_slash = if raw.ends_with('/') {
+            raw.to_string()
+        } else {
+            format!("{raw}/")
+        };
+        reqwest::Url::parse(&with_slash).ok()
+    }
+
     /// The trusted proxy addresses, parsed.
     pub fn proxies(&self) -> Vec<std::net::IpAddr> {
         self.trusted_proxies
@@ -62,6 +91,15 @@ impl ConsoleSettings {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.public_url
+            && (self.base().is_none()
+                || !(url.starts_with("https://") || url.starts_with("http://")))
+        {
+            return Err(ConfigError::new(
+                "console.public_url",
+                format!("not an http(s) URL: '{url}'"),
+            ));
+        }
         let Some(listen) = &self.listen else {
             return Ok(());
         };
@@ -115,5 +153,29 @@ impl ConsoleSettings {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_join_under_the_public_url_and_keys_are_encoded() {
+        let mut c = ConsoleSettings::default();
+        assert_eq!(c.finding_url("k"), None, "no public_url, no links");
+        c.public_url = Some("https://cs.example.com/console".into());
+        assert_eq!(
+            c.finding_url("direct_vs_partner:R 1&x").as_deref(),
+            Some("https://cs.example.com/console/finding?key=direct_vs_partner%3AR+1%26x")
+        );
+        assert_eq!(
+            c.review_url().as_deref(),
+            Some("https://cs.example.com/console/review")
+        );
+        assert!(c.validate().is_ok());
+        c.public_url = Some("cs.example.com".into());
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("console.public_url"), "{e}");
     }
 }
