@@ -796,7 +796,8 @@ mod tests {
 #[derive(Debug, clap::Subcommand)]
 pub enum StateCommand {
     /// Copy a SQLite state file into an empty PostgreSQL database (password
-    /// from CHANNEL_SYNC__STATE__PASSWORD) and check the row counts.
+    /// from CHANNEL_SYNC__STATE__PASSWORD, extra CAs for TLS from
+    /// CHANNEL_SYNC__STATE__CA_FILE) and check the row counts.
     Migrate {
         /// `sqlite:PATH`: the state file.
         #[arg(long)]
@@ -815,7 +816,8 @@ fn state_migrate(from: &str, to: &str) -> u8 {
         return exit::DATA;
     };
     let password = std::env::var("CHANNEL_SYNC__STATE__PASSWORD").ok();
-    let target = match crate::store::pg::Target::new(to, password.as_deref()) {
+    let ca_file = std::env::var_os("CHANNEL_SYNC__STATE__CA_FILE").map(std::path::PathBuf::from);
+    let target = match crate::store::pg::Target::new(to, password.as_deref(), ca_file.as_deref()) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("channel-sync: --to: {e}");

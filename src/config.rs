@@ -247,6 +247,10 @@ pub struct StateSettings {
     /// configured client secret).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encryption_key: Option<Secret>,
+    /// Extra certificate authorities (a PEM file) trusted for TLS to the
+    /// PostgreSQL state beside the system's, e.g. a cloud provider's bundle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for StateSettings {
@@ -257,6 +261,7 @@ impl Default for StateSettings {
             password: None,
             lock_wait: "2m".into(),
             encryption_key: None,
+            ca_file: None,
         }
     }
 }
@@ -737,6 +742,14 @@ impl Settings {
                 state_url(self.state.url.as_deref().unwrap_or_default())
                     .map_err(|m| ConfigError::new("state.url", m)),
             );
+        }
+        if let Some(ca) = &self.state.ca_file
+            && !ca.is_file()
+        {
+            check(Err(ConfigError::new(
+                "state.ca_file",
+                format!("no such file: {}", ca.display()),
+            )));
         }
         if let Some(key) = &self.state.encryption_key {
             check(

@@ -162,7 +162,7 @@ pub enum StateError {
         found: i64,
         known: i64,
     },
-    #[error("state database {url}: {source}")]
+    #[error("state database {url}: {}", with_causes(source))]
     Postgres {
         url: String,
         #[source]
@@ -170,6 +170,22 @@ pub enum StateError {
     },
     #[error("state database {url}: {message}")]
     Config { url: String, message: String },
+}
+
+/// A driver error with its causes (`error performing TLS handshake: invalid
+/// peer certificate: UnknownIssuer`): the top line alone rarely says why.
+fn with_causes(e: &::postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Why a stored credential could not be read or kept.

@@ -134,11 +134,69 @@ pub(super) fn off_runtime<R: Send>(work: impl FnOnce() -> R + Send) -> R {
 }
 
 /// Where to connect: the URL (without password) plus the password from the
-/// environment. The label, used in every message, never holds the password.
+/// environment, and TLS unless the URL says `sslmode=disable`. The label,
+/// used in every message, never holds the password.
 #[derive(Clone)]
 pub struct Target {
     pub(super) config: postgres::Config,
     pub(super) label: String,
+    /// The TLS connector (certificates verified against the system's roots
+    /// plus `state.ca_file`); `None` with `sslmode=disable`.
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+/// The TLS connector for the state database: the system's root
+/// certificates plus those of `ca_file` (PEM). Built once per `ca_file` and
+/// kept (targets are made before every cycle).
+fn tls_connector(
+    ca_file: Option<&std::path::Path>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    type Cache = std::collections::HashMap<
+        Option<std::path::PathBuf>,
+        tokio_postgres_rustls::MakeRustlsConnect,
+    >;
+    static CACHE: std::sync::OnceLock<Mutex<Cache>> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = ca_file.map(std::path::Path::to_path_buf);
+    if let Some(tls) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(tls.clone());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("state.ca_file {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "state.ca_file {}: no PEM certificate in it",
+                path.display()
+            ));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("state.ca_file {}: {e}", path.display()))?;
+        }
+    }
+    if roots.is_empty() {
+        return Err("no trusted certificate authority for TLS (the system has none): set state.ca_file, or sslmode=disable on a trusted network".into());
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, tls.clone());
+    Ok(tls)
 }
 
 impl std::fmt::Debug for Target {
@@ -149,8 +207,15 @@ impl std::fmt::Debug for Target {
 
 impl Target {
     /// Parses `url` and adds `password`. A password inside the URL is
-    /// refused (it would end up in config files and messages).
-    pub fn new(url: &str, password: Option<&str>) -> Result<Target, StateError> {
+    /// refused (it would end up in config files and messages). TLS follows
+    /// the URL's `sslmode`: `prefer` (the default: TLS when the server offers
+    /// it) and `require` verify the server's certificate against the
+    /// system's roots plus `ca_file`; `disable` is plain TCP.
+    pub fn new(
+        url: &str,
+        password: Option<&str>,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Target, StateError> {
         let label = redact(url);
         let mut config: postgres::Config = url.parse().map_err(|e| StateError::Postgres {
             url: label.clone(),
@@ -172,7 +237,16 @@ impl Target {
         config.keepalives(true);
         config.keepalives_idle(std::time::Duration::from_secs(10));
         config.application_name(&holder_name());
-        Ok(Target { config, label })
+        let tls = match config.get_ssl_mode() {
+            postgres::config::SslMode::Disable => None,
+            _ => Some(
+                tls_connector(ca_file).map_err(|message| StateError::Config {
+                    url: label.clone(),
+                    message,
+                })?,
+            ),
+        };
+        Ok(Target { config, label, tls })
     }
 
     pub fn label(&self) -> &str {
@@ -181,7 +255,12 @@ impl Target {
 
     pub(super) fn connect(&self) -> Result<Client, StateError> {
         let config = self.config.clone();
-        off_runtime(move || config.connect(NoTls)).map_err(|e| self.err(e))
+        let tls = self.tls.clone();
+        off_runtime(move || match tls {
+            Some(tls) => config.connect(tls),
+            None => config.connect(NoTls),
+        })
+        .map_err(|e| self.err(e))
     }
 
     pub(super) fn err(&self, source: postgres::Error) -> StateError {

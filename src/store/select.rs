@@ -45,7 +45,12 @@ macro_rules! dispatch {
 /// Where the state lives, from the settings.
 pub fn target(settings: &StateSettings) -> Result<Option<Target>, StateError> {
     match &settings.url {
-        Some(url) => Target::new(url, settings.password.as_ref().map(|p| p.expose())).map(Some),
+        Some(url) => Target::new(
+            url,
+            settings.password.as_ref().map(|p| p.expose()),
+            settings.ca_file.as_deref(),
+        )
+        .map(Some),
         None => Ok(None),
     }
 }

@@ -1,7 +1,9 @@
 //! A real PostgreSQL server for the tests: `CHANNEL_SYNC_TEST_PG_URL`
 //! (`postgres://user:password@host:port/db`, set by `.ci/run`). Each test
 //! gets a database of its own, dropped afterwards. Without the variable the
-//! PostgreSQL tests print a NOTE and return (never silently).
+//! PostgreSQL tests print a NOTE and return (never silently). With
+//! `CHANNEL_SYNC_TEST_PG_CA` (the server's CA, PEM; `.ci/run` makes one)
+//! the program connects over verified TLS (`sslmode=require`, `ca_file`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -12,6 +14,15 @@ pub struct TestDb {
     pub name: String,
     pub url: String,
     pub password: String,
+    /// The server's CA certificate file, when it serves TLS.
+    pub ca: Option<String>,
+}
+
+/// `CHANNEL_SYNC_TEST_PG_CA`, when set.
+pub fn test_ca() -> Option<String> {
+    std::env::var("CHANNEL_SYNC_TEST_PG_CA")
+        .ok()
+        .filter(|c| !c.is_empty())
 }
 
 /// The server, or `None` after printing why the test is skipped.
@@ -71,11 +82,14 @@ impl TestDb {
                 .unwrap();
             c.batch_execute(&sql).unwrap();
         });
+        let ca = test_ca();
+        let tls = if ca.is_some() { "?sslmode=require" } else { "" };
         Some(TestDb {
-            url: format!("postgres://{user}@{host}:{port}/{name}"),
+            url: format!("postgres://{user}@{host}:{port}/{name}{tls}"),
             admin,
             name,
             password,
+            ca,
         })
     }
 
@@ -97,7 +111,18 @@ impl TestDb {
 
     /// The `[state]` lines that point the program here.
     pub fn state_toml(&self) -> String {
-        format!("url = \"{}\"\n", self.url)
+        let mut toml = format!("url = \"{}\"\n", self.url);
+        if let Some(ca) = &self.ca {
+            toml.push_str(&format!("ca_file = \"{ca}\"\n"));
+        }
+        toml
+    }
+
+    /// The environment naming the CA for `state migrate`, when there is one.
+    pub fn ca_env(&self) -> Option<(&'static str, String)> {
+        self.ca
+            .clone()
+            .map(|ca| ("CHANNEL_SYNC__STATE__CA_FILE", ca))
     }
 
     /// The environment that carries the password.
@@ -110,6 +135,7 @@ impl TestDb {
         channel_sync::config::StateSettings {
             url: Some(self.url.clone()),
             password: Some(channel_sync::config::Secret::new(self.password.clone())),
+            ca_file: self.ca.clone().map(Into::into),
             ..Default::default()
         }
     }

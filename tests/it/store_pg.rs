@@ -172,13 +172,15 @@ fn state_migrate_copies_a_sqlite_state_and_checks_the_counts() {
     }
     let migrate = |to: &str| {
         let (k, v) = db.env();
-        std::process::Command::new(env!("CARGO_BIN_EXE_channel-sync"))
-            .args(["state", "migrate", "--from"])
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_channel-sync"));
+        cmd.args(["state", "migrate", "--from"])
             .arg(format!("sqlite:{}", file.display()))
             .args(["--to", to])
-            .env(k, v)
-            .output()
-            .unwrap()
+            .env(k, v);
+        if let Some((k, v)) = db.ca_env() {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
     };
     let out = migrate(&db.url);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -317,4 +319,80 @@ fn decisions_on_postgresql_are_append_only_and_fold_like_sqlite() {
         assert!(err.contains("append-only"), "{sql}: {err}");
     }
     assert_eq!(db.count("decisions"), 2);
+}
+
+/// Whether the program's connection (named `channel-sync pid …`) to the
+/// test database uses TLS, as the server sees it.
+fn program_uses_tls(db: &TestDb) -> bool {
+    let name = db.name.clone();
+    db.query(move |c| {
+        c.query_one(
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.datname = $1 AND a.application_name LIKE 'channel-sync%'",
+            &[&name],
+        )
+        .unwrap()
+        .get::<_, Option<bool>>(0)
+        .unwrap_or(false)
+    })
+}
+
+#[test]
+fn the_state_database_is_reached_over_verified_tls() {
+    let Some(db) = TestDb::create("tls") else {
+        return;
+    };
+    if db.ca.is_none() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "NOTE: store_pg::the_state_database_is_reached_over_verified_tls skipped: the server has no TLS (set CHANNEL_SYNC_TEST_PG_CA, as .ci/run does)"
+        );
+        return;
+    }
+    // sslmode=require with the server's CA: TLS, verified.
+    let settings = db.settings();
+    let state = blocking(|| State::connect(&settings).unwrap());
+    assert!(program_uses_tls(&db), "the connection is encrypted");
+    drop(state);
+    // Without the CA the server's certificate is not trusted: refused, and
+    // the message says why without the password.
+    let untrusted = channel_sync::config::StateSettings {
+        ca_file: None,
+        ..db.settings()
+    };
+    let err = blocking(|| {
+        State::connect(&untrusted)
+            .err()
+            .expect("an untrusted server is refused")
+    });
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("TLS") && text.contains("certificate"),
+        "{text}"
+    );
+    assert!(!text.contains(&db.password), "{text}");
+    // sslmode=disable: plain TCP, as asked.
+    let plain = channel_sync::config::StateSettings {
+        url: Some(db.url.replace("sslmode=require", "sslmode=disable")),
+        ca_file: None,
+        ..db.settings()
+    };
+    let state = blocking(|| State::connect(&plain).unwrap());
+    assert!(!program_uses_tls(&db), "sslmode=disable is plain");
+    drop(state);
+    // A CA file that holds no certificate is a configuration error naming it.
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("ca.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let bad = channel_sync::config::StateSettings {
+        ca_file: Some(junk),
+        ..db.settings()
+    };
+    let err = blocking(|| {
+        State::connect(&bad)
+            .err()
+            .expect("a CA file without certificates")
+    });
+    assert!(format!("{err}").contains("state.ca_file"), "{err}");
 }
