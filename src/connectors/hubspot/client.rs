@@ -283,29 +283,36 @@ impl HubSpotClient {
         query: &[(&str, String)],
         mut on_page: impl FnMut(Vec<Value>) -> bool,
     ) -> Result<Paged, HubSpotError> {
-        let mut after: Option<String> = None;
-        let mut paged = Paged::default();
-        loop {
+        let fetch = |after: Option<String>| {
             let mut q: Vec<(&str, String)> = query.to_vec();
             q.push(("limit", "100".into()));
-            if let Some(a) = &after {
-                q.push(("after", a.clone()));
+            if let Some(a) = after {
+                q.push(("after", a));
             }
-            let (_, body) = self
-                .request(reqwest::Method::GET, path, &q, None, false)
-                .await?;
+            async move {
+                let (_, body) = self
+                    .request(reqwest::Method::GET, path, &q, None, false)
+                    .await?;
+                page_of(body)
+            }
+        };
+        let stopped = || HubSpotError::Decode("stopped: the state could not store a page".into());
+        let mut paged = Paged { calls: 1 };
+        let (mut results, mut next) = fetch(None).await?;
+        // Pipelined: the next page is asked for before this one is stored.
+        while let Some(after) = next {
+            let store = &mut on_page;
+            let (fetched, stored) = tokio::join!(fetch(Some(after)), async move { store(results) });
+            if !stored {
+                return Err(stopped());
+            }
+            (results, next) = fetched?;
             paged.calls += 1;
-            let (results, next) = page_of(body)?;
-            if !on_page(results) {
-                return Err(HubSpotError::Decode(
-                    "stopped: the state could not store a page".into(),
-                ));
-            }
-            match next {
-                Some(n) => after = Some(n),
-                None => return Ok(paged),
-            }
         }
+        if !on_page(results) {
+            return Err(stopped());
+        }
+        Ok(paged)
     }
 
     /// One search page: `(results, next offset)`.

@@ -89,18 +89,18 @@ impl PartnerStackClient {
         query: &[(&str, String)],
         mut on_page: impl FnMut(Vec<Value>) -> bool,
     ) -> Result<u64, PartnerStackError> {
-        let mut after: Option<String> = None;
-        let mut calls = 0;
-        loop {
+        // One page: its items and, when there are more, the key to start after.
+        let fetch = |after: Option<String>| {
             let mut q: Vec<(&str, String)> = query.to_vec();
             q.push(("limit", "250".into()));
-            if let Some(a) = &after {
-                q.push(("starting_after", a.clone()));
+            if let Some(a) = after {
+                q.push(("starting_after", a));
             }
             let url = format!("{}{path}", self.base);
-            let q = &q;
-            let body: Value =
-                self.upstream
+            async move {
+                let q = &q;
+                let body: Value = self
+                    .upstream
                     .call(
                         |_| {
                             let request = self.upstream.http.get(&url).query(q).basic_auth(
@@ -112,38 +112,52 @@ impl PartnerStackClient {
                         |answer| judge(path, answer),
                     )
                     .await?;
+                let data = body
+                    .get("data")
+                    .ok_or_else(|| PartnerStackError::Decode(format!("{path}: no data")))?;
+                let items = match data.get("items") {
+                    Some(Value::Array(items)) => items.clone(),
+                    _ => return Err(PartnerStackError::Decode(format!("{path}: no data.items"))),
+                };
+                let has_more = data
+                    .get("has_more")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                let last = items
+                    .last()
+                    .and_then(|i| i.get("key"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                let next = match (has_more, last) {
+                    (true, Some(key)) => Some(key),
+                    (true, None) => {
+                        return Err(PartnerStackError::Decode(format!(
+                            "{path}: has_more with an empty page"
+                        )));
+                    }
+                    (false, _) => None,
+                };
+                Ok((items, next))
+            }
+        };
+        let stopped =
+            || PartnerStackError::Decode("stopped: the state could not store a page".into());
+        let mut calls = 1;
+        let (mut items, mut next) = fetch(None).await?;
+        // Pipelined: the next page is asked for before this one is stored.
+        while let Some(after) = next {
+            let store = &mut on_page;
+            let (fetched, stored) = tokio::join!(fetch(Some(after)), async move { store(items) });
+            if !stored {
+                return Err(stopped());
+            }
+            (items, next) = fetched?;
             calls += 1;
-            let data = body
-                .get("data")
-                .ok_or_else(|| PartnerStackError::Decode(format!("{path}: no data")))?;
-            let items = match data.get("items") {
-                Some(Value::Array(items)) => items.clone(),
-                _ => return Err(PartnerStackError::Decode(format!("{path}: no data.items"))),
-            };
-            let has_more = data
-                .get("has_more")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            let last = items
-                .last()
-                .and_then(|i| i.get("key"))
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            if !on_page(items) {
-                return Err(PartnerStackError::Decode(
-                    "stopped: the state could not store a page".into(),
-                ));
-            }
-            match (has_more, last) {
-                (true, Some(key)) => after = Some(key),
-                (true, None) => {
-                    return Err(PartnerStackError::Decode(format!(
-                        "{path}: has_more with an empty page"
-                    )));
-                }
-                (false, _) => return Ok(calls),
-            }
         }
+        if !on_page(items) {
+            return Err(stopped());
+        }
+        Ok(calls)
     }
 }
 

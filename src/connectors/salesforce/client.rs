@@ -570,18 +570,27 @@ impl SalesforceClient {
                 .map_err(|e| SalesforceError::Decode(format!("query page: {e}")))?;
         let started = self.upstream.mark();
         let mut pages = 1;
-        on_page(std::mem::take(&mut page.records))?;
+        let mut records = std::mem::take(&mut page.records);
         while !page.done {
             let Some(next) = page.next_records_url.take() else {
                 return Err(SalesforceError::Decode(
                     "a page that is not the last has no nextRecordsUrl".into(),
                 ));
             };
-            page = serde_json::from_value(self.get(&next, &[]).await?)
+            // Pipelined: the next page is asked for before this one is
+            // stored, so the upstream prepares and sends it meanwhile. A
+            // store that fails still stops the read (the fetched page is
+            // dropped); a fetch that fails leaves the stored pages, as before.
+            let store = &mut on_page;
+            let (fetched, stored) =
+                tokio::join!(self.get(&next, &[]), async move { store(records) });
+            stored?;
+            page = serde_json::from_value(fetched?)
                 .map_err(|e| SalesforceError::Decode(format!("query page: {e}")))?;
             pages += 1;
-            on_page(std::mem::take(&mut page.records))?;
+            records = std::mem::take(&mut page.records);
         }
+        on_page(records)?;
         Ok(Queried { pages, started })
     }
 
@@ -698,6 +707,79 @@ mod tests {
         let records = client.query("SELECT Id FROM Account", false).await.unwrap();
         assert_eq!(labels(&records), ["First Page", "Last Page"]);
         assert_eq!(client.api_usage(), Some((18, 5000)));
+    }
+
+    /// Counts the requests it answers, then answers like `inner`.
+    struct Counted(
+        std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        ResponseTemplate,
+    );
+
+    impl wiremock::Respond for Counted {
+        fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.1.clone()
+        }
+    }
+
+    /// The next page is asked for while the current one is being stored:
+    /// storing page 1 waits (up to 5 s) for the request for page 2 to reach
+    /// the server; read one page after another, it never would.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_next_page_is_fetched_while_this_one_is_stored() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/services/oauth2/token"))
+            .respond_with(token(&server, "access-1", None))
+            .mount(&server)
+            .await;
+        let first = fixture("query_paginated_first_page_response").replace(
+            "/services/data/v26.0/query/01gD",
+            "/services/data/v62.0/query/01gD-2000",
+        );
+        Mock::given(method("GET"))
+            .and(path("/services/data/v62.0/query"))
+            .respond_with(ResponseTemplate::new(200).set_body_string(first))
+            .mount(&server)
+            .await;
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        Mock::given(method("GET"))
+            .and(path("/services/data/v62.0/query/01gD-2000"))
+            .respond_with(Counted(
+                asked.clone(),
+                ResponseTemplate::new(200)
+                    .set_body_string(fixture("query_paginated_last_page_response")),
+            ))
+            .mount(&server)
+            .await;
+        let client = SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap();
+        let mut seen_while_storing = Vec::new();
+        let mut pages = 0;
+        let queried = client
+            .query_pages("SELECT Id FROM Account", false, |records| {
+                pages += 1;
+                assert!(!records.is_empty());
+                if pages == 1 {
+                    // Blocking on purpose, as storing into SQLite does.
+                    let until = std::time::Instant::now() + Duration::from_secs(5);
+                    while asked.load(std::sync::atomic::Ordering::SeqCst) == 0
+                        && std::time::Instant::now() < until
+                    {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    seen_while_storing.push(asked.load(std::sync::atomic::Ordering::SeqCst));
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(queried.pages, 2);
+        assert_eq!(pages, 2);
+        assert_eq!(
+            seen_while_storing,
+            [1],
+            "page 2 was requested while page 1 was being stored"
+        );
     }
 
     #[tokio::test]
