@@ -560,4 +560,20 @@ async fn the_console_on_a_postgresql_state_shows_what_it_shows_on_sqlite() {
         .get(0)
     });
     assert_eq!(by, "Ana Lopez");
+    // The database drops the console's connection (a failover): the request
+    // that meets it may fail, the next one reconnects.
+    let ended: i64 = db.query(|c| {
+        c.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .len() as i64
+    });
+    assert!(ended >= 1, "the console's connection was open");
+    let _ = get(&pg.base, "/findings", &pg_cookie).await;
+    let (status, list) = get(&pg.base, "/findings?status=decided", &pg_cookie).await;
+    assert_eq!(status, 200, "{list}");
+    assert!(list.contains(&link), "read again after reconnecting");
 }
