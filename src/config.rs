@@ -693,12 +693,6 @@ impl Settings {
         };
         check(self.crm.salesforce().validate());
         check(self.console.validate());
-        if self.console.listen.is_some() && self.state.url.is_some() {
-            check(Err(ConfigError::new(
-                "console.listen",
-                "the console reads a SQLite state only for now: unset console.listen or state.url",
-            )));
-        }
         check(self.crm.hubspot().validate());
         check(self.prm.partnerstack().validate());
         check(self.prm.salesforce().validate());

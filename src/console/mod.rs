@@ -69,14 +69,19 @@ impl Console {
         })
     }
 
-    /// The state, opened (and migrated) on first use and kept.
+    /// The state, opened (and migrated) on first use and kept; opened
+    /// again when its PostgreSQL connection was lost (a failover: the
+    /// request that met the lost connection failed, the next one reconnects).
     pub fn state(&self) -> anyhow::Result<Arc<State>> {
         let mut held = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = held.as_ref() {
+        if let Some(s) = held.as_ref().filter(|s| !s.is_closed()) {
             return Ok(s.clone());
         }
         let s = Arc::new(State::connect(&self.state_settings).with_context(|| {
-            format!("opening the state {}", self.state_settings.path.display())
+            match &self.state_settings.url {
+                Some(url) => format!("opening the state {}", crate::store::pg::redact(url)),
+                None => format!("opening the state {}", self.state_settings.path.display()),
+            }
         })?);
         *held = Some(s.clone());
         Ok(s)

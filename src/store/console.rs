@@ -8,10 +8,13 @@
 //! alerts: open and won opportunities' amounts, else the registrations'),
 //! so the cycle's writes are unchanged and the list sorts on an index.
 
+use chrono::{DateTime, Utc};
+use postgres::types::ToSql;
 use rusqlite::{OptionalExtension, params};
 
 use super::pg::Pg;
 use super::{Sqlite, StateError, StoredFinding};
+use crate::values::format_timestamp;
 
 /// The value at risk of a payload, in SQL (`p` is the payload).
 macro_rules! risk_sql {
@@ -32,7 +35,8 @@ macro_rules! risk_sql {
     };
 }
 
-/// Schema step 6 (appended to `MIGRATIONS`).
+/// Schema step 7 (appended to `MIGRATIONS`; its PostgreSQL twin is step 7
+/// in `store/pg.rs`).
 pub(super) const MIGRATION: &str = concat!(
     "ALTER TABLE findings ADD COLUMN value_at_risk REAL;
     ALTER TABLE findings ADD COLUMN account_id TEXT;
@@ -137,6 +141,65 @@ fn stored(r: &rusqlite::Row) -> rusqlite::Result<(StoredFinding, Option<f64>)> {
         },
         r.get(9)?,
     ))
+}
+
+/// A finding's dates, for its timeline.
+struct Life {
+    first: String,
+    last: String,
+    closed: Option<String>,
+    closed_as: Option<String>,
+}
+
+/// An alert of a finding, for its timeline.
+struct Message {
+    created: String,
+    reason: String,
+    route: String,
+    status: String,
+    sent: Option<String>,
+}
+
+/// A finding's timeline from its dates and its alerts (both backends):
+/// first seen, alerts queued and sent, last seen, closed; oldest first.
+fn timeline(life: Life, messages: Vec<Message>) -> Vec<TimelineEvent> {
+    let mut events = vec![TimelineEvent {
+        at: life.first,
+        what: "first seen".into(),
+    }];
+    for m in messages {
+        let route = m.route;
+        events.push(TimelineEvent {
+            at: m.created,
+            what: format!("alert queued to route {route} ({})", m.reason),
+        });
+        if let Some(sent) = m.sent {
+            events.push(TimelineEvent {
+                at: sent,
+                what: format!("alert delivered to route {route}"),
+            });
+        } else if m.status != "pending" {
+            events.push(TimelineEvent {
+                at: String::new(),
+                what: format!("alert to route {route}: {}", m.status),
+            });
+        }
+    }
+    events.push(TimelineEvent {
+        at: life.last,
+        what: "last seen by a cycle".into(),
+    });
+    if let Some(at) = life.closed {
+        events.push(TimelineEvent {
+            at,
+            what: match life.closed_as.as_deref() {
+                Some("aged_out") => "closed: aged out of its window".into(),
+                _ => "closed: resolved in the data".into(),
+            },
+        });
+    }
+    events.sort_by(|a, b| a.at.cmp(&b.at));
+    events
 }
 
 impl Sqlite {
@@ -273,7 +336,6 @@ impl Sqlite {
     /// closed; oldest first.
     pub(super) fn console_timeline(&self, key: &str) -> Result<Vec<TimelineEvent>, StateError> {
         let conn = self.conn();
-        let mut events = Vec::new();
         let row = conn
             .query_row(
                 "SELECT first_seen, last_seen, resolved_at, closed_as FROM findings WHERE key = ?1",
@@ -290,12 +352,8 @@ impl Sqlite {
             .optional()
             .map_err(|e| self.err(e))?;
         let Some((first, last, closed, closed_as)) = row else {
-            return Ok(events);
+            return Ok(Vec::new());
         };
-        events.push(TimelineEvent {
-            at: first,
-            what: "first seen".into(),
-        });
         let mut stmt = conn
             .prepare_cached(
                 "SELECT created_at, reason, route, status, sent_at FROM outbox
@@ -304,48 +362,25 @@ impl Sqlite {
             .map_err(|e| self.err(e))?;
         let messages = stmt
             .query_map(params![key], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                ))
+                Ok(Message {
+                    created: r.get(0)?,
+                    reason: r.get(1)?,
+                    route: r.get(2)?,
+                    status: r.get(3)?,
+                    sent: r.get(4)?,
+                })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.err(e))?;
-        for (created, reason, route, status, sent) in messages {
-            events.push(TimelineEvent {
-                at: created,
-                what: format!("alert queued to route {route} ({reason})"),
-            });
-            if let Some(sent) = sent {
-                events.push(TimelineEvent {
-                    at: sent,
-                    what: format!("alert delivered to route {route}"),
-                });
-            } else if status != "pending" {
-                events.push(TimelineEvent {
-                    at: String::new(),
-                    what: format!("alert to route {route}: {status}"),
-                });
-            }
-        }
-        events.push(TimelineEvent {
-            at: last,
-            what: "last seen by a cycle".into(),
-        });
-        if let Some(at) = closed {
-            events.push(TimelineEvent {
-                at,
-                what: match closed_as.as_deref() {
-                    Some("aged_out") => "closed: aged out of its window".into(),
-                    _ => "closed: resolved in the data".into(),
-                },
-            });
-        }
-        events.sort_by(|a, b| a.at.cmp(&b.at));
-        Ok(events)
+        Ok(timeline(
+            Life {
+                first,
+                last,
+                closed,
+                closed_as,
+            },
+            messages,
+        ))
     }
 
     /// The last cycle run recorded, if any.
@@ -367,42 +402,199 @@ impl Sqlite {
     }
 }
 
-/// The console on a PostgreSQL state: not built yet (`console.listen` with
-/// `state.url` is refused at start, naming the key); these say so if reached.
+/// A PostgreSQL row of [`COLUMNS`] (timestamps as the SQLite state's text).
+fn pg_stored(r: &postgres::Row) -> (StoredFinding, Option<f64>) {
+    let at = |i: usize| {
+        r.get::<_, Option<DateTime<Utc>>>(i)
+            .map(|t| format_timestamp(&t))
+    };
+    (
+        StoredFinding {
+            key: r.get(0),
+            kind: r.get(1),
+            severity: r.get(2),
+            notified: r.get(3),
+            payload: r.get(4),
+            first_seen: at(5).unwrap_or_default(),
+            resolved_at: at(6),
+            notified_at: at(7),
+            closed_as: r.get(8),
+        },
+        r.get(9),
+    )
+}
+
+/// The console on a PostgreSQL state: the same results as on SQLite. SQL
+/// sorts NULL first in a descending order there, hence `NULLS LAST`; keys
+/// compare bytewise (`COLLATE "C"`) as SQLite's do, so pages agree.
 impl Pg {
-    fn console_unsupported<T>(&self) -> Result<T, StateError> {
-        Err(StateError::Config {
-            url: self.label().to_string(),
-            message: "the console reads a SQLite state only (for now)".into(),
+    pub(super) fn console_open_by_kind(
+        &self,
+        without: &[String],
+    ) -> Result<Vec<KindCount>, StateError> {
+        let without = without.to_vec();
+        self.with(move |c| {
+            let rows = c.query(
+                "SELECT kind, count(*), COALESCE(sum(value_at_risk), 0)::double precision FROM findings
+                 WHERE resolved_at IS NULL AND key <> ALL($1::text[])
+                 GROUP BY kind ORDER BY kind COLLATE \"C\"",
+                &[&without],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| KindCount {
+                    kind: r.get(0),
+                    open: r.get::<_, i64>(1).max(0) as u64,
+                    value_at_risk: r.get(2),
+                })
+                .collect())
         })
     }
 
-    pub(super) fn console_open_by_kind(&self, _: &[String]) -> Result<Vec<KindCount>, StateError> {
-        self.console_unsupported()
-    }
-
+    /// See the SQLite twin. The account's substring match is case-blind
+    /// (ILIKE), as SQLite's LIKE is.
     pub(super) fn console_open_findings(
         &self,
-        _: &FindingFilter,
-        _: u64,
-        _: u64,
+        filter: &FindingFilter,
+        offset: u64,
+        limit: u64,
     ) -> Result<FindingPage, StateError> {
-        self.console_unsupported()
+        type Param = Box<dyn ToSql + Sync + Send>;
+        let mut clauses = vec!["f.resolved_at IS NULL".to_string()];
+        let mut args: Vec<Param> = Vec::new();
+        let mut arg = |v: Param| {
+            args.push(v);
+            format!("${}", args.len())
+        };
+        if let Some(k) = &filter.kind {
+            let a = arg(Box::new(k.clone()));
+            clauses.push(format!("f.kind = {a}"));
+        }
+        if let Some(s) = &filter.severity {
+            let a = arg(Box::new(s.clone()));
+            clauses.push(format!("f.severity = {a}"));
+        }
+        if let Some(p) = &filter.partner_id {
+            let a = arg(Box::new(p.clone()));
+            clauses.push(format!(
+                "f.key IN (SELECT key FROM finding_partners WHERE partner_id = {a})"
+            ));
+        }
+        if let Some(acc) = &filter.account {
+            let a = arg(Box::new(acc.clone()));
+            let like = arg(Box::new(format!(
+                "%{}%",
+                acc.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            )));
+            clauses.push(format!(
+                "(f.account_id = {a} OR f.account_name ILIKE {like} ESCAPE '\\')"
+            ));
+        }
+        if let Some(keys) = &filter.within {
+            let a = arg(Box::new(keys.clone()));
+            clauses.push(format!("f.key = ANY({a}::text[])"));
+        }
+        if !filter.without.is_empty() {
+            let a = arg(Box::new(filter.without.clone()));
+            clauses.push(format!("f.key <> ALL({a}::text[])"));
+        }
+        let filter_sql = clauses.join(" AND ");
+        let columns = COLUMNS
+            .split(", ")
+            .map(|c| format!("f.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let count = format!("SELECT count(*) FROM findings f WHERE {filter_sql}");
+        let select = format!(
+            "SELECT {columns} FROM findings f WHERE {filter_sql}
+             ORDER BY f.value_at_risk DESC NULLS LAST, f.key COLLATE \"C\"
+             LIMIT {} OFFSET {}",
+            limit.min(1000),
+            offset.min(i64::MAX as u64)
+        );
+        self.with(move |c| {
+            let params: Vec<&(dyn ToSql + Sync)> = args
+                .iter()
+                .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+                .collect();
+            let total: i64 = c.query_one(count.as_str(), &params)?.get(0);
+            let rows = c.query(select.as_str(), &params)?;
+            Ok(FindingPage {
+                total: total.max(0) as u64,
+                rows: rows.iter().map(pg_stored).collect(),
+            })
+        })
     }
 
     pub(super) fn console_finding(
         &self,
-        _: &str,
+        key: &str,
     ) -> Result<Option<(StoredFinding, Option<f64>)>, StateError> {
-        self.console_unsupported()
+        let key = key.to_string();
+        self.with(move |c| {
+            Ok(c.query_opt(
+                format!("SELECT {COLUMNS} FROM findings WHERE key = $1").as_str(),
+                &[&key],
+            )?
+            .map(|r| pg_stored(&r)))
+        })
     }
 
-    pub(super) fn console_timeline(&self, _: &str) -> Result<Vec<TimelineEvent>, StateError> {
-        self.console_unsupported()
+    pub(super) fn console_timeline(&self, key: &str) -> Result<Vec<TimelineEvent>, StateError> {
+        let key = key.to_string();
+        let (finding, messages) = self.with(move |c| {
+            let finding = c.query_opt(
+                "SELECT first_seen, last_seen, resolved_at, closed_as FROM findings WHERE key = $1",
+                &[&key],
+            )?;
+            let Some(f) = finding else {
+                return Ok((None, Vec::new()));
+            };
+            let messages = c.query(
+                "SELECT created_at, reason, route, status, sent_at FROM outbox
+                 WHERE finding_key = $1 ORDER BY id LIMIT 200",
+                &[&key],
+            )?;
+            let at = |r: &postgres::Row, i| {
+                r.get::<_, Option<DateTime<Utc>>>(i)
+                    .map(|t| format_timestamp(&t))
+            };
+            Ok((
+                Some(Life {
+                    first: at(&f, 0).unwrap_or_default(),
+                    last: at(&f, 1).unwrap_or_default(),
+                    closed: at(&f, 2),
+                    closed_as: f.get(3),
+                }),
+                messages
+                    .iter()
+                    .map(|r| Message {
+                        created: at(r, 0).unwrap_or_default(),
+                        reason: r.get(1),
+                        route: r.get(2),
+                        status: r.get(3),
+                        sent: at(r, 4),
+                    })
+                    .collect(),
+            ))
+        })?;
+        Ok(finding.map_or_else(Vec::new, |f| timeline(f, messages)))
     }
 
     pub(super) fn console_last_run(&self) -> Result<Option<LastRun>, StateError> {
-        self.console_unsupported()
+        self.with(|c| {
+            Ok(c.query_opt(
+                "SELECT started_at, finished_at, outcome FROM runs ORDER BY id DESC LIMIT 1",
+                &[],
+            )?
+            .map(|r| LastRun {
+                started_at: format_timestamp(&r.get::<_, DateTime<Utc>>(0)),
+                finished_at: format_timestamp(&r.get::<_, DateTime<Utc>>(1)),
+                outcome: r.get(2),
+            }))
+        })
     }
 }
 

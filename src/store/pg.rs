@@ -115,6 +115,109 @@ pub(super) const MIGRATIONS: &[&str] = &[
         FOR EACH ROW EXECUTE FUNCTION decisions_append_only();
     CREATE TRIGGER decisions_no_truncate BEFORE TRUNCATE ON decisions
         FOR EACH STATEMENT EXECUTE FUNCTION decisions_append_only();",
+    // 7: the console's columns and indexes (store/console.rs), as SQLite's
+    // step 7: the value at risk, the account and the partners of each
+    // finding, read from its payload by triggers (a payload that is not
+    // JSON gives NULLs and no partners, as on SQLite), so the cycle's
+    // writes are unchanged and the open list sorts on an index. The
+    // triggers fire only when the payload changes. Keys sort bytewise
+    // (COLLATE "C"), as SQLite's do, whatever the database's collation.
+    "ALTER TABLE findings ADD COLUMN value_at_risk double precision;
+    ALTER TABLE findings ADD COLUMN account_id text;
+    ALTER TABLE findings ADD COLUMN account_name text;
+    CREATE TABLE finding_partners (
+        partner_id  text NOT NULL,
+        key         text NOT NULL,
+        PRIMARY KEY (partner_id, key)
+    );
+    CREATE INDEX finding_partners_key ON finding_partners (key);
+    CREATE FUNCTION finding_console(payload text, OUT risk double precision,
+            OUT acct_id text, OUT acct_name text, OUT partners text[])
+        LANGUAGE plpgsql IMMUTABLE AS $$
+        DECLARE doc jsonb;
+        BEGIN
+            partners := '{}';
+            BEGIN
+                doc := payload::jsonb;
+            EXCEPTION WHEN data_exception THEN
+                RETURN;
+            END;
+            acct_id := doc ->> 'account_id';
+            acct_name := doc ->> 'account_name';
+            SELECT COALESCE(array_agg(DISTINCT p #>> '{}') FILTER (WHERE jsonb_typeof(p) = 'string'), '{}')
+              INTO partners
+              FROM jsonb_array_elements(CASE WHEN jsonb_typeof(doc -> 'partner_ids') = 'array'
+                                             THEN doc -> 'partner_ids' ELSE '[]' END) AS t (p);
+            BEGIN
+                SELECT COALESCE(
+                    sum((e ->> 'amount')::double precision)
+                        FILTER (WHERE e ->> 'type' = 'opportunity'
+                                  AND (e ->> 'status') IS DISTINCT FROM 'lost'
+                                  AND jsonb_typeof(e -> 'amount') = 'number'),
+                    CASE WHEN bool_and((e ->> 'type') IS NOT DISTINCT FROM 'registration') THEN
+                        sum((e ->> 'amount')::double precision)
+                            FILTER (WHERE (e ->> 'status') IS DISTINCT FROM 'lost'
+                                      AND jsonb_typeof(e -> 'amount') = 'number')
+                    END)
+                  INTO risk
+                  FROM jsonb_array_elements(CASE WHEN jsonb_typeof(doc -> 'evidence') = 'array'
+                                                 THEN doc -> 'evidence' ELSE '[]' END) AS t (e);
+            EXCEPTION WHEN data_exception THEN
+                risk := NULL;
+            END;
+        END $$;
+    CREATE FUNCTION findings_console_columns() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            -- Most of a cycle's upserts bring a stored finding's payload
+            -- again (the row then takes the conflict path): its columns are
+            -- known, so no parsing.
+            IF TG_OP = 'INSERT' THEN
+                SELECT f.value_at_risk, f.account_id, f.account_name
+                  INTO NEW.value_at_risk, NEW.account_id, NEW.account_name
+                  FROM findings f WHERE f.key = NEW.key AND f.payload = NEW.payload;
+                IF FOUND THEN
+                    RETURN NEW;
+                END IF;
+            END IF;
+            SELECT c.risk, c.acct_id, c.acct_name
+              INTO NEW.value_at_risk, NEW.account_id, NEW.account_name
+              FROM finding_console(NEW.payload) c;
+            RETURN NEW;
+        END $$;
+    CREATE FUNCTION findings_console_partners() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP = 'UPDATE' THEN
+                DELETE FROM finding_partners WHERE key = NEW.key;
+            END IF;
+            INSERT INTO finding_partners (partner_id, key)
+                SELECT p, NEW.key FROM unnest((finding_console(NEW.payload)).partners) AS p
+                ON CONFLICT DO NOTHING;
+            RETURN NULL;
+        END $$;
+    UPDATE findings SET (value_at_risk, account_id, account_name) =
+        (SELECT c.risk, c.acct_id, c.acct_name FROM finding_console(payload) c);
+    INSERT INTO finding_partners (partner_id, key)
+        SELECT p, f.key FROM findings f, unnest((finding_console(f.payload)).partners) AS p
+        ON CONFLICT DO NOTHING;
+    CREATE TRIGGER findings_console_insert BEFORE INSERT ON findings
+        FOR EACH ROW EXECUTE FUNCTION findings_console_columns();
+    CREATE TRIGGER findings_console_update BEFORE UPDATE OF payload ON findings
+        FOR EACH ROW WHEN (OLD.payload IS DISTINCT FROM NEW.payload)
+        EXECUTE FUNCTION findings_console_columns();
+    CREATE TRIGGER findings_partners_insert AFTER INSERT ON findings
+        FOR EACH ROW EXECUTE FUNCTION findings_console_partners();
+    CREATE TRIGGER findings_partners_update AFTER UPDATE OF payload ON findings
+        FOR EACH ROW WHEN (OLD.payload IS DISTINCT FROM NEW.payload)
+        EXECUTE FUNCTION findings_console_partners();
+    -- The list's order, with the filtered columns along so that counting
+    -- and filtering read the index, not the rows and their payloads.
+    CREATE INDEX findings_open_risk ON findings (value_at_risk DESC NULLS LAST, key COLLATE \"C\")
+        INCLUDE (severity, kind, account_id, account_name) WHERE resolved_at IS NULL;
+    CREATE INDEX findings_open_kind ON findings (kind, value_at_risk DESC NULLS LAST, key COLLATE \"C\")
+        WHERE resolved_at IS NULL;
+    CREATE INDEX findings_open_account ON findings (account_id) WHERE resolved_at IS NULL;
+    CREATE INDEX outbox_finding ON outbox (finding_key, id);
+    CREATE INDEX runs_finished ON runs (finished_at);",
 ];
 
 /// Advisory lock key (bigint) that serialises migrations.
@@ -375,6 +478,11 @@ impl Pg {
 
     fn lock(&self) -> MutexGuard<'_, Option<Client>> {
         self.client.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the connection is gone (known after a statement failed on it).
+    pub(super) fn is_closed(&self) -> bool {
+        self.lock().as_ref().is_none_or(Client::is_closed)
     }
 
     fn closed(&self) -> StateError {

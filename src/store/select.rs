@@ -144,6 +144,16 @@ impl State {
         }
     }
 
+    /// Whether the connection is gone (PostgreSQL: the server closed it, a
+    /// failover, a restart), so a long-lived holder opens a new one. Never
+    /// on SQLite.
+    pub fn is_closed(&self) -> bool {
+        match &self.backend {
+            Backend::Sqlite(_) => false,
+            Backend::Postgres(p, _) => p.is_closed(),
+        }
+    }
+
     /// Before each send: whether this process may still send. Always on
     /// SQLite (the file lock lasts as long as the process); on PostgreSQL,
     /// the leader lock's session still answers.

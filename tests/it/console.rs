@@ -441,3 +441,139 @@ fn the_console_needs_a_token_or_trusted_proxies() {
         .unwrap_err();
     assert_eq!(e.key, "console.token", "secrets come from the environment");
 }
+
+/// A page without its session-bound parts (the CSRF token).
+fn without_csrf(page: &str) -> String {
+    let mut out = String::with_capacity(page.len());
+    let mut rest = page;
+    while let Some(at) = rest.find("name=\"csrf\" value=\"") {
+        let end = at + 19;
+        out.push_str(&rest[..end]);
+        rest = &rest[(end + 64).min(rest.len())..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The same cycle on the sample, with the state in PostgreSQL: the console
+/// shows the same pages as on the SQLite file, and a decision taken there
+/// lands in the shared state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_on_a_postgresql_state_shows_what_it_shows_on_sqlite() {
+    let Some(db) = crate::pg::TestDb::create("console_http") else {
+        return;
+    };
+    let file = start(TOKEN_MODE).await;
+    let dir = tempfile::tempdir().unwrap();
+    copy_sample(dir.path());
+    let with_url = |extra: &str| {
+        let path = config(dir.path(), extra);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            text.replacen("[state]\n", &format!("[state]\n{}", db.state_toml()), 1),
+        )
+        .unwrap();
+        path
+    };
+    let path = with_url("");
+    let (k, v) = db.env();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_channel-sync"))
+        .args(["once", "--config", path.to_str().unwrap(), "--now", NOW])
+        .env_remove("RUST_LOG")
+        .env_remove("CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL")
+        .env(k, &v)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(db.count("findings") > 0);
+    let path = with_url(&format!("[console]\n{TOKEN_MODE}\n"));
+    let settings = Settings::load_with_env(
+        Some(&path),
+        [
+            (
+                "CHANNEL_SYNC__CONSOLE__TOKEN".to_string(),
+                TOKEN.to_string(),
+            ),
+            (k.to_string(), v.clone()),
+        ],
+    )
+    .unwrap();
+    assert!(settings.state.url.is_some(), "the console reads PostgreSQL");
+    let pg = serve(settings, dir).await;
+    let (file_cookie, pg_cookie) = (
+        sign_in(&file.base, "Ana Lopez").await,
+        sign_in(&pg.base, "Ana Lopez").await,
+    );
+    let link = format!("/finding?key={}", KEY.replace(':', "%3A"));
+    for page in [
+        "/",
+        "/findings",
+        "/findings?page=2",
+        "/findings?kind=partner_vs_partner",
+        "/findings?partner=P-1",
+        "/findings?account=acme",
+        link.as_str(),
+    ] {
+        let (file_status, on_file) = get(&file.base, page, &file_cookie).await;
+        let (pg_status, on_pg) = get(&pg.base, page, &pg_cookie).await;
+        assert_eq!((file_status, pg_status), (200, 200), "{page}");
+        assert_eq!(without_csrf(&on_file), without_csrf(&on_pg), "{page}");
+        if page.starts_with("/findings") && page != "/findings?page=2" {
+            assert!(
+                on_pg.contains("/finding?key="),
+                "{page} lists findings: {on_pg}"
+            );
+        }
+    }
+    let (_, list) = get(&pg.base, "/findings", &pg_cookie).await;
+    assert!(list.contains(&link), "{list}");
+    // A decision on PostgreSQL: recorded as the signed-in user, off the list.
+    let (_, page) = get(&pg.base, &link, &pg_cookie).await;
+    let res = client()
+        .post(format!("{}/finding/decide", pg.base))
+        .header("cookie", &pg_cookie)
+        .form(&[
+            ("key", KEY),
+            ("decision", "partner_keeps"),
+            ("csrf", &csrf(&page)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let (_, list) = get(&pg.base, "/findings", &pg_cookie).await;
+    assert!(!list.contains(&link), "left the open list");
+    let (_, decided) = get(&pg.base, "/findings?status=decided", &pg_cookie).await;
+    assert!(decided.contains(&link), "{decided}");
+    let by: String = db.query(|c| {
+        c.query_one(
+            "SELECT decided_by FROM decisions WHERE finding_key = $1",
+            &[&KEY],
+        )
+        .unwrap()
+        .get(0)
+    });
+    assert_eq!(by, "Ana Lopez");
+    // The database drops the console's connection (a failover): the request
+    // that meets it may fail, the next one reconnects.
+    let ended: i64 = db.query(|c| {
+        c.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .len() as i64
+    });
+    assert!(ended >= 1, "the console's connection was open");
+    let _ = get(&pg.base, "/findings", &pg_cookie).await;
+    let (status, list) = get(&pg.base, "/findings?status=decided", &pg_cookie).await;
+    assert_eq!(status, 200, "{list}");
+    assert!(list.contains(&link), "read again after reconnecting");
+}

@@ -1,9 +1,11 @@
 //! The PostgreSQL state against a real server (tests/it/pg.rs): migrations
 //! under concurrent starters, losing the leader lock, a dry run that leaves
-//! the database as it was, and `state migrate` from a SQLite file.
+//! the database as it was, `state migrate` from a SQLite file, and the
+//! console's queries giving the same answers on both backends.
 
-use channel_sync::store::State;
+use channel_sync::store::console::FindingFilter;
 use channel_sync::store::leader::PgLeader;
+use channel_sync::store::{FindingUpdate, State};
 
 use crate::pg::{TestDb, blocking};
 
@@ -20,7 +22,7 @@ fn replicas_starting_together_migrate_once() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for v in &opened {
-        assert_eq!(v.as_ref().ok(), Some(&6), "{opened:?}");
+        assert_eq!(v.as_ref().ok(), Some(&7), "{opened:?}");
     }
     let versions: Vec<i64> = db.query(|c| {
         c.query(
@@ -32,7 +34,11 @@ fn replicas_starting_together_migrate_once() {
         .map(|r| r.get(0))
         .collect()
     });
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6], "each step applied once");
+    assert_eq!(
+        versions,
+        (1..=7).collect::<Vec<i64>>(),
+        "each step applied once"
+    );
 }
 
 #[test]
@@ -79,6 +85,7 @@ pub(crate) fn db_snapshot(db: &TestDb) -> Vec<String> {
         let mut out = Vec::new();
         for table in [
             "findings",
+            "finding_partners",
             "outbox",
             "written",
             "runs",
@@ -124,13 +131,25 @@ fn state_migrate_copies_a_sqlite_state_and_checks_the_counts() {
         let s = State::open(&file).unwrap();
         s.commit_cycle(
             now,
-            &[channel_sync::store::FindingUpdate {
-                key: "k1".into(),
-                kind: "direct_vs_partner".into(),
-                severity: "warning".into(),
-                payload: "{}".into(),
-                notified: Some("{\"a\":1}".into()),
-            }],
+            &[
+                channel_sync::store::FindingUpdate {
+                    key: "k1".into(),
+                    kind: "direct_vs_partner".into(),
+                    severity: "warning".into(),
+                    payload: "{}".into(),
+                    notified: Some("{\"a\":1}".into()),
+                },
+                seen(
+                    "k2",
+                    "partner_vs_partner",
+                    "warning",
+                    console_payload(
+                        &["P1", "P2"],
+                        ("A-1", "Acme"),
+                        &[("opportunity", "open", Some(250.0))],
+                    ),
+                ),
+            ],
             &[],
             &[],
             &[channel_sync::store::NewMessage {
@@ -191,7 +210,7 @@ fn state_migrate_copies_a_sqlite_state_and_checks_the_counts() {
         String::from_utf8_lossy(&out.stderr)
     );
     for line in [
-        "findings: 1 rows copied",
+        "findings: 2 rows copied",
         "outbox: 1 rows copied",
         "written: 1 rows copied",
         "mirror: 1 rows copied",
@@ -217,6 +236,27 @@ fn state_migrate_copies_a_sqlite_state_and_checks_the_counts() {
     );
     assert_eq!(pg_trail, file_trail, "the decisions trail, time included");
     assert_eq!(pending.len(), 1);
+    // The console reads the copy as it reads the file: the derived columns
+    // and the partners were filled as the rows went in.
+    let console = |s: &State| {
+        let p2 = FindingFilter {
+            partner_id: Some("P2".into()),
+            ..Default::default()
+        };
+        (
+            s.console_open_findings(&FindingFilter::default(), 0, 50)
+                .unwrap(),
+            s.console_open_findings(&p2, 0, 50).unwrap(),
+            s.console_open_by_kind(&[]).unwrap(),
+            s.console_timeline("k1").unwrap(),
+            s.console_last_run().unwrap(),
+        )
+    };
+    let on_file = console(&State::open(&file).unwrap());
+    assert_eq!(on_file.0.rows[0].1, Some(250.0));
+    assert_eq!(on_file.1.total, 1);
+    let on_pg = blocking(|| console(&State::connect(&settings).unwrap()));
+    assert_eq!(on_pg, on_file);
     // A second copy into the same database is refused, and keeps nothing.
     let out = migrate(&db.url);
     assert_eq!(out.status.code(), Some(1));
@@ -225,7 +265,7 @@ fn state_migrate_copies_a_sqlite_state_and_checks_the_counts() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(db.count("findings"), 1);
+    assert_eq!(db.count("findings"), 2);
     // A password in the URL is refused (it belongs in the environment).
     let out = migrate(&db.url.replacen("@", ":secret@", 1));
     assert_eq!(out.status.code(), Some(65));
@@ -395,4 +435,436 @@ fn the_state_database_is_reached_over_verified_tls() {
             .expect("a CA file without certificates")
     });
     assert!(format!("{err}").contains("state.ca_file"), "{err}");
+}
+
+fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+}
+
+fn console_payload(
+    partners: &[&str],
+    account: (&str, &str),
+    evidence: &[(&str, &str, Option<f64>)],
+) -> String {
+    serde_json::json!({
+        "partner_ids": partners,
+        "account_id": account.0,
+        "account_name": account.1,
+        "evidence": evidence.iter().map(|(t, s, a)| serde_json::json!({"type": t, "status": s, "amount": a})).collect::<Vec<_>>(),
+    })
+    .to_string()
+}
+
+fn seen(key: &str, kind: &str, severity: &str, payload: String) -> FindingUpdate {
+    FindingUpdate {
+        key: key.into(),
+        kind: kind.into(),
+        severity: severity.into(),
+        payload,
+        notified: None,
+    }
+}
+
+/// The console's queries on a state, checked as they go (the same checks
+/// as the SQLite unit test in store/console.rs, and more), with every
+/// answer written down so that two backends can be compared whole.
+fn console_scenario(s: &State) -> Vec<String> {
+    let mut log = Vec::new();
+    let now = at("2026-11-26T00:00:00Z");
+    let acme = ("A-1", "Acme 100% Corp");
+    s.commit_cycle(
+        now,
+        &[
+            // opportunities count (a lost one does not), registrations do not
+            seen(
+                "a",
+                "direct_vs_partner",
+                "warning",
+                console_payload(
+                    &["P1"],
+                    acme,
+                    &[
+                        ("opportunity", "open", Some(100.0)),
+                        ("opportunity", "lost", Some(1000.0)),
+                        ("registration", "approved", Some(5000.0)),
+                    ],
+                ),
+            ),
+            // registrations only: their amounts count
+            seen(
+                "b",
+                "partner_vs_partner",
+                "warning",
+                console_payload(
+                    &["P1", "P2"],
+                    acme,
+                    &[("registration", "approved", Some(300.0))],
+                ),
+            ),
+            seen("c", "partner_vs_partner", "warning", "not json".into()),
+            seen(
+                "d",
+                "direct_vs_partner",
+                "warning",
+                console_payload(&["P2"], acme, &[]),
+            ),
+            // Equal values sort by key, bytewise ('B' before 'a'); the
+            // account filter is case-blind and takes '_' literally.
+            seen(
+                "B",
+                "direct_vs_partner",
+                "critical",
+                console_payload(
+                    &["P3", "P4"],
+                    ("A-2", "globex_eu"),
+                    &[("opportunity", "won", Some(100.0))],
+                ),
+            ),
+            seen(
+                "e",
+                "stale_registration",
+                "info",
+                console_payload(
+                    &[],
+                    ("A-3", "globexXeu"),
+                    &[("registration", "lost", Some(50.0))],
+                ),
+            ),
+        ],
+        &[],
+        &[],
+        &[],
+    )
+    .unwrap();
+    let keys = |page: &channel_sync::store::console::FindingPage| -> Vec<(String, Option<f64>)> {
+        page.rows.iter().map(|(f, v)| (f.key.clone(), *v)).collect()
+    };
+    let k = |pairs: &[(&str, Option<f64>)]| -> Vec<(String, Option<f64>)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    };
+    let all = s
+        .console_open_findings(&FindingFilter::default(), 0, 10)
+        .unwrap();
+    assert_eq!(
+        keys(&all),
+        k(&[
+            ("b", Some(300.0)),
+            ("B", Some(100.0)),
+            ("a", Some(100.0)),
+            ("c", None),
+            ("d", None),
+            ("e", None),
+        ])
+    );
+    assert_eq!(all.total, 6);
+    log.push(format!("{all:?}"));
+    let filter = |f: FindingFilter, offset, limit| {
+        let page = s.console_open_findings(&f, offset, limit).unwrap();
+        (page.total, keys(&page))
+    };
+    let p2 = FindingFilter {
+        partner_id: Some("P2".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        filter(p2.clone(), 0, 10),
+        (2, k(&[("b", Some(300.0)), ("d", None)]))
+    );
+    let p3 = FindingFilter {
+        partner_id: Some("P3".into()),
+        ..Default::default()
+    };
+    assert_eq!(filter(p3.clone(), 0, 10), (1, k(&[("B", Some(100.0))])));
+    let acme_direct = FindingFilter {
+        kind: Some("direct_vs_partner".into()),
+        account: Some("100%".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        filter(acme_direct, 0, 10),
+        (2, k(&[("a", Some(100.0)), ("d", None)])),
+        "a and d are direct_vs_partner at Acme 100%"
+    );
+    let globex = FindingFilter {
+        account: Some("GLOBEX_".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        filter(globex, 0, 10),
+        (1, k(&[("B", Some(100.0))])),
+        "case-blind, '_' literal"
+    );
+    let by_id = FindingFilter {
+        account: Some("A-3".into()),
+        ..Default::default()
+    };
+    assert_eq!(filter(by_id, 0, 10), (1, k(&[("e", None)])));
+    let critical = FindingFilter {
+        severity: Some("critical".into()),
+        ..Default::default()
+    };
+    assert_eq!(filter(critical, 0, 10).0, 1);
+    assert_eq!(
+        filter(FindingFilter::default(), 1, 2),
+        (6, k(&[("B", Some(100.0)), ("a", Some(100.0))]))
+    );
+    assert_eq!(filter(FindingFilter::default(), 6, 10), (6, vec![]));
+    let by_kind = s.console_open_by_kind(&[]).unwrap();
+    let counts: Vec<(&str, u64, f64)> = by_kind
+        .iter()
+        .map(|c| (c.kind.as_str(), c.open, c.value_at_risk))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("direct_vs_partner", 3, 200.0),
+            ("partner_vs_partner", 2, 300.0),
+            ("stale_registration", 1, 0.0)
+        ]
+    );
+    log.push(format!("{by_kind:?}"));
+    let by_kind = s.console_open_by_kind(&["a".into(), "B".into()]).unwrap();
+    assert_eq!((by_kind[0].open, by_kind[0].value_at_risk), (1, 0.0));
+    log.push(format!("{by_kind:?}"));
+    let without = FindingFilter {
+        without: vec!["a".into(), "b".into()],
+        ..Default::default()
+    };
+    assert_eq!(filter(without, 0, 10).0, 4);
+    let only = FindingFilter {
+        within: Some(vec!["a".into(), "nope".into()]),
+        ..Default::default()
+    };
+    assert_eq!(filter(only, 0, 10), (1, k(&[("a", Some(100.0))])));
+    let none = FindingFilter {
+        within: Some(vec![]),
+        ..Default::default()
+    };
+    assert_eq!(filter(none, 0, 10), (0, vec![]));
+
+    // Alerts for b: one delivered, one parked, one pending.
+    let later = at("2026-11-26T00:05:00Z");
+    s.commit_cycle(
+        later,
+        &[],
+        &[],
+        &[],
+        &["default", "sales", "ops"]
+            .iter()
+            .map(|route| channel_sync::store::NewMessage {
+                route: route.to_string(),
+                finding_key: Some("b".into()),
+                reason: "new".into(),
+                body: "{}".into(),
+                channel: "slack".into(),
+            })
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let pending = s.pending().unwrap();
+    assert_eq!(pending.len(), 3);
+    s.mark_sent(pending[0].id, at("2026-11-26T00:06:00Z"))
+        .unwrap();
+    s.mark_failed(pending[1].id, "410 gone", true).unwrap();
+
+    // A new payload moves the value and the partners; closing drops it.
+    let next = at("2026-11-27T00:00:00Z");
+    s.commit_cycle(
+        next,
+        &[
+            seen(
+                "a",
+                "direct_vs_partner",
+                "warning",
+                console_payload(&["P3"], acme, &[("opportunity", "won", Some(7.5))]),
+            ),
+            // The same payload again: nothing moves.
+            seen(
+                "B",
+                "direct_vs_partner",
+                "critical",
+                console_payload(
+                    &["P3", "P4"],
+                    ("A-2", "globex_eu"),
+                    &[("opportunity", "won", Some(100.0))],
+                ),
+            ),
+            // Not JSON any more: no value, no partners.
+            seen("d", "direct_vs_partner", "warning", "{".into()),
+        ],
+        &["b".into()],
+        &["e".into()],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        filter(p3, 0, 10),
+        (2, k(&[("B", Some(100.0)), ("a", Some(7.5))]))
+    );
+    assert_eq!(
+        filter(p2, 0, 10),
+        (0, vec![]),
+        "b closed, d lost its partners"
+    );
+    let all = s
+        .console_open_findings(&FindingFilter::default(), 0, 10)
+        .unwrap();
+    assert_eq!(
+        keys(&all),
+        k(&[
+            ("B", Some(100.0)),
+            ("a", Some(7.5)),
+            ("c", None),
+            ("d", None)
+        ])
+    );
+    log.push(format!("{all:?}"));
+    let (b, risk) = s.console_finding("b").unwrap().unwrap();
+    assert_eq!(
+        (b.resolved_at.as_deref(), risk),
+        (Some("2026-11-27T00:00:00Z"), Some(300.0)),
+        "a closed finding keeps its value"
+    );
+    log.push(format!("{b:?} {risk:?}"));
+    assert_eq!(s.console_finding("nope").unwrap(), None);
+    let timeline: Vec<(String, String)> = s
+        .console_timeline("b")
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.at, e.what))
+        .collect();
+    let t = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, w)| (a.to_string(), w.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        timeline,
+        t(&[
+            ("", "alert to route sales: parked"),
+            ("2026-11-26T00:00:00Z", "first seen"),
+            ("2026-11-26T00:00:00Z", "last seen by a cycle"),
+            (
+                "2026-11-26T00:05:00Z",
+                "alert queued to route default (new)"
+            ),
+            ("2026-11-26T00:05:00Z", "alert queued to route sales (new)"),
+            ("2026-11-26T00:05:00Z", "alert queued to route ops (new)"),
+            ("2026-11-26T00:06:00Z", "alert delivered to route default"),
+            ("2026-11-27T00:00:00Z", "closed: resolved in the data"),
+        ])
+    );
+    log.push(format!("{timeline:?}"));
+    let aged: Vec<String> = s
+        .console_timeline("e")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.what)
+        .collect();
+    assert_eq!(aged.last().unwrap(), "closed: aged out of its window");
+    assert_eq!(s.console_timeline("nope").unwrap(), vec![]);
+
+    assert_eq!(s.console_last_run().unwrap(), None);
+    s.record_run(now, at("2026-11-26T00:00:09Z"), "ok", "{}")
+        .unwrap();
+    s.record_run(next, at("2026-11-27T00:00:03Z"), "partial", "{}")
+        .unwrap();
+    let last = s.console_last_run().unwrap().unwrap();
+    assert_eq!(
+        (
+            last.started_at.as_str(),
+            last.finished_at.as_str(),
+            last.outcome.as_str()
+        ),
+        ("2026-11-27T00:00:00Z", "2026-11-27T00:00:03Z", "partial")
+    );
+    log.push(format!("{last:?}"));
+    log
+}
+
+#[test]
+fn the_console_reads_the_same_on_sqlite_and_postgresql() {
+    let Some(db) = TestDb::create("console_same") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = console_scenario(&State::open(&dir.path().join("s.db")).unwrap());
+    let settings = db.settings();
+    let pg = blocking(|| console_scenario(&State::connect(&settings).unwrap()));
+    assert_eq!(file, pg);
+}
+
+#[test]
+fn step_7_fills_the_console_columns_of_findings_already_stored() {
+    let Some(db) = TestDb::create("console_backfill") else {
+        return;
+    };
+    let settings = db.settings();
+    // A state at version 6: step 7 undone by hand.
+    blocking(|| drop(State::connect(&settings).unwrap()));
+    db.query(|c| {
+        c.batch_execute(
+            "DROP FUNCTION findings_console_columns() CASCADE;
+             DROP FUNCTION findings_console_partners() CASCADE;
+             DROP FUNCTION finding_console(text);
+             DROP TABLE finding_partners;
+             ALTER TABLE findings DROP COLUMN value_at_risk, DROP COLUMN account_id, DROP COLUMN account_name;
+             DROP INDEX outbox_finding;
+             DROP INDEX runs_finished;
+             DELETE FROM schema_migrations WHERE version = 7;",
+        )
+        .unwrap()
+    });
+    let now = at("2026-11-26T00:00:00Z");
+    let rows = [
+        seen(
+            "a",
+            "direct_vs_partner",
+            "warning",
+            console_payload(
+                &["P1", "P2"],
+                ("A-1", "Acme"),
+                &[("registration", "approved", Some(40.0))],
+            ),
+        ),
+        seen("b", "direct_vs_partner", "warning", "not json".into()),
+    ];
+    db.query(|c| {
+        for f in &rows {
+            c.execute(
+                "INSERT INTO findings (key, kind, severity, notified, payload, first_seen, last_seen)
+                 VALUES ($1, $2, $3, '{}', $4, $5, $5)",
+                &[&f.key, &f.kind, &f.severity, &f.payload, &now],
+            )
+            .unwrap();
+        }
+    });
+    let (page, p2, version) = blocking(|| {
+        let s = State::connect(&settings).unwrap();
+        let p2 = FindingFilter {
+            partner_id: Some("P2".into()),
+            ..Default::default()
+        };
+        (
+            s.console_open_findings(&FindingFilter::default(), 0, 10)
+                .unwrap(),
+            s.console_open_findings(&p2, 0, 10).unwrap(),
+            s.version().unwrap(),
+        )
+    });
+    assert_eq!(version, 7);
+    let keys: Vec<(&str, Option<f64>)> = page
+        .rows
+        .iter()
+        .map(|(f, v)| (f.key.as_str(), *v))
+        .collect();
+    assert_eq!(keys, [("a", Some(40.0)), ("b", None)]);
+    assert_eq!(p2.total, 1);
+    let account: Option<String> = db.query(|c| {
+        c.query_one("SELECT account_name FROM findings WHERE key = 'a'", &[])
+            .unwrap()
+            .get(0)
+    });
+    assert_eq!(account.as_deref(), Some("Acme"));
 }
