@@ -440,6 +440,7 @@ async fn decide_and_deliver(
     if let Some(decisions) = &decisions {
         write_decisions(
             decisions,
+            &data,
             &holds,
             &evaluation.findings,
             state.as_ref(),

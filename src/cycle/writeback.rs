@@ -104,8 +104,10 @@ fn settle(
 /// what this sink last wrote (its own name in `written`, apart from the
 /// scorecards'), batched by the sink, failures retried next cycle. Counted
 /// with the scorecard writes.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn write_decisions(
     sink: &DecisionSink,
+    data: &crate::model::Dataset,
     holds: &crate::decisions::Holds,
     findings: &[engine::Finding],
     state: Option<&State>,
@@ -121,7 +123,12 @@ pub(super) async fn write_decisions(
         .iter()
         .map(|f| (f.key.as_str(), f.opportunity_ids.as_slice()))
         .collect();
-    let targets = decision_targets(&holds.standings, &current, sink.field(), &written);
+    // Only opportunities the CRM still shows: one deleted since (or out of
+    // reach) would fail every cycle.
+    let exists: std::collections::HashSet<&str> =
+        data.opportunities.iter().map(|o| o.id.as_str()).collect();
+    let mut targets = decision_targets(&holds.standings, &current, sink.field(), &written);
+    targets.retain(|t| exists.contains(t.record_id.as_str()));
     let updates = diff(&targets, &written);
     if opts.dry_run {
         summary.writes_would += updates.len();

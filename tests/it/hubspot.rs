@@ -829,12 +829,16 @@ async fn a_401_under_oauth_ends_the_cycle_without_a_refresh() {
 async fn a_decision_is_written_onto_the_deal_property_once_retried_and_rewritten() {
     let mut acct = Account::start(quick()).await;
     seed(&acct.fake);
-    acct.fake
-        .add_property("deals", "channel_decision", "string");
     acct.extra
         .push_str("[writeback]\ndecision_field = \"channel_decision\"\n");
     let first = acct.once(&[]).await;
     assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    // crm.hubspot.create_properties: the deal property is created on first use.
+    assert!(
+        acct.fake
+            .property_names("deals")
+            .contains(&"channel_decision".to_string())
+    );
     let key: String = rusqlite::Connection::open(acct.state())
         .unwrap()
         .query_row(

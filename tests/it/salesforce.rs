@@ -1028,4 +1028,20 @@ async fn a_decision_is_written_onto_its_opportunities_once_retried_and_rewritten
         )),
         "{writes:?}"
     );
+
+    // Decided again, then the opportunity is deleted in the CRM: nothing is
+    // sent for it (it would fail every cycle).
+    decide("direct_keeps", "cy@example.com").await;
+    org.fake.delete("Opportunity", "006000000000D01AAA");
+    org.fake.reset_counts();
+    let gone = org.once(&[]).await;
+    assert_eq!(gone.code, Some(0), "{}\n{}", gone.stdout, gone.stderr);
+    assert!(
+        decision_writes(&org.fake)
+            .iter()
+            .flatten()
+            .all(|(id, _)| id != "006000000000D01AAA"),
+        "{:?}",
+        decision_writes(&org.fake)
+    );
 }

@@ -458,8 +458,12 @@ impl HubSpotClient {
             "label": name.replace('_', " "),
             "type": if number { "number" } else { "string" },
             "fieldType": if number { "number" } else { "text" },
-            "groupName": "companyinformation",
-            "description": "Written by channel-sync (partner scorecard)",
+            "groupName": if object == "deals" { "dealinformation" } else { "companyinformation" },
+            "description": if object == "deals" {
+                "Written by channel-sync (the channel decision on this deal)"
+            } else {
+                "Written by channel-sync (partner scorecard)"
+            },
         });
         match self
             .request(
