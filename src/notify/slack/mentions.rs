@@ -231,6 +231,69 @@ fn judge(answer: Answer) -> Next<Option<String>, Failed> {
 mod tests {
     use super::*;
 
+    fn answer(status: u16, body: &str, retry_after: Option<&str>) -> Answer {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(r) = retry_after {
+            headers.insert("retry-after", r.parse().unwrap());
+        }
+        Answer {
+            status,
+            headers,
+            body: body.into(),
+        }
+    }
+
+    fn outcome(a: Answer) -> String {
+        match judge(a) {
+            Next::Return(Some(id)) => format!("found {id}"),
+            Next::Return(None) => "unknown".into(),
+            Next::Wait(d, _) => format!("wait {}", d.as_secs()),
+            Next::Retry(_) => "retry".into(),
+            Next::Fail(Failed::Refused(why)) => format!("stop {why}"),
+            Next::Fail(Failed::Call(e)) => format!("call {e}"),
+            Next::Reauthenticate => "reauthenticate".into(),
+        }
+    }
+
+    #[test]
+    fn lookup_answers_are_classified() {
+        let ok = r#"{"ok":true,"user":{"id":"U012ABC","name":"dana"}}"#;
+        assert_eq!(outcome(answer(200, ok, None)), "found U012ABC");
+        // An id that is not one is never used.
+        let odd = r#"{"ok":true,"user":{"id":"<!channel>"}}"#;
+        assert_eq!(outcome(answer(200, odd, None)), "unknown");
+        let nf = r#"{"ok":false,"error":"users_not_found"}"#;
+        assert_eq!(outcome(answer(200, nf, None)), "unknown");
+        assert_eq!(outcome(answer(429, "", Some("20"))), "wait 20");
+        assert_eq!(outcome(answer(503, "", None)), "retry");
+        let auth = r#"{"ok":false,"error":"invalid_auth"}"#;
+        assert_eq!(
+            outcome(answer(200, auth, None)),
+            "stop users.lookupByEmail: invalid_auth"
+        );
+        let scope = r#"{"ok":false,"error":"missing_scope","needed":"users:read.email"}"#;
+        assert!(outcome(answer(200, scope, None)).starts_with("stop "));
+    }
+
+    #[tokio::test]
+    async fn without_a_token_only_the_map_answers() {
+        let settings = SlackSettings {
+            mentions: [("Dana@Example.com".to_string(), "U012ABC".to_string())].into(),
+            ..SlackSettings::default()
+        };
+        let m = Mentions::new(&settings).unwrap();
+        assert!(m.is_on());
+        let found = m
+            .resolve([
+                "dana@example.COM".to_string(),
+                "eve@example.com".to_string(),
+            ])
+            .await;
+        assert_eq!(found.len(), 1);
+        assert_eq!(found["dana@example.com"], "U012ABC");
+        assert!(!Mentions::new(&SlackSettings::default()).unwrap().is_on());
+    }
+
     #[test]
     fn only_what_looks_like_a_user_id_is_one() {
         assert!(is_user_id("U012ABC"));
