@@ -423,6 +423,14 @@ pub struct SlackSettings {
     /// Where a signed click's `response_url` may point (the message update
     /// goes nowhere else).
     pub response_url_prefix: String,
+    /// The Slack app's bot token (from the environment only): people on
+    /// conflict alerts are found by e-mail through `users.lookupByEmail`.
+    pub bot_token: Option<Secret>,
+    /// E-mail -> Slack user id (`U012ABC`): whom to mention for a CRM
+    /// owner or partner manager; checked before any lookup.
+    pub mentions: BTreeMap<String, String>,
+    /// Slack's Web API base (tests point it elsewhere).
+    pub api_url: String,
 }
 
 impl Default for SlackSettings {
@@ -437,6 +445,9 @@ impl Default for SlackSettings {
             routes: BTreeMap::new(),
             signing_secret: None,
             response_url_prefix: "https://hooks.slack.com/".into(),
+            bot_token: None,
+            mentions: BTreeMap::new(),
+            api_url: "https://slack.com/api/".into(),
         }
     }
 }
@@ -447,6 +458,41 @@ impl SlackSettings {
         self.repeat_after
             .as_deref()
             .and_then(|s| parse_duration(s).ok())
+    }
+
+    /// `mentions` (e-mails to Slack user ids) and `api_url`.
+    fn check_mentions(&self) -> Result<(), ConfigError> {
+        for (email, id) in &self.mentions {
+            let key = format!("alerts.slack.mentions.\"{email}\"");
+            let e = email.trim();
+            if !e.contains('@') || e.starts_with('@') || e.ends_with('@') {
+                return Err(ConfigError::new(key, "not an e-mail address"));
+            }
+            let id = id.trim();
+            let looks = id.len() >= 3
+                && id.len() <= 32
+                && id.starts_with(['U', 'W'])
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+            if !looks {
+                return Err(ConfigError::new(
+                    key,
+                    format!(
+                        "not a Slack user id: '{id}' (e.g. U012ABC, from the user's profile: Copy member ID)"
+                    ),
+                ));
+            }
+        }
+        if !(self.api_url.starts_with("https://") || self.api_url.starts_with("http://"))
+            || reqwest::Url::parse(&self.api_url).is_err()
+        {
+            return Err(ConfigError::new(
+                "alerts.slack.api_url",
+                format!("not an http(s) URL: '{}'", self.api_url),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -467,11 +513,48 @@ pub struct SlackRoute {
 pub struct WritebackSettings {
     /// Scorecard field (`active_seller_rate`, `reps`, ...) -> CRM field name.
     pub fields: BTreeMap<String, String>,
+    /// The opportunity field (Salesforce, e.g. `Channel_Decision__c`) or deal
+    /// property (HubSpot, e.g. `channel_decision`) that decisions are written
+    /// onto; off when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision_field: Option<String>,
+}
+
+impl WritebackSettings {
+    /// `writeback.decision_field`: a field name (letters, digits, `_`), and
+    /// a CRM to write it to.
+    fn check_decision_field(&self, crm: Option<CrmKind>) -> Result<(), ConfigError> {
+        let Some(field) = &self.decision_field else {
+            return Ok(());
+        };
+        let key = "writeback.decision_field";
+        let name = field.trim();
+        if name.is_empty()
+            || name.len() > 100
+            || !name.starts_with(|c: char| c.is_ascii_alphabetic())
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(ConfigError::new(
+                key,
+                format!(
+                    "not a field name: '{field}' (e.g. Channel_Decision__c in Salesforce, channel_decision in HubSpot)"
+                ),
+            ));
+        }
+        match crm {
+            Some(CrmKind::Salesforce | CrmKind::Hubspot) => Ok(()),
+            _ => Err(ConfigError::new(
+                key,
+                "decisions are written onto CRM opportunities: needs crm.kind = \"salesforce\" or \"hubspot\" (files have no place for them; `channel-sync findings` lists decisions)",
+            )),
+        }
+    }
 }
 
 /// Key names that hold secrets, wherever they appear.
-const SECRET_KEYS: [&str; 10] = [
+const SECRET_KEYS: [&str; 11] = [
     "encryption_key",
+    "bot_token",
     "signing_secret",
     "webhook_url",
     "teams_webhook_url",
@@ -792,6 +875,8 @@ impl Settings {
                 }
             }
         }
+        check(self.writeback.check_decision_field(self.crm.kind));
+        check(self.alerts.slack.check_mentions());
         let fields = crate::engine::SCORECARD_FIELDS;
         for field in self.writeback.fields.keys() {
             if !fields.contains(&field.as_str()) {
@@ -990,6 +1075,69 @@ mod tests {
         assert_eq!(s.scorecard.rate("eur"), Some(1.08));
         assert_eq!(s.scorecard.rate("usd"), Some(1.0));
         assert_eq!(s.scorecard.rate("JPY"), None);
+    }
+
+    #[test]
+    fn mentions_map_e_mails_to_user_ids_and_the_bot_token_is_a_secret() {
+        let s =
+            Settings::from_toml("[alerts.slack.mentions]\n\"dana@example.com\" = \"U012ABC\"\n")
+                .unwrap();
+        assert!(s.validate().is_ok());
+        assert_eq!(s.alerts.slack.mentions["dana@example.com"], "U012ABC");
+        for (email, id) in [
+            ("dana", "U012ABC"),
+            ("dana@example.com", "<!here>"),
+            ("d@e.com", "C012"),
+        ] {
+            let e = Settings::from_toml(&format!(
+                "[alerts.slack.mentions]\n\"{email}\" = \"{id}\"\n"
+            ))
+            .and_then(|s| s.validate().map(|_| s))
+            .unwrap_err();
+            assert!(e.key.starts_with("alerts.slack.mentions."), "{e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[alerts.slack]\nbot_token = \"xoxb-1\"\n").unwrap();
+        let e = Settings::load_with_env(Some(&file), []).unwrap_err();
+        assert_eq!(e.key, "alerts.slack.bot_token", "{e}");
+        assert!(
+            e.to_string()
+                .contains("CHANNEL_SYNC__ALERTS__SLACK__BOT_TOKEN"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_decision_field_must_be_a_field_name_on_a_crm() {
+        let w = |f: &str| WritebackSettings {
+            decision_field: Some(f.into()),
+            ..Default::default()
+        };
+        assert!(
+            WritebackSettings::default()
+                .check_decision_field(None)
+                .is_ok()
+        );
+        let sf = Some(CrmKind::Salesforce);
+        assert!(w("Channel_Decision__c").check_decision_field(sf).is_ok());
+        assert!(
+            w("channel_decision")
+                .check_decision_field(Some(CrmKind::Hubspot))
+                .is_ok()
+        );
+        for bad in ["", "Channel Decision", "1x", "a;b", "x.y"] {
+            let e = w(bad).check_decision_field(sf).unwrap_err();
+            assert_eq!(e.key, "writeback.decision_field", "{bad}: {e}");
+        }
+        let e = w("x")
+            .check_decision_field(Some(CrmKind::Files))
+            .unwrap_err();
+        assert!(e.to_string().contains("crm.kind"), "{e}");
+        let e = Settings::from_toml("[writeback]\ndecision_field = \"x\"\n")
+            .and_then(|s| s.validate().map(|_| s))
+            .unwrap_err();
+        assert_eq!(e.key, "writeback.decision_field", "{e}");
     }
 
     #[test]

@@ -285,6 +285,32 @@ impl Connectors {
         })
     }
 
+    /// Where decisions are written back (`writeback.decision_field`): the
+    /// CRM's opportunities; `None` when unset or the CRM is files.
+    pub fn decision_sink(&self, settings: &Settings) -> Option<DecisionSink> {
+        let field = settings
+            .writeback
+            .decision_field
+            .as_deref()?
+            .trim()
+            .to_string();
+        match &self.crm {
+            Crm::Salesforce(sf) => Some(DecisionSink::Salesforce(
+                salesforce::write::SalesforceDecisionSink {
+                    client: sf.client.clone(),
+                },
+                field,
+            )),
+            Crm::Hubspot(hs) => Some(DecisionSink::Hubspot(
+                hubspot::write::HubSpotDecisionSink {
+                    client: hs.client.clone(),
+                },
+                field,
+            )),
+            Crm::Files => None,
+        }
+    }
+
     /// Where the CRM's records open (none for files).
     pub async fn links(&self, settings: &Settings) -> RecordLinks {
         match &self.crm {
@@ -365,6 +391,38 @@ impl ScorecardSink for Sink {
             Sink::Files(s) => s.apply(updates).await,
             Sink::Salesforce(s) => s.apply(updates).await,
             Sink::Hubspot(s) => s.apply(updates).await,
+        }
+    }
+}
+
+/// Where decisions are written: one field on the CRM's opportunities.
+pub enum DecisionSink {
+    Salesforce(salesforce::write::SalesforceDecisionSink, String),
+    Hubspot(hubspot::write::HubSpotDecisionSink, String),
+}
+
+impl DecisionSink {
+    /// The name the state remembers its writes under: apart from the
+    /// scorecards', so neither diff sees the other's values.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DecisionSink::Salesforce(..) => "salesforce-decisions",
+            DecisionSink::Hubspot(..) => "hubspot-decisions",
+        }
+    }
+
+    /// The opportunity field (deal property) written.
+    pub fn field(&self) -> &str {
+        match self {
+            DecisionSink::Salesforce(_, f) | DecisionSink::Hubspot(_, f) => f,
+        }
+    }
+
+    /// Writes the updates, batched to the API's maximum; one outcome each.
+    pub async fn apply(&self, updates: &[RecordUpdate]) -> Vec<RecordOutcome> {
+        match self {
+            DecisionSink::Salesforce(s, _) => s.apply(updates).await,
+            DecisionSink::Hubspot(s, _) => s.apply(updates).await,
         }
     }
 }

@@ -122,6 +122,77 @@ pub fn diff(targets: &[Target], written: &FastMap<(String, String), String>) -> 
         .collect()
 }
 
+/// The longest decision value written (a Salesforce Text(255) field).
+pub const DECISION_MAX: usize = 255;
+
+/// What a decision is written as: `partner_keeps by ana@example.com on
+/// 2026-11-26` (the outcome, who, the day). Who is cut to 200 characters,
+/// so the whole stays under [`DECISION_MAX`].
+pub fn decision_value(verdict: &crate::decisions::Verdict) -> String {
+    let by: String = verdict
+        .by
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    let day = verdict.at.get(..10).unwrap_or(&verdict.at);
+    format!("{} by {} on {day}", verdict.outcome.as_str(), by.trim())
+}
+
+/// What the decision field of each opportunity should hold: the latest
+/// verdict taken on it (the opportunities of the decision's basis, else of
+/// the finding now, `current`: key -> opportunity ids). An opportunity
+/// written before whose decision was withdrawn (the finding was reopened)
+/// is cleared (an empty value). `written` is this sink's memory.
+pub fn decision_targets(
+    standings: &std::collections::HashMap<String, crate::decisions::Standing>,
+    current: &std::collections::HashMap<&str, &[String]>,
+    field: &str,
+    written: &FastMap<(String, String), String>,
+) -> Vec<Target> {
+    let mut verdicts: Vec<(&str, &crate::decisions::Verdict)> = standings
+        .iter()
+        .filter_map(|(k, s)| s.verdict.as_ref().map(|v| (k.as_str(), v)))
+        .collect();
+    // Oldest first: a later verdict on the same opportunity wins.
+    verdicts.sort_by(|a, b| a.1.at.cmp(&b.1.at).then(a.0.cmp(b.0)));
+    let mut values: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for (key, verdict) in verdicts {
+        let value = decision_value(verdict);
+        let opportunities: Vec<&String> = if verdict.basis.opportunities.is_empty() {
+            current
+                .get(key)
+                .map(|o| o.iter().collect())
+                .unwrap_or_default()
+        } else {
+            verdict.basis.opportunities.iter().collect()
+        };
+        for o in opportunities {
+            values.insert(o.clone(), (key.to_string(), value.clone()));
+        }
+    }
+    let mut cleared: Vec<&String> = written
+        .iter()
+        .filter(|((record, f), v)| f == field && !v.is_empty() && !values.contains_key(record))
+        .map(|((record, _), _)| record)
+        .collect();
+    cleared.sort();
+    let cleared = cleared.into_iter().map(|record| Target {
+        partner_id: String::new(),
+        record_id: record.clone(),
+        fields: vec![(field.to_string(), String::new())],
+    });
+    values
+        .into_iter()
+        .map(|(record, (key, value))| Target {
+            partner_id: key,
+            record_id: record,
+            fields: vec![(field.to_string(), value)],
+        })
+        .chain(cleared)
+        .collect()
+}
+
 /// `scorecards.csv` in a folder: one row per partner, its name and tier, the
 /// SPEC §3.4 fields and the period. Rows are upserted by partner id; the file
 /// is replaced atomically (written beside, then renamed). Cells a spreadsheet
@@ -235,6 +306,99 @@ impl ScorecardSink for FilesSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decisions_are_written_on_their_opportunities_latest_first_and_cleared_when_withdrawn() {
+        use crate::decisions::{Basis, Outcome, Standing, Verdict};
+        let verdict = |outcome, by: &str, at: &str, opps: &[&str]| Standing {
+            verdict: Some(Verdict {
+                outcome,
+                by: by.into(),
+                at: at.into(),
+                note: None,
+                basis: Basis {
+                    opportunities: opps.iter().map(|o| o.to_string()).collect(),
+                    partners: Default::default(),
+                },
+            }),
+            ..Standing::default()
+        };
+        let standings: std::collections::HashMap<String, Standing> = [
+            (
+                s("k1"),
+                verdict(
+                    Outcome::PartnerKeeps,
+                    "ana@example.com",
+                    "2026-11-26T01:00:00Z",
+                    &["O-1", "O-2"],
+                ),
+            ),
+            // Later, on O-2 too: wins there.
+            (
+                s("k2"),
+                verdict(
+                    Outcome::Split,
+                    "slack:U1 (bo)",
+                    "2026-11-27T09:00:00Z",
+                    &["O-2"],
+                ),
+            ),
+            // No basis stored: the finding's opportunities now.
+            (
+                s("k3"),
+                verdict(Outcome::NotAConflict, "cy", "2026-11-26T00:00:00Z", &[]),
+            ),
+            // Only snoozed: nothing to write.
+            (
+                s("k4"),
+                Standing {
+                    snoozed_until: chrono::NaiveDate::from_ymd_opt(2026, 12, 1),
+                    ..Standing::default()
+                },
+            ),
+        ]
+        .into();
+        let o3 = [s("O-3")];
+        let current = [("k3", &o3[..])].into();
+        let mut written = FastMap::default();
+        written.insert((s("O-9"), s("D__c")), s("direct_keeps by x on 2026-10-01"));
+        written.insert((s("O-8"), s("D__c")), String::new());
+        written.insert((s("O-7"), s("Other__c")), s("x"));
+        let targets = decision_targets(&standings, &current, "D__c", &written);
+        let got: Vec<(&str, &str)> = targets
+            .iter()
+            .map(|t| (t.record_id.as_str(), t.fields[0].1.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("O-1", "partner_keeps by ana@example.com on 2026-11-26"),
+                ("O-2", "split by slack:U1 (bo) on 2026-11-27"),
+                ("O-3", "not_a_conflict by cy on 2026-11-26"),
+                // Withdrawn: cleared once (O-8 is cleared already).
+                ("O-9", ""),
+            ]
+        );
+        // Unchanged values are not sent again.
+        let mut confirmed = written.clone();
+        for t in &targets {
+            confirmed.insert((t.record_id.clone(), s("D__c")), t.fields[0].1.clone());
+        }
+        let again = decision_targets(&standings, &current, "D__c", &confirmed);
+        assert!(diff(&again, &confirmed).is_empty());
+        // A long name stays under the limit, without control characters.
+        let long = verdict(
+            Outcome::NotAConflict,
+            &"x\n".repeat(400),
+            "2026-11-26",
+            &["O"],
+        );
+        let v = decision_value(long.verdict.as_ref().unwrap());
+        assert!(
+            v.chars().count() <= DECISION_MAX && !v.contains('\n'),
+            "{v}"
+        );
+    }
 
     fn s(x: &str) -> String {
         x.to_string()

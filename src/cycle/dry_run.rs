@@ -102,7 +102,12 @@ mod tests {
 
     #[test]
     fn a_teams_alert_names_its_channel_and_a_slack_one_does_not() {
-        let notifiers = Notifiers::new(&crate::config::AlertSettings::default(), None).unwrap();
+        let notifiers = Notifiers::new(
+            &crate::config::AlertSettings::default(),
+            &Default::default(),
+            None,
+        )
+        .unwrap();
         let msg = |channel: &str| NewMessage {
             route: "default".into(),
             channel: channel.into(),

@@ -20,15 +20,16 @@ use chrono::{DateTime, Utc};
 
 use crate::alerts::{self, AlertContext};
 use crate::config::{ConfigError, Settings};
-use crate::connectors::{Connectors, Sink, files, origin};
+use crate::connectors::{Connectors, DecisionSink, Sink, files, origin};
 use crate::crash::crash_point;
 use crate::engine;
+use crate::notify::slack::mentions::Mentions;
 use crate::notify::{Links, Names, Notifiers};
 use crate::store::State;
 use crate::values::format_timestamp;
 use deliver::{Progress, deliver, render_notices};
 pub use summary::Summary;
-use writeback::write_back;
+use writeback::{write_back, write_decisions};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -129,6 +130,8 @@ pub struct Runner {
     settings: Settings,
     notifiers: Notifiers,
     connectors: Connectors,
+    /// Slack users to mention on conflicts (the map, or lookups by e-mail).
+    mentions: Mentions,
     /// Set on shutdown: a cycle stops sending at the next message (what is
     /// not sent stays in the outbox for the next start).
     pub stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -140,12 +143,14 @@ impl Runner {
         metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
     ) -> Result<Runner, CycleError> {
         check(&settings)?;
-        let notifiers = Notifiers::new(&settings.alerts, metrics.clone())?;
+        let notifiers = Notifiers::new(&settings.alerts, &settings.console, metrics.clone())?;
+        let mentions = Mentions::new(&settings.alerts.slack)?.with_metrics_opt(metrics.clone());
         let connectors = Connectors::new(&settings, metrics)?;
         Ok(Runner {
             settings,
             notifiers,
             connectors,
+            mentions,
             stopping: Default::default(),
         })
     }
@@ -231,6 +236,7 @@ impl Runner {
         summary.synced = pulled.synced;
         let loaded = pulled.loaded;
         let sink = self.connectors.sink(settings).await?;
+        let decisions = self.connectors.decision_sink(settings);
         let links = self.connectors.links(settings).await;
         let links = Links {
             account: links.account,
@@ -241,6 +247,7 @@ impl Runner {
             links,
             state,
             sink,
+            decisions,
         };
         self.decide_and_deliver(opts, out, pulled, summary).await
     }
@@ -256,6 +263,7 @@ impl Runner {
         decide_and_deliver(
             &self.settings,
             &self.notifiers,
+            &self.mentions,
             &self.stopping,
             opts,
             out,
@@ -272,11 +280,15 @@ struct Pulled {
     links: Links,
     state: Option<State>,
     sink: Sink,
+    /// Where decisions are written (`writeback.decision_field`), if anywhere.
+    decisions: Option<DecisionSink>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn decide_and_deliver(
     settings: &Settings,
     notifiers: &Notifiers,
+    mentions: &Mentions,
     stopping: &std::sync::atomic::AtomicBool,
     opts: &Options,
     out: &mut (dyn Write + Send),
@@ -288,6 +300,7 @@ async fn decide_and_deliver(
         links,
         state,
         sink,
+        decisions,
     } = pulled;
     let started = opts.now;
     let now = opts.now;
@@ -313,7 +326,13 @@ async fn decide_and_deliver(
         None => crate::decisions::Holds::default(),
     };
     crate::decisions::settle_scorecards(&mut evaluation.scorecards, &evaluation.findings, &holds);
-    summary.findings_open = evaluation.findings.len();
+    // A decided finding is not open: it leaves the count and the metric.
+    summary.findings_decided = evaluation
+        .findings
+        .iter()
+        .filter(|f| holds.is_decided(&f.key))
+        .count();
+    summary.findings_open = evaluation.findings.len() - summary.findings_decided;
     summary.missing_rates = evaluation
         .missing_rates
         .iter()
@@ -322,7 +341,11 @@ async fn decide_and_deliver(
     for m in &summary.missing_rates {
         tracing::warn!("{m}");
     }
-    for f in &evaluation.findings {
+    for f in evaluation
+        .findings
+        .iter()
+        .filter(|f| !holds.is_decided(&f.key))
+    {
         *summary
             .open_by_kind
             .entry(f.kind.as_str().into())
@@ -336,7 +359,7 @@ async fn decide_and_deliver(
         Some(s) => s.findings()?,
         None => Vec::new(),
     };
-    let names = Names::from_dataset(&data).with_links(links);
+    let mut names = Names::from_dataset(&data).with_links(links);
     // Route -> the channels (Slack, Teams) that reach it.
     let mut reach = notifiers.reach();
     summary.alerts_off = reach.is_empty();
@@ -363,6 +386,23 @@ async fn decide_and_deliver(
     summary.reminders = plan.reminded;
     summary.findings_resolved = plan.resolved.len();
     summary.findings_aged_out = plan.aged_out.len();
+    // Mentions: the people each conflict alert concerns, found in Slack
+    // (only for alerts that reach Slack).
+    if mentions.is_on() && reach.values().flatten().any(|c| *c == "slack") {
+        let emails: Vec<String> = plan
+            .messages
+            .iter()
+            .filter_map(|n| match &n.content {
+                alerts::Content::Finding { finding, .. } => Some(finding),
+                _ => None,
+            })
+            .flat_map(|f| names.people(f).into_iter().map(|(_, email)| email))
+            .collect();
+        if !emails.is_empty() {
+            names.mentions = mentions.resolve(emails).await;
+            lap("Mentions found.");
+        }
+    }
     let messages = render_notices(notifiers, &reach, &plan.messages, &names);
 
     // Record the decision, then deliver.
@@ -397,6 +437,20 @@ async fn decide_and_deliver(
     )
     .await?;
     lap("Scorecards written back.");
+    if let Some(decisions) = &decisions {
+        write_decisions(
+            decisions,
+            &data,
+            &holds,
+            &evaluation.findings,
+            state.as_ref(),
+            opts,
+            out,
+            &mut summary,
+        )
+        .await?;
+        lap("Decisions written back.");
+    }
 
     if let (Some(state), false) = (&state, opts.dry_run) {
         let outcome = if summary.exit_code() == 0 {

@@ -21,7 +21,10 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub synced: Vec<ObjectReport>,
     pub rejected: usize,
+    /// Open findings, decided ones excluded (those are counted apart).
     pub findings_open: usize,
+    /// Findings still in the data but settled by a decision.
+    pub findings_decided: usize,
     pub open_by_kind: BTreeMap<String, usize>,
     pub findings_new: usize,
     pub findings_changed: usize,
@@ -99,7 +102,7 @@ impl Summary {
         let mut s = format!(
             "channel-sync once{} as of {}\n\
              pulled      {pulled} ({} rejected)\n\
-             findings    {} open: {} new, {} changed, {} resolved, {} aged out, {} reminders\n",
+             findings    {} open: {} new, {} changed, {} resolved, {} aged out, {} reminders{}\n",
             if self.dry_run {
                 " (dry run: nothing was posted, written or stored)"
             } else {
@@ -113,6 +116,10 @@ impl Summary {
             self.findings_resolved,
             self.findings_aged_out,
             self.reminders,
+            match self.findings_decided {
+                0 => String::new(),
+                n => format!("; {n} decided (not counted as open)"),
+            },
         );
         let alerts = match (self.dry_run, self.alerts_off) {
             (true, false) => format!("{} would be sent", self.alerts_would_send),

@@ -1,10 +1,11 @@
 //! Writing scorecards back: what changed since the sink last confirmed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 use super::{CycleError, Options, Summary, dry_run};
-use crate::connectors::writeback::{ScorecardSink, Target, diff};
+use crate::connectors::DecisionSink;
+use crate::connectors::writeback::{ScorecardSink, Target, decision_targets, diff};
 use crate::crash::crash_point;
 use crate::engine;
 use crate::store::State;
@@ -54,6 +55,28 @@ pub(super) async fn write_back(
     }
     let outcomes = sink.apply(&updates).await;
     crash_point("mid-writeback");
+    settle(
+        sink.name(),
+        "write-back",
+        &updates,
+        outcomes,
+        state,
+        opts,
+        summary,
+    )
+}
+
+/// Remembers what the sink confirmed (so it is never written again while
+/// unchanged); what failed stays unremembered and is retried next cycle.
+fn settle(
+    sink: &str,
+    what: &str,
+    updates: &[crate::connectors::writeback::RecordUpdate],
+    outcomes: Vec<crate::connectors::writeback::RecordOutcome>,
+    state: &State,
+    opts: &Options,
+    summary: &mut Summary,
+) -> Result<(), CycleError> {
     let mut confirmed = Vec::new();
     for (u, outcome) in updates.iter().zip(outcomes) {
         match outcome {
@@ -66,14 +89,77 @@ pub(super) async fn write_back(
                 );
             }
             Some(e) => {
-                tracing::warn!(sink = sink.name(), record = %u.record_id, error = %e, "Write-back failed; retrying next cycle.");
+                tracing::warn!(sink = sink, record = %u.record_id, error = %e, "Write-back failed; retrying next cycle.");
                 summary.writes_failed += 1;
-                summary
-                    .errors
-                    .push(format!("write-back {}: {e}", u.record_id));
+                summary.errors.push(format!("{what} {}: {e}", u.record_id));
             }
         }
     }
-    state.record_written(sink.name(), &confirmed, opts.now)?;
+    state.record_written(sink, &confirmed, opts.now)?;
     Ok(())
+}
+
+/// Writes decisions onto the CRM's opportunities (`writeback.decision_field`):
+/// each verdict's value on the opportunities it was taken on, diffed against
+/// what this sink last wrote (its own name in `written`, apart from the
+/// scorecards'), batched by the sink, failures retried next cycle. Counted
+/// with the scorecard writes.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn write_decisions(
+    sink: &DecisionSink,
+    data: &crate::model::Dataset,
+    holds: &crate::decisions::Holds,
+    findings: &[engine::Finding],
+    state: Option<&State>,
+    opts: &Options,
+    out: &mut (dyn Write + Send),
+    summary: &mut Summary,
+) -> Result<(), CycleError> {
+    let Some(state) = state else {
+        return Ok(());
+    };
+    let written = state.written(sink.name())?;
+    let current: HashMap<&str, &[String]> = findings
+        .iter()
+        .map(|f| (f.key.as_str(), f.opportunity_ids.as_slice()))
+        .collect();
+    // Only opportunities the CRM still shows: one deleted since (or out of
+    // reach) would fail every cycle.
+    let exists: std::collections::HashSet<&str> =
+        data.opportunities.iter().map(|o| o.id.as_str()).collect();
+    let mut targets = decision_targets(&holds.standings, &current, sink.field(), &written);
+    targets.retain(|t| exists.contains(t.record_id.as_str()));
+    let updates = diff(&targets, &written);
+    if opts.dry_run {
+        summary.writes_would += updates.len();
+        if updates.is_empty() {
+            return Ok(());
+        }
+        writeln!(
+            out,
+            "Would write {} decision(s) to {}:",
+            updates.len(),
+            sink.name()
+        )
+        .map_err(anyhow::Error::from)?;
+        for u in &updates {
+            let (field, value) = u.fields.first().cloned().unwrap_or_default();
+            writeln!(out, "--- write {} {field}={value}", u.record_id)
+                .map_err(anyhow::Error::from)?;
+        }
+        return Ok(());
+    }
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let outcomes = sink.apply(&updates).await;
+    settle(
+        sink.name(),
+        "decision write-back",
+        &updates,
+        outcomes,
+        state,
+        opts,
+        summary,
+    )
 }

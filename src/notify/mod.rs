@@ -15,10 +15,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-pub use names::{Links, Names};
+pub use names::{Links, Names, Role};
 
 use crate::alerts::Notice;
-use crate::config::AlertSettings;
+use crate::config::{AlertSettings, ConsoleSettings};
 use crate::http::CallError;
 
 /// What became of one message (the same outcomes for every channel).
@@ -73,13 +73,24 @@ pub struct Notifiers {
 impl Notifiers {
     /// Every channel, configured or not (a channel without webhooks reaches
     /// no route).
+    /// `console` gives alerts a link to the finding's console page when
+    /// `console.public_url` is set.
     pub fn new(
         settings: &AlertSettings,
+        console: &ConsoleSettings,
         metrics: Option<Arc<crate::metrics::Metrics>>,
     ) -> anyhow::Result<Notifiers> {
         let channels: Vec<Box<dyn Notifier>> = vec![
-            Box::new(slack::SlackClient::new(&settings.slack)?.with_metrics_opt(metrics.clone())),
-            Box::new(teams::TeamsClient::new(settings)?.with_metrics_opt(metrics)),
+            Box::new(
+                slack::SlackClient::new(&settings.slack)?
+                    .with_console(console)
+                    .with_metrics_opt(metrics.clone()),
+            ),
+            Box::new(
+                teams::TeamsClient::new(settings)?
+                    .with_console(console)
+                    .with_metrics_opt(metrics),
+            ),
         ];
         Ok(Notifiers { channels })
     }

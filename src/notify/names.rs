@@ -35,6 +35,57 @@ pub struct Names {
     /// Rep id and lower-cased e-mail -> name.
     pub reps: FastMap<String, String>,
     pub links: Links,
+    /// Internal user id -> lower-cased e-mail (owners, for mentions).
+    pub user_emails: FastMap<String, String>,
+    /// Partner id -> its partner manager's user id: the owner of the
+    /// partner's own CRM account (`partners.crm_account_id`).
+    pub partner_managers: FastMap<String, String>,
+    /// Lower-cased e-mail -> Slack user id, only from
+    /// `alerts.slack.mentions` or Slack's `users.lookupByEmail` answer.
+    pub mentions: FastMap<String, String>,
+}
+
+/// Why a person is mentioned on a conflict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Owner of a direct opportunity.
+    DirectOwner,
+    /// Manager of this partner (its id).
+    PartnerManager(String),
+}
+
+impl Names {
+    /// The people to mention on a conflict, each with their e-mail: the
+    /// owner of each direct opportunity in the evidence, and each partner's
+    /// manager; people without an e-mail are left out.
+    pub fn people(&self, f: &crate::engine::Finding) -> Vec<(Role, String)> {
+        use crate::engine::Record;
+        let mut out: Vec<(Role, String)> = Vec::new();
+        if !f.kind.is_conflict() {
+            return out;
+        }
+        let mut push = |role: Role, user: &str| {
+            if let Some(email) = self.user_emails.get(user)
+                && !out.iter().any(|(_, e)| e == email)
+            {
+                out.push((role, email.clone()));
+            }
+        };
+        for e in &f.evidence {
+            if e.record == Record::Opportunity
+                && e.partner_id.is_none()
+                && let Some(owner) = &e.owner_id
+            {
+                push(Role::DirectOwner, owner);
+            }
+        }
+        for p in &f.partner_ids {
+            if let Some(manager) = self.partner_managers.get(p) {
+                push(Role::PartnerManager(p.clone()), manager);
+            }
+        }
+        out
+    }
 }
 
 impl Names {
@@ -53,10 +104,39 @@ impl Names {
                 }
             }
         }
+        let user_emails = d
+            .users
+            .iter()
+            .filter_map(|u| {
+                u.email
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|e| e.contains('@'))
+                    .map(|e| (u.id.clone(), e.to_lowercase()))
+            })
+            .collect();
+        let partner_accounts: FastMap<&str, &str> = d
+            .partners
+            .iter()
+            .filter_map(|p| p.crm_account_id.as_deref().map(|a| (a, p.id.as_str())))
+            .collect();
+        let mut partner_managers = FastMap::default();
+        if !partner_accounts.is_empty() {
+            for a in &d.accounts {
+                if let (Some(partner), Some(owner)) =
+                    (partner_accounts.get(a.id.as_str()), &a.owner_id)
+                {
+                    partner_managers.insert(partner.to_string(), owner.clone());
+                }
+            }
+        }
         Names {
             users,
             reps,
             links: Links::default(),
+            user_emails,
+            partner_managers,
+            mentions: FastMap::default(),
         }
     }
 

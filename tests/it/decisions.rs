@@ -188,6 +188,20 @@ fn open_conflicts(dir: &Path) -> std::collections::BTreeMap<String, String> {
 
 const PVP: &str = "partner_vs_partner:A-16";
 
+/// The last run's open findings of a kind (what the metric shows).
+fn last_open_by_kind(state: &Path, kind: &str) -> u64 {
+    let conn = rusqlite::Connection::open(state).unwrap();
+    let summary: String = conn
+        .query_row(
+            "SELECT summary FROM runs ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    v["open_by_kind"][kind].as_u64().unwrap_or(0)
+}
+
 #[tokio::test]
 async fn a_decided_conflict_stays_quiet_and_a_snoozed_one_is_reminded_only_after_its_day() {
     let slack = crate::helpers::fake_slack().await;
@@ -202,6 +216,7 @@ async fn a_decided_conflict_stays_quiet_and_a_snoozed_one_is_reminded_only_after
 
     let r = once_at(&config, "2026-11-26T00:00:00Z", &slack).await;
     assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    let pvp_open_before = last_open_by_kind(&state, "partner_vs_partner");
     let before = open_conflicts(dir.path());
     assert_eq!(before["P-3"], "2");
     assert_eq!(before["P-5"], "2");
@@ -252,6 +267,17 @@ async fn a_decided_conflict_stays_quiet_and_a_snoozed_one_is_reminded_only_after
     assert!(
         !day2_reminders.contains(&KEY.to_string()),
         "{day2_reminders:?}"
+    );
+    // The decided one is no longer open: not in the count, not in the
+    // metric's open findings by kind (the snoozed one still is).
+    assert!(
+        r.stdout.contains("; 1 decided (not counted as open)"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        last_open_by_kind(&state, "partner_vs_partner"),
+        pvp_open_before - 1
     );
     let after = open_conflicts(dir.path());
     assert_eq!(after["P-3"], "1", "{after:?}");

@@ -824,3 +824,101 @@ async fn a_401_under_oauth_ends_the_cycle_without_a_refresh() {
         .count();
     assert_eq!(refused, 1, "the cycle ends at the first 401");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decision_is_written_onto_the_deal_property_once_retried_and_rewritten() {
+    let mut acct = Account::start(quick()).await;
+    seed(&acct.fake);
+    acct.extra
+        .push_str("[writeback]\ndecision_field = \"channel_decision\"\n");
+    let first = acct.once(&[]).await;
+    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    // crm.hubspot.create_properties: the deal property is created on first use.
+    assert!(
+        acct.fake
+            .property_names("deals")
+            .contains(&"channel_decision".to_string())
+    );
+    let key: String = rusqlite::Connection::open(acct.state())
+        .unwrap()
+        .query_row(
+            "SELECT key FROM findings WHERE kind = 'direct_vs_partner'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let decided = |d: &Value| d["properties"]["channel_decision"].clone();
+    let decide = |outcome: &'static str, by: &'static str| {
+        let (key, acct) = (key.clone(), &acct);
+        async move {
+            let r = acct
+                .run(
+                    "decide",
+                    &[
+                        &key,
+                        "--outcome",
+                        outcome,
+                        "--by",
+                        by,
+                        "--now",
+                        "2026-11-26T10:00:00Z",
+                    ],
+                )
+                .await;
+            assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+        }
+    };
+    decide("direct_keeps", "ana@example.com").await;
+
+    // The deal refuses it: retried next cycle.
+    acct.fake.fail_updates_for(&["301"]);
+    let failed = acct.once(&[]).await;
+    assert_eq!(failed.code, Some(1), "{}\n{}", failed.stdout, failed.stderr);
+    assert!(
+        failed.stdout.contains("decision write-back 301"),
+        "{}",
+        failed.stdout
+    );
+    acct.fake.clear_update_failures();
+    acct.fake.reset_counts();
+    let retried = acct.once(&[]).await;
+    assert_eq!(
+        retried.code,
+        Some(0),
+        "{}\n{}",
+        retried.stdout,
+        retried.stderr
+    );
+    assert_eq!(acct.fake.calls().batch_update, 1);
+    assert_eq!(
+        decided(&acct.fake.deal("301").unwrap()),
+        json!("direct_keeps by ana@example.com on 2026-11-26")
+    );
+    // Scorecards are untouched by the decision's memory: nothing else moved.
+    assert_eq!(acct.company_value("201", "partner_reps"), json!("2"));
+
+    acct.fake.reset_counts();
+    let quiet = acct.once(&[]).await;
+    assert_eq!(quiet.code, Some(0), "{}\n{}", quiet.stdout, quiet.stderr);
+    assert_eq!(
+        acct.fake.calls().batch_update,
+        0,
+        "unchanged: nothing written"
+    );
+
+    decide("partner_keeps", "bo@example.com").await;
+    acct.fake.reset_counts();
+    let changed = acct.once(&[]).await;
+    assert_eq!(
+        changed.code,
+        Some(0),
+        "{}\n{}",
+        changed.stdout,
+        changed.stderr
+    );
+    assert_eq!(acct.fake.calls().batch_update, 1);
+    assert_eq!(
+        decided(&acct.fake.deal("301").unwrap()),
+        json!("partner_keeps by bo@example.com on 2026-11-26")
+    );
+}

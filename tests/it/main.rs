@@ -16,6 +16,7 @@ mod first_hour;
 mod helpers;
 mod hubspot;
 mod interactions;
+mod mentions;
 mod metrics;
 mod ops;
 mod partnerstack;

@@ -873,3 +873,175 @@ async fn a_full_read_runs_after_15_days_and_when_the_fields_read_change() {
         run.stdout
     );
 }
+
+/// The direct-vs-partner finding's key, from the state.
+fn conflict_key(org: &Org) -> String {
+    let conn = rusqlite::Connection::open(org.state()).unwrap();
+    conn.query_row(
+        "SELECT key FROM findings WHERE kind = 'direct_vs_partner'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// The Opportunity records each composite call wrote, as (id, decision).
+fn decision_writes(fake: &FakeSalesforce) -> Vec<Vec<(String, Value)>> {
+    fake.composite_bodies()
+        .iter()
+        .map(|b| {
+            b["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["attributes"]["type"] == "Opportunity")
+                .map(|r| {
+                    (
+                        r["id"].as_str().unwrap().to_string(),
+                        r["Channel_Decision__c"].clone(),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decision_is_written_onto_its_opportunities_once_retried_and_rewritten_when_it_changes() {
+    let mut org = Org::start(FakeConfig::default()).await;
+    seed(&org.fake);
+    org.fake
+        .add_field("Opportunity", "Channel_Decision__c", "string");
+    org.extra
+        .push_str("[writeback]\ndecision_field = \"Channel_Decision__c\"\n");
+    let first = org.once(&[]).await;
+    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    assert_eq!(
+        org.fake.calls().composite,
+        1,
+        "scorecards only: no decision yet"
+    );
+    let key = conflict_key(&org);
+    let decide = |outcome: &'static str, by: &'static str| {
+        let key = key.clone();
+        let org = &org;
+        async move {
+            let r = org
+                .run(
+                    "decide",
+                    &[
+                        &key,
+                        "--outcome",
+                        outcome,
+                        "--by",
+                        by,
+                        "--now",
+                        "2026-11-26T10:00:00Z",
+                    ],
+                )
+                .await;
+            assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+        }
+    };
+    decide("partner_keeps", "ana@example.com").await;
+
+    // The whole batch fails: nothing is remembered, the cycle says so.
+    org.fake.reset_counts();
+    org.fake.fail_matching(
+        "composite/sobjects",
+        0,
+        1,
+        400,
+        r#"[{"message":"Session busy","errorCode":"UNABLE_TO_LOCK_ROW"}]"#,
+    );
+    let failed = org.once(&[]).await;
+    assert_eq!(failed.code, Some(1), "{}\n{}", failed.stdout, failed.stderr);
+    assert!(
+        failed
+            .stdout
+            .contains("decision write-back 006000000000D01AAA"),
+        "{}",
+        failed.stdout
+    );
+    assert!(
+        org.fake
+            .record("Opportunity", "006000000000D01AAA")
+            .unwrap()["Channel_Decision__c"]
+            .is_null()
+    );
+
+    // Retried next cycle, in one call, onto the decided opportunities only.
+    org.fake.reset_counts();
+    let retried = org.once(&[]).await;
+    assert_eq!(
+        retried.code,
+        Some(0),
+        "{}\n{}",
+        retried.stdout,
+        retried.stderr
+    );
+    let writes = decision_writes(&org.fake);
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    let value = json!("partner_keeps by ana@example.com on 2026-11-26");
+    assert!(
+        writes[0].contains(&("006000000000D01AAA".to_string(), value.clone())),
+        "{writes:?}"
+    );
+    assert!(writes[0].iter().all(|(_, v)| *v == value), "{writes:?}");
+    assert_eq!(
+        org.fake
+            .record("Opportunity", "006000000000D01AAA")
+            .unwrap()["Channel_Decision__c"],
+        value
+    );
+    // Scorecards did not move: the decision's writes are remembered apart.
+    assert!(
+        org.fake
+            .composite_bodies()
+            .iter()
+            .all(|b| b["records"][0]["attributes"]["type"] == "Opportunity")
+    );
+
+    // Unchanged: nothing is written.
+    org.fake.reset_counts();
+    let quiet = org.once(&[]).await;
+    assert_eq!(quiet.code, Some(0), "{}\n{}", quiet.stdout, quiet.stderr);
+    assert_eq!(org.fake.calls().composite, 0);
+
+    // A new decision: written again, once.
+    decide("split", "bo@example.com").await;
+    org.fake.reset_counts();
+    let changed = org.once(&[]).await;
+    assert_eq!(
+        changed.code,
+        Some(0),
+        "{}\n{}",
+        changed.stdout,
+        changed.stderr
+    );
+    let writes = decision_writes(&org.fake);
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert!(
+        writes[0].contains(&(
+            "006000000000D01AAA".to_string(),
+            json!("split by bo@example.com on 2026-11-26")
+        )),
+        "{writes:?}"
+    );
+
+    // Decided again, then the opportunity is deleted in the CRM: nothing is
+    // sent for it (it would fail every cycle).
+    decide("direct_keeps", "cy@example.com").await;
+    org.fake.delete("Opportunity", "006000000000D01AAA");
+    org.fake.reset_counts();
+    let gone = org.once(&[]).await;
+    assert_eq!(gone.code, Some(0), "{}\n{}", gone.stdout, gone.stderr);
+    assert!(
+        decision_writes(&org.fake)
+            .iter()
+            .flatten()
+            .all(|(id, _)| id != "006000000000D01AAA"),
+        "{:?}",
+        decision_writes(&org.fake)
+    );
+}

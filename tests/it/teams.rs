@@ -227,6 +227,69 @@ async fn a_route_reaches_slack_and_teams_alike() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn with_a_console_address_each_alert_links_to_its_finding_page() {
+    let fake = teams(vec![]).await;
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&slack)
+        .await;
+    let mut p = Program::new(&fake);
+    p.env.push((
+        "CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL".into(),
+        format!("{}/hook", slack.uri()),
+    ));
+    p.extra_config = "[console]\npublic_url = \"https://cs.example.com/\"\n".into();
+    let run = p.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    let got = cards(&fake).await;
+    assert_eq!(got.len(), SAMPLE_FINDINGS);
+    let mut conflicts = 0;
+    for c in &got {
+        assert_eq!(refusal(&serde_json::to_vec(c).unwrap()), None, "{c}");
+        let footer = texts(c);
+        let key = footer
+            .lines()
+            .last()
+            .and_then(|l| l.strip_prefix("channel-sync · "))
+            .and_then(|l| l.split(" · ").next())
+            .unwrap()
+            .replace('\\', "");
+        let actions = c["attachments"][0]["content"]["actions"]
+            .as_array()
+            .unwrap();
+        let link = actions
+            .iter()
+            .find(|a| {
+                a["url"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("https://cs.example.com/finding?key=")
+            })
+            .unwrap_or_else(|| panic!("{c}"));
+        assert_eq!(link["type"], "Action.OpenUrl");
+        let url = reqwest::Url::parse(link["url"].as_str().unwrap()).unwrap();
+        let (_, got_key) = url.query_pairs().find(|(k, _)| k == "key").unwrap();
+        assert_eq!(got_key, key, "{c}");
+        if link["title"] == "Decide in the console" {
+            conflicts += 1;
+        }
+        // Nothing that posts back: Teams gets links only.
+        assert!(actions.iter().all(|a| a["type"] == "Action.OpenUrl"), "{c}");
+    }
+    assert!(conflicts > 0 && conflicts < SAMPLE_FINDINGS, "{conflicts}");
+    let bodies = slack.received_requests().await.unwrap();
+    assert_eq!(bodies.len(), SAMPLE_FINDINGS);
+    for b in bodies {
+        let b = String::from_utf8_lossy(&b.body).into_owned();
+        assert!(
+            b.contains("<https://cs.example.com/finding?key=") && b.contains("|Open in console>"),
+            "{b}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn above_the_threshold_teams_gets_one_digest_card() {
     let fake = teams(vec![]).await;
     let mut p = Program::new(&fake);

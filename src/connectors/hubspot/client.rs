@@ -395,6 +395,17 @@ impl HubSpotClient {
         &self,
         records: &[(String, Vec<(String, String)>)],
     ) -> Vec<Option<String>> {
+        self.update_objects("companies", records).await
+    }
+
+    /// Updates records of an object type (`companies`, `deals`), 100 a
+    /// `batch/update` call (HubSpot's maximum); one outcome per record.
+    pub async fn update_objects(
+        &self,
+        object: &str,
+        records: &[(String, Vec<(String, String)>)],
+    ) -> Vec<Option<String>> {
+        let path = format!("/crm/v3/objects/{object}/batch/update");
         let mut outcomes = Vec::with_capacity(records.len());
         for chunk in records.chunks(100) {
             let body = json!({"inputs": chunk.iter().map(|(id, props)| json!({
@@ -402,13 +413,7 @@ impl HubSpotClient {
                 "properties": props.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
             })).collect::<Vec<_>>()});
             match self
-                .request(
-                    reqwest::Method::POST,
-                    "/crm/v3/objects/companies/batch/update",
-                    &[],
-                    Some(&body),
-                    false,
-                )
+                .request(reqwest::Method::POST, &path, &[], Some(&body), false)
                 .await
             {
                 Ok((_, body)) => outcomes.extend(batch_outcomes(chunk, &body)),
@@ -460,8 +465,12 @@ impl HubSpotClient {
             "label": name.replace('_', " "),
             "type": if number { "number" } else { "string" },
             "fieldType": if number { "number" } else { "text" },
-            "groupName": "companyinformation",
-            "description": "Written by channel-sync (partner scorecard)",
+            "groupName": if object == "deals" { "dealinformation" } else { "companyinformation" },
+            "description": if object == "deals" {
+                "Written by channel-sync (the channel decision on this deal)"
+            } else {
+                "Written by channel-sync (partner scorecard)"
+            },
         });
         match self
             .request(

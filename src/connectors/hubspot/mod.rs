@@ -453,6 +453,24 @@ impl HubSpotSource {
                 ))
             }
         };
+        if let Some(name) = settings.writeback.decision_field.as_deref().map(str::trim)
+            && !deal.contains(name)
+        {
+            if hs.create_properties && !dry_run {
+                self.client.create_property("deals", name, false).await?;
+                tracing::info!(property = %name, "Created the deal property decisions are written to.");
+            } else if hs.create_properties {
+                tracing::warn!(property = %name, "Dry run: the deal property for decisions would be created.");
+            } else {
+                return Err(ConfigError::new(
+                    "writeback.decision_field",
+                    format!(
+                        "no deal property '{name}' in this HubSpot account (create it, or set crm.hubspot.create_properties = true)"
+                    ),
+                )
+                .into());
+            }
+        }
         let partner = optional("crm.hubspot.properties.partner", &hs.properties.partner)?;
         let partner_rep = optional(
             "crm.hubspot.properties.partner_rep",

@@ -41,3 +41,20 @@ impl ScorecardSink for HubSpotSink {
         self.client.update_companies(&records).await
     }
 }
+
+/// Decisions onto a deal property (`writeback.decision_field`), 100 deals a
+/// `batch/update` call. An empty value clears the property (a reopened
+/// decision).
+pub struct HubSpotDecisionSink {
+    pub client: Arc<HubSpotClient>,
+}
+
+impl HubSpotDecisionSink {
+    pub async fn apply(&self, updates: &[RecordUpdate]) -> Vec<RecordOutcome> {
+        let records: Vec<(String, Vec<(String, String)>)> = updates
+            .iter()
+            .map(|u| (u.record_id.clone(), u.fields.clone()))
+            .collect();
+        self.client.update_objects("deals", &records).await
+    }
+}

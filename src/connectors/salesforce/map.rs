@@ -164,6 +164,9 @@ pub fn plan(settings: &Settings, org: &OrgInfo) -> Result<Plan, ConfigError> {
     for (scorecard, field) in &settings.writeback.fields {
         optional(&format!("writeback.fields.{scorecard}"), "Account", field)?;
     }
+    if let Some(field) = &settings.writeback.decision_field {
+        optional("writeback.decision_field", "Opportunity", field)?;
+    }
     let percent_fields = settings
         .writeback
         .fields
@@ -664,6 +667,11 @@ mod tests {
         let s = settings("[writeback.fields]\nreps = \"Reps_Count__c\"\n");
         let e = plan(&s, &org(false)).unwrap_err();
         assert_eq!(e.key, "writeback.fields.reps");
+
+        let s = settings("[writeback]\ndecision_field = \"Channel_Decision__c\"\n");
+        let e = plan(&s, &org(false)).unwrap_err();
+        assert_eq!(e.key, "writeback.decision_field");
+        assert!(e.message.contains("Opportunity"), "{e}");
 
         let s = settings("[prm.salesforce.registrations.fields]\namount = \"Deal_Size__c\"\n");
         let e = plan(&s, &org(false)).unwrap_err();

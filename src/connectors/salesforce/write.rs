@@ -68,6 +68,36 @@ impl ScorecardSink for SalesforceSink {
     }
 }
 
+/// Decisions onto an Opportunity field (`writeback.decision_field`), through
+/// sObject Collections (200 records a call). An empty value clears the
+/// field (a reopened decision).
+pub struct SalesforceDecisionSink {
+    pub client: Arc<SalesforceClient>,
+}
+
+impl SalesforceDecisionSink {
+    pub async fn apply(&self, updates: &[RecordUpdate]) -> Vec<RecordOutcome> {
+        let records: Vec<(String, Vec<(String, Value)>)> = updates
+            .iter()
+            .map(|u| {
+                let fields = u
+                    .fields
+                    .iter()
+                    .map(|(f, v)| {
+                        let v = match v.is_empty() {
+                            true => Value::Null,
+                            false => Value::String(v.clone()),
+                        };
+                        (f.clone(), v)
+                    })
+                    .collect();
+                (u.record_id.clone(), fields)
+            })
+            .collect();
+        self.client.update_records("Opportunity", &records).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

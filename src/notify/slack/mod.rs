@@ -17,6 +17,7 @@
 //! help. Webhook URLs are secrets and never appear in a log or an error.
 
 pub mod interactions;
+pub mod mentions;
 pub mod preview;
 pub mod render;
 
@@ -63,6 +64,8 @@ pub struct SlackClient {
     /// A signing secret is configured: conflict alerts carry decision
     /// buttons (issue 15), whose clicks come back signed.
     buttons: bool,
+    /// Where the console's finding pages are (`console.public_url`).
+    console: crate::config::ConsoleSettings,
 }
 
 impl SlackClient {
@@ -106,7 +109,14 @@ impl SlackClient {
             webhooks,
             limiters,
             per_second: per_second.get(),
+            console: Default::default(),
         })
+    }
+
+    /// Links finding alerts to their console page (`console.public_url`).
+    pub fn with_console(mut self, console: &crate::config::ConsoleSettings) -> Self {
+        self.console = console.clone();
+        self
     }
 
     /// Counts requests and rate-limiter waits in `metrics`.
@@ -171,11 +181,13 @@ impl super::Notifier for SlackClient {
 
     fn render(&self, notice: &crate::alerts::Notice, names: &render::Names) -> String {
         let mut body = render::notice(notice, names);
-        if let crate::alerts::Content::Finding { finding, .. } = &notice.content
-            && self.buttons
-            && finding.kind.is_conflict()
-        {
-            interactions::add_buttons(&mut body, &finding.key);
+        if let crate::alerts::Content::Finding { finding, .. } = &notice.content {
+            if let Some(url) = self.console.finding_url(&finding.key) {
+                render::add_console_link(&mut body, &url);
+            }
+            if self.buttons && finding.kind.is_conflict() {
+                interactions::add_buttons(&mut body, &finding.key);
+            }
         }
         body.to_string()
     }
@@ -226,6 +238,53 @@ fn judge(answer: Answer) -> Next<(), Delivery> {
 mod tests {
     use super::*;
     use reqwest::header::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn a_finding_links_to_its_console_page_when_the_console_has_an_address() {
+        use super::super::Notifier;
+        use crate::alerts::{Content, Notice, Reason};
+        let notice = Notice {
+            route: "default".into(),
+            finding_key: Some("k".into()),
+            reason: Reason::New,
+            content: Content::Finding {
+                finding: crate::engine::Finding {
+                    key: "direct_vs_partner:R-1|x>".into(),
+                    ..crate::notify::teams::render::tests::big(1, 10)
+                },
+                why: None,
+            },
+        };
+        let names = render::Names::default();
+        let mut settings = SlackSettings::default();
+        let plain = SlackClient::new(&settings).unwrap();
+        assert!(!plain.render(&notice, &names).contains("Open in console"));
+        let mut console = crate::config::ConsoleSettings {
+            public_url: Some("https://cs.example.com".into()),
+            ..Default::default()
+        };
+        let linked = SlackClient::new(&settings).unwrap().with_console(&console);
+        let body: serde_json::Value =
+            serde_json::from_str(&linked.render(&notice, &names)).unwrap();
+        let blocks = body["blocks"].as_array().unwrap();
+        let last = blocks.last().unwrap();
+        assert_eq!(last["type"], "context");
+        assert_eq!(
+            last["elements"][0]["text"],
+            "<https://cs.example.com/finding?key=direct_vs_partner%3AR-1%7Cx%3E|Open in console>"
+        );
+        // With a signing secret the decision buttons come too, after the link.
+        settings.signing_secret = Some(Secret::new("s".repeat(32)));
+        let both = SlackClient::new(&settings).unwrap().with_console(&console);
+        let body: serde_json::Value = serde_json::from_str(&both.render(&notice, &names)).unwrap();
+        let blocks = body["blocks"].as_array().unwrap();
+        assert_eq!(blocks[blocks.len() - 1]["type"], "actions");
+        assert_eq!(blocks[blocks.len() - 2]["type"], "context");
+        // No public_url: no link.
+        console.public_url = None;
+        let off = SlackClient::new(&settings).unwrap().with_console(&console);
+        assert!(!off.render(&notice, &names).contains("Open in console"));
+    }
 
     fn answer(status: u16, body: &str, retry_after: Option<&str>) -> Answer {
         let mut headers = HeaderMap::new();

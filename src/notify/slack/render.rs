@@ -489,6 +489,39 @@ fn evidence_lines(f: &Finding, names: &Names) -> String {
     lines.join("\n")
 }
 
+/// `<@U012ABC> (direct owner)`, `<@U034DEF> (partner manager, Northwind)`:
+/// the people a conflict concerns whose Slack user is known. The id comes
+/// only from [`Names::mentions`] (the configured map or Slack's lookup),
+/// checked once more to look like a user id; nothing from the data is ever
+/// written as a mention.
+fn mentions(f: &Finding, names: &Names) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for (role, email) in names.people(f) {
+        let Some(id) = names.mentions.get(&email) else {
+            continue;
+        };
+        if !super::mentions::is_user_id(id) || seen.contains(&id.as_str()) {
+            continue;
+        }
+        seen.push(id);
+        let why = match role {
+            crate::notify::Role::DirectOwner => "direct owner".to_string(),
+            crate::notify::Role::PartnerManager(p) => {
+                let name = f
+                    .evidence
+                    .iter()
+                    .find(|e| e.partner_id.as_deref() == Some(p.as_str()))
+                    .and_then(|e| e.partner_name.clone())
+                    .unwrap_or(p);
+                format!("partner manager, {}", escape(&short(&name)))
+            }
+        };
+        out.push(format!("<@{id}> ({why})"));
+    }
+    out
+}
+
 /// The message for a finding that is new, changed, or due a reminder.
 /// The Block Kit message for a notice.
 pub fn notice(n: &crate::alerts::Notice, names: &Names) -> Value {
@@ -586,6 +619,10 @@ pub fn finding(f: &Finding, reason: Reason, why: Option<&str>, names: &Names) ->
         blocks.push(section(&format!("*What changed:* {}", escape(why))));
     }
     blocks.push(section(&summary));
+    let mentioned = mentions(f, names);
+    if !mentioned.is_empty() {
+        blocks.push(section(&format!("*For:* {}", mentioned.join(", "))));
+    }
     blocks.push(json!({
         "type": "section",
         "fields": fields.iter().map(|t| mrkdwn(t, FIELD_MAX)).collect::<Vec<_>>(),
@@ -600,11 +637,28 @@ pub fn finding(f: &Finding, reason: Reason, why: Option<&str>, names: &Names) ->
         escape(&f.key),
         f.kind.as_str()
     )));
-    let text = match why {
+    let mut text = match why {
         Some(why) => format!("{head}: {summary} What changed: {}", escape(why)),
         None => format!("{head}: {summary}"),
     };
+    if !mentioned.is_empty() {
+        // Up front, so a cut never drops them.
+        let ids: Vec<&str> = mentioned
+            .iter()
+            .filter_map(|m| m.split_once(' ').map(|(id, _)| id))
+            .collect();
+        text = format!("{} {text}", ids.join(" "));
+    }
     json!({"text": cut(&text, FALLBACK_MAX), "blocks": blocks})
+}
+
+/// Adds a link to the finding's console page (a context line: a plain link
+/// posts nothing back, so it needs no Slack app or signing secret).
+pub fn add_console_link(message: &mut Value, url: &str) {
+    let link = format!("<{}|Open in console>", url.replace(['|', '>', '<'], ""));
+    if let Some(blocks) = message["blocks"].as_array_mut() {
+        blocks.push(context(&link));
+    }
 }
 
 /// The message for a conflict that no longer appears in the data.
@@ -1320,6 +1374,58 @@ mod wording {
             "{v}"
         );
         assert!(!v.contains("channel-sync detect"), "{v}");
+    }
+
+    #[test]
+    fn the_owner_and_the_partner_manager_are_mentioned_only_through_the_map() {
+        let f = won_direct();
+        let mut n = names();
+        n.user_emails
+            .insert("U-1".into(), "dana@example.com".into());
+        n.user_emails.insert("U-9".into(), "pat@example.com".into());
+        n.partner_managers.insert("P-1".into(), "U-9".into());
+        // Nobody known to Slack yet: no mentions, nothing from the data.
+        let plain = finding(&f, Reason::New, None, &n).to_string();
+        assert!(!plain.contains("<@"), "{plain}");
+        n.mentions
+            .insert("dana@example.com".into(), "U012ABC".into());
+        n.mentions
+            .insert("pat@example.com".into(), "U034DEF".into());
+        let v = finding(&f, Reason::New, None, &n);
+        let sections: Vec<&str> = v["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|b| b["text"]["text"].as_str())
+            .collect();
+        assert!(
+            sections.contains(
+                &"*For:* <@U012ABC> (direct owner), <@U034DEF> (partner manager, Northwind Solutions)"
+            ),
+            "{sections:?}"
+        );
+        let text = v["text"].as_str().unwrap();
+        assert!(text.starts_with("<@U012ABC> <@U034DEF> "), "{text}");
+        // A name in the data that looks like a mention stays text, and an id
+        // that does not look like a user id is never written.
+        let mut sneaky = won_direct();
+        sneaky.evidence[0].partner_name = Some("<@U999> <!channel>".into());
+        n.mentions
+            .insert("pat@example.com".into(), "<!channel>".into());
+        let body = finding(&sneaky, Reason::New, None, &n).to_string();
+        assert!(
+            !body.contains("<@U999>") && !body.contains("<!channel>"),
+            "{body}"
+        );
+        assert!(body.contains("<@U012ABC>"), "{body}");
+        // Not a conflict: nobody is mentioned.
+        let mut expiring = won_direct();
+        expiring.kind = FindingKind::RegistrationExpiring;
+        assert!(
+            !finding(&expiring, Reason::New, None, &n)
+                .to_string()
+                .contains("<@")
+        );
     }
 
     /// Every alert the sample raises shows, for every record in evidence,

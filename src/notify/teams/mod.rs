@@ -27,7 +27,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::{Delivery, Names, Notifier, Posting};
 use crate::alerts::Notice;
-use crate::config::{AlertSettings, Secret};
+use crate::config::{AlertSettings, ConsoleSettings, Secret};
 use crate::http::{Answer, Next, RetryPolicy, Upstream};
 
 pub struct TeamsClient {
@@ -35,6 +35,8 @@ pub struct TeamsClient {
     webhooks: BTreeMap<String, Secret>,
     limiters: BTreeMap<String, DefaultDirectRateLimiter>,
     per_second: u32,
+    /// Where the console's finding pages are (`console.public_url`).
+    console: ConsoleSettings,
 }
 
 impl TeamsClient {
@@ -77,7 +79,14 @@ impl TeamsClient {
             webhooks,
             limiters,
             per_second: per_second.get(),
+            console: ConsoleSettings::default(),
         })
+    }
+
+    /// Links finding cards to their console page (`console.public_url`).
+    pub fn with_console(mut self, console: &ConsoleSettings) -> Self {
+        self.console = console.clone();
+        self
     }
 
     /// Counts requests and rate-limiter waits in `metrics`, if any.
@@ -132,7 +141,7 @@ impl Notifier for TeamsClient {
     }
 
     fn render(&self, notice: &Notice, names: &Names) -> String {
-        render::notice(notice, names)
+        render::notice(notice, names, Some(&self.console))
     }
 
     fn preview(&self, body: &str) -> String {

@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::alerts::{Content, Notice, Reason};
+use crate::config::ConsoleSettings;
 use crate::engine::{Finding, FindingKind, Severity};
 use crate::notify::Names;
 use crate::notify::slack::render::{money, title, title_of, value_at_risk};
@@ -90,14 +91,19 @@ fn message(body: Vec<Value>, actions: Vec<Value>) -> Value {
     })
 }
 
-/// The card for a notice, as the JSON body to post.
-pub fn notice(n: &Notice, names: &Names) -> String {
+/// The card for a notice, as the JSON body to post. `console` (when
+/// `console.public_url` is set) gives a finding's card a link to its page in
+/// the console, where it can be decided: Teams cards carry no buttons that
+/// post back.
+pub fn notice(n: &Notice, names: &Names, console: Option<&ConsoleSettings>) -> String {
     match &n.content {
         Content::Finding { finding: f, why } => {
+            let page = console.and_then(|c| c.finding_url(&f.key));
             // Fewer evidence lines until the card fits.
             let mut lines = EVIDENCE_LINES;
             loop {
-                let body = finding(f, n.reason, why.as_deref(), names, lines).to_string();
+                let body =
+                    finding(f, n.reason, why.as_deref(), names, lines, page.as_deref()).to_string();
                 if body.len() <= MAX_BYTES || lines == 0 {
                     return body;
                 }
@@ -113,7 +119,14 @@ pub fn notice(n: &Notice, names: &Names) -> String {
     }
 }
 
-fn finding(f: &Finding, reason: Reason, why: Option<&str>, names: &Names, lines: usize) -> Value {
+fn finding(
+    f: &Finding,
+    reason: Reason,
+    why: Option<&str>,
+    names: &Names,
+    lines: usize,
+    page: Option<&str>,
+) -> Value {
     let head = match reason {
         Reason::Reminder => format!("Reminder: {}", title_of(f)),
         Reason::Changed => format!("Changed: {}", title_of(f)),
@@ -193,6 +206,14 @@ fn finding(f: &Finding, reason: Reason, why: Option<&str>, names: &Names, lines:
         && url.starts_with("https://")
     {
         actions.push(json!({"type": "Action.OpenUrl", "title": "Open the account", "url": url}));
+    }
+    if let Some(url) = page {
+        let title = if f.kind.is_conflict() {
+            "Decide in the console"
+        } else {
+            "Open in the console"
+        };
+        actions.push(json!({"type": "Action.OpenUrl", "title": title, "url": url}));
     }
     message(body, actions)
 }
@@ -299,7 +320,7 @@ pub fn preview(body: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -312,7 +333,7 @@ mod tests {
     }
 
     /// A finding with `n` evidence records whose names are `len` long.
-    fn big(n: usize, len: usize) -> Finding {
+    pub(crate) fn big(n: usize, len: usize) -> Finding {
         use crate::engine::{Evidence, Record};
         let at = chrono::DateTime::parse_from_rfc3339("2026-11-26T00:00:00Z")
             .unwrap()
@@ -377,7 +398,54 @@ mod tests {
     }
 
     fn notice_body(n: &Notice, names: &Names) -> String {
-        notice(n, names)
+        notice(n, names, None)
+    }
+
+    #[test]
+    fn a_finding_links_to_its_console_page_only_when_the_console_has_an_address() {
+        let names = Names::default();
+        let n = Notice {
+            route: "default".into(),
+            finding_key: Some("direct_vs_partner:R-1:O-1".into()),
+            reason: Reason::New,
+            content: Content::Finding {
+                finding: Finding {
+                    key: "direct_vs_partner:R-1:O-1".into(),
+                    ..big(1, 10)
+                },
+                why: None,
+            },
+        };
+        let actions = |body: &str| {
+            let v: Value = serde_json::from_str(body).unwrap();
+            v["attachments"][0]["content"]["actions"].clone()
+        };
+        let mut console = ConsoleSettings::default();
+        // No public_url: no link (and no buttons either way).
+        let none = notice(&n, &names, Some(&console));
+        assert_eq!(actions(&none), Value::Null, "{none}");
+        console.public_url = Some("https://cs.example.com/".into());
+        let body = notice(&n, &names, Some(&console));
+        assert_eq!(
+            actions(&body),
+            json!([{
+                "type": "Action.OpenUrl",
+                "title": "Decide in the console",
+                "url": "https://cs.example.com/finding?key=direct_vs_partner%3AR-1%3AO-1",
+            }])
+        );
+        assert!(
+            preview(&body).contains("[Decide in the console] https://cs.example.com/finding?key=")
+        );
+        // A resolution or a digest has no finding page to open.
+        let resolved = Notice {
+            content: Content::Resolved(big(1, 10)),
+            ..n.clone()
+        };
+        assert_eq!(
+            actions(&notice(&resolved, &names, Some(&console))),
+            Value::Null
+        );
     }
 
     #[test]
