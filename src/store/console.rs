@@ -80,6 +80,42 @@ pub(super) const MIGRATION: &str = concat!(
     CREATE INDEX runs_finished ON runs (finished_at);"
 );
 
+/// Schema step 8: the partner triggers insert each partner once. Inside a
+/// trigger fired by the cycle's upsert, SQLite applies the outer
+/// statement's conflict policy, not the trigger's `OR IGNORE`, so a payload
+/// naming one partner twice made the second save of that finding fail
+/// (the engine lists each partner once today, so it could not happen yet).
+/// The PostgreSQL twin (step 8 in `store/pg.rs`) changes nothing: its
+/// function already removes duplicates.
+pub(super) const MIGRATION_8: &str = concat!(
+    "DROP TRIGGER findings_risk_insert;
+    DROP TRIGGER findings_risk_update;
+    CREATE TRIGGER findings_risk_insert AFTER INSERT ON findings BEGIN
+        UPDATE findings SET value_at_risk = ",
+    risk_sql!("NEW.payload"),
+    ",
+        account_id = CASE WHEN json_valid(NEW.payload) THEN json_extract(NEW.payload, '$.account_id') END,
+        account_name = CASE WHEN json_valid(NEW.payload) THEN json_extract(NEW.payload, '$.account_name') END
+        WHERE key = NEW.key;
+        INSERT OR IGNORE INTO finding_partners (partner_id, key)
+            SELECT DISTINCT j.value, NEW.key FROM json_each(CASE WHEN json_valid(NEW.payload) THEN NEW.payload ELSE '{}' END, '$.partner_ids') j
+            WHERE j.type = 'text'
+              AND NOT EXISTS (SELECT 1 FROM finding_partners fp WHERE fp.partner_id = j.value AND fp.key = NEW.key);
+    END;
+    CREATE TRIGGER findings_risk_update AFTER UPDATE OF payload ON findings BEGIN
+        UPDATE findings SET value_at_risk = ",
+    risk_sql!("NEW.payload"),
+    ",
+        account_id = CASE WHEN json_valid(NEW.payload) THEN json_extract(NEW.payload, '$.account_id') END,
+        account_name = CASE WHEN json_valid(NEW.payload) THEN json_extract(NEW.payload, '$.account_name') END
+        WHERE key = NEW.key;
+        DELETE FROM finding_partners WHERE key = NEW.key;
+        INSERT OR IGNORE INTO finding_partners (partner_id, key)
+            SELECT DISTINCT j.value, NEW.key FROM json_each(CASE WHEN json_valid(NEW.payload) THEN NEW.payload ELSE '{}' END, '$.partner_ids') j
+            WHERE j.type = 'text';
+    END;"
+);
+
 /// The console's filters on the open findings (all optional).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FindingFilter {
@@ -735,5 +771,31 @@ mod tests {
             timeline.last().map(|e| e.what.as_str()),
             Some("closed: resolved in the data")
         );
+    }
+
+    #[test]
+    fn a_payload_naming_a_partner_twice_is_saved_again_and_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sqlite::open(&dir.path().join("s.db")).unwrap();
+        let now = chrono::Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap();
+        let twice = || {
+            seen(
+                "a",
+                "partner_vs_partner",
+                payload(
+                    &["P1", "P1", "P2"],
+                    &[("registration", "approved", Some(10.0))],
+                ),
+            )
+        };
+        for cycle in 0..3 {
+            s.commit_cycle(now, &[twice()], &[], &[], &[])
+                .unwrap_or_else(|e| panic!("cycle {cycle}: {e}"));
+        }
+        let p1 = FindingFilter {
+            partner_id: Some("P1".into()),
+            ..Default::default()
+        };
+        assert_eq!(s.console_open_findings(&p1, 0, 10).unwrap().total, 1);
     }
 }

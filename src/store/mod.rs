@@ -136,6 +136,8 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;",
     // 7: the console's columns and indexes (store/console.rs).
     console::MIGRATION,
+    // 8: the console's partner triggers insert each partner once.
+    console::MIGRATION_8,
 ];
 
 /// One record for the mirror: id, modification stamp, fields as JSON.
