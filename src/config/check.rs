@@ -81,6 +81,33 @@ pub fn all(settings: &Settings) -> Report {
             );
         }
     }
+    let rv = &settings.review;
+    if let Some(url) = &rv.webhook_url {
+        webhook(&mut report, "review.webhook_url", url);
+    }
+    if let Some(url) = &rv.teams_webhook_url {
+        webhook(&mut report, "review.teams_webhook_url", url);
+        not_a_connector(&mut report, "review.teams_webhook_url", url);
+    }
+    if rv.cron.is_some() && rv.webhook_url.is_none() && rv.teams_webhook_url.is_none() {
+        let reaches = if rv.route == "default" {
+            slack.webhook_url.is_some() || settings.alerts.teams.webhook_url.is_some()
+        } else {
+            slack
+                .routes
+                .get(&rv.route)
+                .is_some_and(|r| r.webhook_url.is_some() || r.teams_webhook_url.is_some())
+        };
+        if !reaches {
+            report.problems.push(ConfigError::new(
+                "review.route",
+                format!(
+                    "the review digest's route '{}' reaches neither Slack nor Teams (set its webhook, or review.webhook_url / review.teams_webhook_url)",
+                    rv.route
+                ),
+            ));
+        }
+    }
     let webhooks = usize::from(slack.webhook_url.is_some())
         + usize::from(settings.alerts.teams.webhook_url.is_some())
         + slack

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use super::{CycleError, Options, Summary, dry_run};
-use crate::connectors::writeback::{ScorecardSink, Target, diff};
+use crate::connectors::writeback::{ScorecardSink, Target, diff, review_values};
 use crate::crash::crash_point;
 use crate::engine;
 use crate::store::State;
@@ -13,6 +13,7 @@ pub(super) async fn write_back(
     sink: &impl ScorecardSink,
     data: &crate::model::Dataset,
     evaluation: &engine::Evaluation,
+    review_fields: &[&str],
     state: Option<&State>,
     opts: &Options,
     out: &mut (dyn Write + Send),
@@ -20,12 +21,26 @@ pub(super) async fn write_back(
 ) -> Result<(), CycleError> {
     let partners: BTreeMap<&str, &crate::model::Partner> =
         data.partners.iter().map(|p| (p.id.as_str(), p)).collect();
+    // The review's values, of the scorecard's quarter, when configured.
+    let review: BTreeMap<&str, Vec<(&'static str, String)>> = evaluation
+        .review
+        .iter()
+        .flat_map(|r| &r.partners)
+        .map(|p| {
+            let mut values = review_values(p, &evaluation.period.label);
+            values.retain(|(f, _)| review_fields.contains(f));
+            (p.partner_id.as_str(), values)
+        })
+        .collect();
     let targets: Vec<Target> = evaluation
         .scorecards
         .iter()
         .filter_map(|card| {
             let partner = partners.get(card.partner_id.as_str())?;
-            let (record_id, fields) = sink.target(card, partner, &evaluation.period)?;
+            let extra = review
+                .get(card.partner_id.as_str())
+                .map_or(&[][..], Vec::as_slice);
+            let (record_id, fields) = sink.target(card, partner, &evaluation.period, extra)?;
             Some(Target {
                 partner_id: card.partner_id.clone(),
                 record_id,

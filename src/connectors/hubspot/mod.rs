@@ -489,7 +489,15 @@ impl HubSpotSource {
                     });
                 } else if hs.create_properties {
                     self.client
-                        .create_property("companies", name, field != "period")
+                        .create_property(
+                            "companies",
+                            name,
+                            match field.as_str() {
+                                "period" => client::PropertyKind::Text,
+                                "dormant" => client::PropertyKind::Bool,
+                                _ => client::PropertyKind::Number,
+                            },
+                        )
                         .await?;
                     tracing::info!(property = %name, "Created the company property for write-back.");
                 } else {
