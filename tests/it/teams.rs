@@ -441,11 +441,13 @@ async fn the_scheduled_review_digest_reaches_teams_and_slack() {
             ),
             (
                 "Active-seller rate".to_string(),
-                "43.8% (7 of 16 reps) (+0.0 pts vs previous quarter)".to_string()
+                "43.8% (7 of 16 reps) (+32.0 pts vs previous quarter)".to_string()
             ),
             (
                 "Partner-program ROI".to_string(),
-                "319.3% (+334.5 pts vs previous quarter)".to_string()
+                // EXPECTED.md §6.5: 3.192638 against 2026-Q2's
+                // (19,000 - 46,000) / 46,000 = -0.586957.
+                "319.3% (+378.0 pts vs previous quarter)".to_string()
             ),
         ]
     );
@@ -467,4 +469,59 @@ async fn the_scheduled_review_digest_reaches_teams_and_slack() {
             .contains("<https://cs.example.com/console/review|Open the review in the console>"),
         "{blocks}"
     );
+}
+
+/// A digest that Slack refuses and Teams takes stays pending on Slack only:
+/// the next tick posts it to Slack again and not a second time to Teams.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_digest_is_posted_again_only_where_it_failed() {
+    use channel_sync::daemon::{Clock, Daemon};
+    let fake = teams(vec![]).await;
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(403).set_body_string("forbidden"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&slack)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&slack)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = copy_sample(dir.path());
+    let settings = crate::helpers::TestConfig::bundled()
+        .files(&data, &dir.path().join("out"))
+        .state(&dir.path().join("state.db"))
+        .slack(&format!("{}/hook", slack.uri()))
+        .set(
+            "alerts.teams.webhook_url",
+            format!("{}/workflows/abc/triggers/manual/paths/invoke", fake.uri()),
+        )
+        .set("alerts.slack.per_second", 1000)
+        .set("alerts.teams.per_second", 1000)
+        .settings();
+    let clock = Clock::starting_at(channel_sync::values::parse_timestamp(NOW).unwrap());
+    let d = Daemon::new(settings, clock).unwrap();
+    assert!(!d.post_digest().await, "Slack refused the first post");
+    assert_eq!((digests(&slack).await, digests(&fake).await), (1, 1));
+    d.tick().await;
+    assert_eq!(
+        (digests(&slack).await, digests(&fake).await),
+        (2, 1),
+        "the tick posts the pending digest to Slack only"
+    );
+    d.tick().await;
+    assert_eq!((digests(&slack).await, digests(&fake).await), (2, 1));
+}
+
+/// How many review digests `server` received.
+async fn digests(server: &MockServer) -> usize {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains("Channel review"))
+        .count()
 }
