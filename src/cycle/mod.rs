@@ -404,9 +404,11 @@ async fn decide_and_deliver(
     lap("Alerts delivered.");
     write_back(
         &sink,
-        &data,
-        &evaluation,
-        &settings.writeback.review_fields(),
+        writeback::Written {
+            data: &data,
+            evaluation: &evaluation,
+            review_fields: &settings.writeback.review_fields(),
+        },
         state.as_ref(),
         opts,
         out,

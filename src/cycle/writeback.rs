@@ -9,16 +9,27 @@ use crate::crash::crash_point;
 use crate::engine;
 use crate::store::State;
 
+/// What is written back: the scorecards of `evaluation` and, for the
+/// `review_fields` mapped in `writeback.fields`, its review's values.
+pub(super) struct Written<'a> {
+    pub data: &'a crate::model::Dataset,
+    pub evaluation: &'a engine::Evaluation,
+    pub review_fields: &'a [&'static str],
+}
+
 pub(super) async fn write_back(
     sink: &impl ScorecardSink,
-    data: &crate::model::Dataset,
-    evaluation: &engine::Evaluation,
-    review_fields: &[&str],
+    written: Written<'_>,
     state: Option<&State>,
     opts: &Options,
     out: &mut (dyn Write + Send),
     summary: &mut Summary,
 ) -> Result<(), CycleError> {
+    let Written {
+        data,
+        evaluation,
+        review_fields,
+    } = written;
     let partners: BTreeMap<&str, &crate::model::Partner> =
         data.partners.iter().map(|p| (p.id.as_str(), p)).collect();
     // The review's values, of the scorecard's quarter, when configured.
