@@ -894,3 +894,56 @@ async fn review_values_are_written_to_companies_and_diffed() {
         "only the changed value is sent: {sent}"
     );
 }
+
+/// `crm.hubspot.properties.campaign` names the deal property holding the
+/// deal's campaign: it becomes the opportunity's `campaign_id`, so an MDF
+/// request on that campaign (in the PRM's files folder) produced pipeline
+/// and its effectiveness is 1. A property the account lacks is named.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configured_campaign_property_attributes_mdf() {
+    let mut acct = Account::start(quick()).await;
+    acct.extra =
+        "mdf_effectiveness = \"partner_mdf_effectiveness\"\nmdf_spend = \"partner_mdf_spend\"\n"
+            .into();
+    acct.prm = format!("properties.campaign = \"partner_campaign\"\n{}", acct.prm);
+    seed(&acct.fake);
+    std::fs::write(
+        acct.dir.path().join("prm/mdf.csv"),
+        "id,partner_id,status,amount,currency,campaign_id,start_date,end_date\nM-1,P-1,paid,3000,USD,CMP-1,2026-07-01,2026-09-30\nM-2,P-2,paid,1000,USD,CMP-2,2026-07-01,2026-09-30\n",
+    )
+    .unwrap();
+    let missing = acct.once(&[]).await;
+    assert_eq!(
+        missing.code,
+        Some(78),
+        "{}\n{}",
+        missing.stdout,
+        missing.stderr
+    );
+    assert!(
+        missing.stderr.contains("crm.hubspot.properties.campaign")
+            && missing.stderr.contains("partner_campaign"),
+        "{}",
+        missing.stderr
+    );
+
+    acct.fake
+        .add_property("deals", "partner_campaign", "string");
+    acct.fake
+        .update_deal("303", json!({"partner_campaign": "CMP-1"}));
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        acct.company_value("201", "partner_mdf_effectiveness"),
+        json!("1.000000")
+    );
+    assert_eq!(
+        acct.company_value("201", "partner_mdf_spend"),
+        json!("3000.00")
+    );
+    // Contoso's campaign produced no deal.
+    assert_eq!(
+        acct.company_value("202", "partner_mdf_effectiveness"),
+        json!("0.000000")
+    );
+}
