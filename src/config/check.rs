@@ -221,6 +221,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_scheduled_digest_must_reach_a_channel_and_its_own_webhooks_are_checked() {
+        let keys = |s: &Settings| -> Vec<String> {
+            all(s)
+                .problems
+                .iter()
+                .filter(|p| p.key.starts_with("review."))
+                .map(|p| p.key.clone())
+                .collect()
+        };
+        let mut s = Settings::default();
+        s.review.cron = Some("0 0 9 1 * *".into());
+        assert_eq!(keys(&s), ["review.route"]);
+        s.alerts.teams.webhook_url = Some(Secret::new("https://t.example/workflows/x"));
+        assert!(keys(&s).is_empty(), "the default route reaches Teams");
+        s.review.route = "board".into();
+        assert_eq!(keys(&s), ["review.route"]);
+        s.review.teams_webhook_url =
+            Some(Secret::new("https://x.webhook.office.com/webhookb2/SECRET"));
+        s.review.webhook_url = Some(Secret::new("ftp://hooks.slack.com/SECRET"));
+        let problems = all(&s).problems;
+        let text = format!("{problems:?}");
+        assert_eq!(
+            keys(&s),
+            ["review.webhook_url", "review.teams_webhook_url"],
+            "{text}"
+        );
+        assert!(text.contains("Office 365"), "{text}");
+        assert!(!text.contains("SECRET"), "{text}");
+    }
+
+    #[test]
     fn every_problem_is_reported_at_once_and_webhooks_are_never_echoed() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("accounts.csv"), "id,name\n").unwrap();

@@ -142,6 +142,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn dormant_is_a_boolean_and_a_null_review_value_clears_the_field() {
+        let server = MockServer::start().await;
+        let sink = SalesforceSink {
+            client: client(&server).await,
+            fields: BTreeMap::new(),
+            percent_fields: ["Mdf_Effectiveness__c".to_string()].into(),
+        };
+        assert_eq!(sink.value("Dormant__c", "true"), Value::Bool(true));
+        assert_eq!(sink.value("Dormant__c", "false"), Value::Bool(false));
+        assert_eq!(sink.value("Roi__c", ""), Value::Null);
+        assert_eq!(sink.value("Roi__c", "-0.250000"), serde_json::json!(-0.25));
+        assert_eq!(
+            sink.value("Mdf_Effectiveness__c", "0.500000"),
+            serde_json::json!(50.0)
+        );
+    }
+
+    #[tokio::test]
     async fn mapped_fields_go_onto_the_partner_account_with_per_record_results() {
         let server = MockServer::start().await;
         Mock::given(method("PATCH"))
