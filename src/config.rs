@@ -72,12 +72,18 @@ pub struct ReviewSettings {
     /// When `run` posts the review digest (6-field cron, UTC); none when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cron: Option<String>,
-    /// The Slack route the digest goes to (`default`: `alerts.slack.webhook_url`).
+    /// The route the digest goes to, on Slack and on Teams when the route
+    /// reaches them (`default`: `alerts.slack.webhook_url` and
+    /// `alerts.teams.webhook_url`).
     pub route: String,
-    /// A webhook of the digest's own (a secret, from the environment only):
-    /// when set, the digest goes there instead of `route`.
+    /// A Slack webhook of the digest's own (a secret, from the environment
+    /// only): when it or `teams_webhook_url` is set, the digest goes to them
+    /// instead of `route`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<Secret>,
+    /// A Teams Workflows URL of the digest's own (a secret), like `webhook_url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub teams_webhook_url: Option<Secret>,
 }
 
 impl Default for ReviewSettings {
@@ -89,6 +95,7 @@ impl Default for ReviewSettings {
             cron: None,
             route: "default".into(),
             webhook_url: None,
+            teams_webhook_url: None,
         }
     }
 }
@@ -511,7 +518,8 @@ pub struct SlackRoute {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WritebackSettings {
-    /// Scorecard field (`active_seller_rate`, `reps`, ...) -> CRM field name.
+    /// Scorecard or review field (`active_seller_rate`, `reps`, `roi`, ...)
+    /// -> CRM field name.
     pub fields: BTreeMap<String, String>,
     /// The opportunity field (Salesforce, e.g. `Channel_Decision__c`) or deal
     /// property (HubSpot, e.g. `channel_decision`) that decisions are written
@@ -548,6 +556,17 @@ impl WritebackSettings {
                 "decisions are written onto CRM opportunities: needs crm.kind = \"salesforce\" or \"hubspot\" (files have no place for them; `channel-sync findings` lists decisions)",
             )),
         }
+    }
+}
+
+impl WritebackSettings {
+    /// The review's fields (`roi`, `dormant`, ...) mapped here: the cycle
+    /// computes the review only when there is one.
+    pub fn review_fields(&self) -> Vec<&'static str> {
+        crate::engine::review::REVIEW_FIELDS
+            .into_iter()
+            .filter(|f| self.fields.contains_key(*f))
+            .collect()
     }
 }
 
@@ -877,12 +896,18 @@ impl Settings {
         }
         check(self.writeback.check_decision_field(self.crm.kind));
         check(self.alerts.slack.check_mentions());
-        let fields = crate::engine::SCORECARD_FIELDS;
+        let fields: Vec<&str> = crate::engine::SCORECARD_FIELDS
+            .into_iter()
+            .chain(crate::engine::review::REVIEW_FIELDS)
+            .collect();
         for field in self.writeback.fields.keys() {
             if !fields.contains(&field.as_str()) {
                 check(Err(ConfigError::new(
                     format!("writeback.fields.{field}"),
-                    format!("not a scorecard field; one of {}", fields.join(", ")),
+                    format!(
+                        "not a scorecard or review field; one of {}",
+                        fields.join(", ")
+                    ),
                 )));
             }
         }

@@ -52,33 +52,49 @@ struct Shared {
     state: crate::config::StateSettings,
     /// What the review digest is made from and posted with.
     settings: Settings,
-    /// The last review digest could not be posted: the next tick retries it.
-    digest_pending: std::sync::atomic::AtomicBool,
+    /// The channels the last review digest could not be posted to: the
+    /// next tick retries them.
+    digest_pending: std::sync::Mutex<Vec<&'static str>>,
     /// The console, when `console.listen` is set: its snapshot is rebuilt
     /// after each successful cycle.
     console: Option<(Arc<crate::console::Console>, Arc<Settings>)>,
 }
 
-/// Posts the review digest (SPEC §6) as of the daemon's clock. A failure is
-/// logged and leaves it pending: the next cycle's tick posts it again, until
-/// one succeeds. Returns whether it was posted.
-async fn post_digest(shared: &Shared) -> bool {
+/// Posts the review digest (SPEC §6) as of the daemon's clock: to every
+/// channel that reaches it, or with `retry` only to those a failed post
+/// left. A failure is logged and leaves those channels pending: the next
+/// cycle's tick posts there again (not where it was already posted), until
+/// it succeeds. Returns whether it was posted everywhere it was due.
+async fn post_digest(shared: &Shared, retry: bool) -> bool {
     let settings = &shared.settings;
-    match crate::review::post_digest(settings, shared.clock.now()).await {
+    let channels = if retry {
+        shared
+            .digest_pending
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+    } else {
+        crate::review::digest_channels(settings)
+    };
+    let unposted = match crate::review::post_digest(settings, shared.clock.now(), &channels).await {
         Ok(()) => {
-            shared.digest_pending.store(false, Ordering::SeqCst);
-            tracing::info!(route = %settings.review.route, "Review digest posted.");
-            true
+            tracing::info!(route = %settings.review.route, channels = ?channels, "Review digest posted.");
+            Vec::new()
         }
         Err(e) => {
-            shared.digest_pending.store(true, Ordering::SeqCst);
             tracing::warn!(
-                error = %format!("{e:#}"),
+                error = %format!("{:#}", e.error),
+                unposted = ?e.unposted,
                 "Review digest not posted; the next tick retries it."
             );
-            false
+            e.unposted
         }
+    };
+    let posted = unposted.is_empty();
+    if let Ok(mut pending) = shared.digest_pending.lock() {
+        *pending = unposted;
     }
+    posted
 }
 
 /// `/readyz`: the last cycle succeeded within twice the schedule interval.
@@ -259,8 +275,13 @@ async fn tick(runner: Arc<Runner>, busy: Arc<Mutex<()>>, shared: Arc<Shared>) {
     }
     .instrument(span)
     .await;
-    if shared.digest_pending.load(Ordering::SeqCst) {
-        post_digest(&shared).await;
+    let pending = shared
+        .digest_pending
+        .lock()
+        .map(|p| !p.is_empty())
+        .unwrap_or(false);
+    if pending {
+        post_digest(&shared, true).await;
     }
 }
 
@@ -340,7 +361,7 @@ impl Daemon {
     /// Posts the review digest now, as `review.cron` does; when it fails,
     /// the next [`Daemon::tick`] retries it. Returns whether it was posted.
     pub async fn post_digest(&self) -> bool {
-        post_digest(&self.shared).await
+        post_digest(&self.shared, false).await
     }
 
     /// Serves the ops endpoints on `listener` and runs cycles on
@@ -419,7 +440,7 @@ impl Daemon {
                     if leads == Some(false) {
                         return;
                     }
-                    post_digest(&shared).await;
+                    post_digest(&shared, false).await;
                 })
             })?;
             scheduler.add(digest).await?;

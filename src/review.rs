@@ -157,52 +157,89 @@ pub fn render(outcome: &Outcome, format: Format) -> String {
     }
 }
 
-/// The review digest (Slack Block Kit): the four program numbers with their
-/// change, the best and worst partners by active-seller rate, the dormant
-/// partners and their cost, and the disputes. Every value is escaped.
-pub fn digest(r: &Review) -> serde_json::Value {
-    use crate::notify::slack::render::escape;
-    let Some(hq) = r.headline_quarter() else {
-        return serde_json::json!({"text": "Channel review: no quarter"});
-    };
-    let Some(p) = r.program.get(&hq.label) else {
-        return serde_json::json!({"text": "Channel review: no quarter"});
-    };
+/// The review digest's content, channel-neutral: labelled lines whose
+/// values from data are already escaped for the channel.
+struct DigestParts {
+    title: String,
+    /// The one-line summary (Slack's notification text).
+    summary: String,
+    /// The four program numbers with their change.
+    four: Vec<(String, String)>,
+    /// Best and worst partners by active-seller rate.
+    partners: Vec<(String, String)>,
+    dormant: (String, String),
+    disputes: (String, String),
+}
+
+/// Longest partner name shown in a digest (keeps a Teams card far below
+/// its size limit whatever the data holds).
+const DIGEST_NAME_MAX: usize = 100;
+
+fn short(name: &str) -> String {
+    if name.chars().count() <= DIGEST_NAME_MAX {
+        return name.to_string();
+    }
+    let mut t: String = name.chars().take(DIGEST_NAME_MAX - 1).collect();
+    t.push('…');
+    t
+}
+
+/// The digest's content, `esc` escaping every value from data; `None` when
+/// the review has no full quarter.
+fn digest_parts(r: &Review, esc: fn(&str) -> String) -> Option<DigestParts> {
+    let hq = r.headline_quarter()?;
+    let p = r.program.get(&hq.label)?;
     let title = format!("Channel review, {}", hq.label);
     let roi = match p.roi {
         Some(x) => format!("{}{}", pct(x), change(p, "roi", points)),
         None if p.cost.is_none() => NO_COST.to_string(),
         None => "not computable (no cost in the quarter)".to_string(),
     };
-    let four = format!(
-        "*Partner-sourced pipeline created:* {}{}\n*Partner-sourced revenue:* {}{}\n*Active-seller rate:* {} ({} of {} reps){}\n*Partner-program ROI:* {}",
-        money(p.sourced_pipeline_created),
-        change(p, "sourced_pipeline_created", money),
-        money(p.sourced_revenue),
-        change(p, "sourced_revenue", money),
-        opt(p.active_seller_rate, pct, "no reps"),
-        p.active_sellers,
-        p.reps,
-        change(p, "active_seller_rate", points),
-        roi
-    );
+    let four = vec![
+        (
+            "Partner-sourced pipeline created".to_string(),
+            format!(
+                "{}{}",
+                money(p.sourced_pipeline_created),
+                change(p, "sourced_pipeline_created", money)
+            ),
+        ),
+        (
+            "Partner-sourced revenue".to_string(),
+            format!(
+                "{}{}",
+                money(p.sourced_revenue),
+                change(p, "sourced_revenue", money)
+            ),
+        ),
+        (
+            "Active-seller rate".to_string(),
+            format!(
+                "{} ({} of {} reps){}",
+                opt(p.active_seller_rate, pct, "no reps"),
+                p.active_sellers,
+                p.reps,
+                change(p, "active_seller_rate", points)
+            ),
+        ),
+        ("Partner-program ROI".to_string(), roi),
+    ];
     let (best, worst) = best_and_worst(r, &hq.label, 3);
     let names = |v: &[(&str, f64)]| {
         if v.is_empty() {
             return "-".to_string();
         }
         v.iter()
-            .map(|(n, x)| format!("{} {}", escape(n), pct(*x)))
+            .map(|(n, x)| format!("{} {}", esc(&short(n)), pct(*x)))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let partners = format!(
-        "*Best by active-seller rate:* {}\n*Worst:* {}",
-        names(&best),
-        names(&worst)
-    );
+    let partners = vec![
+        ("Best by active-seller rate".to_string(), names(&best)),
+        ("Worst".to_string(), names(&worst)),
+    ];
     let dormant = if r.dormant.is_empty() {
-        "*Dormant partners:* none".to_string()
+        "none".to_string()
     } else {
         let total: Option<f64> = r.dormant.iter().map(|d| d.cost).sum();
         let list = r
@@ -212,7 +249,7 @@ pub fn digest(r: &Review) -> serde_json::Value {
             .map(|d| {
                 format!(
                     "{} ({})",
-                    escape(&d.partner_name),
+                    esc(&short(&d.partner_name)),
                     opt(d.cost, money, NO_COST)
                 )
             })
@@ -220,7 +257,7 @@ pub fn digest(r: &Review) -> serde_json::Value {
             .join(", ");
         let more = r.dormant.len().saturating_sub(10);
         format!(
-            "*Dormant partners:* {} costing {} over {}: {list}{}",
+            "{} costing {} over {}: {list}{}",
             r.dormant.len(),
             opt(total, money, NO_COST),
             r.dormant[0].quarters.join(" and "),
@@ -233,62 +270,237 @@ pub fn digest(r: &Review) -> serde_json::Value {
     };
     let oc = &r.open_conflicts_now;
     let disputes = match r.disputes.get(&hq.label) {
-        Some(d) => format!(
-            "*Disputes in {}:* {} opened, {} resolved (median {} days), {} open at the end; {} open now",
-            hq.label,
-            d.opened,
-            d.resolved,
-            d.median_days_to_resolve
-                .map_or_else(|| "-".to_string(), |x| format!("{x:.1}")),
-            d.open_at_end,
-            oc.open
+        Some(d) => (
+            format!("Disputes in {}", hq.label),
+            format!(
+                "{} opened, {} resolved (median {} days), {} open at the end; {} open now",
+                d.opened,
+                d.resolved,
+                d.median_days_to_resolve
+                    .map_or_else(|| "-".to_string(), |x| format!("{x:.1}")),
+                d.open_at_end,
+                oc.open
+            ),
         ),
-        None => format!("*Disputes:* {} conflict(s) open now (no history)", oc.open),
+        None => (
+            "Disputes".to_string(),
+            format!("{} conflict(s) open now (no history)", oc.open),
+        ),
     };
-    let section = |text: String| serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": text}});
-    serde_json::json!({
-        "text": format!(
-            "{title}: pipeline created {}, revenue {}, active-seller rate {}, ROI {}",
-            money(p.sourced_pipeline_created),
-            money(p.sourced_revenue),
-            opt(p.active_seller_rate, pct, "no reps"),
-            opt(p.roi, pct, NO_COST)
-        ),
-        "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": title}},
-            section(four),
-            section(partners),
-            section(dormant),
-            section(disputes),
-        ]
+    let summary = format!(
+        "{title}: pipeline created {}, revenue {}, active-seller rate {}, ROI {}",
+        money(p.sourced_pipeline_created),
+        money(p.sourced_revenue),
+        opt(p.active_seller_rate, pct, "no reps"),
+        opt(p.roi, pct, NO_COST)
+    );
+    Some(DigestParts {
+        title,
+        summary,
+        four,
+        partners,
+        dormant: ("Dormant partners".to_string(), dormant),
+        disputes,
     })
 }
 
-/// Makes the review from the configured files source and posts its digest
-/// to `review.route` (the scheduled digest of `run`).
-pub async fn post_digest(settings: &Settings, now: DateTime<Utc>) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    let owned = settings.clone();
-    let outcome = tokio::task::spawn_blocking(move || make(&owned, None, now, 4))
-        .await
-        .context("the review task")?
-        .context("making the review")?;
-    let body = digest(&outcome.review).to_string();
-    // The digest's own webhook, when set, keeps it apart from the alert
-    // routes (a route without `kinds` would also receive every alert).
-    let (slack, route) = match &settings.review.webhook_url {
-        Some(url) => {
+/// The review digest (Slack Block Kit): the four program numbers with their
+/// change, the best and worst partners by active-seller rate, the dormant
+/// partners and their cost, the disputes, and a link to the console's
+/// review page when `review_url` is given. Every value is escaped.
+pub fn digest(r: &Review, review_url: Option<&str>) -> serde_json::Value {
+    use crate::notify::slack::render::escape;
+    let Some(d) = digest_parts(r, escape) else {
+        return serde_json::json!({"text": "Channel review: no quarter"});
+    };
+    let lines = |v: &[(String, String)]| {
+        v.iter()
+            .map(|(l, x)| format!("*{l}:* {x}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let section = |text: String| serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": text}});
+    let mut blocks = vec![
+        serde_json::json!({"type": "header", "text": {"type": "plain_text", "text": d.title}}),
+        section(lines(&d.four)),
+        section(lines(&d.partners)),
+        section(lines(std::slice::from_ref(&d.dormant))),
+        section(lines(std::slice::from_ref(&d.disputes))),
+    ];
+    if let Some(url) = review_url {
+        // A URL the configuration validated; Slack's link syntax must not
+        // be broken by it.
+        let url = url.replace(['|', '>', '<'], "");
+        blocks.push(section(format!("<{url}|Open the review in the console>")));
+    }
+    serde_json::json!({"text": d.summary, "blocks": blocks})
+}
+
+/// The review digest as a Teams Workflows body: one Adaptive Card with the
+/// same content as [`digest`] (the four numbers as facts) and an "Open the
+/// review" button when `review_url` is given. Values are escaped for card
+/// Markdown; names are cut so the card stays far below Teams' size limit.
+pub fn teams_digest(r: &Review, review_url: Option<&str>) -> String {
+    use crate::notify::teams::render::{escape, message};
+    use serde_json::json;
+    let Some(d) = digest_parts(r, escape) else {
+        return message(
+            vec![json!({"type": "TextBlock", "text": "Channel review: no quarter", "wrap": true})],
+            Vec::new(),
+        )
+        .to_string();
+    };
+    let text = |(l, x): &(String, String)| json!({"type": "TextBlock", "text": format!("**{l}:** {x}"), "wrap": true});
+    let body = vec![
+        json!({"type": "TextBlock", "text": escape(&d.title), "weight": "Bolder", "size": "Medium", "wrap": true}),
+        json!({"type": "FactSet", "facts": d.four.iter().map(|(l, x)| json!({"title": l, "value": x})).collect::<Vec<_>>()}),
+        text(&d.partners[0]),
+        text(&d.partners[1]),
+        text(&d.dormant),
+        text(&d.disputes),
+    ];
+    let actions = review_url
+        .map(|url| vec![json!({"type": "Action.OpenUrl", "title": "Open the review", "url": url})])
+        .unwrap_or_default();
+    message(body, actions).to_string()
+}
+
+/// Where the digest goes. The digest's own webhooks (`review.webhook_url`
+/// for Slack, `review.teams_webhook_url` for Teams), when either is set,
+/// keep it apart from the alert routes (a route without `kinds` would also
+/// receive every alert); otherwise `review.route` on each channel that
+/// reaches it.
+struct DigestTargets {
+    slack: Option<(crate::config::SlackSettings, String)>,
+    teams: Option<(crate::config::AlertSettings, String)>,
+}
+
+fn digest_targets(settings: &Settings) -> DigestTargets {
+    let rv = &settings.review;
+    if rv.webhook_url.is_some() || rv.teams_webhook_url.is_some() {
+        let slack = rv.webhook_url.as_ref().map(|url| {
             let mut own = settings.alerts.slack.clone();
             own.webhook_url = Some(url.clone());
             own.routes.clear();
             (own, "default".to_string())
-        }
-        None => (settings.alerts.slack.clone(), settings.review.route.clone()),
+        });
+        let teams = rv.teams_webhook_url.as_ref().map(|url| {
+            let mut own = settings.alerts.clone();
+            own.teams.webhook_url = Some(url.clone());
+            own.slack.routes.clear();
+            (own, "default".to_string())
+        });
+        return DigestTargets { slack, teams };
+    }
+    let route = rv.route.clone();
+    let slack_reaches = if route == "default" {
+        settings.alerts.slack.webhook_url.is_some()
+    } else {
+        settings
+            .alerts
+            .slack
+            .routes
+            .get(&route)
+            .is_some_and(|r| r.webhook_url.is_some())
     };
-    let slack = crate::notify::slack::SlackClient::new(&slack)?;
-    match slack.post(&route, &body).await {
-        crate::notify::slack::Delivery::Sent => Ok(()),
-        other => anyhow::bail!("posting the review digest: {other:?}"),
+    let teams_reaches = if route == "default" {
+        settings.alerts.teams.webhook_url.is_some()
+    } else {
+        settings
+            .alerts
+            .slack
+            .routes
+            .get(&route)
+            .is_some_and(|r| r.teams_webhook_url.is_some())
+    };
+    DigestTargets {
+        slack: slack_reaches.then(|| (settings.alerts.slack.clone(), route.clone())),
+        teams: teams_reaches.then(|| (settings.alerts.clone(), route.clone())),
+    }
+}
+
+/// The channels the digest goes to (`slack`, `teams`).
+pub fn digest_channels(settings: &Settings) -> Vec<&'static str> {
+    let t = digest_targets(settings);
+    let mut out = Vec::new();
+    if t.slack.is_some() {
+        out.push("slack");
+    }
+    if t.teams.is_some() {
+        out.push("teams");
+    }
+    out
+}
+
+/// Why a digest was not posted, and on which channels it still has to be.
+#[derive(Debug, thiserror::Error)]
+#[error("{error:#}")]
+pub struct DigestError {
+    pub unposted: Vec<&'static str>,
+    pub error: anyhow::Error,
+}
+
+/// Makes the review from the configured files source and posts its digest
+/// to `channels` (of [`digest_channels`]; the scheduled digest of `run`).
+/// A channel that fails is named in the error, so a retry posts only there.
+pub async fn post_digest(
+    settings: &Settings,
+    now: DateTime<Utc>,
+    channels: &[&'static str],
+) -> Result<(), DigestError> {
+    use anyhow::Context as _;
+    let all = |error: anyhow::Error| DigestError {
+        unposted: channels.to_vec(),
+        error,
+    };
+    let targets = digest_targets(settings);
+    if targets.slack.is_none() && targets.teams.is_none() {
+        return Err(all(anyhow::anyhow!(
+            "review.route '{}' reaches neither Slack nor Teams (set its webhook, or review.webhook_url / review.teams_webhook_url)",
+            settings.review.route
+        )));
+    }
+    let owned = settings.clone();
+    let outcome = tokio::task::spawn_blocking(move || make(&owned, None, now, 4))
+        .await
+        .context("the review task")
+        .map_err(all)?
+        .context("making the review")
+        .map_err(all)?;
+    let review_url = settings.console.review_url();
+    let mut unposted = Vec::new();
+    let mut errors = Vec::new();
+    for &channel in channels {
+        let delivery = match (channel, &targets.slack, &targets.teams) {
+            ("slack", Some((slack, route)), _) => {
+                let body = digest(&outcome.review, review_url.as_deref()).to_string();
+                match crate::notify::slack::SlackClient::new(slack) {
+                    Ok(client) => client.post(route, &body).await,
+                    Err(e) => crate::notify::Delivery::Retry(format!("{e:#}")),
+                }
+            }
+            ("teams", _, Some((alerts, route))) => {
+                let body = teams_digest(&outcome.review, review_url.as_deref());
+                match crate::notify::teams::TeamsClient::new(alerts) {
+                    Ok(client) => client.post(route, &body).await,
+                    Err(e) => crate::notify::Delivery::Retry(format!("{e:#}")),
+                }
+            }
+            // A channel the configuration no longer reaches.
+            _ => continue,
+        };
+        if !matches!(delivery, crate::notify::Delivery::Sent) {
+            unposted.push(channel);
+            errors.push(format!("{channel}: {delivery:?}"));
+        }
+    }
+    if unposted.is_empty() {
+        Ok(())
+    } else {
+        Err(DigestError {
+            unposted,
+            error: anyhow::anyhow!("posting the review digest: {}", errors.join("; ")),
+        })
     }
 }
 
@@ -996,6 +1208,91 @@ mod tests {
         assert_eq!(money(1000.0), "1,000");
         assert_eq!(money(-42.0), "-42");
         assert_eq!(money(0.0), "0");
+    }
+
+    /// A review of `n` dormant partners with very long names that Markdown
+    /// would read as markup.
+    fn review_with_dormant(n: usize) -> Review {
+        use crate::engine::review::Dormant;
+        let settings = Settings::default();
+        let data = crate::model::Dataset::default();
+        let now = crate::values::parse_timestamp("2026-11-26T00:00:00Z").unwrap();
+        let mut r = crate::engine::review::review(
+            &data,
+            &crate::model::ReviewInputs::default(),
+            &settings,
+            now,
+            4,
+        );
+        r.dormant = (0..n)
+            .map(|i| Dormant {
+                partner_id: format!("P-{i}"),
+                partner_name: format!("**{i}** [x](http://evil) <at>{}", "_".repeat(5000)),
+                reps: 3,
+                cost: Some(1000.0),
+                quarters: vec!["2026-Q2".into(), "2026-Q3".into()],
+            })
+            .collect();
+        r
+    }
+
+    #[test]
+    fn the_teams_digest_stays_under_the_card_limit_and_escapes_names() {
+        let r = review_with_dormant(500);
+        let body = teams_digest(&r, Some("https://cs.example.com/review"));
+        assert!(
+            body.len() < crate::notify::teams::render::MAX_BYTES,
+            "{}",
+            body.len()
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let card = &v["attachments"][0]["content"];
+        assert_eq!(card["type"], "AdaptiveCard");
+        let text = card["body"].to_string();
+        assert!(
+            text.contains("**Dormant partners:** 500 costing 500,000 over 2026-Q2 and 2026-Q3"),
+            "{text}"
+        );
+        assert!(text.contains("and 490 more"), "{text}");
+        assert!(text.contains(r"\\*\\*0\\*\\*"), "markup escaped: {text}");
+        assert!(!text.contains("<at>"), "{text}");
+        assert_eq!(card["actions"][0]["url"], "https://cs.example.com/review");
+    }
+
+    #[test]
+    fn without_a_console_url_the_digests_have_no_link() {
+        let r = review_with_dormant(1);
+        let v: serde_json::Value = serde_json::from_str(&teams_digest(&r, None)).unwrap();
+        assert!(v["attachments"][0]["content"].get("actions").is_none());
+        let slack = digest(&r, None).to_string();
+        assert!(!slack.contains("Open the review"), "{slack}");
+        let slack = digest(&r, Some("https://cs.example.com/review")).to_string();
+        assert!(
+            slack.contains("<https://cs.example.com/review|Open the review in the console>"),
+            "{slack}"
+        );
+        // The Slack digest escapes names too, and cuts them.
+        assert!(slack.contains("&lt;at&gt;"), "{slack}");
+        assert!(!slack.contains(&"_".repeat(200)), "{slack}");
+    }
+
+    #[test]
+    fn the_digest_goes_to_each_channel_the_route_reaches() {
+        use crate::config::Secret;
+        let mut s = Settings::default();
+        assert!(digest_channels(&s).is_empty());
+        s.alerts.teams.webhook_url = Some(Secret::new("https://t.example/x"));
+        assert_eq!(digest_channels(&s), ["teams"]);
+        s.alerts.slack.webhook_url = Some(Secret::new("https://s.example/x"));
+        assert_eq!(digest_channels(&s), ["slack", "teams"]);
+        // Another route: its own webhooks, not the default's.
+        s.review.route = "board".into();
+        assert!(digest_channels(&s).is_empty());
+        // The digest's own webhook replaces the routes altogether.
+        s.review.webhook_url = Some(Secret::new("https://s.example/own"));
+        assert_eq!(digest_channels(&s), ["slack"]);
+        s.review.teams_webhook_url = Some(Secret::new("https://t.example/own"));
+        assert_eq!(digest_channels(&s), ["slack", "teams"]);
     }
 
     #[test]

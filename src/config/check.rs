@@ -81,6 +81,33 @@ pub fn all(settings: &Settings) -> Report {
             );
         }
     }
+    let rv = &settings.review;
+    if let Some(url) = &rv.webhook_url {
+        webhook(&mut report, "review.webhook_url", url);
+    }
+    if let Some(url) = &rv.teams_webhook_url {
+        webhook(&mut report, "review.teams_webhook_url", url);
+        not_a_connector(&mut report, "review.teams_webhook_url", url);
+    }
+    if rv.cron.is_some() && rv.webhook_url.is_none() && rv.teams_webhook_url.is_none() {
+        let reaches = if rv.route == "default" {
+            slack.webhook_url.is_some() || settings.alerts.teams.webhook_url.is_some()
+        } else {
+            slack
+                .routes
+                .get(&rv.route)
+                .is_some_and(|r| r.webhook_url.is_some() || r.teams_webhook_url.is_some())
+        };
+        if !reaches {
+            report.problems.push(ConfigError::new(
+                "review.route",
+                format!(
+                    "the review digest's route '{}' reaches neither Slack nor Teams (set its webhook, or review.webhook_url / review.teams_webhook_url)",
+                    rv.route
+                ),
+            ));
+        }
+    }
     let webhooks = usize::from(slack.webhook_url.is_some())
         + usize::from(settings.alerts.teams.webhook_url.is_some())
         + slack
@@ -192,6 +219,37 @@ fn webhook(report: &mut Report, key: &str, url: &Secret) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scheduled_digest_must_reach_a_channel_and_its_own_webhooks_are_checked() {
+        let keys = |s: &Settings| -> Vec<String> {
+            all(s)
+                .problems
+                .iter()
+                .filter(|p| p.key.starts_with("review."))
+                .map(|p| p.key.clone())
+                .collect()
+        };
+        let mut s = Settings::default();
+        s.review.cron = Some("0 0 9 1 * *".into());
+        assert_eq!(keys(&s), ["review.route"]);
+        s.alerts.teams.webhook_url = Some(Secret::new("https://t.example/workflows/x"));
+        assert!(keys(&s).is_empty(), "the default route reaches Teams");
+        s.review.route = "board".into();
+        assert_eq!(keys(&s), ["review.route"]);
+        s.review.teams_webhook_url =
+            Some(Secret::new("https://x.webhook.office.com/webhookb2/SECRET"));
+        s.review.webhook_url = Some(Secret::new("ftp://hooks.slack.com/SECRET"));
+        let problems = all(&s).problems;
+        let text = format!("{problems:?}");
+        assert_eq!(
+            keys(&s),
+            ["review.webhook_url", "review.teams_webhook_url"],
+            "{text}"
+        );
+        assert!(text.contains("Office 365"), "{text}");
+        assert!(!text.contains("SECRET"), "{text}");
+    }
 
     #[test]
     fn every_problem_is_reported_at_once_and_webhooks_are_never_echoed() {

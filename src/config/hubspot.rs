@@ -58,6 +58,9 @@ pub struct HubspotProperties {
     /// The credited rep's id or email.
     pub partner_rep: String,
     pub registration: String,
+    /// The deal's campaign (the review's MDF attribution, SPEC §6.1).
+    /// HubSpot has no standard deal -> campaign property: off unless set.
+    pub campaign: String,
 }
 
 impl Default for HubspotProperties {
@@ -66,6 +69,7 @@ impl Default for HubspotProperties {
             partner: "channel_partner".into(),
             partner_rep: "channel_partner_rep".into(),
             registration: "channel_registration_id".into(),
+            campaign: String::new(),
         }
     }
 }

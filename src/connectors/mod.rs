@@ -261,6 +261,35 @@ impl Connectors {
         }
     }
 
+    /// The review's optional tables (SPEC §6.1), for writing its values
+    /// back: `program_costs` and `mdf` from the files source (the CRM and
+    /// PRM folders), or from the PRM folder beside an API CRM. Salesforce's
+    /// MDF objects and PartnerStack are not read yet, so with those PRMs both
+    /// tables are absent and ROI and the MDF values are `null`.
+    pub async fn review_inputs(
+        &self,
+        partners: &[crate::model::Partner],
+        settings: &Settings,
+    ) -> Result<(crate::model::ReviewInputs, Vec<crate::model::Rejected>), Error> {
+        let (crm, prm) = match &self.origin {
+            Origin::Files { crm_dir, prm_dir } => (crm_dir.clone(), prm_dir.clone()),
+            Origin::Salesforce {
+                prm: PrmOrigin::Files(dir),
+            }
+            | Origin::Hubspot {
+                prm: PrmOrigin::Files(dir),
+            } => (dir.clone(), dir.clone()),
+            _ => return Ok(Default::default()),
+        };
+        let money = settings.scorecard.clone();
+        let partners = partners.to_vec();
+        Ok(tokio::task::spawn_blocking(move || {
+            files::load_review_inputs(&crm, &prm, &partners, &money)
+        })
+        .await
+        .map_err(|e| Error::new("files", Failure::Other(e.into())))??)
+    }
+
     /// Where scorecards are written back.
     pub async fn sink(&self, settings: &Settings) -> Result<Sink, Error> {
         Ok(match (&self.crm, &self.origin) {
@@ -370,11 +399,12 @@ impl ScorecardSink for Sink {
         card: &crate::engine::Scorecard,
         partner: &crate::model::Partner,
         period: &crate::engine::Period,
+        review: &[(&'static str, String)],
     ) -> Option<(String, Vec<(String, String)>)> {
         match self {
-            Sink::Files(s) => s.target(card, partner, period),
-            Sink::Salesforce(s) => s.target(card, partner, period),
-            Sink::Hubspot(s) => s.target(card, partner, period),
+            Sink::Files(s) => s.target(card, partner, period, review),
+            Sink::Salesforce(s) => s.target(card, partner, period, review),
+            Sink::Hubspot(s) => s.target(card, partner, period, review),
         }
     }
 

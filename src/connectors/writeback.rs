@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::engine::review::{PartnerReview, REVIEW_FIELDS};
 use crate::engine::{Period, Scorecard};
 use crate::fast::FastMap;
 use crate::model::Partner;
@@ -38,12 +39,15 @@ pub trait ScorecardSink {
     fn name(&self) -> &'static str;
 
     /// The record and the (field, value) pairs to hold for one partner's
-    /// scorecard; `None` when the partner has no record in this sink.
+    /// scorecard and, when the cycle computed them, its review values
+    /// ([`review_values`]); `None` when the partner has no record in this
+    /// sink.
     fn target(
         &self,
         card: &Scorecard,
         partner: &Partner,
         period: &Period,
+        review: &[(&'static str, String)],
     ) -> Option<(String, Vec<(String, String)>)>;
 
     /// Whether what was written before may be gone, so everything must be
@@ -59,18 +63,20 @@ pub trait ScorecardSink {
     ) -> impl std::future::Future<Output = Vec<RecordOutcome>> + Send;
 }
 
-/// A CRM sink's target: the partner's CRM record, and the scorecard values
-/// mapped in `fields` (scorecard field -> CRM field). `None` when the
+/// A CRM sink's target: the partner's CRM record, and the scorecard and
+/// review values mapped in `fields` (field -> CRM field). `None` when the
 /// partner has no CRM record or nothing is mapped.
 pub fn mapped_target(
     fields: &std::collections::BTreeMap<String, String>,
     card: &Scorecard,
     partner: &Partner,
     period: &Period,
+    review: &[(&'static str, String)],
 ) -> Option<(String, Vec<(String, String)>)> {
     let record = partner.crm_account_id.clone()?;
     let values: Vec<(String, String)> = field_values(card, period)
         .into_iter()
+        .chain(review.iter().cloned())
         .filter_map(|(name, value)| fields.get(name).map(|f| (f.clone(), value)))
         .collect();
     (!values.is_empty()).then_some((record, values))
@@ -96,6 +102,32 @@ pub fn field_values(card: &Scorecard, period: &Period) -> Vec<(&'static str, Str
             card.expiring_registrations.to_string(),
         ),
         ("open_conflicts", card.open_conflicts.to_string()),
+    ]
+}
+
+/// The review's values of one partner in the scorecard's quarter `label`
+/// (SPEC §6.2), in the order of [`REVIEW_FIELDS`]: amounts with two
+/// decimals, ROI and MDF effectiveness as fractions, `dormant` as
+/// `true`/`false`. A `null` metric (no cost or MDF data) is an empty value,
+/// which clears the field, as for an undefined rate: never 0, and never an
+/// earlier quarter's number left standing beside this quarter's period.
+pub fn review_values(partner: &PartnerReview, label: &str) -> Vec<(&'static str, String)> {
+    let Some(m) = partner.quarters.get(label) else {
+        return Vec::new();
+    };
+    let fraction = |x: Option<f64>| x.map_or_else(String::new, |r| format!("{r:.6}"));
+    vec![
+        ("roi", fraction(m.roi)),
+        (
+            "sourced_pipeline_created",
+            format!("{:.2}", m.sourced_pipeline_created),
+        ),
+        (
+            "mdf_spend",
+            m.mdf_spend.map_or_else(String::new, |x| format!("{x:.2}")),
+        ),
+        ("mdf_effectiveness", fraction(m.mdf_effectiveness)),
+        ("dormant", partner.dormant.to_string()),
     ]
 }
 
@@ -247,10 +279,17 @@ impl FilesSink {
         {
             let file = std::fs::File::create(&tmp)?;
             let mut w = crate::csv_safe::Writer::from_writer(std::io::BufWriter::new(&file));
+            // The review's columns come after the scorecard's, when some
+            // row holds one (they are written only when configured).
+            let review: Vec<&str> = REVIEW_FIELDS
+                .into_iter()
+                .filter(|f| rows.values().any(|r| r.contains_key(*f)))
+                .collect();
             let columns = || {
                 ["partner_id", "partner_name", "tier"]
                     .into_iter()
                     .chain(SCORECARD_FIELDS)
+                    .chain(review.iter().copied())
             };
             w.write_record(columns())?;
             for row in rows.values() {
@@ -274,6 +313,7 @@ impl ScorecardSink for FilesSink {
         card: &Scorecard,
         _partner: &Partner,
         period: &Period,
+        review: &[(&'static str, String)],
     ) -> Option<(String, Vec<(String, String)>)> {
         // People read this file: the partner's name and tier come along.
         let named = [
@@ -283,6 +323,7 @@ impl ScorecardSink for FilesSink {
         let fields = named
             .into_iter()
             .chain(field_values(card, period))
+            .chain(review.iter().cloned())
             .map(|(f, v)| (f.to_string(), v))
             .collect();
         Some((card.partner_id.clone(), fields))
@@ -419,6 +460,7 @@ mod tests {
                 _: &Scorecard,
                 _: &Partner,
                 _: &Period,
+                _: &[(&'static str, String)],
             ) -> Option<(String, Vec<(String, String)>)> {
                 None
             }
@@ -529,6 +571,110 @@ mod tests {
              P-2,,,2026-Q3,3,,,,,,,\n"
         );
         assert!(!sink.lost_earlier_writes());
+    }
+
+    fn metrics(
+        roi: Option<f64>,
+        mdf: Option<(f64, Option<f64>)>,
+    ) -> crate::engine::review::Metrics {
+        crate::engine::review::Metrics {
+            sourced_pipeline_created: 1234.5,
+            sourced_revenue: 0.0,
+            reps: 2,
+            active_sellers: 0,
+            active_seller_rate: Some(0.0),
+            cost: None,
+            roi,
+            roi_trailing_4q: None,
+            mdf_spend: mdf.map(|m| m.0),
+            mdf_effectiveness: mdf.and_then(|m| m.1),
+            mdf_pipeline: None,
+            change: Default::default(),
+        }
+    }
+
+    #[test]
+    fn review_values_are_fractions_and_amounts_and_null_is_empty_never_0() {
+        let p = PartnerReview {
+            partner_id: s("P-1"),
+            partner_name: s("N"),
+            tier: None,
+            dormant: true,
+            quarters: [
+                (s("2026-Q3"), metrics(Some(-0.25), Some((800.0, Some(0.5))))),
+                (s("2026-Q2"), metrics(None, None)),
+            ]
+            .into(),
+        };
+        let names: Vec<&str> = review_values(&p, "2026-Q3")
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(names, REVIEW_FIELDS);
+        let shown = |label: &str| -> Vec<String> {
+            review_values(&p, label)
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect()
+        };
+        assert_eq!(
+            shown("2026-Q3"),
+            ["-0.250000", "1234.50", "800.00", "0.500000", "true"]
+        );
+        // No cost and no MDF data: the fields are cleared, not set to 0.
+        assert_eq!(shown("2026-Q2"), ["", "1234.50", "", "", "true"]);
+        assert!(review_values(&p, "2025-Q1").is_empty());
+    }
+
+    #[tokio::test]
+    async fn review_columns_follow_the_scorecard_ones_only_when_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FilesSink::new(dir.path().to_path_buf());
+        let card = crate::engine::Scorecard {
+            partner_id: s("P-1"),
+            reps: 1,
+            active_sellers: 1,
+            active_seller_rate: Some(1.0),
+            sourced_pipeline: 0.0,
+            sourced_revenue: 0.0,
+            open_registrations: 0,
+            expiring_registrations: 0,
+            open_conflicts: 0,
+            partner_name: s("N"),
+            tier: None,
+        };
+        let partner = Partner {
+            id: s("P-1"),
+            name: s("N"),
+            tier: None,
+            crm_account_id: None,
+            domain: None,
+        };
+        let period = crate::engine::Period {
+            start: chrono::NaiveDate::from_ymd_opt(2026, 7, 1).unwrap(),
+            end: chrono::NaiveDate::from_ymd_opt(2026, 9, 30).unwrap(),
+            label: s("2026-Q3"),
+        };
+        let (record, fields) = sink
+            .target(
+                &card,
+                &partner,
+                &period,
+                &[("dormant", s("false")), ("roi", s(""))],
+            )
+            .unwrap();
+        sink.apply(&[RecordUpdate {
+            record_id: record,
+            partner_id: s("P-1"),
+            fields,
+        }])
+        .await;
+        let text = std::fs::read_to_string(&sink.path).unwrap();
+        assert_eq!(
+            text,
+            "partner_id,partner_name,tier,period,reps,active_sellers,active_seller_rate,sourced_pipeline,sourced_revenue,open_registrations,expiring_registrations,open_conflicts,roi,dormant\n\
+             P-1,N,,2026-Q3,1,1,1.000000,0.00,0.00,0,0,0,,false\n"
+        );
     }
 
     #[tokio::test]

@@ -234,7 +234,19 @@ impl Runner {
             .pull(settings, state.as_ref(), opts.full, opts.dry_run)
             .await?;
         summary.synced = pulled.synced;
-        let loaded = pulled.loaded;
+        let mut loaded = pulled.loaded;
+        // The review's inputs, only when one of its values is written back
+        // (the review costs time on a large program).
+        let review_inputs = if settings.writeback.review_fields().is_empty() {
+            None
+        } else {
+            let (inputs, rejected) = self
+                .connectors
+                .review_inputs(&loaded.dataset.partners, settings)
+                .await?;
+            loaded.rejected.extend(rejected);
+            Some(inputs)
+        };
         let sink = self.connectors.sink(settings).await?;
         let decisions = self.connectors.decision_sink(settings);
         let links = self.connectors.links(settings).await;
@@ -244,6 +256,7 @@ impl Runner {
         };
         let pulled = Pulled {
             loaded,
+            review_inputs,
             links,
             state,
             sink,
@@ -277,6 +290,8 @@ impl Runner {
 /// What the pull left for the rest of the cycle.
 struct Pulled {
     loaded: files::Loaded,
+    /// The review's inputs, when a review field is written back.
+    review_inputs: Option<crate::model::ReviewInputs>,
     links: Links,
     state: Option<State>,
     sink: Sink,
@@ -297,6 +312,7 @@ async fn decide_and_deliver(
 ) -> Result<Summary, CycleError> {
     let Pulled {
         loaded,
+        review_inputs,
         links,
         state,
         sink,
@@ -317,7 +333,7 @@ async fn decide_and_deliver(
         ("registrations", data.registrations.len()),
         ("users", data.users.len()),
     ]);
-    let mut evaluation = engine::evaluate(&data, settings, now);
+    let mut evaluation = engine::evaluate_with_review(&data, settings, now, review_inputs.as_ref());
     // Decisions (issue 15): decided findings are reopened on a material
     // change, and otherwise stay quiet and out of `open_conflicts`.
     let holds = match &state {
@@ -428,8 +444,11 @@ async fn decide_and_deliver(
     lap("Alerts delivered.");
     write_back(
         &sink,
-        &data,
-        &evaluation,
+        writeback::Written {
+            data: &data,
+            evaluation: &evaluation,
+            review_fields: &settings.writeback.review_fields(),
+        },
         state.as_ref(),
         opts,
         out,

@@ -5,28 +5,54 @@ use std::io::Write;
 
 use super::{CycleError, Options, Summary, dry_run};
 use crate::connectors::DecisionSink;
-use crate::connectors::writeback::{ScorecardSink, Target, decision_targets, diff};
+use crate::connectors::writeback::{ScorecardSink, Target, decision_targets, diff, review_values};
 use crate::crash::crash_point;
 use crate::engine;
 use crate::store::State;
 
+/// What is written back: the scorecards of `evaluation` and, for the
+/// `review_fields` mapped in `writeback.fields`, its review's values.
+pub(super) struct Written<'a> {
+    pub data: &'a crate::model::Dataset,
+    pub evaluation: &'a engine::Evaluation,
+    pub review_fields: &'a [&'static str],
+}
+
 pub(super) async fn write_back(
     sink: &impl ScorecardSink,
-    data: &crate::model::Dataset,
-    evaluation: &engine::Evaluation,
+    written: Written<'_>,
     state: Option<&State>,
     opts: &Options,
     out: &mut (dyn Write + Send),
     summary: &mut Summary,
 ) -> Result<(), CycleError> {
+    let Written {
+        data,
+        evaluation,
+        review_fields,
+    } = written;
     let partners: BTreeMap<&str, &crate::model::Partner> =
         data.partners.iter().map(|p| (p.id.as_str(), p)).collect();
+    // The review's values, of the scorecard's quarter, when configured.
+    let review: BTreeMap<&str, Vec<(&'static str, String)>> = evaluation
+        .review
+        .iter()
+        .flat_map(|r| &r.partners)
+        .map(|p| {
+            let mut values = review_values(p, &evaluation.period.label);
+            values.retain(|(f, _)| review_fields.contains(f));
+            (p.partner_id.as_str(), values)
+        })
+        .collect();
     let targets: Vec<Target> = evaluation
         .scorecards
         .iter()
         .filter_map(|card| {
             let partner = partners.get(card.partner_id.as_str())?;
-            let (record_id, fields) = sink.target(card, partner, &evaluation.period)?;
+            let extra = review
+                .get(card.partner_id.as_str())
+                .map_or(&[][..], Vec::as_slice);
+            let (record_id, fields) = sink.target(card, partner, &evaluation.period, extra)?;
             Some(Target {
                 partner_id: card.partner_id.clone(),
                 record_id,

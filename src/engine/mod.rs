@@ -31,6 +31,10 @@ pub struct Evaluation {
     /// Currencies with no `scorecard.fx` rate, once each, with how many
     /// opportunity amounts were left out of sums because of it (SPEC §2.1).
     pub missing_rates: Vec<MissingRate>,
+    /// The channel review over the same context, when asked for
+    /// ([`evaluate_with_review`]): its per-partner values are written back.
+    #[serde(skip)]
+    pub review: Option<review::Review>,
 }
 
 /// A currency that has amounts but no exchange rate.
@@ -79,6 +83,18 @@ pub fn evaluate<'a>(
     policy: impl Into<Policy<'a>>,
     now: DateTime<Utc>,
 ) -> Evaluation {
+    evaluate_with_review(data, policy, now, None)
+}
+
+/// As [`evaluate`], and with `review_inputs` also the channel review (one
+/// full quarter, the scorecard's, plus what its dormancy and trend need),
+/// sharing the context and findings rather than building them twice.
+pub fn evaluate_with_review<'a>(
+    data: &Dataset,
+    policy: impl Into<Policy<'a>>,
+    now: DateTime<Utc>,
+    review_inputs: Option<&crate::model::ReviewInputs>,
+) -> Evaluation {
     let policy = policy.into();
     let started = std::time::Instant::now();
     let ctx = Context::build(data, policy, now);
@@ -87,10 +103,13 @@ pub fn evaluate<'a>(
     let detected = started.elapsed();
     let period = Period::last_full_quarter(now, policy.fiscal_year_start_month);
     let scorecards = scorecard::compute(&ctx, &period, &findings);
+    let scored = started.elapsed();
+    let review = review_inputs.map(|inputs| review::review_with(&ctx, &findings, inputs, 1));
     tracing::debug!(
         context_ms = built.as_millis() as u64,
         findings_ms = (detected - built).as_millis() as u64,
-        scorecards_ms = (started.elapsed() - detected).as_millis() as u64,
+        scorecards_ms = (scored - detected).as_millis() as u64,
+        review_ms = (started.elapsed() - scored).as_millis() as u64,
         "Rules evaluated."
     );
     Evaluation {
@@ -98,6 +117,7 @@ pub fn evaluate<'a>(
         findings,
         scorecards,
         missing_rates: missing_rates(data),
+        review,
     }
 }
 

@@ -17,6 +17,16 @@ use super::{Context, Finding, Period, findings, scorecard};
 use crate::fast::FastMap;
 use crate::model::{Dataset, Money, ReviewInputs};
 
+/// The review's per-partner values that `writeback.fields` can map, beside
+/// the scorecard's (SPEC §6.2, of the scorecard's quarter).
+pub const REVIEW_FIELDS: [&str; 5] = [
+    "roi",
+    "sourced_pipeline_created",
+    "mdf_spend",
+    "mdf_effectiveness",
+    "dormant",
+];
+
 /// A quarter of the review, both ends inclusive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Quarter {
@@ -231,7 +241,7 @@ pub fn review<'a>(
     review_with(&ctx, &open_findings, inputs, full)
 }
 
-fn review_with(
+pub(super) fn review_with(
     ctx: &Context,
     open_findings: &[Finding],
     inputs: &ReviewInputs,

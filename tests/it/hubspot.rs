@@ -922,3 +922,126 @@ async fn a_decision_is_written_onto_the_deal_property_once_retried_and_rewritten
         json!("partner_keeps by bo@example.com on 2026-11-26")
     );
 }
+
+/// The review's values (SPEC §6.2) mapped in `writeback.fields` go onto the
+/// partner's company like the scorecard's, diffed against what was written:
+/// once, not again while nothing changes, again when a program cost (read
+/// from the PRM's files folder beside HubSpot) changes. A partner with no
+/// cost in the quarter has no ROI: the property is cleared, never 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn review_values_are_written_to_companies_and_diffed() {
+    let mut acct = Account::start(quick()).await;
+    acct.extra = "roi = \"partner_roi\"\nsourced_pipeline_created = \"partner_pipeline_created\"\ndormant = \"partner_dormant\"\n".into();
+    seed(&acct.fake);
+    let costs = acct.dir.path().join("prm/program_costs.csv");
+    std::fs::write(
+        &costs,
+        "id,quarter,amount,currency,partner_id\nC-1,2026-Q3,2000,USD,P-1\n",
+    )
+    .unwrap();
+    let first = acct.once(&[]).await;
+    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    // P-1 (company 201): deal 303 won 10,000, created in Q3; cost 2,000:
+    // ROI (10,000 - 2,000) / 2,000 = 4.
+    assert_eq!(acct.company_value("201", "partner_roi"), json!("4.000000"));
+    assert_eq!(
+        acct.company_value("201", "partner_pipeline_created"),
+        json!("10000.00")
+    );
+    assert_eq!(acct.company_value("201", "partner_dormant"), json!("false"));
+    let cleared = acct.company_value("202", "partner_roi");
+    assert!(
+        cleared.is_null() || cleared == json!(""),
+        "no cost, no ROI: {cleared}"
+    );
+    assert!(
+        acct.fake
+            .property_names("companies")
+            .contains(&"partner_dormant".to_string())
+    );
+    assert_eq!(acct.fake.calls().batch_update, 1);
+
+    acct.fake.reset_counts();
+    let second = acct.once(&[]).await;
+    assert_eq!(second.code, Some(0), "{}\n{}", second.stdout, second.stderr);
+    assert!(
+        second.stdout.contains("0 records written"),
+        "{}",
+        second.stdout
+    );
+    assert_eq!(acct.fake.calls().batch_update, 0);
+
+    std::fs::write(
+        &costs,
+        "id,quarter,amount,currency,partner_id\nC-1,2026-Q3,5000,USD,P-1\n",
+    )
+    .unwrap();
+    acct.fake.reset_counts();
+    let third = acct.once(&[]).await;
+    assert_eq!(third.code, Some(0), "{}\n{}", third.stdout, third.stderr);
+    assert!(
+        third.stdout.contains("1 records written, 0 failed"),
+        "{}",
+        third.stdout
+    );
+    assert_eq!(acct.company_value("201", "partner_roi"), json!("1.000000"));
+    let bodies = acct.fake.batch_bodies();
+    let sent = bodies.last().unwrap().to_string();
+    assert!(
+        sent.contains("partner_roi") && !sent.contains("partner_dormant"),
+        "only the changed value is sent: {sent}"
+    );
+}
+
+/// `crm.hubspot.properties.campaign` names the deal property holding the
+/// deal's campaign: it becomes the opportunity's `campaign_id`, so an MDF
+/// request on that campaign (in the PRM's files folder) produced pipeline
+/// and its effectiveness is 1. A property the account lacks is named.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configured_campaign_property_attributes_mdf() {
+    let mut acct = Account::start(quick()).await;
+    acct.extra =
+        "mdf_effectiveness = \"partner_mdf_effectiveness\"\nmdf_spend = \"partner_mdf_spend\"\n"
+            .into();
+    acct.prm = format!("properties.campaign = \"partner_campaign\"\n{}", acct.prm);
+    seed(&acct.fake);
+    std::fs::write(
+        acct.dir.path().join("prm/mdf.csv"),
+        "id,partner_id,status,amount,currency,campaign_id,start_date,end_date\nM-1,P-1,paid,3000,USD,CMP-1,2026-07-01,2026-09-30\nM-2,P-2,paid,1000,USD,CMP-2,2026-07-01,2026-09-30\n",
+    )
+    .unwrap();
+    let missing = acct.once(&[]).await;
+    assert_eq!(
+        missing.code,
+        Some(78),
+        "{}\n{}",
+        missing.stdout,
+        missing.stderr
+    );
+    assert!(
+        missing.stderr.contains("crm.hubspot.properties.campaign")
+            && missing.stderr.contains("partner_campaign"),
+        "{}",
+        missing.stderr
+    );
+
+    acct.fake
+        .add_property("deals", "partner_campaign", "string");
+    acct.fake
+        .update_deal("303", json!({"partner_campaign": "CMP-1"}));
+    let run = acct.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        acct.company_value("201", "partner_mdf_effectiveness"),
+        json!("1.000000")
+    );
+    assert_eq!(
+        acct.company_value("201", "partner_mdf_spend"),
+        json!("3000.00")
+    );
+    // Contoso's campaign produced no deal.
+    assert_eq!(
+        acct.company_value("202", "partner_mdf_effectiveness"),
+        json!("0.000000")
+    );
+}

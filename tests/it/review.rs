@@ -423,6 +423,7 @@ async fn the_scheduled_review_digest_reaches_slack() {
         .state(&dir.path().join("state.db"))
         .files(&data, &dir.path().join("out"))
         .set("review.cron", "* * * * * *")
+        .set("console.public_url", "https://cs.example.com/console")
         .write(&dir.path().join("c.toml"));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_channel-sync"))
         .args(["run", "--now", NOW, "--config"])
@@ -459,6 +460,8 @@ async fn the_scheduled_review_digest_reaches_slack() {
         "*Worst:* Tailspin Resellers 0.0%",
         "*Dormant partners:* none",
         "*Disputes:* 9 conflict(s) open now (no history)",
+        // console.public_url is set: the digest links to the review page.
+        "<https://cs.example.com/console/review|Open the review in the console>",
     ] {
         assert!(text.contains(part), "missing {part} in {text}");
     }
@@ -508,4 +511,133 @@ async fn a_digest_that_failed_is_posted_again_on_the_next_tick() {
     assert_eq!(digests().await, 2, "the tick posts the pending digest");
     d.tick().await;
     assert_eq!(digests().await, 2, "a posted digest is not posted again");
+}
+
+/// The rows of a `scorecards.csv`, by partner id, as column -> value.
+fn scorecard_rows(
+    file: &std::path::Path,
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
+    let mut reader = csv::Reader::from_path(file).unwrap();
+    let header = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            let row: std::collections::BTreeMap<String, String> = header
+                .iter()
+                .zip(r.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect();
+            (row["partner_id"].clone(), row)
+        })
+        .collect()
+}
+
+/// The review's per-partner values (SPEC §6.2, of the scorecard's quarter)
+/// go through `writeback.fields` into `scorecards.csv`: written once, not
+/// again while nothing changes, and again when a program cost changes. The
+/// numbers are sample/EXPECTED.md §6.4's; a `null` (no MDF spend, so no
+/// effectiveness) is an empty cell, never 0.
+#[test]
+fn the_review_values_are_written_back_once_and_again_when_inputs_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = copy_sample(dir.path());
+    let out = dir.path().join("out");
+    let config = TestConfig::bundled()
+        .files(&data, &out)
+        .state(&dir.path().join("state.db"))
+        .merge(
+            "[writeback.fields]\nroi = \"roi\"\nsourced_pipeline_created = \"pipeline_created\"\nmdf_spend = \"mdf_spend\"\nmdf_effectiveness = \"mdf_effectiveness\"\ndormant = \"dormant\"\n",
+        )
+        .write(&dir.path().join("c.toml"));
+    let once = || {
+        let o = channel_sync(&["once", "--config", config.to_str().unwrap(), "--now", NOW]);
+        let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{stdout}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        stdout
+    };
+    let first = once();
+    assert!(first.contains("5 records written, 0 failed"), "{first}");
+    let file = out.join("scorecards.csv");
+    let header = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        header.starts_with(
+            "partner_id,partner_name,tier,period,reps,active_sellers,active_seller_rate,sourced_pipeline,sourced_revenue,open_registrations,expiring_registrations,open_conflicts,roi,sourced_pipeline_created,mdf_spend,mdf_effectiveness,dormant\n"
+        ),
+        "{header}"
+    );
+    let rows = scorecard_rows(&file);
+    let get =
+        |rows: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+         p: &str,
+         c: &str| rows[p][c].clone();
+    assert_eq!(get(&rows, "P-1", "roi"), "5.392000");
+    assert_eq!(get(&rows, "P-1", "sourced_pipeline_created"), "273500.00");
+    assert_eq!(get(&rows, "P-1", "mdf_spend"), "15000.00");
+    assert_eq!(get(&rows, "P-1", "mdf_effectiveness"), "1.000000");
+    assert_eq!(get(&rows, "P-1", "dormant"), "false");
+    assert_eq!(get(&rows, "P-2", "roi"), "65.541667");
+    assert_eq!(get(&rows, "P-2", "mdf_spend"), "0.00");
+    assert_eq!(get(&rows, "P-2", "mdf_effectiveness"), "", "null, not 0");
+    assert_eq!(get(&rows, "P-3", "roi"), "-1.000000");
+    assert_eq!(get(&rows, "P-5", "mdf_effectiveness"), "0.000000");
+
+    let second = once();
+    assert!(second.contains("0 records written"), "{second}");
+
+    // P-1's own Q3 cost 5,000 -> 10,000: cost 25,000, ROI (127,840 -
+    // 25,000) / 25,000 = 4.1136. Only P-1's record changes.
+    let costs = std::fs::read_to_string(data.join("program_costs.csv")).unwrap();
+    let changed = costs.replace("PC-08,2026-Q3,5000,USD,P-1", "PC-08,2026-Q3,10000,USD,P-1");
+    assert_ne!(costs, changed);
+    std::fs::write(data.join("program_costs.csv"), changed).unwrap();
+    let third = once();
+    assert!(third.contains("1 records written, 0 failed"), "{third}");
+    let after = scorecard_rows(&file);
+    assert_eq!(get(&after, "P-1", "roi"), "4.113600");
+    assert_eq!(get(&after, "P-2", "roi"), "65.541667");
+}
+
+/// Without a review field in `writeback.fields` the review is not computed
+/// and `scorecards.csv` keeps the scorecard's columns only.
+#[test]
+fn without_a_review_field_scorecards_csv_has_no_review_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = copy_sample(dir.path());
+    let out = dir.path().join("out");
+    let config = TestConfig::bundled()
+        .files(&data, &out)
+        .state(&dir.path().join("state.db"))
+        .write(&dir.path().join("c.toml"));
+    let o = channel_sync(&["once", "--config", config.to_str().unwrap(), "--now", NOW]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = std::fs::read_to_string(out.join("scorecards.csv")).unwrap();
+    assert!(
+        text.starts_with("partner_id,partner_name,tier,period,reps,active_sellers,active_seller_rate,sourced_pipeline,sourced_revenue,open_registrations,expiring_registrations,open_conflicts\n"),
+        "{text}"
+    );
+}
+
+/// `writeback.fields` names a field that is neither the scorecard's nor the
+/// review's: exit 78 naming the key.
+#[test]
+fn an_unknown_writeback_field_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = copy_sample(dir.path());
+    let config = TestConfig::bundled()
+        .files(&data, &dir.path().join("out"))
+        .set("writeback.fields.roi_trailing", "x")
+        .write(&dir.path().join("c.toml"));
+    let o = channel_sync(&["check-config", "--config", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("writeback.fields.roi_trailing") && stderr.contains("dormant"),
+        "{stderr}"
+    );
 }

@@ -1045,3 +1045,37 @@ async fn a_decision_is_written_onto_its_opportunities_once_retried_and_rewritten
         decision_writes(&org.fake)
     );
 }
+
+/// With Campaigns enabled (`Opportunity.CampaignId` in describe) the field
+/// is read; the review's values mapped in `writeback.fields` go onto the
+/// partner Accounts beside the scorecard's: `dormant` into a checkbox as a
+/// boolean, the pipeline created as a number, and ROI, with no cost source
+/// for a Salesforce PRM, cleared (null), never 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn review_values_go_onto_partner_accounts() {
+    let mut org = Org::start(FakeConfig::default()).await;
+    org.fake.add_field("Opportunity", "CampaignId", "reference");
+    for (field, kind) in [
+        ("Dormant__c", "boolean"),
+        ("Pipeline_Created__c", "double"),
+        ("Partner_Roi__c", "double"),
+    ] {
+        org.fake.add_field("Account", field, kind);
+    }
+    org.extra = "dormant = \"Dormant__c\"\nsourced_pipeline_created = \"Pipeline_Created__c\"\nroi = \"Partner_Roi__c\"\n\n[prm]\nkind = \"salesforce\"\n".into();
+    seed(&org.fake);
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let p1 = org.fake.record("Account", P1).unwrap();
+    assert_eq!(p1["Dormant__c"], json!(false), "{p1}");
+    assert_eq!(p1["Pipeline_Created__c"], json!(10000.0), "{p1}");
+    assert!(p1["Partner_Roi__c"].is_null(), "no cost data: {p1}");
+    let p2 = org.fake.record("Account", P2).unwrap();
+    assert_eq!(p2["Pipeline_Created__c"], json!(50000.0), "{p2}");
+    assert_eq!(org.fake.calls().composite, 1, "one call for both accounts");
+
+    org.fake.reset_counts();
+    let again = org.once(&[]).await;
+    assert_eq!(again.code, Some(0), "{}\n{}", again.stdout, again.stderr);
+    assert_eq!(org.fake.calls().composite, 0, "nothing changed");
+}

@@ -410,3 +410,181 @@ fn an_office_365_connector_url_is_refused_at_check() {
     assert!(all.contains("Workflows"), "{all}");
     assert!(!all.contains("contoso"), "the URL is a secret: {all}");
 }
+
+/// `run` with `review.cron` every second and the default route on both
+/// channels: the review digest reaches the fake Workflows endpoint as one
+/// Adaptive Card Teams accepts (the four numbers with their change, best and
+/// worst partners, dormant partners, disputes, the console link) and the
+/// fake Slack as Block Kit; the cycle's own cron never fires.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scheduled_review_digest_reaches_teams_and_slack() {
+    let fake = teams(vec![]).await;
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&slack)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = copy_sample(dir.path());
+    let config = crate::helpers::TestConfig::bundled()
+        .schedule("0 0 0 1 1 *", false)
+        .listen_on_any_port()
+        .state(&dir.path().join("state.db"))
+        .files(&data, &dir.path().join("out"))
+        .set("review.cron", "* * * * * *")
+        .set("console.public_url", "https://cs.example.com/console/")
+        .write(&dir.path().join("c.toml"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_channel-sync"))
+        .args(["run", "--now", NOW, "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .env(
+            "CHANNEL_SYNC__ALERTS__TEAMS__WEBHOOK_URL",
+            format!(
+                "{}/workflows/abc/triggers/manual/paths/invoke?sig=SECRET",
+                fake.uri()
+            ),
+        )
+        .env(
+            "CHANNEL_SYNC__ALERTS__SLACK__WEBHOOK_URL",
+            format!("{}/hook", slack.uri()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (mut card, mut blocks) = (None, None);
+    while std::time::Instant::now() < deadline && (card.is_none() || blocks.is_none()) {
+        if card.is_none() {
+            card = cards(&fake).await.into_iter().next();
+        }
+        if blocks.is_none() {
+            blocks = slack
+                .received_requests()
+                .await
+                .unwrap_or_default()
+                .first()
+                .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let card = card.expect("a Teams digest within 30 s");
+    let blocks = blocks.expect("a Slack digest within 30 s");
+    // The fake answered 202: Teams would take it (schema, size).
+    let raw = serde_json::to_vec(&card).unwrap();
+    assert!(refusal(&raw).is_none(), "{card}");
+    assert!(raw.len() < LIMIT);
+    let all = texts(&card);
+    assert!(all.contains("Channel review, 2026-Q3"), "{all}");
+    let content = &card["attachments"][0]["content"];
+    let facts: Vec<(String, String)> = content["body"][1]["facts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["title"].as_str().unwrap().to_string(),
+                f["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        facts,
+        [
+            (
+                "Partner-sourced pipeline created".to_string(),
+                "362,000 (+17,030 vs previous quarter)".to_string()
+            ),
+            (
+                "Partner-sourced revenue".to_string(),
+                "331,470 (+312,470 vs previous quarter)".to_string()
+            ),
+            (
+                "Active-seller rate".to_string(),
+                "43.8% (7 of 16 reps) (+32.0 pts vs previous quarter)".to_string()
+            ),
+            (
+                "Partner-program ROI".to_string(),
+                // EXPECTED.md §6.5: 3.192638 against 2026-Q2's
+                // (19,000 - 46,000) / 46,000 = -0.586957.
+                "319.3% (+378.0 pts vs previous quarter)".to_string()
+            ),
+        ]
+    );
+    for part in [
+        "**Best by active-seller rate:** Fabrikam Partners 66.7%",
+        "**Worst:** Tailspin Resellers 0.0%",
+        "**Dormant partners:** none",
+        "**Disputes:** 9 conflict(s) open now (no history)",
+    ] {
+        assert!(all.contains(part), "missing {part} in {all}");
+    }
+    assert_eq!(
+        content["actions"][0],
+        serde_json::json!({"type": "Action.OpenUrl", "title": "Open the review", "url": "https://cs.example.com/console/review"})
+    );
+    assert!(
+        blocks
+            .to_string()
+            .contains("<https://cs.example.com/console/review|Open the review in the console>"),
+        "{blocks}"
+    );
+}
+
+/// A digest that Slack refuses and Teams takes stays pending on Slack only:
+/// the next tick posts it to Slack again and not a second time to Teams.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_digest_is_posted_again_only_where_it_failed() {
+    use channel_sync::daemon::{Clock, Daemon};
+    let fake = teams(vec![]).await;
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(403).set_body_string("forbidden"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&slack)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&slack)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = copy_sample(dir.path());
+    let settings = crate::helpers::TestConfig::bundled()
+        .files(&data, &dir.path().join("out"))
+        .state(&dir.path().join("state.db"))
+        .slack(&format!("{}/hook", slack.uri()))
+        .set(
+            "alerts.teams.webhook_url",
+            format!("{}/workflows/abc/triggers/manual/paths/invoke", fake.uri()),
+        )
+        .set("alerts.slack.per_second", 1000)
+        .set("alerts.teams.per_second", 1000)
+        .settings();
+    let clock = Clock::starting_at(channel_sync::values::parse_timestamp(NOW).unwrap());
+    let d = Daemon::new(settings, clock).unwrap();
+    assert!(!d.post_digest().await, "Slack refused the first post");
+    assert_eq!((digests(&slack).await, digests(&fake).await), (1, 1));
+    d.tick().await;
+    assert_eq!(
+        (digests(&slack).await, digests(&fake).await),
+        (2, 1),
+        "the tick posts the pending digest to Slack only"
+    );
+    d.tick().await;
+    assert_eq!((digests(&slack).await, digests(&fake).await), (2, 1));
+}
+
+/// How many review digests `server` received.
+async fn digests(server: &MockServer) -> usize {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains("Channel review"))
+        .count()
+}

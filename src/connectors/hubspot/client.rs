@@ -88,6 +88,14 @@ struct Access {
     refresh_after: Instant,
 }
 
+/// The type of a property the write-back creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropertyKind {
+    Number,
+    Text,
+    Bool,
+}
+
 pub struct HubSpotClient {
     upstream: Upstream,
     search_limiter: DefaultDirectRateLimiter,
@@ -458,13 +466,18 @@ impl HubSpotClient {
         &self,
         object: &str,
         name: &str,
-        number: bool,
+        kind: PropertyKind,
     ) -> Result<(), HubSpotError> {
-        let body = json!({
+        let (type_, field_type) = match kind {
+            PropertyKind::Number => ("number", "number"),
+            PropertyKind::Text => ("string", "text"),
+            PropertyKind::Bool => ("bool", "booleancheckbox"),
+        };
+        let mut body = json!({
             "name": name,
             "label": name.replace('_', " "),
-            "type": if number { "number" } else { "string" },
-            "fieldType": if number { "number" } else { "text" },
+            "type": type_,
+            "fieldType": field_type,
             "groupName": if object == "deals" { "dealinformation" } else { "companyinformation" },
             "description": if object == "deals" {
                 "Written by channel-sync (the channel decision on this deal)"
@@ -472,6 +485,12 @@ impl HubSpotClient {
                 "Written by channel-sync (partner scorecard)"
             },
         });
+        if kind == PropertyKind::Bool {
+            body["options"] = json!([
+                {"label": "Yes", "value": "true", "displayOrder": 0},
+                {"label": "No", "value": "false", "displayOrder": 1},
+            ]);
+        }
         match self
             .request(
                 reqwest::Method::POST,

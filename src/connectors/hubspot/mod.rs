@@ -93,6 +93,8 @@ pub struct Plan {
     partner: Option<String>,
     partner_rep: Option<String>,
     registration: Option<String>,
+    /// The deal property holding its campaign (`crm.hubspot.properties.campaign`).
+    campaign: Option<String>,
 }
 
 /// One object type read through the list and search endpoints.
@@ -371,13 +373,9 @@ impl Reader for OwnerReader<'_> {
 }
 
 /// The deal properties read: the standard ones and the configured ones.
-fn plan_deal_properties(
-    partner: &Option<String>,
-    partner_rep: &Option<String>,
-    registration: &Option<String>,
-) -> Vec<String> {
+fn plan_deal_properties(configured: &[&Option<String>]) -> Vec<String> {
     let mut properties: Vec<String> = DEAL_PROPERTIES.iter().map(|s| s.to_string()).collect();
-    for p in [partner, partner_rep, registration].into_iter().flatten() {
+    for p in configured.iter().copied().flatten() {
         if !properties.contains(p) {
             properties.push(p.clone());
         }
@@ -457,7 +455,9 @@ impl HubSpotSource {
             && !deal.contains(name)
         {
             if hs.create_properties && !dry_run {
-                self.client.create_property("deals", name, false).await?;
+                self.client
+                    .create_property("deals", name, client::PropertyKind::Text)
+                    .await?;
                 tracing::info!(property = %name, "Created the deal property decisions are written to.");
             } else if hs.create_properties {
                 tracing::warn!(property = %name, "Dry run: the deal property for decisions would be created.");
@@ -480,6 +480,7 @@ impl HubSpotSource {
             "crm.hubspot.properties.registration",
             &hs.properties.registration,
         )?;
+        let campaign = optional("crm.hubspot.properties.campaign", &hs.properties.campaign)?;
         if !settings.writeback.fields.is_empty() {
             let company: BTreeSet<String> = self
                 .client
@@ -496,18 +497,28 @@ impl HubSpotSource {
                     tracing::warn!(property = %name, "Dry run: the company property for write-back would be created.");
                     // Not remembered: the real run creates it.
                     return Ok(Plan {
-                        deal_properties: plan_deal_properties(
+                        deal_properties: plan_deal_properties(&[
                             &partner,
                             &partner_rep,
                             &registration,
-                        ),
+                            &campaign,
+                        ]),
                         partner,
                         partner_rep,
                         registration,
+                        campaign,
                     });
                 } else if hs.create_properties {
                     self.client
-                        .create_property("companies", name, field != "period")
+                        .create_property(
+                            "companies",
+                            name,
+                            match field.as_str() {
+                                "period" => client::PropertyKind::Text,
+                                "dormant" => client::PropertyKind::Bool,
+                                _ => client::PropertyKind::Number,
+                            },
+                        )
                         .await?;
                     tracing::info!(property = %name, "Created the company property for write-back.");
                 } else {
@@ -521,21 +532,17 @@ impl HubSpotSource {
                 }
             }
         }
-        let mut deal_properties: Vec<String> =
-            DEAL_PROPERTIES.iter().map(|s| s.to_string()).collect();
-        for p in [&partner, &partner_rep, &registration]
-            .into_iter()
-            .flatten()
-        {
-            if !deal_properties.contains(p) {
-                deal_properties.push(p.clone());
-            }
-        }
         let plan = Plan {
-            deal_properties,
+            deal_properties: plan_deal_properties(&[
+                &partner,
+                &partner_rep,
+                &registration,
+                &campaign,
+            ]),
             partner,
             partner_rep,
             registration,
+            campaign,
         };
         *held = Some(plan.clone());
         Ok(plan)
@@ -690,7 +697,7 @@ pub fn build(
                 partner_id,
                 partner_rep: plan.partner_rep.as_deref().and_then(|f| text(&p, f)),
                 registration_id: plan.registration.as_deref().and_then(|f| text(&p, f)),
-                campaign_id: None,
+                campaign_id: plan.campaign.as_deref().and_then(|f| text(&p, f)),
             })
         },
     )?;

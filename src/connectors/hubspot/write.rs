@@ -29,8 +29,9 @@ impl ScorecardSink for HubSpotSink {
         card: &Scorecard,
         partner: &Partner,
         period: &Period,
+        review: &[(&'static str, String)],
     ) -> Option<(String, Vec<(String, String)>)> {
-        mapped_target(&self.fields, card, partner, period)
+        mapped_target(&self.fields, card, partner, period, review)
     }
 
     async fn apply(&self, updates: &[RecordUpdate]) -> Vec<RecordOutcome> {

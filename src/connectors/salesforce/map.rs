@@ -97,6 +97,8 @@ pub struct Plan {
     partner_rep: Option<String>,
     registration: Option<String>,
     currency: bool,
+    /// `Opportunity.CampaignId` is read (the org has Campaigns).
+    campaign: bool,
     prm: Option<PrmPlan>,
     /// Account fields of the percent type (write-back sends 25 for 0.25).
     pub percent_fields: BTreeSet<String>,
@@ -208,6 +210,12 @@ pub fn plan(settings: &Settings, org: &OrgInfo) -> Result<Plan, ConfigError> {
     if currency {
         opportunity_fields.push("CurrencyIsoCode");
     }
+    // The primary campaign (the review's MDF attribution, SPEC §6.1): the
+    // field exists only when the org has Campaigns enabled.
+    let campaign = org.field("Opportunity", "CampaignId").is_some();
+    if campaign {
+        opportunity_fields.push("CampaignId");
+    }
     for f in [&partner_account, &partner_rep, &registration]
         .into_iter()
         .flatten()
@@ -257,6 +265,7 @@ pub fn plan(settings: &Settings, org: &OrgInfo) -> Result<Plan, ConfigError> {
         partner_rep,
         registration,
         currency,
+        campaign,
         prm,
         percent_fields,
     })
@@ -525,7 +534,7 @@ pub fn build(
                 partner_id,
                 partner_rep,
                 registration_id: plan.registration.as_deref().and_then(|f| text(&r, f)),
-                campaign_id: None,
+                campaign_id: plan.campaign.then(|| text(&r, "CampaignId")).flatten(),
             })
         },
     )?;
@@ -623,6 +632,8 @@ mod tests {
         ]);
         if multi_currency {
             opp.push(("CurrencyIsoCode".into(), "picklist".into()));
+            // The multi-currency test org has Campaigns enabled too.
+            opp.push(("CampaignId".into(), "reference".into()));
         }
         org.add("Opportunity", opp);
         org.add(
@@ -702,11 +713,16 @@ mod tests {
             p.percent_fields,
             BTreeSet::from(["active_seller_rate__c".to_string()])
         );
+        assert!(p.opportunity.fields.contains(&"CampaignId".to_string()));
         let p = plan(&s, &org(false)).unwrap();
         assert!(
             !p.opportunity
                 .fields
                 .contains(&"CurrencyIsoCode".to_string())
+        );
+        assert!(
+            !p.opportunity.fields.contains(&"CampaignId".to_string()),
+            "an org without Campaigns has no CampaignId to read"
         );
         let objects: Vec<&str> = p.objects().iter().map(|o| o.object.as_str()).collect();
         assert_eq!(objects, ["Account", "User", "Opportunity", "Lead"]);
@@ -747,7 +763,7 @@ mod tests {
             "Opportunity",
             &[
                 json!({"Id": "006D", "AccountId": "001000000000001AAA", "OwnerId": "005A", "IsClosed": false, "IsWon": false, "CreatedDate": "2026-10-01T00:00:00.000+0000", "Amount": 100.0, "CurrencyIsoCode": "EUR"}),
-                json!({"Id": "006P", "AccountId": "001000000000001AAA", "OwnerId": "005P", "IsClosed": true, "IsWon": true, "CreatedDate": "2026-09-01T00:00:00.000+0000", "CloseDate": "2026-09-30", "PartnerAccountId": "001000000000002AAA"}),
+                json!({"Id": "006P", "AccountId": "001000000000001AAA", "OwnerId": "005P", "IsClosed": true, "IsWon": true, "CreatedDate": "2026-09-01T00:00:00.000+0000", "CloseDate": "2026-09-30", "PartnerAccountId": "001000000000002AAA", "CampaignId": "701000000000001AAA"}),
                 json!({"Id": "006L", "AccountId": "001000000000001AAA", "IsClosed": true, "IsWon": false, "CreatedDate": "2026-09-01T00:00:00.000+0000", "Partner_Rep__c": "x@y.example", "PartnerAccountId": "001000000000001AAA"}),
                 json!({"Id": "006X", "AccountId": null, "CreatedDate": "2026-09-01T00:00:00.000+0000"}),
             ],
@@ -805,6 +821,8 @@ mod tests {
             "the partner-user owner"
         );
         assert_eq!(won.close_date.unwrap().to_string(), "2026-09-30");
+        assert_eq!(won.campaign_id.as_deref(), Some("701000000000001AAA"));
+        assert_eq!(direct.campaign_id, None);
 
         assert_eq!(d.registrations.len(), 1);
         let reg = &d.registrations[0];

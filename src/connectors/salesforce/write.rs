@@ -25,10 +25,15 @@ pub struct SalesforceSink {
 
 impl SalesforceSink {
     /// The JSON value a field is sent as: numbers as numbers, an undefined
-    /// rate as null, the period label as text.
+    /// value as null (clearing the field), `true`/`false` as booleans, the
+    /// period label as text.
     fn value(&self, field: &str, text: &str) -> Value {
         if text.is_empty() {
             return Value::Null;
+        }
+        // `dormant`, into a checkbox field.
+        if let Ok(b) = text.parse::<bool>() {
+            return Value::Bool(b);
         }
         match text.parse::<f64>() {
             Ok(x) if self.percent_fields.contains(field) => serde_json::json!(x * 100.0),
@@ -48,8 +53,9 @@ impl ScorecardSink for SalesforceSink {
         card: &Scorecard,
         partner: &Partner,
         period: &Period,
+        review: &[(&'static str, String)],
     ) -> Option<(String, Vec<(String, String)>)> {
-        mapped_target(&self.fields, card, partner, period)
+        mapped_target(&self.fields, card, partner, period, review)
     }
 
     async fn apply(&self, updates: &[RecordUpdate]) -> Vec<RecordOutcome> {
@@ -166,6 +172,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn dormant_is_a_boolean_and_a_null_review_value_clears_the_field() {
+        let server = MockServer::start().await;
+        let sink = SalesforceSink {
+            client: client(&server).await,
+            fields: BTreeMap::new(),
+            percent_fields: ["Mdf_Effectiveness__c".to_string()].into(),
+        };
+        assert_eq!(sink.value("Dormant__c", "true"), Value::Bool(true));
+        assert_eq!(sink.value("Dormant__c", "false"), Value::Bool(false));
+        assert_eq!(sink.value("Roi__c", ""), Value::Null);
+        assert_eq!(sink.value("Roi__c", "-0.250000"), serde_json::json!(-0.25));
+        assert_eq!(
+            sink.value("Mdf_Effectiveness__c", "0.500000"),
+            serde_json::json!(50.0)
+        );
+    }
+
+    #[tokio::test]
     async fn mapped_fields_go_onto_the_partner_account_with_per_record_results() {
         let server = MockServer::start().await;
         Mock::given(method("PATCH"))
@@ -192,7 +216,7 @@ mod tests {
             percent_fields: ["Active_Seller_Rate__c".to_string()].into(),
         };
         let (record, fields) = sink
-            .target(&card("P-1"), &partner("P-1", Some("001A")), &period())
+            .target(&card("P-1"), &partner("P-1", Some("001A")), &period(), &[])
             .unwrap();
         assert_eq!(record, "001A");
         assert_eq!(
@@ -204,7 +228,7 @@ mod tests {
             ]
         );
         assert!(
-            sink.target(&card("P-2"), &partner("P-2", None), &period())
+            sink.target(&card("P-2"), &partner("P-2", None), &period(), &[])
                 .is_none(),
             "no account, no write"
         );

@@ -70,7 +70,7 @@ fn icon(s: Severity) -> &'static str {
 }
 
 /// The Workflows webhook body around one card.
-fn message(body: Vec<Value>, actions: Vec<Value>) -> Value {
+pub fn message(body: Vec<Value>, actions: Vec<Value>) -> Value {
     let mut card = json!({
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",
