@@ -247,8 +247,14 @@ async fn tick(runner: Arc<Runner>, busy: Arc<Mutex<()>>, shared: Arc<Shared>) {
                 health.last_finished = Some((finished, true));
                 health.last_success = Some(finished);
                 if let Some((console, settings)) = &shared.console {
+                    // The snapshot from the data this cycle evaluated (any
+                    // source), off the async workers.
                     let (console, settings) = (console.clone(), settings.clone());
-                    tokio::task::spawn_blocking(move || console.refresh(&settings, now));
+                    let handoff = runner.take_handoff();
+                    tokio::task::spawn_blocking(move || match handoff {
+                        Some(h) => console.refresh_from(&settings, now, h),
+                        None => console.refresh(&settings, now),
+                    });
                 }
                 tracing::info!(
                     seconds,
@@ -336,7 +342,11 @@ impl Daemon {
                 None => None,
             },
         });
-        let runner = Arc::new(Runner::new(settings.clone(), Some(metrics))?);
+        let mut runner = Runner::new(settings.clone(), Some(metrics))?;
+        if settings.console.listen.is_some() {
+            runner = runner.with_console_handoff();
+        }
+        let runner = Arc::new(runner);
         Ok(Daemon {
             settings,
             shared,
@@ -356,6 +366,11 @@ impl Daemon {
     /// the metrics, never to the caller.
     pub async fn tick(&self) {
         tick(self.runner.clone(), self.busy.clone(), self.shared.clone()).await;
+    }
+
+    /// The console, when `console.listen` is set (its snapshot, for tests).
+    pub fn console(&self) -> Option<Arc<crate::console::Console>> {
+        self.shared.console.as_ref().map(|(c, _)| c.clone())
     }
 
     /// Posts the review digest now, as `review.cron` does; when it fails,

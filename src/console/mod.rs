@@ -122,8 +122,20 @@ impl Console {
     /// Rebuilds the snapshot from the sources as of `now` (blocking; run it
     /// off the async threads). A failure keeps the previous one.
     pub fn refresh(&self, settings: &Settings, now: DateTime<Utc>) {
+        self.rebuild(|| snapshot::build(settings, now));
+    }
+
+    /// Rebuilds the snapshot from the data a cycle just evaluated (the
+    /// daemon hands it over after each successful cycle, from any source).
+    pub fn refresh_from(&self, settings: &Settings, now: DateTime<Utc>, h: crate::cycle::Handoff) {
+        self.rebuild(|| {
+            snapshot::from_dataset(&h.dataset, &h.review_inputs, h.rejected, settings, now)
+        });
+    }
+
+    fn rebuild(&self, build: impl FnOnce() -> anyhow::Result<Snapshot>) {
         let started = std::time::Instant::now();
-        match snapshot::build(settings, now) {
+        match build() {
             Ok(s) => {
                 self.publish(s);
                 tracing::info!(

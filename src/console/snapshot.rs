@@ -116,13 +116,13 @@ impl Snapshot {
     }
 }
 
-/// Reads the configured files source and builds the snapshot as of `now`.
-/// The API sources keep their records in the state's mirror; the console
-/// reads only the files source for now (as `review` does) and says so.
+/// Reads the configured files source and builds the snapshot as of `now`
+/// (at start, before any cycle). With an API source the snapshot comes from
+/// each cycle's data ([`from_dataset`]) instead.
 pub fn build(settings: &Settings, now: DateTime<Utc>) -> anyhow::Result<Snapshot> {
     if settings.crm.kind != Some(CrmKind::Files) {
         return Ok(Snapshot::empty(
-            "Partners, registrations and the review read the files source only for now (crm.kind = \"files\"); findings are shown for every source.",
+            "Partners, registrations and the review appear after the first cycle; findings are shown already.",
         ));
     }
     let crm = settings
@@ -140,12 +140,23 @@ pub fn build(settings: &Settings, now: DateTime<Utc>) -> anyhow::Result<Snapshot
     let loaded = files::load_split(&crm, &prm, &settings.scorecard)?;
     let (inputs, rejected) =
         files::load_review_inputs(&crm, &prm, &loaded.dataset.partners, &settings.scorecard)?;
-    let data = loaded.dataset;
-    let mut review = crate::engine::review::review(&data, &inputs, settings, now, 4);
+    from_dataset(&loaded.dataset, &inputs, rejected, settings, now)
+}
+
+/// The snapshot of `data` as of `now`: what a cycle evaluated, from any
+/// source, with the review's optional tables.
+pub fn from_dataset(
+    data: &Dataset,
+    inputs: &crate::model::ReviewInputs,
+    rejected: Vec<crate::model::Rejected>,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Snapshot> {
+    let mut review = crate::engine::review::review(data, inputs, settings, now, 4);
     if let Some(state) = crate::store::State::connect_read_only(&settings.state)? {
         review = review.with_history(&crate::review::history(&state)?, now);
     }
-    let evaluation = crate::engine::evaluate(&data, settings, now);
+    let evaluation = crate::engine::evaluate(data, settings, now);
     let review_html = crate::review::render(
         &crate::review::Outcome {
             review: review.clone(),
@@ -158,7 +169,7 @@ pub fn build(settings: &Settings, now: DateTime<Utc>) -> anyhow::Result<Snapshot
         .iter()
         .map(|d| d.partner_id.as_str())
         .collect();
-    let mut reps = reps_by_partner(&data, &evaluation.period);
+    let mut reps = reps_by_partner(data, &evaluation.period);
     let partners = evaluation
         .scorecards
         .iter()
@@ -182,7 +193,7 @@ pub fn build(settings: &Settings, now: DateTime<Utc>) -> anyhow::Result<Snapshot
         currency: settings.scorecard.currency.clone(),
         period: evaluation.period.label.clone(),
         partners,
-        registrations: registrations(&data, now),
+        registrations: registrations(data, now),
         review: Some(review),
         review_html: Some(review_html),
         note: None,

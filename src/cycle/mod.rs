@@ -135,6 +135,17 @@ pub struct Runner {
     /// Set on shutdown: a cycle stops sending at the next message (what is
     /// not sent stays in the outbox for the next start).
     pub stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// With the console on: the last cycle's data, until the console takes
+    /// it for its snapshot (so it shows what the cycle saw, from any source).
+    handoff: Option<std::sync::Mutex<Option<Handoff>>>,
+}
+
+/// What a cycle leaves for the console: the data it evaluated and the
+/// review's optional tables.
+pub struct Handoff {
+    pub dataset: crate::model::Dataset,
+    pub review_inputs: crate::model::ReviewInputs,
+    pub rejected: Vec<crate::model::Rejected>,
 }
 
 impl Runner {
@@ -152,7 +163,25 @@ impl Runner {
             connectors,
             mentions,
             stopping: Default::default(),
+            handoff: None,
         })
+    }
+
+    /// Keeps each successful cycle's data for the console (the daemon with
+    /// `console.listen` set), until [`Runner::take_handoff`].
+    pub fn with_console_handoff(mut self) -> Runner {
+        self.handoff = Some(std::sync::Mutex::new(None));
+        self
+    }
+
+    /// The last successful cycle's data, once (`None` without the console,
+    /// or when the console already took it).
+    pub fn take_handoff(&self) -> Option<Handoff> {
+        self.handoff
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     pub async fn cycle(
@@ -254,15 +283,37 @@ impl Runner {
             account: links.account,
             opportunity: links.opportunity,
         };
+        // The console shows the review too: its tables, read once more only
+        // when the write-back did not need them.
+        let console_inputs = match (&self.handoff, &review_inputs, opts.dry_run) {
+            (Some(_), Some(inputs), false) => Some((inputs.clone(), Vec::new())),
+            (Some(_), None, false) => Some(
+                self.connectors
+                    .review_inputs(&loaded.dataset.partners, settings)
+                    .await?,
+            ),
+            _ => None,
+        };
         let pulled = Pulled {
             loaded,
             review_inputs,
+            keep_data: console_inputs.is_some(),
             links,
             state,
             sink,
             decisions,
         };
-        self.decide_and_deliver(opts, out, pulled, summary).await
+        let (summary, data) = self.decide_and_deliver(opts, out, pulled, summary).await?;
+        if let (Some(slot), Some(dataset), Some((review_inputs, rejected))) =
+            (&self.handoff, data, console_inputs)
+        {
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Handoff {
+                dataset,
+                review_inputs,
+                rejected,
+            });
+        }
+        Ok(summary)
     }
 
     /// Detect, decide, record, deliver, write back, record the run.
@@ -272,7 +323,7 @@ impl Runner {
         out: &mut (dyn Write + Send),
         pulled: Pulled,
         summary: Summary,
-    ) -> Result<Summary, CycleError> {
+    ) -> Result<(Summary, Option<crate::model::Dataset>), CycleError> {
         decide_and_deliver(
             &self.settings,
             &self.notifiers,
@@ -292,6 +343,8 @@ struct Pulled {
     loaded: files::Loaded,
     /// The review's inputs, when a review field is written back.
     review_inputs: Option<crate::model::ReviewInputs>,
+    /// Give the data back at the end (for the console).
+    keep_data: bool,
     links: Links,
     state: Option<State>,
     sink: Sink,
@@ -309,10 +362,11 @@ async fn decide_and_deliver(
     out: &mut (dyn Write + Send),
     pulled: Pulled,
     mut summary: Summary,
-) -> Result<Summary, CycleError> {
+) -> Result<(Summary, Option<crate::model::Dataset>), CycleError> {
     let Pulled {
         loaded,
         review_inputs,
+        keep_data,
         links,
         state,
         sink,
@@ -482,7 +536,7 @@ async fn decide_and_deliver(
         state.record_run(started, Utc::now().max(started), outcome, &json)?;
     }
     lap("Run recorded.");
-    Ok(summary)
+    Ok((summary, keep_data.then_some(data)))
 }
 
 #[cfg(test)]

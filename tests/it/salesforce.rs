@@ -1079,3 +1079,55 @@ async fn review_values_go_onto_partner_accounts() {
     assert_eq!(again.code, Some(0), "{}\n{}", again.stdout, again.stderr);
     assert_eq!(org.fake.calls().composite, 0, "nothing changed");
 }
+
+/// The console of a daemon whose CRM is Salesforce shows the program's
+/// partners, reps and registrations after a cycle: its snapshot comes from
+/// the data the cycle evaluated, not from files (which an API source has
+/// none of).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_shows_a_salesforce_program_after_a_cycle() {
+    let mut org = Org::start(FakeConfig::default()).await;
+    seed(&org.fake);
+    org.extra
+        .push_str("[console]\nlisten = \"127.0.0.1:0\"\nsecure_cookie = false\n");
+    let path = org.config();
+    let mut env = org.env.clone();
+    env.push((
+        "CHANNEL_SYNC__CONSOLE__TOKEN".into(),
+        "console-test-token-0123456789".into(),
+    ));
+    let settings = channel_sync::config::Settings::load_with_env(Some(&path), env).unwrap();
+    let now = chrono::DateTime::parse_from_rfc3339(crate::helpers::NOW)
+        .unwrap()
+        .to_utc();
+    let daemon =
+        channel_sync::daemon::Daemon::new(settings, channel_sync::clock::Clock::starting_at(now))
+            .unwrap();
+    let console = daemon.console().expect("the console is on");
+    assert!(
+        console.snapshot().partners.is_empty(),
+        "nothing before a cycle"
+    );
+    daemon.tick().await;
+    // The snapshot is rebuilt off the async workers after the cycle.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while console.snapshot().partners.is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let snap = console.snapshot();
+    let names: Vec<&str> = snap.partners.iter().map(|p| p.name.as_str()).collect();
+    assert!(names.contains(&"Northwind Partners"), "{names:?}");
+    assert!(names.contains(&"Contoso Resellers"), "{names:?}");
+    let northwind = snap
+        .partners
+        .iter()
+        .find(|p| p.name == "Northwind Partners")
+        .unwrap();
+    assert!(
+        northwind.rep_list.len() >= 2,
+        "its reps: {:?}",
+        northwind.rep_list.len()
+    );
+    assert!(snap.review.is_some(), "the review page has data");
+    assert!(snap.note.is_none(), "{:?}", snap.note);
+}
