@@ -55,6 +55,10 @@ struct Shared {
     /// The channels the last review digest could not be posted to: the
     /// next tick retries them.
     digest_pending: std::sync::Mutex<Vec<&'static str>>,
+    /// With an API source and `review.cron`: the review of the last
+    /// successful cycle's data, which the digest posts (the review command
+    /// reads files; an API program exists only in the cycle's pull).
+    last_review: std::sync::Mutex<Option<crate::engine::review::Review>>,
     /// The console, when `console.listen` is set: its snapshot is rebuilt
     /// after each successful cycle.
     console: Option<(Arc<crate::console::Console>, Arc<Settings>)>,
@@ -76,7 +80,24 @@ async fn post_digest(shared: &Shared, retry: bool) -> bool {
     } else {
         crate::review::digest_channels(settings)
     };
-    let unposted = match crate::review::post_digest(settings, shared.clock.now(), &channels).await {
+    let ready = match digest_from_cycles(settings) {
+        false => None,
+        true => match shared.last_review.lock().ok().and_then(|r| r.clone()) {
+            Some(review) => Some(review),
+            None => {
+                tracing::warn!(
+                    "Review digest waits for the first successful cycle (an API program's review is made from a cycle's data); the next tick retries it."
+                );
+                if let Ok(mut pending) = shared.digest_pending.lock() {
+                    *pending = channels;
+                }
+                return false;
+            }
+        },
+    };
+    let unposted = match crate::review::post_digest(settings, shared.clock.now(), &channels, ready)
+        .await
+    {
         Ok(()) => {
             tracing::info!(route = %settings.review.route, channels = ?channels, "Review digest posted.");
             Vec::new()
@@ -95,6 +116,12 @@ async fn post_digest(shared: &Shared, retry: bool) -> bool {
         *pending = unposted;
     }
     posted
+}
+
+/// Whether the review digest is made from the cycles' data: an API source
+/// with `review.cron` (a files program is read by the review itself).
+fn digest_from_cycles(settings: &Settings) -> bool {
+    settings.review.cron.is_some() && settings.crm.kind != Some(crate::config::CrmKind::Files)
 }
 
 /// `/readyz`: the last cycle succeeded within twice the schedule interval.
@@ -246,11 +273,29 @@ async fn tick(runner: Arc<Runner>, busy: Arc<Mutex<()>>, shared: Arc<Shared>) {
                 );
                 health.last_finished = Some((finished, true));
                 health.last_success = Some(finished);
+                let mut handoff = runner.take_handoff();
+                if digest_from_cycles(&shared.settings)
+                    && let Some(h) = handoff.take()
+                {
+                    // The digest's review, from this cycle's data, before a
+                    // pending digest is retried below.
+                    let settings = shared.settings.clone();
+                    let made = tokio::task::spawn_blocking(move || {
+                        let review = cycle_review(&settings, &h, now);
+                        (review, h)
+                    })
+                    .await;
+                    if let Ok((review, h)) = made {
+                        if let Ok(mut last) = shared.last_review.lock() {
+                            *last = Some(review);
+                        }
+                        handoff = Some(h);
+                    }
+                }
                 if let Some((console, settings)) = &shared.console {
                     // The snapshot from the data this cycle evaluated (any
                     // source), off the async workers.
                     let (console, settings) = (console.clone(), settings.clone());
-                    let handoff = runner.take_handoff();
                     tokio::task::spawn_blocking(move || match handoff {
                         Some(h) => console.refresh_from(&settings, now, h),
                         None => console.refresh(&settings, now),
@@ -288,6 +333,24 @@ async fn tick(runner: Arc<Runner>, busy: Arc<Mutex<()>>, shared: Arc<Shared>) {
         .unwrap_or(false);
     if pending {
         post_digest(&shared, true).await;
+    }
+}
+
+/// The review (4 quarters and the one to date) of a cycle's data, with the
+/// disputes the state remembers.
+fn cycle_review(
+    settings: &Settings,
+    h: &crate::cycle::Handoff,
+    now: DateTime<Utc>,
+) -> crate::engine::review::Review {
+    let review = crate::engine::review::review(&h.dataset, &h.review_inputs, settings, now, 4);
+    match crate::store::State::connect_read_only(&settings.state)
+        .ok()
+        .flatten()
+        .and_then(|state| crate::review::history(&state).ok())
+    {
+        Some(history) => review.with_history(&history, now),
+        None => review,
     }
 }
 
@@ -334,6 +397,7 @@ impl Daemon {
             state: settings.state.clone(),
             settings: settings.clone(),
             digest_pending: Default::default(),
+            last_review: Default::default(),
             console: match settings.console.listen {
                 Some(_) => Some((
                     Arc::new(crate::console::Console::new(&settings, clock)?),
@@ -343,7 +407,7 @@ impl Daemon {
             },
         });
         let mut runner = Runner::new(settings.clone(), Some(metrics))?;
-        if settings.console.listen.is_some() {
+        if settings.console.listen.is_some() || digest_from_cycles(&settings) {
             runner = runner.with_console_handoff();
         }
         let runner = Arc::new(runner);

@@ -447,6 +447,7 @@ pub async fn post_digest(
     settings: &Settings,
     now: DateTime<Utc>,
     channels: &[&'static str],
+    ready: Option<Review>,
 ) -> Result<(), DigestError> {
     use anyhow::Context as _;
     let all = |error: anyhow::Error| DigestError {
@@ -460,13 +461,22 @@ pub async fn post_digest(
             settings.review.route
         )));
     }
-    let owned = settings.clone();
-    let outcome = tokio::task::spawn_blocking(move || make(&owned, None, now, 4))
-        .await
-        .context("the review task")
-        .map_err(all)?
-        .context("making the review")
-        .map_err(all)?;
+    let outcome = match ready {
+        // Made from a cycle's data (an API source).
+        Some(review) => Outcome {
+            review,
+            rejected: Vec::new(),
+        },
+        None => {
+            let owned = settings.clone();
+            tokio::task::spawn_blocking(move || make(&owned, None, now, 4))
+                .await
+                .context("the review task")
+                .map_err(all)?
+                .context("making the review")
+                .map_err(all)?
+        }
+    };
     let review_url = settings.console.review_url();
     let mut unposted = Vec::new();
     let mut errors = Vec::new();

@@ -1131,3 +1131,46 @@ async fn the_console_shows_a_salesforce_program_after_a_cycle() {
     assert!(snap.review.is_some(), "the review page has data");
     assert!(snap.note.is_none(), "{:?}", snap.note);
 }
+
+/// The scheduled review digest of a Salesforce program: the review command
+/// reads files, so the daemon makes the digest's review from the last
+/// successful cycle's data. Before any cycle the digest waits (and is
+/// retried at the next tick, after its cycle).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_review_digest_of_a_salesforce_program_is_made_from_the_cycles_data() {
+    let mut org = Org::start(FakeConfig::default()).await;
+    seed(&org.fake);
+    org.extra.push_str("[review]\ncron = \"0 0 9 1 * *\"\n");
+    let path = org.config();
+    let digest = fake_slack().await;
+    let mut env = org.env.clone();
+    env.push((
+        "CHANNEL_SYNC__REVIEW__WEBHOOK_URL".into(),
+        format!("{}/digest", digest.uri()),
+    ));
+    let settings = channel_sync::config::Settings::load_with_env(Some(&path), env).unwrap();
+    let now = chrono::DateTime::parse_from_rfc3339(crate::helpers::NOW)
+        .unwrap()
+        .to_utc();
+    let daemon =
+        channel_sync::daemon::Daemon::new(settings, channel_sync::clock::Clock::starting_at(now))
+            .unwrap();
+    assert!(
+        !daemon.post_digest().await,
+        "no cycle yet: nothing to review"
+    );
+    assert!(slack_texts(&digest).await.is_empty());
+    // The tick's cycle makes the review; the pending digest goes out after it.
+    daemon.tick().await;
+    let posted = slack_texts(&digest).await;
+    assert_eq!(posted.len(), 1, "{posted:?}");
+    let body = &posted[0];
+    assert!(
+        body.contains("active-seller rate") || body.contains("Active-seller rate"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Northwind Partners") || body.contains("Contoso Resellers"),
+        "the program's partners: {body}"
+    );
+}
