@@ -393,14 +393,34 @@ fn review(
         Err(code) => return code,
     };
     let now = now.unwrap_or_else(Utc::now);
-    let outcome = match crate::review::make(&settings, input, now, usize::from(quarters)) {
+    let api = input.is_none()
+        && matches!(
+            settings.crm.kind,
+            Some(crate::config::CrmKind::Salesforce | crate::config::CrmKind::Hubspot)
+        );
+    let made = if api {
+        // Salesforce or HubSpot: read as a dry run does (nothing stored).
+        match runtime() {
+            Ok(rt) => rt.block_on(crate::review::make_from_sources(
+                &settings,
+                now,
+                usize::from(quarters),
+            )),
+            Err(code) => return code,
+        }
+    } else {
+        crate::review::make(&settings, input, now, usize::from(quarters))
+    };
+    let outcome = match made {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("channel-sync: {e}");
+            eprintln!("channel-sync: {e:#}");
             return match e {
                 crate::review::ReviewError::Input(_) => exit::DATA,
                 crate::review::ReviewError::Config { .. } => exit::CONFIG,
-                crate::review::ReviewError::State(_) => exit::PARTIAL,
+                crate::review::ReviewError::State(_) | crate::review::ReviewError::Upstream(_) => {
+                    exit::PARTIAL
+                }
             };
         }
     };

@@ -37,6 +37,9 @@ pub enum ReviewError {
     /// The state file cannot be read: exit 1.
     #[error(transparent)]
     State(#[from] crate::store::StateError),
+    /// An API source could not be read: exit 1.
+    #[error(transparent)]
+    Upstream(#[from] crate::connectors::Error),
 }
 
 /// What the review read and made.
@@ -104,6 +107,42 @@ pub fn make(
         partners = review.partners.len(),
         "Review computed."
     );
+    Ok(Outcome { review, rejected })
+}
+
+/// [`make`] for a configured API source (Salesforce, HubSpot): reads the
+/// program as a dry run does (the mirror brought up to date in a scratch
+/// copy of the state, which stays as it was), with the review's optional
+/// tables from the files folders beside it, and reviews it with the
+/// disputes the state remembers.
+pub async fn make_from_sources(
+    settings: &Settings,
+    now: DateTime<Utc>,
+    quarters: usize,
+) -> Result<Outcome, ReviewError> {
+    let connectors =
+        crate::connectors::Connectors::new(settings, None).map_err(|e| ReviewError::Config {
+            key: e.key.clone(),
+            message: e.message.clone(),
+        })?;
+    let state = crate::store::State::connect_scratch(&settings.state)?;
+    let pulled = connectors.pull(settings, Some(&state), false, true).await?;
+    let (inputs, more) = connectors
+        .review_inputs(&pulled.loaded.dataset.partners, settings)
+        .await?;
+    let mut rejected = pulled.loaded.rejected;
+    rejected.extend(more);
+    let review = crate::engine::review::review(
+        &pulled.loaded.dataset,
+        &inputs,
+        settings,
+        now,
+        quarters.max(1),
+    );
+    let review = match crate::store::State::connect_read_only(&settings.state)? {
+        Some(stored) => review.with_history(&history(&stored)?, now),
+        None => review,
+    };
     Ok(Outcome { review, rejected })
 }
 

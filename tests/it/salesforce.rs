@@ -1174,3 +1174,40 @@ async fn the_review_digest_of_a_salesforce_program_is_made_from_the_cycles_data(
         "the program's partners: {body}"
     );
 }
+
+/// `review` on a Salesforce program reads it as a dry run does (the mirror
+/// in a scratch copy of the state) and reviews it; the stored state stays
+/// as it was, and a second run after a cycle gives the same review.
+#[tokio::test(flavor = "multi_thread")]
+async fn review_reads_a_salesforce_program_and_stores_nothing() {
+    let org = Org::start(FakeConfig::default()).await;
+    seed(&org.fake);
+    let review = || async {
+        org.run(
+            "review",
+            &["--now", crate::helpers::NOW, "--format", "json"],
+        )
+        .await
+    };
+    let first = review().await;
+    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    assert!(!org.state().exists(), "a review stores nothing");
+    let json: Value = serde_json::from_str(&first.stdout).unwrap();
+    let partners = json["partners"].to_string();
+    assert!(partners.contains("Northwind Partners"), "{partners}");
+    assert!(partners.contains("Contoso Resellers"), "{partners}");
+    // After a cycle (the mirror stored), the same review.
+    let cycle = org.once(&[]).await;
+    assert_eq!(cycle.code, Some(0), "{}\n{}", cycle.stdout, cycle.stderr);
+    let before = std::fs::read(org.state()).unwrap();
+    let second = review().await;
+    assert_eq!(second.code, Some(0), "{}", second.stderr);
+    let again: Value = serde_json::from_str(&second.stdout).unwrap();
+    assert_eq!(again["partners"], json["partners"]);
+    assert_eq!(again["program"], json["program"]);
+    assert_eq!(
+        std::fs::read(org.state()).unwrap(),
+        before,
+        "the state is untouched"
+    );
+}
