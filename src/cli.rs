@@ -394,12 +394,12 @@ fn review(
     };
     let now = now.unwrap_or_else(Utc::now);
     let api = input.is_none()
-        && matches!(
-            settings.crm.kind,
-            Some(crate::config::CrmKind::Salesforce | crate::config::CrmKind::Hubspot)
-        );
+        && settings
+            .crm
+            .kind
+            .is_some_and(|k| k != crate::config::CrmKind::Files);
     let made = if api {
-        // Salesforce or HubSpot: read as a dry run does (nothing stored).
+        // An API source: read as a dry run does (nothing stored).
         match runtime() {
             Ok(rt) => rt.block_on(crate::review::make_from_sources(
                 &settings,
