@@ -155,6 +155,20 @@ pub(crate) fn history(
             .iter()
             .any(|k| k.is_conflict() && k.as_str() == kind)
     };
+    // The verdicts taken on each finding (snoozes, assignments and
+    // reopenings are not outcomes of a dispute).
+    let mut verdicts: std::collections::HashMap<String, Vec<(DateTime<Utc>, String)>> =
+        std::collections::HashMap::new();
+    for d in state.all_decisions()? {
+        if crate::decisions::OUTCOMES[..4].contains(&d.outcome.as_str())
+            && let Some(at) = crate::values::parse_timestamp(&d.at)
+        {
+            verdicts
+                .entry(d.finding_key)
+                .or_default()
+                .push((at, d.outcome));
+        }
+    }
     Ok(state
         .findings()?
         .into_iter()
@@ -170,6 +184,7 @@ pub(crate) fn history(
                 first_seen,
                 closed_at,
                 resolved: closed_at.is_some() && f.closed_as.as_deref() != Some("aged_out"),
+                decisions: verdicts.remove(&f.key).unwrap_or_default(),
             })
         })
         .collect())

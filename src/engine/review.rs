@@ -523,6 +523,9 @@ pub struct DisputeRecord {
     pub closed_at: Option<DateTime<Utc>>,
     /// Closed because the conflict went away (not aged out).
     pub resolved: bool,
+    /// Verdicts taken on it (`partner_keeps`, `direct_keeps`, `split`,
+    /// `not_a_conflict`), with when.
+    pub decisions: Vec<(DateTime<Utc>, String)>,
 }
 
 /// The disputes of one quarter (SPEC §6.2).
@@ -535,7 +538,7 @@ pub struct DisputeQuarter {
     pub median_days_to_resolve: Option<f64>,
     pub open_at_end: u64,
     pub oldest_open_days: Option<i64>,
-    /// Decisions are not recorded by this version: always `{}`.
+    /// Verdicts taken in the quarter on conflicts, by outcome.
     pub decisions: BTreeMap<String, u64>,
 }
 
@@ -571,6 +574,11 @@ pub fn disputes(
             };
             let mut days: Vec<f64> = Vec::new();
             for r in records {
+                for (at, outcome) in &r.decisions {
+                    if within(*at) {
+                        *out.decisions.entry(outcome.clone()).or_default() += 1;
+                    }
+                }
                 out.opened += u64::from(within(r.first_seen));
                 if let Some(c) = r.closed_at.filter(|&c| within(c)) {
                     if r.resolved {
@@ -601,7 +609,7 @@ impl Review {
     /// Fills `disputes` from the state's history of conflict findings.
     pub fn with_history(mut self, records: &[DisputeRecord], now: DateTime<Utc>) -> Review {
         self.disputes = disputes(records, &self.quarters, now);
-        self.open_conflicts_now.note = "the conflicts open now; disputes per quarter come from the state's history (decisions are not recorded yet)".into();
+        self.open_conflicts_now.note = "the conflicts open now; disputes per quarter, with the verdicts taken on them, come from the state's history".into();
         self
     }
 }

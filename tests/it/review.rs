@@ -363,6 +363,32 @@ fn with_a_state_disputes_per_quarter_come_from_the_findings_history() {
     )
     .unwrap();
     once("2026-11-28T00:00:00Z");
+    // Verdicts on two open conflicts (and a snooze, which is no verdict),
+    // taken in the quarter: the review counts them by outcome.
+    let decide = |key: &str, outcome: &str, extra: &[&str]| {
+        let mut args = vec![
+            "decide",
+            key,
+            "--outcome",
+            outcome,
+            "--by",
+            "ana@example.com",
+            "--config",
+            config,
+            "--now",
+            "2026-11-29T00:00:00Z",
+        ];
+        args.extend_from_slice(extra);
+        let out = channel_sync(&args);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+    };
+    decide("direct_vs_partner:R-02:O-005", "partner_keeps", &[]);
+    decide("partner_bypassed:R-13:O-017", "not_a_conflict", &[]);
+    decide(
+        "partner_vs_partner:A-05",
+        "snooze",
+        &["--until", "2026-12-20"],
+    );
     let out = channel_sync(&[
         "review",
         "--config",
@@ -378,7 +404,8 @@ fn with_a_state_disputes_per_quarter_come_from_the_findings_history() {
     assert_eq!(
         r["disputes"]["2026-Q4"],
         json!({"opened": 9, "resolved": 1, "aged_out": 0, "median_days_to_resolve": 2.0,
-               "open_at_end": 8, "oldest_open_days": 6, "decisions": {}})
+               "open_at_end": 8, "oldest_open_days": 6,
+               "decisions": {"partner_keeps": 1, "not_a_conflict": 1}})
     );
     assert_eq!(r["disputes"]["2026-Q3"]["opened"], 0);
     assert!(

@@ -489,6 +489,7 @@ fn disputes_per_quarter_from_the_history() {
         first_seen: t(first),
         closed_at: closed.map(t),
         resolved,
+        decisions: Vec::new(),
     };
     let records = [
         // Opened in Q3, resolved in Q3 after 4 days.
@@ -692,4 +693,38 @@ proptest! {
         let got = serde_json::to_value(run(&shuffled, &inputs2)).unwrap();
         prop_assert_eq!(got, want);
     }
+}
+
+#[test]
+fn the_verdicts_taken_on_disputes_are_counted_in_their_quarter() {
+    let t = |s: &str| crate::values::parse_timestamp(s).unwrap();
+    let record = |decisions: &[(&str, &str)]| DisputeRecord {
+        kind: "direct_vs_partner".into(),
+        first_seen: t("2026-07-01T00:00:00Z"),
+        closed_at: None,
+        resolved: false,
+        decisions: decisions
+            .iter()
+            .map(|(at, o)| (t(at), o.to_string()))
+            .collect(),
+    };
+    let records = [
+        record(&[
+            ("2026-07-10T00:00:00Z", "partner_keeps"),
+            // On Q3's last second, then again in Q4 (after a reopening).
+            ("2026-09-30T23:59:59Z", "split"),
+            ("2026-10-02T00:00:00Z", "partner_keeps"),
+        ]),
+        record(&[("2026-08-01T00:00:00Z", "partner_keeps")]),
+    ];
+    let d = disputes(&records, &quarters(now(), 1, 2), now());
+    assert_eq!(
+        d["2026-Q3"].decisions,
+        BTreeMap::from([("partner_keeps".to_string(), 2), ("split".to_string(), 1)])
+    );
+    assert_eq!(
+        d["2026-Q4"].decisions,
+        BTreeMap::from([("partner_keeps".to_string(), 1)])
+    );
+    assert!(d["2026-Q2"].decisions.is_empty());
 }
