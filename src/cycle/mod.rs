@@ -242,7 +242,7 @@ impl Runner {
         } else {
             let (inputs, rejected) = self
                 .connectors
-                .review_inputs(&loaded.dataset.partners, settings)
+                .review_inputs(&loaded.dataset.partners, settings, state.as_ref())
                 .await?;
             loaded.rejected.extend(rejected);
             Some(inputs)
