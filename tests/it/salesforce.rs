@@ -1179,7 +1179,6 @@ fn mdf_written(fake: &FakeSalesforce, id: &str) -> (Value, Value) {
     (r["Mdf_Spend__c"].clone(), r["Mdf_Effectiveness__c"].clone())
 }
 
-
 /// PartnerFundRequest and PartnerFundClaim give the review's MDF values
 /// exactly what the equivalent `mdf.csv` gives.
 #[tokio::test(flavor = "multi_thread")]

@@ -14,6 +14,8 @@
 //!   (`PowerPartner`) are the partner reps when Salesforce is the PRM.
 //! - The registration object (Lead by default) -> registrations, through the
 //!   configured field and status maps.
+//! - PartnerFundRequest and PartnerFundClaim -> the review's `mdf` rows,
+//!   when the org has them (see [`mdf_request`]).
 //!
 //! A record that cannot be used is rejected with its object, Id and reason,
 //! like a bad row in a file.
@@ -697,6 +699,9 @@ pub fn mdf_request(
     })
 }
 
+/// The `mdf` rows, and the records rejected on the way.
+pub type MdfRows = (Vec<crate::model::MdfRequest>, Vec<crate::model::Rejected>);
+
 /// The `mdf` rows from the mirrored MDF objects; `None` when the plan does
 /// not read them (the org has none, or no review value is written back).
 pub fn mdf(
@@ -704,7 +709,7 @@ pub fn mdf(
     settings: &Settings,
     plan: &Plan,
     partners: &[Partner],
-) -> Result<Option<(Vec<crate::model::MdfRequest>, Vec<crate::model::Rejected>)>, StateError> {
+) -> Result<Option<MdfRows>, StateError> {
     let Some(m) = &plan.mdf else {
         return Ok(None);
     };

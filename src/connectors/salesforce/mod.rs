@@ -222,8 +222,7 @@ impl SalesforceSource {
         state: &State,
         settings: &Settings,
         partners: &[crate::model::Partner],
-    ) -> Result<Option<(Vec<crate::model::MdfRequest>, Vec<crate::model::Rejected>)>, PullError>
-    {
+    ) -> Result<Option<map::MdfRows>, PullError> {
         let plan = self.plan(settings).await?;
         Ok(map::mdf(state, settings, &plan, partners)?)
     }
