@@ -58,6 +58,17 @@ pub struct Settings {
     pub console: ConsoleSettings,
 }
 
+impl Settings {
+    /// Whether cycles need the review's optional inputs (costs, MDF): a
+    /// review value is written back, the daemon posts the review digest,
+    /// or the console shows the review.
+    pub fn reads_review_inputs(&self) -> bool {
+        !self.writeback.review_fields().is_empty()
+            || self.review.cron.is_some()
+            || self.console.listen.is_some()
+    }
+}
+
 /// `review.*`: the channel review (SPEC §6).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

@@ -128,7 +128,7 @@ pub async fn make_from_sources(
     let state = crate::store::State::connect_scratch(&settings.state)?;
     let pulled = connectors.pull(settings, Some(&state), false, true).await?;
     let (inputs, more) = connectors
-        .review_inputs(&pulled.loaded.dataset.partners, settings)
+        .review_inputs(&pulled.loaded.dataset.partners, settings, Some(&state))
         .await?;
     let mut rejected = pulled.loaded.rejected;
     rejected.extend(more);

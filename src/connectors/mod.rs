@@ -263,31 +263,47 @@ impl Connectors {
 
     /// The review's optional tables (SPEC §6.1), for writing its values
     /// back: `program_costs` and `mdf` from the files source (the CRM and
-    /// PRM folders), or from the PRM folder beside an API CRM. Salesforce's
-    /// MDF objects and PartnerStack are not read yet, so with those PRMs both
-    /// tables are absent and ROI and the MDF values are `null`.
+    /// PRM folders), or from the PRM folder beside an API CRM. With a
+    /// Salesforce CRM and no `mdf` file, `mdf` comes from the org's MDF
+    /// objects (`PartnerFundRequest`, `PartnerFundClaim`) when it has them,
+    /// as mirrored by the pull. PartnerStack has no MDF: without a file the
+    /// table is absent and the MDF values are `null`.
     pub async fn review_inputs(
         &self,
         partners: &[crate::model::Partner],
         settings: &Settings,
+        state: Option<&State>,
     ) -> Result<(crate::model::ReviewInputs, Vec<crate::model::Rejected>), Error> {
-        let (crm, prm) = match &self.origin {
-            Origin::Files { crm_dir, prm_dir } => (crm_dir.clone(), prm_dir.clone()),
+        let dirs = match &self.origin {
+            Origin::Files { crm_dir, prm_dir } => Some((crm_dir.clone(), prm_dir.clone())),
             Origin::Salesforce {
                 prm: PrmOrigin::Files(dir),
             }
             | Origin::Hubspot {
                 prm: PrmOrigin::Files(dir),
-            } => (dir.clone(), dir.clone()),
-            _ => return Ok(Default::default()),
+            } => Some((dir.clone(), dir.clone())),
+            _ => None,
         };
-        let money = settings.scorecard.clone();
-        let partners = partners.to_vec();
-        Ok(tokio::task::spawn_blocking(move || {
-            files::load_review_inputs(&crm, &prm, &partners, &money)
-        })
-        .await
-        .map_err(|e| Error::new("files", Failure::Other(e.into())))??)
+        let (mut inputs, mut rejected) = match dirs {
+            None => Default::default(),
+            Some((crm, prm)) => {
+                let money = settings.scorecard.clone();
+                let partners = partners.to_vec();
+                tokio::task::spawn_blocking(move || {
+                    files::load_review_inputs(&crm, &prm, &partners, &money)
+                })
+                .await
+                .map_err(|e| Error::new("files", Failure::Other(e.into())))??
+            }
+        };
+        if inputs.mdf.is_none()
+            && let (Crm::Salesforce(sf), Some(state)) = (&self.crm, state)
+            && let Some((rows, more)) = sf.mdf(state, settings, partners).await?
+        {
+            inputs.mdf = Some(rows);
+            rejected.extend(more);
+        }
+        Ok((inputs, rejected))
     }
 
     /// Where scorecards are written back.

@@ -271,7 +271,7 @@ impl Runner {
         } else {
             let (inputs, rejected) = self
                 .connectors
-                .review_inputs(&loaded.dataset.partners, settings)
+                .review_inputs(&loaded.dataset.partners, settings, state.as_ref())
                 .await?;
             loaded.rejected.extend(rejected);
             Some(inputs)
@@ -289,7 +289,7 @@ impl Runner {
             (Some(_), Some(inputs), false) => Some((inputs.clone(), Vec::new())),
             (Some(_), None, false) => Some(
                 self.connectors
-                    .review_inputs(&loaded.dataset.partners, settings)
+                    .review_inputs(&loaded.dataset.partners, settings, state.as_ref())
                     .await?,
             ),
             _ => None,

@@ -1211,3 +1211,157 @@ async fn review_reads_a_salesforce_program_and_stores_nothing() {
         "the state is untouched"
     );
 }
+
+/// The org's MDF for Q3 2026 (created 2026-07-15, in the quarter):
+/// - Northwind: an approved request of 8,000 (10,000 asked) on campaign C01
+///   with claims Approved 3,000 + Paid 2,000 (a Draft and a Rejected claim
+///   do not count): 5,000 spent; an approved 4,000 without campaign or
+///   claims: 4,000 spent.
+/// - Contoso: one rejected request and one draft: nothing spent.
+///
+/// An opportunity of campaign C01 created 2026-08-01 makes C01's money
+/// effective: Northwind's effectiveness is 5,000 / 9,000.
+const CAMPAIGN: &str = "701000000000C01AAA";
+fn seed_mdf(fake: &FakeSalesforce) {
+    fake.set_now(Utc::now() - Duration::hours(1));
+    let created = "2026-07-15T10:00:00.000+0000";
+    for r in [
+        json!({"Id": "0HJ000000000F01AAA", "ChannelPartnerId": P1, "Status": "Approved", "Amount": 8000, "RequestedAmount": 10000, "CampaignId": CAMPAIGN, "CreatedDate": created}),
+        json!({"Id": "0HJ000000000F02AAA", "ChannelPartnerId": P1, "Status": "Approved", "Amount": 4000, "RequestedAmount": 4000, "CreatedDate": created}),
+        json!({"Id": "0HJ000000000F03AAA", "ChannelPartnerId": P2, "Status": "Rejected", "RequestedAmount": 6000, "CreatedDate": created}),
+        json!({"Id": "0HJ000000000F04AAA", "ChannelPartnerId": P2, "Status": "Draft", "RequestedAmount": 7000, "CreatedDate": created}),
+    ] {
+        fake.insert("PartnerFundRequest", r);
+    }
+    for (id, status, amount) in [
+        ("0HH000000000C01AAA", "Approved", 3000),
+        ("0HH000000000C02AAA", "Paid", 2000),
+        ("0HH000000000C03AAA", "Draft", 9999),
+        ("0HH000000000C04AAA", "Rejected", 500),
+    ] {
+        fake.insert(
+            "PartnerFundClaim",
+            json!({"Id": id, "RequestId": "0HJ000000000F01AAA", "Status": status, "Amount": amount}),
+        );
+    }
+    fake.insert(
+        "Opportunity",
+        json!({"Id": "006000000000M01AAA", "Name": "Acme expansion", "AccountId": ACME, "OwnerId": "005000000000D01AAA", "StageName": "Prospecting", "IsClosed": false, "IsWon": false, "CreatedDate": "2026-08-01T00:00:00.000+0000", "CloseDate": "2027-01-20", "Amount": 30000, "CampaignId": CAMPAIGN}),
+    );
+    fake.set_now(Utc::now());
+}
+
+/// The same MDF as `seed_mdf`, as the files source's `mdf.csv`.
+const MDF_CSV: &str = "id,partner_id,status,amount,claimed_amount,campaign_id,start_date\n\
+F1,P-1,claimed,8000,5000,701000000000C01AAA,2026-07-15\n\
+F2,P-1,approved,4000,,,2026-07-15\n\
+F3,P-2,rejected,0,,,2026-07-15\n\
+F4,P-2,requested,0,,,2026-07-15\n";
+
+/// An org with the review's MDF values mapped, with Campaigns, and the
+/// PRM in files (so the same partners can carry an `mdf.csv` instead).
+async fn mdf_org(with_mdf_objects: bool, mdf_csv: bool) -> Org {
+    let mut org = Org::start(FakeConfig::default()).await;
+    org.fake.add_field("Opportunity", "CampaignId", "reference");
+    for field in ["Mdf_Spend__c", "Mdf_Effectiveness__c"] {
+        org.fake.add_field("Account", field, "double");
+    }
+    if with_mdf_objects {
+        org.fake.enable_mdf(true);
+    }
+    seed(&org.fake);
+    if with_mdf_objects {
+        seed_mdf(&org.fake);
+    } else {
+        // The campaign's opportunity only.
+        org.fake.insert(
+            "Opportunity",
+            json!({"Id": "006000000000M01AAA", "Name": "Acme expansion", "AccountId": ACME, "OwnerId": "005000000000D01AAA", "StageName": "Prospecting", "IsClosed": false, "IsWon": false, "CreatedDate": "2026-08-01T00:00:00.000+0000", "CloseDate": "2027-01-20", "Amount": 30000, "CampaignId": CAMPAIGN}),
+        );
+    }
+    let prm = org.dir.path().join("prm");
+    std::fs::create_dir(&prm).unwrap();
+    std::fs::write(
+        prm.join("partners.csv"),
+        format!("id,name,tier,crm_account_id\nP-1,Northwind,gold,{P1}\nP-2,Contoso,,{P2}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        prm.join("partner_reps.csv"),
+        "id,partner_id,email\nR-1,P-1,005000000000R01AAA@example.com\nR-3,P-2,005000000000R03AAA@example.com\n",
+    )
+    .unwrap();
+    std::fs::write(
+        prm.join("registrations.csv"),
+        "id,partner_id,customer_name,customer_domain,status,submitted_at,approved_at\nG-1,P-1,Acme Corp,acme.com,approved,2026-10-01,2026-10-02\n",
+    )
+    .unwrap();
+    if mdf_csv {
+        std::fs::write(prm.join("mdf.csv"), MDF_CSV).unwrap();
+    }
+    org.extra = format!(
+        "mdf_spend = \"Mdf_Spend__c\"\nmdf_effectiveness = \"Mdf_Effectiveness__c\"\n\n[prm]\nkind = \"files\"\n\n[prm.files]\ndir = \"{}\"\n",
+        prm.display()
+    );
+    org
+}
+
+fn mdf_written(fake: &FakeSalesforce, id: &str) -> (Value, Value) {
+    let r = fake.record("Account", id).unwrap();
+    (r["Mdf_Spend__c"].clone(), r["Mdf_Effectiveness__c"].clone())
+}
+
+/// PartnerFundRequest and PartnerFundClaim give the review's MDF values
+/// exactly what the equivalent `mdf.csv` gives.
+#[tokio::test(flavor = "multi_thread")]
+async fn mdf_objects_give_the_review_what_mdf_csv_would() {
+    let org = mdf_org(true, false).await;
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let from_org = (mdf_written(&org.fake, P1), mdf_written(&org.fake, P2));
+    assert_eq!(from_org.0.0, json!(9000.0), "{from_org:?}");
+    let rate = from_org.0.1.as_f64().unwrap();
+    // Written rounded to six places.
+    assert!((rate - 5000.0 / 9000.0).abs() < 1e-6, "{from_org:?}");
+    assert_eq!(from_org.1.0, json!(0.0), "{from_org:?}");
+
+    let files = mdf_org(false, true).await;
+    let run = files.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let from_csv = (mdf_written(&files.fake, P1), mdf_written(&files.fake, P2));
+    assert_eq!(from_org, from_csv);
+
+    // check-config finds them, and counts the requests.
+    let check = org.run("check-config", &[]).await;
+    assert_eq!(check.code, Some(0), "{}\n{}", check.stdout, check.stderr);
+    assert!(
+        check
+            .stderr
+            .contains("MDF: PartnerFundRequest and PartnerFundClaim found (4 requests)"),
+        "{}",
+        check.stderr
+    );
+}
+
+/// An org without the MDF objects (describe answers 404 NOT_FOUND) and no
+/// `mdf.csv`: the MDF values are null ("no MDF data"), never 0, the cycle
+/// runs, and check-config says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_org_without_mdf_leaves_the_mdf_values_null() {
+    let org = mdf_org(false, false).await;
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    for p in [P1, P2] {
+        let (spend, rate) = mdf_written(&org.fake, p);
+        assert!(spend.is_null() && rate.is_null(), "{spend} {rate}");
+    }
+    let check = org.run("check-config", &[]).await;
+    assert_eq!(check.code, Some(0), "{}\n{}", check.stdout, check.stderr);
+    assert!(
+        check
+            .stderr
+            .contains("MDF: not in this org (the review's MDF metrics stay 'no MDF data')"),
+        "{}",
+        check.stderr
+    );
+}

@@ -1396,6 +1396,48 @@ impl FakeSalesforce {
         })
     }
 
+    /// Turns on the PRM's Market Development Funds (a PRM / Channel licence):
+    /// `PartnerFundRequest` and `PartnerFundClaim` with their standard
+    /// fields, `PartnerFundRequest.CampaignId` only with `campaign` (it is
+    /// missing from some orgs' field lists). Without this, describe of
+    /// either answers 404 `NOT_FOUND` and SOQL `INVALID_TYPE`, as an org
+    /// without MDF does.
+    pub fn enable_mdf(&self, campaign: bool) {
+        let mut request = vec![
+            ("Title", "string"),
+            ("ChannelPartnerId", "reference"),
+            ("AllocationId", "reference"),
+            ("BudgetId", "reference"),
+            ("Activity", "picklist"),
+            ("Amount", "currency"),
+            ("RequestedAmount", "currency"),
+            ("Status", "picklist"),
+            ("DesiredOutcome", "textarea"),
+        ];
+        if campaign {
+            request.push(("CampaignId", "reference"));
+        }
+        let claim = [
+            ("Title", "string"),
+            ("RequestId", "reference"),
+            ("Amount", "currency"),
+            ("Status", "picklist"),
+            ("ChannelPartnerId", "reference"),
+            ("AllocationId", "reference"),
+            ("BudgetId", "reference"),
+        ];
+        let mut st = self.st();
+        for (object, fields) in [
+            ("PartnerFundRequest", &request[..]),
+            ("PartnerFundClaim", &claim[..]),
+        ] {
+            let ti = st.table_or_create(object);
+            for (field, kind) in fields {
+                st.tables[ti].add_field(field, kind);
+            }
+        }
+    }
+
     // -- data --------------------------------------------------------------
 
     /// Inserts (or replaces, by `Id`) a record. Fields not in the schema are

@@ -14,6 +14,8 @@
 //!   (`PowerPartner`) are the partner reps when Salesforce is the PRM.
 //! - The registration object (Lead by default) -> registrations, through the
 //!   configured field and status maps.
+//! - PartnerFundRequest and PartnerFundClaim -> the review's `mdf` rows,
+//!   when the org has them (see [`mdf_request`]).
 //!
 //! A record that cannot be used is rejected with its object, Id and reason,
 //! like a bad row in a file.
@@ -66,6 +68,11 @@ impl OrgInfo {
             .map(|(_, kind)| kind.as_str())
     }
 
+    /// Whether `describe` answered for the object.
+    pub fn has(&self, object: &str) -> bool {
+        self.objects.contains_key(object)
+    }
+
     /// A multi-currency org has `CurrencyIsoCode` on Opportunity.
     pub fn multi_currency(&self) -> bool {
         self.field("Opportunity", "CurrencyIsoCode").is_some()
@@ -100,8 +107,59 @@ pub struct Plan {
     /// `Opportunity.CampaignId` is read (the org has Campaigns).
     campaign: bool,
     prm: Option<PrmPlan>,
+    /// The PRM's MDF objects, read when the org has them and a review value
+    /// is written back.
+    pub mdf: Option<MdfPlan>,
     /// Account fields of the percent type (write-back sends 25 for 0.25).
     pub percent_fields: BTreeSet<String>,
+}
+
+/// The PRM's market-development-fund objects (SPEC §6.1).
+pub const MDF_REQUEST: &str = "PartnerFundRequest";
+pub const MDF_CLAIM: &str = "PartnerFundClaim";
+
+/// Reading the MDF objects: the fund requests and their claims.
+#[derive(Debug, Clone)]
+pub struct MdfPlan {
+    pub request: ObjectSpec,
+    pub claim: ObjectSpec,
+    /// `PartnerFundRequest.CampaignId` exists (it is missing from some
+    /// field references: only describe says).
+    campaign: bool,
+    currency: bool,
+}
+
+/// The MDF plan when the org has both objects (described into `org`).
+pub fn mdf_plan(org: &OrgInfo) -> Option<MdfPlan> {
+    if !(org.has(MDF_REQUEST) && org.has(MDF_CLAIM)) {
+        return None;
+    }
+    let campaign = org.field(MDF_REQUEST, "CampaignId").is_some();
+    let currency = org.field(MDF_REQUEST, "CurrencyIsoCode").is_some();
+    let mut request: Vec<&str> = vec![
+        "ChannelPartnerId",
+        "Amount",
+        "RequestedAmount",
+        "Status",
+        "CreatedDate",
+    ];
+    if campaign {
+        request.push("CampaignId");
+    }
+    if currency {
+        request.push("CurrencyIsoCode");
+    }
+    Some(MdfPlan {
+        request: ObjectSpec::new(MDF_REQUEST, &request, true, Keep::All),
+        claim: ObjectSpec::new(
+            MDF_CLAIM,
+            &["Amount", "RequestId", "Status"],
+            true,
+            Keep::All,
+        ),
+        campaign,
+        currency,
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -267,6 +325,11 @@ pub fn plan(settings: &Settings, org: &OrgInfo) -> Result<Plan, ConfigError> {
         currency,
         campaign,
         prm,
+        mdf: if !settings.reads_review_inputs() {
+            None
+        } else {
+            mdf_plan(org)
+        },
         percent_fields,
     })
 }
@@ -278,6 +341,10 @@ impl Plan {
         all.extend(&self.opportunity_partner);
         all.push(&self.opportunity);
         all.extend(&self.registrations);
+        if let Some(m) = &self.mdf {
+            all.push(&m.request);
+            all.push(&m.claim);
+        }
         all
     }
 }
@@ -547,6 +614,150 @@ pub fn build(
         registrations,
         users.table(),
     ))
+}
+
+/// What a fund request's claims add up to.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Claimed {
+    /// The sum of the claims `Approved` or `Paid`.
+    pub amount: f64,
+    /// How many claims counted, and how many of them are `Paid`.
+    pub counted: usize,
+    pub paid: usize,
+}
+
+impl Claimed {
+    /// Adds one claim; drafts and rejected claims are not money spent.
+    pub fn add(&mut self, status: Option<&str>, amount: f64) {
+        match status.map(str::trim) {
+            Some(s) if s.eq_ignore_ascii_case("Approved") => {}
+            Some(s) if s.eq_ignore_ascii_case("Paid") => self.paid += 1,
+            _ => return,
+        }
+        self.counted += 1;
+        self.amount += amount;
+    }
+}
+
+/// One `PartnerFundRequest` as the `mdf` row of SPEC §6.1:
+/// - `Amount` is the approved amount (`RequestedAmount` what was asked);
+/// - status `Approved` is approved, or `claimed` once claims are approved,
+///   `paid` when every counted claim is paid; `Rejected` is rejected; any
+///   other value (`Draft`, `Submitted`, ...) is still a request;
+/// - `claimed_amount` is the sum of the claims `Approved` or `Paid`, none
+///   when there is no such claim;
+/// - the request has no activity dates: `start_date` is the day it was
+///   created, with no end (attribution runs `mdf_attribution_days` from it).
+pub fn mdf_request(
+    id: &str,
+    r: &Map<String, Value>,
+    claims: Option<&Claimed>,
+    plan: &MdfPlan,
+    partner_of_account: &FastMap<String, String>,
+    money: &crate::config::ScorecardSettings,
+) -> Result<crate::model::MdfRequest, String> {
+    use crate::model::MdfStatus;
+    let account = text(r, "ChannelPartnerId").ok_or("ChannelPartnerId: empty (no partner)")?;
+    let partner_id = partner_of_account
+        .get(id15(&account))
+        .cloned()
+        .ok_or_else(|| format!("ChannelPartnerId: account {account} is not a known partner"))?;
+    let status_value = text(r, "Status");
+    let claims = claims.copied().unwrap_or_default();
+    let status = match status_value.as_deref() {
+        Some(s) if s.eq_ignore_ascii_case("Approved") => {
+            if claims.counted == 0 {
+                MdfStatus::Approved
+            } else if claims.paid == claims.counted {
+                MdfStatus::Paid
+            } else {
+                MdfStatus::Claimed
+            }
+        }
+        Some(s) if s.eq_ignore_ascii_case("Rejected") => MdfStatus::Rejected,
+        _ => MdfStatus::Requested,
+    };
+    let amount = match (number(r, "Amount")?, status.is_spent()) {
+        (Some(a), _) => a,
+        // Approved without an approved amount: what was asked for.
+        (None, true) => number(r, "RequestedAmount")?
+            .ok_or("Amount: empty on an approved request (and no RequestedAmount)")?,
+        (None, false) => 0.0,
+    };
+    let currency = plan.currency.then(|| text(r, "CurrencyIsoCode")).flatten();
+    let created = timestamp(r, "CreatedDate")?.ok_or("CreatedDate: empty")?;
+    Ok(crate::model::MdfRequest {
+        id: id.to_string(),
+        partner_id,
+        status,
+        amount: crate::values::money(amount, currency.clone(), money),
+        claimed_amount: (claims.counted > 0)
+            .then(|| crate::values::money(claims.amount, currency, money)),
+        campaign_id: plan.campaign.then(|| text(r, "CampaignId")).flatten(),
+        start_date: date_of(&created),
+        end_date: None,
+    })
+}
+
+/// The `mdf` rows, and the records rejected on the way.
+pub type MdfRows = (Vec<crate::model::MdfRequest>, Vec<crate::model::Rejected>);
+
+/// The `mdf` rows from the mirrored MDF objects; `None` when the plan does
+/// not read them (the org has none, or no review value is written back).
+pub fn mdf(
+    state: &State,
+    settings: &Settings,
+    plan: &Plan,
+    partners: &[Partner],
+) -> Result<Option<MdfRows>, StateError> {
+    let Some(m) = &plan.mdf else {
+        return Ok(None);
+    };
+    let mut claimed: FastMap<String, Claimed> = FastMap::default();
+    let mut claims = Mapped::<()>::new(SOURCE, MDF_CLAIM);
+    scan(state, &m.claim, |id, r| {
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => return claims.reject(id, e),
+        };
+        let Some(request) = text(&r, "RequestId") else {
+            return claims.reject(id, "RequestId: empty".into());
+        };
+        match number(&r, "Amount") {
+            Ok(amount) => claimed
+                .entry(id15(&request).to_string())
+                .or_default()
+                .add(text(&r, "Status").as_deref(), amount.unwrap_or(0.0)),
+            Err(e) => claims.reject(id, e),
+        }
+    })?;
+    let partner_of_account: FastMap<String, String> = partners
+        .iter()
+        .filter_map(|p| {
+            p.crm_account_id
+                .as_deref()
+                .map(|a| (id15(a).to_string(), p.id.clone()))
+        })
+        .collect();
+    let mut requests = Mapped::<crate::model::MdfRequest>::new(SOURCE, MDF_REQUEST);
+    scan(state, &m.request, |id, r| {
+        match r.and_then(|r| {
+            mdf_request(
+                id,
+                &r,
+                claimed.get(id15(id)),
+                m,
+                &partner_of_account,
+                &settings.scorecard,
+            )
+        }) {
+            Ok(row) => requests.rows.push(row),
+            Err(e) => requests.reject(id, e),
+        }
+    })?;
+    let mut rejected = claims.rejected;
+    rejected.append(&mut requests.rejected);
+    Ok(Some((requests.rows, rejected)))
 }
 
 /// One registration record through the configured field and status maps.
@@ -948,5 +1159,215 @@ mod tests {
         assert_eq!(won.partner_id.as_deref(), Some("P-1"));
         assert_eq!(d.registrations.len(), 1);
         assert_eq!(d.reps.len(), 1);
+    }
+
+    fn mdf_org(campaign: bool) -> OrgInfo {
+        let mut org = OrgInfo::default();
+        let mut request = vec![
+            ("Id".to_string(), "id".to_string()),
+            ("ChannelPartnerId".into(), "reference".into()),
+            ("Amount".into(), "currency".into()),
+            ("RequestedAmount".into(), "currency".into()),
+            ("Status".into(), "picklist".into()),
+        ];
+        if campaign {
+            request.push(("CampaignId".into(), "reference".into()));
+        }
+        org.add(MDF_REQUEST, request);
+        org.add(MDF_CLAIM, vec![("Amount".into(), "currency".into())]);
+        org
+    }
+
+    fn partners_by_account() -> FastMap<String, String> {
+        [("001000000000P01".to_string(), "P-1".to_string())]
+            .into_iter()
+            .collect()
+    }
+
+    fn request(extra: Value) -> Map<String, Value> {
+        let mut r = json!({"ChannelPartnerId": "001000000000P01AAA", "Status": "Approved", "Amount": 8000, "RequestedAmount": 10000, "CampaignId": "701C01", "CreatedDate": "2026-07-15T10:00:00.000+0000"});
+        for (k, v) in extra.as_object().unwrap() {
+            r[k] = v.clone();
+        }
+        r.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn mdf_is_read_only_when_the_org_has_both_objects_and_the_review_is_written() {
+        assert!(mdf_plan(&OrgInfo::default()).is_none());
+        let mut half = OrgInfo::default();
+        half.add(MDF_REQUEST, vec![("Id".into(), "id".into())]);
+        assert!(mdf_plan(&half).is_none(), "a request object without claims");
+        let m = mdf_plan(&mdf_org(false)).unwrap();
+        assert!(!m.request.fields.contains(&"CampaignId".to_string()));
+        let m = mdf_plan(&mdf_org(true)).unwrap();
+        assert!(m.request.fields.contains(&"CampaignId".to_string()));
+
+        let mut org = org(false);
+        for (o, f) in mdf_org(true).objects {
+            org.objects.insert(o, f);
+        }
+        let p = plan(&settings(""), &org).unwrap();
+        assert!(p.mdf.is_none(), "no review value written back: not read");
+        let p = plan(
+            &settings("[writeback.fields]\nmdf_spend = \"Partner_Reps__c\"\n"),
+            &org,
+        )
+        .unwrap();
+        let objects: Vec<&str> = p.objects().iter().map(|o| o.object.as_str()).collect();
+        assert!(objects.ends_with(&[MDF_REQUEST, MDF_CLAIM]), "{objects:?}");
+    }
+
+    #[test]
+    fn claims_count_when_approved_or_paid() {
+        let mut c = Claimed::default();
+        for (status, amount) in [
+            (Some("Approved"), 3000.0),
+            (Some("Paid"), 2000.0),
+            (Some("Draft"), 9999.0),
+            (Some("Rejected"), 500.0),
+            (None, 700.0),
+        ] {
+            c.add(status, amount);
+        }
+        assert_eq!(
+            c,
+            Claimed {
+                amount: 5000.0,
+                counted: 2,
+                paid: 1
+            }
+        );
+        let s = settings("");
+        let m = mdf_plan(&mdf_org(true)).unwrap();
+        let r = mdf_request(
+            "F1",
+            &request(json!({})),
+            Some(&c),
+            &m,
+            &partners_by_account(),
+            &s.scorecard,
+        )
+        .unwrap();
+        assert_eq!(r.partner_id, "P-1");
+        assert_eq!(r.status, crate::model::MdfStatus::Claimed);
+        assert_eq!(r.amount.base, Some(8000.0), "Amount is the approved amount");
+        assert_eq!(r.claimed_amount.unwrap().base, Some(5000.0));
+        assert_eq!(r.campaign_id.as_deref(), Some("701C01"));
+        assert_eq!(r.start_date.to_string(), "2026-07-15");
+        assert_eq!(r.end_date, None);
+
+        let mut paid = Claimed::default();
+        paid.add(Some("Paid"), 2000.0);
+        let r = mdf_request(
+            "F1",
+            &request(json!({})),
+            Some(&paid),
+            &m,
+            &partners_by_account(),
+            &s.scorecard,
+        )
+        .unwrap();
+        assert_eq!(r.status, crate::model::MdfStatus::Paid);
+
+        // Only drafts: nothing claimed, the approved amount is the spend.
+        let mut drafts = Claimed::default();
+        drafts.add(Some("Draft"), 100.0);
+        let r = mdf_request(
+            "F1",
+            &request(json!({})),
+            Some(&drafts),
+            &m,
+            &partners_by_account(),
+            &s.scorecard,
+        )
+        .unwrap();
+        assert_eq!(r.status, crate::model::MdfStatus::Approved);
+        assert_eq!(r.claimed_amount, None);
+    }
+
+    #[test]
+    fn a_request_maps_without_campaign_and_by_its_status() {
+        let s = settings("");
+        let by = partners_by_account();
+        // The org has no CampaignId on requests: none, even if a value came.
+        let m = mdf_plan(&mdf_org(false)).unwrap();
+        let r = mdf_request("F2", &request(json!({})), None, &m, &by, &s.scorecard).unwrap();
+        assert_eq!(r.campaign_id, None);
+        assert_eq!(r.status, crate::model::MdfStatus::Approved);
+        let m = mdf_plan(&mdf_org(true)).unwrap();
+        let r = mdf_request(
+            "F2",
+            &request(json!({"CampaignId": null})),
+            None,
+            &m,
+            &by,
+            &s.scorecard,
+        )
+        .unwrap();
+        assert_eq!(r.campaign_id, None);
+
+        for (status, want) in [
+            ("Rejected", crate::model::MdfStatus::Rejected),
+            ("Draft", crate::model::MdfStatus::Requested),
+            ("Submitted", crate::model::MdfStatus::Requested),
+        ] {
+            let r = mdf_request(
+                "F3",
+                &request(json!({"Status": status, "Amount": null})),
+                None,
+                &m,
+                &by,
+                &s.scorecard,
+            )
+            .unwrap();
+            assert_eq!(r.status, want, "{status}");
+            assert!(!r.status.is_spent());
+        }
+        // Approved without an approved amount: what was asked for.
+        let r = mdf_request(
+            "F4",
+            &request(json!({"Amount": null})),
+            None,
+            &m,
+            &by,
+            &s.scorecard,
+        )
+        .unwrap();
+        assert_eq!(r.amount.base, Some(10000.0));
+
+        let e = mdf_request(
+            "F5",
+            &request(json!({"ChannelPartnerId": "001000000000X99AAA"})),
+            None,
+            &m,
+            &by,
+            &s.scorecard,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("ChannelPartnerId") && e.contains("not a known partner"),
+            "{e}"
+        );
+        let e = mdf_request(
+            "F6",
+            &request(json!({"ChannelPartnerId": null})),
+            None,
+            &m,
+            &by,
+            &s.scorecard,
+        )
+        .unwrap_err();
+        assert!(e.contains("ChannelPartnerId: empty"), "{e}");
+        let e = mdf_request(
+            "F7",
+            &request(json!({"Amount": null, "RequestedAmount": null})),
+            None,
+            &m,
+            &by,
+            &s.scorecard,
+        )
+        .unwrap_err();
+        assert!(e.contains("Amount: empty"), "{e}");
     }
 }

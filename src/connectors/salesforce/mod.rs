@@ -192,9 +192,39 @@ impl SalesforceSource {
                 Err(e) => return Err(e.into()),
             }
         }
+        if settings.reads_review_inputs() {
+            self.describe_mdf(&mut org).await?;
+        }
         let plan = map::plan(settings, &org)?;
         *held = Some(plan.clone());
         Ok(plan)
+    }
+
+    /// Describes the PRM's MDF objects into `org` when the org has them. An
+    /// org without them (no PRM / Channel licence) answers describe with 404
+    /// `NOT_FOUND` (or `INVALID_TYPE`): they are then simply absent.
+    async fn describe_mdf(&self, org: &mut OrgInfo) -> Result<(), SalesforceError> {
+        for object in [map::MDF_REQUEST, map::MDF_CLAIM] {
+            match self.client.describe(object).await {
+                Ok(fields) => org.add(object, fields),
+                Err(e) if no_such_object(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The review's `mdf` rows from the mirrored MDF objects (synced by
+    /// `pull` when the org has them and a review value is written back);
+    /// `None` when they are not read.
+    pub async fn mdf(
+        &self,
+        state: &State,
+        settings: &Settings,
+        partners: &[crate::model::Partner],
+    ) -> Result<Option<map::MdfRows>, PullError> {
+        let plan = self.plan(settings).await?;
+        Ok(map::mdf(state, settings, &plan, partners)?)
     }
 
     /// Before the first call: a refresh token rotated in an earlier run
@@ -279,6 +309,12 @@ impl SalesforceSource {
     }
 }
 
+/// Whether an error says the object does not exist in this org.
+fn no_such_object(e: &SalesforceError) -> bool {
+    matches!(e, SalesforceError::Api { status: 404, .. })
+        || matches!(e, SalesforceError::Api { code, .. } if code == "NOT_FOUND" || code == "INVALID_TYPE")
+}
+
 /// `check-config`: signs in and checks the configured fields with describe.
 pub async fn check(settings: &Settings) -> Result<String, super::Error> {
     let source = SalesforceSource::new(settings, None).map_err(PullError::Config)?;
@@ -288,8 +324,29 @@ pub async fn check(settings: &Settings) -> Result<String, super::Error> {
         .iter()
         .map(|o| format!("{} ({} fields)", o.object, o.fields.len()))
         .collect();
+    let mut org = OrgInfo::default();
+    source
+        .describe_mdf(&mut org)
+        .await
+        .map_err(PullError::from)?;
+    let mdf = match map::mdf_plan(&org) {
+        Some(_) => {
+            let requests = source
+                .client
+                .query(&format!("SELECT Id FROM {}", map::MDF_REQUEST), false)
+                .await
+                .map_err(PullError::from)?
+                .len();
+            format!(
+                "MDF: {} and {} found ({requests} requests)",
+                map::MDF_REQUEST,
+                map::MDF_CLAIM
+            )
+        }
+        None => "MDF: not in this org (the review's MDF metrics stay 'no MDF data')".to_string(),
+    };
     Ok(format!(
-        "Salesforce answered; every configured field exists. Reads: {}",
+        "Salesforce answered; every configured field exists. Reads: {}. {mdf}",
         objects.join(", ")
     ))
 }
