@@ -320,13 +320,19 @@ pub struct CrmSettings {
 
 impl CrmSettings {
     /// `crm.salesforce.*`, with defaults when the section is absent.
-    pub fn salesforce(&self) -> SalesforceSettings {
-        self.salesforce.clone().unwrap_or_default()
+    pub fn salesforce(&self) -> std::borrow::Cow<'_, SalesforceSettings> {
+        match &self.salesforce {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => std::borrow::Cow::Owned(SalesforceSettings::default()),
+        }
     }
 
     /// `crm.hubspot.*`, with defaults when the section is absent.
-    pub fn hubspot(&self) -> HubspotSettings {
-        self.hubspot.clone().unwrap_or_default()
+    pub fn hubspot(&self) -> std::borrow::Cow<'_, HubspotSettings> {
+        match &self.hubspot {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => std::borrow::Cow::Owned(HubspotSettings::default()),
+        }
     }
 }
 
@@ -353,13 +359,19 @@ pub struct PrmSettings {
 
 impl PrmSettings {
     /// `prm.salesforce.*`, with defaults when the section is absent.
-    pub fn salesforce(&self) -> SalesforcePrmSettings {
-        self.salesforce.clone().unwrap_or_default()
+    pub fn salesforce(&self) -> std::borrow::Cow<'_, SalesforcePrmSettings> {
+        match &self.salesforce {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => std::borrow::Cow::Owned(SalesforcePrmSettings::default()),
+        }
     }
 
     /// `prm.partnerstack.*`, with defaults when the section is absent.
-    pub fn partnerstack(&self) -> PartnerstackSettings {
-        self.partnerstack.clone().unwrap_or_default()
+    pub fn partnerstack(&self) -> std::borrow::Cow<'_, PartnerstackSettings> {
+        match &self.partnerstack {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => std::borrow::Cow::Owned(PartnerstackSettings::default()),
+        }
     }
 }
 

@@ -216,7 +216,7 @@ pub fn plan(settings: &Settings, org: &OrgInfo) -> Result<Plan, ConfigError> {
             columns.insert(column, name);
         }
         prm = Some(PrmPlan {
-            settings: p,
+            settings: p.into_owned(),
             tier,
             columns,
         });
