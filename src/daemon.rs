@@ -344,14 +344,8 @@ fn cycle_review(
     now: DateTime<Utc>,
 ) -> crate::engine::review::Review {
     let review = crate::engine::review::review(&h.dataset, &h.review_inputs, settings, now, 4);
-    match crate::store::State::connect_read_only(&settings.state)
-        .ok()
-        .flatten()
-        .and_then(|state| crate::review::history(&state).ok())
-    {
-        Some(history) => review.with_history(&history, now),
-        None => review,
-    }
+    // Without a readable history the digest still goes out, without disputes.
+    crate::review::with_stored_history(review.clone(), settings, now).unwrap_or(review)
 }
 
 /// Logs when the schedule next fires (on the daemon's clock).

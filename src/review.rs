@@ -96,10 +96,7 @@ pub fn make(
     // history when there is one.
     let review = match input {
         Some(_) => review,
-        None => match crate::store::State::connect_read_only(&settings.state)? {
-            Some(state) => review.with_history(&history(&state)?, now),
-            None => review,
-        },
+        None => with_stored_history(review, settings, now)?,
     };
     tracing::info!(
         read_ms = read.as_millis() as u64,
@@ -139,11 +136,23 @@ pub async fn make_from_sources(
         now,
         quarters.max(1),
     );
-    let review = match crate::store::State::connect_read_only(&settings.state)? {
-        Some(stored) => review.with_history(&history(&stored)?, now),
-        None => review,
-    };
+    let review = with_stored_history(review, settings, now)?;
     Ok(Outcome { review, rejected })
+}
+
+/// `review` with the disputes the configured state remembers (unchanged
+/// when there is no state yet).
+pub fn with_stored_history(
+    review: Review,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<Review, crate::store::StateError> {
+    Ok(
+        match crate::store::State::connect_read_only(&settings.state)? {
+            Some(state) => review.with_history(&history(&state)?, now),
+            None => review,
+        },
+    )
 }
 
 /// The conflict findings the state remembers.

@@ -152,10 +152,11 @@ pub fn from_dataset(
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Snapshot> {
-    let mut review = crate::engine::review::review(data, inputs, settings, now, 4);
-    if let Some(state) = crate::store::State::connect_read_only(&settings.state)? {
-        review = review.with_history(&crate::review::history(&state)?, now);
-    }
+    let review = crate::review::with_stored_history(
+        crate::engine::review::review(data, inputs, settings, now, 4),
+        settings,
+        now,
+    )?;
     let evaluation = crate::engine::evaluate(data, settings, now);
     let review_html = crate::review::render(
         &crate::review::Outcome {
