@@ -128,14 +128,21 @@ impl Driver {
         self.post("/url", json!({ "url": url })).await;
     }
 
+    /// The element for `css`, waiting (up to 10 s) while the page that
+    /// holds it is still loading: a click that submits a form can return
+    /// before the next document has a body.
     async fn find(&self, css: &str) -> String {
-        let v = self
-            .post("/element", json!({ "using": "css selector", "value": css }))
-            .await;
-        v["value"][ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("no element {css}: {v}"))
-            .to_string()
+        let mut v = Value::Null;
+        for _ in 0..100 {
+            v = self
+                .post("/element", json!({ "using": "css selector", "value": css }))
+                .await;
+            if let Some(id) = v["value"][ELEMENT].as_str() {
+                return id.to_string();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no element {css}: {v}")
     }
 
     async fn count(&self, css: &str) -> usize {
@@ -151,6 +158,24 @@ impl Driver {
     async fn click(&self, css: &str) {
         let el = self.find(css).await;
         self.post(&format!("/element/{el}/click"), json!({})).await;
+        self.settle().await;
+    }
+
+    /// Waits (up to 10 s) until the current document has finished loading,
+    /// so a count taken after a click counts the page the click led to.
+    async fn settle(&self) {
+        for _ in 0..100 {
+            let v = self
+                .post(
+                    "/execute/sync",
+                    json!({ "script": "return document.readyState", "args": [] }),
+                )
+                .await;
+            if v["value"].as_str() == Some("complete") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn type_in(&self, css: &str, text: &str) {
@@ -159,12 +184,19 @@ impl Driver {
             .await;
     }
 
+    /// The page's text; asked again when the body went stale under a
+    /// navigation between finding it and reading it.
     async fn text(&self) -> String {
-        let body = self.find("body").await;
-        self.get(&format!("/element/{body}/text")).await["value"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        let mut v = Value::Null;
+        for _ in 0..100 {
+            let body = self.find("body").await;
+            v = self.get(&format!("/element/{body}/text")).await;
+            if let Some(text) = v["value"].as_str() {
+                return text.to_string();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no page text: {v}")
     }
 
     /// Waits (up to 10 s) for the URL to pass `check`: a click that submits
@@ -174,6 +206,7 @@ impl Driver {
         for _ in 0..100 {
             url = self.current().await;
             if check(&url) {
+                self.settle().await;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
