@@ -90,6 +90,47 @@ pub enum RegistrationStatus {
     Lost,
 }
 
+/// A status name that is not one of SPEC §2's (the parse error of
+/// [`RegistrationStatus`] and [`OpportunityStatus`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+impl std::str::FromStr for RegistrationStatus {
+    type Err = UnknownStatus;
+
+    /// SPEC §2's names, any case, surrounding blanks ignored; `canceled`
+    /// (US spelling) is `cancelled`. The one parser for files, PRM stage
+    /// maps and settings.
+    fn from_str(s: &str) -> Result<Self, UnknownStatus> {
+        use RegistrationStatus::*;
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "submitted" => Submitted,
+            "approved" => Approved,
+            "rejected" => Rejected,
+            "expired" => Expired,
+            "cancelled" | "canceled" => Cancelled,
+            "won" => Won,
+            "lost" => Lost,
+            _ => return Err(UnknownStatus(s.to_string())),
+        })
+    }
+}
+
+impl std::str::FromStr for OpportunityStatus {
+    type Err = UnknownStatus;
+
+    /// `open`, `won` or `lost`, any case, surrounding blanks ignored.
+    fn from_str(s: &str) -> Result<Self, UnknownStatus> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "open" => OpportunityStatus::Open,
+            "won" => OpportunityStatus::Won,
+            "lost" => OpportunityStatus::Lost,
+            _ => return Err(UnknownStatus(s.to_string())),
+        })
+    }
+}
+
 /// A deal registration: a partner's claim on a customer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Registration {
@@ -188,4 +229,35 @@ pub struct MdfRequest {
 pub struct ReviewInputs {
     pub program_costs: Option<Vec<ProgramCost>>,
     pub mdf: Option<Vec<MdfRequest>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_parses_from_its_own_name_in_any_case_and_nothing_else() {
+        use RegistrationStatus::*;
+        for s in [Submitted, Approved, Rejected, Expired, Cancelled, Won, Lost] {
+            let name = serde_json::to_value(s).unwrap();
+            let name = name.as_str().unwrap();
+            assert_eq!(name.parse::<RegistrationStatus>(), Ok(s));
+            assert_eq!(format!(" {} ", name.to_uppercase()).parse(), Ok(s));
+        }
+        assert_eq!("canceled".parse(), Ok(Cancelled));
+        assert_eq!(
+            "closed".parse::<RegistrationStatus>(),
+            Err(UnknownStatus("closed".into()))
+        );
+        assert!("".parse::<RegistrationStatus>().is_err());
+        for s in [
+            OpportunityStatus::Open,
+            OpportunityStatus::Won,
+            OpportunityStatus::Lost,
+        ] {
+            let name = serde_json::to_value(s).unwrap();
+            assert_eq!(name.as_str().unwrap().parse(), Ok(s));
+        }
+        assert!("approved".parse::<OpportunityStatus>().is_err());
+    }
 }

@@ -103,7 +103,7 @@ impl PartnerstackSettings {
             return Err(ConfigError::new(key("timeout_secs"), "must be at least 1"));
         }
         for (stage, status) in &self.stage_map {
-            if super::salesforce::registration_status(status).is_none() {
+            if status.parse::<crate::model::RegistrationStatus>().is_err() {
                 return Err(ConfigError::new(
                     format!("prm.partnerstack.stage_map.{stage}"),
                     format!(
@@ -137,6 +137,6 @@ impl PartnerstackSettings {
         self.stage_map
             .iter()
             .find(|(k, _)| k.trim().eq_ignore_ascii_case(stage))
-            .and_then(|(_, s)| super::salesforce::registration_status(s))
+            .and_then(|(_, s)| s.parse().ok())
     }
 }

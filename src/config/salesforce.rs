@@ -303,21 +303,6 @@ impl RegistrationFields {
     }
 }
 
-/// Parses a SPEC §2 registration status name.
-pub fn registration_status(s: &str) -> Option<RegistrationStatus> {
-    use RegistrationStatus::*;
-    match s.trim().to_ascii_lowercase().as_str() {
-        "submitted" => Some(Submitted),
-        "approved" => Some(Approved),
-        "rejected" => Some(Rejected),
-        "expired" => Some(Expired),
-        "cancelled" | "canceled" => Some(Cancelled),
-        "won" => Some(Won),
-        "lost" => Some(Lost),
-        _ => None,
-    }
-}
-
 impl SalesforcePrmSettings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let r = &self.registrations;
@@ -347,7 +332,7 @@ impl SalesforcePrmSettings {
             ));
         }
         for (value, status) in &r.status_map {
-            if registration_status(status).is_none() {
+            if status.parse::<RegistrationStatus>().is_err() {
                 return Err(ConfigError::new(
                     format!("prm.salesforce.registrations.status_map.{value}"),
                     format!(
@@ -366,6 +351,6 @@ impl SalesforcePrmSettings {
             .status_map
             .iter()
             .find(|(k, _)| k.trim().eq_ignore_ascii_case(value))
-            .and_then(|(_, s)| registration_status(s))
+            .and_then(|(_, s)| s.parse().ok())
     }
 }

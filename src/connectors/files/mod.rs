@@ -600,26 +600,11 @@ fn parse_rep(r: &Row) -> Result<PartnerRep, String> {
 }
 
 fn parse_opportunity_status(s: &str) -> Option<OpportunityStatus> {
-    match s.to_ascii_lowercase().as_str() {
-        "open" => Some(OpportunityStatus::Open),
-        "won" => Some(OpportunityStatus::Won),
-        "lost" => Some(OpportunityStatus::Lost),
-        _ => None,
-    }
+    s.parse().ok()
 }
 
 fn parse_registration_status(s: &str) -> Option<RegistrationStatus> {
-    use RegistrationStatus::*;
-    match s.to_ascii_lowercase().as_str() {
-        "submitted" => Some(Submitted),
-        "approved" => Some(Approved),
-        "rejected" => Some(Rejected),
-        "expired" => Some(Expired),
-        "cancelled" | "canceled" => Some(Cancelled),
-        "won" => Some(Won),
-        "lost" => Some(Lost),
-        _ => None,
-    }
+    s.parse().ok()
 }
 
 fn parse_opportunity(r: &Row, money: &ScorecardSettings) -> Result<Opportunity, String> {
