@@ -9,6 +9,7 @@
 pub mod names;
 pub mod slack;
 pub mod teams;
+pub mod webhooks;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

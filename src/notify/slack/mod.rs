@@ -22,13 +22,11 @@ pub mod preview;
 pub mod render;
 
 use std::collections::BTreeMap;
-use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-
+use super::webhooks::{Pace, Webhooks};
 use crate::config::{Secret, SlackSettings};
-use crate::http::{Answer, Next, RetryPolicy, Upstream};
+use crate::http::{Answer, Next};
 
 /// Errors that mean "this message is malformed": retrying cannot help.
 const MALFORMED: [&str; 4] = [
@@ -56,11 +54,8 @@ const WEBHOOK_DOWN: [&str; 10] = [
 pub use super::Delivery;
 
 pub struct SlackClient {
-    /// The HTTP client and retry policy (the shared upstream machinery).
-    upstream: Upstream,
-    webhooks: BTreeMap<String, Secret>,
-    limiters: BTreeMap<String, DefaultDirectRateLimiter>,
-    per_second: u32,
+    /// The webhooks by route, their limiters and the HTTP client.
+    webhooks: Webhooks,
     /// A signing secret is configured: conflict alerts carry decision
     /// buttons (issue 15), whose clicks come back signed.
     buttons: bool,
@@ -71,44 +66,23 @@ pub struct SlackClient {
 impl SlackClient {
     /// The client for the configured webhooks (`default` and the routes).
     pub fn new(settings: &SlackSettings) -> anyhow::Result<SlackClient> {
-        let mut webhooks = BTreeMap::new();
+        let mut urls: BTreeMap<String, Secret> = BTreeMap::new();
         if let Some(url) = &settings.webhook_url {
-            webhooks.insert("default".to_string(), url.clone());
+            urls.insert("default".to_string(), url.clone());
         }
         for (name, route) in &settings.routes {
             if let Some(url) = &route.webhook_url {
-                webhooks.insert(name.clone(), url.clone());
+                urls.insert(name.clone(), url.clone());
             }
         }
-        let per_second = NonZeroU32::new(settings.per_second).unwrap_or(NonZeroU32::MIN);
-        let limiters = webhooks
-            .keys()
-            .map(|k| {
-                (
-                    k.clone(),
-                    RateLimiter::direct(Quota::per_second(per_second)),
-                )
-            })
-            .collect();
-        // Limits are per webhook (below); the upstream's own limiter is unused.
-        let upstream = Upstream::new(
-            "slack",
-            Quota::per_second(per_second),
-            Duration::from_secs(settings.timeout_secs.max(1)),
-        )?
-        .with_policy(RetryPolicy {
-            attempts: 4,
-            backoff: Duration::from_millis(200),
-            max_wait: Duration::from_secs(settings.max_retry_wait_secs),
-            // A repeated post can show twice in the channel.
-            idempotent: false,
-        });
+        let pace = Pace {
+            per_second: settings.per_second,
+            timeout_secs: settings.timeout_secs,
+            max_retry_wait_secs: settings.max_retry_wait_secs,
+        };
         Ok(SlackClient {
             buttons: settings.signing_secret.is_some(),
-            upstream,
-            webhooks,
-            limiters,
-            per_second: per_second.get(),
+            webhooks: Webhooks::new("slack", urls, pace)?,
             console: Default::default(),
         })
     }
@@ -119,54 +93,18 @@ impl SlackClient {
         self
     }
 
-    /// Counts requests and rate-limiter waits in `metrics`.
-    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
-        self.upstream = self.upstream.with_metrics(Some(metrics));
-        self
-    }
-
     /// Counts requests and rate-limiter waits in `metrics`, if any.
     pub fn with_metrics_opt(
-        self,
+        mut self,
         metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
     ) -> Self {
-        match metrics {
-            Some(m) => self.with_metrics(m),
-            None => self,
-        }
-    }
-
-    /// The routes that have a webhook.
-    pub fn routes(&self) -> impl Iterator<Item = &String> {
-        self.webhooks.keys()
+        self.webhooks = self.webhooks.with_metrics(metrics);
+        self
     }
 
     /// Posts one message body (JSON) to a route's webhook.
     pub async fn post(&self, route: &str, body: &str) -> Delivery {
-        let (Some(url), Some(limiter)) = (self.webhooks.get(route), self.limiters.get(route))
-        else {
-            return Delivery::Retry(format!("no webhook configured for route '{route}'"));
-        };
-        let result = self
-            .upstream
-            .call_via(
-                limiter,
-                |_| {
-                    let request = self
-                        .upstream
-                        .http
-                        .post(url.expose())
-                        .header(reqwest::header::CONTENT_TYPE, "application/json")
-                        .body(body.to_string());
-                    async { Ok::<_, Delivery>(request) }
-                },
-                judge,
-            )
-            .await;
-        match result {
-            Ok(()) => Delivery::Sent,
-            Err(d) => d,
-        }
+        self.webhooks.post("webhook", route, body, judge).await
     }
 }
 
@@ -176,7 +114,7 @@ impl super::Notifier for SlackClient {
     }
 
     fn routes(&self) -> std::collections::BTreeSet<String> {
-        self.webhooks.keys().cloned().collect()
+        self.webhooks.routes()
     }
 
     fn render(&self, notice: &crate::alerts::Notice, names: &render::Names) -> String {
@@ -201,7 +139,7 @@ impl super::Notifier for SlackClient {
     }
 
     fn per_second(&self) -> u32 {
-        self.per_second
+        self.webhooks.per_second()
     }
 }
 

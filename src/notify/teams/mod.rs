@@ -19,22 +19,18 @@
 pub mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-
+use super::webhooks::{Pace, Webhooks};
 use super::{Delivery, Names, Notifier, Posting};
 use crate::alerts::Notice;
 use crate::config::{AlertSettings, ConsoleSettings, Secret};
-use crate::http::{Answer, Next, RetryPolicy, Upstream};
+use crate::http::{Answer, Next};
 
 pub struct TeamsClient {
-    upstream: Upstream,
-    webhooks: BTreeMap<String, Secret>,
-    limiters: BTreeMap<String, DefaultDirectRateLimiter>,
-    per_second: u32,
+    /// The Workflows URLs by route, their limiters and the HTTP client.
+    webhooks: Webhooks,
     /// Where the console's finding pages are (`console.public_url`).
     console: ConsoleSettings,
 }
@@ -43,42 +39,22 @@ impl TeamsClient {
     /// The client for the configured Workflows URLs (`default` and routes).
     pub fn new(settings: &AlertSettings) -> anyhow::Result<TeamsClient> {
         let teams = &settings.teams;
-        let mut webhooks = BTreeMap::new();
+        let mut urls: BTreeMap<String, Secret> = BTreeMap::new();
         if let Some(url) = &teams.webhook_url {
-            webhooks.insert("default".to_string(), url.clone());
+            urls.insert("default".to_string(), url.clone());
         }
         for (name, route) in &settings.slack.routes {
             if let Some(url) = &route.teams_webhook_url {
-                webhooks.insert(name.clone(), url.clone());
+                urls.insert(name.clone(), url.clone());
             }
         }
-        let per_second = NonZeroU32::new(teams.per_second).unwrap_or(NonZeroU32::MIN);
-        let limiters = webhooks
-            .keys()
-            .map(|k| {
-                (
-                    k.clone(),
-                    RateLimiter::direct(Quota::per_second(per_second)),
-                )
-            })
-            .collect();
-        let upstream = Upstream::new(
-            "teams",
-            Quota::per_second(per_second),
-            Duration::from_secs(teams.timeout_secs.max(1)),
-        )?
-        .with_policy(RetryPolicy {
-            attempts: 4,
-            backoff: Duration::from_millis(200),
-            max_wait: Duration::from_secs(teams.max_retry_wait_secs),
-            // A repeated post can show twice in the channel.
-            idempotent: false,
-        });
+        let pace = Pace {
+            per_second: teams.per_second,
+            timeout_secs: teams.timeout_secs,
+            max_retry_wait_secs: teams.max_retry_wait_secs,
+        };
         Ok(TeamsClient {
-            upstream,
-            webhooks,
-            limiters,
-            per_second: per_second.get(),
+            webhooks: Webhooks::new("teams", urls, pace)?,
             console: ConsoleSettings::default(),
         })
     }
@@ -91,16 +67,13 @@ impl TeamsClient {
 
     /// Counts requests and rate-limiter waits in `metrics`, if any.
     pub fn with_metrics_opt(mut self, metrics: Option<Arc<crate::metrics::Metrics>>) -> Self {
-        self.upstream = self.upstream.with_metrics(metrics);
+        self.webhooks = self.webhooks.with_metrics(metrics);
         self
     }
 
-    /// Posts one body (JSON) to a route's Workflows URL.
+    /// Posts one body (JSON) to a route's Workflows URL; a card over
+    /// [`render::MAX_BYTES`] is parked without being sent.
     pub async fn post(&self, route: &str, body: &str) -> Delivery {
-        let (Some(url), Some(limiter)) = (self.webhooks.get(route), self.limiters.get(route))
-        else {
-            return Delivery::Retry(format!("no Teams webhook configured for route '{route}'"));
-        };
         if body.len() > render::MAX_BYTES {
             return Delivery::Parked(format!(
                 "the card is {} bytes, over Teams' limit of {}",
@@ -108,26 +81,9 @@ impl TeamsClient {
                 render::MAX_BYTES
             ));
         }
-        let result = self
-            .upstream
-            .call_via(
-                limiter,
-                |_| {
-                    let request = self
-                        .upstream
-                        .http
-                        .post(url.expose())
-                        .header(reqwest::header::CONTENT_TYPE, "application/json")
-                        .body(body.to_string());
-                    async { Ok::<_, Delivery>(request) }
-                },
-                judge,
-            )
-            .await;
-        match result {
-            Ok(()) => Delivery::Sent,
-            Err(d) => d,
-        }
+        self.webhooks
+            .post("Teams webhook", route, body, judge)
+            .await
     }
 }
 
@@ -137,7 +93,7 @@ impl Notifier for TeamsClient {
     }
 
     fn routes(&self) -> BTreeSet<String> {
-        self.webhooks.keys().cloned().collect()
+        self.webhooks.routes()
     }
 
     fn render(&self, notice: &Notice, names: &Names) -> String {
@@ -153,7 +109,7 @@ impl Notifier for TeamsClient {
     }
 
     fn per_second(&self) -> u32 {
-        self.per_second
+        self.webhooks.per_second()
     }
 }
 
