@@ -315,27 +315,6 @@ impl Runner {
         }
         Ok(summary)
     }
-
-    /// Detect, decide, record, deliver, write back, record the run.
-    async fn decide_and_deliver(
-        &self,
-        opts: &Options,
-        out: &mut (dyn Write + Send),
-        pulled: Pulled,
-        summary: Summary,
-    ) -> Result<(Summary, Option<crate::model::Dataset>), CycleError> {
-        decide_and_deliver(
-            &self.settings,
-            &self.notifiers,
-            &self.mentions,
-            &self.stopping,
-            opts,
-            out,
-            pulled,
-            summary,
-        )
-        .await
-    }
 }
 
 /// What the pull left for the rest of the cycle.
@@ -352,191 +331,209 @@ struct Pulled {
     decisions: Option<DecisionSink>,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn decide_and_deliver(
-    settings: &Settings,
-    notifiers: &Notifiers,
-    mentions: &Mentions,
-    stopping: &std::sync::atomic::AtomicBool,
-    opts: &Options,
-    out: &mut (dyn Write + Send),
-    pulled: Pulled,
-    mut summary: Summary,
-) -> Result<(Summary, Option<crate::model::Dataset>), CycleError> {
-    let Pulled {
-        loaded,
-        review_inputs,
-        keep_data,
-        links,
-        state,
-        sink,
-        decisions,
-    } = pulled;
-    let started = opts.now;
-    let now = opts.now;
-    let data = loaded.dataset;
-    summary.rejected = loaded.rejected.len();
-    for r in &loaded.rejected {
-        tracing::warn!(file = %r.file, line = r.line, reason = %r.reason, "Row rejected.");
-    }
-    summary.pulled = BTreeMap::from([
-        ("accounts", data.accounts.len()),
-        ("opportunities", data.opportunities.len()),
-        ("partners", data.partners.len()),
-        ("partner_reps", data.reps.len()),
-        ("registrations", data.registrations.len()),
-        ("users", data.users.len()),
-    ]);
-    let mut evaluation = engine::evaluate_with_review(&data, settings, now, review_inputs.as_ref());
-    // Decisions (issue 15): decided findings are reopened on a material
-    // change, and otherwise stay quiet and out of `open_conflicts`.
-    let holds = match &state {
-        Some(s) => crate::decisions::holds_for_cycle(s, &evaluation.findings, now, opts.dry_run)?
-            .with_escalation(s, &settings.alerts)?,
-        None => crate::decisions::Holds::default(),
-    };
-    crate::decisions::settle_scorecards(&mut evaluation.scorecards, &evaluation.findings, &holds);
-    // A decided finding is not open: it leaves the count and the metric.
-    summary.findings_decided = evaluation
-        .findings
-        .iter()
-        .filter(|f| holds.is_decided(&f.key))
-        .count();
-    summary.findings_open = evaluation.findings.len() - summary.findings_decided;
-    summary.missing_rates = evaluation
-        .missing_rates
-        .iter()
-        .map(|m| m.message())
-        .collect();
-    for m in &summary.missing_rates {
-        tracing::warn!("{m}");
-    }
-    for f in evaluation
-        .findings
-        .iter()
-        .filter(|f| !holds.is_decided(&f.key))
-    {
-        *summary
-            .open_by_kind
-            .entry(f.kind.as_str().into())
-            .or_default() += 1;
-    }
-    let clock = std::time::Instant::now();
-    let lap = |what: &str| tracing::debug!(ms = clock.elapsed().as_millis() as u64, "{what}");
-
-    // Decide.
-    let stored = match &state {
-        Some(s) => s.findings()?,
-        None => Vec::new(),
-    };
-    let mut names = Names::from_dataset(&data).with_links(links);
-    // Route -> the channels (Slack, Teams) that reach it.
-    let mut reach = notifiers.reach();
-    summary.alerts_off = reach.is_empty();
-    if summary.alerts_off && opts.dry_run {
-        // A dry run shows what the default webhook would get, set or not.
-        reach.insert("default".into(), vec!["slack"]);
-    }
-    let ctx = AlertContext {
-        routing: &settings.alerts.slack,
-        routes_with_webhook: reach.keys().cloned().collect(),
-        tiers: data
-            .partners
-            .iter()
-            .filter_map(|p| p.tier.clone().map(|t| (p.id.clone(), t)))
-            .collect(),
-        expired_lookback: chrono::Duration::days(i64::from(settings.rules.expired_lookback_days)),
-    };
-    lap("State read.");
-    let plan = alerts::plan_with(&evaluation.findings, &stored, &ctx, &holds, now);
-    lap("Alerts planned.");
-    summary.findings_new = plan.new;
-    summary.unannounced = plan.unannounced;
-    summary.findings_changed = plan.changed;
-    summary.reminders = plan.reminded;
-    summary.findings_resolved = plan.resolved.len();
-    summary.findings_aged_out = plan.aged_out.len();
-    // Mentions: the people each conflict alert concerns, found in Slack
-    // (only for alerts that reach Slack).
-    if mentions.is_on() && reach.values().flatten().any(|c| *c == "slack") {
-        let emails: Vec<String> = plan
-            .messages
-            .iter()
-            .filter_map(|n| match &n.content {
-                alerts::Content::Finding { finding, .. } => Some(finding),
-                _ => None,
-            })
-            .flat_map(|f| names.people(f).into_iter().map(|(_, email)| email))
-            .collect();
-        if !emails.is_empty() {
-            names.mentions = mentions.resolve(emails).await;
-            lap("Mentions found.");
+impl Runner {
+    /// Detect, decide, record, deliver, write back, record the run.
+    async fn decide_and_deliver(
+        &self,
+        opts: &Options,
+        out: &mut (dyn Write + Send),
+        pulled: Pulled,
+        mut summary: Summary,
+    ) -> Result<(Summary, Option<crate::model::Dataset>), CycleError> {
+        let Runner {
+            settings,
+            notifiers,
+            mentions,
+            stopping,
+            ..
+        } = self;
+        let stopping: &std::sync::atomic::AtomicBool = stopping;
+        let Pulled {
+            loaded,
+            review_inputs,
+            keep_data,
+            links,
+            state,
+            sink,
+            decisions,
+        } = pulled;
+        let started = opts.now;
+        let now = opts.now;
+        let data = loaded.dataset;
+        summary.rejected = loaded.rejected.len();
+        for r in &loaded.rejected {
+            tracing::warn!(file = %r.file, line = r.line, reason = %r.reason, "Row rejected.");
         }
-    }
-    let messages = render_notices(notifiers, &reach, &plan.messages, &names);
+        summary.pulled = BTreeMap::from([
+            ("accounts", data.accounts.len()),
+            ("opportunities", data.opportunities.len()),
+            ("partners", data.partners.len()),
+            ("partner_reps", data.reps.len()),
+            ("registrations", data.registrations.len()),
+            ("users", data.users.len()),
+        ]);
+        let mut evaluation =
+            engine::evaluate_with_review(&data, settings, now, review_inputs.as_ref());
+        // Decisions (issue 15): decided findings are reopened on a material
+        // change, and otherwise stay quiet and out of `open_conflicts`.
+        let holds = match &state {
+            Some(s) => {
+                crate::decisions::holds_for_cycle(s, &evaluation.findings, now, opts.dry_run)?
+                    .with_escalation(s, &settings.alerts)?
+            }
+            None => crate::decisions::Holds::default(),
+        };
+        crate::decisions::settle_scorecards(
+            &mut evaluation.scorecards,
+            &evaluation.findings,
+            &holds,
+        );
+        // A decided finding is not open: it leaves the count and the metric.
+        summary.findings_decided = evaluation
+            .findings
+            .iter()
+            .filter(|f| holds.is_decided(&f.key))
+            .count();
+        summary.findings_open = evaluation.findings.len() - summary.findings_decided;
+        summary.missing_rates = evaluation
+            .missing_rates
+            .iter()
+            .map(|m| m.message())
+            .collect();
+        for m in &summary.missing_rates {
+            tracing::warn!("{m}");
+        }
+        for f in evaluation
+            .findings
+            .iter()
+            .filter(|f| !holds.is_decided(&f.key))
+        {
+            *summary
+                .open_by_kind
+                .entry(f.kind.as_str().into())
+                .or_default() += 1;
+        }
+        let clock = std::time::Instant::now();
+        let lap = |what: &str| tracing::debug!(ms = clock.elapsed().as_millis() as u64, "{what}");
 
-    // Record the decision, then deliver.
-    crash_point("before-commit");
-    if let (Some(state), false) = (&state, opts.dry_run) {
-        state.commit_cycle(now, &plan.seen, &plan.resolved, &plan.aged_out, &messages)?;
-    }
-    crash_point("after-commit");
-    lap("Cycle committed.");
-    if opts.dry_run {
-        let pending = match &state {
-            Some(s) => s.pending()?,
+        // Decide.
+        let stored = match &state {
+            Some(s) => s.findings()?,
             None => Vec::new(),
         };
-        summary.alerts_would_send =
-            dry_run::print_alerts(out, notifiers, opts.preview, pending, messages)?;
-    } else if let Some(state) = &state {
-        let progress = opts.progress.then(|| Progress::new(notifiers.per_second()));
-        deliver(state, notifiers, stopping, now, &mut summary, progress).await?;
-    }
+        let mut names = Names::from_dataset(&data).with_links(links);
+        // Route -> the channels (Slack, Teams) that reach it.
+        let mut reach = notifiers.reach();
+        summary.alerts_off = reach.is_empty();
+        if summary.alerts_off && opts.dry_run {
+            // A dry run shows what the default webhook would get, set or not.
+            reach.insert("default".into(), vec!["slack"]);
+        }
+        let ctx = AlertContext {
+            routing: &settings.alerts.slack,
+            routes_with_webhook: reach.keys().cloned().collect(),
+            tiers: data
+                .partners
+                .iter()
+                .filter_map(|p| p.tier.clone().map(|t| (p.id.clone(), t)))
+                .collect(),
+            expired_lookback: chrono::Duration::days(i64::from(
+                settings.rules.expired_lookback_days,
+            )),
+        };
+        lap("State read.");
+        let plan = alerts::plan_with(&evaluation.findings, &stored, &ctx, &holds, now);
+        lap("Alerts planned.");
+        summary.findings_new = plan.new;
+        summary.unannounced = plan.unannounced;
+        summary.findings_changed = plan.changed;
+        summary.reminders = plan.reminded;
+        summary.findings_resolved = plan.resolved.len();
+        summary.findings_aged_out = plan.aged_out.len();
+        // Mentions: the people each conflict alert concerns, found in Slack
+        // (only for alerts that reach Slack).
+        if mentions.is_on() && reach.values().flatten().any(|c| *c == "slack") {
+            let emails: Vec<String> = plan
+                .messages
+                .iter()
+                .filter_map(|n| match &n.content {
+                    alerts::Content::Finding { finding, .. } => Some(finding),
+                    _ => None,
+                })
+                .flat_map(|f| names.people(f).into_iter().map(|(_, email)| email))
+                .collect();
+            if !emails.is_empty() {
+                names.mentions = mentions.resolve(emails).await;
+                lap("Mentions found.");
+            }
+        }
+        let messages = render_notices(notifiers, &reach, &plan.messages, &names);
 
-    // Write back.
-    lap("Alerts delivered.");
-    write_back(
-        &sink,
-        writeback::Written {
-            data: &data,
-            evaluation: &evaluation,
-            review_fields: &settings.writeback.review_fields(),
-        },
-        state.as_ref(),
-        opts,
-        out,
-        &mut summary,
-    )
-    .await?;
-    lap("Scorecards written back.");
-    if let Some(decisions) = &decisions {
-        write_decisions(
-            decisions,
-            &data,
-            &holds,
-            &evaluation.findings,
+        // Record the decision, then deliver.
+        crash_point("before-commit");
+        if let (Some(state), false) = (&state, opts.dry_run) {
+            state.commit_cycle(now, &plan.seen, &plan.resolved, &plan.aged_out, &messages)?;
+        }
+        crash_point("after-commit");
+        lap("Cycle committed.");
+        if opts.dry_run {
+            let pending = match &state {
+                Some(s) => s.pending()?,
+                None => Vec::new(),
+            };
+            summary.alerts_would_send =
+                dry_run::print_alerts(out, notifiers, opts.preview, pending, messages)?;
+        } else if let Some(state) = &state {
+            let progress = opts.progress.then(|| Progress::new(notifiers.per_second()));
+            deliver(state, notifiers, stopping, now, &mut summary, progress).await?;
+        }
+
+        // Write back.
+        lap("Alerts delivered.");
+        write_back(
+            &sink,
+            writeback::Written {
+                data: &data,
+                evaluation: &evaluation,
+                review_fields: &settings.writeback.review_fields(),
+            },
             state.as_ref(),
             opts,
             out,
             &mut summary,
         )
         .await?;
-        lap("Decisions written back.");
-    }
+        lap("Scorecards written back.");
+        if let Some(decisions) = &decisions {
+            write_decisions(
+                decisions,
+                writeback::Verdicts {
+                    data: &data,
+                    holds: &holds,
+                    findings: &evaluation.findings,
+                },
+                state.as_ref(),
+                opts,
+                out,
+                &mut summary,
+            )
+            .await?;
+            lap("Decisions written back.");
+        }
 
-    if let (Some(state), false) = (&state, opts.dry_run) {
-        let outcome = if summary.exit_code() == 0 {
-            "ok"
-        } else {
-            "partial"
-        };
-        let json = serde_json::to_string(&summary)
-            .expect("a summary (counts and strings) serialises to JSON");
-        state.record_run(started, Utc::now().max(started), outcome, &json)?;
+        if let (Some(state), false) = (&state, opts.dry_run) {
+            let outcome = if summary.exit_code() == 0 {
+                "ok"
+            } else {
+                "partial"
+            };
+            let json = serde_json::to_string(&summary)
+                .expect("a summary (counts and strings) serialises to JSON");
+            state.record_run(started, Utc::now().max(started), outcome, &json)?;
+        }
+        lap("Run recorded.");
+        Ok((summary, keep_data.then_some(data)))
     }
-    lap("Run recorded.");
-    Ok((summary, keep_data.then_some(data)))
 }
 
 #[cfg(test)]

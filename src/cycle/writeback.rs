@@ -18,6 +18,14 @@ pub(super) struct Written<'a> {
     pub review_fields: &'a [&'static str],
 }
 
+/// What the decisions written back come from: the cycle's data, the
+/// standing verdicts and this cycle's findings.
+pub(super) struct Verdicts<'a> {
+    pub data: &'a crate::model::Dataset,
+    pub holds: &'a crate::decisions::Holds,
+    pub findings: &'a [engine::Finding],
+}
+
 pub(super) async fn write_back(
     sink: &impl ScorecardSink,
     written: Written<'_>,
@@ -130,17 +138,19 @@ fn settle(
 /// what this sink last wrote (its own name in `written`, apart from the
 /// scorecards'), batched by the sink, failures retried next cycle. Counted
 /// with the scorecard writes.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn write_decisions(
     sink: &DecisionSink,
-    data: &crate::model::Dataset,
-    holds: &crate::decisions::Holds,
-    findings: &[engine::Finding],
+    verdicts: Verdicts<'_>,
     state: Option<&State>,
     opts: &Options,
     out: &mut (dyn Write + Send),
     summary: &mut Summary,
 ) -> Result<(), CycleError> {
+    let Verdicts {
+        data,
+        holds,
+        findings,
+    } = verdicts;
     let Some(state) = state else {
         return Ok(());
     };
