@@ -3,7 +3,7 @@
 //! cycle, the daemon) with the machine's clock a year ahead and expect the
 //! same answers as today.
 
-use crate::helpers::{NOW, a_year_ahead, channel_sync_env, copy_sample, repo};
+use crate::helpers::{NOW, TestConfig, a_year_ahead, channel_sync_env, copy_sample};
 
 #[test]
 fn the_fake_clock_really_is_a_year_ahead() {
@@ -37,18 +37,10 @@ fn a_dry_run_cycle_with_a_pinned_clock_is_the_same_a_year_later() {
     let Some(env) = a_year_ahead() else { return };
     let dir = tempfile::tempdir().unwrap();
     let data = copy_sample(dir.path());
-    let base = std::fs::read_to_string(repo().join("config/channel-sync.toml")).unwrap();
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{base}\n[state]\npath = \"{}\"\n[crm]\nkind = \"files\"\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n",
-            dir.path().join("state.db").display(),
-            data.display(),
-            dir.path().join("out").display()
-        ),
-    )
-    .unwrap();
+    let config = TestConfig::bundled()
+        .state(&dir.path().join("state.db"))
+        .files(&data, &dir.path().join("out"))
+        .write(&dir.path().join("c.toml"));
     let args = [
         "once",
         "--config",

@@ -4,22 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::helpers::{NOW, copy_sample, repo};
+use crate::helpers::{NOW, TestConfig, copy_sample, repo};
 
+/// The bundled configuration on a copy of the sample in `dir`, with the
+/// TOML fragment `extra` on top (its keys override).
 pub fn config(dir: &Path, extra: &str) -> PathBuf {
-    let base = std::fs::read_to_string(repo().join("config/channel-sync.toml")).unwrap();
-    let path = dir.join("config.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "{base}\n{extra}\n[state]\npath = \"{}\"\n\n[crm]\nkind = \"files\"\n\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n",
-            dir.join("state/channel-sync.db").display(),
-            dir.join("data").display(),
-            dir.join("out").display(),
-        ),
-    )
-    .unwrap();
-    path
+    TestConfig::bundled()
+        .state(&dir.join("state/channel-sync.db"))
+        .files(&dir.join("data"), &dir.join("out"))
+        .merge(extra)
+        .write(&dir.join("config.toml"))
 }
 
 pub fn run(args: &[&str]) -> (i32, String, String) {

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use crate::helpers::{NOW, Run, copy_sample, fake_slack, repo, run_async, slack_texts};
+use crate::helpers::{NOW, Run, TestConfig, copy_sample, fake_slack, repo, run_async, slack_texts};
 
 /// A files program in a temporary folder, with the bundled rules.
 struct Files {
@@ -22,19 +22,12 @@ impl Files {
     }
 
     fn config(&self) -> PathBuf {
-        let base = std::fs::read_to_string(repo().join("config/channel-sync.toml")).unwrap();
-        let config = self.dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "{base}\n[state]\npath = \"{}\"\n[crm]\nkind = \"files\"\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n[alerts.slack]\nper_second = 1000\n",
-                self.dir.path().join("state.db").display(),
-                self.dir.path().join("data").display(),
-                self.dir.path().join("out").display()
-            ),
-        )
-        .unwrap();
-        config
+        let dir = self.dir.path();
+        TestConfig::bundled()
+            .state(&dir.join("state.db"))
+            .files(&dir.join("data"), &dir.join("out"))
+            .set("alerts.slack.per_second", 1000)
+            .write(&dir.join("config.toml"))
     }
 
     /// `once` as of `now`, with the webhook (or none).

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{copy_sample, repo};
+use crate::helpers::{TestConfig, copy_sample};
 
 const SECRET: &str = "test-signing-secret-0123456789";
 const KEY: &str = "direct_vs_partner:R-02:O-005";
@@ -34,19 +34,18 @@ impl Daemon {
     fn start(slack: &wiremock::MockServer) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let data = copy_sample(dir.path());
-        let base = std::fs::read_to_string(repo().join("config/channel-sync.toml")).unwrap();
-        let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "{base}\n[schedule]\ncron = \"* * * * * *\"\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n[state]\npath = \"{}\"\n\n[crm]\nkind = \"files\"\n\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n\n[alerts.slack]\nper_second = 1000\nrepeat_after = \"2s\"\nresponse_url_prefix = \"{}/respond\"\n",
-                dir.path().join("state.db").display(),
-                data.display(),
-                dir.path().join("out").display(),
-                slack.uri(),
-            ),
-        )
-        .unwrap();
+        let config = TestConfig::bundled()
+            .schedule("* * * * * *", true)
+            .listen_on_any_port()
+            .state(&dir.path().join("state.db"))
+            .files(&data, &dir.path().join("out"))
+            .set("alerts.slack.per_second", 1000)
+            .set("alerts.slack.repeat_after", "2s")
+            .set(
+                "alerts.slack.response_url_prefix",
+                format!("{}/respond", slack.uri()),
+            )
+            .write(&dir.path().join("config.toml"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_channel-sync"))
             .args(["run", "--now", "2026-11-26T00:00:00Z", "--config"])
             .arg(&config)

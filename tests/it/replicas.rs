@@ -14,7 +14,7 @@ use serde_json::Value;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{copy_sample, repo};
+use crate::helpers::{TestConfig, copy_sample};
 use crate::pg::TestDb;
 
 const SAMPLE_NOW: &str = "2026-11-26T00:00:00Z";
@@ -171,19 +171,15 @@ async fn two_replicas_one_leader_a_killed_leader_loses_nothing() {
         .await;
     let dir = tempfile::tempdir().unwrap();
     let data = copy_sample(dir.path());
-    let base = std::fs::read_to_string(repo().join("config/channel-sync.toml")).unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{base}\n[schedule]\ncron = \"* * * * * *\"\n\n[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"10s\"\n\n[state]\npath = \"{}\"\n{}\n[crm]\nkind = \"files\"\n\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n\n[alerts.slack]\nper_second = 1000\n",
-            dir.path().join("unused.db").display(),
-            db.state_toml(),
-            data.display(),
-            dir.path().join("out").display(),
-        ),
-    )
-    .unwrap();
+    let config = TestConfig::bundled()
+        .schedule("* * * * * *", true)
+        .listen_on_any_port()
+        .set("server.shutdown_grace", "10s")
+        .state(&dir.path().join("unused.db"))
+        .merge(&format!("[state]\n{}", db.state_toml()))
+        .files(&data, &dir.path().join("out"))
+        .set("alerts.slack.per_second", 1000)
+        .write(&dir.path().join("config.toml"));
     let a = Replica::start(&config, &slack, &db);
     let b = Replica::start(&config, &slack, &db);
 
