@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use serde_json::Value;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate, matchers::method};
 
-use crate::helpers::{NOW, copy_sample};
+use crate::helpers::{NOW, TestConfig, copy_sample};
 
 const SAMPLE_FINDINGS: usize = 14;
 /// Teams' limit for a card posted through a webhook (about 28 KB).
@@ -108,21 +108,15 @@ impl Program {
     }
 
     fn config(&self) -> PathBuf {
-        let config = self.dir.path().join("config.toml");
-        let base = std::fs::read_to_string(crate::helpers::repo().join("config/channel-sync.toml"))
-            .unwrap();
-        std::fs::write(
-            &config,
-            format!(
-                "{base}\n[state]\npath = \"{}\"\n\n[crm]\nkind = \"files\"\n\n[crm.files]\ndir = \"{}\"\nout_dir = \"{}\"\n\n[alerts.teams]\nper_second = 1000\nmax_retry_wait_secs = 5\n\n[alerts.slack]\nper_second = 1000\n{}\n",
-                self.dir.path().join("state/channel-sync.db").display(),
-                self.data().display(),
-                self.dir.path().join("out").display(),
-                self.extra_config
-            ),
-        )
-        .unwrap();
-        config
+        let dir = self.dir.path();
+        TestConfig::bundled()
+            .state(&dir.join("state/channel-sync.db"))
+            .files(&self.data(), &dir.join("out"))
+            .set("alerts.teams.per_second", 1000)
+            .set("alerts.teams.max_retry_wait_secs", 5)
+            .set("alerts.slack.per_second", 1000)
+            .merge(&format!("[alerts.slack]\n{}", self.extra_config))
+            .write(&dir.join("config.toml"))
     }
 
     async fn once(&self, extra: &[&str]) -> Run {
