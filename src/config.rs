@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub mod check;
+pub(crate) mod check;
 mod console;
 mod hubspot;
 mod partnerstack;

@@ -102,7 +102,7 @@ impl CredentialKey {
 }
 
 /// Whether a stored value is sealed (older versions stored it in clear).
-pub fn is_sealed(stored: &str) -> bool {
+pub(crate) fn is_sealed(stored: &str) -> bool {
     stored.starts_with(SEALED)
 }
 

@@ -26,7 +26,7 @@ fn is_plain_number(cell: &str) -> bool {
 }
 
 /// The cell as written: prefixed with `'` when a spreadsheet could run it.
-pub fn neutralise(cell: &str) -> Cow<'_, str> {
+pub(crate) fn neutralise(cell: &str) -> Cow<'_, str> {
     match cell.chars().next() {
         Some(c) if (TRIGGERS.contains(&c) && !is_plain_number(cell)) || c == '\'' => {
             Cow::Owned(format!("'{cell}"))
@@ -36,19 +36,19 @@ pub fn neutralise(cell: &str) -> Cow<'_, str> {
 }
 
 /// The value a cell written by [`neutralise`] stood for.
-pub fn restore(cell: &str) -> &str {
+pub(crate) fn restore(cell: &str) -> &str {
     cell.strip_prefix('\'').unwrap_or(cell)
 }
 
 /// A `csv::Writer` that neutralises every cell it writes.
-pub struct Writer<W: Write>(csv::Writer<W>);
+pub(crate) struct Writer<W: Write>(csv::Writer<W>);
 
 impl<W: Write> Writer<W> {
-    pub fn from_writer(w: W) -> Self {
+    pub(crate) fn from_writer(w: W) -> Self {
         Writer(csv::Writer::from_writer(w))
     }
 
-    pub fn write_record<I, T>(&mut self, record: I) -> csv::Result<()>
+    pub(crate) fn write_record<I, T>(&mut self, record: I) -> csv::Result<()>
     where
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
@@ -60,7 +60,7 @@ impl<W: Write> Writer<W> {
         )
     }
 
-    pub fn flush(&mut self) -> std::io::Result<()> {
+    pub(crate) fn flush(&mut self) -> std::io::Result<()> {
         self.0.flush()
     }
 }

@@ -12,7 +12,7 @@ use crate::store::State;
 
 /// What `decide` was asked.
 #[derive(Debug, Clone)]
-pub struct Args {
+pub(crate) struct Args {
     pub key: String,
     pub outcome: String,
     pub by: String,
@@ -23,7 +23,7 @@ pub struct Args {
 
 /// Why `decide` failed: the input (exit 65) or the state (exit 1).
 #[derive(Debug, thiserror::Error)]
-pub enum DecideError {
+pub(crate) enum DecideError {
     #[error(transparent)]
     Decision(DecisionError),
     #[error("{0:#}")]
@@ -32,13 +32,13 @@ pub enum DecideError {
 
 impl DecideError {
     /// True when the decision itself was refused (bad key, outcome, date).
-    pub fn is_input(&self) -> bool {
+    pub(crate) fn is_input(&self) -> bool {
         matches!(self, DecideError::Decision(e) if !matches!(e, DecisionError::State(_)))
     }
 }
 
 /// Records the decision in the configured state, and says so on `out`.
-pub fn run(
+pub(crate) fn run(
     state_settings: &crate::config::StateSettings,
     args: &Args,
     now: DateTime<Utc>,

@@ -3,24 +3,24 @@
 //! this program hashes millions of times; foldhash (hashbrown's own default)
 //! is several times faster and still seeded per process.
 
-pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// An empty map with room for `n` entries.
-pub fn map_with_capacity<K, V>(n: usize) -> FastMap<K, V> {
+pub(crate) fn map_with_capacity<K, V>(n: usize) -> FastMap<K, V> {
     FastMap::with_capacity_and_hasher(n, Default::default())
 }
 
 /// 64 random bits for jitter and correlation ids (not for secrets: those
 /// use `ring`). A fresh std hasher's keys are random per process and stepped
 /// per hasher, so this needs no generator crate in the daemon.
-pub fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     std::hash::RandomState::new().build_hasher().finish()
 }
 
 /// A random number in [0, 1).
-pub fn random_unit() -> f64 {
+pub(crate) fn random_unit() -> f64 {
     (random_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 

@@ -26,7 +26,7 @@ pub enum ListFormat {
 
 /// One open finding, as listed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Listed {
+pub(crate) struct Listed {
     pub severity: String,
     pub kind: String,
     pub key: String,
@@ -173,7 +173,7 @@ impl Listed {
 
 /// What to list. Empty lists and `None` take everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filter {
+pub(crate) struct Filter {
     pub kinds: Vec<String>,
     /// A partner id, or a part of a partner's name (any case).
     pub partner: Option<String>,
@@ -233,7 +233,7 @@ fn age_days(first_seen: &str, now: DateTime<Utc>) -> i64 {
 
 /// The findings in `state` that `filter` admits, as of `now`: the largest
 /// value at risk first (unknown last), then the oldest, then by key.
-pub fn list(
+pub(crate) fn list(
     state: &State,
     base_currency: &str,
     filter: &Filter,
@@ -268,7 +268,7 @@ pub fn list(
 
 /// Lists the findings of the state at `state_path` on `out`. No state file
 /// yet means no findings (and says so on stderr for people).
-pub fn run(
+pub(crate) fn run(
     state_settings: &crate::config::StateSettings,
     base_currency: &str,
     format: ListFormat,
@@ -305,7 +305,7 @@ pub fn run(
 
 /// One event in a finding's story.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Event {
+pub(crate) struct Event {
     pub at: String,
     /// first_seen, alert, changed, reminder, resolved, decision, reopened,
     /// closed.
@@ -315,7 +315,7 @@ pub struct Event {
 
 /// `findings show KEY`: the finding, its standing and its timeline.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Shown {
+pub(crate) struct Shown {
     #[serde(flatten)]
     pub listed: Listed,
     /// The finding as last seen (evidence included).
@@ -364,7 +364,7 @@ fn what_changed(body: &str) -> Option<String> {
 }
 
 /// One finding with its timeline; `None` when the state does not know it.
-pub fn show(
+pub(crate) fn show(
     state: &State,
     key: &str,
     base_currency: &str,
@@ -456,7 +456,7 @@ pub fn show(
 }
 
 /// `findings show KEY` on `out`; an unknown key is an error.
-pub fn run_show(
+pub(crate) fn run_show(
     state_settings: &crate::config::StateSettings,
     key: &str,
     base_currency: &str,

@@ -28,19 +28,19 @@ use crate::metrics::Metrics;
 
 /// One answer, read whole.
 #[derive(Debug)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: u16,
     pub headers: HeaderMap,
     pub body: String,
 }
 
 impl Answer {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// `Retry-After` in seconds, if given.
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         self.header("retry-after")
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs)
@@ -48,7 +48,7 @@ impl Answer {
 }
 
 /// What the client makes of an answer.
-pub enum Next<T, E> {
+pub(crate) enum Next<T, E> {
     /// Done.
     Return(T),
     /// Failed for good (for this cycle).
@@ -105,7 +105,7 @@ pub enum CallError {
 /// jitter), the longest rate-limit wait taken within a call, and whether
 /// a request may be repeated when it may have been delivered.
 #[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     pub attempts: u32,
     pub backoff: Duration,
     pub max_wait: Duration,
@@ -127,7 +127,7 @@ impl Default for RetryPolicy {
 }
 
 /// An upstream API: its HTTP client, rate limiter and retry policy.
-pub struct Upstream {
+pub(crate) struct Upstream {
     pub name: &'static str,
     pub http: reqwest::Client,
     limiter: DefaultDirectRateLimiter,
@@ -140,7 +140,11 @@ pub struct Upstream {
 impl Upstream {
     /// `quota` is the limiter's (e.g. `Quota::per_second(5)`); `timeout` the
     /// per-request timeout.
-    pub fn new(name: &'static str, quota: Quota, timeout: Duration) -> anyhow::Result<Upstream> {
+    pub(crate) fn new(
+        name: &'static str,
+        quota: Quota,
+        timeout: Duration,
+    ) -> anyhow::Result<Upstream> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -157,33 +161,33 @@ impl Upstream {
     }
 
     /// A quota of `n` per second (at least 1).
-    pub fn per_second(n: u32) -> Quota {
+    pub(crate) fn per_second(n: u32) -> Quota {
         Quota::per_second(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
     }
 
-    pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
+    pub(crate) fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
         self.metrics = metrics;
         self
     }
 
-    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
+    pub(crate) fn with_policy(mut self, policy: RetryPolicy) -> Self {
         self.policy = policy;
         self
     }
 
-    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+    pub(crate) fn metrics(&self) -> Option<&Arc<Metrics>> {
         self.metrics.as_ref()
     }
 
     /// Starts watching the upstream's clock: the next answer's `Date` is
     /// kept (the moment a read began, by the upstream's own clock, so that
     /// our clock's skew never matters).
-    pub fn begin_mark(&self) {
+    pub(crate) fn begin_mark(&self) {
         *self.mark.lock().unwrap_or_else(|e| e.into_inner()) = Some(None);
     }
 
     /// The `Date` of the first answer since [`Upstream::begin_mark`].
-    pub fn mark(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+    pub(crate) fn mark(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         self.mark
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -203,7 +207,11 @@ impl Upstream {
 
     /// POSTs a form once (token endpoints: a failed sign-in is not retried,
     /// the caller reads the error body), counted in the metrics.
-    pub async fn post_form(&self, url: &str, form: &[(&str, &str)]) -> Result<Answer, CallError> {
+    pub(crate) async fn post_form(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+    ) -> Result<Answer, CallError> {
         let response = self
             .http
             .post(url)
@@ -223,7 +231,7 @@ impl Upstream {
     }
 
     /// Counts a request made outside [`Upstream::call`] (token endpoints).
-    pub fn count(&self, status: Option<u16>) {
+    pub(crate) fn count(&self, status: Option<u16>) {
         if let Some(m) = &self.metrics {
             m.request(self.name, status);
         }
@@ -244,7 +252,7 @@ impl Upstream {
     /// get a new session first); it may fail with the client's error.
     /// Transport errors and `Next::Retry` back off and try again while
     /// attempts last.
-    pub async fn call<T, E: From<CallError>, F>(
+    pub(crate) async fn call<T, E: From<CallError>, F>(
         &self,
         build: impl FnMut(bool) -> F,
         judge: impl FnMut(Answer) -> Next<T, E>,
@@ -257,7 +265,7 @@ impl Upstream {
 
     /// As [`Upstream::call`], waiting on `limiter` instead of the
     /// upstream's own (Slack keeps one per webhook).
-    pub async fn call_via<T, E: From<CallError>, F>(
+    pub(crate) async fn call_via<T, E: From<CallError>, F>(
         &self,
         limiter: &DefaultDirectRateLimiter,
         mut build: impl FnMut(bool) -> F,

@@ -1,35 +1,42 @@
 //! channel-sync: watches a channel program for conflicts and expiring
 //! deal-registration protection, and scores partners.
 //!
-//! The pipeline: `sources` (pull from CRM/PRM/files into the `model`) ->
-//! `engine` (pure rules and scorecards) -> `alerts` (what to tell, pure) ->
-//! `sinks` (Slack, scorecard write-back) -> `store` (SQLite or PostgreSQL), run by `cycle`.
+//! The pipeline: `connectors` (one folder per vendor: read, map, write; the
+//! CSV files too) fill the `model` -> `engine` (pure rules, scorecards and the
+//! review) -> `alerts` (what to tell, channel-neutral) -> `notify` (Slack,
+//! Teams) and the scorecard write-back -> `store` (SQLite or PostgreSQL), run
+//! by `cycle`, scheduled by `daemon`, served by `console`.
+//!
+//! The library's public surface is what `main`, the integration tests and
+//! the workspace's two crates (`crates/synth`, `crates/fakes`) use; the rest
+//! is `pub(crate)`, and `unreachable_pub` (denied in CI through clippy's
+//! `-D warnings`) keeps it that way.
 
-pub mod alerts;
+#![warn(unreachable_pub)]
+
+pub(crate) mod alerts;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod connectors;
 pub mod console;
 pub(crate) mod crash;
-pub mod crypto;
-pub mod csv_safe;
+pub(crate) mod crypto;
+pub(crate) mod csv_safe;
 pub mod cycle;
 pub mod daemon;
-pub mod dataset;
-pub mod decide_cmd;
+pub(crate) mod dataset;
+pub(crate) mod decide_cmd;
 pub mod decisions;
 pub mod engine;
-pub mod fast;
-pub mod findings_cmd;
-pub mod http;
+pub(crate) mod fast;
+pub(crate) mod findings_cmd;
+pub(crate) mod http;
 pub mod metrics;
 pub mod model;
-pub mod notify;
-pub mod report;
-pub mod review;
+pub(crate) mod notify;
+pub(crate) mod report;
+pub(crate) mod review;
 pub mod store;
-/// The store's old path, kept so code written against `state::` still builds.
-pub use store as state;
-pub mod sync;
+pub(crate) mod sync;
 pub mod values;

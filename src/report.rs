@@ -16,7 +16,7 @@ fn ts<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     #[serde(serialize_with = "ts")]
     pub as_of: DateTime<Utc>,
     pub period: Period,
@@ -34,7 +34,11 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(as_of: DateTime<Utc>, evaluation: Evaluation, rejected: Vec<Rejected>) -> Self {
+    pub(crate) fn new(
+        as_of: DateTime<Utc>,
+        evaluation: Evaluation,
+        rejected: Vec<Rejected>,
+    ) -> Self {
         Report {
             as_of,
             period: evaluation.period,
@@ -47,13 +51,13 @@ impl Report {
     }
 
     /// The base currency the amounts are in.
-    pub fn with_currency(mut self, currency: &str) -> Self {
+    pub(crate) fn with_currency(mut self, currency: &str) -> Self {
         self.currency = currency.to_string();
         self
     }
 
     /// What a channel manager pastes into a monthly review.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let mut out = String::new();
         let p = &self.period;
         let _ = writeln!(

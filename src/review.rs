@@ -27,7 +27,7 @@ pub enum Format {
 
 /// Why the review could not be made.
 #[derive(Debug, thiserror::Error)]
-pub enum ReviewError {
+pub(crate) enum ReviewError {
     /// Exit 65.
     #[error(transparent)]
     Input(#[from] InputError),
@@ -43,14 +43,14 @@ pub enum ReviewError {
 }
 
 /// What the review read and made.
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub review: Review,
     pub rejected: Vec<Rejected>,
 }
 
 /// Reads the program from `--input` or, without it, from the configured
 /// files source (`crm.files.dir`, `prm.files.dir`), and reviews it.
-pub fn make(
+pub(crate) fn make(
     settings: &Settings,
     input: Option<&Path>,
     now: DateTime<Utc>,
@@ -112,7 +112,7 @@ pub fn make(
 /// copy of the state, which stays as it was), with the review's optional
 /// tables from the files folders beside it, and reviews it with the
 /// disputes the state remembers.
-pub async fn make_from_sources(
+pub(crate) async fn make_from_sources(
     settings: &Settings,
     now: DateTime<Utc>,
     quarters: usize,
@@ -142,7 +142,7 @@ pub async fn make_from_sources(
 
 /// `review` with the disputes the configured state remembers (unchanged
 /// when there is no state yet).
-pub fn with_stored_history(
+pub(crate) fn with_stored_history(
     review: Review,
     settings: &Settings,
     now: DateTime<Utc>,
@@ -200,7 +200,7 @@ pub(crate) fn history(
 }
 
 /// The review in `format`. JSON carries the rejected rows as an extra field.
-pub fn render(outcome: &Outcome, format: Format) -> String {
+pub(crate) fn render(outcome: &Outcome, format: Format) -> String {
     match format {
         Format::Json => {
             let mut value = serde_json::to_value(&outcome.review).unwrap_or_default();
@@ -371,7 +371,7 @@ fn digest_parts(r: &Review, esc: fn(&str) -> String) -> Option<DigestParts> {
 /// change, the best and worst partners by active-seller rate, the dormant
 /// partners and their cost, the disputes, and a link to the console's
 /// review page when `review_url` is given. Every value is escaped.
-pub fn digest(r: &Review, review_url: Option<&str>) -> serde_json::Value {
+pub(crate) fn digest(r: &Review, review_url: Option<&str>) -> serde_json::Value {
     use crate::notify::slack::render::escape;
     let Some(d) = digest_parts(r, escape) else {
         return serde_json::json!({"text": "Channel review: no quarter"});
@@ -403,7 +403,7 @@ pub fn digest(r: &Review, review_url: Option<&str>) -> serde_json::Value {
 /// same content as [`digest`] (the four numbers as facts) and an "Open the
 /// review" button when `review_url` is given. Values are escaped for card
 /// Markdown; names are cut so the card stays far below Teams' size limit.
-pub fn teams_digest(r: &Review, review_url: Option<&str>) -> String {
+pub(crate) fn teams_digest(r: &Review, review_url: Option<&str>) -> String {
     use crate::notify::teams::render::{escape, message};
     use serde_json::json;
     let Some(d) = digest_parts(r, escape) else {
@@ -483,7 +483,7 @@ fn digest_targets(settings: &Settings) -> DigestTargets {
 }
 
 /// The channels the digest goes to (`slack`, `teams`).
-pub fn digest_channels(settings: &Settings) -> Vec<&'static str> {
+pub(crate) fn digest_channels(settings: &Settings) -> Vec<&'static str> {
     let t = digest_targets(settings);
     let mut out = Vec::new();
     if t.slack.is_some() {
@@ -498,7 +498,7 @@ pub fn digest_channels(settings: &Settings) -> Vec<&'static str> {
 /// Why a digest was not posted, and on which channels it still has to be.
 #[derive(Debug, thiserror::Error)]
 #[error("{error:#}")]
-pub struct DigestError {
+pub(crate) struct DigestError {
     pub unposted: Vec<&'static str>,
     pub error: anyhow::Error,
 }
@@ -506,7 +506,7 @@ pub struct DigestError {
 /// Makes the review from the configured files source and posts its digest
 /// to `channels` (of [`digest_channels`]; the scheduled digest of `run`).
 /// A channel that fails is named in the error, so a retry posts only there.
-pub async fn post_digest(
+pub(crate) async fn post_digest(
     settings: &Settings,
     now: DateTime<Utc>,
     channels: &[&'static str],
@@ -593,7 +593,7 @@ const NO_COST: &str = "no cost data";
 const NO_MDF: &str = "no MDF data";
 
 /// `1234567.5` as `1,234,567.50`; whole amounts without decimals.
-pub fn money(x: f64) -> String {
+pub(crate) fn money(x: f64) -> String {
     crate::values::format_amount(x, crate::values::Cents::WhenAny)
 }
 
@@ -621,11 +621,11 @@ fn points(x: f64) -> String {
 }
 
 /// Partner names with their active-seller rate.
-pub type Rated<'a> = Vec<(&'a str, f64)>;
+pub(crate) type Rated<'a> = Vec<(&'a str, f64)>;
 
 /// The best and worst partners by active-seller rate in quarter `label`
 /// (partners with reps only), best first then worst, ties by id.
-pub fn best_and_worst<'a>(r: &'a Review, label: &str, n: usize) -> (Rated<'a>, Rated<'a>) {
+pub(crate) fn best_and_worst<'a>(r: &'a Review, label: &str, n: usize) -> (Rated<'a>, Rated<'a>) {
     let mut rated: Vec<(&str, &str, f64)> = r
         .partners
         .iter()
@@ -970,7 +970,7 @@ fn to_markdown(blocks: &[Block]) -> String {
 }
 
 /// Escapes text for HTML element content and attribute values.
-pub fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

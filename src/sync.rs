@@ -33,11 +33,11 @@ use crate::store::{MirrorRow, State, StateError};
 use crate::values::parse_timestamp;
 
 /// How far back an incremental read reaches before the mark.
-pub const OVERLAP: Duration = Duration::from_secs(5 * 60);
+pub(crate) const OVERLAP: Duration = Duration::from_secs(5 * 60);
 
 /// One page's worth of changes.
 #[derive(Debug, Default)]
-pub struct Batch {
+pub(crate) struct Batch {
     /// Records to store (new or changed).
     pub rows: Vec<MirrorRow>,
     /// Ids to remove (deleted or archived upstream, or no longer kept).
@@ -50,7 +50,7 @@ pub struct Batch {
 
 /// Where a reader puts its pages. `put` returns false when storing failed:
 /// the reader must stop and return (the failure is reported from here).
-pub struct Store<'a> {
+pub(crate) struct Store<'a> {
     state: &'a State,
     source: &'a str,
     object: &'a str,
@@ -62,7 +62,7 @@ pub struct Store<'a> {
 }
 
 impl Store<'_> {
-    pub fn put(&mut self, batch: Batch) -> bool {
+    pub(crate) fn put(&mut self, batch: Batch) -> bool {
         self.read += batch.read;
         self.removed += batch.gone.len() as u64;
         if let Some(t) = batch.newest
@@ -88,7 +88,7 @@ impl Store<'_> {
 
 /// What a read cost, and when the upstream's clock says it began.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Read {
+pub(crate) struct Read {
     pub calls: u64,
     pub started: Option<DateTime<Utc>>,
 }
@@ -161,7 +161,7 @@ pub struct ObjectReport {
 
 /// When a full read is forced by age: `horizon` and how to say it.
 #[derive(Debug, Clone, Copy)]
-pub struct Horizon {
+pub(crate) struct Horizon {
     pub max_age: Duration,
     pub reason: &'static str,
 }
@@ -271,7 +271,7 @@ pub(crate) async fn sync<R: Reader>(
 /// `map` on all cores, a chunk at a time (parsing a million JSON records is
 /// most of building a dataset); rows and rejections land in `into`, in id
 /// order.
-pub fn scan_into<T: Send>(
+pub(crate) fn scan_into<T: Send>(
     state: &State,
     source: &str,
     object: &str,
@@ -309,7 +309,7 @@ pub fn scan_into<T: Send>(
 
 /// Reads every mirrored record of an object and hands each, parsed, to
 /// `each`.
-pub fn scan(
+pub(crate) fn scan(
     state: &State,
     source: &str,
     object: &str,
@@ -325,7 +325,7 @@ pub fn scan(
 
 /// A field's text: strings as they are, numbers and booleans printed; empty
 /// and null are absent.
-pub fn text(r: &Map<String, Value>, field: &str) -> Option<String> {
+pub(crate) fn text(r: &Map<String, Value>, field: &str) -> Option<String> {
     match r.get(field)? {
         Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
         Value::Number(n) => Some(n.to_string()),
@@ -334,7 +334,7 @@ pub fn text(r: &Map<String, Value>, field: &str) -> Option<String> {
     }
 }
 
-pub fn flag(r: &Map<String, Value>, field: &str) -> Option<bool> {
+pub(crate) fn flag(r: &Map<String, Value>, field: &str) -> Option<bool> {
     match r.get(field)? {
         Value::Bool(b) => Some(*b),
         Value::String(s) => crate::values::parse_bool(s),
@@ -342,7 +342,7 @@ pub fn flag(r: &Map<String, Value>, field: &str) -> Option<bool> {
     }
 }
 
-pub fn number(r: &Map<String, Value>, field: &str) -> Result<Option<f64>, String> {
+pub(crate) fn number(r: &Map<String, Value>, field: &str) -> Result<Option<f64>, String> {
     match r.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => Ok(n.as_f64()),
@@ -354,7 +354,7 @@ pub fn number(r: &Map<String, Value>, field: &str) -> Result<Option<f64>, String
     }
 }
 
-pub fn timestamp(
+pub(crate) fn timestamp(
     r: &Map<String, Value>,
     field: &str,
 ) -> Result<Option<chrono::DateTime<chrono::Utc>>, String> {
@@ -367,14 +367,14 @@ pub fn timestamp(
 }
 
 /// Records of one object, each parsed, mapped, or rejected with its Id.
-pub struct Mapped<T> {
+pub(crate) struct Mapped<T> {
     pub label: String,
     pub rows: Vec<T>,
     pub rejected: Vec<Rejected>,
 }
 
 impl<T> Mapped<T> {
-    pub fn new(source: &str, object: &str) -> Self {
+    pub(crate) fn new(source: &str, object: &str) -> Self {
         Mapped {
             label: format!("{source} {object}"),
             rows: Vec::new(),
@@ -382,7 +382,7 @@ impl<T> Mapped<T> {
         }
     }
 
-    pub fn reject(&mut self, id: &str, reason: String) {
+    pub(crate) fn reject(&mut self, id: &str, reason: String) {
         self.rejected.push(Rejected {
             file: format!("{} {id}", self.label),
             line: 0,
@@ -390,7 +390,7 @@ impl<T> Mapped<T> {
         });
     }
 
-    pub fn table(self) -> Table<T> {
+    pub(crate) fn table(self) -> Table<T> {
         Table::from_records(&self.label, self.rows, self.rejected)
     }
 }

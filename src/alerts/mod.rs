@@ -29,14 +29,14 @@ use crate::store::{FindingUpdate, StoredFinding};
 /// The facts an alert told, to judge whether a later version of the finding
 /// is materially different.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Facts {
+pub(crate) struct Facts {
     pub severity: Option<Severity>,
     pub parties: BTreeSet<String>,
     pub won: BTreeSet<String>,
 }
 
 impl Facts {
-    pub fn of(f: &Finding) -> Facts {
+    pub(crate) fn of(f: &Finding) -> Facts {
         let mut parties: BTreeSet<String> = f.partner_ids.iter().cloned().collect();
         parties.extend(f.registration_ids.iter().cloned());
         parties.extend(f.opportunity_ids.iter().cloned());
@@ -54,7 +54,7 @@ impl Facts {
     }
 
     /// What about `now` is news compared with what was told; `None` if nothing.
-    pub fn news(&self, now: &Facts) -> Option<String> {
+    pub(crate) fn news(&self, now: &Facts) -> Option<String> {
         let mut why = Vec::new();
         if now.severity > self.severity
             && let Some(s) = now.severity
@@ -74,7 +74,7 @@ impl Facts {
 
     /// What has been told once an alert about `now` goes out: parties that
     /// left are still remembered, so one that comes back is not news.
-    pub fn merged(&self, now: &Facts) -> Facts {
+    pub(crate) fn merged(&self, now: &Facts) -> Facts {
         Facts {
             severity: self.severity.max(now.severity),
             parties: self.parties.union(&now.parties).cloned().collect(),
@@ -98,7 +98,7 @@ fn is_window(kind: &str) -> bool {
 
 /// Why a message goes out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     New,
     Changed,
     Reminder,
@@ -109,7 +109,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Reason::New => "new",
             Reason::Changed => "changed",
@@ -123,7 +123,7 @@ impl Reason {
 
 /// One message to send, before any channel renders it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Notice {
+pub(crate) struct Notice {
     /// The route (`default` or a configured one); a route may reach Slack,
     /// Teams or both.
     pub route: String,
@@ -135,7 +135,7 @@ pub struct Notice {
 
 /// What a notice tells.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Content {
+pub(crate) enum Content {
     /// A new, changed or reminded finding; `why` says what changed.
     Finding {
         finding: Finding,
@@ -153,7 +153,7 @@ pub enum Content {
 }
 
 /// What the alert side knows beyond the findings.
-pub struct AlertContext<'a> {
+pub(crate) struct AlertContext<'a> {
     /// The route table, digest threshold and reminder interval. They sit
     /// under `alerts.slack` in the configuration for compatibility; a route
     /// there may name a Teams webhook too.
@@ -170,7 +170,7 @@ pub struct AlertContext<'a> {
 
 /// What a cycle stores and sends.
 #[derive(Debug, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub seen: Vec<FindingUpdate>,
     /// Gone because the data changed: announced where it had been.
     pub resolved: Vec<String>,
@@ -230,7 +230,9 @@ fn aged_out(f: &Finding, now: DateTime<Utc>, lookback: chrono::Duration) -> bool
     }
 }
 
-pub fn plan(
+/// [`plan_with`] without decisions (the unit tests' shorthand).
+#[cfg(test)]
+pub(crate) fn plan(
     findings: &[Finding],
     stored: &[StoredFinding],
     ctx: &AlertContext,
@@ -245,10 +247,10 @@ pub fn plan(
     )
 }
 
-/// [`plan`], respecting decisions (issue 15): a decided finding gets no
+/// The alerts to send, respecting decisions (issue 15): a decided finding gets no
 /// alert or reminder, a snoozed one no reminder, and one reopened this cycle
 /// is announced again saying why.
-pub fn plan_with(
+pub(crate) fn plan_with(
     findings: &[Finding],
     stored: &[StoredFinding],
     ctx: &AlertContext,

@@ -9,7 +9,7 @@ use super::{ConfigError, CrmKind, PrmKind, Secret, Settings};
 
 /// What `check-config` found.
 #[derive(Debug, Default)]
-pub struct Report {
+pub(crate) struct Report {
     /// Each stops a cycle: exit 78.
     pub problems: Vec<ConfigError>,
     /// Worth a look, but a cycle runs.
@@ -22,7 +22,7 @@ pub struct Report {
 const CRM_FILES: [&str; 2] = ["accounts", "opportunities"];
 const PRM_FILES: [&str; 3] = ["partners", "partner_reps", "registrations"];
 
-pub fn all(settings: &Settings) -> Report {
+pub(crate) fn all(settings: &Settings) -> Report {
     let mut report = Report {
         problems: settings.problems(),
         ..Report::default()

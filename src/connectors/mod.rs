@@ -7,10 +7,10 @@
 //! Adding a PRM is one folder plus one arm in [`Prm`] and its settings.
 
 pub mod files;
-pub mod hubspot;
-pub mod partnerstack;
-pub mod salesforce;
-pub mod writeback;
+pub(crate) mod hubspot;
+pub(crate) mod partnerstack;
+pub(crate) mod salesforce;
+pub(crate) mod writeback;
 
 use std::path::PathBuf;
 use std::sync::Arc;

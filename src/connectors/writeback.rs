@@ -24,17 +24,17 @@ pub struct RecordUpdate {
 
 /// The values one partner's record should hold in a sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     pub partner_id: String,
     pub record_id: String,
     pub fields: Vec<(String, String)>,
 }
 
 /// A sink's answer for one record: `None` written, else why not.
-pub type RecordOutcome = Option<String>;
+pub(crate) type RecordOutcome = Option<String>;
 
 /// Where scorecards are written.
-pub trait ScorecardSink {
+pub(crate) trait ScorecardSink {
     /// A stable name, under which the state remembers what was written.
     fn name(&self) -> &'static str;
 
@@ -66,7 +66,7 @@ pub trait ScorecardSink {
 /// A CRM sink's target: the partner's CRM record, and the scorecard and
 /// review values mapped in `fields` (field -> CRM field). `None` when the
 /// partner has no CRM record or nothing is mapped.
-pub fn mapped_target(
+pub(crate) fn mapped_target(
     fields: &std::collections::BTreeMap<String, String>,
     card: &Scorecard,
     partner: &Partner,
@@ -84,7 +84,7 @@ pub fn mapped_target(
 
 /// The values of SPEC §3.4 as written: counts as integers, amounts with two
 /// decimals, the rate as a fraction (empty when undefined).
-pub fn field_values(card: &Scorecard, period: &Period) -> Vec<(&'static str, String)> {
+pub(crate) fn field_values(card: &Scorecard, period: &Period) -> Vec<(&'static str, String)> {
     vec![
         ("period", period.label.clone()),
         ("reps", card.reps.to_string()),
@@ -111,7 +111,7 @@ pub fn field_values(card: &Scorecard, period: &Period) -> Vec<(&'static str, Str
 /// `true`/`false`. A `null` metric (no cost or MDF data) is an empty value,
 /// which clears the field, as for an undefined rate: never 0, and never an
 /// earlier quarter's number left standing beside this quarter's period.
-pub fn review_values(partner: &PartnerReview, label: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn review_values(partner: &PartnerReview, label: &str) -> Vec<(&'static str, String)> {
     let Some(m) = partner.quarters.get(label) else {
         return Vec::new();
     };
@@ -133,7 +133,10 @@ pub fn review_values(partner: &PartnerReview, label: &str) -> Vec<(&'static str,
 
 /// The changes to send: every target value that differs from what was last
 /// written successfully.
-pub fn diff(targets: &[Target], written: &FastMap<(String, String), String>) -> Vec<RecordUpdate> {
+pub(crate) fn diff(
+    targets: &[Target],
+    written: &FastMap<(String, String), String>,
+) -> Vec<RecordUpdate> {
     targets
         .iter()
         .filter_map(|t| {
@@ -155,12 +158,13 @@ pub fn diff(targets: &[Target], written: &FastMap<(String, String), String>) -> 
 }
 
 /// The longest decision value written (a Salesforce Text(255) field).
-pub const DECISION_MAX: usize = 255;
+#[cfg(test)]
+const DECISION_MAX: usize = 255;
 
 /// What a decision is written as: `partner_keeps by ana@example.com on
 /// 2026-11-26` (the outcome, who, the day). Who is cut to 200 characters,
-/// so the whole stays under [`DECISION_MAX`].
-pub fn decision_value(verdict: &crate::decisions::Verdict) -> String {
+/// so the whole stays within a Text(255) field.
+pub(crate) fn decision_value(verdict: &crate::decisions::Verdict) -> String {
     let by: String = verdict
         .by
         .chars()
@@ -176,7 +180,7 @@ pub fn decision_value(verdict: &crate::decisions::Verdict) -> String {
 /// the finding now, `current`: key -> opportunity ids). An opportunity
 /// written before whose decision was withdrawn (the finding was reopened)
 /// is cleared (an empty value). `written` is this sink's memory.
-pub fn decision_targets(
+pub(crate) fn decision_targets(
     standings: &std::collections::HashMap<String, crate::decisions::Standing>,
     current: &std::collections::HashMap<&str, &[String]>,
     field: &str,
@@ -233,7 +237,7 @@ pub struct FilesSink {
     pub path: PathBuf,
 }
 
-pub use crate::engine::SCORECARD_FIELDS;
+pub(crate) use crate::engine::SCORECARD_FIELDS;
 
 impl FilesSink {
     pub fn new(dir: PathBuf) -> FilesSink {

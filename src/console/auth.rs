@@ -28,11 +28,11 @@ use serde::Deserialize;
 use super::Console;
 use crate::config::ConsoleAuth;
 
-pub const COOKIE: &str = "channel_sync_session";
+pub(crate) const COOKIE: &str = "channel_sync_session";
 
 /// The signed-in person, as pages and decisions see them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
+pub(crate) struct User {
     /// Shown on the pages and written to the audit trail.
     pub name: String,
     /// The token the page's forms must send back.
@@ -124,7 +124,7 @@ impl Sessions {
 }
 
 /// Whether `given` is the CSRF token of `user` (constant time).
-pub fn csrf_ok(user: &User, given: &str) -> bool {
+pub(crate) fn csrf_ok(user: &User, given: &str) -> bool {
     given.len() == user.csrf.len()
         && given
             .bytes()
@@ -165,7 +165,7 @@ fn refused(status: StatusCode, why: &str) -> Response {
 }
 
 /// Lets a request through only with a signed-in user, whom it hands on.
-pub async fn require_user(
+pub(crate) async fn require_user(
     State(console): State<Arc<Console>>,
     mut req: Request,
     next: Next,
@@ -223,7 +223,7 @@ pub async fn require_user(
 }
 
 /// `GET /login`.
-pub async fn login_form(State(console): State<Arc<Console>>) -> Response {
+pub(crate) async fn login_form(State(console): State<Arc<Console>>) -> Response {
     match console.settings.auth {
         ConsoleAuth::Proxy => Redirect::to("/").into_response(),
         ConsoleAuth::Token => Html(super::pages::login(None)).into_response(),
@@ -231,7 +231,7 @@ pub async fn login_form(State(console): State<Arc<Console>>) -> Response {
 }
 
 #[derive(Deserialize)]
-pub struct LoginForm {
+pub(crate) struct LoginForm {
     #[serde(default)]
     name: String,
     #[serde(default)]
@@ -250,7 +250,7 @@ fn same_token(expected: &str, given: &str) -> bool {
 }
 
 /// `POST /login`.
-pub async fn login(
+pub(crate) async fn login(
     State(console): State<Arc<Console>>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
@@ -305,13 +305,13 @@ pub async fn login(
 }
 
 #[derive(Deserialize)]
-pub struct CsrfOnly {
+pub(crate) struct CsrfOnly {
     #[serde(default)]
     csrf: String,
 }
 
 /// `POST /logout`.
-pub async fn logout(
+pub(crate) async fn logout(
     State(console): State<Arc<Console>>,
     Extension(user): Extension<User>,
     Form(form): Form<CsrfOnly>,
@@ -336,7 +336,7 @@ pub async fn logout(
 }
 
 /// Refuses a state-changing form without the user's CSRF token.
-pub fn check_csrf(user: &User, given: &str) -> Result<(), Box<Response>> {
+pub(crate) fn check_csrf(user: &User, given: &str) -> Result<(), Box<Response>> {
     if csrf_ok(user, given) {
         Ok(())
     } else {

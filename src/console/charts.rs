@@ -5,19 +5,19 @@ use plotters::prelude::*;
 
 /// One line of a chart: its name, colour and a value per quarter (`None`
 /// where the metric is not computable: the line breaks there).
-pub struct Series<'a> {
+pub(crate) struct Series<'a> {
     pub name: &'a str,
     pub color: RGBColor,
     pub values: Vec<Option<f64>>,
 }
 
-pub const BLUE_LINE: RGBColor = RGBColor(37, 99, 235);
-pub const GREEN_LINE: RGBColor = RGBColor(22, 163, 74);
+pub(crate) const BLUE_LINE: RGBColor = RGBColor(37, 99, 235);
+pub(crate) const GREEN_LINE: RGBColor = RGBColor(22, 163, 74);
 
 /// A line chart of `series` over `labels` (oldest first), `format`
 /// labelling the value axis. An SVG document as a string (empty when
 /// drawing fails, which only a bug can cause).
-pub fn trend(
+pub(crate) fn trend(
     title: &str,
     labels: &[String],
     series: &[Series<'_>],

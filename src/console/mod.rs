@@ -12,10 +12,10 @@
 //!   `state/console.rs`); partners, reps, registrations and the review from
 //!   a [`snapshot::Snapshot`] rebuilt after each cycle and swapped whole.
 
-pub mod auth;
-pub mod charts;
-pub mod pages;
-pub mod snapshot;
+pub(crate) mod auth;
+pub(crate) mod charts;
+pub(crate) mod pages;
+pub(crate) mod snapshot;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};

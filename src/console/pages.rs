@@ -19,11 +19,11 @@ use crate::engine::{Finding, FindingKind};
 use crate::store::console::FindingFilter;
 
 /// Findings per page.
-pub const PAGE_SIZE: u64 = 50;
+pub(crate) const PAGE_SIZE: u64 = 50;
 
 const CSS: &str = include_str!("console.css");
 
-pub async fn stylesheet() -> Response {
+pub(crate) async fn stylesheet() -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/css; charset=utf-8"),
@@ -122,7 +122,7 @@ fn layout(title: &str, user: Option<&User>, active: &str, body: Markup) -> Strin
 }
 
 /// A refusal page (no navigation: the person may not be signed in).
-pub fn refusal(why: &str) -> String {
+pub(crate) fn refusal(why: &str) -> String {
     layout(
         "Refused",
         None,
@@ -132,7 +132,7 @@ pub fn refusal(why: &str) -> String {
 }
 
 /// The sign-in form, with what went wrong last time.
-pub fn login(error: Option<&str>) -> String {
+pub(crate) fn login(error: Option<&str>) -> String {
     layout(
         "Sign in",
         None,
@@ -222,7 +222,7 @@ fn program_trend(snap: &Snapshot) -> Markup {
 }
 
 /// `GET /`.
-pub async fn overview(
+pub(crate) async fn overview(
     State(console): State<Arc<Console>>,
     Extension(user): Extension<User>,
 ) -> Response {
@@ -302,7 +302,7 @@ pub async fn overview(
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct FindingsQuery {
+pub(crate) struct FindingsQuery {
     kind: Option<String>,
     severity: Option<String>,
     partner: Option<String>,
@@ -314,7 +314,7 @@ pub struct FindingsQuery {
 }
 
 /// `GET /findings`.
-pub async fn findings(
+pub(crate) async fn findings(
     State(console): State<Arc<Console>>,
     Extension(user): Extension<User>,
     Query(q): Query<FindingsQuery>,
@@ -436,13 +436,13 @@ fn partner_names(f: &Finding) -> String {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct KeyQuery {
+pub(crate) struct KeyQuery {
     #[serde(default)]
     key: String,
 }
 
 /// `GET /finding?key=...`.
-pub async fn finding(
+pub(crate) async fn finding(
     State(console): State<Arc<Console>>,
     Extension(user): Extension<User>,
     Query(q): Query<KeyQuery>,
@@ -604,7 +604,7 @@ fn decision_forms(user: &User, key: &str) -> Markup {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct DecideForm {
+pub(crate) struct DecideForm {
     #[serde(default)]
     pub csrf: String,
     #[serde(default)]
@@ -637,7 +637,7 @@ fn decision_error(user: &User, status: StatusCode, why: String, key: &str) -> Re
 /// `POST /finding/decide`: records the decision through
 /// [`crate::decisions::record`] (the CLI's and Slack's code path), audited
 /// with the signed-in user, then back to the open list.
-pub async fn decide(
+pub(crate) async fn decide(
     State(console): State<Arc<Console>>,
     Extension(user): Extension<User>,
     Form(form): Form<DecideForm>,
@@ -684,7 +684,7 @@ pub async fn decide(
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct SortQuery {
+pub(crate) struct SortQuery {
     sort: Option<String>,
     page: Option<u64>,
 }
@@ -693,7 +693,7 @@ pub struct SortQuery {
 const PARTNERS_PAGE: usize = 100;
 
 /// `GET /partners?sort=...`.
-pub async fn partners(
+pub(crate) async fn partners(
     State(console): State<Arc<Console>>,
     Extension(user): Extension<User>,
     Query(q): Query<SortQuery>,
@@ -777,13 +777,13 @@ pub async fn partners(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct IdQuery {
+pub(crate) struct IdQuery {
     #[serde(default)]
     id: String,
 }
 
 /// `GET /partner?id=...`.
-pub async fn partner(
+pub(crate) async fn partner(
     State(console): State<Arc<Console>>,
     Extension(user): Extension<User>,
     Query(q): Query<IdQuery>,
@@ -870,14 +870,14 @@ fn rep_table(reps: &[&super::snapshot::RepRow]) -> Markup {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct RegQuery {
+pub(crate) struct RegQuery {
     partner: Option<String>,
     state: Option<String>,
     page: Option<u64>,
 }
 
 /// `GET /registrations?partner=&state=`.
-pub async fn registrations(
+pub(crate) async fn registrations(
     State(console): State<Arc<Console>>,
     Extension(user): Extension<User>,
     Query(q): Query<RegQuery>,
@@ -954,7 +954,7 @@ pub async fn registrations(
 }
 
 /// `GET /review`: the review's numbers and charts in the console's frame.
-pub async fn review(
+pub(crate) async fn review(
     State(console): State<Arc<Console>>,
     Extension(user): Extension<User>,
 ) -> Response {
@@ -990,7 +990,7 @@ pub async fn review(
 
 /// `GET /review/print`: the review's own HTML (`review --format html`), one
 /// self-contained page; its one `<style>` block is allowed by its hash.
-pub async fn review_print(State(console): State<Arc<Console>>) -> Response {
+pub(crate) async fn review_print(State(console): State<Arc<Console>>) -> Response {
     let snap = console.snapshot();
     let Some(page) = snap.review_html.clone() else {
         return (

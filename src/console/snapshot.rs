@@ -16,7 +16,7 @@ use crate::engine::review::Review;
 use crate::model::{Dataset, RegistrationStatus};
 
 /// Days ahead that count as "expiring" on the overview and registrations.
-pub const EXPIRING_DAYS: i64 = 14;
+pub(crate) const EXPIRING_DAYS: i64 = 14;
 
 /// One partner's row: its scorecard for the period, plus its reps.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,7 +119,7 @@ impl Snapshot {
 /// Reads the configured files source and builds the snapshot as of `now`
 /// (at start, before any cycle). With an API source the snapshot comes from
 /// each cycle's data ([`from_dataset`]) instead.
-pub fn build(settings: &Settings, now: DateTime<Utc>) -> anyhow::Result<Snapshot> {
+pub(crate) fn build(settings: &Settings, now: DateTime<Utc>) -> anyhow::Result<Snapshot> {
     if settings.crm.kind != Some(CrmKind::Files) {
         return Ok(Snapshot::empty(
             "Partners, registrations and the review appear after the first cycle; findings are shown already.",
@@ -145,7 +145,7 @@ pub fn build(settings: &Settings, now: DateTime<Utc>) -> anyhow::Result<Snapshot
 
 /// The snapshot of `data` as of `now`: what a cycle evaluated, from any
 /// source, with the review's optional tables.
-pub fn from_dataset(
+pub(crate) fn from_dataset(
     data: &Dataset,
     inputs: &crate::model::ReviewInputs,
     rejected: Vec<crate::model::Rejected>,

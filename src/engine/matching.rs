@@ -46,7 +46,7 @@ pub struct Match {
 
 /// A registration's match: the account (by index into the accounts) and how.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AccountMatch {
+pub(crate) struct AccountMatch {
     pub account: usize,
     pub how: Match,
 }
@@ -149,7 +149,7 @@ impl Signature {
 /// are similar enough too, dropping each at its first failing word. Thousands
 /// of accounts sharing a first word (`First ...`, `United ...`) therefore cost
 /// nothing unless every other word of the name is just as common.
-pub struct AccountIndex<'a> {
+pub(crate) struct AccountIndex<'a> {
     accounts: &'a [Account],
     by_id: FastMap<&'a str, usize>,
     by_domain: FastMap<String, usize>,
@@ -285,7 +285,7 @@ impl Vocabulary {
 
 impl<'a> AccountIndex<'a> {
     /// `excluded` holds the ids of partners' own accounts.
-    pub fn build(
+    pub(crate) fn build(
         accounts: &'a [Account],
         excluded: &crate::fast::FastSet<&str>,
         threshold: f64,
@@ -373,12 +373,14 @@ impl<'a> AccountIndex<'a> {
     }
 
     /// The account index of a matchable account id.
-    pub fn by_id(&self, id: &str) -> Option<usize> {
+    pub(crate) fn by_id(&self, id: &str) -> Option<usize> {
         self.by_id.get(id).copied()
     }
 
-    /// Matches one registration by the first rule that applies.
-    pub fn match_registration(&self, r: &Registration) -> Option<AccountMatch> {
+    /// Matches one registration by the first rule that applies (the
+    /// engine matches in bulk; the unit tests one at a time).
+    #[cfg(test)]
+    pub(crate) fn match_registration(&self, r: &Registration) -> Option<AccountMatch> {
         match self.match_exact(r) {
             Ok(m) => m,
             Err(norm) => self.fuzzy(&norm),
@@ -632,7 +634,7 @@ impl<'a> AccountIndex<'a> {
 
     /// Matches every registration, in parallel, in input order: the exact
     /// steps first, then the fuzzy step for those left (timed apart).
-    pub fn match_all(&self, registrations: &[Registration]) -> Vec<Option<AccountMatch>> {
+    pub(crate) fn match_all(&self, registrations: &[Registration]) -> Vec<Option<AccountMatch>> {
         let started = std::time::Instant::now();
         let mut left: Vec<(usize, String)> = Vec::new();
         let mut matches: Vec<Option<AccountMatch>> = registrations

@@ -2,7 +2,7 @@
 //! clock go in; findings and scorecards come out. No I/O, no clock reads.
 
 mod findings;
-pub mod matching;
+pub(crate) mod matching;
 pub mod names;
 pub mod review;
 mod rules;
@@ -235,21 +235,21 @@ impl<'a> Context<'a> {
     }
 
     /// The opportunities on an account.
-    pub fn opportunities_of(&self, account: usize) -> &[usize] {
+    pub(crate) fn opportunities_of(&self, account: usize) -> &[usize] {
         &self.opp_list[self.opp_offsets[account]..self.opp_offsets[account + 1]]
     }
 
     /// Approved and not yet expired at the evaluation time.
-    pub fn is_active(&self, r: usize) -> bool {
+    pub(crate) fn is_active(&self, r: usize) -> bool {
         self.data.registrations[r].status == RegistrationStatus::Approved
             && self.now < self.expiry[r]
     }
 
-    pub fn is_pending(&self, r: usize) -> bool {
+    pub(crate) fn is_pending(&self, r: usize) -> bool {
         self.data.registrations[r].status == RegistrationStatus::Submitted
     }
 
-    pub fn partner_name<'s>(&'s self, id: &'s str) -> &'s str {
+    pub(crate) fn partner_name<'s>(&'s self, id: &'s str) -> &'s str {
         self.partner_by_id
             .get(id)
             .map(|&p| self.data.partners[p].name.as_str())

@@ -6,17 +6,17 @@
 //! exactly the same bytes), previews a body for dry runs, and posts it.
 //! Adding a channel is one folder plus one line in [`Notifiers::new`].
 
-pub mod names;
-pub mod slack;
-pub mod teams;
-pub mod webhooks;
+pub(crate) mod names;
+pub(crate) mod slack;
+pub(crate) mod teams;
+pub(crate) mod webhooks;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-pub use names::{Links, Names, Role};
+pub(crate) use names::{Links, Names, Role};
 
 use crate::alerts::Notice;
 use crate::config::{AlertSettings, ConsoleSettings};
@@ -24,7 +24,7 @@ use crate::http::CallError;
 
 /// What became of one message (the same outcomes for every channel).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
+pub(crate) enum Delivery {
     Sent,
     /// Not delivered; try again next cycle.
     Retry(String),
@@ -48,10 +48,10 @@ impl From<CallError> for Delivery {
 }
 
 /// A boxed future (keeps [`Notifier`] usable as a trait object).
-pub type Posting<'a> = Pin<Box<dyn Future<Output = Delivery> + Send + 'a>>;
+pub(crate) type Posting<'a> = Pin<Box<dyn Future<Output = Delivery> + Send + 'a>>;
 
 /// One notification channel.
-pub trait Notifier: Send + Sync {
+pub(crate) trait Notifier: Send + Sync {
     /// The channel's name, stored with each outbox row (`slack`, `teams`).
     fn channel(&self) -> &'static str;
     /// The routes this channel has a webhook for.
@@ -67,7 +67,7 @@ pub trait Notifier: Send + Sync {
 }
 
 /// The configured channels.
-pub struct Notifiers {
+pub(crate) struct Notifiers {
     channels: Vec<Box<dyn Notifier>>,
 }
 
@@ -76,7 +76,7 @@ impl Notifiers {
     /// no route).
     /// `console` gives alerts a link to the finding's console page when
     /// `console.public_url` is set.
-    pub fn new(
+    pub(crate) fn new(
         settings: &AlertSettings,
         console: &ConsoleSettings,
         metrics: Option<Arc<crate::metrics::Metrics>>,
@@ -97,7 +97,7 @@ impl Notifiers {
     }
 
     /// Route -> the channels that reach it.
-    pub fn reach(&self) -> BTreeMap<String, Vec<&'static str>> {
+    pub(crate) fn reach(&self) -> BTreeMap<String, Vec<&'static str>> {
         let mut reach: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
         for c in &self.channels {
             for r in c.routes() {
@@ -108,7 +108,7 @@ impl Notifiers {
     }
 
     /// The channel by name.
-    pub fn get(&self, channel: &str) -> Option<&dyn Notifier> {
+    pub(crate) fn get(&self, channel: &str) -> Option<&dyn Notifier> {
         self.channels
             .iter()
             .find(|c| c.channel() == channel)
@@ -116,7 +116,7 @@ impl Notifiers {
     }
 
     /// The slowest configured channel's pace (for the progress estimate).
-    pub fn per_second(&self) -> u32 {
+    pub(crate) fn per_second(&self) -> u32 {
         self.channels
             .iter()
             .filter(|c| !c.routes().is_empty())

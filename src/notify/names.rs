@@ -29,7 +29,7 @@ impl Links {
 
 /// Names for the ids a finding carries, and where records open.
 #[derive(Debug, Default)]
-pub struct Names {
+pub(crate) struct Names {
     /// Internal user id -> name (opportunity owners).
     pub users: FastMap<String, String>,
     /// Rep id and lower-cased e-mail -> name.
@@ -47,7 +47,7 @@ pub struct Names {
 
 /// Why a person is mentioned on a conflict.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// Owner of a direct opportunity.
     DirectOwner,
     /// Manager of this partner (its id).
@@ -58,7 +58,7 @@ impl Names {
     /// The people to mention on a conflict, each with their e-mail: the
     /// owner of each direct opportunity in the evidence, and each partner's
     /// manager; people without an e-mail are left out.
-    pub fn people(&self, f: &crate::engine::Finding) -> Vec<(Role, String)> {
+    pub(crate) fn people(&self, f: &crate::engine::Finding) -> Vec<(Role, String)> {
         use crate::engine::Record;
         let mut out: Vec<(Role, String)> = Vec::new();
         if !f.kind.is_conflict() {
@@ -89,7 +89,7 @@ impl Names {
 }
 
 impl Names {
-    pub fn from_dataset(d: &crate::model::Dataset) -> Names {
+    pub(crate) fn from_dataset(d: &crate::model::Dataset) -> Names {
         let users = d
             .users
             .iter()
@@ -140,7 +140,7 @@ impl Names {
         }
     }
 
-    pub fn with_links(mut self, links: Links) -> Names {
+    pub(crate) fn with_links(mut self, links: Links) -> Names {
         self.links = links;
         self
     }

@@ -14,7 +14,7 @@ use crate::config::Secret;
 use crate::http::{Answer, Next, RetryPolicy, Upstream};
 
 /// How a channel's webhooks are paced and waited on.
-pub struct Pace {
+pub(crate) struct Pace {
     /// Messages per second per webhook (0 counts as 1).
     pub per_second: u32,
     /// How long one post may take.
@@ -24,7 +24,7 @@ pub struct Pace {
 }
 
 /// A channel's webhooks by route (`default` and the named routes).
-pub struct Webhooks {
+pub(crate) struct Webhooks {
     upstream: Upstream,
     urls: BTreeMap<String, Secret>,
     limiters: BTreeMap<String, DefaultDirectRateLimiter>,
@@ -33,7 +33,7 @@ pub struct Webhooks {
 
 impl Webhooks {
     /// `channel` names the upstream in logs and metrics (`slack`, `teams`).
-    pub fn new(
+    pub(crate) fn new(
         channel: &'static str,
         urls: BTreeMap<String, Secret>,
         pace: Pace,
@@ -70,7 +70,7 @@ impl Webhooks {
     }
 
     /// Counts requests and rate-limiter waits in `metrics`, if any.
-    pub fn with_metrics(
+    pub(crate) fn with_metrics(
         mut self,
         metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
     ) -> Self {
@@ -79,19 +79,19 @@ impl Webhooks {
     }
 
     /// The routes that have a webhook.
-    pub fn routes(&self) -> BTreeSet<String> {
+    pub(crate) fn routes(&self) -> BTreeSet<String> {
         self.urls.keys().cloned().collect()
     }
 
     /// Messages per second per webhook.
-    pub fn per_second(&self) -> u32 {
+    pub(crate) fn per_second(&self) -> u32 {
         self.per_second
     }
 
     /// Posts one JSON body to a route's webhook, paced by that webhook's
     /// limiter; `judge` reads the channel's answer. A route without a
     /// webhook is a [`Delivery::Retry`] naming `what` (never the URL).
-    pub async fn post(
+    pub(crate) async fn post(
         &self,
         what: &str,
         route: &str,

@@ -109,7 +109,7 @@ const TABLES: &[(&str, &[(&str, &str)])] = &[
 const CHUNK: usize = 5_000;
 
 #[derive(Debug, thiserror::Error)]
-pub enum CopyError {
+pub(crate) enum CopyError {
     #[error(transparent)]
     State(#[from] StateError),
     #[error("no state file at {0}")]
@@ -126,7 +126,7 @@ pub enum CopyError {
 
 /// Copies the SQLite state at `from` into the (migrated, empty) database at
 /// `to`. Returns the rows copied per table.
-pub fn sqlite_to_postgres(
+pub(crate) fn sqlite_to_postgres(
     from: &std::path::Path,
     to: &Target,
 ) -> Result<Vec<(&'static str, i64)>, CopyError> {

@@ -12,12 +12,12 @@
 //! Credentials an upstream rotated are stored sealed ([`crypto`]).
 
 pub mod console;
-pub mod copy;
-pub use crate::crypto;
-pub mod decisions;
+pub(crate) mod copy;
+pub(crate) use crate::crypto;
+pub(crate) mod decisions;
 pub mod leader;
 pub mod lock;
-pub mod pg;
+pub(crate) mod pg;
 mod select;
 
 pub use select::{State, may_lead, target as select_target, writer_lock};

@@ -397,7 +397,7 @@ pub(super) fn holder_name() -> String {
 
 /// The URL without any password (`postgres://user:secret@h/db` ->
 /// `postgres://user@h/db`); query parameters are dropped too.
-pub fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let url = url.split('?').next().unwrap_or_default();
     match url.split_once("://") {
         Some((scheme, rest)) => {

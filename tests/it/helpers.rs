@@ -174,7 +174,7 @@ pub fn mirrored(
     source: &str,
     object: &str,
 ) -> std::collections::BTreeMap<String, serde_json::Value> {
-    let state = channel_sync::state::State::open(state).unwrap();
+    let state = channel_sync::store::State::open(state).unwrap();
     let mut out = std::collections::BTreeMap::new();
     state
         .mirror_scan(source, object, |id, data| {
@@ -186,7 +186,7 @@ pub fn mirrored(
 
 /// Moves the last sync of the cursor `key` (`source/object`) `days` back.
 pub fn backdate_cursor(state: &Path, key: &str, days: i64) {
-    let state = channel_sync::state::State::open(state).unwrap();
+    let state = channel_sync::store::State::open(state).unwrap();
     let text = state.cursor(key).unwrap().expect("a cursor");
     let mut cursor: serde_json::Value = serde_json::from_str(&text).unwrap();
     let synced: chrono::DateTime<chrono::Utc> =

@@ -618,7 +618,7 @@ async fn a_server_error_with_retry_after_is_retried_in_the_cycle() {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_held_state_is_waited_for_and_a_dead_holder_leaves_no_lock() {
-    use channel_sync::state::lock::{FileLock, WriterLock};
+    use channel_sync::store::lock::{FileLock, WriterLock};
     use std::sync::atomic::AtomicBool;
     let slack = slack_slow(Duration::ZERO, Some(0)).await;
     let p = Program::new(&slack, "lock_wait = \"60s\"|");

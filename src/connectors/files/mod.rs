@@ -28,36 +28,36 @@ type Columns = &'static [(&'static str, bool)];
 
 /// Column positions, one module per table, so each row is read by index.
 mod col {
-    pub mod account {
-        pub const ALL: super::super::Columns = &[
+    pub(super) mod account {
+        pub(crate) const ALL: super::super::Columns = &[
             ("id", true),
             ("name", true),
             ("domain", false),
             ("website", false),
             ("owner_id", false),
         ];
-        pub const ID: usize = 0;
-        pub const NAME: usize = 1;
-        pub const DOMAIN: usize = 2;
-        pub const WEBSITE: usize = 3;
-        pub const OWNER_ID: usize = 4;
+        pub(crate) const ID: usize = 0;
+        pub(crate) const NAME: usize = 1;
+        pub(crate) const DOMAIN: usize = 2;
+        pub(crate) const WEBSITE: usize = 3;
+        pub(crate) const OWNER_ID: usize = 4;
     }
-    pub mod partner {
-        pub const ALL: super::super::Columns = &[
+    pub(super) mod partner {
+        pub(crate) const ALL: super::super::Columns = &[
             ("id", true),
             ("name", true),
             ("tier", false),
             ("crm_account_id", false),
             ("domain", false),
         ];
-        pub const ID: usize = 0;
-        pub const NAME: usize = 1;
-        pub const TIER: usize = 2;
-        pub const CRM_ACCOUNT_ID: usize = 3;
-        pub const DOMAIN: usize = 4;
+        pub(crate) const ID: usize = 0;
+        pub(crate) const NAME: usize = 1;
+        pub(crate) const TIER: usize = 2;
+        pub(crate) const CRM_ACCOUNT_ID: usize = 3;
+        pub(crate) const DOMAIN: usize = 4;
     }
-    pub mod rep {
-        pub const ALL: super::super::Columns = &[
+    pub(super) mod rep {
+        pub(crate) const ALL: super::super::Columns = &[
             ("id", true),
             ("partner_id", true),
             ("email", false),
@@ -66,16 +66,16 @@ mod col {
             ("joined_on", false),
             ("left_on", false),
         ];
-        pub const ID: usize = 0;
-        pub const PARTNER_ID: usize = 1;
-        pub const EMAIL: usize = 2;
-        pub const NAME: usize = 3;
-        pub const ACTIVE: usize = 4;
-        pub const JOINED_ON: usize = 5;
-        pub const LEFT_ON: usize = 6;
+        pub(crate) const ID: usize = 0;
+        pub(crate) const PARTNER_ID: usize = 1;
+        pub(crate) const EMAIL: usize = 2;
+        pub(crate) const NAME: usize = 3;
+        pub(crate) const ACTIVE: usize = 4;
+        pub(crate) const JOINED_ON: usize = 5;
+        pub(crate) const LEFT_ON: usize = 6;
     }
-    pub mod opportunity {
-        pub const ALL: super::super::Columns = &[
+    pub(super) mod opportunity {
+        pub(crate) const ALL: super::super::Columns = &[
             ("id", true),
             ("account_id", true),
             ("status", true),
@@ -91,23 +91,23 @@ mod col {
             ("registration_id", false),
             ("campaign_id", false),
         ];
-        pub const ID: usize = 0;
-        pub const ACCOUNT_ID: usize = 1;
-        pub const STATUS: usize = 2;
-        pub const CREATED_AT: usize = 3;
-        pub const NAME: usize = 4;
-        pub const OWNER_ID: usize = 5;
-        pub const STAGE: usize = 6;
-        pub const AMOUNT: usize = 7;
-        pub const CURRENCY: usize = 8;
-        pub const CLOSE_DATE: usize = 9;
-        pub const PARTNER_ID: usize = 10;
-        pub const PARTNER_REP: usize = 11;
-        pub const REGISTRATION_ID: usize = 12;
-        pub const CAMPAIGN_ID: usize = 13;
+        pub(crate) const ID: usize = 0;
+        pub(crate) const ACCOUNT_ID: usize = 1;
+        pub(crate) const STATUS: usize = 2;
+        pub(crate) const CREATED_AT: usize = 3;
+        pub(crate) const NAME: usize = 4;
+        pub(crate) const OWNER_ID: usize = 5;
+        pub(crate) const STAGE: usize = 6;
+        pub(crate) const AMOUNT: usize = 7;
+        pub(crate) const CURRENCY: usize = 8;
+        pub(crate) const CLOSE_DATE: usize = 9;
+        pub(crate) const PARTNER_ID: usize = 10;
+        pub(crate) const PARTNER_REP: usize = 11;
+        pub(crate) const REGISTRATION_ID: usize = 12;
+        pub(crate) const CAMPAIGN_ID: usize = 13;
     }
-    pub mod program_cost {
-        pub const ALL: super::super::Columns = &[
+    pub(super) mod program_cost {
+        pub(crate) const ALL: super::super::Columns = &[
             ("id", true),
             ("quarter", true),
             ("amount", true),
@@ -115,15 +115,15 @@ mod col {
             ("partner_id", false),
             ("category", false),
         ];
-        pub const ID: usize = 0;
-        pub const QUARTER: usize = 1;
-        pub const AMOUNT: usize = 2;
-        pub const CURRENCY: usize = 3;
-        pub const PARTNER_ID: usize = 4;
-        pub const CATEGORY: usize = 5;
+        pub(crate) const ID: usize = 0;
+        pub(crate) const QUARTER: usize = 1;
+        pub(crate) const AMOUNT: usize = 2;
+        pub(crate) const CURRENCY: usize = 3;
+        pub(crate) const PARTNER_ID: usize = 4;
+        pub(crate) const CATEGORY: usize = 5;
     }
-    pub mod mdf {
-        pub const ALL: super::super::Columns = &[
+    pub(super) mod mdf {
+        pub(crate) const ALL: super::super::Columns = &[
             ("id", true),
             ("partner_id", true),
             ("status", true),
@@ -134,18 +134,18 @@ mod col {
             ("start_date", true),
             ("end_date", false),
         ];
-        pub const ID: usize = 0;
-        pub const PARTNER_ID: usize = 1;
-        pub const STATUS: usize = 2;
-        pub const AMOUNT: usize = 3;
-        pub const CLAIMED_AMOUNT: usize = 4;
-        pub const CURRENCY: usize = 5;
-        pub const CAMPAIGN_ID: usize = 6;
-        pub const START_DATE: usize = 7;
-        pub const END_DATE: usize = 8;
+        pub(crate) const ID: usize = 0;
+        pub(crate) const PARTNER_ID: usize = 1;
+        pub(crate) const STATUS: usize = 2;
+        pub(crate) const AMOUNT: usize = 3;
+        pub(crate) const CLAIMED_AMOUNT: usize = 4;
+        pub(crate) const CURRENCY: usize = 5;
+        pub(crate) const CAMPAIGN_ID: usize = 6;
+        pub(crate) const START_DATE: usize = 7;
+        pub(crate) const END_DATE: usize = 8;
     }
-    pub mod registration {
-        pub const ALL: super::super::Columns = &[
+    pub(super) mod registration {
+        pub(crate) const ALL: super::super::Columns = &[
             ("id", true),
             ("partner_id", true),
             ("customer_name", true),
@@ -159,24 +159,25 @@ mod col {
             ("expires_at", false),
             ("amount", false),
         ];
-        pub const ID: usize = 0;
-        pub const PARTNER_ID: usize = 1;
-        pub const CUSTOMER_NAME: usize = 2;
-        pub const STATUS: usize = 3;
-        pub const SUBMITTED_AT: usize = 4;
-        pub const REP: usize = 5;
-        pub const CUSTOMER_DOMAIN: usize = 6;
-        pub const ACCOUNT_ID: usize = 7;
-        pub const OPPORTUNITY_ID: usize = 8;
-        pub const APPROVED_AT: usize = 9;
-        pub const EXPIRES_AT: usize = 10;
-        pub const AMOUNT: usize = 11;
+        pub(crate) const ID: usize = 0;
+        pub(crate) const PARTNER_ID: usize = 1;
+        pub(crate) const CUSTOMER_NAME: usize = 2;
+        pub(crate) const STATUS: usize = 3;
+        pub(crate) const SUBMITTED_AT: usize = 4;
+        pub(crate) const REP: usize = 5;
+        pub(crate) const CUSTOMER_DOMAIN: usize = 6;
+        pub(crate) const ACCOUNT_ID: usize = 7;
+        pub(crate) const OPPORTUNITY_ID: usize = 8;
+        pub(crate) const APPROVED_AT: usize = 9;
+        pub(crate) const EXPIRES_AT: usize = 10;
+        pub(crate) const AMOUNT: usize = 11;
     }
-    pub mod user {
-        pub const ALL: super::super::Columns = &[("id", true), ("name", false), ("email", false)];
-        pub const ID: usize = 0;
-        pub const NAME: usize = 1;
-        pub const EMAIL: usize = 2;
+    pub(super) mod user {
+        pub(crate) const ALL: super::super::Columns =
+            &[("id", true), ("name", false), ("email", false)];
+        pub(crate) const ID: usize = 0;
+        pub(crate) const NAME: usize = 1;
+        pub(crate) const EMAIL: usize = 2;
     }
 }
 

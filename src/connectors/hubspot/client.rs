@@ -26,7 +26,7 @@ use crate::http::{Answer, CallError, Next, Upstream};
 use crate::metrics::Metrics;
 
 /// Search pages past this offset fail: a query must be narrowed first.
-pub const SEARCH_CAP: u64 = 10_000;
+pub(crate) const SEARCH_CAP: u64 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubSpotError {
@@ -569,7 +569,7 @@ pub struct Stage {
 }
 
 /// An id HubSpot may send as a string or a number.
-pub fn id_text(v: &Value) -> Option<String> {
+pub(crate) fn id_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),

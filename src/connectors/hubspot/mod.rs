@@ -21,8 +21,8 @@
 //! - Owners (active and archived) and pipelines are read whole every cycle:
 //!   2 + 1 calls for up to 100 owners.
 
-pub mod client;
-pub mod write;
+pub(crate) mod client;
+pub(crate) mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -44,10 +44,10 @@ use crate::sync::{
 use crate::values::{date_of, parse_timestamp};
 use client::{ClientConfig, Credentials, HubSpotClient, HubSpotError, SEARCH_CAP, Stage, id_text};
 
-pub const SOURCE: &str = "hubspot";
+pub(crate) const SOURCE: &str = "hubspot";
 
 /// A full read every 7 days reconciles what searches cannot see.
-pub const HORIZON: Horizon = Horizon {
+pub(crate) const HORIZON: Horizon = Horizon {
     max_age: Duration::from_secs(7 * 86_400),
     reason: "the weekly full read",
 };
@@ -583,7 +583,7 @@ impl HubSpotSource {
 }
 
 /// Builds the dataset from the mirror and the PRM tables.
-pub fn build(
+pub(crate) fn build(
     state: &State,
     settings: &Settings,
     plan: &Plan,
@@ -713,7 +713,7 @@ pub fn build(
 }
 
 /// Where records open in HubSpot (needs `crm.hubspot.portal_id`).
-pub fn record_links(hs: &crate::config::HubspotSettings) -> super::RecordLinks {
+pub(crate) fn record_links(hs: &crate::config::HubspotSettings) -> super::RecordLinks {
     match hs.portal_id {
         Some(portal) => {
             let app = hs.app_url.trim_end_matches('/');
@@ -729,7 +729,7 @@ pub fn record_links(hs: &crate::config::HubspotSettings) -> super::RecordLinks {
 /// `check-config`: calls HubSpot and checks the configured properties exist
 /// (the write-back ones may be missing when `crm.hubspot.create_properties`
 /// will create them; checking creates nothing).
-pub async fn check(settings: &Settings) -> Result<String, super::Error> {
+pub(crate) async fn check(settings: &Settings) -> Result<String, super::Error> {
     let source = HubSpotSource::new(settings, None).map_err(PullError::Config)?;
     source.plan(settings, true).await?;
     Ok("HubSpot answered; every configured property exists.".into())

@@ -34,11 +34,11 @@ use crate::sync::{
 };
 use crate::values::parse_timestamp;
 
-pub const SOURCE: &str = "partnerstack";
+pub(crate) const SOURCE: &str = "partnerstack";
 
 /// A full read every 7 days reconciles what `min_updated` cannot see (a
 /// deal deleted in PartnerStack).
-pub const HORIZON: Horizon = Horizon {
+pub(crate) const HORIZON: Horizon = Horizon {
     max_age: Duration::from_secs(7 * 86_400),
     reason: "the weekly full read",
 };
@@ -297,7 +297,7 @@ impl From<MirrorError<PartnerStackError>> for PullError {
 
 /// Syncs partnerships, deals (and leads) into the mirror and maps them onto
 /// the PRM tables.
-pub async fn pull(
+pub(crate) async fn pull(
     client: &PartnerStackClient,
     state: &State,
     settings: &Settings,
@@ -346,7 +346,7 @@ fn name_of(v: Option<&Value>) -> Option<String> {
 
 /// Maps the mirrored PartnerStack records onto partners, reps and
 /// registrations.
-pub fn build(state: &State, ps: &PartnerstackSettings) -> Result<PrmTables, StateError> {
+pub(crate) fn build(state: &State, ps: &PartnerstackSettings) -> Result<PrmTables, StateError> {
     let mut partners = Mapped::<Partner>::new(SOURCE, "partnership");
     mirror::scan(state, SOURCE, "partnerships", |key, p| {
         let p = match p {

@@ -213,7 +213,7 @@ struct Session {
 
 /// Stores a rotated refresh token durably (its own committed transaction);
 /// an error says why it could not.
-pub type RotationKeeper = Box<dyn Fn(&Secret) -> Result<(), String> + Send + Sync>;
+pub(crate) type RotationKeeper = Box<dyn Fn(&Secret) -> Result<(), String> + Send + Sync>;
 
 pub struct SalesforceClient {
     upstream: Upstream,

@@ -37,13 +37,13 @@ use crate::values::{date_of, parse_date};
 
 /// The org's fields as `describe` reported them, per object.
 #[derive(Debug, Clone, Default)]
-pub struct OrgInfo {
+pub(crate) struct OrgInfo {
     /// object -> lower-case field name -> (API name, type)
     objects: BTreeMap<String, BTreeMap<String, (String, String)>>,
 }
 
 impl OrgInfo {
-    pub fn add(&mut self, object: &str, fields: Vec<(String, String)>) {
+    pub(crate) fn add(&mut self, object: &str, fields: Vec<(String, String)>) {
         self.objects.insert(
             object.to_string(),
             fields
@@ -54,7 +54,7 @@ impl OrgInfo {
     }
 
     /// The field's API name as the org spells it, if the object has it.
-    pub fn field(&self, object: &str, field: &str) -> Option<&str> {
+    pub(crate) fn field(&self, object: &str, field: &str) -> Option<&str> {
         self.objects
             .get(object)?
             .get(&field.trim().to_ascii_lowercase())
@@ -69,18 +69,18 @@ impl OrgInfo {
     }
 
     /// Whether `describe` answered for the object.
-    pub fn has(&self, object: &str) -> bool {
+    pub(crate) fn has(&self, object: &str) -> bool {
         self.objects.contains_key(object)
     }
 
     /// A multi-currency org has `CurrencyIsoCode` on Opportunity.
-    pub fn multi_currency(&self) -> bool {
+    pub(crate) fn multi_currency(&self) -> bool {
         self.field("Opportunity", "CurrencyIsoCode").is_some()
     }
 }
 
 /// The objects to describe before planning.
-pub fn objects_to_describe(settings: &Settings) -> Vec<String> {
+pub(crate) fn objects_to_describe(settings: &Settings) -> Vec<String> {
     let mut objects = vec!["Account".to_string(), "Opportunity".to_string()];
     if settings.crm.salesforce().partner_attribution == Attribution::OpportunityPartner {
         objects.push("OpportunityPartner".into());
@@ -115,8 +115,8 @@ pub struct Plan {
 }
 
 /// The PRM's market-development-fund objects (SPEC §6.1).
-pub const MDF_REQUEST: &str = "PartnerFundRequest";
-pub const MDF_CLAIM: &str = "PartnerFundClaim";
+pub(crate) const MDF_REQUEST: &str = "PartnerFundRequest";
+pub(crate) const MDF_CLAIM: &str = "PartnerFundClaim";
 
 /// Reading the MDF objects: the fund requests and their claims.
 #[derive(Debug, Clone)]
@@ -130,7 +130,7 @@ pub struct MdfPlan {
 }
 
 /// The MDF plan when the org has both objects (described into `org`).
-pub fn mdf_plan(org: &OrgInfo) -> Option<MdfPlan> {
+pub(crate) fn mdf_plan(org: &OrgInfo) -> Option<MdfPlan> {
     if !(org.has(MDF_REQUEST) && org.has(MDF_CLAIM)) {
         return None;
     }
@@ -179,7 +179,7 @@ fn missing(key: String, object: &str, field: &str) -> ConfigError {
 
 /// Plans the sync for this org. A configured field the org lacks is a
 /// configuration error naming the key and the field.
-pub fn plan(settings: &Settings, org: &OrgInfo) -> Result<Plan, ConfigError> {
+pub(crate) fn plan(settings: &Settings, org: &OrgInfo) -> Result<Plan, ConfigError> {
     let sf = settings.crm.salesforce();
     let prm_kind = settings.prm.kind;
     let optional = |key: &str, object: &str, name: &str| -> Result<Option<String>, ConfigError> {
@@ -369,11 +369,11 @@ fn scan(
 }
 
 /// The PRM side when it comes from files rather than from the org.
-pub type FilePrm = crate::connectors::files::PrmTables;
+pub(crate) type FilePrm = crate::connectors::files::PrmTables;
 
 /// Builds the dataset from the mirror (and the PRM files, when the PRM is
 /// kept in files), then checks ids and references as for files.
-pub fn build(
+pub(crate) fn build(
     state: &State,
     settings: &Settings,
     plan: &Plan,
@@ -618,7 +618,7 @@ pub fn build(
 
 /// What a fund request's claims add up to.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Claimed {
+pub(crate) struct Claimed {
     /// The sum of the claims `Approved` or `Paid`.
     pub amount: f64,
     /// How many claims counted, and how many of them are `Paid`.
@@ -628,7 +628,7 @@ pub struct Claimed {
 
 impl Claimed {
     /// Adds one claim; drafts and rejected claims are not money spent.
-    pub fn add(&mut self, status: Option<&str>, amount: f64) {
+    pub(crate) fn add(&mut self, status: Option<&str>, amount: f64) {
         match status.map(str::trim) {
             Some(s) if s.eq_ignore_ascii_case("Approved") => {}
             Some(s) if s.eq_ignore_ascii_case("Paid") => self.paid += 1,
@@ -648,7 +648,7 @@ impl Claimed {
 ///   when there is no such claim;
 /// - the request has no activity dates: `start_date` is the day it was
 ///   created, with no end (attribution runs `mdf_attribution_days` from it).
-pub fn mdf_request(
+pub(crate) fn mdf_request(
     id: &str,
     r: &Map<String, Value>,
     claims: Option<&Claimed>,
@@ -700,11 +700,11 @@ pub fn mdf_request(
 }
 
 /// The `mdf` rows, and the records rejected on the way.
-pub type MdfRows = (Vec<crate::model::MdfRequest>, Vec<crate::model::Rejected>);
+pub(crate) type MdfRows = (Vec<crate::model::MdfRequest>, Vec<crate::model::Rejected>);
 
 /// The `mdf` rows from the mirrored MDF objects; `None` when the plan does
 /// not read them (the org has none, or no review value is written back).
-pub fn mdf(
+pub(crate) fn mdf(
     state: &State,
     settings: &Settings,
     plan: &Plan,

@@ -1,12 +1,12 @@
 //! Salesforce: the typed REST client, the incremental mirror of the org's
 //! records in the state, and their mapping onto the domain model.
 
-pub mod client;
-pub mod map;
-pub mod sync;
-pub mod write;
+pub(crate) mod client;
+pub(crate) mod map;
+pub(crate) mod sync;
+pub(crate) mod write;
 
-pub use client::{AuthFlow, ClientConfig, SalesforceClient, SalesforceError, SigningKey};
+pub(crate) use client::{AuthFlow, ClientConfig, SalesforceClient, SalesforceError, SigningKey};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -316,7 +316,7 @@ fn no_such_object(e: &SalesforceError) -> bool {
 }
 
 /// `check-config`: signs in and checks the configured fields with describe.
-pub async fn check(settings: &Settings) -> Result<String, super::Error> {
+pub(crate) async fn check(settings: &Settings) -> Result<String, super::Error> {
     let source = SalesforceSource::new(settings, None).map_err(PullError::Config)?;
     let plan = source.plan(settings).await?;
     let objects: Vec<String> = plan

@@ -17,16 +17,16 @@ use serde_json::Value;
 
 use super::client::{SalesforceClient, SalesforceError};
 use crate::store::{MirrorRow, State};
+pub(crate) use crate::sync::ObjectReport;
 use crate::sync::{self as mirror, Batch, Horizon, MirrorError, Read, Reader, Store};
-pub use crate::sync::{Mode, ObjectReport};
 use crate::values::parse_timestamp;
 
 /// The mirror's source name in the state.
-pub const SOURCE: &str = "salesforce";
+pub(crate) const SOURCE: &str = "salesforce";
 
 /// A cursor older than this triggers a full sync (the recycle bin's 15 days:
 /// deletions older than that may have left `queryAll`).
-pub const MAX_CURSOR_AGE: Duration = Duration::from_secs(15 * 86_400);
+pub(crate) const MAX_CURSOR_AGE: Duration = Duration::from_secs(15 * 86_400);
 
 /// Which records of an object belong in the mirror.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,13 +102,13 @@ fn soql_datetime(t: DateTime<Utc>) -> String {
 }
 
 /// The horizon past which a full read is forced: the recycle bin's 15 days.
-pub const HORIZON: Horizon = Horizon {
+pub(crate) const HORIZON: Horizon = Horizon {
     max_age: MAX_CURSOR_AGE,
     reason: "the last sync is older than 15 days",
 };
 
 /// One object of the org, read through SOQL.
-pub struct SoqlReader<'a> {
+pub(crate) struct SoqlReader<'a> {
     pub client: &'a SalesforceClient,
     pub spec: &'a ObjectSpec,
 }
@@ -188,7 +188,7 @@ impl Reader for SoqlReader<'_> {
 }
 
 /// Brings one object's mirror up to date.
-pub async fn sync_object(
+pub(crate) async fn sync_object(
     client: &SalesforceClient,
     state: &State,
     spec: &ObjectSpec,

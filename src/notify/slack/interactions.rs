@@ -38,15 +38,15 @@ use crate::config::Secret;
 use crate::decisions::{self, Decision, Outcome};
 
 /// Largest request body taken.
-pub const MAX_BODY: usize = 1024 * 1024;
+pub(crate) const MAX_BODY: usize = 1024 * 1024;
 /// How far a request's timestamp may be from now, in seconds.
-pub const MAX_SKEW_SECS: i64 = 300;
+pub(crate) const MAX_SKEW_SECS: i64 = 300;
 /// The actions block's id on alerts.
-pub const BLOCK_ID: &str = "channel-sync-decide";
+pub(crate) const BLOCK_ID: &str = "channel-sync-decide";
 /// Button `action_id`s start with this, then the outcome.
 const ACTION_PREFIX: &str = "cs:";
 /// Days a "Snooze" button holds reminders.
-pub const SNOOZE_DAYS: i64 = 7;
+pub(crate) const SNOOZE_DAYS: i64 = 7;
 
 /// The buttons, as (outcome, label, style).
 const BUTTONS: [(&str, &str, Option<&str>); 5] = [
@@ -59,7 +59,7 @@ const BUTTONS: [(&str, &str, Option<&str>); 5] = [
 
 /// Adds the decision buttons to a rendered alert (Block Kit). A key longer
 /// than a button value may hold (2000) gets none.
-pub fn add_buttons(message: &mut Value, key: &str) {
+pub(crate) fn add_buttons(message: &mut Value, key: &str) {
     if key.len() > 2000 {
         return;
     }
@@ -84,7 +84,7 @@ pub fn add_buttons(message: &mut Value, key: &str) {
 }
 
 /// What the route needs.
-pub struct Interactions {
+pub(crate) struct Interactions {
     secret: ring::hmac::Key,
     state: crate::config::StateSettings,
     /// The daemon's clock (decision times, snooze days).
@@ -96,7 +96,7 @@ pub struct Interactions {
 }
 
 impl Interactions {
-    pub fn new(
+    pub(crate) fn new(
         secret: &Secret,
         state: crate::config::StateSettings,
         clock: crate::clock::Clock,
@@ -117,7 +117,7 @@ impl Interactions {
 }
 
 /// `POST /slack/interactions`.
-pub fn router(interactions: Arc<Interactions>) -> Router {
+pub(crate) fn router(interactions: Arc<Interactions>) -> Router {
     Router::new()
         .route("/slack/interactions", post(interact))
         .with_state(interactions)
@@ -125,7 +125,7 @@ pub fn router(interactions: Arc<Interactions>) -> Router {
 
 /// Why a request was turned away (logged; never its content).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejection {
+pub(crate) enum Rejection {
     TooLarge,
     Unsigned,
     Stale,
@@ -154,7 +154,7 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
 }
 
 /// Checks a request's signature, age and novelty; remembers its signature.
-pub fn verify(
+pub(crate) fn verify(
     key: &ring::hmac::Key,
     seen: &Mutex<HashMap<String, i64>>,
     headers: &HeaderMap,
@@ -189,7 +189,7 @@ pub fn verify(
 
 /// A click, as far as channel-sync reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Click {
+pub(crate) struct Click {
     pub user_id: String,
     pub user_name: Option<String>,
     pub outcome: String,
@@ -206,7 +206,7 @@ fn is_user_id(s: &str) -> bool {
 
 /// Reads the form body's `payload` (a `block_actions` click on one of our
 /// buttons); `None` for anything else.
-pub fn parse(body: &[u8]) -> Option<Click> {
+pub(crate) fn parse(body: &[u8]) -> Option<Click> {
     let payload = form_urlencoded::parse(body)
         .find(|(k, _)| k == "payload")
         .map(|(_, v)| v.into_owned())?;
@@ -334,7 +334,7 @@ fn record(it: &Interactions, click: &Click, now: DateTime<Utc>) -> Result<Outcom
 
 /// The original message with the decision in it: a verdict replaces the
 /// buttons; a snooze or an assignment keeps them (it can still be decided).
-pub fn updated_message(click: &Click, outcome: &Outcome, now: DateTime<Utc>) -> Value {
+pub(crate) fn updated_message(click: &Click, outcome: &Outcome, now: DateTime<Utc>) -> Value {
     let who = format!("<@{}>", click.user_id);
     let line = match outcome {
         Outcome::Snooze { until } => format!(":zzz: Snoozed until {until} by {who}"),

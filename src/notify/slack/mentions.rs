@@ -34,7 +34,7 @@ use crate::http::{Answer, CallError, Next, RetryPolicy, Upstream};
 const LOOKUPS_PER_MINUTE: u32 = 50;
 
 /// Whether `s` looks like a Slack user id (`U012ABC`, `W012ABC`).
-pub fn is_user_id(s: &str) -> bool {
+pub(crate) fn is_user_id(s: &str) -> bool {
     s.len() >= 3
         && s.len() <= 32
         && s.starts_with(['U', 'W'])
@@ -43,7 +43,7 @@ pub fn is_user_id(s: &str) -> bool {
 }
 
 /// Where Slack users are found.
-pub struct Mentions {
+pub(crate) struct Mentions {
     /// Lower-cased e-mail -> user id (`alerts.slack.mentions`).
     map: BTreeMap<String, String>,
     lookup: Option<Lookup>,
@@ -71,7 +71,7 @@ impl From<CallError> for Failed {
 }
 
 impl Mentions {
-    pub fn new(settings: &SlackSettings) -> anyhow::Result<Mentions> {
+    pub(crate) fn new(settings: &SlackSettings) -> anyhow::Result<Mentions> {
         let map = settings
             .mentions
             .iter()
@@ -107,7 +107,7 @@ impl Mentions {
     }
 
     /// Counts lookups and rate-limiter waits in `metrics`, if any.
-    pub fn with_metrics_opt(
+    pub(crate) fn with_metrics_opt(
         mut self,
         metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
     ) -> Self {
@@ -121,14 +121,14 @@ impl Mentions {
     }
 
     /// Whether any mention can be made (a map or a bot token).
-    pub fn is_on(&self) -> bool {
+    pub(crate) fn is_on(&self) -> bool {
         !self.map.is_empty() || self.lookup.is_some()
     }
 
     /// The Slack user ids of these e-mails (lower-cased): the map's, then
     /// Slack's answer for the rest (each asked once); an unknown e-mail is
     /// left out.
-    pub async fn resolve(
+    pub(crate) async fn resolve(
         &self,
         emails: impl IntoIterator<Item = String>,
     ) -> FastMap<String, String> {

@@ -16,10 +16,10 @@
 //! (`invalid_payload`, `no_text`, ...) is parked, as sending it again cannot
 //! help. Webhook URLs are secrets and never appear in a log or an error.
 
-pub mod interactions;
-pub mod mentions;
-pub mod preview;
-pub mod render;
+pub(crate) mod interactions;
+pub(crate) mod mentions;
+pub(crate) mod preview;
+pub(crate) mod render;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -51,9 +51,9 @@ const WEBHOOK_DOWN: [&str; 10] = [
     "team_disabled",
 ];
 
-pub use super::Delivery;
+pub(crate) use super::Delivery;
 
-pub struct SlackClient {
+pub(crate) struct SlackClient {
     /// The webhooks by route, their limiters and the HTTP client.
     webhooks: Webhooks,
     /// A signing secret is configured: conflict alerts carry decision
@@ -65,7 +65,7 @@ pub struct SlackClient {
 
 impl SlackClient {
     /// The client for the configured webhooks (`default` and the routes).
-    pub fn new(settings: &SlackSettings) -> anyhow::Result<SlackClient> {
+    pub(crate) fn new(settings: &SlackSettings) -> anyhow::Result<SlackClient> {
         let mut urls: BTreeMap<String, Secret> = BTreeMap::new();
         if let Some(url) = &settings.webhook_url {
             urls.insert("default".to_string(), url.clone());
@@ -88,13 +88,13 @@ impl SlackClient {
     }
 
     /// Links finding alerts to their console page (`console.public_url`).
-    pub fn with_console(mut self, console: &crate::config::ConsoleSettings) -> Self {
+    pub(crate) fn with_console(mut self, console: &crate::config::ConsoleSettings) -> Self {
         self.console = console.clone();
         self
     }
 
     /// Counts requests and rate-limiter waits in `metrics`, if any.
-    pub fn with_metrics_opt(
+    pub(crate) fn with_metrics_opt(
         mut self,
         metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
     ) -> Self {
@@ -103,7 +103,7 @@ impl SlackClient {
     }
 
     /// Posts one message body (JSON) to a route's webhook.
-    pub async fn post(&self, route: &str, body: &str) -> Delivery {
+    pub(crate) async fn post(&self, route: &str, body: &str) -> Delivery {
         self.webhooks.post("webhook", route, body, judge).await
     }
 }

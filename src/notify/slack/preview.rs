@@ -8,7 +8,7 @@ use serde_json::Value;
 
 /// The preview of one message body (Block Kit JSON, as in the outbox). A
 /// body that is not Block Kit JSON is shown as it is.
-pub fn preview(body: &str) -> String {
+pub(crate) fn preview(body: &str) -> String {
     let Ok(message) = serde_json::from_str::<Value>(body) else {
         return body.to_string();
     };
@@ -84,7 +84,7 @@ fn indent(out: &mut String, text: &str) {
 /// Slack mrkdwn to plain text: `<url|label>` -> `label (url)`, `<url>` ->
 /// `url`, `<@U1>` / `<!here>` kept readable, `&amp; &lt; &gt;` decoded, and
 /// bold/italic markers around words dropped.
-pub fn plain(text: &str) -> String {
+pub(crate) fn plain(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(open) = rest.find('<') {

@@ -18,7 +18,7 @@ const DIGEST_LINES: usize = 25;
 /// Names (accounts, partners, records) in a message.
 const NAME_MAX: usize = 100;
 
-pub use crate::notify::names::{Links, Names};
+pub(crate) use crate::notify::names::{Links, Names};
 
 /// `<url|label>` when the record has a link, else the label.
 fn wrap(template: Option<&String>, id: &str, label: String) -> String {
@@ -29,7 +29,7 @@ fn wrap(template: Option<&String>, id: &str, label: String) -> String {
 }
 
 /// Escapes Slack's three control characters (and only those).
-pub fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -180,7 +180,7 @@ fn context(text: &str) -> Value {
     json!({"type": "context", "elements": [mrkdwn(text, SECTION_MAX)]})
 }
 
-pub fn title(kind: FindingKind) -> &'static str {
+pub(crate) fn title(kind: FindingKind) -> &'static str {
     match kind {
         FindingKind::DirectVsPartner => "Direct deal on a partner-registered account",
         FindingKind::PartnerBypassed => "Registered deal lost its partner",
@@ -192,7 +192,7 @@ pub fn title(kind: FindingKind) -> &'static str {
 
 /// The title of this finding: a registered deal that moved to another
 /// partner is not one that lost its partner, and a won direct deal says so.
-pub fn title_of(f: &Finding) -> &'static str {
+pub(crate) fn title_of(f: &Finding) -> &'static str {
     match f.kind {
         FindingKind::PartnerBypassed if moved_to(f).is_some() => {
             "Registered deal moved to another partner"
@@ -212,7 +212,7 @@ fn icon(s: Severity) -> &'static str {
 
 /// `210000` -> `210,000`; `1250.5` -> `1,250.50` (cents only when there are
 /// any).
-pub fn money(x: f64) -> String {
+pub(crate) fn money(x: f64) -> String {
     crate::values::format_amount(x, crate::values::Cents::WhenAny)
 }
 
@@ -242,7 +242,7 @@ fn amount_text(e: &Evidence) -> String {
 }
 
 /// What a finding puts at stake ([`Finding::value_at_risk`]).
-pub fn value_at_risk(f: &Finding) -> Option<(f64, Option<String>)> {
+pub(crate) fn value_at_risk(f: &Finding) -> Option<(f64, Option<String>)> {
     f.value_at_risk()
 }
 
@@ -524,7 +524,7 @@ fn mentions(f: &Finding, names: &Names) -> Vec<String> {
 
 /// The message for a finding that is new, changed, or due a reminder.
 /// The Block Kit message for a notice.
-pub fn notice(n: &crate::alerts::Notice, names: &Names) -> Value {
+pub(crate) fn notice(n: &crate::alerts::Notice, names: &Names) -> Value {
     use crate::alerts::Content;
     match &n.content {
         Content::Finding { finding: f, why } => finding(f, n.reason, why.as_deref(), names),
@@ -540,7 +540,7 @@ pub fn notice(n: &crate::alerts::Notice, names: &Names) -> Value {
     }
 }
 
-pub fn finding(f: &Finding, reason: Reason, why: Option<&str>, names: &Names) -> Value {
+pub(crate) fn finding(f: &Finding, reason: Reason, why: Option<&str>, names: &Names) -> Value {
     let prefix = match reason {
         Reason::Changed => "Updated: ",
         Reason::Reminder => "Reminder: ",
@@ -654,7 +654,7 @@ pub fn finding(f: &Finding, reason: Reason, why: Option<&str>, names: &Names) ->
 
 /// Adds a link to the finding's console page (a context line: a plain link
 /// posts nothing back, so it needs no Slack app or signing secret).
-pub fn add_console_link(message: &mut Value, url: &str) {
+pub(crate) fn add_console_link(message: &mut Value, url: &str) {
     let link = format!("<{}|Open in console>", url.replace(['|', '>', '<'], ""));
     if let Some(blocks) = message["blocks"].as_array_mut() {
         blocks.push(context(&link));
@@ -662,7 +662,7 @@ pub fn add_console_link(message: &mut Value, url: &str) {
 }
 
 /// The message for a conflict that no longer appears in the data.
-pub fn resolved(f: &Finding, _names: &Names) -> Value {
+pub(crate) fn resolved(f: &Finding, _names: &Names) -> Value {
     let head = format!("Resolved: {}", title_of(f));
     let summary = escape(&f.summary);
     let blocks = vec![
@@ -676,7 +676,12 @@ pub fn resolved(f: &Finding, _names: &Names) -> Value {
 }
 
 /// One message standing for many.
-pub fn digest(findings: &[&Finding], resolved: usize, total: usize, _names: &Names) -> Value {
+pub(crate) fn digest(
+    findings: &[&Finding],
+    resolved: usize,
+    total: usize,
+    _names: &Names,
+) -> Value {
     let mut by_kind: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
     for f in findings {
         let e = by_kind.entry(title(f.kind)).or_default();

@@ -16,7 +16,7 @@
 //! without being sent. A 202 only says "accepted": a card the flow fails on
 //! later is invisible here.
 
-pub mod render;
+pub(crate) mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use crate::alerts::Notice;
 use crate::config::{AlertSettings, ConsoleSettings, Secret};
 use crate::http::{Answer, Next};
 
-pub struct TeamsClient {
+pub(crate) struct TeamsClient {
     /// The Workflows URLs by route, their limiters and the HTTP client.
     webhooks: Webhooks,
     /// Where the console's finding pages are (`console.public_url`).
@@ -37,7 +37,7 @@ pub struct TeamsClient {
 
 impl TeamsClient {
     /// The client for the configured Workflows URLs (`default` and routes).
-    pub fn new(settings: &AlertSettings) -> anyhow::Result<TeamsClient> {
+    pub(crate) fn new(settings: &AlertSettings) -> anyhow::Result<TeamsClient> {
         let teams = &settings.teams;
         let mut urls: BTreeMap<String, Secret> = BTreeMap::new();
         if let Some(url) = &teams.webhook_url {
@@ -60,20 +60,23 @@ impl TeamsClient {
     }
 
     /// Links finding cards to their console page (`console.public_url`).
-    pub fn with_console(mut self, console: &ConsoleSettings) -> Self {
+    pub(crate) fn with_console(mut self, console: &ConsoleSettings) -> Self {
         self.console = console.clone();
         self
     }
 
     /// Counts requests and rate-limiter waits in `metrics`, if any.
-    pub fn with_metrics_opt(mut self, metrics: Option<Arc<crate::metrics::Metrics>>) -> Self {
+    pub(crate) fn with_metrics_opt(
+        mut self,
+        metrics: Option<Arc<crate::metrics::Metrics>>,
+    ) -> Self {
         self.webhooks = self.webhooks.with_metrics(metrics);
         self
     }
 
     /// Posts one body (JSON) to a route's Workflows URL; a card over
     /// [`render::MAX_BYTES`] is parked without being sent.
-    pub async fn post(&self, route: &str, body: &str) -> Delivery {
+    pub(crate) async fn post(&self, route: &str, body: &str) -> Delivery {
         if body.len() > render::MAX_BYTES {
             return Delivery::Parked(format!(
                 "the card is {} bytes, over Teams' limit of {}",

@@ -12,7 +12,7 @@ use crate::notify::Names;
 use crate::notify::slack::render::{money, title, title_of, value_at_risk};
 
 /// The largest body sent: under Teams' ~28 KB a card, with room to spare.
-pub const MAX_BYTES: usize = 27 * 1024;
+pub(crate) const MAX_BYTES: usize = 27 * 1024;
 /// One text block's longest text (keeps one long value from crowding the rest).
 const TEXT_MAX: usize = 2000;
 /// Evidence lines shown (fewer when the card would be too large).
@@ -22,7 +22,7 @@ const DIGEST_LINES: usize = 25;
 /// Escapes what Adaptive Card Markdown would read as markup (emphasis,
 /// links, lists, headings, code), and angle brackets (no HTML, no `<at>`
 /// mentions from data). Line breaks in data become spaces.
-pub fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     for (i, c) in s.chars().enumerate() {
         match c {
@@ -70,7 +70,7 @@ fn icon(s: Severity) -> &'static str {
 }
 
 /// The Workflows webhook body around one card.
-pub fn message(body: Vec<Value>, actions: Vec<Value>) -> Value {
+pub(crate) fn message(body: Vec<Value>, actions: Vec<Value>) -> Value {
     let mut card = json!({
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",
@@ -95,7 +95,7 @@ pub fn message(body: Vec<Value>, actions: Vec<Value>) -> Value {
 /// `console.public_url` is set) gives a finding's card a link to its page in
 /// the console, where it can be decided: Teams cards carry no buttons that
 /// post back.
-pub fn notice(n: &Notice, names: &Names, console: Option<&ConsoleSettings>) -> String {
+pub(crate) fn notice(n: &Notice, names: &Names, console: Option<&ConsoleSettings>) -> String {
     match &n.content {
         Content::Finding { finding: f, why } => {
             let page = console.and_then(|c| c.finding_url(&f.key));
@@ -286,7 +286,7 @@ fn digest(findings: &[Finding], resolved: usize, total: usize) -> Value {
 }
 
 /// What a person would read (dry runs): the card's texts and facts.
-pub fn preview(body: &str) -> String {
+pub(crate) fn preview(body: &str) -> String {
     let Ok(v) = serde_json::from_str::<Value>(body) else {
         return body.to_string();
     };
