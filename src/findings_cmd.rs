@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::decisions::{Standing, Status};
 
-use crate::notify::slack::render::money;
+use crate::notify::wording::money;
 use crate::store::{State, StoredFinding};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

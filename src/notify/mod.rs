@@ -10,6 +10,7 @@ pub(crate) mod names;
 pub(crate) mod slack;
 pub(crate) mod teams;
 pub(crate) mod webhooks;
+pub(crate) mod wording;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

@@ -7,6 +7,8 @@ use serde_json::{Value, json};
 
 use crate::alerts::Reason;
 use crate::engine::{Evidence, Finding, FindingKind, Record, Severity};
+use crate::notify::wording::{money, title, title_of};
+use crate::notify::wording::{moved_to, won};
 
 /// Slack's limits (api.slack.com; see shared/reference/slack-and-writeback.md).
 const HEADER_MAX: usize = 150;
@@ -180,40 +182,12 @@ fn context(text: &str) -> Value {
     json!({"type": "context", "elements": [mrkdwn(text, SECTION_MAX)]})
 }
 
-pub(crate) fn title(kind: FindingKind) -> &'static str {
-    match kind {
-        FindingKind::DirectVsPartner => "Direct deal on a partner-registered account",
-        FindingKind::PartnerBypassed => "Registered deal lost its partner",
-        FindingKind::PartnerVsPartner => "Two partners claim one customer",
-        FindingKind::RegistrationExpiring => "Registration about to expire",
-        FindingKind::RegistrationExpired => "Registration expired without a win",
-    }
-}
-
-/// The title of this finding: a registered deal that moved to another
-/// partner is not one that lost its partner, and a won direct deal says so.
-pub(crate) fn title_of(f: &Finding) -> &'static str {
-    match f.kind {
-        FindingKind::PartnerBypassed if moved_to(f).is_some() => {
-            "Registered deal moved to another partner"
-        }
-        FindingKind::DirectVsPartner if won(f) => "Direct deal won on a partner-registered account",
-        kind => title(kind),
-    }
-}
-
 fn icon(s: Severity) -> &'static str {
     match s {
         Severity::Critical => ":rotating_light:",
         Severity::Warning => ":warning:",
         Severity::Info => ":hourglass_flowing_sand:",
     }
-}
-
-/// `210000` -> `210,000`; `1250.5` -> `1,250.50` (cents only when there are
-/// any).
-pub(crate) fn money(x: f64) -> String {
-    crate::values::format_amount(x, crate::values::Cents::WhenAny)
 }
 
 /// `USD 210,000`, or what is missing.
@@ -239,24 +213,6 @@ fn amount_text(e: &Evidence) -> String {
         (None, None) if e.record == Record::Registration => "no amount given".into(),
         (None, None) => "amount unknown".into(),
     }
-}
-
-/// What a finding puts at stake ([`Finding::value_at_risk`]).
-pub(crate) fn value_at_risk(f: &Finding) -> Option<(f64, Option<String>)> {
-    f.value_at_risk()
-}
-
-fn won(f: &Finding) -> bool {
-    f.evidence
-        .iter()
-        .any(|e| e.record == Record::Opportunity && e.status == "won")
-}
-
-/// The partner a bypassed registration's opportunity went to, if any.
-fn moved_to(f: &Finding) -> Option<&Evidence> {
-    f.evidence
-        .iter()
-        .find(|e| e.record == Record::Opportunity && e.partner_id.is_some())
 }
 
 /// A name from the data, at most [`NAME_MAX`] characters, so one long name
@@ -581,7 +537,7 @@ pub(crate) fn finding(f: &Finding, reason: Reason, why: Option<&str>, names: &Na
         };
         fields.push(format!("*{label}*\n{}", escape(&partners.join(", "))));
     }
-    if let Some((v, currency)) = value_at_risk(f) {
+    if let Some((v, currency)) = f.value_at_risk() {
         let amount = match currency {
             Some(c) => format!("{c} {}", money(v)),
             None => money(v),

@@ -9,7 +9,7 @@ use crate::alerts::{Content, Notice, Reason};
 use crate::config::ConsoleSettings;
 use crate::engine::{Finding, FindingKind, Severity};
 use crate::notify::Names;
-use crate::notify::slack::render::{money, title, title_of, value_at_risk};
+use crate::notify::wording::{money, title, title_of};
 
 /// The largest body sent: under Teams' ~28 KB a card, with room to spare.
 pub(crate) const MAX_BYTES: usize = 27 * 1024;
@@ -148,7 +148,7 @@ fn finding(
     if let Some(a) = &f.account_name {
         facts.push(json!({"title": "Account", "value": cut(&escape(a), 200)}));
     }
-    if let Some((v, currency)) = value_at_risk(f) {
+    if let Some((v, currency)) = f.value_at_risk() {
         let amount = match currency {
             Some(c) => format!("{c} {}", money(v)),
             None => money(v),
