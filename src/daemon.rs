@@ -88,6 +88,7 @@ async fn post_digest(shared: &Shared, retry: bool) -> bool {
                 tracing::warn!(
                     "Review digest waits for the first successful cycle (an API program's review is made from a cycle's data); the next tick retries it."
                 );
+                remember_pending(shared, &channels).await;
                 if let Ok(mut pending) = shared.digest_pending.lock() {
                     *pending = channels;
                 }
@@ -112,10 +113,64 @@ async fn post_digest(shared: &Shared, retry: bool) -> bool {
         }
     };
     let posted = unposted.is_empty();
+    remember_pending(shared, &unposted).await;
     if let Ok(mut pending) = shared.digest_pending.lock() {
         *pending = unposted;
     }
     posted
+}
+
+/// Where the state keeps the channels a review digest is still owed to, so
+/// a restart does not forget a failed monthly digest until the next month.
+const DIGEST_PENDING: &str = "review:digest_pending";
+
+/// Stores the channels still owed a digest (none: cleared) when that
+/// changes. A state that cannot be written is logged: the digest is then
+/// retried from memory, as long as the daemon runs.
+async fn remember_pending(shared: &Shared, channels: &[&'static str]) {
+    let before = shared
+        .digest_pending
+        .lock()
+        .map(|p| p.clone())
+        .unwrap_or_default();
+    if before == channels {
+        return;
+    }
+    let (state, value, now) = (
+        shared.settings.state.clone(),
+        channels.join(","),
+        shared.clock.now(),
+    );
+    let stored = tokio::task::spawn_blocking(move || {
+        crate::store::State::connect(&state)?.set_cursor(DIGEST_PENDING, &value, now)
+    })
+    .await;
+    let error = match stored {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!(
+        error = %error,
+        "Could not store the pending review digest; it is retried while the daemon runs."
+    );
+}
+
+/// The channels a digest was still owed to when the daemon last stopped.
+fn pending_from_state(settings: &Settings) -> Vec<&'static str> {
+    let stored = crate::store::State::connect_read_only(&settings.state)
+        .ok()
+        .flatten()
+        .and_then(|s| s.cursor(DIGEST_PENDING).ok().flatten())
+        .unwrap_or_default();
+    stored
+        .split(',')
+        .filter_map(|c| match c {
+            "slack" => Some("slack"),
+            "teams" => Some("teams"),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Whether the review digest is made from the cycles' data: an API source
@@ -390,7 +445,12 @@ impl Daemon {
             interval,
             state: settings.state.clone(),
             settings: settings.clone(),
-            digest_pending: Default::default(),
+            // A digest still owed when the daemon last stopped.
+            digest_pending: std::sync::Mutex::new(if settings.review.cron.is_some() {
+                pending_from_state(&settings)
+            } else {
+                Vec::new()
+            }),
             last_review: Default::default(),
             console: match settings.console.listen {
                 Some(_) => Some((

@@ -494,8 +494,9 @@ async fn the_scheduled_review_digest_reaches_slack() {
     }
 }
 
-/// A digest Slack refuses stays pending: the next cycle's tick posts it
-/// again, and once it is posted the ticks after that leave it alone.
+/// A digest Slack refuses stays pending, in the state too: the next cycle's
+/// tick posts it again, also after a restart, and once it is posted the
+/// ticks after that (and a later restart) leave it alone.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_digest_that_failed_is_posted_again_on_the_next_tick() {
     use channel_sync::daemon::{Clock, Daemon};
@@ -520,9 +521,10 @@ async fn a_digest_that_failed_is_posted_again_on_the_next_tick() {
         .state(&dir.path().join("state.db"))
         .slack(&format!("{}/hook", slack.uri()))
         .set("alerts.slack.per_second", 1000)
+        .set("review.cron", "0 0 9 1 * *")
         .settings();
     let clock = Clock::starting_at(channel_sync::values::parse_timestamp(NOW).unwrap());
-    let d = Daemon::new(settings, clock).unwrap();
+    let d = Daemon::new(settings.clone(), clock).unwrap();
     let digests = || async {
         slack
             .received_requests()
@@ -534,10 +536,17 @@ async fn a_digest_that_failed_is_posted_again_on_the_next_tick() {
     };
     assert!(!d.post_digest().await, "Slack refused the first post");
     assert_eq!(digests().await, 1);
+    // A restart: the new daemon knows the digest is owed from the state.
+    drop(d);
+    let d = Daemon::new(settings.clone(), clock).unwrap();
     d.tick().await;
     assert_eq!(digests().await, 2, "the tick posts the pending digest");
     d.tick().await;
     assert_eq!(digests().await, 2, "a posted digest is not posted again");
+    drop(d);
+    let d = Daemon::new(settings, clock).unwrap();
+    d.tick().await;
+    assert_eq!(digests().await, 2, "nor after another restart");
 }
 
 /// The rows of a `scorecards.csv`, by partner id, as column -> value.
