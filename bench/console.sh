@@ -17,10 +17,11 @@ N=${1:-1000000}
 RUNS=${RUNS:-20}
 NOW=2026-11-26T00:00:00Z
 BIN=target/release/channel-sync
-[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet
+SYNTH=target/release/channel-sync-synth
+[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet -p channel-sync -p channel-sync-synth
 
 src=${DATA:-bench/data/$N}
-[ -f "$src/registrations.csv" ] || "$BIN" generate --out "$src" --opportunities "$N" --seed 42 --now "$NOW" 2>/dev/null
+[ -f "$src/registrations.csv" ] || "$SYNTH" generate --out "$src" --opportunities "$N" --seed 42 --now "$NOW" 2>/dev/null
 work=$(mktemp -d)
 daemon_pid=
 trap '[ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null; rm -rf "$work"' EXIT
@@ -70,11 +71,20 @@ partners=$(curl -s -H "Cookie: $cookie" "$base/partners")
 pid=$(echo "$partners" | grep -o 'href="/partner?id=[^"]*"' | head -1 | sed 's/href="\/partner?id=//; s/"$//')
 total=$(echo "$page" | grep -o '<p class="count">[0-9]*' | grep -o '[0-9]*$')
 last=$(( (total + 49) / 50 ))
+# Account searches that find something: a word of an open finding's
+# account name (a few findings), a legal form (thousands), two letters
+# (too short for the trigram index: a scan).
+word=$(python3 -c "
+import sqlite3, sys
+n = sqlite3.connect(sys.argv[1]).execute(
+    \"SELECT account_name FROM findings WHERE resolved_at IS NULL AND account_name LIKE '% %' ORDER BY key LIMIT 1\").fetchone()[0]
+print(n.split()[0].lower())" "$work/state.db")
 
 echo "| page ($N opportunities, $total open findings) | median (ms) | slowest of $RUNS (ms) | bytes |"
 echo "|---|---:|---:|---:|"
 for path in "/" "/findings" "/findings?page=$last" "/findings?kind=partner_vs_partner" \
             "/findings?severity=critical&page=2" "/findings?partner=$pid" "/findings?account=acme" \
+            "/findings?account=$word" "/findings?account=gmbh" "/findings?account=er" \
             "/findings?status=decided" "/finding?key=$key" "/partners" "/partners?sort=rate" \
             "/partner?id=$pid" "/registrations" "/registrations?state=expiring&page=3" "/review" "/review/print"; do
   times=()
