@@ -482,6 +482,7 @@ pub async fn finding(
         Some(&standing),
         crate::values::date_of(&console.clock.now()),
     );
+    let links = console.links();
     let link = |template: Option<&String>, id: &str| -> Option<String> {
         template.map(|t| {
             let id: String = id
@@ -510,7 +511,7 @@ pub async fn finding(
             dl {
                 dt { "Account" }
                 dd {
-                    @match (&f.account_id, link(console.links.account.as_ref(), f.account_id.as_deref().unwrap_or(""))) {
+                    @match (&f.account_id, link(links.account.as_ref(), f.account_id.as_deref().unwrap_or(""))) {
                         (Some(id), Some(url)) => a href=(url) rel="noreferrer" { (f.account_name.as_deref().unwrap_or(id)) " (" (id) ")" },
                         (Some(id), None) => { (f.account_name.as_deref().unwrap_or(id)) " (" (id) ")" },
                         _ => "not in the CRM",
@@ -528,7 +529,7 @@ pub async fn finding(
                             tr {
                                 td {
                                     (e.record.as_str()) " "
-                                    @match (e.record, link(console.links.opportunity.as_ref(), &e.id)) {
+                                    @match (e.record, link(links.opportunity.as_ref(), &e.id)) {
                                         (crate::engine::Record::Opportunity, Some(url)) => a href=(url) rel="noreferrer" { (e.id) },
                                         _ => code { (e.id) },
                                     }

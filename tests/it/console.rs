@@ -75,7 +75,7 @@ fn client() -> reqwest::Client {
 }
 
 /// Signs in as `name`; the session cookie (`name=value`).
-async fn sign_in(base: &str, name: &str) -> String {
+pub async fn sign_in(base: &str, name: &str) -> String {
     let res = client()
         .post(format!("{base}/login"))
         .form(&[("name", name), ("token", TOKEN)])
@@ -93,7 +93,7 @@ async fn sign_in(base: &str, name: &str) -> String {
     cookie.split(';').next().unwrap().to_string()
 }
 
-async fn get(base: &str, path: &str, cookie: &str) -> (u16, String) {
+pub async fn get(base: &str, path: &str, cookie: &str) -> (u16, String) {
     let res = client()
         .get(format!("{base}{path}"))
         .header("cookie", cookie)
