@@ -5,6 +5,9 @@
 #   bench/console.sh                          # 1,000,000 opportunities
 #   DATA=/path/to/1000000 bench/console.sh    # an already generated program
 #   RUNS=50 bench/console.sh 100000
+#   STATE_URL=postgres://user@host:port/emptydb PGPASSWORD=... bench/console.sh
+#                                             # the state in PostgreSQL (an empty
+#                                             # database; STATE_CA_FILE for TLS)
 #
 # One `once` cycle fills a fresh state; then `run` serves the console (no
 # cycle scheduled) and each page is fetched RUNS times over loopback with
@@ -30,9 +33,14 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 ops=$(free_port)
 port=$(free_port)
 cat config/channel-sync.toml > "$work/config.toml"
+if [ -n "${STATE_URL:-}" ]; then
+  export CHANNEL_SYNC__STATE__PASSWORD=${PGPASSWORD:-}
+  [ -z "${STATE_CA_FILE:-}" ] || export CHANNEL_SYNC__STATE__CA_FILE=$STATE_CA_FILE
+  printf '[state]\nurl = "%s"\n' "$STATE_URL" >> "$work/config.toml"
+else
+  printf '[state]\npath = "%s"\n' "$work/state.db" >> "$work/config.toml"
+fi
 cat >> "$work/config.toml" <<TOML
-[state]
-path = "$work/state.db"
 [crm]
 kind = "files"
 [crm.files]
@@ -74,11 +82,13 @@ last=$(( (total + 49) / 50 ))
 # Account searches that find something: a word of an open finding's
 # account name (a few findings), a legal form (thousands), two letters
 # (too short for the trigram index: a scan).
-word=$(python3 -c "
-import sqlite3, sys
-n = sqlite3.connect(sys.argv[1]).execute(
-    \"SELECT account_name FROM findings WHERE resolved_at IS NULL AND account_name LIKE '% %' ORDER BY key LIMIT 1\").fetchone()[0]
-print(n.split()[0].lower())" "$work/state.db")
+first_name="SELECT account_name FROM findings WHERE resolved_at IS NULL AND account_name LIKE '% %' ORDER BY key LIMIT 1"
+if [ -n "${STATE_URL:-}" ]; then
+  name=$(psql "${STATE_URL%%\?*}" -Atc "${first_name/ORDER BY key/ORDER BY key COLLATE \"C\"}")
+else
+  name=$(python3 -c "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])" "$work/state.db" "$first_name")
+fi
+word=$(echo "${name%% *}" | tr '[:upper:]' '[:lower:]')
 
 echo "| page ($N opportunities, $total open findings) | median (ms) | slowest of $RUNS (ms) | bytes |"
 echo "|---|---:|---:|---:|"

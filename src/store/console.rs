@@ -624,10 +624,16 @@ impl Pg {
             .collect::<Vec<_>>()
             .join(", ");
         let count = format!("SELECT count(*) FROM findings f WHERE {filter_sql}");
+        // The page's keys first, from the open-risk index alone (it carries
+        // the filtered columns), then their rows: asked for the rows with a
+        // deep OFFSET at once, the planner sorted every open finding with
+        // its payload instead (210 ms for the last page at 57k).
         let select = format!(
-            "SELECT {columns} FROM findings f WHERE {filter_sql}
-             ORDER BY f.value_at_risk DESC NULLS LAST, f.key COLLATE \"C\"
-             LIMIT {} OFFSET {}",
+            "SELECT {columns} FROM findings f WHERE f.key IN (
+                 SELECT f.key FROM findings f WHERE {filter_sql}
+                 ORDER BY f.value_at_risk DESC NULLS LAST, f.key COLLATE \"C\"
+                 LIMIT {} OFFSET {})
+             ORDER BY f.value_at_risk DESC NULLS LAST, f.key COLLATE \"C\"",
             limit.min(1000),
             offset.min(i64::MAX as u64)
         );
