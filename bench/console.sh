@@ -5,6 +5,9 @@
 #   bench/console.sh                          # 1,000,000 opportunities
 #   DATA=/path/to/1000000 bench/console.sh    # an already generated program
 #   RUNS=50 bench/console.sh 100000
+#   STATE_URL=postgres://user@host:port/emptydb PGPASSWORD=... bench/console.sh
+#                                             # the state in PostgreSQL (an empty
+#                                             # database; STATE_CA_FILE for TLS)
 #
 # One `once` cycle fills a fresh state; then `run` serves the console (no
 # cycle scheduled) and each page is fetched RUNS times over loopback with
@@ -17,10 +20,11 @@ N=${1:-1000000}
 RUNS=${RUNS:-20}
 NOW=2026-11-26T00:00:00Z
 BIN=target/release/channel-sync
-[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet
+SYNTH=target/release/channel-sync-synth
+[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet -p channel-sync -p channel-sync-synth
 
 src=${DATA:-bench/data/$N}
-[ -f "$src/registrations.csv" ] || "$BIN" generate --out "$src" --opportunities "$N" --seed 42 --now "$NOW" 2>/dev/null
+[ -f "$src/registrations.csv" ] || "$SYNTH" generate --out "$src" --opportunities "$N" --seed 42 --now "$NOW" 2>/dev/null
 work=$(mktemp -d)
 daemon_pid=
 trap '[ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null; rm -rf "$work"' EXIT
@@ -29,9 +33,14 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 ops=$(free_port)
 port=$(free_port)
 cat config/channel-sync.toml > "$work/config.toml"
+if [ -n "${STATE_URL:-}" ]; then
+  export CHANNEL_SYNC__STATE__PASSWORD=${PGPASSWORD:-}
+  [ -z "${STATE_CA_FILE:-}" ] || export CHANNEL_SYNC__STATE__CA_FILE=$STATE_CA_FILE
+  printf '[state]\nurl = "%s"\n' "$STATE_URL" >> "$work/config.toml"
+else
+  printf '[state]\npath = "%s"\n' "$work/state.db" >> "$work/config.toml"
+fi
 cat >> "$work/config.toml" <<TOML
-[state]
-path = "$work/state.db"
 [crm]
 kind = "files"
 [crm.files]
@@ -70,11 +79,22 @@ partners=$(curl -s -H "Cookie: $cookie" "$base/partners")
 pid=$(echo "$partners" | grep -o 'href="/partner?id=[^"]*"' | head -1 | sed 's/href="\/partner?id=//; s/"$//')
 total=$(echo "$page" | grep -o '<p class="count">[0-9]*' | grep -o '[0-9]*$')
 last=$(( (total + 49) / 50 ))
+# Account searches that find something: a word of an open finding's
+# account name (a few findings), a legal form (thousands), two letters
+# (too short for the trigram index: a scan).
+first_name="SELECT account_name FROM findings WHERE resolved_at IS NULL AND account_name LIKE '% %' ORDER BY key LIMIT 1"
+if [ -n "${STATE_URL:-}" ]; then
+  name=$(psql "${STATE_URL%%\?*}" -Atc "${first_name/ORDER BY key/ORDER BY key COLLATE \"C\"}")
+else
+  name=$(python3 -c "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])" "$work/state.db" "$first_name")
+fi
+word=$(echo "${name%% *}" | tr '[:upper:]' '[:lower:]')
 
 echo "| page ($N opportunities, $total open findings) | median (ms) | slowest of $RUNS (ms) | bytes |"
 echo "|---|---:|---:|---:|"
 for path in "/" "/findings" "/findings?page=$last" "/findings?kind=partner_vs_partner" \
             "/findings?severity=critical&page=2" "/findings?partner=$pid" "/findings?account=acme" \
+            "/findings?account=$word" "/findings?account=gmbh" "/findings?account=er" \
             "/findings?status=decided" "/finding?key=$key" "/partners" "/partners?sort=rate" \
             "/partner?id=$pid" "/registrations" "/registrations?state=expiring&page=3" "/review" "/review/print"; do
   times=()

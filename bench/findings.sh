@@ -11,11 +11,12 @@ cd "$(dirname "$0")/.."
 N=${1:-1000000}
 NOW=2026-11-26T00:00:00Z
 BIN=${BIN:-target/release/channel-sync}
-[ "$BIN" != target/release/channel-sync ] || cargo build --release --quiet
+SYNTH=${SYNTH:-target/release/channel-sync-synth}
+[ "$BIN" != target/release/channel-sync ] || cargo build --release --quiet -p channel-sync -p channel-sync-synth
 DATA=${DATA:-bench/data}
 
 src=$DATA/$N
-[ -f "$src/registrations.csv" ] || "$BIN" generate --out "$src" --opportunities "$N" --seed 42 --now "$NOW" 2>/dev/null
+[ -f "$src/registrations.csv" ] || "$SYNTH" generate --out "$src" --opportunities "$N" --seed 42 --now "$NOW" 2>/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp "$src"/*.csv "$work/"

@@ -46,7 +46,9 @@ pub struct Console {
     state_settings: crate::config::StateSettings,
     snapshot: RwLock<Arc<Snapshot>>,
     pub sessions: auth::Sessions,
-    pub links: Links,
+    /// Where CRM records open: from the settings at first (HubSpot with
+    /// `portal_id`), then from each cycle (Salesforce's instance URL).
+    links: RwLock<Links>,
     /// The daemon's clock (pinned by `run --now`): decisions and "today".
     pub clock: crate::clock::Clock,
 }
@@ -64,7 +66,7 @@ impl Console {
                 "No cycle has finished yet: partners, registrations and the review appear after the first one.",
             ))),
             sessions,
-            links: links(settings),
+            links: RwLock::new(links(settings)),
             clock,
         })
     }
@@ -114,6 +116,11 @@ impl Console {
             .clone()
     }
 
+    /// Where CRM records open now.
+    pub fn links(&self) -> Links {
+        self.links.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Swaps in a new snapshot.
     pub fn publish(&self, snapshot: Snapshot) {
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
@@ -126,8 +133,12 @@ impl Console {
     }
 
     /// Rebuilds the snapshot from the data a cycle just evaluated (the
-    /// daemon hands it over after each successful cycle, from any source).
+    /// daemon hands it over after each successful cycle, from any source),
+    /// and takes the cycle's record links when it had any.
     pub fn refresh_from(&self, settings: &Settings, now: DateTime<Utc>, h: crate::cycle::Handoff) {
+        if h.links != Links::default() {
+            *self.links.write().unwrap_or_else(|e| e.into_inner()) = h.links.clone();
+        }
         self.rebuild(|| {
             snapshot::from_dataset(&h.dataset, &h.review_inputs, h.rejected, settings, now)
         });

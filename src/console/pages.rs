@@ -482,6 +482,7 @@ pub(crate) async fn finding(
         Some(&standing),
         crate::values::date_of(&console.clock.now()),
     );
+    let links = console.links();
     let link = |template: Option<&String>, id: &str| -> Option<String> {
         template.map(|t| {
             let id: String = id
@@ -510,7 +511,7 @@ pub(crate) async fn finding(
             dl {
                 dt { "Account" }
                 dd {
-                    @match (&f.account_id, link(console.links.account.as_ref(), f.account_id.as_deref().unwrap_or(""))) {
+                    @match (&f.account_id, link(links.account.as_ref(), f.account_id.as_deref().unwrap_or(""))) {
                         (Some(id), Some(url)) => a href=(url) rel="noreferrer" { (f.account_name.as_deref().unwrap_or(id)) " (" (id) ")" },
                         (Some(id), None) => { (f.account_name.as_deref().unwrap_or(id)) " (" (id) ")" },
                         _ => "not in the CRM",
@@ -528,7 +529,7 @@ pub(crate) async fn finding(
                             tr {
                                 td {
                                     (e.record.as_str()) " "
-                                    @match (e.record, link(console.links.opportunity.as_ref(), &e.id)) {
+                                    @match (e.record, link(links.opportunity.as_ref(), &e.id)) {
                                         (crate::engine::Record::Opportunity, Some(url)) => a href=(url) rel="noreferrer" { (e.id) },
                                         _ => code { (e.id) },
                                     }
@@ -780,7 +781,13 @@ pub(crate) async fn partners(
 pub(crate) struct IdQuery {
     #[serde(default)]
     id: String,
+    /// The page of the partner's reps (1-based).
+    reps_page: Option<u64>,
 }
+
+/// Reps per page on a partner's page (a partner with thousands of reps
+/// would otherwise make a page of hundreds of kilobytes).
+pub const REPS_PAGE: usize = 100;
 
 /// `GET /partner?id=...`.
 pub(crate) async fn partner(
@@ -823,8 +830,24 @@ pub(crate) async fn partner(
             }
         })
     });
-    let sold: Vec<_> = p.rep_list.iter().filter(|r| r.deals > 0).collect();
-    let idle: Vec<_> = p.rep_list.iter().filter(|r| r.deals == 0).collect();
+    // The reps, sellers first (the snapshot's order), a page at a time.
+    let sold_total = p.rep_list.iter().filter(|r| r.deals > 0).count();
+    let idle_total = p.rep_list.len() - sold_total;
+    let reps_pages = p.rep_list.len().div_ceil(REPS_PAGE).max(1);
+    let reps_page = q.reps_page.unwrap_or(1).clamp(1, reps_pages as u64) as usize;
+    let from = (reps_page - 1) * REPS_PAGE;
+    let shown = &p.rep_list[from.min(p.rep_list.len())..(from + REPS_PAGE).min(p.rep_list.len())];
+    let sold: Vec<_> = shown.iter().filter(|r| r.deals > 0).collect();
+    let idle: Vec<_> = shown.iter().filter(|r| r.deals == 0).collect();
+    let reps_link = |n: usize| {
+        format!(
+            "/partner{}",
+            query(&[
+                ("id", Some(p.id.clone())),
+                ("reps_page", Some(n.to_string()))
+            ])
+        )
+    };
     let body = html! {
         p { a href="/partners" { "← partners" } }
         h1 { (p.name) }
@@ -839,10 +862,21 @@ pub(crate) async fn partner(
             a href={ "/registrations" (query(&[("partner", Some(p.id.clone()))])) } { (p.open_registrations) " open registrations" }
         }
         @if let Some(t) = trend { (t) }
-        h2 { "Reps who sold in " (snap.period) ": " (sold.len()) }
-        (rep_table(&sold))
-        h2 { "Reps who did not: " (idle.len()) }
-        (rep_table(&idle))
+        @if !sold.is_empty() || (sold_total == 0 && reps_page == 1) {
+            h2 { "Reps who sold in " (snap.period) ": " (sold_total) }
+            (rep_table(&sold))
+        }
+        @if !idle.is_empty() || (idle_total == 0 && reps_page == reps_pages) {
+            h2 { "Reps who did not: " (idle_total) }
+            (rep_table(&idle))
+        }
+        @if reps_pages > 1 {
+            p.count { "Reps " (from + 1) "–" (from + shown.len()) " of " (p.rep_list.len()) }
+            nav.pager {
+                @if reps_page > 1 { a rel="prev" href=(reps_link(reps_page - 1)) { "← previous reps" } }
+                @if reps_page < reps_pages { a rel="next" href=(reps_link(reps_page + 1)) { "next reps →" } }
+            }
+        }
     };
     Html(layout("Partner", Some(&user), "Partners", body)).into_response()
 }

@@ -140,12 +140,14 @@ pub struct Runner {
     handoff: Option<std::sync::Mutex<Option<Handoff>>>,
 }
 
-/// What a cycle leaves for the console: the data it evaluated and the
-/// review's optional tables.
+/// What a cycle leaves for the console: the data it evaluated, the
+/// review's optional tables, and where the CRM's records open (Salesforce's
+/// instance URL is known only once signed in).
 pub struct Handoff {
     pub dataset: crate::model::Dataset,
     pub review_inputs: crate::model::ReviewInputs,
     pub rejected: Vec<crate::model::Rejected>,
+    pub links: Links,
 }
 
 impl Runner {
@@ -294,6 +296,7 @@ impl Runner {
             ),
             _ => None,
         };
+        let console_links = links.clone();
         let pulled = Pulled {
             loaded,
             review_inputs,
@@ -311,6 +314,7 @@ impl Runner {
                 dataset,
                 review_inputs,
                 rejected,
+                links: console_links,
             });
         }
         Ok(summary)

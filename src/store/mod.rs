@@ -138,6 +138,9 @@ const MIGRATIONS: &[&str] = &[
     console::MIGRATION,
     // 8: the console's partner triggers insert each partner once.
     console::MIGRATION_8,
+    // 9: the console's account search: a trigram index of open findings'
+    // account names.
+    console::MIGRATION_9,
 ];
 
 /// One record for the mirror: id, modification stamp, fields as JSON.

@@ -222,7 +222,43 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // partner once; the function of step 7 here already does. Kept so the
     // step numbers stay the same on both backends.
     "SELECT 1;",
+    // 9: the console's account search through a trigram index, as SQLite's
+    // step 9 (there FTS5): `pg_trgm`'s GIN index on the open findings'
+    // account names, which the search's ILIKE uses from 3 characters on.
+    // Creating the extension needs the CREATE right on the database (it is
+    // a trusted extension); without it the step still succeeds, the search
+    // scans as before, and each start tries again and says so
+    // ([`Pg::ensure_account_search`]).
+    ACCOUNT_SEARCH_INDEX,
 ];
+
+/// The trigram index of step 9, made when `pg_trgm` is or can be
+/// installed; else nothing (a NOTICE). The operator class is named in the
+/// extension's own schema, wherever it was installed.
+const ACCOUNT_SEARCH_INDEX: &str = "DO $$
+    DECLARE trgm_schema text;
+    BEGIN
+        BEGIN
+            CREATE EXTENSION IF NOT EXISTS pg_trgm;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE NOTICE 'pg_trgm cannot be installed: %', SQLERRM;
+        END;
+        SELECT n.nspname INTO trgm_schema
+          FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+         WHERE e.extname = 'pg_trgm';
+        IF trgm_schema IS NOT NULL THEN
+            BEGIN
+                EXECUTE format('CREATE INDEX IF NOT EXISTS findings_open_account_name ON findings
+                                USING gin (account_name %I.gin_trgm_ops) WHERE resolved_at IS NULL',
+                               trgm_schema);
+            EXCEPTION WHEN OTHERS THEN
+                RAISE NOTICE 'the trigram index cannot be made: %', SQLERRM;
+            END;
+        END IF;
+    END $$;";
+
+/// The index's name, to tell whether it is there.
+const ACCOUNT_SEARCH_INDEX_NAME: &str = "findings_open_account_name";
 
 /// Advisory lock key (bigint) that serialises migrations.
 const MIGRATE_KEY: i64 = 7_213_590_001;
@@ -599,6 +635,44 @@ impl Pg {
         }
         if let Some(from) = from {
             tracing::info!(from, to = known, "State schema migrated (PostgreSQL).");
+        }
+        if !self.scratch {
+            self.ensure_account_search()?;
+        }
+        Ok(())
+    }
+
+    /// Whether the console's account search has its trigram index (schema
+    /// step 9 with `pg_trgm`).
+    pub(super) fn account_search_indexed(&self) -> Result<bool, StateError> {
+        self.with(|c| {
+            Ok(c.query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&ACCOUNT_SEARCH_INDEX_NAME],
+            )?
+            .get(0))
+        })
+    }
+
+    /// Without the trigram index (`pg_trgm` could not be installed when
+    /// step 9 ran), tries again (an administrator may have installed the
+    /// extension since), under the migration lock; when it is still
+    /// missing, says once per process that the account search scans.
+    fn ensure_account_search(&self) -> Result<(), StateError> {
+        static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if self.account_search_indexed()? {
+            return Ok(());
+        }
+        self.in_transaction(|c| {
+            c.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_KEY])?;
+            c.batch_execute(ACCOUNT_SEARCH_INDEX)
+        })?;
+        if !self.account_search_indexed()? && !SAID.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                state = %self.target.label,
+                "The PostgreSQL extension pg_trgm is not installed and this role may not install it: the console's account search scans the open findings instead of using a trigram index (slower on a big program). To index it, have an administrator run `CREATE EXTENSION pg_trgm;` in this database; the next start adds the index."
+            );
         }
         Ok(())
     }

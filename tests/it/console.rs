@@ -22,6 +22,7 @@ pub const KEY: &str = "direct_vs_partner:R-02:O-005";
 pub struct Running {
     pub base: String,
     pub dir: tempfile::TempDir,
+    pub console: Arc<Console>,
 }
 
 pub fn now() -> chrono::DateTime<chrono::Utc> {
@@ -58,12 +59,13 @@ pub async fn serve(settings: Settings, dir: tempfile::TempDir) -> Running {
     let addr: SocketAddr = listener.local_addr().unwrap();
     tokio::spawn(console::serve(
         listener,
-        console,
+        console.clone(),
         std::future::pending::<()>(),
     ));
     Running {
         base: format!("http://{addr}"),
         dir,
+        console,
     }
 }
 
@@ -75,7 +77,7 @@ fn client() -> reqwest::Client {
 }
 
 /// Signs in as `name`; the session cookie (`name=value`).
-async fn sign_in(base: &str, name: &str) -> String {
+pub async fn sign_in(base: &str, name: &str) -> String {
     let res = client()
         .post(format!("{base}/login"))
         .form(&[("name", name), ("token", TOKEN)])
@@ -93,7 +95,7 @@ async fn sign_in(base: &str, name: &str) -> String {
     cookie.split(';').next().unwrap().to_string()
 }
 
-async fn get(base: &str, path: &str, cookie: &str) -> (u16, String) {
+pub async fn get(base: &str, path: &str, cookie: &str) -> (u16, String) {
     let res = client()
         .get(format!("{base}{path}"))
         .header("cookie", cookie)
@@ -418,6 +420,78 @@ async fn the_pages_show_the_program() {
     assert_eq!(status, 404);
 }
 
+/// A partner's reps come 100 a page, those who sold first: a partner with
+/// 250 reps (130 sold) has three pages, each link leading to the next, the
+/// counts of both groups on every page that shows the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partners_reps_come_a_hundred_a_page_sellers_first() {
+    use channel_sync::console::snapshot::RepRow;
+    let c = start(TOKEN_MODE).await;
+    let mut snap = (*c.console.snapshot()).clone();
+    let p = snap.partners.iter_mut().find(|p| p.id == "P-1").unwrap();
+    p.rep_list = (0..250)
+        .map(|i| RepRow {
+            name: format!("Rep {i:03}"),
+            email: Some(format!("rep{i:03}@example.com")),
+            active: true,
+            deals: if i < 130 { 200 - i } else { 0 },
+        })
+        .collect();
+    c.console.publish(snap);
+    let cookie = sign_in(&c.base, "ana").await;
+    let rows = |page: &str| -> Vec<String> {
+        page.split("<td>Rep ")
+            .skip(1)
+            .map(|s| format!("Rep {}", &s[..3]))
+            .collect()
+    };
+    let (_, first) = get(&c.base, "/partner?id=P-1", &cookie).await;
+    let names = rows(&first);
+    assert_eq!(names.len(), 100, "{first}");
+    assert_eq!(
+        (names[0].as_str(), names[99].as_str()),
+        ("Rep 000", "Rep 099")
+    );
+    assert!(first.contains("Reps who sold in "), "{first}");
+    assert!(first.contains(": 130</h2>"), "{first}");
+    assert!(!first.contains("Reps who did not"), "no idle rep on page 1");
+    assert!(first.contains("Reps 1–100 of 250"), "{first}");
+    assert!(!first.contains("rel=\"prev\""), "{first}");
+    let next = "href=\"/partner?id=P-1&amp;reps_page=2\"";
+    assert!(first.contains(next), "{first}");
+
+    let (_, second) = get(&c.base, "/partner?id=P-1&reps_page=2", &cookie).await;
+    let names = rows(&second);
+    assert_eq!((names.len(), names[0].as_str()), (100, "Rep 100"));
+    assert!(
+        second.contains(": 130</h2>") && second.contains("Reps who did not: 120</h2>"),
+        "{second}"
+    );
+    // The sellers end the sold table; the idle ones start theirs.
+    let sold_at = second.find("Rep 129").unwrap();
+    let idle_at = second.find("Reps who did not").unwrap();
+    assert!(sold_at < idle_at && second.find("Rep 130").unwrap() > idle_at);
+    assert!(
+        second.contains("href=\"/partner?id=P-1&amp;reps_page=1\""),
+        "{second}"
+    );
+    assert!(
+        second.contains("href=\"/partner?id=P-1&amp;reps_page=3\""),
+        "{second}"
+    );
+
+    let (_, last) = get(&c.base, "/partner?id=P-1&reps_page=3", &cookie).await;
+    assert_eq!(rows(&last).len(), 50);
+    assert!(!last.contains("Reps who sold in "), "no seller on page 3");
+    assert!(last.contains("Reps 201–250 of 250"), "{last}");
+    assert!(!last.contains("rel=\"next\""), "{last}");
+    // Past the end: the last page.
+    let (status, beyond) = get(&c.base, "/partner?id=P-1&reps_page=99", &cookie).await;
+    assert_eq!((status, rows(&beyond)), (200, rows(&last)));
+    // A page of 100 reps stays small.
+    assert!(first.len() < 60_000, "{} bytes", first.len());
+}
+
 /// Configuration: on only with `listen`; the token from the environment.
 #[test]
 fn the_console_needs_a_token_or_trusted_proxies() {
@@ -455,15 +529,10 @@ fn without_csrf(page: &str) -> String {
     out
 }
 
-/// The same cycle on the sample, with the state in PostgreSQL: the console
-/// shows the same pages as on the SQLite file, and a decision taken there
-/// lands in the shared state.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_console_on_a_postgresql_state_shows_what_it_shows_on_sqlite() {
-    let Some(db) = crate::pg::TestDb::create("console_http") else {
-        return;
-    };
-    let file = start(TOKEN_MODE).await;
+/// Runs one cycle on a copy of the sample with the state in the database
+/// `db`, then serves the console on it with `extra` configuration (after a
+/// `[console]` header).
+pub async fn start_on_pg(db: &crate::pg::TestDb, extra: &str) -> Running {
     let dir = tempfile::tempdir().unwrap();
     copy_sample(dir.path());
     let with_url = |extra: &str| {
@@ -492,7 +561,7 @@ async fn the_console_on_a_postgresql_state_shows_what_it_shows_on_sqlite() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(db.count("findings") > 0);
-    let path = with_url(&format!("[console]\n{TOKEN_MODE}\n"));
+    let path = with_url(&format!("[console]\n{extra}\n"));
     let settings = Settings::load_with_env(
         Some(&path),
         [
@@ -505,7 +574,19 @@ async fn the_console_on_a_postgresql_state_shows_what_it_shows_on_sqlite() {
     )
     .unwrap();
     assert!(settings.state.url.is_some(), "the console reads PostgreSQL");
-    let pg = serve(settings, dir).await;
+    serve(settings, dir).await
+}
+
+/// The same cycle on the sample, with the state in PostgreSQL: the console
+/// shows the same pages as on the SQLite file, and a decision taken there
+/// lands in the shared state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_on_a_postgresql_state_shows_what_it_shows_on_sqlite() {
+    let Some(db) = crate::pg::TestDb::create("console_http") else {
+        return;
+    };
+    let file = start(TOKEN_MODE).await;
+    let pg = start_on_pg(&db, TOKEN_MODE).await;
     let (file_cookie, pg_cookie) = (
         sign_in(&file.base, "Ana Lopez").await,
         sign_in(&pg.base, "Ana Lopez").await,

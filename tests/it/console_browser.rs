@@ -287,10 +287,43 @@ async fn in_a_browser_sign_in_filter_open_decide_and_it_leaves_the_open_list() {
         return;
     };
     let c = start(CONSOLE).await;
-    let d = Driver::start(&bin, 1440, 900).await;
+    main_scenario(&bin, &c.base).await;
+}
+
+/// The same scenario with the state in PostgreSQL (when
+/// `CHANNEL_SYNC_TEST_PG_URL` names a server; over verified TLS with
+/// `CHANNEL_SYNC_TEST_PG_CA`): the decision lands there, as the signed-in
+/// user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_on_postgresql_sign_in_filter_open_decide_and_it_leaves_the_open_list() {
+    let Some(bin) = chromedriver("console_browser::in_a_browser_on_postgresql_...") else {
+        return;
+    };
+    let Some(db) = crate::pg::TestDb::create("browser_pg") else {
+        return;
+    };
+    let c = crate::console::start_on_pg(&db, CONSOLE).await;
+    main_scenario(&bin, &c.base).await;
+    let by: Vec<(String, String)> = db.query(|c| {
+        c.query(
+            "SELECT decided_by, outcome FROM decisions WHERE finding_key = $1",
+            &[&KEY],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    });
+    assert_eq!(by, [("Ana".to_string(), "partner_keeps".to_string())]);
+}
+
+/// Sign in (a wrong token first), see the overview, filter the findings,
+/// open one, decide it, and see it leave the open list for the decided one.
+async fn main_scenario(bin: &str, base: &str) {
+    let d = Driver::start(bin, 1440, 900).await;
 
     // A wrong token: refused, still at the form.
-    d.sign_in(&c.base, "Ana", "not-the-token-at-all").await;
+    d.sign_in(base, "Ana", "not-the-token-at-all").await;
     let text = d.text().await;
     assert!(
         text.contains("Wrong token."),
@@ -300,8 +333,8 @@ async fn in_a_browser_sign_in_filter_open_decide_and_it_leaves_the_open_list() {
     assert!(d.current().await.ends_with("/login"));
 
     // The right one: the overview.
-    d.sign_in(&c.base, "Ana", TOKEN).await;
-    let home = format!("{}/", c.base);
+    d.sign_in(base, "Ana", TOKEN).await;
+    let home = format!("{base}/");
     assert_eq!(d.wait_url(|u| u == home).await, home);
     let text = d.text().await;
     assert!(
@@ -311,7 +344,7 @@ async fn in_a_browser_sign_in_filter_open_decide_and_it_leaves_the_open_list() {
     assert!(d.count("svg.chart").await >= 3, "the trend charts");
 
     // Filter the findings by kind.
-    d.goto(&format!("{}/findings", c.base)).await;
+    d.goto(&format!("{base}/findings")).await;
     let all = d.count("table.findings tbody tr").await;
     d.click("select[name=kind] option[value=direct_vs_partner]")
         .await;
@@ -337,7 +370,7 @@ async fn in_a_browser_sign_in_filter_open_decide_and_it_leaves_the_open_list() {
     let url = d.wait_url(|u| u.ends_with("/findings")).await;
     assert!(url.ends_with("/findings"), "{url}");
     assert_eq!(d.count(&link).await, 0, "decided: off the open list");
-    d.goto(&format!("{}/findings?status=decided", c.base)).await;
+    d.goto(&format!("{base}/findings?status=decided")).await;
     assert_eq!(d.count(&link).await, 1, "on the decided list");
     d.quit().await;
 }

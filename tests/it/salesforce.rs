@@ -1130,6 +1130,40 @@ async fn the_console_shows_a_salesforce_program_after_a_cycle() {
     );
     assert!(snap.review.is_some(), "the review page has data");
     assert!(snap.note.is_none(), "{:?}", snap.note);
+
+    // A finding's page links its records into the org's Lightning, at the
+    // instance URL the token response gave (the fake's own address).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(channel_sync::console::serve(
+        listener,
+        console.clone(),
+        std::future::pending::<()>(),
+    ));
+    let cookie = crate::console::sign_in(&base, "revops").await;
+    let (status, list) = crate::console::get(&base, "/findings", &cookie).await;
+    assert_eq!(status, 200, "{list}");
+    let lightning = format!("{}/lightning/r/", org.fake.url());
+    let mut opportunity_links = 0;
+    let keys: Vec<&str> = list
+        .split("href=\"/finding?key=")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .collect();
+    assert!(!keys.is_empty(), "findings listed: {list}");
+    for key in keys {
+        let (status, page) =
+            crate::console::get(&base, &format!("/finding?key={key}"), &cookie).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(
+            page.contains(&format!("href=\"{lightning}Account/001")),
+            "the account links to {lightning}: {page}"
+        );
+        opportunity_links += page
+            .matches(&format!("href=\"{lightning}Opportunity/006"))
+            .count();
+    }
+    assert!(opportunity_links > 0, "opportunities link to {lightning}");
 }
 
 /// The scheduled review digest of a Salesforce program: the review command

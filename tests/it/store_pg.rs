@@ -22,7 +22,7 @@ fn replicas_starting_together_migrate_once() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for v in &opened {
-        assert_eq!(v.as_ref().ok(), Some(&8), "{opened:?}");
+        assert_eq!(v.as_ref().ok(), Some(&9), "{opened:?}");
     }
     let versions: Vec<i64> = db.query(|c| {
         c.query(
@@ -36,7 +36,7 @@ fn replicas_starting_together_migrate_once() {
     });
     assert_eq!(
         versions,
-        (1..=8).collect::<Vec<i64>>(),
+        (1..=9).collect::<Vec<i64>>(),
         "each step applied once"
     );
 }
@@ -853,7 +853,7 @@ fn step_7_fills_the_console_columns_of_findings_already_stored() {
             s.version().unwrap(),
         )
     });
-    assert_eq!(version, 8);
+    assert_eq!(version, 9);
     let keys: Vec<(&str, Option<f64>)> = page
         .rows
         .iter()
@@ -867,4 +867,351 @@ fn step_7_fills_the_console_columns_of_findings_already_stored() {
             .get(0)
     });
     assert_eq!(account.as_deref(), Some("Acme"));
+}
+
+/// Account names that a search must treat as plain text: accents and other
+/// non-ASCII case pairs, the LIKE wildcards and escape, quotes (FTS5 query
+/// syntax), ligatures, emoji, CJK, and a few ordinary ones.
+const HOSTILE_NAMES: &[&str] = &[
+    "Café Müller GmbH",
+    "CAFÉ MÜLLER",
+    "Ærø Shipping ApS",
+    "İstanbul Ticaret A.Ş.",
+    "Straße & Co. KG",
+    "100% Juice Co",
+    "under_score Ltd",
+    "O'Brien \"Quoted\" Ltd",
+    "back\\slash AG",
+    "日本株式会社",
+    "Emoji 🚀 Labs",
+    "ﬁne Ligatures Inc",
+    "Zoë's Bakery",
+    "Acme Corp",
+    "ACME Holdings",
+    "acme",
+    "  spaced  out  ",
+    "AND OR NOT NEAR",
+    "*star* ^caret^ (paren) {brace} :colon:",
+];
+
+/// The searches: whole names, pieces of them in other cases, wildcards,
+/// quotes, query syntax, one and two characters, and account ids.
+const SEARCHES: &[&str] = &[
+    "café",
+    "CAFÉ",
+    "Café",
+    "müll",
+    "MÜLL",
+    "üll",
+    "ærø",
+    "ÆRØ",
+    "ist",
+    "İst",
+    "straße",
+    "STRASSE",
+    "%",
+    "100%",
+    "0% j",
+    "%%",
+    "_",
+    "r_s",
+    "der_",
+    "%_%",
+    "'",
+    "o'b",
+    "\"quoted\"",
+    "\"",
+    "\\",
+    "k\\s",
+    "\\%",
+    "株式",
+    "日本株",
+    "🚀",
+    "🚀 l",
+    "fine",
+    "ﬁne",
+    "zoë",
+    "ZOË",
+    "acme",
+    "ACM",
+    "cm",
+    "a",
+    "x",
+    "  s",
+    "and or",
+    "NEAR",
+    "*star*",
+    "^caret",
+    "(paren)",
+    "{brace}",
+    ":colon:",
+    "A-3",
+    "A-30",
+    "Ltd",
+    "ltd",
+    "nothing like it",
+];
+
+/// Stores one open finding per hostile name (account `A-<i>`), plus a
+/// closed one, a reopened one and a renamed one, on `s`.
+fn hostile_accounts(s: &State) {
+    let now = at("2026-11-26T00:00:00Z");
+    let rows: Vec<FindingUpdate> = HOSTILE_NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            seen(
+                &format!("k{i:02}"),
+                "direct_vs_partner",
+                "warning",
+                console_payload(
+                    &["P1"],
+                    (&format!("A-{i}"), name),
+                    &[("opportunity", "open", Some(i as f64))],
+                ),
+            )
+        })
+        .collect();
+    s.commit_cycle(now, &rows, &[], &[], &[]).unwrap();
+    // Closed: out of the search. Renamed: found by its new name only.
+    let renamed = seen(
+        "k05",
+        "direct_vs_partner",
+        "warning",
+        console_payload(
+            &["P1"],
+            ("A-5", "Renamed 50% Juice"),
+            &[("opportunity", "open", Some(5.0))],
+        ),
+    );
+    s.commit_cycle(
+        at("2026-11-27T00:00:00Z"),
+        &[renamed],
+        &["k13".into(), "k14".into()],
+        &[],
+        &[],
+    )
+    .unwrap();
+    // Reopened: found again.
+    s.commit_cycle(
+        at("2026-11-28T00:00:00Z"),
+        &[rows[14].clone()],
+        &[],
+        &[],
+        &[],
+    )
+    .unwrap();
+}
+
+/// The open findings' keys that `search` finds through the console's query.
+fn searched(s: &State, search: &str) -> Vec<String> {
+    let filter = FindingFilter {
+        account: Some(search.into()),
+        ..Default::default()
+    };
+    let page = s.console_open_findings(&filter, 0, 1000).unwrap();
+    let mut keys: Vec<String> = page.rows.into_iter().map(|(f, _)| f.key).collect();
+    assert_eq!(page.total as usize, keys.len(), "{search:?}");
+    keys.sort();
+    keys
+}
+
+/// On SQLite the trigram index (FTS5) finds exactly what the plain scan
+/// finds: the account id, or the name holding the search as a substring
+/// with ASCII letters case-blind (SQLite's LIKE), every character of the
+/// search taken literally. The reference here is that rule in Rust.
+#[test]
+fn the_indexed_account_search_finds_what_a_scan_finds_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = State::open(&dir.path().join("s.db")).unwrap();
+    hostile_accounts(&s);
+    let mut names: Vec<(String, String, String)> = HOSTILE_NAMES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 13)
+        .map(|(i, n)| (format!("k{i:02}"), format!("A-{i}"), n.to_string()))
+        .collect();
+    names.iter_mut().find(|(k, _, _)| k == "k05").unwrap().2 = "Renamed 50% Juice".into();
+    let mut found_some = 0;
+    for search in SEARCHES
+        .iter()
+        .copied()
+        .chain(HOSTILE_NAMES.iter().copied())
+    {
+        let mut expected: Vec<String> = names
+            .iter()
+            .filter(|(_, id, name)| {
+                id == search
+                    || name
+                        .to_ascii_lowercase()
+                        .contains(&search.to_ascii_lowercase())
+            })
+            .map(|(k, _, _)| k.clone())
+            .collect();
+        expected.sort();
+        found_some += usize::from(!expected.is_empty());
+        assert_eq!(searched(&s, search), expected, "search {search:?}");
+    }
+    assert!(found_some > 40, "the searches find things: {found_some}");
+    assert_eq!(searched(&s, "Acme Corp"), Vec::<String>::new(), "closed");
+    assert_eq!(searched(&s, "ACME HOLD"), ["k14"], "reopened");
+    assert_eq!(searched(&s, "100% J"), Vec::<String>::new(), "renamed");
+}
+
+/// The PostgreSQL scan: the console's predicate with the planner kept off
+/// every index.
+fn pg_scan(db: &TestDb, search: &str) -> Vec<String> {
+    let search = search.to_string();
+    db.query(move |c| {
+        c.batch_execute("SET enable_indexscan = off; SET enable_bitmapscan = off")
+            .unwrap();
+        let like = format!(
+            "%{}%",
+            search
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        c.query(
+            "SELECT key FROM findings WHERE resolved_at IS NULL
+               AND (account_id = $1 OR account_name ILIKE $2 ESCAPE '\\') ORDER BY key COLLATE \"C\"",
+            &[&search, &like],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    })
+}
+
+/// The plan of an account search after 3,000 more findings, with the
+/// planner kept off plain scans and whole-index scans.
+fn pg_search_plan(db: &TestDb) -> String {
+    db.query(|c| {
+        c.batch_execute(
+            "INSERT INTO findings (key, kind, severity, notified, payload, first_seen, last_seen)
+             SELECT 'filler' || i, 'direct_vs_partner', 'warning', '{}',
+                    json_build_object('account_id', 'F-' || i, 'account_name', 'Filler ' || i)::text,
+                    now(), now()
+               FROM generate_series(1, 3000) AS i",
+        )
+        .unwrap();
+        // VACUUM moves the GIN index's pending entries into it, as
+        // autovacuum does.
+        c.batch_execute("VACUUM ANALYZE findings").unwrap();
+        c.batch_execute("SET enable_seqscan = off; SET enable_indexscan = off")
+            .unwrap();
+        let plan: Vec<String> = c
+            .query(
+                "EXPLAIN SELECT key FROM findings WHERE resolved_at IS NULL
+                   AND (account_id = 'acme' OR account_name ILIKE '%acme%' ESCAPE '\\')",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        plan.join("\n")
+    })
+}
+
+/// On PostgreSQL with `pg_trgm`, step 9 makes the trigram index, the
+/// planner can use it, and the search finds what a plain scan finds.
+#[test]
+fn the_indexed_account_search_finds_what_a_scan_finds_on_postgresql() {
+    let Some(db) = TestDb::create("account_search") else {
+        return;
+    };
+    let settings = db.settings();
+    blocking(|| hostile_accounts(&State::connect(&settings).unwrap()));
+    let s = blocking(|| State::connect(&settings).unwrap());
+    for search in SEARCHES
+        .iter()
+        .copied()
+        .chain(HOSTILE_NAMES.iter().copied())
+    {
+        let found = blocking(|| searched(&s, search));
+        assert_eq!(found, pg_scan(&db, search), "search {search:?}");
+    }
+    assert_eq!(blocking(|| searched(&s, "ACME HOLD")), ["k14"], "reopened");
+    blocking(|| drop(s));
+    // With a few thousand more findings the planner reads the index.
+    let plan = pg_search_plan(&db);
+    assert!(
+        plan.contains("findings_open_account_name"),
+        "the index is used: {plan}"
+    );
+}
+
+/// A role that may not install `pg_trgm` (no CREATE right on the
+/// database) still migrates to step 9: the search scans, finds the same,
+/// and the start says why. Once the extension is installed, the next start
+/// adds the index.
+#[test]
+fn without_pg_trgm_the_account_search_scans_and_a_later_start_adds_the_index() {
+    let Some(db) = TestDb::create("no_trgm") else {
+        return;
+    };
+    let role = format!("{}_user", db.name);
+    let (name, role_sql) = (db.name.clone(), role.clone());
+    db.query(move |c| {
+        c.batch_execute(&format!(
+            "CREATE ROLE {role_sql} LOGIN PASSWORD 'no-trgm-pw';
+             REVOKE CREATE ON DATABASE {name} FROM PUBLIC;
+             GRANT CONNECT ON DATABASE {name} TO {role_sql};
+             GRANT CREATE, USAGE ON SCHEMA public TO {role_sql};"
+        ))
+        .unwrap()
+    });
+    let mut settings = db.settings();
+    let url = settings.url.clone().unwrap();
+    let at = url.find('@').unwrap();
+    settings.url = Some(format!("postgres://{role}{}", &url[at..]));
+    settings.password = Some(channel_sync::config::Secret::new("no-trgm-pw"));
+    let (version, results) = blocking(|| {
+        let s = State::connect(&settings).unwrap();
+        hostile_accounts(&s);
+        let results: Vec<Vec<String>> = SEARCHES.iter().map(|q| searched(&s, q)).collect();
+        (s.version().unwrap(), results)
+    });
+    assert_eq!(version, 9);
+    let has_index = |db: &TestDb| {
+        db.query(|c| {
+            c.query_one(
+                "SELECT to_regclass('findings_open_account_name') IS NOT NULL",
+                &[],
+            )
+            .unwrap()
+            .get::<_, bool>(0)
+        })
+    };
+    assert!(!has_index(&db), "no pg_trgm, no index");
+    for (search, found) in SEARCHES.iter().zip(&results) {
+        assert_eq!(found, &pg_scan(&db, search), "search {search:?}");
+    }
+    // An administrator installs the extension: the next start indexes.
+    db.query(|c| c.batch_execute("CREATE EXTENSION pg_trgm").unwrap());
+    blocking(|| drop(State::connect(&settings).unwrap()));
+    assert!(has_index(&db), "the start made the index");
+    let again: Vec<Vec<String>> = blocking(|| {
+        let s = State::connect(&settings).unwrap();
+        SEARCHES.iter().map(|q| searched(&s, q)).collect()
+    });
+    assert_eq!(again, results);
+    let role_sql = role.clone();
+    db.query(move |c| {
+        let _ = c.batch_execute(&format!(
+            "REASSIGN OWNED BY {role_sql} TO CURRENT_USER; DROP OWNED BY {role_sql};"
+        ));
+    });
+    drop(db);
+    let admin = std::env::var("CHANNEL_SYNC_TEST_PG_URL").unwrap();
+    blocking(move || {
+        let mut c = admin
+            .parse::<postgres::Config>()
+            .unwrap()
+            .connect(postgres::NoTls)
+            .unwrap();
+        let _ = c.batch_execute(&format!("DROP ROLE IF EXISTS {role}"));
+    });
 }
