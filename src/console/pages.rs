@@ -787,7 +787,7 @@ pub(crate) struct IdQuery {
 
 /// Reps per page on a partner's page (a partner with thousands of reps
 /// would otherwise make a page of hundreds of kilobytes).
-pub const REPS_PAGE: usize = 100;
+pub(crate) const REPS_PAGE: usize = 100;
 
 /// `GET /partner?id=...`.
 pub(crate) async fn partner(
