@@ -15,7 +15,7 @@
 pub(crate) mod auth;
 pub(crate) mod charts;
 pub(crate) mod pages;
-pub(crate) mod snapshot;
+pub mod snapshot;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
