@@ -22,7 +22,7 @@ fn replicas_starting_together_migrate_once() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for v in &opened {
-        assert_eq!(v.as_ref().ok(), Some(&8), "{opened:?}");
+        assert_eq!(v.as_ref().ok(), Some(&10), "{opened:?}");
     }
     let versions: Vec<i64> = db.query(|c| {
         c.query(
@@ -36,7 +36,7 @@ fn replicas_starting_together_migrate_once() {
     });
     assert_eq!(
         versions,
-        (1..=8).collect::<Vec<i64>>(),
+        (1..=10).collect::<Vec<i64>>(),
         "each step applied once"
     );
 }
@@ -163,14 +163,18 @@ fn state_migrate_copies_a_sqlite_state_and_checks_the_counts() {
         .unwrap();
         s.record_written("files", &[("r1".into(), "f".into(), "v".into())], now)
             .unwrap();
+        let layout = s
+            .mirror_layout("salesforce", "Account", r#"["Name"]"#)
+            .unwrap();
         s.mirror_apply(
             "salesforce",
             "Account",
             1,
+            layout,
             &[channel_sync::store::MirrorRow {
                 id: "001".into(),
                 modstamp: None,
-                data: "{}".into(),
+                data: r#"["Acme"]"#.into(),
             }],
             &[],
         )
@@ -214,6 +218,7 @@ fn state_migrate_copies_a_sqlite_state_and_checks_the_counts() {
         "outbox: 1 rows copied",
         "written: 1 rows copied",
         "mirror: 1 rows copied",
+        "mirror_layouts: 1 rows copied",
         "cursors: 1 rows copied",
         "runs: 1 rows copied",
         "decisions: 1 rows copied",
@@ -236,6 +241,27 @@ fn state_migrate_copies_a_sqlite_state_and_checks_the_counts() {
     );
     assert_eq!(pg_trail, file_trail, "the decisions trail, time included");
     assert_eq!(pending.len(), 1);
+    // The mirror reads back with its layout.
+    let mirror = |s: &State| {
+        let mut rows = Vec::new();
+        s.mirror_scan("salesforce", "Account", |id, layout, data| {
+            rows.push((id.to_string(), layout, data.to_string()))
+        })
+        .unwrap();
+        (s.mirror_layouts("salesforce", "Account").unwrap(), rows)
+    };
+    let on_file = mirror(&State::open(&file).unwrap());
+    assert_eq!(
+        on_file,
+        (
+            vec![(1, r#"["Name"]"#.to_string())],
+            vec![("001".to_string(), Some(1), r#"["Acme"]"#.to_string())]
+        )
+    );
+    assert_eq!(
+        blocking(|| mirror(&State::connect(&settings).unwrap())),
+        on_file
+    );
     // The console reads the copy as it reads the file: the derived columns
     // and the partners were filled as the rows went in.
     let console = |s: &State| {
@@ -853,7 +879,7 @@ fn step_7_fills_the_console_columns_of_findings_already_stored() {
             s.version().unwrap(),
         )
     });
-    assert_eq!(version, 8);
+    assert_eq!(version, 10);
     let keys: Vec<(&str, Option<f64>)> = page
         .rows
         .iter()
