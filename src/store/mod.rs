@@ -160,7 +160,7 @@ pub(crate) const MIRROR_LAYOUTS: &str = "ALTER TABLE mirror ADD COLUMN layout IN
     );";
 
 /// One record for the mirror: id, modification stamp, and its values, a JSON
-/// array in the order of its layout's fields ([`crate::sync::row`]).
+/// array in the order of its layout's fields (`row` in sync.rs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MirrorRow {
     pub id: String,
