@@ -262,6 +262,28 @@ fn state_migrate_copies_a_sqlite_state_and_checks_the_counts() {
         blocking(|| mirror(&State::connect(&settings).unwrap())),
         on_file
     );
+    // Layouts on PostgreSQL: a known field list keeps its number, a new one
+    // takes the next, and a sweep keeps only the layout it names.
+    let layouts = blocking(|| {
+        let s = State::connect(&settings).unwrap();
+        let known = s
+            .mirror_layout("salesforce", "Account", r#"["Name"]"#)
+            .unwrap();
+        let new = s
+            .mirror_layout("salesforce", "Account", r#"["Name","Website"]"#)
+            .unwrap();
+        let swept = s.mirror_sweep("salesforce", "Account", 2, new).unwrap();
+        (
+            known,
+            new,
+            swept,
+            s.mirror_layouts("salesforce", "Account").unwrap(),
+        )
+    });
+    assert_eq!(
+        layouts,
+        (1, 2, 1, vec![(2, r#"["Name","Website"]"#.to_string())])
+    );
     // The console reads the copy as it reads the file: the derived columns
     // and the partners were filled as the rows went in.
     let console = |s: &State| {
