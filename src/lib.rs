@@ -38,5 +38,5 @@ pub(crate) mod notify;
 pub(crate) mod report;
 pub(crate) mod review;
 pub mod store;
-pub(crate) mod sync;
+pub mod sync;
 pub mod values;

@@ -19,6 +19,15 @@
 //!   half-way has stored whole pages only, each of them current, and the next
 //!   cycle starts again from the old cursor: nothing is lost and nothing is
 //!   half-written.
+//!
+//! **Layout.** A record is stored as its values only, a JSON array in the
+//! order of the fields its reader names ([`Reader::fields`]); the field list
+//! is kept once per object (a *layout*, `mirror_layouts`), and each row
+//! names its layout. A change of fields starts a new layout; rows of the old
+//! one stay readable until the full read that the change forces has swept
+//! them, and the sweep forgets the layouts no row uses any more. Rows from
+//! before layouts (JSON objects with field names) are replaced by one full
+//! read (the cursor says which format its rows are in).
 
 use std::time::Duration;
 
@@ -28,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::dataset::Table;
+use crate::fast::FastMap;
 use crate::model::Rejected;
 use crate::store::{MirrorRow, State, StateError};
 use crate::values::parse_timestamp;
@@ -55,6 +65,7 @@ pub(crate) struct Store<'a> {
     source: &'a str,
     object: &'a str,
     generation: i64,
+    layout: i64,
     failure: Option<StateError>,
     read: u64,
     removed: u64,
@@ -74,6 +85,7 @@ impl Store<'_> {
             self.source,
             self.object,
             self.generation,
+            self.layout,
             &batch.rows,
             &batch.gone,
         ) {
@@ -104,6 +116,10 @@ pub(crate) trait Reader {
     /// means a full read.
     fn signature(&self) -> String;
 
+    /// The fields each stored row holds, in order: the rows a reader puts
+    /// are their values in this order ([`row`]). Names are unique.
+    fn fields(&self) -> Vec<String>;
+
     /// Reads every record.
     async fn read_all(&self, store: &mut Store<'_>) -> Result<Read, Self::Error>;
 
@@ -133,7 +149,14 @@ struct Cursor {
     synced_at: DateTime<Utc>,
     /// The full read whose records the mirror holds.
     generation: i64,
+    /// How the rows are stored: 0 (absent: before layouts) JSON objects with
+    /// field names, [`ROWS`] values by position.
+    #[serde(default)]
+    rows: u32,
 }
+
+/// The row format this version writes: values by position.
+const ROWS: u32 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -185,6 +208,9 @@ pub(crate) async fn sync<R: Reader>(
     let reason = match (&cursor, since) {
         _ if full => Some("requested"),
         (None, _) => Some("first sync"),
+        (Some(c), _) if c.rows != ROWS => {
+            Some("the mirror's records are stored with their field names (older version)")
+        }
         (Some(c), _) if c.signature != signature => Some("the fields read changed"),
         (Some(c), _) if (wall_now - c.synced_at).to_std().unwrap_or_default() > horizon.max_age => {
             Some(horizon.reason)
@@ -202,11 +228,14 @@ pub(crate) async fn sync<R: Reader>(
             None => wall_now.timestamp_millis(),
         },
     };
+    let fields = Value::from(reader.fields()).to_string();
+    let layout = state.mirror_layout(source, reader.object(), &fields)?;
     let mut store = Store {
         state,
         source,
         object: reader.object(),
         generation,
+        layout,
         failure: None,
         read: 0,
         removed: 0,
@@ -225,7 +254,7 @@ pub(crate) async fn sync<R: Reader>(
     let read = read.map_err(MirrorError::Upstream)?;
     let mut removed = store.removed;
     if reason.is_some() {
-        removed += state.mirror_sweep(source, reader.object(), generation)? as u64;
+        removed += state.mirror_sweep(source, reader.object(), generation, layout)? as u64;
     }
     let next = Cursor {
         mark: read
@@ -235,6 +264,7 @@ pub(crate) async fn sync<R: Reader>(
         signature,
         synced_at: wall_now,
         generation,
+        rows: ROWS,
     };
     state.set_cursor(
         &key,
@@ -267,8 +297,107 @@ pub(crate) async fn sync<R: Reader>(
     Ok(report)
 }
 
+/// A record's values in the order of `fields` (a field the record lacks is
+/// null), as the mirror stores them.
+pub(crate) fn row(fields: &[String], mut record: Map<String, Value>) -> String {
+    Value::Array(
+        fields
+            .iter()
+            .map(|f| record.remove(f).unwrap_or(Value::Null))
+            .collect(),
+    )
+    .to_string()
+}
+
+/// A stored record: its values, read by field name through its layout.
+#[derive(Debug, Clone)]
+pub struct Record<'a> {
+    fields: &'a [String],
+    values: Vec<Value>,
+}
+
+impl Record<'_> {
+    /// A field's value; a null one is absent.
+    pub fn get(&self, field: &str) -> Option<&Value> {
+        let i = self.fields.iter().position(|f| f == field)?;
+        self.values.get(i).filter(|v| !v.is_null())
+    }
+
+    /// The record as a JSON object (tests, inspection).
+    pub fn to_map(&self) -> Map<String, Value> {
+        self.fields
+            .iter()
+            .cloned()
+            .zip(self.values.iter().cloned())
+            .collect()
+    }
+}
+
+/// What the field readers ([`text`], [`flag`], ...) read: a stored record,
+/// or a JSON object inside one.
+pub(crate) trait Fields {
+    fn field(&self, name: &str) -> Option<&Value>;
+}
+
+impl Fields for Record<'_> {
+    fn field(&self, name: &str) -> Option<&Value> {
+        self.get(name)
+    }
+}
+
+impl Fields for Map<String, Value> {
+    fn field(&self, name: &str) -> Option<&Value> {
+        self.get(name)
+    }
+}
+
+/// An object's layouts: number -> field names (or why they are unreadable).
+struct Layouts(FastMap<i64, Result<Vec<String>, String>>);
+
+impl Layouts {
+    fn load(state: &State, source: &str, object: &str) -> Result<Layouts, StateError> {
+        Ok(Layouts(
+            state
+                .mirror_layouts(source, object)?
+                .into_iter()
+                .map(|(layout, fields)| {
+                    let names = serde_json::from_str::<Vec<String>>(&fields)
+                        .map_err(|e| format!("unreadable mirror layout {layout}: {e}"));
+                    (layout, names)
+                })
+                .collect(),
+        ))
+    }
+
+    /// Parses one stored row.
+    fn record(&self, layout: Option<i64>, data: &str) -> Result<Record<'_>, String> {
+        let Some(layout) = layout else {
+            return Err(
+                "unreadable mirror record: stored with field names by an older version \
+                 (the next full read replaces it)"
+                    .into(),
+            );
+        };
+        let fields = match self.0.get(&layout) {
+            Some(Ok(fields)) => fields.as_slice(),
+            Some(Err(e)) => return Err(e.clone()),
+            None => return Err(format!("unreadable mirror record: unknown layout {layout}")),
+        };
+        let values: Vec<Value> =
+            serde_json::from_str(data).map_err(|e| format!("unreadable mirror record: {e}"))?;
+        if values.len() != fields.len() {
+            return Err(format!(
+                "unreadable mirror record: {} values for {} fields",
+                values.len(),
+                fields.len()
+            ));
+        }
+        Ok(Record { fields, values })
+    }
+}
+
 /// Reads every mirrored record of an object and maps each, parsed, with
-/// `map` on all cores, a chunk at a time (parsing a million JSON records is
+/// `map` on all cores, a chunk at a time (parsing a million records is
 /// most of building a dataset); rows and rejections land in `into`, in id
 /// order.
 pub(crate) fn scan_into<T: Send>(
@@ -276,29 +405,26 @@ pub(crate) fn scan_into<T: Send>(
     source: &str,
     object: &str,
     into: &mut Mapped<T>,
-    map: impl Fn(&str, Map<String, Value>) -> Result<T, String> + Sync,
+    map: impl Fn(&str, Record<'_>) -> Result<T, String> + Sync,
 ) -> Result<(), StateError> {
     use rayon::prelude::*;
     const CHUNK: usize = 16_384;
-    let mut chunk: Vec<(String, String)> = Vec::with_capacity(CHUNK);
-    let flush = |chunk: &mut Vec<(String, String)>, into: &mut Mapped<T>| {
+    let layouts = Layouts::load(state, source, object)?;
+    let mut chunk: Vec<(String, Option<i64>, String)> = Vec::with_capacity(CHUNK);
+    let flush = |chunk: &mut Vec<(String, Option<i64>, String)>, into: &mut Mapped<T>| {
         let mapped: Vec<Result<T, String>> = chunk
             .par_iter()
-            .map(|(id, data)| {
-                serde_json::from_str(data)
-                    .map_err(|e| format!("unreadable mirror record: {e}"))
-                    .and_then(|r| map(id, r))
-            })
+            .map(|(id, layout, data)| layouts.record(*layout, data).and_then(|r| map(id, r)))
             .collect();
-        for ((id, _), m) in chunk.drain(..).zip(mapped) {
+        for ((id, _, _), m) in chunk.drain(..).zip(mapped) {
             match m {
                 Ok(row) => into.rows.push(row),
                 Err(e) => into.reject(&id, e),
             }
         }
     };
-    state.mirror_scan(source, object, |id, data| {
-        chunk.push((id.to_string(), data.to_string()));
+    state.mirror_scan(source, object, |id, layout, data| {
+        chunk.push((id.to_string(), layout, data.to_string()));
         if chunk.len() == CHUNK {
             flush(&mut chunk, into);
         }
@@ -309,24 +435,52 @@ pub(crate) fn scan_into<T: Send>(
 
 /// Reads every mirrored record of an object and hands each, parsed, to
 /// `each`.
-pub(crate) fn scan(
+pub fn scan(
     state: &State,
     source: &str,
     object: &str,
-    mut each: impl FnMut(&str, Result<Map<String, Value>, String>),
+    mut each: impl FnMut(&str, Result<Record<'_>, String>),
 ) -> Result<(), StateError> {
-    state.mirror_scan(source, object, |id, data| {
-        each(
-            id,
-            serde_json::from_str(data).map_err(|e| format!("unreadable mirror record: {e}")),
-        )
+    let layouts = Layouts::load(state, source, object)?;
+    state.mirror_scan(source, object, |id, layout, data| {
+        each(id, layouts.record(layout, data))
     })
+}
+
+/// Stores records given as JSON objects (an id and its fields) in a layout
+/// made of every field they hold: for tests that set a mirror up by hand.
+#[cfg(test)]
+pub(crate) fn put_objects(
+    state: &State,
+    source: &str,
+    object: &str,
+    generation: i64,
+    records: &[(String, Map<String, Value>)],
+) -> Result<(), StateError> {
+    let mut fields: Vec<String> = Vec::new();
+    for (_, r) in records {
+        for k in r.keys() {
+            if !fields.contains(k) {
+                fields.push(k.clone());
+            }
+        }
+    }
+    let layout = state.mirror_layout(source, object, &Value::from(fields.clone()).to_string())?;
+    let rows: Vec<MirrorRow> = records
+        .iter()
+        .map(|(id, r)| MirrorRow {
+            id: id.clone(),
+            modstamp: None,
+            data: row(&fields, r.clone()),
+        })
+        .collect();
+    state.mirror_apply(source, object, generation, layout, &rows, &[])
 }
 
 /// A field's text: strings as they are, numbers and booleans printed; empty
 /// and null are absent.
-pub(crate) fn text(r: &Map<String, Value>, field: &str) -> Option<String> {
-    match r.get(field)? {
+pub(crate) fn text<R: Fields + ?Sized>(r: &R, field: &str) -> Option<String> {
+    match r.field(field)? {
         Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
@@ -334,16 +488,16 @@ pub(crate) fn text(r: &Map<String, Value>, field: &str) -> Option<String> {
     }
 }
 
-pub(crate) fn flag(r: &Map<String, Value>, field: &str) -> Option<bool> {
-    match r.get(field)? {
+pub(crate) fn flag<R: Fields + ?Sized>(r: &R, field: &str) -> Option<bool> {
+    match r.field(field)? {
         Value::Bool(b) => Some(*b),
         Value::String(s) => crate::values::parse_bool(s),
         _ => None,
     }
 }
 
-pub(crate) fn number(r: &Map<String, Value>, field: &str) -> Result<Option<f64>, String> {
-    match r.get(field) {
+pub(crate) fn number<R: Fields + ?Sized>(r: &R, field: &str) -> Result<Option<f64>, String> {
+    match r.field(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => Ok(n.as_f64()),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
@@ -354,8 +508,8 @@ pub(crate) fn number(r: &Map<String, Value>, field: &str) -> Result<Option<f64>,
     }
 }
 
-pub(crate) fn timestamp(
-    r: &Map<String, Value>,
+pub(crate) fn timestamp<R: Fields + ?Sized>(
+    r: &R,
     field: &str,
 ) -> Result<Option<chrono::DateTime<chrono::Utc>>, String> {
     match text(r, field) {
@@ -511,7 +665,7 @@ mod tests {
                         batch.rows.push(MirrorRow {
                             id: id.to_string(),
                             modstamp: None,
-                            data: version.to_string(),
+                            data: format!("[{version}]"),
                         });
                     }
                 }
@@ -546,6 +700,9 @@ mod tests {
         }
         fn signature(&self) -> String {
             "thing".into()
+        }
+        fn fields(&self) -> Vec<String> {
+            vec!["version".into()]
         }
         async fn read_all(&self, store: &mut Store<'_>) -> Result<Read, Self::Error> {
             self.read(None, store)
@@ -629,12 +786,278 @@ mod tests {
 
     fn mirror(state: &State) -> BTreeMap<u8, u32> {
         let mut mirror = BTreeMap::new();
-        state
-            .mirror_scan("test", "thing", |id, data| {
-                mirror.insert(id.parse::<u8>().unwrap(), data.parse::<u32>().unwrap());
-            })
-            .unwrap();
+        scan(state, "test", "thing", |id, r| {
+            let version = r.unwrap().get("version").unwrap().as_u64().unwrap();
+            mirror.insert(id.parse::<u8>().unwrap(), version as u32);
+        })
+        .unwrap();
         mirror
+    }
+
+    /// One record a page; fails before the page `fail_at` when set.
+    struct ListReader {
+        fields: Vec<String>,
+        records: Vec<(String, Vec<Value>)>,
+        fail_at: Option<usize>,
+    }
+
+    impl ListReader {
+        fn read(&self, store: &mut Store<'_>) -> Result<Read, std::io::Error> {
+            for (page, (id, values)) in self.records.iter().enumerate() {
+                if self.fail_at == Some(page) {
+                    return Err(std::io::Error::other("injected failure"));
+                }
+                let record: Map<String, Value> = self
+                    .fields
+                    .iter()
+                    .cloned()
+                    .zip(values.iter().cloned())
+                    .collect();
+                store.put(Batch {
+                    rows: vec![MirrorRow {
+                        id: id.clone(),
+                        modstamp: None,
+                        data: row(&self.fields, record),
+                    }],
+                    read: 1,
+                    ..Batch::default()
+                });
+            }
+            Ok(Read {
+                calls: self.records.len() as u64,
+                started: Some(at(1_800_000_000_000)),
+            })
+        }
+    }
+
+    impl Reader for ListReader {
+        type Error = std::io::Error;
+        fn object(&self) -> &str {
+            "thing"
+        }
+        fn signature(&self) -> String {
+            self.fields.join(",")
+        }
+        fn fields(&self) -> Vec<String> {
+            self.fields.clone()
+        }
+        async fn read_all(&self, store: &mut Store<'_>) -> Result<Read, Self::Error> {
+            self.read(store)
+        }
+        async fn read_since(
+            &self,
+            _: DateTime<Utc>,
+            store: &mut Store<'_>,
+        ) -> Result<Read, Self::Error> {
+            self.read(store)
+        }
+    }
+
+    const HORIZON: Horizon = Horizon {
+        max_age: Duration::from_secs(86_400),
+        reason: "old",
+    };
+
+    /// Every record by id, as (field, value) pairs of its layout, or the
+    /// reason it is unreadable.
+    fn records(state: &State) -> BTreeMap<String, Result<Vec<(String, Value)>, String>> {
+        let mut out = BTreeMap::new();
+        scan(state, "test", "thing", |id, r| {
+            out.insert(id.to_string(), r.map(|r| r.to_map().into_iter().collect()));
+        })
+        .unwrap();
+        out
+    }
+
+    fn pairs(p: &[(&str, Value)]) -> Result<Vec<(String, Value)>, String> {
+        Ok(p.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+    }
+
+    #[test]
+    fn a_record_is_stored_as_its_values_and_read_by_name() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&dir.path().join("s.db")).unwrap();
+        let reader = ListReader {
+            fields: vec!["Name".into(), "Amount".into(), "Open".into()],
+            records: vec![("a".into(), vec!["Acme".into(), 2.5.into(), Value::Null])],
+            fail_at: None,
+        };
+        rt.block_on(sync(
+            &state,
+            "test",
+            &reader,
+            false,
+            HORIZON,
+            at(1_800_000_000_000),
+        ))
+        .unwrap();
+        let mut stored = Vec::new();
+        state
+            .mirror_scan("test", "thing", |_, _, data| stored.push(data.to_string()))
+            .unwrap();
+        assert_eq!(
+            stored,
+            [r#"["Acme",2.5,null]"#],
+            "values only, in field order"
+        );
+        scan(&state, "test", "thing", |_, r| {
+            let r = r.unwrap();
+            assert_eq!(text(&r, "Name").as_deref(), Some("Acme"));
+            assert_eq!(number(&r, "Amount"), Ok(Some(2.5)));
+            assert_eq!(r.get("Open"), None, "null is absent");
+            assert_eq!(r.get("Missing"), None);
+        })
+        .unwrap();
+    }
+
+    /// A change of fields stores the records in a new layout; while the
+    /// full read it forces is unfinished, the records not read again keep
+    /// theirs and read as they were; once it finished, the old layout goes.
+    #[test]
+    fn a_change_of_fields_keeps_old_rows_readable_until_the_full_read_sweeps_them() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&dir.path().join("s.db")).unwrap();
+        let now = at(1_800_000_000_000);
+        let old = ListReader {
+            fields: vec!["Name".into()],
+            records: vec![
+                ("a".into(), vec!["A".into()]),
+                ("b".into(), vec!["B".into()]),
+            ],
+            fail_at: None,
+        };
+        rt.block_on(sync(&state, "test", &old, false, HORIZON, now))
+            .unwrap();
+        let mut new = ListReader {
+            fields: vec!["Amount".into(), "Name".into()],
+            records: vec![
+                ("a".into(), vec![1.into(), "A2".into()]),
+                ("b".into(), vec![2.into(), "B2".into()]),
+            ],
+            fail_at: Some(1),
+        };
+        let later = now + chrono::Duration::minutes(1);
+        assert!(
+            rt.block_on(sync(&state, "test", &new, false, HORIZON, later))
+                .is_err()
+        );
+        assert_eq!(
+            records(&state),
+            BTreeMap::from([
+                (
+                    "a".to_string(),
+                    pairs(&[("Amount", 1.into()), ("Name", "A2".into())])
+                ),
+                ("b".to_string(), pairs(&[("Name", "B".into())])),
+            ])
+        );
+        assert_eq!(state.mirror_layouts("test", "thing").unwrap().len(), 2);
+        new.fail_at = None;
+        let report = rt
+            .block_on(sync(&state, "test", &new, false, HORIZON, later))
+            .unwrap();
+        assert_eq!(report.reason, Some("the fields read changed"));
+        assert_eq!(
+            records(&state),
+            BTreeMap::from([
+                (
+                    "a".to_string(),
+                    pairs(&[("Amount", 1.into()), ("Name", "A2".into())])
+                ),
+                (
+                    "b".to_string(),
+                    pairs(&[("Amount", 2.into()), ("Name", "B2".into())])
+                ),
+            ])
+        );
+        assert_eq!(
+            state.mirror_layouts("test", "thing").unwrap(),
+            [(2, r#"["Amount","Name"]"#.to_string())],
+            "the old layout went with the sweep"
+        );
+    }
+
+    /// A state from before layouts: its rows are JSON objects with field
+    /// names, its cursors say nothing of the format. The next sync reads in
+    /// full, says why, and leaves values only; until it succeeds the old
+    /// rows stay (unreadable to the mapping, which runs only after every
+    /// object synced).
+    #[test]
+    fn rows_stored_with_field_names_are_replaced_by_one_full_read() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let state = State::open(&path).unwrap();
+        let now = at(1_800_000_000_000);
+        {
+            let c = rusqlite::Connection::open(&path).unwrap();
+            c.execute(
+                "INSERT INTO mirror (source, object, id, modstamp, generation, data)
+                 VALUES ('test', 'thing', 'a', NULL, 5, '{\"Name\":\"A\"}'),
+                        ('test', 'thing', 'gone', NULL, 5, '{\"Name\":\"G\"}')",
+                [],
+            )
+            .unwrap();
+        }
+        let old_cursor = serde_json::json!({
+            "mark": now - chrono::Duration::minutes(10),
+            "signature": "Name",
+            "synced_at": now - chrono::Duration::minutes(10),
+            "generation": 5,
+        });
+        state
+            .set_cursor("test/thing", &old_cursor.to_string(), now)
+            .unwrap();
+        let before = records(&state);
+        assert_eq!(before.len(), 2);
+        assert!(
+            before["a"]
+                .as_ref()
+                .is_err_and(|e| e.contains("older version")),
+            "{before:?}"
+        );
+        let mut reader = ListReader {
+            fields: vec!["Name".into()],
+            records: vec![
+                ("a".into(), vec!["A".into()]),
+                ("b".into(), vec!["B".into()]),
+            ],
+            fail_at: Some(1),
+        };
+        assert!(
+            rt.block_on(sync(&state, "test", &reader, false, HORIZON, now))
+                .is_err()
+        );
+        assert_eq!(records(&state).len(), 2, "a failed read removes nothing");
+        reader.fail_at = None;
+        let report = rt
+            .block_on(sync(&state, "test", &reader, false, HORIZON, now))
+            .unwrap();
+        assert_eq!(report.mode, Mode::Full);
+        assert_eq!(
+            report.reason,
+            Some("the mirror's records are stored with their field names (older version)")
+        );
+        assert_eq!(report.removed, 1, "the record not seen again is swept");
+        assert_eq!(
+            records(&state),
+            BTreeMap::from([
+                ("a".to_string(), pairs(&[("Name", "A".into())])),
+                ("b".to_string(), pairs(&[("Name", "B".into())])),
+            ])
+        );
+        let next = rt
+            .block_on(sync(&state, "test", &reader, false, HORIZON, now))
+            .unwrap();
+        assert_eq!(next.mode, Mode::Incremental, "once is enough");
     }
 
     fn at(ms: i64) -> DateTime<Utc> {

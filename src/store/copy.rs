@@ -6,7 +6,7 @@ use super::pg::{Pg, Target};
 use super::{Sqlite, StateError};
 
 /// The tables copied, with each column's PostgreSQL type (`text` unless
-/// named). Cursors travel with the mirror (a cursor without its mirror
+/// named). Cursors and layouts travel with the mirror (a cursor without its mirror
 /// would skip records); runs keep the history.
 const TABLES: &[(&str, &[(&str, &str)])] = &[
     (
@@ -60,6 +60,16 @@ const TABLES: &[(&str, &[(&str, &str)])] = &[
             ("modstamp", "text"),
             ("generation", "bigint"),
             ("data", "text"),
+            ("layout", "bigint"),
+        ],
+    ),
+    (
+        "mirror_layouts",
+        &[
+            ("source", "text"),
+            ("object", "text"),
+            ("layout", "bigint"),
+            ("fields", "text"),
         ],
     ),
     (

@@ -141,9 +141,26 @@ const MIGRATIONS: &[&str] = &[
     // 9: the console's account search: a trigram index of open findings'
     // account names.
     console::MIGRATION_9,
+    // 10: the mirror keeps each object's field list once (a layout) and each
+    // record's values only, by position (sync.rs). Rows from before
+    // (`layout` NULL) hold JSON objects with field names until the full read
+    // their cursor forces replaces them.
+    MIRROR_LAYOUTS,
 ];
 
-/// One record for the mirror: id, modification stamp, fields as JSON.
+/// Step 10 (the same in store/pg.rs).
+pub(crate) const MIRROR_LAYOUTS: &str = "ALTER TABLE mirror ADD COLUMN layout INTEGER;
+    CREATE TABLE mirror_layouts (
+        source       TEXT NOT NULL,
+        object       TEXT NOT NULL,
+        layout       INTEGER NOT NULL,
+        -- the field names, a JSON array: a row's values are in this order
+        fields       TEXT NOT NULL,
+        PRIMARY KEY (source, object, layout)
+    );";
+
+/// One record for the mirror: id, modification stamp, and its values, a JSON
+/// array in the order of its layout's fields (`row` in sync.rs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MirrorRow {
     pub id: String,
@@ -636,24 +653,29 @@ impl Sqlite {
     }
 
     /// Stores a page of pulled records and removes deleted ones, in one
-    /// transaction. `generation` marks the records as seen by that sync.
+    /// transaction. `generation` marks the records as seen by that sync;
+    /// `layout` names the fields their values are in.
     pub fn mirror_apply(
         &self,
         source: &str,
         object: &str,
         generation: i64,
+        layout: i64,
         upserts: &[MirrorRow],
         deletes: &[String],
     ) -> Result<(), StateError> {
         self.in_transaction(|tx| {
             let mut upsert = tx.prepare_cached(
-                "INSERT INTO mirror (source, object, id, modstamp, generation, data)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO mirror (source, object, id, modstamp, generation, layout, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (source, object, id) DO UPDATE SET
-                   modstamp = excluded.modstamp, generation = excluded.generation, data = excluded.data",
+                   modstamp = excluded.modstamp, generation = excluded.generation,
+                   layout = excluded.layout, data = excluded.data",
             )?;
             for r in upserts {
-                upsert.execute(params![source, object, r.id, r.modstamp, generation, r.data])?;
+                upsert.execute(params![
+                    source, object, r.id, r.modstamp, generation, layout, r.data
+                ])?;
             }
             let mut delete = tx.prepare_cached(
                 "DELETE FROM mirror WHERE source = ?1 AND object = ?2 AND id = ?3",
@@ -663,6 +685,62 @@ impl Sqlite {
             }
             Ok(())
         })
+    }
+
+    /// The layout (number) of an object's rows with these fields (a JSON
+    /// array of names): the known one, or a new one.
+    pub fn mirror_layout(
+        &self,
+        source: &str,
+        object: &str,
+        fields: &str,
+    ) -> Result<i64, StateError> {
+        let mut layout = 0;
+        self.in_transaction(|tx| {
+            let known: Option<i64> = tx
+                .query_row(
+                    "SELECT layout FROM mirror_layouts WHERE source = ?1 AND object = ?2 AND fields = ?3",
+                    params![source, object, fields],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            layout = match known {
+                Some(l) => l,
+                None => {
+                    let next: i64 = tx.query_row(
+                        "SELECT coalesce(max(layout), 0) + 1 FROM mirror_layouts
+                         WHERE source = ?1 AND object = ?2",
+                        params![source, object],
+                        |r| r.get(0),
+                    )?;
+                    tx.execute(
+                        "INSERT INTO mirror_layouts (source, object, layout, fields) VALUES (?1, ?2, ?3, ?4)",
+                        params![source, object, next, fields],
+                    )?;
+                    next
+                }
+            };
+            Ok(())
+        })?;
+        Ok(layout)
+    }
+
+    /// An object's layouts: (number, field names as a JSON array).
+    pub fn mirror_layouts(
+        &self,
+        source: &str,
+        object: &str,
+    ) -> Result<Vec<(i64, String)>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT layout, fields FROM mirror_layouts WHERE source = ?1 AND object = ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![source, object], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
     /// The newest generation among an object's mirrored records.
@@ -676,34 +754,43 @@ impl Sqlite {
             .map_err(|e| self.err(e))
     }
 
-    /// After a full sync: removes the records it did not see. Returns how
-    /// many went.
+    /// After a full sync: removes the records it did not see, and every
+    /// layout but the one it stored them in (no record is left in another).
+    /// Returns how many records went.
     pub fn mirror_sweep(
         &self,
         source: &str,
         object: &str,
         generation: i64,
+        layout: i64,
     ) -> Result<usize, StateError> {
-        self.conn()
-            .execute(
+        let mut swept = 0;
+        self.in_transaction(|tx| {
+            swept = tx.execute(
                 "DELETE FROM mirror WHERE source = ?1 AND object = ?2 AND generation < ?3",
                 params![source, object, generation],
-            )
-            .map_err(|e| self.err(e))
+            )?;
+            tx.execute(
+                "DELETE FROM mirror_layouts WHERE source = ?1 AND object = ?2 AND layout <> ?3",
+                params![source, object, layout],
+            )?;
+            Ok(())
+        })?;
+        Ok(swept)
     }
 
-    /// Calls `each` with (id, data) for every mirrored record of an object,
-    /// in id order.
+    /// Calls `each` with (id, layout, data) for every mirrored record of an
+    /// object, in id order (`layout` is None for a row from before layouts).
     pub fn mirror_scan(
         &self,
         source: &str,
         object: &str,
-        mut each: impl FnMut(&str, &str),
+        mut each: impl FnMut(&str, Option<i64>, &str),
     ) -> Result<(), StateError> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT id, data FROM mirror WHERE source = ?1 AND object = ?2 ORDER BY id",
+                "SELECT id, layout, data FROM mirror WHERE source = ?1 AND object = ?2 ORDER BY id",
             )
             .map_err(|e| self.err(e))?;
         let mut rows = stmt
@@ -711,10 +798,11 @@ impl Sqlite {
             .map_err(|e| self.err(e))?;
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
             let id = row.get_ref(0).and_then(|v| Ok(v.as_str()?));
-            let data = row.get_ref(1).and_then(|v| Ok(v.as_str()?));
-            match (id, data) {
-                (Ok(id), Ok(data)) => each(id, data),
-                (Err(e), _) | (_, Err(e)) => {
+            let layout = row.get::<_, Option<i64>>(1);
+            let data = row.get_ref(2).and_then(|v| Ok(v.as_str()?));
+            match (id, layout, data) {
+                (Ok(id), Ok(layout), Ok(data)) => each(id, layout, data),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                     return Err(self.err(e));
                 }
             }
@@ -969,8 +1057,11 @@ mod tests {
 
     fn scan(s: &State, object: &str) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        s.mirror_scan("sf", object, |id, data| out.push((id.into(), data.into())))
-            .unwrap();
+        s.mirror_scan("sf", object, |id, layout, data| {
+            assert_eq!(layout, Some(1));
+            out.push((id.into(), data.into()))
+        })
+        .unwrap();
         out
     }
 
@@ -982,25 +1073,104 @@ mod tests {
             "sf",
             "Opp",
             1,
+            1,
             &[row("b", "1"), row("a", "1"), row("c", "1")],
             &[],
         )
         .unwrap();
-        s.mirror_apply("sf", "Acc", 1, &[row("a", "acc")], &[])
+        s.mirror_apply("sf", "Acc", 1, 1, &[row("a", "acc")], &[])
             .unwrap();
         // An incremental page: one changed, one deleted.
-        s.mirror_apply("sf", "Opp", 1, &[row("a", "2")], &["c".into()])
+        s.mirror_apply("sf", "Opp", 1, 1, &[row("a", "2")], &["c".into()])
             .unwrap();
         assert_eq!(
             scan(&s, "Opp"),
             [("a".into(), "2".into()), ("b".into(), "1".into())]
         );
         // A full sync that sees only b: a goes, other objects stay.
-        s.mirror_apply("sf", "Opp", 2, &[row("b", "3")], &[])
+        s.mirror_apply("sf", "Opp", 2, 1, &[row("b", "3")], &[])
             .unwrap();
-        assert_eq!(s.mirror_sweep("sf", "Opp", 2).unwrap(), 1);
+        assert_eq!(s.mirror_sweep("sf", "Opp", 2, 1).unwrap(), 1);
         assert_eq!(scan(&s, "Opp"), [("b".into(), "3".into())]);
         assert_eq!(s.mirror_count("sf", "Acc").unwrap(), 1);
+    }
+
+    #[test]
+    fn layouts_are_numbered_per_object_and_a_sweep_keeps_only_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = State::open(&dir.path().join("s.db")).unwrap();
+        let a = s.mirror_layout("sf", "Opp", r#"["Name"]"#).unwrap();
+        assert_eq!(a, 1);
+        assert_eq!(
+            s.mirror_layout("sf", "Opp", r#"["Name"]"#).unwrap(),
+            a,
+            "known: the same"
+        );
+        let b = s
+            .mirror_layout("sf", "Opp", r#"["Name","Amount"]"#)
+            .unwrap();
+        assert_eq!(b, 2);
+        assert_eq!(
+            s.mirror_layout("sf", "Acc", r#"["Name"]"#).unwrap(),
+            1,
+            "per object"
+        );
+        s.mirror_apply("sf", "Opp", 1, a, &[row("a", r#"["x"]"#)], &[])
+            .unwrap();
+        s.mirror_apply("sf", "Opp", 2, b, &[row("b", r#"["y",1]"#)], &[])
+            .unwrap();
+        let mut seen = Vec::new();
+        s.mirror_scan("sf", "Opp", |id, layout, _| {
+            seen.push((id.to_string(), layout))
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            [("a".to_string(), Some(a)), ("b".to_string(), Some(b))]
+        );
+        assert_eq!(s.mirror_sweep("sf", "Opp", 2, b).unwrap(), 1);
+        assert_eq!(
+            s.mirror_layouts("sf", "Opp").unwrap(),
+            [(b, r#"["Name","Amount"]"#.to_string())]
+        );
+        assert_eq!(
+            s.mirror_layouts("sf", "Acc").unwrap().len(),
+            1,
+            "other objects keep theirs"
+        );
+        // A layout seen again after its sweep gets a new number.
+        assert_eq!(s.mirror_layout("sf", "Opp", r#"["Name"]"#).unwrap(), 3);
+    }
+
+    /// A file at version 8 with a mirror row in the old form (JSON with
+    /// field names): the migration keeps it, marked as from before layouts.
+    #[test]
+    fn an_old_mirror_row_is_kept_without_a_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            for step in &MIGRATIONS[..8] {
+                c.execute_batch(step).unwrap();
+            }
+            c.execute(
+                "INSERT INTO mirror (source, object, id, modstamp, generation, data)
+                 VALUES ('salesforce', 'Opportunity', '006A', NULL, 1, '{\"Name\":\"Big\"}')",
+                [],
+            )
+            .unwrap();
+            c.pragma_update(None, "user_version", 8).unwrap();
+        }
+        let s = State::open(&path).unwrap();
+        let mut rows = Vec::new();
+        s.mirror_scan("salesforce", "Opportunity", |id, layout, data| {
+            rows.push((id.to_string(), layout, data.to_string()))
+        })
+        .unwrap();
+        assert_eq!(
+            rows,
+            [("006A".to_string(), None, r#"{"Name":"Big"}"#.to_string())]
+        );
     }
 
     #[test]
@@ -1084,13 +1254,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
         let s = State::open(&path).unwrap();
-        s.mirror_apply("sf", "Opp", 1, &[row("a", "1")], &[])
+        s.mirror_apply("sf", "Opp", 1, 1, &[row("a", "1")], &[])
             .unwrap();
         drop(s);
         let before = std::fs::read(&path).unwrap();
         let copy = State::scratch_copy(&path).unwrap();
         assert_eq!(scan(&copy, "Opp"), [("a".into(), "1".into())]);
-        copy.mirror_apply("sf", "Opp", 2, &[row("b", "1")], &[])
+        copy.mirror_apply("sf", "Opp", 2, 1, &[row("b", "1")], &[])
             .unwrap();
         assert_eq!(copy.mirror_count("sf", "Opp").unwrap(), 2);
         drop(copy);
@@ -1183,7 +1353,7 @@ mod tests {
             modstamp: None,
             data: "{}".into(),
         };
-        s.mirror_apply("sf", "Account", 1, &[row], &[]).unwrap();
+        s.mirror_apply("sf", "Account", 1, 1, &[row], &[]).unwrap();
         assert_eq!(s.mirror_count("sf", "Account").unwrap(), 1);
         let key = crypto::CredentialKey::from_hex(&"ab".repeat(32)).unwrap();
         s.set_credential("t", "h", "v", &key, now()).unwrap();
@@ -1202,7 +1372,7 @@ mod tests {
         assert_eq!(s.version().unwrap(), MIGRATIONS.len() as i64);
         assert_version_1_rows(&s);
         // The copy takes a sync like the real file would.
-        s.mirror_apply("sf", "Account", 1, &[], &["x".into()])
+        s.mirror_apply("sf", "Account", 1, 1, &[], &["x".into()])
             .unwrap();
         drop(s);
         let copy = State::scratch_copy(&path).unwrap();

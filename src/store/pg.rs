@@ -230,6 +230,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // scans as before, and each start tries again and says so
     // ([`Pg::ensure_account_search`]).
     ACCOUNT_SEARCH_INDEX,
+    // 10: the mirror's layouts (SQLite's step 10): each object's field list
+    // once, each record's values only.
+    "ALTER TABLE mirror ADD COLUMN layout bigint;
+    CREATE TABLE mirror_layouts (
+        source       text NOT NULL,
+        object       text NOT NULL,
+        layout       bigint NOT NULL,
+        fields       text NOT NULL,
+        PRIMARY KEY (source, object, layout)
+    );",
 ];
 
 /// The trigram index of step 9, made when `pg_trgm` is or can be
@@ -872,6 +882,7 @@ impl Pg {
         source: &str,
         object: &str,
         generation: i64,
+        layout: i64,
         upserts: &[MirrorRow],
         deletes: &[String],
     ) -> Result<(), StateError> {
@@ -882,12 +893,13 @@ impl Pg {
         self.in_transaction(|c| {
             if !ids.is_empty() {
                 c.execute(
-                    "INSERT INTO mirror (source, object, id, modstamp, generation, data)
-                     SELECT $1, $2, u.id, u.modstamp, $3, u.data
+                    "INSERT INTO mirror (source, object, id, modstamp, generation, layout, data)
+                     SELECT $1, $2, u.id, u.modstamp, $3, $7, u.data
                      FROM unnest($4::text[], $5::text[], $6::text[]) AS u (id, modstamp, data)
                      ON CONFLICT (source, object, id) DO UPDATE SET
-                       modstamp = excluded.modstamp, generation = excluded.generation, data = excluded.data",
-                    &[&source, &object, &generation, &ids, &stamps, &data],
+                       modstamp = excluded.modstamp, generation = excluded.generation,
+                       layout = excluded.layout, data = excluded.data",
+                    &[&source, &object, &generation, &ids, &stamps, &data, &layout],
                 )?;
             }
             if !deletes.is_empty() {
@@ -897,6 +909,56 @@ impl Pg {
                 )?;
             }
             Ok(())
+        })
+    }
+
+    pub(super) fn mirror_layout(
+        &self,
+        source: &str,
+        object: &str,
+        fields: &str,
+    ) -> Result<i64, StateError> {
+        self.in_transaction(|c| {
+            // One writer at a time per object: two new layouts never take
+            // the same number.
+            c.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('mirror_layouts/' || $1 || '/' || $2))",
+                &[&source, &object],
+            )?;
+            if let Some(row) = c.query_opt(
+                "SELECT layout FROM mirror_layouts WHERE source = $1 AND object = $2 AND fields = $3",
+                &[&source, &object, &fields],
+            )? {
+                return Ok(row.get(0));
+            }
+            let next: i64 = c
+                .query_one(
+                    "SELECT coalesce(max(layout), 0) + 1 FROM mirror_layouts
+                     WHERE source = $1 AND object = $2",
+                    &[&source, &object],
+                )?
+                .get(0);
+            c.execute(
+                "INSERT INTO mirror_layouts (source, object, layout, fields) VALUES ($1, $2, $3, $4)",
+                &[&source, &object, &next, &fields],
+            )?;
+            Ok(next)
+        })
+    }
+
+    pub(super) fn mirror_layouts(
+        &self,
+        source: &str,
+        object: &str,
+    ) -> Result<Vec<(i64, String)>, StateError> {
+        self.with(|c| {
+            Ok(c.query(
+                "SELECT layout, fields FROM mirror_layouts WHERE source = $1 AND object = $2",
+                &[&source, &object],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
         })
     }
 
@@ -919,12 +981,19 @@ impl Pg {
         source: &str,
         object: &str,
         generation: i64,
+        layout: i64,
     ) -> Result<usize, StateError> {
-        self.execute(
-            "DELETE FROM mirror WHERE source = $1 AND object = $2 AND generation < $3",
-            &[&source, &object, &generation],
-        )
-        .map(|n| n as usize)
+        self.in_transaction(|c| {
+            let swept = c.execute(
+                "DELETE FROM mirror WHERE source = $1 AND object = $2 AND generation < $3",
+                &[&source, &object, &generation],
+            )?;
+            c.execute(
+                "DELETE FROM mirror_layouts WHERE source = $1 AND object = $2 AND layout <> $3",
+                &[&source, &object, &layout],
+            )?;
+            Ok(swept as usize)
+        })
     }
 
     /// Streams the rows in batches from a scoped thread (the callback need
@@ -933,22 +1002,23 @@ impl Pg {
         &self,
         source: &str,
         object: &str,
-        mut each: impl FnMut(&str, &str),
+        mut each: impl FnMut(&str, Option<i64>, &str),
     ) -> Result<(), StateError> {
         let mut guard = self.lock();
         let client: &mut Client = guard.as_mut().ok_or_else(|| self.closed())?;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(String, String)>>(4);
+        type Rows = Vec<(String, Option<i64>, String)>;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Rows>(4);
         let result = std::thread::scope(|s| {
             let reader = s.spawn(move || -> PgResult<()> {
                 use postgres::fallible_iterator::FallibleIterator;
                 let params: [&(dyn ToSql + Sync); 2] = [&source, &object];
                 let mut rows = client.query_raw(
-                    "SELECT id, data FROM mirror WHERE source = $1 AND object = $2 ORDER BY id",
+                    "SELECT id, layout, data FROM mirror WHERE source = $1 AND object = $2 ORDER BY id",
                     params,
                 )?;
                 let mut batch = Vec::with_capacity(1024);
                 while let Some(row) = rows.next()? {
-                    batch.push((row.get(0), row.get(1)));
+                    batch.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
                     if batch.len() == 1024 && tx.send(std::mem::take(&mut batch)).is_err() {
                         return Ok(());
                     }
@@ -959,8 +1029,8 @@ impl Pg {
                 Ok(())
             });
             for batch in rx {
-                for (id, data) in batch {
-                    each(&id, &data);
+                for (id, layout, data) in batch {
+                    each(&id, layout, &data);
                 }
             }
             match reader.join() {

@@ -225,10 +225,30 @@ impl State {
         source: &str,
         object: &str,
         generation: i64,
+        layout: i64,
         upserts: &[MirrorRow],
         deletes: &[String],
     ) -> Result<(), StateError> {
-        dispatch!(self.mirror_apply(source, object, generation, upserts, deletes))
+        dispatch!(self.mirror_apply(source, object, generation, layout, upserts, deletes))
+    }
+
+    /// The layout of an object's rows with these fields (a JSON array of
+    /// names), made when new.
+    pub fn mirror_layout(
+        &self,
+        source: &str,
+        object: &str,
+        fields: &str,
+    ) -> Result<i64, StateError> {
+        dispatch!(self.mirror_layout(source, object, fields))
+    }
+
+    pub fn mirror_layouts(
+        &self,
+        source: &str,
+        object: &str,
+    ) -> Result<Vec<(i64, String)>, StateError> {
+        dispatch!(self.mirror_layouts(source, object))
     }
 
     pub fn mirror_generation(&self, source: &str, object: &str) -> Result<Option<i64>, StateError> {
@@ -240,15 +260,16 @@ impl State {
         source: &str,
         object: &str,
         generation: i64,
+        layout: i64,
     ) -> Result<usize, StateError> {
-        dispatch!(self.mirror_sweep(source, object, generation))
+        dispatch!(self.mirror_sweep(source, object, generation, layout))
     }
 
     pub fn mirror_scan(
         &self,
         source: &str,
         object: &str,
-        each: impl FnMut(&str, &str),
+        each: impl FnMut(&str, Option<i64>, &str),
     ) -> Result<(), StateError> {
         dispatch!(self.mirror_scan(source, object, each))
     }

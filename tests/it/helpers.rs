@@ -176,11 +176,13 @@ pub fn mirrored(
 ) -> std::collections::BTreeMap<String, serde_json::Value> {
     let state = channel_sync::store::State::open(state).unwrap();
     let mut out = std::collections::BTreeMap::new();
-    state
-        .mirror_scan(source, object, |id, data| {
-            out.insert(id.to_string(), serde_json::from_str(data).unwrap());
-        })
-        .unwrap();
+    channel_sync::sync::scan(&state, source, object, |id, record| {
+        out.insert(
+            id.to_string(),
+            serde_json::Value::Object(record.unwrap().to_map()),
+        );
+    })
+    .unwrap();
     out
 }
 

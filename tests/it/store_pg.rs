@@ -22,7 +22,7 @@ fn replicas_starting_together_migrate_once() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for v in &opened {
-        assert_eq!(v.as_ref().ok(), Some(&9), "{opened:?}");
+        assert_eq!(v.as_ref().ok(), Some(&10), "{opened:?}");
     }
     let versions: Vec<i64> = db.query(|c| {
         c.query(
@@ -36,7 +36,7 @@ fn replicas_starting_together_migrate_once() {
     });
     assert_eq!(
         versions,
-        (1..=9).collect::<Vec<i64>>(),
+        (1..=10).collect::<Vec<i64>>(),
         "each step applied once"
     );
 }
@@ -163,14 +163,18 @@ fn state_migrate_copies_a_sqlite_state_and_checks_the_counts() {
         .unwrap();
         s.record_written("files", &[("r1".into(), "f".into(), "v".into())], now)
             .unwrap();
+        let layout = s
+            .mirror_layout("salesforce", "Account", r#"["Name"]"#)
+            .unwrap();
         s.mirror_apply(
             "salesforce",
             "Account",
             1,
+            layout,
             &[channel_sync::store::MirrorRow {
                 id: "001".into(),
                 modstamp: None,
-                data: "{}".into(),
+                data: r#"["Acme"]"#.into(),
             }],
             &[],
         )
@@ -214,6 +218,7 @@ fn state_migrate_copies_a_sqlite_state_and_checks_the_counts() {
         "outbox: 1 rows copied",
         "written: 1 rows copied",
         "mirror: 1 rows copied",
+        "mirror_layouts: 1 rows copied",
         "cursors: 1 rows copied",
         "runs: 1 rows copied",
         "decisions: 1 rows copied",
@@ -236,6 +241,49 @@ fn state_migrate_copies_a_sqlite_state_and_checks_the_counts() {
     );
     assert_eq!(pg_trail, file_trail, "the decisions trail, time included");
     assert_eq!(pending.len(), 1);
+    // The mirror reads back with its layout.
+    let mirror = |s: &State| {
+        let mut rows = Vec::new();
+        s.mirror_scan("salesforce", "Account", |id, layout, data| {
+            rows.push((id.to_string(), layout, data.to_string()))
+        })
+        .unwrap();
+        (s.mirror_layouts("salesforce", "Account").unwrap(), rows)
+    };
+    let on_file = mirror(&State::open(&file).unwrap());
+    assert_eq!(
+        on_file,
+        (
+            vec![(1, r#"["Name"]"#.to_string())],
+            vec![("001".to_string(), Some(1), r#"["Acme"]"#.to_string())]
+        )
+    );
+    assert_eq!(
+        blocking(|| mirror(&State::connect(&settings).unwrap())),
+        on_file
+    );
+    // Layouts on PostgreSQL: a known field list keeps its number, a new one
+    // takes the next, and a sweep keeps only the layout it names.
+    let layouts = blocking(|| {
+        let s = State::connect(&settings).unwrap();
+        let known = s
+            .mirror_layout("salesforce", "Account", r#"["Name"]"#)
+            .unwrap();
+        let new = s
+            .mirror_layout("salesforce", "Account", r#"["Name","Website"]"#)
+            .unwrap();
+        let swept = s.mirror_sweep("salesforce", "Account", 2, new).unwrap();
+        (
+            known,
+            new,
+            swept,
+            s.mirror_layouts("salesforce", "Account").unwrap(),
+        )
+    });
+    assert_eq!(
+        layouts,
+        (1, 2, 1, vec![(2, r#"["Name","Website"]"#.to_string())])
+    );
     // The console reads the copy as it reads the file: the derived columns
     // and the partners were filled as the rows went in.
     let console = |s: &State| {
@@ -801,7 +849,8 @@ fn step_7_fills_the_console_columns_of_findings_already_stored() {
         return;
     };
     let settings = db.settings();
-    // A state at version 6: steps 7 and 8 undone by hand.
+    // A state at version 6: steps 7 to 10 undone by hand (the account
+    // search index of step 9 goes with the column it indexes).
     blocking(|| drop(State::connect(&settings).unwrap()));
     db.query(|c| {
         c.batch_execute(
@@ -812,6 +861,8 @@ fn step_7_fills_the_console_columns_of_findings_already_stored() {
              ALTER TABLE findings DROP COLUMN value_at_risk, DROP COLUMN account_id, DROP COLUMN account_name;
              DROP INDEX outbox_finding;
              DROP INDEX runs_finished;
+             ALTER TABLE mirror DROP COLUMN layout;
+             DROP TABLE mirror_layouts;
              DELETE FROM schema_migrations WHERE version >= 7;",
         )
         .unwrap()
@@ -853,7 +904,7 @@ fn step_7_fills_the_console_columns_of_findings_already_stored() {
             s.version().unwrap(),
         )
     });
-    assert_eq!(version, 9);
+    assert_eq!(version, 10);
     let keys: Vec<(&str, Option<f64>)> = page
         .rows
         .iter()
@@ -1174,7 +1225,7 @@ fn without_pg_trgm_the_account_search_scans_and_a_later_start_adds_the_index() {
         let results: Vec<Vec<String>> = SEARCHES.iter().map(|q| searched(&s, q)).collect();
         (s.version().unwrap(), results)
     });
-    assert_eq!(version, 9);
+    assert_eq!(version, 10);
     let has_index = |db: &TestDb| {
         db.query(|c| {
             c.query_one(

@@ -104,9 +104,25 @@ struct ObjectReader<'a> {
     properties: Vec<String>,
 }
 
+/// The field of a stored deal that holds its companies' ids, the primary
+/// one first (not a property name: those are lowercase words).
+const COMPANIES: &str = "@companies";
+
+/// The owner fields kept.
+const OWNER_FIELDS: &[&str] = &["firstName", "lastName", "email"];
+
 impl ObjectReader<'_> {
     fn is_deals(&self) -> bool {
         self.object == "deals"
+    }
+
+    /// What a stored row holds: the properties read, and a deal's companies.
+    fn stored(&self) -> Vec<String> {
+        let mut fields = self.properties.clone();
+        if self.is_deals() {
+            fields.push(COMPANIES.to_string());
+        }
+        fields
     }
 
     /// Turns records (with associations inline or given) into a batch.
@@ -119,11 +135,15 @@ impl ObjectReader<'_> {
             read: records.len() as u64,
             ..Batch::default()
         };
+        let fields = self.stored();
         for r in records {
             let Some(id) = r.get("id").and_then(id_text) else {
                 continue;
             };
-            let properties = r.get("properties").cloned().unwrap_or(Value::Null);
+            let mut properties = match r.get("properties") {
+                Some(Value::Object(p)) => p.clone(),
+                _ => Map::new(),
+            };
             let modstamp = properties
                 .get("hs_lastmodifieddate")
                 .and_then(Value::as_str)
@@ -138,7 +158,6 @@ impl ObjectReader<'_> {
                 batch.gone.push(id);
                 continue;
             }
-            let mut data = json!({"p": properties});
             if self.is_deals() {
                 let linked: Vec<String> = match companies {
                     Some(map) => map.get(&id).cloned().unwrap_or_default(),
@@ -162,12 +181,12 @@ impl ObjectReader<'_> {
                         })
                         .unwrap_or_default(),
                 };
-                data["c"] = json!(linked);
+                properties.insert(COMPANIES.to_string(), json!(linked));
             }
             batch.rows.push(MirrorRow {
                 id,
                 modstamp,
-                data: data.to_string(),
+                data: mirror::row(&fields, properties),
             });
         }
         batch
@@ -187,6 +206,10 @@ impl Reader for ObjectReader<'_> {
 
     fn signature(&self) -> String {
         format!("{}|{}", self.object, self.properties.join(","))
+    }
+
+    fn fields(&self) -> Vec<String> {
+        self.stored()
     }
 
     async fn read_all(&self, store: &mut Store<'_>) -> Result<Read, HubSpotError> {
@@ -323,15 +346,18 @@ impl OwnerReader<'_> {
                             read: page.len() as u64,
                             ..Batch::default()
                         };
+                        let fields = self.fields();
                         for o in page {
                             if let Some(id) = o.get("id").and_then(id_text) {
+                                let modstamp = o
+                                    .get("updatedAt")
+                                    .and_then(Value::as_str)
+                                    .map(str::to_string);
+                                let Value::Object(o) = o else { continue };
                                 batch.rows.push(MirrorRow {
                                     id,
-                                    modstamp: o
-                                        .get("updatedAt")
-                                        .and_then(Value::as_str)
-                                        .map(str::to_string),
-                                    data: o.to_string(),
+                                    modstamp,
+                                    data: mirror::row(&fields, o),
                                 });
                             }
                         }
@@ -357,6 +383,10 @@ impl Reader for OwnerReader<'_> {
 
     fn signature(&self) -> String {
         "owners".into()
+    }
+
+    fn fields(&self) -> Vec<String> {
+        OWNER_FIELDS.iter().map(|f| f.to_string()).collect()
     }
 
     async fn read_all(&self, store: &mut Store<'_>) -> Result<Read, HubSpotError> {
@@ -595,15 +625,10 @@ pub(crate) fn build(
         reps,
         registrations,
     } = prm;
-    let props = |r: &Map<String, Value>| match r.get("p") {
-        Some(Value::Object(p)) => p.clone(),
-        _ => Map::new(),
-    };
-
     let mut accounts = Mapped::<Account>::new(SOURCE, "company");
     mirror::scan(state, SOURCE, "companies", |id, r| {
         let p = match r {
-            Ok(r) => props(&r),
+            Ok(r) => r,
             Err(e) => return accounts.reject(id, e),
         };
         let Some(name) = text(&p, "name") else {
@@ -653,15 +678,14 @@ pub(crate) fn build(
         "deals",
         &mut opportunities,
         |id, r| -> Result<Opportunity, String> {
-            let p = props(&r);
             let account_id = r
-                .get("c")
+                .get(COMPANIES)
                 .and_then(Value::as_array)
                 .and_then(|c| c.first())
                 .and_then(id_text)
                 .ok_or("no associated company (a deal without a company cannot be matched)")?;
-            let pipeline = text(&p, "pipeline").unwrap_or_else(|| "default".into());
-            let stage_id = text(&p, "dealstage").ok_or("dealstage: empty")?;
+            let pipeline = text(&r, "pipeline").unwrap_or_else(|| "default".into());
+            let stage_id = text(&r, "dealstage").ok_or("dealstage: empty")?;
             let stage = stage_of
                 .get(&(pipeline.as_str(), stage_id.as_str()))
                 .ok_or_else(|| {
@@ -672,10 +696,10 @@ pub(crate) fn build(
                 (true, false) => OpportunityStatus::Lost,
                 _ => OpportunityStatus::Open,
             };
-            let created_at = timestamp(&p, "createdate")?.ok_or("createdate: empty")?;
-            let amount = number(&p, "amount")?
-                .map(|value| crate::values::money(value, text(&p, "deal_currency_code"), money));
-            let partner_id = match plan.partner.as_deref().and_then(|f| text(&p, f)) {
+            let created_at = timestamp(&r, "createdate")?.ok_or("createdate: empty")?;
+            let amount = number(&r, "amount")?
+                .map(|value| crate::values::money(value, text(&r, "deal_currency_code"), money));
+            let partner_id = match plan.partner.as_deref().and_then(|f| text(&r, f)) {
                 None => None,
                 Some(v) => Some(partner_of.get(&v).cloned().ok_or_else(|| {
                     format!(
@@ -689,15 +713,15 @@ pub(crate) fn build(
                 account_id,
                 status,
                 created_at,
-                name: text(&p, "dealname"),
-                owner_id: text(&p, "hubspot_owner_id"),
+                name: text(&r, "dealname"),
+                owner_id: text(&r, "hubspot_owner_id"),
                 stage: stage.label.clone().or(Some(stage_id)),
                 amount,
-                close_date: timestamp(&p, "closedate")?.map(|t| date_of(&t)),
+                close_date: timestamp(&r, "closedate")?.map(|t| date_of(&t)),
                 partner_id,
-                partner_rep: plan.partner_rep.as_deref().and_then(|f| text(&p, f)),
-                registration_id: plan.registration.as_deref().and_then(|f| text(&p, f)),
-                campaign_id: plan.campaign.as_deref().and_then(|f| text(&p, f)),
+                partner_rep: plan.partner_rep.as_deref().and_then(|f| text(&r, f)),
+                registration_id: plan.registration.as_deref().and_then(|f| text(&r, f)),
+                campaign_id: plan.campaign.as_deref().and_then(|f| text(&r, f)),
             })
         },
     )?;

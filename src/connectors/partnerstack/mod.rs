@@ -19,7 +19,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::config::{ExternalKey, PartnerstackSettings, Secret, Settings};
 use crate::connectors::files::PrmTables;
@@ -29,8 +29,8 @@ use crate::metrics::Metrics;
 use crate::model::{Partner, PartnerRep, Registration, RegistrationStatus};
 use crate::store::{MirrorRow, State, StateError};
 use crate::sync::{
-    self as mirror, Batch, Horizon, Mapped, MirrorError, ObjectReport, Read, Reader, Store, number,
-    text,
+    self as mirror, Batch, Fields, Horizon, Mapped, MirrorError, ObjectReport, Read, Reader,
+    Record, Store, number, text,
 };
 use crate::values::parse_timestamp;
 
@@ -205,6 +205,44 @@ struct ListReader<'a> {
     resource: &'static str,
 }
 
+/// The fields of each resource the mapping reads ([`build`]): a stored row
+/// holds these only.
+fn stored_fields(resource: &str) -> &'static [&'static str] {
+    match resource {
+        "partnerships" => &[
+            "partner_key",
+            "team",
+            "first_name",
+            "last_name",
+            "email",
+            "m_data",
+            "group",
+        ],
+        "deals" => &[
+            "partner_key",
+            "account_name",
+            "stage",
+            "created_at",
+            "team_member",
+            "external_key",
+            "amount",
+            "fields",
+            "field_data",
+        ],
+        "leads" => &[
+            "partner_key",
+            "account_name",
+            "company",
+            "name",
+            "created_at",
+            "approved",
+            "external_key",
+            "amount",
+        ],
+        _ => &[],
+    }
+}
+
 impl ListReader<'_> {
     async fn read(
         &self,
@@ -219,6 +257,7 @@ impl ListReader<'_> {
                     read: items.len() as u64,
                     ..Batch::default()
                 };
+                let fields = self.fields();
                 for item in items {
                     let Some(key) = item.get("key").and_then(Value::as_str).map(str::to_string)
                     else {
@@ -234,10 +273,11 @@ impl ListReader<'_> {
                         batch.gone.push(key);
                         continue;
                     }
+                    let Value::Object(item) = item else { continue };
                     batch.rows.push(MirrorRow {
                         id: key,
                         modstamp: updated.map(|t| t.to_rfc3339()),
-                        data: item.to_string(),
+                        data: mirror::row(&fields, item),
                     });
                 }
                 store.put(batch)
@@ -258,7 +298,14 @@ impl Reader for ListReader<'_> {
     }
 
     fn signature(&self) -> String {
-        self.resource.to_string()
+        format!("{}|{}", self.resource, self.fields().join(","))
+    }
+
+    fn fields(&self) -> Vec<String> {
+        stored_fields(self.resource)
+            .iter()
+            .map(|f| f.to_string())
+            .collect()
     }
 
     async fn read_all(&self, store: &mut Store<'_>) -> Result<Read, PartnerStackError> {
@@ -318,8 +365,8 @@ pub(crate) async fn pull(
 }
 
 /// A display name for a partnership: its team's name, else its contact's.
-fn partner_name(p: &Map<String, Value>) -> Option<String> {
-    p.get("team")
+fn partner_name<R: Fields + ?Sized>(p: &R) -> Option<String> {
+    p.field("team")
         .and_then(|t| t.get("name"))
         .and_then(Value::as_str)
         .filter(|s| !s.trim().is_empty())
@@ -386,7 +433,7 @@ pub(crate) fn build(state: &State, ps: &PartnerstackSettings) -> Result<PrmTable
     let mut registrations = Mapped::<Registration>::new(SOURCE, "deal");
     // Reps: the team members named on deals, by key, with their first deal.
     let mut reps: FastMap<String, PartnerRep> = FastMap::default();
-    let custom = |d: &Map<String, Value>, field: &str| custom_field(d, field);
+    let custom = |d: &Record<'_>, field: &str| custom_field(d, field);
     let when = |v: Option<Value>| -> Option<DateTime<Utc>> {
         match v? {
             Value::String(s) => parse_timestamp(&s).or_else(|| epoch_ms(Some(&Value::String(s)))),
@@ -526,13 +573,13 @@ const FIELD_IDS: [&str; 7] = [
 /// an object) or `field_data` (an object). In a list, an item whose
 /// `api_name` is `field` wins over one whose `field_key` is, and so on down
 /// [`FIELD_IDS`], so a display label never shadows an API name.
-fn custom_field(d: &Map<String, Value>, field: &str) -> Option<Value> {
+fn custom_field<R: Fields + ?Sized>(d: &R, field: &str) -> Option<Value> {
     if field.is_empty() {
         return None;
     }
     ["fields", "field_data"]
         .iter()
-        .find_map(|k| match d.get(*k)? {
+        .find_map(|k| match d.field(k)? {
             Value::Object(o) => o.get(field).cloned(),
             Value::Array(items) => FIELD_IDS.iter().find_map(|id| {
                 items
@@ -561,8 +608,15 @@ mod tests {
         MirrorRow {
             id: key.into(),
             modstamp: None,
-            data: d.to_string(),
+            data: mirror::row(&deal_fields(), d.as_object().unwrap().clone()),
         }
+    }
+
+    fn deal_fields() -> Vec<String> {
+        stored_fields("deals")
+            .iter()
+            .map(|f| f.to_string())
+            .collect()
     }
 
     /// Custom fields as a list of `{key, value}`, as an object, or in
@@ -578,11 +632,15 @@ mod tests {
                 .unwrap()
                 .to_rfc3339()
         };
+        let layout = state
+            .mirror_layout(SOURCE, "deals", &Value::from(deal_fields()).to_string())
+            .unwrap();
         state
             .mirror_apply(
                 SOURCE,
                 "deals",
                 1,
+                layout,
                 &[
                     deal(
                         "as_list",

@@ -22,8 +22,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{Map, Value};
-
 use super::sync::{Keep, ObjectSpec, SOURCE};
 use crate::config::{Attribution, ConfigError, PrmKind, SalesforcePrmSettings, Settings};
 use crate::connectors::files::{Loaded, link};
@@ -32,7 +30,7 @@ use crate::model::{
     Account, Opportunity, OpportunityStatus, Partner, PartnerRep, Registration, User,
 };
 use crate::store::{State, StateError};
-use crate::sync::{self as mirror, Mapped, flag, number, text, timestamp};
+use crate::sync::{self as mirror, Fields, Mapped, Record, flag, number, text, timestamp};
 use crate::values::{date_of, parse_date};
 
 /// The org's fields as `describe` reported them, per object.
@@ -363,7 +361,7 @@ fn id15(id: &str) -> &str {
 fn scan(
     state: &State,
     spec: &ObjectSpec,
-    each: impl FnMut(&str, Result<Map<String, Value>, String>),
+    each: impl FnMut(&str, Result<Record<'_>, String>),
 ) -> Result<(), StateError> {
     mirror::scan(state, SOURCE, &spec.object, each)
 }
@@ -648,9 +646,9 @@ impl Claimed {
 ///   when there is no such claim;
 /// - the request has no activity dates: `start_date` is the day it was
 ///   created, with no end (attribution runs `mdf_attribution_days` from it).
-pub(crate) fn mdf_request(
+pub(crate) fn mdf_request<R: Fields + ?Sized>(
     id: &str,
-    r: &Map<String, Value>,
+    r: &R,
     claims: Option<&Claimed>,
     plan: &MdfPlan,
     partner_of_account: &FastMap<String, String>,
@@ -761,7 +759,11 @@ pub(crate) fn mdf(
 }
 
 /// One registration record through the configured field and status maps.
-fn registration(id: &str, r: &Map<String, Value>, prm: &PrmPlan) -> Result<Registration, String> {
+fn registration<R: Fields + ?Sized>(
+    id: &str,
+    r: &R,
+    prm: &PrmPlan,
+) -> Result<Registration, String> {
     let field = |column: &str| prm.columns.get(column).map(String::as_str);
     let get = |column: &str| field(column).and_then(|f| text(r, f));
     let when = |column: &str| match field(column) {
@@ -810,8 +812,7 @@ fn registration(id: &str, r: &Map<String, Value>, prm: &PrmPlan) -> Result<Regis
 mod tests {
     use super::*;
     use crate::model::RegistrationStatus;
-    use crate::store::MirrorRow;
-    use serde_json::json;
+    use serde_json::{Map, Value, json};
 
     fn org(multi_currency: bool) -> OrgInfo {
         let mut org = OrgInfo::default();
@@ -940,15 +941,15 @@ mod tests {
     }
 
     fn put(state: &State, object: &str, records: &[Value]) {
-        let rows: Vec<MirrorRow> = records
+        let rows: Vec<(String, Map<String, Value>)> = records
             .iter()
-            .map(|r| MirrorRow {
-                id: r["Id"].as_str().unwrap().into(),
-                modstamp: None,
-                data: r.to_string(),
+            .map(|r| {
+                let mut r = r.as_object().unwrap().clone();
+                let id = r.remove("Id").unwrap().as_str().unwrap().to_string();
+                (id, r)
             })
             .collect();
-        state.mirror_apply(SOURCE, object, 1, &rows, &[]).unwrap();
+        mirror::put_objects(state, SOURCE, object, 1, &rows).unwrap();
     }
 
     fn program(state: &State) {

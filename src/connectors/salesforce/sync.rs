@@ -85,6 +85,12 @@ impl ObjectSpec {
         }
     }
 
+    /// The fields a stored row holds: all but `Id` and `SystemModstamp`
+    /// (the mirror's own id and modstamp).
+    pub fn stored(&self) -> &[String] {
+        self.fields.get(2..).unwrap_or_default()
+    }
+
     /// What the mirror's content depends on: a change means a full sync.
     fn signature(&self) -> String {
         format!(
@@ -150,6 +156,10 @@ impl Reader for SoqlReader<'_> {
 
     fn signature(&self) -> String {
         self.spec.signature()
+    }
+
+    fn fields(&self) -> Vec<String> {
+        self.spec.stored().to_vec()
     }
 
     async fn read_all(&self, store: &mut Store<'_>) -> Result<Read, SalesforceError> {
@@ -239,7 +249,7 @@ fn split_page(page: Vec<Value>, spec: &ObjectSpec) -> Batch {
         batch.rows.push(MirrorRow {
             id,
             modstamp,
-            data: Value::Object(record).to_string(),
+            data: mirror::row(spec.stored(), record),
         });
     }
     batch
@@ -265,7 +275,10 @@ mod tests {
         assert_eq!(batch.read, 3);
         assert_eq!(batch.rows.len(), 1);
         assert_eq!(batch.rows[0].id, "00Q1");
-        assert!(!batch.rows[0].data.contains("attributes"));
+        assert_eq!(
+            batch.rows[0].data, r#"["Acme","001P"]"#,
+            "the values of the fields read, in order, without Id and SystemModstamp (the row's own)"
+        );
         assert_eq!(batch.gone, ["00Q2", "00Q3"]);
         assert_eq!(
             batch.newest,
