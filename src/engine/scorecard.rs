@@ -27,8 +27,9 @@ impl Period {
     pub fn last_full_quarter(now: DateTime<Utc>, fy_start_month: u32) -> Period {
         let m0 = fy_start_month.clamp(1, 12);
         let today = date_of(&now);
-        let offset = (today.month() + 12 - m0) % 12;
-        let back = offset % 3; // months since the current quarter began
+        // Months since the current quarter began (quarters are 3 months from
+        // m0, so only the distance modulo 3 matters).
+        let back = (today.month() + 12 - m0) % 3;
         let first_of_month = today.with_day(1).unwrap_or(today);
         let current = first_of_month
             .checked_sub_months(Months::new(back))
