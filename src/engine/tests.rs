@@ -656,6 +656,53 @@ fn active_sellers_are_credited_by_rep_id_email_or_linked_registration() {
     assert_eq!(c.active_seller_rate, Some(5.0 / 6.0));
 }
 
+/// Two reps with one e-mail (any case): a sale by that e-mail goes to the
+/// smaller id. Two registrations naming one opportunity: the earliest
+/// submission's rep is credited, and a tie in time goes to the smaller id.
+/// The reps belong to different partners, so the credit shows in whose
+/// active sellers count; each pair lists the one that must lose first.
+#[test]
+fn ties_in_crediting_a_sale_go_to_the_smaller_id() {
+    let mut data = program();
+    data.partners.push(partner("P-3", None));
+    let mut shared_b = rep("R-B", "P-1");
+    shared_b.email = Some("Sam@Shared.example".into());
+    let mut shared_a = rep("R-A", "P-2");
+    shared_a.email = Some("sam@shared.example".into());
+    // By registration naming: RZ (P-1) and RY (P-2) submitted at the same
+    // moment, RX (P-3) later.
+    let (rz, ry, rx) = (rep("RZ", "P-1"), rep("RY", "P-2"), rep("RX", "P-3"));
+    data.reps = vec![shared_b, shared_a, rz, ry, rx];
+    let won = |id: &str| {
+        let mut o = opp(id, "A-1", OpportunityStatus::Won, "2026-06-01");
+        o.partner_id = Some("P-1".into());
+        o.close_date = Some(d("2026-08-01"));
+        o
+    };
+    let mut by_email = won("O-1");
+    by_email.partner_rep = Some("SAM@shared.example".into());
+    let by_naming = won("O-2");
+    data.opportunities = vec![by_email, by_naming];
+    let naming = |id: &str, rep: &str, at: &str| {
+        let mut r = reg(id, "P-1", "Acme Corp", at);
+        r.status = RegistrationStatus::Won;
+        r.rep = Some(rep.into());
+        r.opportunity_id = Some("O-2".into());
+        r
+    };
+    data.registrations = vec![
+        naming("G-3", "RX", "2026-05-02T00:00:00Z"),
+        naming("G-2", "RZ", "2026-05-01T00:00:00Z"),
+        naming("G-1", "RY", "2026-05-01T00:00:00Z"),
+    ];
+    let e = run(&data);
+    // R-A (P-2) for the e-mail, RY (P-2) for the naming: two sellers at
+    // P-2, none at P-1 or P-3.
+    assert_eq!(card(&e, "P-2").active_sellers, 2);
+    assert_eq!(card(&e, "P-1").active_sellers, 0);
+    assert_eq!(card(&e, "P-3").active_sellers, 0);
+}
+
 #[test]
 fn pipeline_and_revenue_sum_the_partners_deals_in_the_base_currency() {
     let mut data = program();
