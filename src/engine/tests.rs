@@ -744,12 +744,15 @@ fn open_and_expiring_registrations_and_conflicts_are_counted() {
     let later = reg("R-2", "P-2", "Acme Corp", "2026-11-01");
     let mut pending = reg("R-3", "P-1", "Acme Corp", "2026-11-01");
     pending.status = RegistrationStatus::Submitted;
-    data.registrations = vec![soon, later, pending];
+    // Active, far from expiring, matching no account: one more open one, so
+    // the expiring count cannot be the open ones that are not expiring.
+    let elsewhere = reg("R-4", "P-2", "Globex Industries", "2026-11-15");
+    data.registrations = vec![soon, later, pending, elsewhere];
     data.opportunities
         .push(opp("O-1", "A-1", OpportunityStatus::Open, "2026-11-10"));
     let e = run(&data);
     let c = card(&e, "P-2");
-    assert_eq!((c.open_registrations, c.expiring_registrations), (2, 1));
+    assert_eq!((c.open_registrations, c.expiring_registrations), (3, 1));
     // Two direct_vs_partner and one partner_vs_partner name P-2.
     assert_eq!(c.open_conflicts, 3, "{:?}", keys(&e));
     assert_eq!(card(&e, "P-1").open_conflicts, 1);
