@@ -60,17 +60,139 @@ struct Word {
 }
 
 /// The words without a digit found at one place (word count, position and,
-/// for the first word, its first character), searched by similarity.
+/// for the first word, its first character), searched by similarity, split
+/// by length: the letters a candidate must share depend on its length.
 #[derive(Default)]
 struct WordSet {
+    /// `lengths[l]`: the words of `l` chars.
+    lengths: Vec<LengthSet>,
+    /// How many words in all.
+    size: usize,
+}
+
+/// The words of one length of a [`WordSet`], sorted by their first chars.
+#[derive(Default)]
+struct LengthSet {
     words: Vec<u32>,
     /// `sigs[i]` is the signature of `words[i]`, kept beside it for the scan.
     sigs: Vec<Signature>,
+    /// `heads[i]`: the first four chars of `words[i]`.
+    heads: Vec<[char; 4]>,
     /// For each letter bucket of [`Signature`], the indices into `words` of
-    /// the words that contain it.
+    /// the words that contain it, ascending.
     postings: [Vec<u32>; 32],
-    /// The longest word, in chars.
-    longest: usize,
+    /// For lengths of at least [`Tuning::pairs_from`] words: for each pair of letter
+    /// buckets, the indices into `words` of the words holding both.
+    pairs: Option<Pairs>,
+}
+
+impl WordSet {
+    /// The set of `ids` (distinct words without a digit), indexed.
+    fn build(mut ids: Vec<u32>, words: &[Word], tuning: Tuning) -> Self {
+        ids.sort_by_cached_key(|&id| {
+            let word = &words[id as usize];
+            (word.sig.chars, head(&word.text), id)
+        });
+        let size = ids.len();
+        let longest = ids.last().map_or(0, |&id| words[id as usize].sig.chars);
+        let mut lengths: Vec<LengthSet> = (0..=longest).map(|_| LengthSet::default()).collect();
+        for id in ids {
+            let sig = words[id as usize].sig;
+            let set = &mut lengths[sig.chars];
+            let at = to_u32(set.words.len());
+            set.words.push(id);
+            set.sigs.push(sig);
+            set.heads.push(head(&words[id as usize].text));
+            for (bucket, &n) in sig.counts.iter().enumerate() {
+                if n > 0 {
+                    set.postings[bucket].push(at);
+                }
+            }
+        }
+        for set in &mut lengths {
+            if set.words.len() >= tuning.pairs_from {
+                set.pairs = Some(Pairs::build(&set.sigs));
+            }
+        }
+        WordSet { lengths, size }
+    }
+}
+
+/// Where the fuzzy search changes method. Neither changes a result (the
+/// tests run with both at zero, every path taken); they only move cost.
+#[derive(Clone, Copy)]
+struct Tuning {
+    /// A length's words are scanned whole below this many: sorting out
+    /// candidates would cost more than it saves.
+    scan_below: usize,
+    /// Pairs of letters are indexed for lengths of at least this many words:
+    /// smaller ones cost more to index than they save.
+    pairs_from: usize,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            scan_below: 32,
+            pairs_from: 256,
+        }
+    }
+}
+
+/// Every pair `(a, b)` of `letters`, `a` before `b`.
+fn pairs_among(letters: &[usize]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    letters
+        .iter()
+        .enumerate()
+        .flat_map(move |(i, &a)| letters[i + 1..].iter().map(move |&b| (a, b)))
+}
+
+/// Postings by pair of letter buckets `(a, b)`, `a < b`, stored flat:
+/// the pair's words are `at[start[a * 32 + b]..start[a * 32 + b + 1]]`.
+struct Pairs {
+    start: Vec<u32>,
+    at: Vec<u32>,
+}
+
+impl Pairs {
+    fn build(sigs: &[Signature]) -> Self {
+        let mut start = vec![0u32; 32 * 32 + 1];
+        let mut buckets = Vec::with_capacity(32);
+        let distinct = |sig: &Signature, buckets: &mut Vec<usize>| {
+            buckets.clear();
+            buckets.extend((0..32).filter(|&b| sig.counts[b] > 0));
+        };
+        for sig in sigs {
+            distinct(sig, &mut buckets);
+            for (i, &a) in buckets.iter().enumerate() {
+                for &b in &buckets[i + 1..] {
+                    start[a * 32 + b + 1] += 1;
+                }
+            }
+        }
+        for k in 1..start.len() {
+            start[k] += start[k - 1];
+        }
+        let mut next = start.clone();
+        let mut at = vec![0u32; start[32 * 32] as usize];
+        for (w, sig) in sigs.iter().enumerate() {
+            distinct(sig, &mut buckets);
+            for (i, &a) in buckets.iter().enumerate() {
+                for &b in &buckets[i + 1..] {
+                    let slot = &mut next[a * 32 + b];
+                    at[*slot as usize] = to_u32(w);
+                    *slot += 1;
+                }
+            }
+        }
+        Pairs { start, at }
+    }
+
+    /// The words holding both buckets `a` and `b` (in either order).
+    fn of(&self, a: usize, b: usize) -> &[u32] {
+        let k = a.min(b) * 32 + a.max(b);
+        &self.at[self.start[k] as usize..self.start[k + 1] as usize]
+    }
 }
 
 /// Where a word stands: the number of words of the name, and its position.
@@ -81,10 +203,33 @@ struct QueryWord<'q> {
     text: &'q str,
     sig: Signature,
     digit: bool,
+    /// Its first four chars (`'\0'` past the end).
+    head: [char; 4],
     /// For each vocabulary word length, the fewest letters a word of that
-    /// length must share with this one to possibly reach the threshold
-    /// (`usize::MAX`: none can).
-    need: Vec<usize>,
+    /// length must share with this one to possibly reach the threshold,
+    /// by the length of their common prefix (see [`Need`]).
+    need: std::borrow::Cow<'q, [Need]>,
+}
+
+/// The fewest letters two words must share for their similarity to possibly
+/// reach the threshold, by the length of their common prefix (0 to 4: the
+/// Winkler boost); `usize::MAX` where no number is enough. Index 4 holds for
+/// any prefix.
+type Need = [usize; 5];
+
+/// A word's first four chars, `'\0'` past its end.
+fn head(word: &str) -> [char; 4] {
+    let mut head = ['\0'; 4];
+    for (slot, c) in head.iter_mut().zip(word.chars()) {
+        *slot = c;
+    }
+    head
+}
+
+/// The length of the common prefix of two words of at least `shortest`
+/// chars, up to four: what Jaro-Winkler's boost counts.
+fn common_prefix(a: &[char; 4], b: &[char; 4], shortest: usize) -> usize {
+    (0..shortest.min(4)).take_while(|&i| a[i] == b[i]).count()
 }
 
 /// Checking one candidate account word by word costs about this many times
@@ -170,7 +315,12 @@ pub(crate) struct AccountIndex<'a> {
     sets: FastMap<(u32, u32, char), WordSet>,
     /// The longest vocabulary word, in chars.
     longest: usize,
+    /// `need[la][lb]`: [`min_common`] for every pair of lengths up to the
+    /// longest word and every prefix length, computed once (a query word's
+    /// row is its length's).
+    need: Vec<Vec<Need>>,
     threshold: f64,
+    tuning: Tuning,
 }
 
 /// Keeps the account with the smaller id under `key`.
@@ -208,7 +358,7 @@ struct Vocabulary {
 
 impl Vocabulary {
     /// `norms[i]` is account `i`'s normalised name (`None`: excluded).
-    fn build(norms: &[Option<String>]) -> Self {
+    fn build(norms: &[Option<String>], tuning: Tuning) -> Self {
         let mut words: Vec<Word> = Vec::new();
         let mut word_ids: FastMap<Box<str>, u32> = FastMap::default();
         let mut name_start = Vec::with_capacity(norms.len() + 1);
@@ -243,7 +393,7 @@ impl Vocabulary {
         let mut places: FastMap<(u32, u32, u32), (u32, u32)> =
             crate::fast::map_with_capacity(words.len());
         let mut postings = Vec::with_capacity(entries.len());
-        let mut sets: FastMap<(u32, u32, char), WordSet> = FastMap::default();
+        let mut set_ids: FastMap<(u32, u32, char), Vec<u32>> = FastMap::default();
         for run in entries.chunk_by(|a, b| (a.0, a.1, a.2) == (b.0, b.1, b.2)) {
             let (count, pos, id, _) = run[0];
             places.insert(
@@ -260,17 +410,12 @@ impl Vocabulary {
             } else {
                 '\0'
             };
-            let set = sets.entry((count, pos, block)).or_default();
-            let at = to_u32(set.words.len());
-            set.words.push(id);
-            set.sigs.push(word.sig);
-            set.longest = set.longest.max(word.sig.chars);
-            for (bucket, &n) in word.sig.counts.iter().enumerate() {
-                if n > 0 {
-                    set.postings[bucket].push(at);
-                }
-            }
+            set_ids.entry((count, pos, block)).or_default().push(id);
         }
+        let sets: FastMap<(u32, u32, char), WordSet> = set_ids
+            .into_par_iter()
+            .map(|(key, ids)| (key, WordSet::build(ids, &words, tuning)))
+            .collect();
         Vocabulary {
             words,
             word_ids,
@@ -289,6 +434,15 @@ impl<'a> AccountIndex<'a> {
         accounts: &'a [Account],
         excluded: &crate::fast::FastSet<&str>,
         threshold: f64,
+    ) -> Self {
+        Self::build_tuned(accounts, excluded, threshold, Tuning::default())
+    }
+
+    fn build_tuned(
+        accounts: &'a [Account],
+        excluded: &crate::fast::FastSet<&str>,
+        threshold: f64,
+        tuning: Tuning,
     ) -> Self {
         // The per-account work (normalising, public-suffix lookups, name
         // keys) is the expensive part: do it in parallel. Then the exact-match
@@ -314,7 +468,7 @@ impl<'a> AccountIndex<'a> {
             .unzip();
         let ((by_id, by_domain, by_name), vocabulary) = rayon::join(
             || Self::exact_maps(accounts, exact),
-            || Vocabulary::build(&norms),
+            || Vocabulary::build(&norms, tuning),
         );
         let Vocabulary {
             words,
@@ -326,7 +480,11 @@ impl<'a> AccountIndex<'a> {
             sets,
         } = vocabulary;
         let longest = words.iter().map(|w| w.sig.chars).max().unwrap_or(0);
+        let need = (0..=longest)
+            .map(|la| need_row(la, longest, threshold))
+            .collect();
         AccountIndex {
+            need,
             accounts,
             by_id,
             by_domain,
@@ -340,6 +498,7 @@ impl<'a> AccountIndex<'a> {
             postings,
             sets,
             threshold,
+            tuning,
         }
     }
 
@@ -439,58 +598,107 @@ impl<'a> AccountIndex<'a> {
             return Vec::new();
         };
         let one_word = place.0 == 1;
-        // For each candidate length, the fewest letters it must share with
-        // this word to possibly reach the threshold (usize::MAX: impossible).
-        let need: Vec<usize> = (0..=set.longest)
-            .map(|lb| {
-                if one_word && lb.abs_diff(q.sig.chars) > 1 {
-                    return usize::MAX;
-                }
-                q.need[lb]
-            })
-            .collect();
-        let fewest = need.iter().copied().min().unwrap_or(usize::MAX);
-        if fewest == usize::MAX {
-            return Vec::new();
-        }
-        // A candidate can lack at most `missable` of this word's letters, so
-        // it holds at least one of any `missable + 1` distinct letters of it:
-        // the words holding one of the rarest few are all that can match.
-        // Used when those words are clearly fewer than the whole set.
-        let missable = q.sig.chars - fewest;
-        let mut present: Vec<usize> = (0..32).filter(|&b| q.sig.counts[b] > 0).collect();
-        present.sort_by_key(|&b| (set.postings[b].len(), b));
-        let by_letter: usize = present
-            .iter()
-            .take(missable + 1)
-            .map(|&b| set.postings[b].len())
-            .sum();
+        let la = q.sig.chars;
+        // Every word of the set shares this many leading chars with `q`: the
+        // first word's set is blocked by its first char.
+        let shared = usize::from(place.1 == 0);
+        // This word's letter buckets, sorted by rarity in each length below.
+        let present: Vec<usize> = (0..32).filter(|&b| q.sig.counts[b] > 0).collect();
+        let mut letters: Vec<usize> = Vec::with_capacity(present.len());
+        let mut candidates: Vec<u32> = Vec::new();
         let mut found = Vec::new();
-        let mut consider = |at: usize| {
-            let sig = &set.sigs[at];
-            if q.sig.common(sig) < need[sig.chars] {
-                return;
+        for (lb, set) in set.lengths.iter().enumerate() {
+            let Some(need_by_prefix) = q.need.get(lb) else {
+                continue;
+            };
+            if set.words.is_empty()
+                || need_by_prefix[4] == usize::MAX
+                || (one_word && lb.abs_diff(la) > 1)
+            {
+                continue;
             }
-            let id = set.words[at];
-            let text = &self.words[id as usize].text;
-            if !passes(similarity_bound(q.text, &q.sig, text, sig), self.threshold) {
-                return;
+            let shortest = la.min(lb);
+            let mut consider = |at: usize| {
+                // The letters in common against the fewest needed with this
+                // pair's common prefix: [`similarity_bound`]'s test, without
+                // reading the word.
+                let prefix = common_prefix(&q.head, &set.heads[at], shortest);
+                if q.sig.common(&set.sigs[at]) < need_by_prefix[prefix] {
+                    return;
+                }
+                let id = set.words[at];
+                let s = strsim::jaro_winkler(q.text, &self.words[id as usize].text);
+                if passes(s, self.threshold) {
+                    found.push((id, s));
+                }
+            };
+            let size = set.words.len();
+            if size < self.tuning.scan_below {
+                (0..size).for_each(&mut consider);
+                continue;
             }
-            let s = strsim::jaro_winkler(q.text, text);
-            if passes(s, self.threshold) {
-                found.push((id, s));
+            // The words sharing one more leading char with `q` than all do
+            // (a range: the words are sorted by their first chars) can have
+            // the longer prefixes, and the Winkler boost with them: they are
+            // all checked. Every other word shares exactly `shared` leading
+            // chars, and needs at least `need` letters in common.
+            let key = &q.head[..=shared];
+            let near = set.heads.partition_point(|h| &h[..=shared] < key)
+                ..set.heads.partition_point(|h| &h[..=shared] <= key);
+            near.clone().for_each(&mut consider);
+            let need = need_by_prefix[shared];
+            if need == usize::MAX {
+                continue;
             }
-        };
-        if missable < present.len() && by_letter < set.words.len() / 2 {
-            let mut c: Vec<u32> = present[..=missable]
+            // Such a word lacks at most `missable` of `q`'s letters, so at
+            // most `missable` of its distinct letters: it holds one of any
+            // `missable + 1` of them, and both letters of a pair among any
+            // `missable + 2`. The words holding one of the rarest few
+            // letters, or a pair among the rarest few, are all that can
+            // match: the shorter of the two lists is walked when it is
+            // clearly shorter than the length's words.
+            let missable = la.saturating_sub(need);
+            letters.clear();
+            letters.extend_from_slice(&present);
+            letters.sort_by_key(|&b| (set.postings[b].len(), b));
+            let single = letters.get(..=missable).unwrap_or(&[]);
+            let by_letter = if single.is_empty() {
+                usize::MAX
+            } else {
+                single.iter().map(|&b| set.postings[b].len()).sum()
+            };
+            let paired = letters.get(..missable + 2).unwrap_or(&[]);
+            let by_pair = match &set.pairs {
+                Some(pairs) if !paired.is_empty() => {
+                    pairs_among(paired).map(|(a, b)| pairs.of(a, b).len()).sum()
+                }
+                _ => usize::MAX,
+            };
+            let far = |at: &usize| !near.contains(at);
+            if by_letter.min(by_pair) >= size / 2 {
+                (0..size).filter(far).for_each(&mut consider);
+                continue;
+            }
+            candidates.clear();
+            match &set.pairs {
+                Some(pairs) if by_pair < by_letter => {
+                    for (a, b) in pairs_among(paired) {
+                        candidates.extend_from_slice(pairs.of(a, b));
+                    }
+                }
+                _ => {
+                    for &b in single {
+                        candidates.extend_from_slice(&set.postings[b]);
+                    }
+                }
+            }
+            candidates.sort_unstable();
+            candidates.dedup();
+            candidates
                 .iter()
-                .flat_map(|&b| set.postings[b].iter().copied())
-                .collect();
-            c.sort_unstable();
-            c.dedup();
-            c.into_iter().for_each(|at| consider(at as usize));
-        } else {
-            (0..set.words.len()).for_each(consider);
+                .map(|&at| at as usize)
+                .filter(far)
+                .for_each(&mut consider);
         }
         found.sort_unstable_by_key(|&(id, _)| id);
         found
@@ -509,7 +717,7 @@ impl<'a> AccountIndex<'a> {
         if place.0 == 1 && q.sig.chars.abs_diff(w.sig.chars) > 1 {
             return None;
         }
-        if q.sig.common(&w.sig) < q.need[w.sig.chars]
+        if q.sig.common(&w.sig) < q.need[w.sig.chars][4]
             || !passes(
                 similarity_bound(q.text, &q.sig, &w.text, &w.sig),
                 self.threshold,
@@ -529,10 +737,16 @@ impl<'a> AccountIndex<'a> {
                 let sig = Signature::of(text);
                 QueryWord {
                     text,
+                    head: head(text),
                     digit: has_digit(text),
-                    need: (0..=self.longest)
-                        .map(|lb| min_common(sig.chars, lb, self.threshold).unwrap_or(usize::MAX))
-                        .collect(),
+                    need: match self.need.get(sig.chars) {
+                        Some(row) => std::borrow::Cow::Borrowed(row.as_slice()),
+                        None => std::borrow::Cow::Owned(need_row(
+                            sig.chars,
+                            self.longest,
+                            self.threshold,
+                        )),
+                    },
                     sig,
                 }
             })
@@ -560,7 +774,7 @@ impl<'a> AccountIndex<'a> {
                     };
                     self.sets
                         .get(&(count, to_u32(pos), block))
-                        .map_or(0, |s| s.words.len())
+                        .map_or(0, |s| s.size)
                 };
                 (size, pos)
             })
@@ -718,11 +932,20 @@ fn bound_from(m: usize, la: usize, lb: usize, prefix: usize) -> f64 {
     }
 }
 
+/// [`min_common`] of a word of `la` chars against every length up to
+/// `longest` (`usize::MAX`: no number of letters in common is enough).
+fn need_row(la: usize, longest: usize, threshold: f64) -> Vec<Need> {
+    (0..=longest)
+        .map(|lb| std::array::from_fn(|p| min_common(la, lb, threshold, p).unwrap_or(usize::MAX)))
+        .collect()
+}
+
 /// The fewest characters a word of `la` chars must share with one of `lb`
-/// chars for their similarity to possibly reach `threshold`; `None` when no
-/// number can.
-fn min_common(la: usize, lb: usize, threshold: f64) -> Option<usize> {
-    (1..=la.min(lb)).find(|&m| passes(bound_from(m, la, lb, 4), threshold))
+/// chars, with a common prefix of `prefix` chars, for their similarity to
+/// possibly reach `threshold`; `None` when no number can. The bound grows
+/// with the prefix, so the count for a prefix of 4 holds for any.
+fn min_common(la: usize, lb: usize, threshold: f64, prefix: usize) -> Option<usize> {
+    (1..=la.min(lb)).find(|&m| passes(bound_from(m, la, lb, prefix), threshold))
 }
 
 #[cfg(test)]
@@ -1041,6 +1264,13 @@ mod tests {
 
     /// SPEC §3.1 step 4 done the slow way: every account with the same word
     /// count and first letter, every word pair compared.
+    /// Candidates sorted out and pairs indexed for every length, however
+    /// few its words: the paths a small test would otherwise not take.
+    const EVERY_PATH: Tuning = Tuning {
+        scan_below: 0,
+        pairs_from: 0,
+    };
+
     fn brute_force(accounts: &[Account], name: &str, threshold: f64) -> Option<(String, f64)> {
         let norm = normalize_name(name);
         let words: Vec<&str> = norm.split(' ').collect();
@@ -1107,6 +1337,8 @@ mod tests {
                 .map(|(i, n)| account(&format!("A-{i:05}"), n, None))
                 .collect();
             let index = AccountIndex::build(&accounts, &Default::default(), 0.92);
+            let every_path =
+                AccountIndex::build_tuned(&accounts, &Default::default(), 0.92, EVERY_PATH);
             let keys: crate::fast::FastSet<String> = accounts
                 .iter()
                 .map(|a| name_key(&normalize_name(&a.name)))
@@ -1125,6 +1357,10 @@ mod tests {
                     brute_force(&accounts, &name, 0.92),
                     "{names:?} {name}"
                 );
+                let slow = every_path
+                    .fuzzy(&norm)
+                    .map(|m| (accounts[m.account].id.clone(), m.how.score));
+                assert_eq!(fast, slow, "{names:?} {name}, every path");
                 fuzzy += usize::from(fast.is_some());
             }
             assert!(fuzzy > 10, "{names:?}: only {fuzzy} fuzzy matches");
@@ -1145,13 +1381,19 @@ mod tests {
                 .map(|(i, n)| account(&format!("A-{i:02}"), n, None))
                 .collect();
             let index = AccountIndex::build(&accounts, &Default::default(), threshold);
+            let every_path = AccountIndex::build_tuned(&accounts, &Default::default(), threshold, EVERY_PATH);
             let norm = normalize_name(&query);
             // Exact name matches are step 3's: only fuzzy-only cases compare.
             proptest::prop_assume!(!accounts.iter().any(|a| name_key(&normalize_name(&a.name)) == name_key(&norm)));
             let fast = index
                 .fuzzy(&norm)
                 .map(|m| (accounts[m.account].id.clone(), m.how.score));
-            proptest::prop_assert_eq!(fast, brute_force(&accounts, &query, threshold));
+            let slow = every_path
+                .fuzzy(&norm)
+                .map(|m| (accounts[m.account].id.clone(), m.how.score));
+            let expected = brute_force(&accounts, &query, threshold);
+            proptest::prop_assert_eq!(&fast, &expected);
+            proptest::prop_assert_eq!(&slow, &expected);
         }
     }
 }
