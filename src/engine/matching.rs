@@ -1112,6 +1112,39 @@ mod tests {
     }
 
     #[test]
+    fn a_word_lacking_the_rarest_letter_is_still_found() {
+        // `cmartinezco` lacks only the `b` of `bmartinezco` (jaro 0.939, no
+        // common prefix), and `bnartinez` only the `m` of `bmartinez` (0.933
+        // with one leading char in common): in each, the missing letter is
+        // the rarest of its length, the first the letter filter looks at. A
+        // filter that allows one missing letter too few misses both.
+        let accounts = [
+            account("A-1", "Acme Cmartinezco", None),
+            account("A-2", "Bnartinez Group", None),
+            // Unlike either, so that the filter, not a scan, finds them.
+            account("A-3", "Acme Qqqqqqqqqqq", None),
+            account("A-4", "Acme Wwwwwwwwwww", None),
+            account("A-5", "Bqqqqqqqq Group", None),
+            account("A-6", "Bwwwwwwww Group", None),
+        ];
+        for tuning in [Tuning::default(), EVERY_PATH] {
+            let index = AccountIndex::build_tuned(&accounts, &Default::default(), 0.92, tuning);
+            for (name, id) in [("Acme Bmartinezco", "A-1"), ("Bmartinez Group", "A-2")] {
+                let m = index
+                    .fuzzy(&normalize_name(name))
+                    .map(|m| accounts[m.account].id.as_str());
+                assert_eq!(m, Some(id), "{name}");
+                assert_eq!(
+                    brute_force(&accounts, name, 0.92)
+                        .map(|(id, _)| id)
+                        .as_deref(),
+                    Some(id)
+                );
+            }
+        }
+    }
+
+    #[test]
     fn fuzzy_picks_the_highest_score_then_the_smallest_id() {
         let accounts = [
             account("A-2", "Fabrikam Holdings", None),
