@@ -178,6 +178,29 @@ mod tests {
     use reqwest::header::{HeaderMap, HeaderValue};
 
     #[test]
+    fn the_notifier_names_slack_paces_as_configured_and_previews_as_text() {
+        use super::super::Notifier;
+        let settings = SlackSettings {
+            per_second: 3,
+            ..SlackSettings::default()
+        };
+        let client = SlackClient::new(&settings).unwrap();
+        // Outbox rows written before the channel column existed say "slack"
+        // (schema step 5's default): the name is stored, not just a label.
+        assert_eq!(client.channel(), "slack");
+        // The progress bar's estimate reads the configured pace.
+        assert_eq!(client.per_second(), 3);
+        let body = r#"{"text":"x","blocks":[{"type":"section","text":{"type":"mrkdwn","text":"*Conflict* on Acme"}}]}"#;
+        let preview = client.preview(body);
+        assert_eq!(preview, preview::preview(body));
+        assert!(
+            preview.contains("Conflict") && preview.contains("Acme"),
+            "{preview}"
+        );
+        assert!(!preview.contains('{'), "{preview}");
+    }
+
+    #[test]
     fn a_finding_links_to_its_console_page_when_the_console_has_an_address() {
         use super::super::Notifier;
         use crate::alerts::{Content, Notice, Reason};
