@@ -167,7 +167,12 @@ mod tests {
                 {"type": "header", "text": {"type": "plain_text", "text": "Direct deal on a registered account"}},
                 {"type": "section", "text": {"type": "mrkdwn", "text": "*What happened*\nO-7 on <https://crm/a/3|Acme>"}},
                 {"type": "section", "fields": [{"type": "mrkdwn", "text": "*Partner*\nNorthwind"}]},
-                {"type": "context", "elements": [{"type": "mrkdwn", "text": "key direct_vs_partner:R-1:O-7"}]}
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": "key direct_vs_partner:R-1:O-7"}]},
+                {"type": "divider"},
+                {"type": "actions", "elements": [
+                    {"type": "button", "text": {"type": "plain_text", "text": "Accept"}},
+                    {"type": "button", "text": {"type": "plain_text", "text": "Snooze"}}
+                ]}
             ]
         })
         .to_string();
@@ -177,7 +182,7 @@ mod tests {
             "Direct deal on a registered account\n\
              ===================================\n  \
              What happened\n  O-7 on Acme (https://crm/a/3)\n  Partner\n  Northwind\n  \
-             (key direct_vs_partner:R-1:O-7)\n"
+             (key direct_vs_partner:R-1:O-7)\n  ----\n  [Accept] [Snooze]\n"
         );
         assert!(!text.contains('{'), "no JSON");
     }
