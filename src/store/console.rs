@@ -116,6 +116,26 @@ pub(super) const MIGRATION_8: &str = concat!(
     END;"
 );
 
+/// Schema step 11: step 8's update trigger, run only when the payload
+/// changed (PostgreSQL's twin of step 7 already has this `WHEN`).
+pub(super) const MIGRATION_11: &str = concat!(
+    "DROP TRIGGER findings_risk_update;
+    CREATE TRIGGER findings_risk_update AFTER UPDATE OF payload ON findings
+        WHEN OLD.payload IS NOT NEW.payload
+    BEGIN
+        UPDATE findings SET value_at_risk = ",
+    risk_sql!("NEW.payload"),
+    ",
+        account_id = CASE WHEN json_valid(NEW.payload) THEN json_extract(NEW.payload, '$.account_id') END,
+        account_name = CASE WHEN json_valid(NEW.payload) THEN json_extract(NEW.payload, '$.account_name') END
+        WHERE key = NEW.key;
+        DELETE FROM finding_partners WHERE key = NEW.key;
+        INSERT OR IGNORE INTO finding_partners (partner_id, key)
+            SELECT DISTINCT j.value, NEW.key FROM json_each(CASE WHEN json_valid(NEW.payload) THEN NEW.payload ELSE '{}' END, '$.partner_ids') j
+            WHERE j.type = 'text';
+    END;"
+);
+
 /// Schema step 9: the account search (`/findings?account=`) reads a
 /// trigram index instead of scanning every open finding's account name.
 /// `finding_accounts` holds the open findings' account names, one row each
@@ -745,6 +765,66 @@ mod tests {
             payload,
             notified: None,
         }
+    }
+
+    #[test]
+    fn a_finding_seen_again_unchanged_leaves_its_console_columns_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sqlite::open(&dir.path().join("s.db")).unwrap();
+        let now = chrono::Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap();
+        let first = payload(&["P1"], &[("opportunity", "open", Some(100.0))]);
+        s.commit_cycle(
+            now,
+            &[seen("a", "direct_vs_partner", first.clone())],
+            &[],
+            &[],
+            &[],
+        )
+        .unwrap();
+        let columns = |s: &Sqlite| -> (Option<f64>, Vec<String>) {
+            let conn = s.conn();
+            let risk = conn
+                .query_row(
+                    "SELECT value_at_risk FROM findings WHERE key = 'a'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            let mut partners = conn
+                .prepare("SELECT partner_id FROM finding_partners WHERE key = 'a' ORDER BY 1")
+                .unwrap();
+            let partners = partners
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<Vec<String>, _>>()
+                .unwrap();
+            (risk, partners)
+        };
+        assert_eq!(columns(&s), (Some(100.0), vec!["P1".to_string()]));
+        // Marks the derived columns: a trigger that ran again would overwrite them.
+        s.conn()
+            .execute_batch(
+                "UPDATE findings SET value_at_risk = -1 WHERE key = 'a';
+                 DELETE FROM finding_partners WHERE key = 'a';",
+            )
+            .unwrap();
+        s.commit_cycle(now, &[seen("a", "direct_vs_partner", first)], &[], &[], &[])
+            .unwrap();
+        assert_eq!(
+            columns(&s),
+            (Some(-1.0), vec![]),
+            "the same payload ran the trigger"
+        );
+        let changed = payload(&["P2"], &[("opportunity", "open", Some(250.0))]);
+        s.commit_cycle(
+            now,
+            &[seen("a", "direct_vs_partner", changed)],
+            &[],
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(columns(&s), (Some(250.0), vec!["P2".to_string()]));
     }
 
     #[test]

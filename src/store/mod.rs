@@ -146,6 +146,12 @@ const MIGRATIONS: &[&str] = &[
     // (`layout` NULL) hold JSON objects with field names until the full read
     // their cursor forces replaces them.
     MIRROR_LAYOUTS,
+    // 11: the payload trigger of steps 7-8 runs only when a finding's
+    // payload changed. Every cycle writes each finding it sees again (its
+    // `last_seen`), payload included: without the `WHEN`, each of those
+    // writes re-extracted the console's columns and rewrote the partner
+    // rows, about 2 s a cycle at 60,000 findings (BENCHMARKS.md).
+    console::MIGRATION_11,
 ];
 
 /// Step 10 (the same in store/pg.rs).
