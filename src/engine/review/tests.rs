@@ -655,6 +655,12 @@ proptest! {
             prop_assert_eq!(p.active_sellers as f64, sum(&|m| m.active_sellers as f64));
             prop_assert!(close(p.mdf_spend.unwrap(), sum(&|m| m.mdf_spend.unwrap())));
             prop_assert!(close(p.mdf_pipeline.unwrap(), sum(&|m| m.mdf_pipeline.unwrap())));
+            // The program's MDF effectiveness weighs each partner's by its spend.
+            let effective = sum(&|m| m.mdf_effectiveness.unwrap_or(0.0) * m.mdf_spend.unwrap());
+            match p.mdf_effectiveness {
+                Some(e) => prop_assert!(close(e * p.mdf_spend.unwrap(), effective)),
+                None => prop_assert!(close(p.mdf_spend.unwrap(), 0.0)),
+            }
             // Program cost = partners' costs + program-wide costs of the quarter.
             let wide: f64 = inputs.program_costs.iter().flatten()
                 .filter(|c| c.partner_id.is_none() && c.quarter == q.label)
