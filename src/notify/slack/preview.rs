@@ -157,6 +157,9 @@ mod tests {
             "a <b> it snake_case 5*3"
         );
         assert_eq!(plain("unclosed <tag"), "unclosed <tag");
+        // Mentions read as a person sees them: `@` and the label or the name.
+        assert_eq!(plain("<@U123|jane> and <!here>"), "@jane and @here");
+        assert_eq!(plain("<!subteam^S1|@revops>"), "@revops");
     }
 
     #[test]
