@@ -116,6 +116,122 @@ pub(super) const MIGRATION_8: &str = concat!(
     END;"
 );
 
+/// Schema step 12: a new finding's console columns and partner rows come
+/// with its insert ([`Columns`], computed by the cycle's writer from the
+/// payload), not from a trigger that parses the payload again and writes the
+/// row a second time: storing a first cycle's 60,781 findings took 2.8 s
+/// with that trigger and about 1 s without (BENCHMARKS.md). The account
+/// search learns of an inserted finding from its own insert trigger now
+/// (before, from the UPDATE the dropped trigger made). A changed payload is
+/// still handled by step 11's update trigger. PostgreSQL's twin is a no-op:
+/// its triggers fill the columns in the row as it is inserted.
+pub(super) const MIGRATION_12: &str = "DROP TRIGGER findings_risk_insert;
+    CREATE TRIGGER findings_account_search_insert AFTER INSERT ON findings
+        WHEN NEW.resolved_at IS NULL AND NEW.account_name IS NOT NULL
+    BEGIN
+        INSERT INTO finding_accounts (key, account_name) VALUES (NEW.key, NEW.account_name);
+    END;";
+
+/// A finding's console columns, computed from its payload by the same rules
+/// as the SQL of [`risk_sql`] and the triggers of step 7 (tested against
+/// that SQL): the value at risk, the account, the partners.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Columns {
+    pub(crate) value_at_risk: Option<f64>,
+    pub(crate) account_id: Option<String>,
+    pub(crate) account_name: Option<String>,
+    /// Distinct, in payload order.
+    pub(crate) partners: Vec<String>,
+}
+
+impl Columns {
+    /// The columns of a stored payload; all empty when it is not JSON.
+    pub(crate) fn of(payload: &str) -> Columns {
+        use serde_json::Value;
+        let Ok(v) = serde_json::from_str::<Value>(payload) else {
+            return Columns::default();
+        };
+        // `json_extract` of a string is its text; of another scalar, its
+        // SQL value (not expected in a payload, kept as its JSON text).
+        let text = |field: &str| -> Option<String> {
+            match v.get(field) {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(other) => Some(other.to_string()),
+            }
+        };
+        // `json_each(p, '$.evidence')`: an array's items, an object's
+        // values, a scalar itself; nothing when absent.
+        let evidence: Vec<&Value> = match v.get("evidence") {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items.iter().collect(),
+            Some(Value::Object(members)) => members.values().collect(),
+            Some(scalar) => vec![scalar],
+        };
+        let field = |e: &Value, name: &str| -> Option<Value> { e.get(name).cloned() };
+        let not_lost = |e: &Value| field(e, "status") != Some(Value::String("lost".into()));
+        let amount = |e: &Value| match e.get("amount") {
+            Some(Value::Number(n)) => n.as_f64(),
+            _ => None,
+        };
+        // SUM over no rows is NULL.
+        let sum =
+            |values: Vec<f64>| -> Option<f64> { (!values.is_empty()).then(|| kahan_sum(&values)) };
+        let opportunities = sum(evidence
+            .iter()
+            .filter(|e| field(e, "type") == Some(Value::String("opportunity".into())))
+            .filter(|e| not_lost(e))
+            .filter_map(|e| amount(e))
+            .collect());
+        let only_registrations = evidence
+            .iter()
+            .all(|e| field(e, "type") == Some(Value::String("registration".into())));
+        let value_at_risk = opportunities.or_else(|| {
+            only_registrations
+                .then(|| {
+                    sum(evidence
+                        .iter()
+                        .filter(|e| not_lost(e))
+                        .filter_map(|e| amount(e))
+                        .collect())
+                })
+                .flatten()
+        });
+        let mut partners: Vec<String> = Vec::new();
+        if let Some(Value::Array(ids)) = v.get("partner_ids") {
+            for id in ids {
+                if let Value::String(id) = id
+                    && !partners.contains(id)
+                {
+                    partners.push(id.clone());
+                }
+            }
+        }
+        Columns {
+            value_at_risk,
+            account_id: text("account_id"),
+            account_name: text("account_name"),
+            partners,
+        }
+    }
+}
+
+/// A sum as SQLite's `SUM` makes it over reals (Kahan-Babuska-Neumaier).
+fn kahan_sum(values: &[f64]) -> f64 {
+    let mut sum = 0.0f64;
+    let mut c = 0.0f64;
+    for &x in values {
+        let t = sum + x;
+        if sum.abs() > x.abs() {
+            c += (sum - t) + x;
+        } else {
+            c += (x - t) + sum;
+        }
+        sum = t;
+    }
+    sum + c
+}
+
 /// Schema step 11: step 8's update trigger, run only when the payload
 /// changed (PostgreSQL's twin of step 7 already has this `WHEN`).
 pub(super) const MIGRATION_11: &str = concat!(
@@ -767,6 +883,172 @@ mod tests {
         }
     }
 
+    /// The console columns as step 7's SQL computes them from a payload;
+    /// `None` where that SQL fails (an evidence item that is a string: the
+    /// trigger's `json_extract` of it is an error, and the insert failed).
+    fn columns_in_sql(payload: &str) -> Option<Columns> {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let (value_at_risk, account_id, account_name): (Option<f64>, Option<String>, Option<String>) = conn
+            .query_row(
+                concat!(
+                    "SELECT ",
+                    risk_sql!("?1"),
+                    ", CAST(CASE WHEN json_valid(?1) THEN json_extract(?1, '$.account_id') END AS TEXT),
+                       CAST(CASE WHEN json_valid(?1) THEN json_extract(?1, '$.account_name') END AS TEXT)"
+                ),
+                [payload],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .ok()?;
+        let mut partners = conn
+            .prepare(
+                "SELECT DISTINCT j.value FROM json_each(CASE WHEN json_valid(?1) THEN ?1 ELSE '{}' END, '$.partner_ids') j
+                 WHERE j.type = 'text'",
+            )
+            .unwrap();
+        let partners = partners
+            .query_map([payload], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<Vec<String>, _>>()
+            .unwrap();
+        Some(Columns {
+            value_at_risk,
+            account_id,
+            account_name,
+            partners,
+        })
+    }
+
+    fn same_columns(rust: &Columns, sql: &Columns) -> bool {
+        let close = match (rust.value_at_risk, sql.value_at_risk) {
+            (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0),
+            (a, b) => a == b,
+        };
+        let mut a = rust.partners.clone();
+        let mut b = sql.partners.clone();
+        a.sort();
+        b.sort();
+        close
+            && rust.account_id == sql.account_id
+            && rust.account_name == sql.account_name
+            && a == b
+    }
+
+    fn any_json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::{Value, json};
+        prop_oneof![
+            Just(Value::Null),
+            Just(json!("lost")),
+            Just(json!("opportunity")),
+            Just(json!("registration")),
+            Just(json!("open")),
+            (0i64..10_000).prop_map(|n| json!(n)),
+            (0.0f64..10_000.0).prop_map(|x| json!((x * 100.0).round() / 100.0)),
+            Just(json!("12.5")),
+        ]
+    }
+
+    fn payloads() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        use serde_json::{Map, Value};
+        let item = || {
+            proptest::collection::vec(
+                (
+                    proptest::sample::select(vec!["type", "status", "amount", "other"]),
+                    any_json(),
+                ),
+                0..4,
+            )
+            .prop_map(|fields| {
+                Value::Object(
+                    fields
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect(),
+                )
+            })
+        };
+        let evidence = prop_oneof![
+            6 => proptest::collection::vec(item(), 0..5).prop_map(Value::Array),
+            1 => item(),
+            1 => any_json(),
+        ];
+        let partners = proptest::collection::vec(
+            prop_oneof![
+                proptest::sample::select(vec!["P-1", "P-2", "P-3"])
+                    .prop_map(|p| Value::String(p.into())),
+                any_json(),
+            ],
+            0..4,
+        )
+        .prop_map(Value::Array);
+        let payload = (
+            proptest::option::of(evidence),
+            proptest::option::of(partners),
+            proptest::option::of(any_json()),
+            proptest::option::of(prop_oneof![
+                Just(Value::String("Acme 100% Corp".into())),
+                any_json()
+            ]),
+        )
+            .prop_map(|(evidence, partners, account_id, account_name)| {
+                let mut m = Map::new();
+                for (k, v) in [
+                    ("evidence", evidence),
+                    ("partner_ids", partners),
+                    ("account_id", account_id),
+                    ("account_name", account_name),
+                ] {
+                    if let Some(v) = v {
+                        m.insert(k.into(), v);
+                    }
+                }
+                Value::Object(m).to_string()
+            });
+        prop_oneof![8 => payload, 1 => Just("not json".to_string()), 1 => Just("[1, 2]".to_string())]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        #[test]
+        fn the_columns_computed_in_rust_are_the_sqls(payload in payloads()) {
+            let rust = Columns::of(&payload);
+            let sql = columns_in_sql(&payload);
+            proptest::prop_assume!(sql.is_some());
+            let sql = sql.unwrap();
+            proptest::prop_assert!(same_columns(&rust, &sql), "{payload}\nrust {rust:?}\nsql  {sql:?}");
+        }
+    }
+
+    #[test]
+    fn the_columns_of_a_findings_payload_are_its_risk_account_and_partners() {
+        let p = payload(
+            &["P1", "P2", "P1"],
+            &[
+                ("opportunity", "open", Some(100.0)),
+                ("opportunity", "lost", Some(1000.0)),
+                ("registration", "approved", Some(5000.0)),
+            ],
+        );
+        let c = Columns::of(&p);
+        assert_eq!(c.value_at_risk, Some(100.0));
+        assert_eq!(c.account_id.as_deref(), Some("A-1"));
+        assert_eq!(c.account_name.as_deref(), Some("Acme 100% Corp"));
+        assert_eq!(c.partners, ["P1", "P2"]);
+        assert!(same_columns(&c, &columns_in_sql(&p).unwrap()));
+        // Registrations only: their amounts, the lost one left out.
+        let r = payload(
+            &[],
+            &[
+                ("registration", "approved", Some(300.0)),
+                ("registration", "lost", Some(5.0)),
+            ],
+        );
+        assert_eq!(Columns::of(&r).value_at_risk, Some(300.0));
+        assert_eq!(Columns::of("not json"), Columns::default());
+    }
+
     #[test]
     fn a_finding_seen_again_unchanged_leaves_its_console_columns_alone() {
         let dir = tempfile::tempdir().unwrap();
@@ -810,9 +1092,12 @@ mod tests {
             .unwrap();
         s.commit_cycle(now, &[seen("a", "direct_vs_partner", first)], &[], &[], &[])
             .unwrap();
+        // The value at risk stayed as marked: the trigger did not run. The
+        // partner rows are written with every finding seen (insert or
+        // ignore), so the deleted one is back.
         assert_eq!(
             columns(&s),
-            (Some(-1.0), vec![]),
+            (Some(-1.0), vec!["P1".to_string()]),
             "the same payload ran the trigger"
         );
         let changed = payload(&["P2"], &[("opportunity", "open", Some(250.0))]);

@@ -152,6 +152,9 @@ const MIGRATIONS: &[&str] = &[
     // writes re-extracted the console's columns and rewrote the partner
     // rows, about 2 s a cycle at 60,000 findings (BENCHMARKS.md).
     console::MIGRATION_11,
+    // 12: a new finding's console columns and partners come with its insert
+    // (computed from the payload in Rust), not from a trigger re-reading it.
+    console::MIGRATION_12,
 ];
 
 /// Step 10 (the same in store/pg.rs).
@@ -517,10 +520,20 @@ impl Sqlite {
         messages: &[NewMessage],
     ) -> Result<(), StateError> {
         let now = format_timestamp(&now);
+        // A new finding's console columns go in with it (schema step 12);
+        // a changed payload is re-read by the update trigger (step 11).
+        let columns: Vec<console::Columns> = {
+            use rayon::prelude::*;
+            seen.par_iter()
+                .map(|f| console::Columns::of(&f.payload))
+                .collect()
+        };
         self.in_transaction(|tx| {
             let mut upsert = tx.prepare(
-                "INSERT INTO findings (key, kind, severity, notified, payload, first_seen, last_seen, resolved_at, notified_at)
-                 VALUES (?1, ?2, ?3, COALESCE(?4, '{}'), ?5, ?6, ?6, NULL, CASE WHEN ?4 IS NULL THEN NULL ELSE ?6 END)
+                "INSERT INTO findings (key, kind, severity, notified, payload, first_seen, last_seen, resolved_at, notified_at,
+                                       value_at_risk, account_id, account_name)
+                 VALUES (?1, ?2, ?3, COALESCE(?4, '{}'), ?5, ?6, ?6, NULL, CASE WHEN ?4 IS NULL THEN NULL ELSE ?6 END,
+                         ?7, ?8, ?9)
                  ON CONFLICT (key) DO UPDATE SET
                     severity = excluded.severity,
                     payload = excluded.payload,
@@ -530,8 +543,26 @@ impl Sqlite {
                     notified = COALESCE(?4, findings.notified),
                     notified_at = CASE WHEN ?4 IS NULL THEN findings.notified_at ELSE excluded.last_seen END",
             )?;
-            for f in seen {
-                upsert.execute(params![f.key, f.kind, f.severity, f.notified, f.payload, now])?;
+            let mut partner = tx.prepare(
+                "INSERT OR IGNORE INTO finding_partners (partner_id, key) VALUES (?1, ?2)",
+            )?;
+            for (f, c) in seen.iter().zip(&columns) {
+                upsert.execute(params![
+                    f.key,
+                    f.kind,
+                    f.severity,
+                    f.notified,
+                    f.payload,
+                    now,
+                    c.value_at_risk,
+                    c.account_id,
+                    c.account_name
+                ])?;
+                // Already there for a finding seen before (or put there by
+                // the update trigger when its payload changed).
+                for p in &c.partners {
+                    partner.execute(params![p, f.key])?;
+                }
             }
             let mut close = tx.prepare(
                 "UPDATE findings SET resolved_at = ?2, closed_as = ?3 WHERE key = ?1 AND resolved_at IS NULL",

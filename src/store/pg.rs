@@ -244,6 +244,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // changed; the triggers of step 7 here already have that `WHEN`. Kept so
     // the step numbers stay the same on both backends.
     "SELECT 1;",
+    // 12: SQLite's step 12 computes a new finding's console columns before
+    // its insert instead of in a trigger that rewrites the row; the BEFORE
+    // INSERT trigger of step 7 here fills them in the row as it is written.
+    "SELECT 1;",
 ];
 
 /// The trigram index of step 9, made when `pg_trgm` is or can be

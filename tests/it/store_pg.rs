@@ -22,7 +22,7 @@ fn replicas_starting_together_migrate_once() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for v in &opened {
-        assert_eq!(v.as_ref().ok(), Some(&11), "{opened:?}");
+        assert_eq!(v.as_ref().ok(), Some(&12), "{opened:?}");
     }
     let versions: Vec<i64> = db.query(|c| {
         c.query(
@@ -36,7 +36,7 @@ fn replicas_starting_together_migrate_once() {
     });
     assert_eq!(
         versions,
-        (1..=11).collect::<Vec<i64>>(),
+        (1..=12).collect::<Vec<i64>>(),
         "each step applied once"
     );
 }
@@ -849,7 +849,7 @@ fn step_7_fills_the_console_columns_of_findings_already_stored() {
         return;
     };
     let settings = db.settings();
-    // A state at version 6: steps 7 to 11 undone by hand (the account
+    // A state at version 6: steps 7 to 12 undone by hand (the account
     // search index of step 9 goes with the column it indexes).
     blocking(|| drop(State::connect(&settings).unwrap()));
     db.query(|c| {
@@ -904,7 +904,7 @@ fn step_7_fills_the_console_columns_of_findings_already_stored() {
             s.version().unwrap(),
         )
     });
-    assert_eq!(version, 11);
+    assert_eq!(version, 12);
     let keys: Vec<(&str, Option<f64>)> = page
         .rows
         .iter()
@@ -1225,7 +1225,7 @@ fn without_pg_trgm_the_account_search_scans_and_a_later_start_adds_the_index() {
         let results: Vec<Vec<String>> = SEARCHES.iter().map(|q| searched(&s, q)).collect();
         (s.version().unwrap(), results)
     });
-    assert_eq!(version, 11);
+    assert_eq!(version, 12);
     let has_index = |db: &TestDb| {
         db.query(|c| {
             c.query_one(
