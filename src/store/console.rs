@@ -1092,12 +1092,9 @@ mod tests {
             .unwrap();
         s.commit_cycle(now, &[seen("a", "direct_vs_partner", first)], &[], &[], &[])
             .unwrap();
-        // The value at risk stayed as marked: the trigger did not run. The
-        // partner rows are written with every finding seen (insert or
-        // ignore), so the deleted one is back.
         assert_eq!(
             columns(&s),
-            (Some(-1.0), vec!["P1".to_string()]),
+            (Some(-1.0), vec![]),
             "the same payload ran the trigger"
         );
         let changed = payload(&["P2"], &[("opportunity", "open", Some(250.0))]);

@@ -520,15 +520,21 @@ impl Sqlite {
         messages: &[NewMessage],
     ) -> Result<(), StateError> {
         let now = format_timestamp(&now);
-        // A new finding's console columns go in with it (schema step 12);
-        // a changed payload is re-read by the update trigger (step 11).
-        let columns: Vec<console::Columns> = {
-            use rayon::prelude::*;
-            seen.par_iter()
-                .map(|f| console::Columns::of(&f.payload))
-                .collect()
-        };
         self.in_transaction(|tx| {
+            // A new finding's console columns and partner rows go in with it
+            // (schema step 12); a finding seen before keeps its own, and a
+            // changed payload is re-read by the update trigger (step 11).
+            let known: crate::fast::FastSet<String> = {
+                let mut keys = tx.prepare("SELECT key FROM findings")?;
+                keys.query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?
+            };
+            let columns: Vec<Option<console::Columns>> = {
+                use rayon::prelude::*;
+                seen.par_iter()
+                    .map(|f| (!known.contains(&f.key)).then(|| console::Columns::of(&f.payload)))
+                    .collect()
+            };
             let mut upsert = tx.prepare(
                 "INSERT INTO findings (key, kind, severity, notified, payload, first_seen, last_seen, resolved_at, notified_at,
                                        value_at_risk, account_id, account_name)
@@ -546,7 +552,9 @@ impl Sqlite {
             let mut partner = tx.prepare(
                 "INSERT OR IGNORE INTO finding_partners (partner_id, key) VALUES (?1, ?2)",
             )?;
+            let none = console::Columns::default();
             for (f, c) in seen.iter().zip(&columns) {
+                let c = c.as_ref().unwrap_or(&none);
                 upsert.execute(params![
                     f.key,
                     f.kind,
@@ -558,8 +566,6 @@ impl Sqlite {
                     c.account_id,
                     c.account_name
                 ])?;
-                // Already there for a finding seen before (or put there by
-                // the update trigger when its payload changed).
                 for p in &c.partners {
                     partner.execute(params![p, f.key])?;
                 }
