@@ -220,6 +220,28 @@ fn pipeline_revenue_and_sellers_per_quarter_match_the_scorecard_rules() {
 }
 
 #[test]
+fn pipeline_outside_the_quarters_shown_counts_nowhere() {
+    // The first quarter shown is 2025-Q4 (four full ones before 2026-Q4):
+    // an opportunity created before it, or after the partial quarter ends,
+    // belongs to no quarter of the review.
+    let ds = data(
+        &["P-1"],
+        vec![rep("PR-1", "P-1")],
+        vec![
+            opp("O-old", "P-1", "2024-01-15", 100.0),
+            opp("O-edge", "P-1", "2025-09-30T23:59:59Z", 7.0),
+            opp("O-first", "P-1", "2025-10-01", 1.0),
+            opp("O-in", "P-1", "2026-12-31", 10.0),
+            opp("O-future", "P-1", "2027-01-01", 50.0),
+        ],
+    );
+    let r = run(&ds, &ReviewInputs::default());
+    let total: f64 = r.program.values().map(|m| m.sourced_pipeline_created).sum();
+    assert_eq!(total, 11.0, "{:?}", r.program.keys().collect::<Vec<_>>());
+    assert_eq!(r.program["2026-Q4"].sourced_pipeline_created, 10.0);
+}
+
+#[test]
 fn a_partner_with_no_reps_has_no_rate_and_is_never_dormant() {
     let ds = data(&["P-1"], vec![], vec![]);
     let r = run(&ds, &ReviewInputs::default());
