@@ -146,15 +146,27 @@ fn click_body(slack: &wiremock::MockServer, outcome: &str, key: &str) -> Vec<u8>
         "user": {"id": "U123", "username": "ana"},
         "actions": [{"type": "button", "action_id": format!("cs:{outcome}"), "value": key}],
         "response_url": format!("{}/respond/T1/1/abc", slack.uri()),
-        "message": {"blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": "the alert"}},
-            {"type": "actions", "block_id": "channel-sync-decide", "elements": []}
-        ]},
+        // Slack sends the whole message back with a click: an alert's
+        // blocks make a payload of several KB.
+        "message": {"blocks": (0..12)
+            .map(|i| json!({"type": "section", "text": {"type": "mrkdwn", "text": format!(
+                "*Field {i}*\nDirect opportunity <https://crm.example/o/{i}|Acme renewal {i}> opened on an account \
+                 registered by Northwind Partners on 2026-09-01, protected until 2026-12-30; next step: ask the \
+                 account owner to confirm who leads before the quote goes out."
+            )}}))
+            .chain([json!({"type": "actions", "block_id": "channel-sync-decide", "elements": []})])
+            .collect::<Vec<_>>()},
     });
-    form_urlencoded::Serializer::new(String::new())
+    let body = form_urlencoded::Serializer::new(String::new())
         .append_pair("payload", &payload.to_string())
         .finish()
-        .into_bytes()
+        .into_bytes();
+    assert!(
+        body.len() > 4096,
+        "a realistic click is several KB: {}",
+        body.len()
+    );
+    body
 }
 
 async fn post(d: &Daemon, body: Vec<u8>, ts: Option<i64>, signature: Option<String>) -> u16 {
