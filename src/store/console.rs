@@ -3,10 +3,12 @@
 //! for the overview; the last run. Each page is a few indexed queries, so
 //! it stays fast with tens of thousands of findings.
 //!
-//! The value at risk is kept in a column of its own, filled by triggers
-//! from the stored payload (the same rule as the `findings` command and the
-//! alerts: open and won opportunities' amounts, else the registrations'),
-//! so the cycle's writes are unchanged and the list sorts on an index.
+//! The value at risk is kept in a column of its own, derived from the
+//! stored payload (the same rule as the `findings` command and the alerts:
+//! open and won opportunities' amounts, else the registrations'): on SQLite
+//! written with a new finding ([`Columns`], step 12) and re-derived by a
+//! trigger when its payload changes (step 11); on PostgreSQL by triggers.
+//! The list sorts on an index.
 
 use chrono::{DateTime, Utc};
 use postgres::types::ToSql;
