@@ -465,6 +465,17 @@ mod tests {
     }
 
     #[test]
+    fn a_key_gets_buttons_up_to_the_2000_characters_a_button_value_holds() {
+        let with = |key: &str| {
+            let mut msg = json!({"text": "t", "blocks": [{"type": "section"}]});
+            add_buttons(&mut msg, key);
+            msg.to_string().contains(BLOCK_ID)
+        };
+        assert!(with(&"k".repeat(2000)));
+        assert!(!with(&"k".repeat(2001)));
+    }
+
+    #[test]
     fn a_verdict_replaces_the_buttons_and_a_snooze_keeps_them() {
         let mut msg = json!({"text": "t", "blocks": [{"type": "section"}]});
         add_buttons(&mut msg, "k");
