@@ -1112,6 +1112,25 @@ mod tests {
     }
 
     #[test]
+    fn the_signature_counts_the_letters_two_words_share() {
+        let c = |a: &str, b: &str| Signature::of(a).common(&Signature::of(b));
+        assert_eq!(c("abc", "abd"), 2);
+        assert_eq!(c("abc", "xyz"), 0);
+        assert_eq!(c("aab", "abb"), 2);
+        // Digits fold into five buckets (1 and 6 share one): folding only
+        // loosens the bound. Digits never share a bucket with a letter.
+        assert_eq!(c("a1", "a6"), 2);
+        assert_eq!(c("a1", "a2"), 1);
+        assert_eq!(c("1", "z"), 0);
+        // Every other char falls in one last bucket.
+        assert_eq!(c("é", "e"), 0);
+        assert_eq!(c("éa", "üa"), 2);
+        // Past 255 of a char the counts would saturate: the length bounds it.
+        let long = "a".repeat(300);
+        assert_eq!(c(&long, &long), 300);
+    }
+
+    #[test]
     fn a_word_lacking_the_rarest_letter_is_still_found() {
         // `cmartinezco` lacks only the `b` of `bmartinezco` (jaro 0.939, no
         // common prefix), and `bnartinez` only the `m` of `bmartinez` (0.933
