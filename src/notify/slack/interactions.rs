@@ -439,6 +439,25 @@ mod tests {
     }
 
     #[test]
+    fn signatures_seen_are_forgotten_once_too_old_to_replay() {
+        let sign = |ts: i64| -> String {
+            let tag = ring::hmac::sign(&key(), format!("v0:{ts}:{BODY}").as_bytes());
+            let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+            format!("v0={hex}")
+        };
+        let seen = Mutex::new(HashMap::new());
+        let first = 1_800_000_000;
+        let h = headers(&first.to_string(), &sign(first));
+        assert_eq!(verify(&key(), &seen, &h, BODY.as_bytes(), first), Ok(()));
+        let later = first + 301;
+        let h = headers(&later.to_string(), &sign(later));
+        assert_eq!(verify(&key(), &seen, &h, BODY.as_bytes(), later), Ok(()));
+        // The first can no longer pass the age check: it is not kept.
+        let kept: Vec<i64> = seen.lock().unwrap().values().copied().collect();
+        assert_eq!(kept, [later]);
+    }
+
+    #[test]
     fn a_click_is_read_from_the_form_payload() {
         let payload = json!({
             "type": "block_actions",
