@@ -309,10 +309,18 @@ async fn act(it: Arc<Interactions>, click: Click) {
     }
 }
 
+/// The day a snooze clicked `now` ends: [`SNOOZE_DAYS`] ahead.
+fn snooze_until(now: DateTime<Utc>) -> chrono::NaiveDate {
+    now.date_naive() + chrono::Duration::days(SNOOZE_DAYS)
+}
+
 fn record(it: &Interactions, click: &Click, now: DateTime<Utc>) -> Result<Outcome, String> {
-    let until = now.date_naive() + chrono::Duration::days(SNOOZE_DAYS);
-    let outcome = Outcome::parse(&click.outcome, Some(until), Some(&click.user_id))
-        .map_err(|e| e.to_string())?;
+    let outcome = Outcome::parse(
+        &click.outcome,
+        Some(snooze_until(now)),
+        Some(&click.user_id),
+    )
+    .map_err(|e| e.to_string())?;
     let state = crate::store::State::connect(&it.state).map_err(|e| e.to_string())?;
     let by = match &click.user_name {
         Some(n) => format!(
@@ -494,6 +502,12 @@ mod tests {
         };
         assert!(with(&"k".repeat(2000)));
         assert!(!with(&"k".repeat(2001)));
+    }
+
+    #[test]
+    fn a_snooze_from_slack_ends_a_week_later() {
+        let now = crate::values::parse_timestamp("2026-11-26T23:30:00Z").unwrap();
+        assert_eq!(snooze_until(now).to_string(), "2026-12-03");
     }
 
     #[test]
