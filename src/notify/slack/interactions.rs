@@ -535,5 +535,13 @@ mod tests {
         let v = updated_message(&click, &Outcome::Snooze { until }, now);
         assert!(v.to_string().contains(BLOCK_ID));
         assert!(v.to_string().contains("Snoozed until 2026-12-03 by <@U1>"));
+        // The line goes just above the buttons it was clicked on.
+        let kinds: Vec<&str> = v["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["section", "context", "actions"]);
     }
 }
