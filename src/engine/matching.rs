@@ -4,10 +4,14 @@
 //! step works on the vocabulary of distinct words: per position of the name,
 //! the vocabulary words at that position (for the first word: starting with
 //! the same letter, the SPEC's blocking) similar enough to the query's word,
-//! each pair compared once and skipped early when an upper bound of its
-//! similarity is already too low; then the accounts holding one of them at the
-//! most selective position, checked word by word. It never compares all pairs,
-//! and its cost does not grow with how many accounts share a word.
+//! each pair compared once; then the accounts holding one of them at the
+//! most selective position, checked word by word. The words of a position
+//! are split by length and sorted by their first chars, so that for each
+//! length and common prefix the fewest letters a similar word must share is
+//! known: the candidates come from postings of letters and letter pairs, and
+//! most are dropped on an upper bound of their similarity before it is
+//! computed. It never compares all pairs, and its cost does not grow with
+//! how many accounts share a word.
 
 use crate::fast::FastMap;
 
