@@ -242,6 +242,19 @@ fn pipeline_outside_the_quarters_shown_counts_nowhere() {
 }
 
 #[test]
+fn the_review_says_whether_opportunities_carry_campaigns() {
+    let mut o = opp("O-1", "P-1", "2026-08-01", 10.0);
+    let without = run(
+        &data(&["P-1"], vec![], vec![o.clone()]),
+        &ReviewInputs::default(),
+    );
+    assert!(!without.inputs.campaign_ids);
+    o.campaign_id = Some("C-1".into());
+    let with = run(&data(&["P-1"], vec![], vec![o]), &ReviewInputs::default());
+    assert!(with.inputs.campaign_ids);
+}
+
+#[test]
 fn a_partner_with_no_reps_has_no_rate_and_is_never_dormant() {
     let ds = data(&["P-1"], vec![], vec![]);
     let r = run(&ds, &ReviewInputs::default());
@@ -423,9 +436,13 @@ fn campaign_attribution_ends_exactly_at_the_window_edge() {
 fn dormant_over_exactly_dormant_quarters() {
     // P-1: reps, pipeline in 2026-Q1, nothing in Q2 and Q3: dormant over 2.
     // P-2: a seller in Q2: not dormant.
+    // P-1's second rep joined in Q3: the dormant partner's reps are the
+    // last full quarter's.
+    let mut joined = rep("PR-3", "P-1");
+    joined.joined_on = Some(d("2026-08-01"));
     let ds = data(
         &["P-1", "P-2"],
-        vec![rep("PR-1", "P-1"), rep("PR-2", "P-2")],
+        vec![rep("PR-1", "P-1"), rep("PR-2", "P-2"), joined],
         vec![
             opp("O-1", "P-1", "2026-03-31", 10.0),
             won(opp("O-2", "P-2", "2026-01-05", 10.0), "2026-06-30", "PR-2"),
@@ -445,6 +462,7 @@ fn dormant_over_exactly_dormant_quarters() {
     assert_eq!(dm.partner_id, "P-1");
     assert_eq!(dm.quarters, ["2026-Q2", "2026-Q3"]);
     assert_eq!(dm.cost, Some(500.0));
+    assert_eq!(dm.reps, 2);
     assert!(r.partners[0].dormant && !r.partners[1].dormant);
 
     // Three quarters: P-1 had pipeline in the third one back.
