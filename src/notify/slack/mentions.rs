@@ -231,6 +231,40 @@ fn judge(answer: Answer) -> Next<Option<String>, Failed> {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn lookups_are_counted_in_the_metrics() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let api = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/users.lookupByEmail"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"ok": true, "user": {"id": "U0DANA"}})),
+            )
+            .mount(&api)
+            .await;
+        let settings = SlackSettings {
+            bot_token: Some(crate::config::Secret::new("xoxb-test")),
+            api_url: api.uri(),
+            ..SlackSettings::default()
+        };
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+        let mentions = Mentions::new(&settings)
+            .unwrap()
+            .with_metrics_opt(Some(metrics.clone()));
+        let found = mentions.resolve(["dana@example.com".to_string()]).await;
+        assert_eq!(
+            found.get("dana@example.com").map(String::as_str),
+            Some("U0DANA")
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains("channel_sync_upstream_requests_total{upstream=\"slack-users\",status_class=\"2xx\"} 1"),
+            "{text}"
+        );
+    }
+
     fn answer(status: u16, body: &str, retry_after: Option<&str>) -> Answer {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(r) = retry_after {
