@@ -255,6 +255,29 @@ fn the_review_says_whether_opportunities_carry_campaigns() {
 }
 
 #[test]
+fn the_oldest_open_conflict_is_the_one_whose_second_claim_came_first() {
+    let conflict = |key: &str, first: &str, second: &str| {
+        let mut f = crate::notify::teams::render::tests::big(2, 1);
+        f.key = key.into();
+        f.evidence[0].at = crate::values::parse_timestamp(first).unwrap();
+        f.evidence[1].at = crate::values::parse_timestamp(second).unwrap();
+        f
+    };
+    let found = [
+        conflict("b", "2026-01-01", "2026-11-16"),
+        // Claimed first long ago, but the conflict began with its second claim.
+        conflict("c", "2025-01-01", "2026-11-20"),
+        conflict("a", "2026-10-01", "2026-11-16"),
+    ];
+    let oc = open_conflicts(now(), &found);
+    assert_eq!(oc.open, 3);
+    assert_eq!(oc.by_kind.get("direct_vs_partner"), Some(&3));
+    assert_eq!(oc.oldest_open_days, Some(10));
+    // A tie in time goes to the smaller key.
+    assert_eq!(oc.oldest_open_key.as_deref(), Some("a"));
+}
+
+#[test]
 fn a_partner_with_no_reps_has_no_rate_and_is_never_dormant() {
     let ds = data(&["P-1"], vec![], vec![]);
     let r = run(&ds, &ReviewInputs::default());
