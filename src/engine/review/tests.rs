@@ -563,6 +563,8 @@ fn disputes_per_quarter_from_the_history() {
         rec("2026-06-30T12:00:00Z", Some("2026-10-02T00:00:00Z"), false),
         // Opened on Q3's last second: open at its end.
         rec("2026-09-30T23:59:59Z", None, false),
+        // Opened by a cycle at T itself: the partial quarter holds T.
+        rec("2026-11-26T00:00:00Z", None, false),
     ];
     let qs = quarters(now(), 1, 2);
     let d = disputes(&records, &qs, now());
@@ -573,10 +575,10 @@ fn disputes_per_quarter_from_the_history() {
     // 2026-06-30T12:00 to 2026-10-01T00:00: 92.5 days.
     assert_eq!(q3.oldest_open_days, Some(92));
     let q4 = &d["2026-Q4"];
-    assert_eq!((q4.opened, q4.resolved, q4.aged_out), (0, 0, 1));
+    assert_eq!((q4.opened, q4.resolved, q4.aged_out), (1, 0, 1));
     assert_eq!(q4.median_days_to_resolve, None);
-    // The partial quarter ends at T.
-    assert_eq!(q4.open_at_end, 1);
+    // The partial quarter ends at T, and holds it.
+    assert_eq!(q4.open_at_end, 2);
     assert_eq!(q4.oldest_open_days, Some(56));
     let q2 = &d["2026-Q2"];
     assert_eq!((q2.opened, q2.open_at_end), (1, 1));
