@@ -559,6 +559,9 @@ fn disputes_per_quarter_from_the_history() {
         rec("2026-07-01T00:00:00Z", Some("2026-07-05T00:00:00Z"), true),
         // Opened in Q3, resolved in Q3 after 10 days.
         rec("2026-08-01T00:00:00Z", Some("2026-08-11T00:00:00Z"), true),
+        // Opened in Q3, resolved in Q3 after 30 days: three, so the median
+        // is the middle one.
+        rec("2026-08-15T00:00:00Z", Some("2026-09-14T00:00:00Z"), true),
         // Opened in Q2, still open at the end of Q3, closed (aged out) in Q4.
         rec("2026-06-30T12:00:00Z", Some("2026-10-02T00:00:00Z"), false),
         // Opened on Q3's last second: open at its end.
@@ -569,8 +572,14 @@ fn disputes_per_quarter_from_the_history() {
     let qs = quarters(now(), 1, 2);
     let d = disputes(&records, &qs, now());
     let q3 = &d["2026-Q3"];
-    assert_eq!((q3.opened, q3.resolved, q3.aged_out), (3, 2, 0));
-    assert_eq!(q3.median_days_to_resolve, Some(7.0));
+    assert_eq!((q3.opened, q3.resolved, q3.aged_out), (4, 3, 0));
+    assert_eq!(q3.median_days_to_resolve, Some(10.0));
+    // Two: the mean of the middle pair.
+    let two = &records[..2];
+    assert_eq!(
+        disputes(two, &qs, now())["2026-Q3"].median_days_to_resolve,
+        Some(7.0)
+    );
     assert_eq!(q3.open_at_end, 2);
     // 2026-06-30T12:00 to 2026-10-01T00:00: 92.5 days.
     assert_eq!(q3.oldest_open_days, Some(92));
