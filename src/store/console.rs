@@ -170,8 +170,11 @@ impl Columns {
             Some(Value::Object(members)) => members.values().collect(),
             Some(scalar) => vec![scalar],
         };
-        let field = |e: &Value, name: &str| -> Option<Value> { e.get(name).cloned() };
-        let not_lost = |e: &Value| field(e, "status") != Some(Value::String("lost".into()));
+        // A member's text, when it is a string (what `json_extract` compares).
+        fn field<'v>(e: &'v Value, name: &str) -> Option<&'v str> {
+            e.get(name).and_then(Value::as_str)
+        }
+        let not_lost = |e: &Value| field(e, "status") != Some("lost");
         let amount = |e: &Value| match e.get("amount") {
             Some(Value::Number(n)) => n.as_f64(),
             _ => None,
@@ -181,13 +184,13 @@ impl Columns {
             |values: Vec<f64>| -> Option<f64> { (!values.is_empty()).then(|| kahan_sum(&values)) };
         let opportunities = sum(evidence
             .iter()
-            .filter(|e| field(e, "type") == Some(Value::String("opportunity".into())))
+            .filter(|e| field(e, "type") == Some("opportunity"))
             .filter(|e| not_lost(e))
             .filter_map(|e| amount(e))
             .collect());
         let only_registrations = evidence
             .iter()
-            .all(|e| field(e, "type") == Some(Value::String("registration".into())));
+            .all(|e| field(e, "type") == Some("registration"));
         let value_at_risk = opportunities.or_else(|| {
             only_registrations
                 .then(|| {
