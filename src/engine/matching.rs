@@ -1320,6 +1320,13 @@ mod tests {
 
     /// SPEC §3.1 step 4 done the slow way: every account with the same word
     /// count and first letter, every word pair compared.
+    /// The fuzzy step's match as (account id, score), as `brute_force` gives it.
+    fn fuzzy_id(index: &AccountIndex, accounts: &[Account], norm: &str) -> Option<(String, f64)> {
+        index
+            .fuzzy(norm)
+            .map(|m| (accounts[m.account].id.clone(), m.how.score))
+    }
+
     /// Candidates sorted out and pairs indexed for every length, however
     /// few its words: the paths a small test would otherwise not take.
     const EVERY_PATH: Tuning = Tuning {
@@ -1405,17 +1412,13 @@ mod tests {
                 if norm.is_empty() || keys.contains(&name_key(&norm)) {
                     continue;
                 }
-                let fast = index
-                    .fuzzy(&norm)
-                    .map(|m| (accounts[m.account].id.clone(), m.how.score));
+                let fast = fuzzy_id(&index, &accounts, &norm);
                 assert_eq!(
                     fast,
                     brute_force(&accounts, &name, 0.92),
                     "{names:?} {name}"
                 );
-                let slow = every_path
-                    .fuzzy(&norm)
-                    .map(|m| (accounts[m.account].id.clone(), m.how.score));
+                let slow = fuzzy_id(&every_path, &accounts, &norm);
                 assert_eq!(fast, slow, "{names:?} {name}, every path");
                 fuzzy += usize::from(fast.is_some());
             }
@@ -1441,12 +1444,8 @@ mod tests {
             let norm = normalize_name(&query);
             // Exact name matches are step 3's: only fuzzy-only cases compare.
             proptest::prop_assume!(!accounts.iter().any(|a| name_key(&normalize_name(&a.name)) == name_key(&norm)));
-            let fast = index
-                .fuzzy(&norm)
-                .map(|m| (accounts[m.account].id.clone(), m.how.score));
-            let slow = every_path
-                .fuzzy(&norm)
-                .map(|m| (accounts[m.account].id.clone(), m.how.score));
+            let fast = fuzzy_id(&index, &accounts, &norm);
+            let slow = fuzzy_id(&every_path, &accounts, &norm);
             let expected = brute_force(&accounts, &query, threshold);
             proptest::prop_assert_eq!(&fast, &expected);
             proptest::prop_assert_eq!(&slow, &expected);
