@@ -2,8 +2,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::fast::FastMap;
-
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize, Serializer};
@@ -217,7 +215,7 @@ struct Draft {
 }
 
 /// A registration or an opportunity taking part in a finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Claim {
     Registration(usize),
     Opportunity(usize),
@@ -453,7 +451,8 @@ pub(super) fn detect(ctx: &Context) -> Vec<Finding> {
         })
         .collect();
     findings.extend(partner_vs_partner(ctx));
-    findings.sort_by(|a, b| (a.kind.as_str(), &a.key).cmp(&(b.kind.as_str(), &b.key)));
+    // Keys are unique, so an unstable sort gives the one order there is.
+    findings.par_sort_unstable_by(|a, b| (a.kind.as_str(), &a.key).cmp(&(b.kind.as_str(), &b.key)));
     findings
 }
 
@@ -632,30 +631,41 @@ fn unmatched_group(reg: &crate::model::Registration) -> Option<String> {
 }
 
 fn partner_vs_partner(ctx: &Context) -> Vec<Finding> {
-    let mut by_account: FastMap<usize, Vec<Claim>> = FastMap::default();
+    // Every claim on a matched account as (account, claim), grouped below by
+    // sorting; unmatched registrations by where they meet. Both collected on
+    // every core: a million opportunities are scanned.
+    let registrations: Vec<(Option<usize>, Option<String>, usize)> =
+        (0..ctx.data.registrations.len())
+            .into_par_iter()
+            .filter(|&r| ctx.is_active(r) || ctx.is_pending(r))
+            .filter_map(|r| match ctx.matches[r] {
+                Some(m) => Some((Some(m.account), None, r)),
+                None => unmatched_group(&ctx.data.registrations[r]).map(|g| (None, Some(g), r)),
+            })
+            .collect();
+    let mut on_accounts: Vec<(usize, Claim)> = Vec::new();
     let mut unmatched: BTreeMap<String, Vec<Claim>> = BTreeMap::new();
-    for (r, reg) in ctx.data.registrations.iter().enumerate() {
-        if !(ctx.is_active(r) || ctx.is_pending(r)) {
-            continue;
-        }
-        match ctx.matches[r] {
-            Some(m) => by_account
-                .entry(m.account)
-                .or_default()
-                .push(Claim::Registration(r)),
-            None => {
-                if let Some(g) = unmatched_group(reg) {
-                    unmatched.entry(g).or_default().push(Claim::Registration(r));
-                }
-            }
+    for (account, group, r) in registrations {
+        match (account, group) {
+            (Some(a), _) => on_accounts.push((a, Claim::Registration(r))),
+            (None, Some(g)) => unmatched.entry(g).or_default().push(Claim::Registration(r)),
+            (None, None) => {}
         }
     }
-    for (o, opp) in ctx.data.opportunities.iter().enumerate() {
-        let a = ctx.opp_account[o];
-        if opp.status == OpportunityStatus::Open && opp.partner_id.is_some() && a != usize::MAX {
-            by_account.entry(a).or_default().push(Claim::Opportunity(o));
-        }
-    }
+    on_accounts.par_extend(
+        ctx.data
+            .opportunities
+            .par_iter()
+            .enumerate()
+            .filter_map(|(o, opp)| {
+                let a = ctx.opp_account[o];
+                (opp.status == OpportunityStatus::Open
+                    && opp.partner_id.is_some()
+                    && a != usize::MAX)
+                    .then_some((a, Claim::Opportunity(o)))
+            }),
+    );
+    on_accounts.par_sort_unstable_by_key(|&(a, c)| (a, c));
     let partners = |claims: &[Claim]| {
         claims
             .iter()
@@ -685,38 +695,48 @@ fn partner_vs_partner(ctx: &Context) -> Vec<Finding> {
             _ => parties.join(""),
         }
     };
-    let mut out = Vec::new();
-    for (a, mut claims) in by_account {
-        let count = partners(&claims).len();
-        if count < 2 {
-            continue;
-        }
-        // The weakest registration match (lowest score, then the later
-        // matching step) bounds how sure the finding is.
-        let how = claims
-            .iter()
-            .filter_map(|&c| match c {
-                Claim::Registration(r) => ctx.matches[r].map(|m| m.how),
-                Claim::Opportunity(_) => None,
+    // More than one partner among the claims: most accounts have one, so
+    // the first partner is compared before any set is built.
+    let contested = |run: &[(usize, Claim)]| {
+        let mut partners = run.iter().filter_map(|&(_, c)| ctx.claim_partner(c));
+        partners
+            .next()
+            .is_some_and(|first| partners.any(|p| p != first))
+    };
+    let mut out: Vec<Finding> = on_accounts
+        .par_chunk_by(|x, y| x.0 == y.0)
+        .filter(|run| contested(run))
+        .map(|run| {
+            let a = run[0].0;
+            let mut claims: Vec<Claim> = run.iter().map(|&(_, c)| c).collect();
+            let count = partners(&claims).len();
+            // The weakest registration match (lowest score, then the later
+            // matching step) bounds how sure the finding is.
+            let how = claims
+                .iter()
+                .filter_map(|&c| match c {
+                    Claim::Registration(r) => ctx.matches[r].map(|m| m.how),
+                    Claim::Opportunity(_) => None,
+                })
+                .min_by(|x, y| x.score.total_cmp(&y.score).then(y.method.cmp(&x.method)));
+            let summary = format!(
+                "{} is claimed by {count} partners: {}; the first claim was {}.",
+                ctx.account_label(a),
+                describe(&mut claims),
+                ctx.claim_id(claims[0])
+            );
+            ctx.finding(Draft {
+                kind: FindingKind::PartnerVsPartner,
+                key: format!("partner_vs_partner:{}", ctx.data.accounts[a].id),
+                severity: Severity::Warning,
+                account: Some(a),
+                claims,
+                how,
+                expires_at: None,
+                summary,
             })
-            .min_by(|x, y| x.score.total_cmp(&y.score).then(y.method.cmp(&x.method)));
-        let summary = format!(
-            "{} is claimed by {count} partners: {}; the first claim was {}.",
-            ctx.account_label(a),
-            describe(&mut claims),
-            ctx.claim_id(claims[0])
-        );
-        out.push(ctx.finding(Draft {
-            kind: FindingKind::PartnerVsPartner,
-            key: format!("partner_vs_partner:{}", ctx.data.accounts[a].id),
-            severity: Severity::Warning,
-            account: Some(a),
-            claims,
-            how,
-            expires_at: None,
-            summary,
-        }));
-    }
+        })
+        .collect();
     for (group, mut claims) in unmatched {
         let count = partners(&claims).len();
         if count < 2 {

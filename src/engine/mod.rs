@@ -283,19 +283,30 @@ fn link_registrations(data: &Dataset, reg_by_id: &FastMap<&str, usize>) -> Vec<V
             wanted.entry(o).or_default().push(i);
         }
     }
+    // The lookups on every core; then each link is pushed in opportunity order.
+    // (opportunity, the registration it names, the registrations naming it)
+    type Links<'d> = Vec<(usize, Option<usize>, Option<&'d Vec<usize>>)>;
+    let links: Links = data
+        .opportunities
+        .par_iter()
+        .enumerate()
+        .filter_map(|(o, opp)| {
+            let by_opp = opp
+                .registration_id
+                .as_deref()
+                .and_then(|id| reg_by_id.get(id))
+                .copied();
+            let by_reg = wanted.get(opp.id.as_str());
+            (by_opp.is_some() || by_reg.is_some()).then_some((o, by_opp, by_reg))
+        })
+        .collect();
     let mut linked = vec![Vec::new(); data.registrations.len()];
-    for (o, opp) in data.opportunities.iter().enumerate() {
-        if let Some(&r) = opp
-            .registration_id
-            .as_deref()
-            .and_then(|id| reg_by_id.get(id))
-        {
+    for (o, by_opp, by_reg) in links {
+        if let Some(r) = by_opp {
             linked[r].push(o);
         }
-        if let Some(regs) = wanted.get(opp.id.as_str()) {
-            for &r in regs {
-                linked[r].push(o);
-            }
+        for &r in by_reg.into_iter().flatten() {
+            linked[r].push(o);
         }
     }
     for l in &mut linked {

@@ -3,6 +3,7 @@
 use crate::fast::FastMap;
 
 use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, Utc};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::findings::Finding;
@@ -126,46 +127,53 @@ pub(super) fn compute(ctx: &Context, period: &Period, findings: &[Finding]) -> V
         }
     }
 
+    // The lookups for each opportunity on every core, then the sums in order:
+    // (partner, amount, open, credited rep) for those that count.
+    let counted: Vec<(Option<usize>, i64, bool, Option<usize>)> = data
+        .opportunities
+        .par_iter()
+        .filter_map(|opp| {
+            let partner = opp
+                .partner_id
+                .as_deref()
+                .and_then(|p| ctx.partner_by_id.get(p).copied());
+            let amount = opp.amount.as_ref().and_then(|m| m.base).map_or(0, cents);
+            match opp.status {
+                OpportunityStatus::Open => partner.map(|p| (Some(p), amount, true, None)),
+                OpportunityStatus::Won => {
+                    if !opp.close_date.is_some_and(|d| period.contains(d)) {
+                        return None;
+                    }
+                    // The credited rep: the opportunity's own, else a linked
+                    // registration's.
+                    let credited = opp.partner_rep.as_deref().and_then(resolve).or_else(|| {
+                        let via_link = opp
+                            .registration_id
+                            .as_deref()
+                            .and_then(|id| ctx.registration_by_id.get(id))
+                            .or_else(|| reg_naming.get(opp.id.as_str()))?;
+                        data.registrations[*via_link]
+                            .rep
+                            .as_deref()
+                            .and_then(resolve)
+                    });
+                    Some((partner, amount, false, credited))
+                }
+                OpportunityStatus::Lost => None,
+            }
+        })
+        .collect();
     let mut sold = vec![false; data.reps.len()];
     let mut pipeline = vec![0i64; np];
     let mut revenue = vec![0i64; np];
-    for opp in &data.opportunities {
-        let partner = opp
-            .partner_id
-            .as_deref()
-            .and_then(|p| ctx.partner_by_id.get(p).copied());
-        let amount = opp.amount.as_ref().and_then(|m| m.base).map_or(0, cents);
-        match opp.status {
-            OpportunityStatus::Open => {
-                if let Some(p) = partner {
-                    pipeline[p] += amount;
-                }
-            }
-            OpportunityStatus::Won => {
-                if !opp.close_date.is_some_and(|d| period.contains(d)) {
-                    continue;
-                }
-                if let Some(p) = partner {
-                    revenue[p] += amount;
-                }
-                // The credited rep: the opportunity's own, else a linked
-                // registration's.
-                let credited = opp.partner_rep.as_deref().and_then(resolve).or_else(|| {
-                    let via_link = opp
-                        .registration_id
-                        .as_deref()
-                        .and_then(|id| ctx.registration_by_id.get(id))
-                        .or_else(|| reg_naming.get(opp.id.as_str()))?;
-                    data.registrations[*via_link]
-                        .rep
-                        .as_deref()
-                        .and_then(resolve)
-                });
-                if let Some(rep) = credited {
-                    sold[rep] = true;
-                }
-            }
-            OpportunityStatus::Lost => {}
+    for (partner, amount, open, credited) in counted {
+        match (partner, open) {
+            (Some(p), true) => pipeline[p] += amount,
+            (Some(p), false) => revenue[p] += amount,
+            (None, _) => {}
+        }
+        if let Some(rep) = credited {
+            sold[rep] = true;
         }
     }
 
