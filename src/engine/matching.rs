@@ -1150,7 +1150,7 @@ mod tests {
             account("A-5", "Bqqqqqqqq Group", None),
             account("A-6", "Bwwwwwwww Group", None),
         ];
-        for tuning in [Tuning::default(), EVERY_PATH] {
+        for tuning in [Tuning::default(), EVERY_PATH, LETTERS_ONLY] {
             let index = AccountIndex::build_tuned(&accounts, &Default::default(), 0.92, tuning);
             for (name, id) in [("Acme Bmartinezco", "A-1"), ("Bmartinez Group", "A-2")] {
                 let m = index
@@ -1334,6 +1334,13 @@ mod tests {
         pairs_from: 0,
     };
 
+    /// Candidates sorted out for every length through single letters only
+    /// (no pairs indexed): with [`EVERY_PATH`], pairs are shorter and taken.
+    const LETTERS_ONLY: Tuning = Tuning {
+        scan_below: 0,
+        pairs_from: usize::MAX,
+    };
+
     fn brute_force(accounts: &[Account], name: &str, threshold: f64) -> Option<(String, f64)> {
         let norm = normalize_name(name);
         let words: Vec<&str> = norm.split(' ').collect();
@@ -1400,8 +1407,8 @@ mod tests {
                 .map(|(i, n)| account(&format!("A-{i:05}"), n, None))
                 .collect();
             let index = AccountIndex::build(&accounts, &Default::default(), 0.92);
-            let every_path =
-                AccountIndex::build_tuned(&accounts, &Default::default(), 0.92, EVERY_PATH);
+            let forced = [EVERY_PATH, LETTERS_ONLY]
+                .map(|t| AccountIndex::build_tuned(&accounts, &Default::default(), 0.92, t));
             let keys: crate::fast::FastSet<String> = accounts
                 .iter()
                 .map(|a| name_key(&normalize_name(&a.name)))
@@ -1418,8 +1425,10 @@ mod tests {
                     brute_force(&accounts, &name, 0.92),
                     "{names:?} {name}"
                 );
-                let slow = fuzzy_id(&every_path, &accounts, &norm);
-                assert_eq!(fast, slow, "{names:?} {name}, every path");
+                for (slow, path) in forced.iter().zip(["every path", "letters only"]) {
+                    let slow = fuzzy_id(slow, &accounts, &norm);
+                    assert_eq!(fast, slow, "{names:?} {name}, {path}");
+                }
                 fuzzy += usize::from(fast.is_some());
             }
             assert!(fuzzy > 10, "{names:?}: only {fuzzy} fuzzy matches");
@@ -1441,14 +1450,17 @@ mod tests {
                 .collect();
             let index = AccountIndex::build(&accounts, &Default::default(), threshold);
             let every_path = AccountIndex::build_tuned(&accounts, &Default::default(), threshold, EVERY_PATH);
+            let letters_only = AccountIndex::build_tuned(&accounts, &Default::default(), threshold, LETTERS_ONLY);
             let norm = normalize_name(&query);
             // Exact name matches are step 3's: only fuzzy-only cases compare.
             proptest::prop_assume!(!accounts.iter().any(|a| name_key(&normalize_name(&a.name)) == name_key(&norm)));
             let fast = fuzzy_id(&index, &accounts, &norm);
             let slow = fuzzy_id(&every_path, &accounts, &norm);
+            let letters = fuzzy_id(&letters_only, &accounts, &norm);
             let expected = brute_force(&accounts, &query, threshold);
             proptest::prop_assert_eq!(&fast, &expected);
             proptest::prop_assert_eq!(&slow, &expected);
+            proptest::prop_assert_eq!(&letters, &expected);
         }
     }
 }
