@@ -1144,11 +1144,14 @@ mod tests {
         let accounts = [
             account("A-1", "Acme Cmartinezco", None),
             account("A-2", "Bnartinez Group", None),
-            // Unlike either, so that the filter, not a scan, finds them.
-            account("A-3", "Acme Qqqqqqqqqqq", None),
-            account("A-4", "Acme Wwwwwwwwwww", None),
-            account("A-5", "Bqqqqqqqq Group", None),
-            account("A-6", "Bwwwwwwww Group", None),
+            // The same letters in another order, far from similar: they hold
+            // every letter the filter looks at, so only a filter that really
+            // lists the words holding a letter finds the two above (one
+            // listing the words lacking it, say, lists nothing).
+            account("A-3", "Acme Ozcenitramb", None),
+            account("A-4", "Acme Zocenitramb", None),
+            account("A-5", "Bzenitram Group", None),
+            account("A-6", "Bzentiram Group", None),
         ];
         for tuning in [Tuning::default(), EVERY_PATH, LETTERS_ONLY] {
             let index = AccountIndex::build_tuned(&accounts, &Default::default(), 0.92, tuning);
