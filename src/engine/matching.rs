@@ -1140,32 +1140,51 @@ mod tests {
         // common prefix), and `bnartinez` only the `m` of `bmartinez` (0.933
         // with one leading char in common): in each, the missing letter is
         // the rarest of its length, the first the letter filter looks at. A
-        // filter that allows one missing letter too few misses both.
-        let accounts = [
-            account("A-1", "Acme Cmartinezco", None),
-            account("A-2", "Bnartinez Group", None),
-            // The same letters in another order, far from similar: they hold
-            // every letter the filter looks at, so only a filter that really
-            // lists the words holding a letter finds the two above (one
+        // filter that allows one missing letter too few misses both. The
+        // words beside them keep the filter from falling back to a scan
+        // (it does when its lists add up to half the words):
+        let beside = [
+            // unlike either, holding none of their letters: the rarest letter
+            // is held by no other word, so the filter's list is short;
+            [
+                "Acme Qqqqqqqqqqq",
+                "Acme Wwwwwwwwwww",
+                "Bqqqqqqqq Group",
+                "Bwwwwwwww Group",
+            ],
+            // the same letters in another order, far from similar: every
+            // word holds the letters the filter looks at, so only a filter
+            // that really lists the words holding a letter finds the two (one
             // listing the words lacking it, say, lists nothing).
-            account("A-3", "Acme Ozcenitramb", None),
-            account("A-4", "Acme Zocenitramb", None),
-            account("A-5", "Bzenitram Group", None),
-            account("A-6", "Bzentiram Group", None),
+            [
+                "Acme Ozcenitramb",
+                "Acme Zocenitramb",
+                "Bzenitram Group",
+                "Bzentiram Group",
+            ],
         ];
-        for tuning in [Tuning::default(), EVERY_PATH, LETTERS_ONLY] {
-            let index = AccountIndex::build_tuned(&accounts, &Default::default(), 0.92, tuning);
-            for (name, id) in [("Acme Bmartinezco", "A-1"), ("Bmartinez Group", "A-2")] {
-                let m = index
-                    .fuzzy(&normalize_name(name))
-                    .map(|m| accounts[m.account].id.as_str());
-                assert_eq!(m, Some(id), "{name}");
-                assert_eq!(
-                    brute_force(&accounts, name, 0.92)
-                        .map(|(id, _)| id)
-                        .as_deref(),
-                    Some(id)
-                );
+        for names in beside {
+            let mut accounts = vec![
+                account("A-1", "Acme Cmartinezco", None),
+                account("A-2", "Bnartinez Group", None),
+            ];
+            for (i, name) in names.iter().enumerate() {
+                accounts.push(account(&format!("A-{}", i + 3), name, None));
+            }
+            for tuning in [Tuning::default(), EVERY_PATH, LETTERS_ONLY] {
+                let index = AccountIndex::build_tuned(&accounts, &Default::default(), 0.92, tuning);
+                for (name, id) in [("Acme Bmartinezco", "A-1"), ("Bmartinez Group", "A-2")] {
+                    let m = index
+                        .fuzzy(&normalize_name(name))
+                        .map(|m| accounts[m.account].id.as_str());
+                    assert_eq!(m, Some(id), "{name} beside {names:?}");
+                    assert_eq!(
+                        brute_force(&accounts, name, 0.92)
+                            .map(|(id, _)| id)
+                            .as_deref(),
+                        Some(id)
+                    );
+                }
             }
         }
     }
