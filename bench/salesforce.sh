@@ -56,3 +56,9 @@ echo "|---|---:|---:|---:|---:|---:|"
 measure_sync "once, first sync (empty state)" "$BIN" once --config "$work/config.toml" --now "$NOW"
 measure_sync "once, incremental (no change)" "$BIN" once --config "$work/config.toml" --now "$NOW"
 measure_sync "once --full (read everything again)" "$BIN" once --config "$work/config.toml" --now "$NOW" --full
+# The mirror's own size (SQLite's dbstat), when the sqlite3 shell is there.
+if command -v sqlite3 >/dev/null; then
+  mib=$(sqlite3 "$work/state.db" "SELECT round(sum(pgsize) / 1048576.0) FROM dbstat WHERE name = 'mirror'" 2>/dev/null || echo "?")
+  echo
+  echo "mirror table: $mib MiB"
+fi

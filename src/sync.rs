@@ -470,7 +470,6 @@ pub(crate) fn put_objects(
         .iter()
         .map(|(id, r)| MirrorRow {
             id: id.clone(),
-            modstamp: None,
             data: row(&fields, r.clone()),
         })
         .collect();
@@ -664,7 +663,6 @@ mod tests {
                     } else {
                         batch.rows.push(MirrorRow {
                             id: id.to_string(),
-                            modstamp: None,
                             data: format!("[{version}]"),
                         });
                     }
@@ -816,7 +814,6 @@ mod tests {
                 store.put(Batch {
                     rows: vec![MirrorRow {
                         id: id.clone(),
-                        modstamp: None,
                         data: row(&self.fields, record),
                     }],
                     read: 1,

@@ -896,18 +896,17 @@ impl Pg {
     ) -> Result<(), StateError> {
         let upserts = last_per_key(upserts, |r| r.id.clone());
         let ids: Vec<&str> = upserts.iter().map(|r| r.id.as_str()).collect();
-        let stamps: Vec<Option<&str>> = upserts.iter().map(|r| r.modstamp.as_deref()).collect();
         let data: Vec<&str> = upserts.iter().map(|r| r.data.as_str()).collect();
         self.in_transaction(|c| {
             if !ids.is_empty() {
                 c.execute(
-                    "INSERT INTO mirror (source, object, id, modstamp, generation, layout, data)
-                     SELECT $1, $2, u.id, u.modstamp, $3, $7, u.data
-                     FROM unnest($4::text[], $5::text[], $6::text[]) AS u (id, modstamp, data)
+                    "INSERT INTO mirror (source, object, id, generation, layout, data)
+                     SELECT $1, $2, u.id, $3, $6, u.data
+                     FROM unnest($4::text[], $5::text[]) AS u (id, data)
                      ON CONFLICT (source, object, id) DO UPDATE SET
-                       modstamp = excluded.modstamp, generation = excluded.generation,
+                       modstamp = NULL, generation = excluded.generation,
                        layout = excluded.layout, data = excluded.data",
-                    &[&source, &object, &generation, &ids, &stamps, &data, &layout],
+                    &[&source, &object, &generation, &ids, &data, &layout],
                 )?;
             }
             if !deletes.is_empty() {

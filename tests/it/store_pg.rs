@@ -173,7 +173,6 @@ fn state_migrate_copies_a_sqlite_state_and_checks_the_counts() {
             layout,
             &[channel_sync::store::MirrorRow {
                 id: "001".into(),
-                modstamp: None,
                 data: r#"["Acme"]"#.into(),
             }],
             &[],

@@ -51,12 +51,11 @@ impl ObjectReader<'_> {
                 Some(Value::Object(p)) => p.clone(),
                 _ => Map::new(),
             };
-            let modstamp = properties
+            if let Some(t) = properties
                 .get("hs_lastmodifieddate")
                 .and_then(Value::as_str)
                 .or_else(|| r.get("updatedAt").and_then(Value::as_str))
-                .map(str::to_string);
-            if let Some(t) = modstamp.as_deref().and_then(parse_timestamp)
+                .and_then(parse_timestamp)
                 && batch.newest.is_none_or(|n| t > n)
             {
                 batch.newest = Some(t);
@@ -92,7 +91,6 @@ impl ObjectReader<'_> {
             }
             batch.rows.push(MirrorRow {
                 id,
-                modstamp,
                 data: mirror::row(&fields, properties),
             });
         }
@@ -256,14 +254,9 @@ impl OwnerReader<'_> {
                         let fields = self.fields();
                         for o in page {
                             if let Some(id) = o.get("id").and_then(id_text) {
-                                let modstamp = o
-                                    .get("updatedAt")
-                                    .and_then(Value::as_str)
-                                    .map(str::to_string);
                                 let Value::Object(o) = o else { continue };
                                 batch.rows.push(MirrorRow {
                                     id,
-                                    modstamp,
                                     data: mirror::row(&fields, o),
                                 });
                             }

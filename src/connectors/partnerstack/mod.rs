@@ -276,7 +276,6 @@ impl ListReader<'_> {
                     let Value::Object(item) = item else { continue };
                     batch.rows.push(MirrorRow {
                         id: key,
-                        modstamp: updated.map(|t| t.to_rfc3339()),
                         data: mirror::row(&fields, item),
                     });
                 }
@@ -607,7 +606,6 @@ mod tests {
         }
         MirrorRow {
             id: key.into(),
-            modstamp: None,
             data: mirror::row(&deal_fields(), d.as_object().unwrap().clone()),
         }
     }

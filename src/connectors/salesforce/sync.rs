@@ -85,8 +85,8 @@ impl ObjectSpec {
         }
     }
 
-    /// The fields a stored row holds: all but `Id` and `SystemModstamp`
-    /// (the mirror's own id and modstamp).
+    /// The fields a stored row holds: all but `Id` (the mirror's own id) and
+    /// `SystemModstamp` (which moves the cursor and is not stored).
     pub fn stored(&self) -> &[String] {
         self.fields.get(2..).unwrap_or_default()
     }
@@ -232,11 +232,10 @@ fn split_page(page: Vec<Value>, spec: &ObjectSpec) -> Batch {
         let Some(id) = record.get("Id").and_then(Value::as_str).map(str::to_string) else {
             continue;
         };
-        let modstamp = record
+        if let Some(t) = record
             .get("SystemModstamp")
             .and_then(Value::as_str)
-            .map(str::to_string);
-        if let Some(t) = modstamp.as_deref().and_then(parse_timestamp)
+            .and_then(parse_timestamp)
             && batch.newest.is_none_or(|n| t > n)
         {
             batch.newest = Some(t);
@@ -248,7 +247,6 @@ fn split_page(page: Vec<Value>, spec: &ObjectSpec) -> Batch {
         }
         batch.rows.push(MirrorRow {
             id,
-            modstamp,
             data: mirror::row(spec.stored(), record),
         });
     }
