@@ -1163,7 +1163,34 @@ mod tests {
                 "Bzentiram Group",
             ],
         ];
-        for names in beside {
+        // and forty words of each length each holding one of their letters
+        // (and the first word's `b`), the rest unlike: every letter is held
+        // by several words, but no two of them by any word but the match, so
+        // the filter's lists (not a scan) find the two, through letter pairs
+        // when pairs are indexed.
+        let other = "dfghjklpqsuvwxy";
+        let word = |i: usize, len: usize, theirs: &str| -> String {
+            let one = theirs.as_bytes()[i % theirs.len()] as char;
+            (0..len)
+                .map(|k| match k {
+                    1 => one,
+                    _ => other.as_bytes()[(i * 7 + k * 3 + i / 5) % other.len()] as char,
+                })
+                .collect()
+        };
+        let many: Vec<String> = (0..40)
+            .flat_map(|i| {
+                [
+                    format!("Acme {}", word(i, 11, "mrtinezco")),
+                    format!("B{} Group", word(i, 8, "artinez")),
+                ]
+            })
+            .collect();
+        let sets = beside
+            .iter()
+            .map(|names| names.map(String::from).to_vec())
+            .chain([many]);
+        for names in sets {
             let mut accounts = vec![
                 account("A-1", "Acme Cmartinezco", None),
                 account("A-2", "Bnartinez Group", None),
@@ -1177,7 +1204,7 @@ mod tests {
                     let m = index
                         .fuzzy(&normalize_name(name))
                         .map(|m| accounts[m.account].id.as_str());
-                    assert_eq!(m, Some(id), "{name} beside {names:?}");
+                    assert_eq!(m, Some(id), "{name} beside {:?}", names[0]);
                     assert_eq!(
                         brute_force(&accounts, name, 0.92)
                             .map(|(id, _)| id)
@@ -1187,6 +1214,50 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The filter's lists: each letter's and each pair's words, exactly,
+    /// ascending (a word with a letter twice is listed once).
+    #[test]
+    fn the_letter_and_pair_lists_hold_exactly_the_words_with_them() {
+        let texts = ["abc", "bcd", "acd", "aab", "xyz", "dcba", "zz"];
+        let words: Vec<Word> = texts
+            .iter()
+            .map(|&t| Word {
+                text: t.into(),
+                sig: Signature::of(t),
+                digit: false,
+            })
+            .collect();
+        let ids: Vec<u32> = (0..to_u32(texts.len())).collect();
+        let set = WordSet::build(ids, &words, EVERY_PATH);
+        let bucket = |c: char| c as usize - 'a' as usize;
+        for (len, set) in set.lengths.iter().enumerate() {
+            let text = |at: u32| texts[set.words[at as usize] as usize];
+            let holding = |test: &dyn Fn(&str) -> bool| -> Vec<u32> {
+                (0..to_u32(set.words.len()))
+                    .filter(|&at| test(text(at)))
+                    .collect()
+            };
+            for x in 'a'..='z' {
+                assert_eq!(
+                    set.postings[bucket(x)],
+                    holding(&|w| w.contains(x)),
+                    "{len} {x}"
+                );
+                for y in 'a'..='z' {
+                    let Some(pairs) = set.pairs.as_ref().filter(|_| x != y) else {
+                        continue;
+                    };
+                    assert_eq!(
+                        pairs.of(bucket(x), bucket(y)),
+                        holding(&|w| w.contains(x) && w.contains(y)),
+                        "{len} {x}{y}"
+                    );
+                }
+            }
+        }
+        assert_eq!(set.size, texts.len());
     }
 
     #[test]
