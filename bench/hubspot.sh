@@ -8,12 +8,14 @@
 #
 #   bench/hubspot.sh              # 200,000 deals
 #   bench/hubspot.sh 50000        # another size
+#   NAMES=skewed bench/hubspot.sh # the skewed name profile (generate --names)
 #
 # Needs python3 (the converter and a local Slack responder).
 # RUST_LOG=channel_sync=debug LOG=1 bench/hubspot.sh shows where the time goes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200000}
+NAMES=${NAMES:-default}
 NOW=2026-11-26T00:00:00Z
 BIN=target/release/channel-sync
 SYNTH=target/release/channel-sync-synth
@@ -21,8 +23,9 @@ FAKE=target/release/examples/fake_hubspot
 cargo build --release --quiet -p channel-sync-synth --bin channel-sync-synth && cargo build --release --quiet --bin channel-sync && cargo build --release --quiet -p channel-sync-fakes --example fake_hubspot
 
 src=bench/data/$N
-[ -f "$src/registrations.csv" ] || "$SYNTH" generate --out "$src" --opportunities "$N" --seed 42 --now "$NOW" 2>/dev/null
-hs=bench/data/$N-hubspot
+[ "$NAMES" = default ] || src=bench/data/$NAMES-$N
+[ -f "$src/registrations.csv" ] || "$SYNTH" generate --out "$src" --opportunities "$N" --seed 42 --now "$NOW" --names "$NAMES" 2>/dev/null
+hs=$src-hubspot
 [ -f "$hs/deals.jsonl" ] || python3 bench/to_hubspot.py "$src" "$hs"
 
 work=$(mktemp -d)

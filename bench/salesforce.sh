@@ -6,12 +6,14 @@
 #
 #   bench/salesforce.sh            # 1,000,000 opportunities
 #   bench/salesforce.sh 100000     # another size
+#   NAMES=skewed bench/salesforce.sh  # the skewed name profile (generate --names)
 #
 # Needs python3 (the converter and a local Slack responder).
 # RUST_LOG=channel_sync=debug LOG=1 bench/salesforce.sh shows where the time goes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
+NAMES=${NAMES:-default}
 NOW=2026-11-26T00:00:00Z
 BIN=target/release/channel-sync
 SYNTH=target/release/channel-sync-synth
@@ -19,8 +21,9 @@ FAKE=target/release/examples/fake_salesforce
 cargo build --release --quiet -p channel-sync-synth --bin channel-sync-synth && cargo build --release --quiet --bin channel-sync && cargo build --release --quiet -p channel-sync-fakes --example fake_salesforce
 
 src=bench/data/$N
-[ -f "$src/registrations.csv" ] || "$SYNTH" generate --out "$src" --opportunities "$N" --seed 42 --now "$NOW" 2>/dev/null
-sf=bench/data/$N-salesforce
+[ "$NAMES" = default ] || src=bench/data/$NAMES-$N
+[ -f "$src/registrations.csv" ] || "$SYNTH" generate --out "$src" --opportunities "$N" --seed 42 --now "$NOW" --names "$NAMES" 2>/dev/null
+sf=$src-salesforce
 [ -f "$sf/Opportunity.jsonl" ] || python3 bench/to_salesforce.py "$src" "$sf"
 
 work=$(mktemp -d)
