@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use rayon::iter::Either;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -634,23 +635,19 @@ fn partner_vs_partner(ctx: &Context) -> Vec<Finding> {
     // Every claim on a matched account as (account, claim), grouped below by
     // sorting; unmatched registrations by where they meet. Both collected on
     // every core: a million opportunities are scanned.
-    let registrations: Vec<(Option<usize>, Option<String>, usize)> =
-        (0..ctx.data.registrations.len())
-            .into_par_iter()
-            .filter(|&r| ctx.is_active(r) || ctx.is_pending(r))
-            .filter_map(|r| match ctx.matches[r] {
-                Some(m) => Some((Some(m.account), None, r)),
-                None => unmatched_group(&ctx.data.registrations[r]).map(|g| (None, Some(g), r)),
-            })
-            .collect();
-    let mut on_accounts: Vec<(usize, Claim)> = Vec::new();
+    type Split = (Vec<(usize, Claim)>, Vec<(String, Claim)>);
+    let (mut on_accounts, unmatched_claims): Split = (0..ctx.data.registrations.len())
+        .into_par_iter()
+        .filter(|&r| ctx.is_active(r) || ctx.is_pending(r))
+        .filter_map(|r| match ctx.matches[r] {
+            Some(m) => Some(Either::Left((m.account, Claim::Registration(r)))),
+            None => unmatched_group(&ctx.data.registrations[r])
+                .map(|g| Either::Right((g, Claim::Registration(r)))),
+        })
+        .partition_map(|x| x);
     let mut unmatched: BTreeMap<String, Vec<Claim>> = BTreeMap::new();
-    for (account, group, r) in registrations {
-        match (account, group) {
-            (Some(a), _) => on_accounts.push((a, Claim::Registration(r))),
-            (None, Some(g)) => unmatched.entry(g).or_default().push(Claim::Registration(r)),
-            (None, None) => {}
-        }
+    for (group, claim) in unmatched_claims {
+        unmatched.entry(group).or_default().push(claim);
     }
     on_accounts.par_extend(
         ctx.data
