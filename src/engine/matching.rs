@@ -314,6 +314,13 @@ pub(crate) struct AccountIndex<'a> {
     /// ascending: `postings[start..start + len]`.
     places: FastMap<(u32, u32, u32), (u32, u32)>,
     postings: Vec<u32>,
+    /// Whole names: the hash of a name's word ids -> the account with the
+    /// smallest id holding exactly those words ([`COLLIDED`] when two
+    /// different names share a hash). Used when every position's similar
+    /// words are known and their combinations are fewer than the accounts
+    /// a position's words are held by.
+    names: FastMap<u64, u32>,
+    name_hasher: foldhash::fast::FixedState,
     /// Words without a digit by place; the first position is further split
     /// by first character (the SPEC's blocking), the others use `'\0'`.
     sets: FastMap<(u32, u32, char), WordSet>,
@@ -357,12 +364,23 @@ struct Vocabulary {
     name_words: Vec<u32>,
     places: FastMap<(u32, u32, u32), (u32, u32)>,
     postings: Vec<u32>,
+    names: FastMap<u64, u32>,
     sets: FastMap<(u32, u32, char), WordSet>,
+}
+
+/// In [`AccountIndex`]'s `names`: two different names share this hash, so
+/// the lookup by whole name is not used for it.
+const COLLIDED: u32 = u32::MAX;
+
+/// The hasher of whole names (word ids): fixed, so that a build is the same
+/// from run to run.
+fn name_hasher() -> foldhash::fast::FixedState {
+    foldhash::fast::FixedState::with_seed(0x6368_616e_6e65_6c73)
 }
 
 impl Vocabulary {
     /// `norms[i]` is account `i`'s normalised name (`None`: excluded).
-    fn build(norms: &[Option<String>], tuning: Tuning) -> Self {
+    fn build(norms: &[Option<String>], accounts: &[Account], tuning: Tuning) -> Self {
         let mut words: Vec<Word> = Vec::new();
         let mut word_ids: FastMap<Box<str>, u32> = FastMap::default();
         let mut name_start = Vec::with_capacity(norms.len() + 1);
@@ -393,6 +411,7 @@ impl Vocabulary {
             }
             name_start.push(to_u32(name_words.len()));
         }
+        let names = Self::names(&name_start, &name_words, accounts);
         entries.par_sort_unstable();
         let mut places: FastMap<(u32, u32, u32), (u32, u32)> =
             crate::fast::map_with_capacity(words.len());
@@ -427,8 +446,37 @@ impl Vocabulary {
             name_words,
             places,
             postings,
+            names,
             sets,
         }
+    }
+
+    /// The whole-name map (see [`AccountIndex`]'s `names`).
+    fn names(name_start: &[u32], name_words: &[u32], accounts: &[Account]) -> FastMap<u64, u32> {
+        use std::hash::BuildHasher;
+        let hasher = name_hasher();
+        let name = |i: usize| &name_words[name_start[i] as usize..name_start[i + 1] as usize];
+        let mut names: FastMap<u64, u32> = crate::fast::map_with_capacity(accounts.len());
+        for i in 0..name_start.len().saturating_sub(1) {
+            if name(i).is_empty() {
+                continue;
+            }
+            names
+                .entry(hasher.hash_one(name(i)))
+                .and_modify(|held| {
+                    if *held == COLLIDED {
+                        return;
+                    }
+                    let h = *held as usize;
+                    if name(h) != name(i) {
+                        *held = COLLIDED;
+                    } else if accounts[i].id < accounts[h].id {
+                        *held = to_u32(i);
+                    }
+                })
+                .or_insert(to_u32(i));
+        }
+        names
     }
 }
 
@@ -472,7 +520,7 @@ impl<'a> AccountIndex<'a> {
             .unzip();
         let ((by_id, by_domain, by_name), vocabulary) = rayon::join(
             || Self::exact_maps(accounts, exact),
-            || Vocabulary::build(&norms, tuning),
+            || Vocabulary::build(&norms, accounts, tuning),
         );
         let Vocabulary {
             words,
@@ -481,6 +529,7 @@ impl<'a> AccountIndex<'a> {
             name_words,
             places,
             postings,
+            names,
             sets,
         } = vocabulary;
         let longest = words.iter().map(|w| w.sig.chars).max().unwrap_or(0);
@@ -500,6 +549,8 @@ impl<'a> AccountIndex<'a> {
             name_words,
             places,
             postings,
+            names,
+            name_hasher: name_hasher(),
             sets,
             threshold,
             tuning,
@@ -802,6 +853,22 @@ impl<'a> AccountIndex<'a> {
             }
             known[pos] = Some(similar);
         }
+        // Every position searched, and fewer combinations of their similar
+        // words than accounts to walk: look the combinations up as whole
+        // names instead (thousands of accounts sharing every word of a name
+        // then cost nothing either).
+        if let Some(all) = known
+            .iter()
+            .map(Option::as_ref)
+            .collect::<Option<Vec<&Similar>>>()
+            && all
+                .iter()
+                .try_fold(1usize, |n, s| n.checked_mul(s.len()))
+                .is_some_and(|n| n < best_cost)
+            && let Some(found) = self.fuzzy_by_names(&all)
+        {
+            return found;
+        }
         let driver = known.get(best_pos)?.as_ref()?;
         let mut best: Option<AccountMatch> = None;
         let mut sims = vec![0.0; query.len()];
@@ -826,28 +893,75 @@ impl<'a> AccountIndex<'a> {
                         None => continue 'account,
                     }
                 }
-                // Summed in word order, as the SPEC's mean is written.
-                let score = sims.iter().sum::<f64>() / sims.len() as f64;
-                let better = match best {
-                    None => true,
-                    Some(b) => {
-                        score > b.how.score
-                            || (score == b.how.score
-                                && self.accounts[i].id < self.accounts[b.account].id)
-                    }
-                };
-                if better {
-                    best = Some(AccountMatch {
-                        account: i,
-                        how: Match {
-                            method: Method::Fuzzy,
-                            score,
-                        },
-                    });
-                }
+                self.keep_better(&mut best, i, &sims);
             }
         }
         best
+    }
+
+    /// Keeps account `i`, whose words' similarities are `sims`, in `best`
+    /// when its score is higher, or equal with a smaller id.
+    fn keep_better(&self, best: &mut Option<AccountMatch>, i: usize, sims: &[f64]) {
+        // Summed in word order, as the SPEC's mean is written.
+        let score = sims.iter().sum::<f64>() / sims.len() as f64;
+        let better = match best {
+            None => true,
+            Some(b) => {
+                score > b.how.score
+                    || (score == b.how.score && self.accounts[i].id < self.accounts[b.account].id)
+            }
+        };
+        if better {
+            *best = Some(AccountMatch {
+                account: i,
+                how: Match {
+                    method: Method::Fuzzy,
+                    score,
+                },
+            });
+        }
+    }
+
+    /// The best account among the names made of one similar word per
+    /// position (`similar[pos]`, every combination looked up whole); `None`
+    /// when a combination's hash is shared by two names, and the accounts
+    /// must be walked instead.
+    fn fuzzy_by_names(&self, similar: &[&Similar]) -> Option<Option<AccountMatch>> {
+        use std::hash::BuildHasher;
+        let mut at = vec![0usize; similar.len()];
+        let mut ids = vec![0u32; similar.len()];
+        let mut sims = vec![0.0; similar.len()];
+        let mut best = None;
+        loop {
+            for (pos, s) in similar.iter().enumerate() {
+                (ids[pos], sims[pos]) = s[at[pos]];
+            }
+            match self.names.get(&self.name_hasher.hash_one(ids.as_slice())) {
+                Some(&COLLIDED) => return None,
+                Some(&i) => {
+                    let i = i as usize;
+                    let name = &self.name_words
+                        [self.name_start[i] as usize..self.name_start[i + 1] as usize];
+                    if name == ids.as_slice() {
+                        self.keep_better(&mut best, i, &sims);
+                    }
+                }
+                None => {}
+            }
+            // The next combination, the last position turning fastest.
+            let mut pos = similar.len();
+            loop {
+                if pos == 0 {
+                    return Some(best);
+                }
+                pos -= 1;
+                at[pos] += 1;
+                if at[pos] < similar[pos].len() {
+                    break;
+                }
+                at[pos] = 0;
+            }
+        }
     }
 
     /// Matches every registration, in parallel, in input order: the exact
@@ -1348,6 +1462,56 @@ mod tests {
         assert_eq!(index.fuzzy("first national bank 3001"), None);
         let m = index.fuzzy("first national bnk 77b").unwrap();
         assert_eq!(accounts[m.account].id, "A-9999");
+    }
+
+    #[test]
+    fn names_every_word_of_which_is_common_are_looked_up_whole() {
+        // Thousands of accounts, every word of their names shared by
+        // thousands: the similar words' combinations are looked up as whole
+        // names. Ids run against the input order, so the smallest id of a
+        // name is not its first account.
+        let names = [
+            "United Acme Logistics",
+            "United Acme Logistcs",
+            "Unitd Acme Logistics",
+            "United Acme Holdings",
+            "Global Acme Logistics",
+        ];
+        let accounts: Vec<Account> = (0..2500)
+            .map(|i| account(&format!("A-{:04}", 9999 - i), names[i % names.len()], None))
+            .collect();
+        let mut index = AccountIndex::build(&accounts, &Default::default(), 0.92);
+        let queries = [
+            "united acme logistic",
+            "unitd acme logistics",
+            "united acm holdings",
+            "global acme logistcs",
+            "united acme warehousing",
+        ];
+        let expected: Vec<_> = queries
+            .iter()
+            .map(|q| brute_force(&accounts, q, 0.92))
+            .collect();
+        assert_eq!(
+            expected[0].as_ref().map(|(id, _)| id.as_str()),
+            Some("A-7504"),
+            "the exact name's smallest id"
+        );
+        assert_eq!(expected[4], None);
+        for (q, want) in queries.iter().zip(&expected) {
+            assert_eq!(&fuzzy_id(&index, &accounts, q), want, "{q}");
+        }
+        // With every whole name's hash shared, the accounts are walked
+        // instead, to the same answers.
+        for held in index.names.values_mut() {
+            *held = COLLIDED;
+        }
+        for (q, want) in queries.iter().zip(&expected) {
+            assert_eq!(&fuzzy_id(&index, &accounts, q), want, "{q}, walked");
+        }
+        // And with the whole names gone, nothing is found by them.
+        index.names.clear();
+        assert_eq!(fuzzy_id(&index, &accounts, queries[0]), None);
     }
 
     #[test]
