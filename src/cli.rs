@@ -762,14 +762,12 @@ fn detect(
     // The process ends right after the report: freeing millions of records
     // one by one would only delay the exit. The OS takes the memory back.
     std::mem::forget(loaded.dataset);
-    let report =
+    let mut report =
         Report::new(now, evaluation, loaded.rejected).with_currency(&settings.scorecard.currency);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let written = match format {
-        Format::Json => serde_json::to_writer_pretty(&mut out, &report)
-            .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(out)),
+        Format::Json => report.write_json(&mut out).and_then(|()| writeln!(out)),
         Format::Text => out.write_all(report.to_text().as_bytes()),
     }
     .and_then(|()| out.flush());

@@ -33,7 +33,72 @@ pub(crate) struct Report {
     pub currency: String,
 }
 
+/// Findings rendered by one task of [`Report::write_json`].
+const RENDER_CHUNK: usize = 256;
+/// Findings rendered on all cores before they are written: bounds the
+/// memory the rendered JSON takes (a few MB) whatever the report's size.
+const RENDER_BATCH: usize = 8192;
+
 impl Report {
+    /// Writes the report as `serde_json::to_writer_pretty` would, byte for
+    /// byte, with the findings rendered on every core: at 1M opportunities
+    /// they are 57,000 findings and 100 MB of JSON, which one core takes a
+    /// quarter of a second to write.
+    pub(crate) fn write_json<W: std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+        use rayon::prelude::*;
+        // Everything but the findings, where they go marked by `[]`: the
+        // report's only key at the first level of indentation so named.
+        const EMPTY: &[u8] = b"\n  \"findings\": []";
+        let findings = std::mem::take(&mut self.findings);
+        let rest = serde_json::to_vec_pretty(&*self);
+        self.findings = findings;
+        let rest = rest.map_err(std::io::Error::from)?;
+        let Some(at) = rest.windows(EMPTY.len()).position(|w| w == EMPTY) else {
+            return serde_json::to_writer_pretty(out, &*self).map_err(Into::into);
+        };
+        if self.findings.is_empty() {
+            return out.write_all(&rest);
+        }
+        let close = at + EMPTY.len() - 1;
+        out.write_all(&rest[..close])?;
+        // Each finding as serde_json writes an array's elements one level
+        // in: after `\n` (the first) or `,\n`, every line indented by four
+        // spaces. A value's own line breaks are always escaped in JSON, so
+        // each `\n` of a rendered finding is the formatter's.
+        let render = |first: usize, chunk: &[crate::engine::Finding]| {
+            let mut buf = Vec::with_capacity(chunk.len() * 1536);
+            let mut one = Vec::with_capacity(2048);
+            for (i, finding) in chunk.iter().enumerate() {
+                one.clear();
+                serde_json::to_writer_pretty(&mut one, finding)?;
+                buf.extend_from_slice(if first + i == 0 {
+                    b"\n    "
+                } else {
+                    b",\n    "
+                });
+                for (n, line) in one.split(|&b| b == b'\n').enumerate() {
+                    if n > 0 {
+                        buf.extend_from_slice(b"\n    ");
+                    }
+                    buf.extend_from_slice(line);
+                }
+            }
+            Ok::<_, serde_json::Error>(buf)
+        };
+        for (b, batch) in self.findings.chunks(RENDER_BATCH).enumerate() {
+            let parts = batch
+                .par_chunks(RENDER_CHUNK)
+                .enumerate()
+                .map(|(c, chunk)| render(b * RENDER_BATCH + c * RENDER_CHUNK, chunk))
+                .collect::<Result<Vec<_>, _>>()?;
+            for part in parts {
+                out.write_all(&part)?;
+            }
+        }
+        out.write_all(b"\n  ")?;
+        out.write_all(&rest[close..])
+    }
+
     pub(crate) fn new(
         as_of: DateTime<Utc>,
         evaluation: Evaluation,
@@ -380,6 +445,37 @@ mod tests {
         );
         assert!(row.contains("127,840.00   252,000.00"), "{text}");
         assert!(!text.contains("USD"), "{text}");
+    }
+
+    #[test]
+    fn the_json_written_on_all_cores_is_serde_jsons_byte_for_byte() {
+        // The sample program's report, then more findings than one batch
+        // (copies, so values with quotes, line breaks and Unicode repeat
+        // across chunk and batch edges), then none.
+        let now = crate::values::parse_timestamp("2026-11-26T00:00:00Z").unwrap();
+        let settings = crate::config::Settings::default();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sample");
+        let loaded = crate::connectors::files::load(&dir, &settings.scorecard).unwrap();
+        let evaluation = crate::engine::evaluate(&loaded.dataset, &settings, now);
+        let mut report = Report::new(now, evaluation, loaded.rejected);
+        assert!(report.findings.len() > 1);
+        report.findings[0]
+            .summary
+            .push_str(" \"quoted\"\nline two, caf\u{e9} \u{2014} \\ end");
+        let check = |report: &mut Report| {
+            let want = serde_json::to_vec_pretty(&*report).unwrap();
+            let mut got = Vec::new();
+            report.write_json(&mut got).unwrap();
+            assert!(got == want, "{}", String::from_utf8_lossy(&got));
+        };
+        check(&mut report);
+        let base = report.findings.clone();
+        while report.findings.len() < RENDER_BATCH + RENDER_CHUNK + 3 {
+            report.findings.extend(base.iter().cloned());
+        }
+        check(&mut report);
+        report.findings.clear();
+        check(&mut report);
     }
 
     #[test]

@@ -580,6 +580,19 @@ fn disputes_per_quarter_from_the_history() {
         disputes(two, &qs, now())["2026-Q3"].median_days_to_resolve,
         Some(7.0)
     );
+    // Five, in no order (1, 2, 4, 10 and 30 days): the third, where the
+    // middle of three (the first resolution above) could also be index 1.
+    let five = [
+        rec("2026-08-15T00:00:00Z", Some("2026-09-14T00:00:00Z"), true),
+        rec("2026-07-01T00:00:00Z", Some("2026-07-05T00:00:00Z"), true),
+        rec("2026-07-10T00:00:00Z", Some("2026-07-11T00:00:00Z"), true),
+        rec("2026-08-01T00:00:00Z", Some("2026-08-11T00:00:00Z"), true),
+        rec("2026-07-20T00:00:00Z", Some("2026-07-22T00:00:00Z"), true),
+    ];
+    assert_eq!(
+        disputes(&five, &qs, now())["2026-Q3"].median_days_to_resolve,
+        Some(4.0)
+    );
     assert_eq!(q3.open_at_end, 2);
     // 2026-06-30T12:00 to 2026-10-01T00:00: 92.5 days.
     assert_eq!(q3.oldest_open_days, Some(92));
