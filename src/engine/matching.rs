@@ -1515,6 +1515,28 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_name_held_by_several_accounts_maps_to_the_smallest_id() {
+        // The same name twice is not a hash collision: it keeps the smaller
+        // id, whichever comes first; another name has its own entry.
+        let accounts = [
+            account("A-3", "Acme Logistics", None),
+            account("A-1", "Acme Logistics", None),
+            account("A-2", "Acme Holdings", None),
+        ];
+        let index = AccountIndex::build(&accounts, &Default::default(), 0.92);
+        let mut held: Vec<&str> = index
+            .names
+            .values()
+            .map(|&i| {
+                assert_ne!(i, COLLIDED);
+                accounts[i as usize].id.as_str()
+            })
+            .collect();
+        held.sort_unstable();
+        assert_eq!(held, ["A-1", "A-2"]);
+    }
+
+    #[test]
     fn one_word_names_match_fuzzily_only_within_one_letter_of_length() {
         let accounts = [
             account("A-1", "Biomira Inc.", None),
