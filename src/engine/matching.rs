@@ -320,7 +320,6 @@ pub(crate) struct AccountIndex<'a> {
     /// words are known and their combinations are fewer than the accounts
     /// a position's words are held by.
     names: FastMap<u64, u32>,
-    name_hasher: foldhash::fast::FixedState,
     /// Words without a digit by place; the first position is further split
     /// by first character (the SPEC's blocking), the others use `'\0'`.
     sets: FastMap<(u32, u32, char), WordSet>,
@@ -376,6 +375,11 @@ const COLLIDED: u32 = u32::MAX;
 /// from run to run.
 fn name_hasher() -> foldhash::fast::FixedState {
     foldhash::fast::FixedState::with_seed(0x6368_616e_6e65_6c73)
+}
+
+/// Account `i`'s name as word ids, out of the flat `name_start`/`name_words`.
+fn name_of<'v>(name_start: &[u32], name_words: &'v [u32], i: usize) -> &'v [u32] {
+    &name_words[name_start[i] as usize..name_start[i + 1] as usize]
 }
 
 impl Vocabulary {
@@ -455,7 +459,7 @@ impl Vocabulary {
     fn names(name_start: &[u32], name_words: &[u32], accounts: &[Account]) -> FastMap<u64, u32> {
         use std::hash::BuildHasher;
         let hasher = name_hasher();
-        let name = |i: usize| &name_words[name_start[i] as usize..name_start[i + 1] as usize];
+        let name = |i: usize| name_of(name_start, name_words, i);
         let mut names: FastMap<u64, u32> = crate::fast::map_with_capacity(accounts.len());
         for i in 0..name_start.len().saturating_sub(1) {
             if name(i).is_empty() {
@@ -550,7 +554,6 @@ impl<'a> AccountIndex<'a> {
             places,
             postings,
             names,
-            name_hasher: name_hasher(),
             sets,
             threshold,
             tuning,
@@ -875,8 +878,7 @@ impl<'a> AccountIndex<'a> {
         for &(id, s) in driver {
             'account: for &i in self.holders(place(best_pos), id) {
                 let i = i as usize;
-                let name =
-                    &self.name_words[self.name_start[i] as usize..self.name_start[i + 1] as usize];
+                let name = name_of(&self.name_start, &self.name_words, i);
                 for (pos, q) in query.iter().enumerate() {
                     let sim = if pos == best_pos {
                         Some(s)
@@ -928,6 +930,7 @@ impl<'a> AccountIndex<'a> {
     /// must be walked instead.
     fn fuzzy_by_names(&self, similar: &[&Similar]) -> Option<Option<AccountMatch>> {
         use std::hash::BuildHasher;
+        let hasher = name_hasher();
         let mut at = vec![0usize; similar.len()];
         let mut ids = vec![0u32; similar.len()];
         let mut sims = vec![0.0; similar.len()];
@@ -936,13 +939,11 @@ impl<'a> AccountIndex<'a> {
             for (pos, s) in similar.iter().enumerate() {
                 (ids[pos], sims[pos]) = s[at[pos]];
             }
-            match self.names.get(&self.name_hasher.hash_one(ids.as_slice())) {
+            match self.names.get(&hasher.hash_one(ids.as_slice())) {
                 Some(&COLLIDED) => return None,
                 Some(&i) => {
                     let i = i as usize;
-                    let name = &self.name_words
-                        [self.name_start[i] as usize..self.name_start[i + 1] as usize];
-                    if name == ids.as_slice() {
+                    if name_of(&self.name_start, &self.name_words, i) == ids.as_slice() {
                         self.keep_better(&mut best, i, &sims);
                     }
                 }
