@@ -111,6 +111,14 @@ impl<T> Table<T> {
         }
     }
 
+    /// Makes room for `additional` more rows at once, if the memory can be
+    /// had; if not, the table grows as rows come.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        if self.rows.try_reserve_exact(additional).is_ok() {
+            let _ = self.lines.try_reserve_exact(additional);
+        }
+    }
+
     pub(crate) fn push(&mut self, row: T, line: u64) {
         self.rows.push(row);
         self.lines.push(line);
