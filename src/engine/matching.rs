@@ -1250,6 +1250,69 @@ mod tests {
     }
 
     #[test]
+    fn a_word_of_two_letters_is_found_by_its_letters_not_by_pairs() {
+        // `abbbbbbbbbbb` holds two distinct letters and may lack one of its
+        // twelve (jaro 0.944 with `bbbbbbbbbbbb`, no common prefix): too few
+        // letters for a pair among any three, so the pair lists cannot
+        // answer, and the search must take the letter lists (or scan). Taking
+        // the pairs anyway would find no candidate at all.
+        let accounts = vec![
+            account("A-1", "Acme Bbbbbbbbbbbb", None),
+            account("A-2", "Acme Cdefghijklmn", None),
+            account("A-3", "Acme Opqrstuvwxyz", None),
+            account("A-4", "Acme Aqqqqqqqqqqq", None),
+        ];
+        for tuning in [Tuning::default(), EVERY_PATH, LETTERS_ONLY] {
+            let index = AccountIndex::build_tuned(&accounts, &Default::default(), 0.92, tuning);
+            let m = index
+                .fuzzy(&normalize_name("Acme Abbbbbbbbbbb"))
+                .map(|m| accounts[m.account].id.as_str());
+            assert_eq!(m, Some("A-1"));
+        }
+        assert_eq!(
+            brute_force(&accounts, "Acme Abbbbbbbbbbb", 0.92).map(|(id, _)| id),
+            Some("A-1".to_string())
+        );
+    }
+
+    #[test]
+    fn a_word_checked_rather_than_searched_follows_the_same_rules() {
+        // `zanzibar` is held by one account and the second words of two-word
+        // names are many: the second word is not searched but checked on
+        // that one account, and the check must apply the rules the search
+        // does. A word with a digit matches only itself (`storea` is not
+        // `store1`, though Jaro-Winkler gives 0.93), and the one-word length
+        // rule is for one-word names only (`technology` is `technologies`,
+        // 0.93, two letters shorter).
+        let filler = |i: u8| {
+            let (a, b) = ((b'a' + i / 26) as char, (b'a' + i % 26) as char);
+            format!("Bx{a}{b} Wq{a}{b}")
+        };
+        for (held, query, want) in [
+            ("Zanzibar Store1", "Zanzibar Storea", None),
+            ("Zanzibar Technologies", "Zanzibar Technology", Some("A-1")),
+        ] {
+            let mut accounts = vec![account("A-1", held, None)];
+            for i in 0..60 {
+                accounts.push(account(&format!("A-{}", i + 2), &filler(i), None));
+            }
+            for tuning in [Tuning::default(), EVERY_PATH, LETTERS_ONLY] {
+                let index = AccountIndex::build_tuned(&accounts, &Default::default(), 0.92, tuning);
+                let m = index
+                    .fuzzy(&normalize_name(query))
+                    .map(|m| accounts[m.account].id.as_str());
+                assert_eq!(m, want, "{query} against {held}");
+            }
+            assert_eq!(
+                brute_force(&accounts, query, 0.92)
+                    .map(|(id, _)| id)
+                    .as_deref(),
+                want
+            );
+        }
+    }
+
+    #[test]
     fn a_word_lacking_the_rarest_letter_is_still_found() {
         // `cmartinezco` lacks only the `b` of `bmartinezco` (jaro 0.939, no
         // common prefix), and `bnartinez` only the `m` of `bmartinez` (0.933
