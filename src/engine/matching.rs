@@ -1250,6 +1250,16 @@ mod tests {
     }
 
     #[test]
+    fn nothing_in_common_never_passes_whatever_the_threshold() {
+        // The configuration takes any threshold above 0; the tolerance for
+        // rounding must not let a similarity of 0 through a tiny one.
+        assert!(!passes(0.0, 1e-12));
+        assert!(passes(1e-12, 1e-12));
+        assert!(passes(0.92 - 1e-12, 0.92));
+        assert!(!passes(0.919, 0.92));
+    }
+
+    #[test]
     fn a_word_of_two_letters_is_found_by_its_letters_not_by_pairs() {
         // `abbbbbbbbbbb` holds two distinct letters and may lack one of its
         // twelve (jaro 0.944 with `bbbbbbbbbbbb`, no common prefix): too few
