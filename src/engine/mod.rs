@@ -147,21 +147,46 @@ impl<'a> Context<'a> {
     fn build(data: &'a Dataset, policy: Policy<'a>, now: DateTime<Utc>) -> Self {
         let rules = policy.rules;
         let partner_by_id: FastMap<&str, usize> = index_by_id(&data.partners, |x| &x.id);
-        let account_by_id: FastMap<&str, usize> = index_by_id(&data.accounts, |x| &x.id);
         let partner_accounts: FastSet<&str> = data
             .partners
             .iter()
             .filter_map(|p| p.crm_account_id.as_deref())
             .collect();
-        let started = std::time::Instant::now();
-        let index = AccountIndex::build(&data.accounts, &partner_accounts, rules.fuzzy_threshold);
-        let indexed = started.elapsed();
-        let matches = index.match_all(&data.registrations);
-        tracing::debug!(
-            index_ms = indexed.as_millis() as u64,
-            match_ms = (started.elapsed() - indexed).as_millis() as u64,
-            "Registrations matched."
-        );
+        // Matching the registrations and laying out the opportunities by
+        // account and by registration do not depend on each other: each runs
+        // on its own core where one is free.
+        let (matches, (opp_account, opp_offsets, opp_list, registration_by_id, linked)) =
+            rayon::join(
+                || {
+                    let started = std::time::Instant::now();
+                    let index = AccountIndex::build(
+                        &data.accounts,
+                        &partner_accounts,
+                        rules.fuzzy_threshold,
+                    );
+                    let indexed = started.elapsed();
+                    let matches = index.match_all(&data.registrations);
+                    tracing::debug!(
+                        index_ms = indexed.as_millis() as u64,
+                        match_ms = (started.elapsed() - indexed).as_millis() as u64,
+                        "Registrations matched."
+                    );
+                    matches
+                },
+                || {
+                    let (opp_account, opp_offsets, opp_list) = by_account(data);
+                    let registration_by_id: FastMap<&str, usize> =
+                        index_by_id(&data.registrations, |x| &x.id);
+                    let linked = link_registrations(data, &registration_by_id);
+                    (
+                        opp_account,
+                        opp_offsets,
+                        opp_list,
+                        registration_by_id,
+                        linked,
+                    )
+                },
+            );
 
         let expiry = data
             .registrations
@@ -174,38 +199,6 @@ impl<'a> Context<'a> {
             })
             .collect();
 
-        // Opportunities by account. Sources guarantee every account_id resolves;
-        // one that does not (a bug upstream) is simply left out.
-        let opp_account: Vec<usize> = data
-            .opportunities
-            .par_iter()
-            .map(|o| {
-                account_by_id
-                    .get(o.account_id.as_str())
-                    .copied()
-                    .unwrap_or(usize::MAX)
-            })
-            .collect();
-        let mut opp_offsets = vec![0usize; data.accounts.len() + 1];
-        for &a in &opp_account {
-            if a != usize::MAX {
-                opp_offsets[a + 1] += 1;
-            }
-        }
-        for i in 0..data.accounts.len() {
-            opp_offsets[i + 1] += opp_offsets[i];
-        }
-        let mut fill = opp_offsets.clone();
-        let mut opp_list = vec![0usize; opp_offsets[data.accounts.len()]];
-        for (o, &a) in opp_account.iter().enumerate() {
-            if a != usize::MAX {
-                opp_list[fill[a]] = o;
-                fill[a] += 1;
-            }
-        }
-
-        let registration_by_id: FastMap<&str, usize> = index_by_id(&data.registrations, |x| &x.id);
-        let linked = link_registrations(data, &registration_by_id);
         let won = data
             .registrations
             .iter()
@@ -271,6 +264,42 @@ pub fn expiry_of(r: &Registration, protection_days: u32) -> DateTime<Utc> {
     r.expires_at.unwrap_or_else(|| {
         r.approved_at.unwrap_or(r.submitted_at) + Duration::days(i64::from(protection_days))
     })
+}
+
+/// Each opportunity's account (`usize::MAX` for one whose account is not in
+/// the dataset: sources guarantee every account_id resolves, and one that
+/// does not, a bug upstream, is simply left out), and the opportunities of
+/// each account: `list[offsets[a]..offsets[a + 1]]`.
+fn by_account(data: &Dataset) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+    let account_by_id: FastMap<&str, usize> = index_by_id(&data.accounts, |x| &x.id);
+    let opp_account: Vec<usize> = data
+        .opportunities
+        .par_iter()
+        .map(|o| {
+            account_by_id
+                .get(o.account_id.as_str())
+                .copied()
+                .unwrap_or(usize::MAX)
+        })
+        .collect();
+    let mut opp_offsets = vec![0usize; data.accounts.len() + 1];
+    for &a in &opp_account {
+        if a != usize::MAX {
+            opp_offsets[a + 1] += 1;
+        }
+    }
+    for i in 0..data.accounts.len() {
+        opp_offsets[i + 1] += opp_offsets[i];
+    }
+    let mut fill = opp_offsets.clone();
+    let mut opp_list = vec![0usize; opp_offsets[data.accounts.len()]];
+    for (o, &a) in opp_account.iter().enumerate() {
+        if a != usize::MAX {
+            opp_list[fill[a]] = o;
+            fill[a] += 1;
+        }
+    }
+    (opp_account, opp_offsets, opp_list)
 }
 
 /// For every registration, the opportunities linked to it either way:
