@@ -769,6 +769,24 @@ mod tests {
     use crate::model::*;
     use chrono::TimeZone;
 
+    #[test]
+    fn statuses_are_named_as_the_spec_and_the_json_name_them() {
+        use RegistrationStatus::*;
+        for s in [Submitted, Approved, Rejected, Expired, Cancelled, Won, Lost] {
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                serde_json::Value::from(status_name(s))
+            );
+        }
+        assert_eq!(status_name(Cancelled), "cancelled");
+    }
+
+    #[test]
+    fn a_partners_name_takes_the_possessive_its_ending_calls_for() {
+        assert_eq!(possessive("Northwind"), "Northwind's");
+        assert_eq!(possessive("Fabrikam Partners"), "Fabrikam Partners'");
+    }
+
     /// A window finding's `first_in` is its registration even when an
     /// earlier opportunity is among its claims (today the window kinds carry
     /// only the registration; this keeps that rule when they carry their
