@@ -449,9 +449,9 @@ mod tests {
 
     #[test]
     fn the_text_report_says_each_claims_record_status_and_partner() {
-        // The sample program's report: each claim's line names its record
-        // kind and status, and a summary names the partner's registration
-        // in the possessive.
+        // The sample program's report (default settings: 90 days of
+        // protection): each claim's line names its record kind and status,
+        // and a summary names the partner's registration in the possessive.
         let now = crate::values::parse_timestamp("2026-11-26T00:00:00Z").unwrap();
         let settings = crate::config::Settings::default();
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sample");
@@ -460,12 +460,12 @@ mod tests {
         let text = Report::new(now, evaluation, loaded.rejected).to_text();
         for line in [
             "    - registration R-01 by Northwind Solutions (P-1) \"ACME Corp.\", submitted 2026-09-10, \
-             status approved, approved on 2026-09-12, protected until 2027-03-11, USD 85,000.00, \
+             status approved, approved on 2026-09-12, protected until 2026-12-11, USD 85,000.00, \
              matched by domain (1.00)  <- first in",
             "    - opportunity O-002 by direct sales \"Acme - 2027 renewal\", created 2026-10-15, \
              status open, close date 2027-01-31, stage Negotiation, USD 42,000.00",
             "    Opportunity O-015 (Globex - Data platform) from Fabrikam Partners' registration R-12 \
-             has no partner on it any more; the registration protects it until 2027-01-16.",
+             has no partner on it any more; the registration protects it until 2026-12-17.",
         ] {
             assert!(text.lines().any(|l| l == line), "{line}\nin\n{text}");
         }
