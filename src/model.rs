@@ -39,6 +39,10 @@ pub struct PartnerRep {
     pub left_on: Option<NaiveDate>,
 }
 
+/// Text held inline up to 24 bytes, on the heap beyond (`compact_str`); it
+/// reads as a `&str`.
+pub type Text = compact_str::CompactString;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OpportunityStatus {
@@ -58,24 +62,27 @@ pub struct Money {
     pub base: Option<f64>,
 }
 
+/// An opportunity's text values are mostly short ids (`O-0000001`, `A-155110`,
+/// `PR-48939`) and stage names: [`Text`] keeps up to 24 bytes inline, so a
+/// million opportunities are not ten million separate allocations.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Opportunity {
-    pub id: String,
-    pub account_id: String,
+    pub id: Text,
+    pub account_id: Text,
     pub status: OpportunityStatus,
     pub created_at: DateTime<Utc>,
-    pub name: Option<String>,
-    pub owner_id: Option<String>,
-    pub stage: Option<String>,
+    pub name: Option<Text>,
+    pub owner_id: Option<Text>,
+    pub stage: Option<Text>,
     pub amount: Option<Money>,
     pub close_date: Option<NaiveDate>,
     /// `None` means a direct opportunity.
-    pub partner_id: Option<String>,
+    pub partner_id: Option<Text>,
     /// A rep id or email.
-    pub partner_rep: Option<String>,
-    pub registration_id: Option<String>,
+    pub partner_rep: Option<Text>,
+    pub registration_id: Option<Text>,
     /// The marketing campaign that produced it (SPEC §6.1), for MDF attribution.
-    pub campaign_id: Option<String>,
+    pub campaign_id: Option<Text>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

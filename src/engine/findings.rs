@@ -290,9 +290,9 @@ impl Context<'_> {
                 });
                 Evidence {
                     record: Record::Opportunity,
-                    id: opp.id.clone(),
-                    name: opp.name.clone(),
-                    partner_id: opp.partner_id.clone(),
+                    id: opp.id.to_string(),
+                    name: opp.name.as_deref().map(str::to_string),
+                    partner_id: opp.partner_id.as_deref().map(str::to_string),
                     partner_name: opp
                         .partner_id
                         .as_deref()
@@ -307,12 +307,12 @@ impl Context<'_> {
                     approved_at: None,
                     expires_at: None,
                     close_date: opp.close_date,
-                    rep: opp.partner_rep.clone(),
-                    owner_id: opp.owner_id.clone(),
+                    rep: opp.partner_rep.as_deref().map(str::to_string),
+                    owner_id: opp.owner_id.as_deref().map(str::to_string),
                     how: None,
                     amount: opp.amount.as_ref().and_then(|m| m.base),
                     currency: Some(self.policy.currency.to_string()),
-                    stage: opp.stage.clone(),
+                    stage: opp.stage.as_deref().map(str::to_string),
                     original_amount: foreign.map(|m| m.value),
                     original_currency: foreign.and_then(|m| m.currency.clone()),
                 }
@@ -346,7 +346,7 @@ impl Context<'_> {
         let opp = &self.data.opportunities[o];
         match &opp.name {
             Some(n) => format!("{} ({n})", opp.id),
-            None => opp.id.clone(),
+            None => opp.id.to_string(),
         }
     }
 

@@ -184,12 +184,12 @@ fn program() -> impl Strategy<Value = Dataset> {
                             OpportunityStatus::Lost,
                         ][st as usize];
                         Opportunity {
-                            id: format!("O-{i}"),
-                            account_id: format!("A-{}", a % n_acc),
+                            id: format!("O-{i}").into(),
+                            account_id: format!("A-{}", a % n_acc).into(),
                             status,
                             created_at: time(created, h),
                             name: None,
-                            owner_id: user(opp_extras[i].0),
+                            owner_id: user(opp_extras[i].0).map(Into::into),
                             stage: None,
                             amount: amount.map(|v| {
                                 let value = f64::from(v) * 10.5;
@@ -208,15 +208,15 @@ fn program() -> impl Strategy<Value = Dataset> {
                                 }
                             }),
                             close_date: close.map(date),
-                            partner_id: partner.map(|p| format!("P-{}", p % n_par)),
+                            partner_id: partner.map(|p| format!("P-{}", p % n_par).into()),
                             partner_rep: rep.map(|r| {
                                 if r % 2 == 0 {
-                                    format!("PR-{r}")
+                                    format!("PR-{r}").into()
                                 } else {
-                                    format!("REP{r}@Partner.example")
+                                    format!("REP{r}@Partner.example").into()
                                 }
                             }),
-                            registration_id: reg.map(|r| format!("R-{r}")),
+                            registration_id: reg.map(|r| format!("R-{r}").into()),
                             campaign_id: None,
                         }
                     },

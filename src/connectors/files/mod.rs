@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use crate::config::ScorecardSettings;
 use crate::model::{
     Account, MdfRequest, MdfStatus, Opportunity, OpportunityStatus, Partner, PartnerRep,
-    ProgramCost, Registration, RegistrationStatus, Rejected, ReviewInputs, User,
+    ProgramCost, Registration, RegistrationStatus, Rejected, ReviewInputs, Text, User,
 };
 use crate::values::{parse_amount, parse_bool, parse_currency, parse_date, parse_timestamp};
 
@@ -209,6 +209,10 @@ impl<'a> Row<'a> {
 
     fn opt_string(&self, col: usize) -> Option<String> {
         self.get(col).map(str::to_string)
+    }
+
+    fn opt_text(&self, col: usize) -> Option<Text> {
+        self.get(col).map(Text::from)
     }
 
     fn parsed<T>(
@@ -645,19 +649,19 @@ fn parse_opportunity(r: &Row, money: &ScorecardSettings) -> Result<Opportunity, 
         }
     };
     Ok(Opportunity {
-        id: r.required(ID)?.to_string(),
-        account_id: r.required(ACCOUNT_ID)?.to_string(),
+        id: r.required(ID)?.into(),
+        account_id: r.required(ACCOUNT_ID)?.into(),
         status: r.required_parsed(STATUS, "one of open, won, lost", parse_opportunity_status)?,
         created_at: r.required_parsed(CREATED_AT, "a timestamp", parse_timestamp)?,
-        name: r.opt_string(NAME),
-        owner_id: r.opt_string(OWNER_ID),
-        stage: r.opt_string(STAGE),
+        name: r.opt_text(NAME),
+        owner_id: r.opt_text(OWNER_ID),
+        stage: r.opt_text(STAGE),
         amount,
         close_date: r.parsed(CLOSE_DATE, "a date (YYYY-MM-DD)", parse_date)?,
-        partner_id: r.opt_string(PARTNER_ID),
-        partner_rep: r.opt_string(PARTNER_REP),
-        registration_id: r.opt_string(REGISTRATION_ID),
-        campaign_id: r.opt_string(CAMPAIGN_ID),
+        partner_id: r.opt_text(PARTNER_ID),
+        partner_rep: r.opt_text(PARTNER_REP),
+        registration_id: r.opt_text(REGISTRATION_ID),
+        campaign_id: r.opt_text(CAMPAIGN_ID),
     })
 }
 

@@ -4,6 +4,7 @@
 
 use super::read::COMPANIES;
 use super::*;
+use crate::model::Text;
 
 /// Builds the dataset from the mirror and the PRM tables.
 pub(crate) fn build(
@@ -102,19 +103,31 @@ pub(crate) fn build(
                 })?),
             };
             Ok(Opportunity {
-                id: id.to_string(),
-                account_id,
+                id: id.into(),
+                account_id: account_id.into(),
                 status,
                 created_at,
-                name: text(&r, "dealname"),
-                owner_id: text(&r, "hubspot_owner_id"),
-                stage: stage.label.clone().or(Some(stage_id)),
+                name: text(&r, "dealname").map(Text::from),
+                owner_id: text(&r, "hubspot_owner_id").map(Text::from),
+                stage: Some(stage.label.as_deref().unwrap_or(&stage_id).into()),
                 amount,
                 close_date: timestamp(&r, "closedate")?.map(|t| date_of(&t)),
-                partner_id,
-                partner_rep: plan.partner_rep.as_deref().and_then(|f| text(&r, f)),
-                registration_id: plan.registration.as_deref().and_then(|f| text(&r, f)),
-                campaign_id: plan.campaign.as_deref().and_then(|f| text(&r, f)),
+                partner_id: partner_id.map(Text::from),
+                partner_rep: plan
+                    .partner_rep
+                    .as_deref()
+                    .and_then(|f| text(&r, f))
+                    .map(Text::from),
+                registration_id: plan
+                    .registration
+                    .as_deref()
+                    .and_then(|f| text(&r, f))
+                    .map(Text::from),
+                campaign_id: plan
+                    .campaign
+                    .as_deref()
+                    .and_then(|f| text(&r, f))
+                    .map(Text::from),
             })
         },
     )?;

@@ -27,7 +27,7 @@ use crate::config::{Attribution, ConfigError, PrmKind, SalesforcePrmSettings, Se
 use crate::connectors::files::{Loaded, link};
 use crate::fast::FastMap;
 use crate::model::{
-    Account, Opportunity, OpportunityStatus, Partner, PartnerRep, Registration, User,
+    Account, Opportunity, OpportunityStatus, Partner, PartnerRep, Registration, Text, User,
 };
 use crate::store::{State, StateError};
 use crate::sync::{self as mirror, Fields, Mapped, Record, flag, number, text, timestamp};
@@ -587,19 +587,27 @@ pub(crate) fn build(
                         .cloned()
                 });
             Ok(Opportunity {
-                id: id.to_string(),
-                account_id,
+                id: id.into(),
+                account_id: account_id.into(),
                 status,
                 created_at,
-                name: text(&r, "Name"),
-                owner_id,
-                stage: text(&r, "StageName"),
+                name: text(&r, "Name").map(Text::from),
+                owner_id: owner_id.map(Text::from),
+                stage: text(&r, "StageName").map(Text::from),
                 amount,
                 close_date,
-                partner_id,
-                partner_rep,
-                registration_id: plan.registration.as_deref().and_then(|f| text(&r, f)),
-                campaign_id: plan.campaign.then(|| text(&r, "CampaignId")).flatten(),
+                partner_id: partner_id.map(Text::from),
+                partner_rep: partner_rep.map(Text::from),
+                registration_id: plan
+                    .registration
+                    .as_deref()
+                    .and_then(|f| text(&r, f))
+                    .map(Text::from),
+                campaign_id: plan
+                    .campaign
+                    .then(|| text(&r, "CampaignId"))
+                    .flatten()
+                    .map(Text::from),
             })
         },
     )?;

@@ -676,7 +676,7 @@ fn program() -> impl Strategy<Value = (Dataset, ReviewInputs)> {
                     o = won(o, date, &format!("PR-{r}"));
                 }
                 if *camp > 0 {
-                    o.campaign_id = Some(format!("C-{camp}"));
+                    o.campaign_id = Some(format!("C-{camp}").into());
                 }
                 o
             })
