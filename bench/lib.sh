@@ -21,16 +21,17 @@ PY
 }
 
 # start_fake VAR binary args...: starts a fake API, waits until it prints
-# VAR=url (after loading its data), sets $url and $fake_pid.
+# VAR=url (after loading its data), sets $url and $fake_pid. Its output is
+# kept in $work/VAR.out and VAR.err, so that two fakes can run side by side.
 start_fake() {
   local var=$1; shift
   local loaded
   loaded=$(date +%s)
-  "$@" >"$work/fake.out" 2>"$work/fake.err" &
+  "$@" >"$work/$var.out" 2>"$work/$var.err" &
   fake_pid=$!
-  for _ in $(seq 1200); do grep -q "$var" "$work/fake.out" 2>/dev/null && break; sleep 0.5; done
-  url=$(sed -n "s/^$var=//p" "$work/fake.out")
-  [ -n "$url" ] || { echo "the fake did not start" >&2; cat "$work/fake.err" >&2; exit 1; }
+  for _ in $(seq 1200); do grep -q "$var" "$work/$var.out" 2>/dev/null && break; sleep 0.5; done
+  url=$(sed -n "s/^$var=//p" "$work/$var.out")
+  [ -n "$url" ] || { echo "the fake did not start" >&2; cat "$work/$var.err" >&2; exit 1; }
   echo "fake loaded in $(( $(date +%s) - loaded )) s at $url" >&2
 }
 

@@ -99,7 +99,7 @@ impl PartnerStackClient {
             let url = format!("{}{path}", self.base);
             async move {
                 let q = &q;
-                let body: Value = self
+                let mut body: Value = self
                     .upstream
                     .call(
                         |_| {
@@ -113,10 +113,11 @@ impl PartnerStackClient {
                     )
                     .await?;
                 let data = body
-                    .get("data")
+                    .get_mut("data")
                     .ok_or_else(|| PartnerStackError::Decode(format!("{path}: no data")))?;
-                let items = match data.get("items") {
-                    Some(Value::Array(items)) => items.clone(),
+                // Taken out of the page, not copied.
+                let items = match data.get_mut("items").map(Value::take) {
+                    Some(Value::Array(items)) => items,
                     _ => return Err(PartnerStackError::Decode(format!("{path}: no data.items"))),
                 };
                 let has_more = data
