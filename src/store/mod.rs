@@ -155,6 +155,9 @@ const MIGRATIONS: &[&str] = &[
     // 12: a new finding's console columns and partners come with its insert
     // (computed from the payload in Rust), not from a trigger re-reading it.
     console::MIGRATION_12,
+    // 13: new findings reach the account search in one statement a cycle,
+    // not one trigger a finding (FTS5 flushed at each statement).
+    console::MIGRATION_13,
 ];
 
 /// Step 10 (the same in store/pg.rs).
@@ -566,13 +569,22 @@ impl Sqlite {
                     resolved_at = NULL,
                     closed_as = NULL,
                     notified = COALESCE(?4, findings.notified),
-                    notified_at = CASE WHEN ?4 IS NULL THEN findings.notified_at ELSE excluded.last_seen END",
+                    notified_at = CASE WHEN ?4 IS NULL THEN findings.notified_at ELSE excluded.last_seen END
+                 WHERE findings.severity IS NOT excluded.severity
+                    OR findings.payload IS NOT excluded.payload
+                    OR findings.resolved_at IS NOT NULL
+                    OR findings.closed_as IS NOT NULL
+                    OR ?4 IS NOT NULL",
             )?;
             let mut partner = tx.prepare(
                 "INSERT OR IGNORE INTO finding_partners (partner_id, key) VALUES (?1, ?2)",
             )?;
             let none = console::Columns::default();
+            let mut new_keys = Vec::new();
             for (f, c) in seen.iter().zip(&columns) {
+                if c.is_some() {
+                    new_keys.push(f.key.as_str());
+                }
                 let c = c.as_ref().unwrap_or(&none);
                 upsert.execute(params![
                     f.key,
@@ -588,6 +600,21 @@ impl Sqlite {
                 for p in &c.partners {
                     partner.execute(params![p, f.key])?;
                 }
+            }
+            // A finding seen again unchanged is not rewritten above (its
+            // row, its index entries, its triggers): only its `last_seen`
+            // moves, for all of them in one statement, which touches no index.
+            let seen_keys = serde_json::to_string(&seen.iter().map(|f| f.key.as_str()).collect::<Vec<_>>())
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            tx.execute(
+                "UPDATE findings SET last_seen = ?1
+                 WHERE key IN (SELECT value FROM json_each(?2)) AND last_seen IS NOT ?1",
+                params![now, seen_keys],
+            )?;
+            if !new_keys.is_empty() {
+                let keys = serde_json::to_string(&new_keys)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                tx.execute(console::INDEX_NEW_ACCOUNTS, params![keys])?;
             }
             let mut close = tx.prepare(
                 "UPDATE findings SET resolved_at = ?2, closed_as = ?3 WHERE key = ?1 AND resolved_at IS NULL",
@@ -1034,6 +1061,65 @@ mod tests {
         assert_eq!(f[0].notified, "{\"a\":1}");
         assert_eq!(f[0].notified_at.as_deref(), Some("2026-11-26T00:00:00Z"));
         assert_eq!(s.pending().unwrap().len(), 1);
+    }
+
+    /// A cycle that sees a finding again unchanged moves only its
+    /// `last_seen`; a changed payload or severity, a reopening or an alert
+    /// rewrites the row (and its index entries and triggers).
+    #[test]
+    fn a_finding_seen_again_unchanged_moves_only_its_last_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = State::open(&dir.path().join("s.db")).unwrap();
+        let keys = ["same", "payload", "severity", "alerted", "reopened"];
+        let first: Vec<FindingUpdate> = keys.iter().map(|k| update(k, None)).collect();
+        s.commit_cycle(now(), &first, &[], &[], &[]).unwrap();
+        s.commit_cycle(now(), &[], &["reopened".into()], &[], &[])
+            .unwrap();
+        s.conn()
+            .execute_batch(
+                "CREATE TEMP TABLE rewritten (key TEXT);
+                 CREATE TEMP TRIGGER count_rewrites AFTER UPDATE OF payload, severity, notified, resolved_at ON findings
+                 BEGIN INSERT INTO rewritten VALUES (NEW.key); END;",
+            )
+            .unwrap();
+        let later = now() + chrono::Duration::hours(6);
+        let mut again: Vec<FindingUpdate> = keys.iter().map(|k| update(k, None)).collect();
+        again[1].payload = "{\"a\":2}".into();
+        again[2].severity = "critical".into();
+        again[3].notified = Some("{\"b\":1}".into());
+        s.commit_cycle(later, &again, &[], &[], &[]).unwrap();
+        let rewritten: Vec<String> = {
+            let conn = s.conn();
+            let mut stmt = conn
+                .prepare("SELECT key FROM rewritten ORDER BY key")
+                .unwrap();
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(rewritten, ["alerted", "payload", "reopened", "severity"]);
+        let seen: Vec<(String, String, String)> = {
+            let conn = s.conn();
+            let mut stmt = conn
+                .prepare("SELECT key, first_seen, last_seen FROM findings ORDER BY key")
+                .unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(seen.len(), keys.len());
+        for (key, first_seen, last_seen) in seen {
+            assert_eq!(first_seen, "2026-11-26T00:00:00Z", "{key}");
+            assert_eq!(last_seen, "2026-11-26T06:00:00Z", "{key}");
+        }
+        let f = s.findings().unwrap();
+        let by = |k: &str| f.iter().find(|x| x.key == k).unwrap();
+        assert_eq!(by("payload").payload, "{\"a\":2}");
+        assert_eq!(by("severity").severity, "critical");
+        assert_eq!(by("alerted").notified, "{\"b\":1}");
+        assert!(by("reopened").resolved_at.is_none());
     }
 
     #[test]
