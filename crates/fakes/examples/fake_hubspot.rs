@@ -16,10 +16,9 @@
 //! client `fake-hubspot-client-id` / `fake-hubspot-client-secret`, refresh
 //! token `fake-hubspot-refresh-1`).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use channel_sync_fakes::hubspot::{FakeHubSpot, HubSpotConfig};
 
@@ -37,36 +36,9 @@ fn load_dir(fake: &FakeHubSpot, dir: &Path) -> std::io::Result<()> {
         if !path.exists() {
             continue;
         }
-        let started = Instant::now();
-        let reader = BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
-        let (mut loaded, mut bad) = (0usize, 0usize);
-        let mut batch = Vec::with_capacity(4096);
-        for line in reader.lines() {
-            let line = line?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str::<serde_json::Value>(&line) {
-                Ok(v) if v.is_object() => batch.push(v),
-                _ => bad += 1,
-            }
-            if batch.len() == batch.capacity() {
-                loaded += batch.len();
-                fake.insert_many(object, batch.drain(..));
-            }
-        }
-        loaded += batch.len();
-        fake.insert_many(object, batch.drain(..));
-        eprintln!(
-            "fake_hubspot: loaded {loaded} {object} from {} in {:.1?}{}",
-            path.display(),
-            started.elapsed(),
-            if bad > 0 {
-                format!(" ({bad} bad lines skipped)")
-            } else {
-                String::new()
-            }
-        );
+        channel_sync_fakes::load::jsonl("fake_hubspot", object, &path, |batch| {
+            fake.insert_many(object, batch);
+        })?;
     }
     Ok(())
 }

@@ -14,10 +14,9 @@
 //! read when `--port` is absent. The Basic-auth keys are `FakeConfig`'s
 //! defaults: `pk_test_fake` / `sk_test_fake`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use channel_sync_fakes::partnerstack::{FakeConfig, FakePartnerStack, Resource};
 
@@ -33,37 +32,9 @@ fn load_dir(fake: &FakePartnerStack, dir: &Path) -> std::io::Result<()> {
         if !path.exists() {
             continue;
         }
-        let started = Instant::now();
-        let reader = BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
-        let (mut loaded, mut bad) = (0usize, 0usize);
-        let mut batch = Vec::with_capacity(4096);
-        for line in reader.lines() {
-            let line = line?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str::<serde_json::Value>(&line) {
-                Ok(v) if v.is_object() => batch.push(v),
-                _ => bad += 1,
-            }
-            if batch.len() == batch.capacity() {
-                loaded += batch.len();
-                fake.insert_many(resource, batch.drain(..));
-            }
-        }
-        loaded += batch.len();
-        fake.insert_many(resource, batch.drain(..));
-        eprintln!(
-            "fake_partnerstack: loaded {loaded} {} from {} in {:.1?}{}",
-            resource.path(),
-            path.display(),
-            started.elapsed(),
-            if bad > 0 {
-                format!(" ({bad} bad lines skipped)")
-            } else {
-                String::new()
-            }
-        );
+        channel_sync_fakes::load::jsonl("fake_partnerstack", resource.path(), &path, |batch| {
+            fake.insert_many(resource, batch);
+        })?;
     }
     Ok(())
 }

@@ -10,10 +10,9 @@
 //! and `FAKE_SF_PORT` are read when the flags are absent. Credentials are the
 //! defaults of `FakeConfig` (`fake-client-id` / `fake-client-secret`).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use channel_sync_fakes::salesforce::{FakeConfig, FakeSalesforce};
 
@@ -33,36 +32,14 @@ fn load_dir(fake: &FakeSalesforce, dir: &Path) -> std::io::Result<()> {
         let Some(object) = path.file_stem().and_then(|s| s.to_str()) else {
             continue;
         };
-        let started = Instant::now();
-        let reader = BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
-        let (mut loaded, mut bad) = (0usize, 0usize);
-        let mut batch = Vec::with_capacity(4096);
-        for line in reader.lines() {
-            let line = line?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str::<serde_json::Value>(&line) {
-                Ok(v) if v.is_object() => batch.push(v),
-                _ => bad += 1,
-            }
-            if batch.len() == batch.capacity() {
-                loaded += batch.len();
-                fake.insert_many(object, batch.drain(..));
-            }
-        }
-        loaded += batch.len();
-        fake.insert_many(object, batch.drain(..));
-        eprintln!(
-            "fake_salesforce: loaded {loaded} {object} records from {} in {:.1?}{}",
-            path.display(),
-            started.elapsed(),
-            if bad > 0 {
-                format!(" ({bad} bad lines skipped)")
-            } else {
-                String::new()
-            }
-        );
+        channel_sync_fakes::load::jsonl(
+            "fake_salesforce",
+            &format!("{object} records"),
+            &path,
+            |batch| {
+                fake.insert_many(object, batch);
+            },
+        )?;
     }
     Ok(())
 }

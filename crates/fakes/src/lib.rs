@@ -3,6 +3,7 @@
 //! connector benchmarks. Each serves on a port-0 listener; none is shipped.
 
 pub mod hubspot;
+pub mod load;
 pub mod partnerstack;
 pub mod salesforce;
 mod shared;
