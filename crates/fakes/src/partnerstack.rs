@@ -569,14 +569,7 @@ impl State {
                 rows.filter(|m| p.matches(r, m)).take(limit + 1).collect();
             let has_more = items.len() > limit;
             items.truncate(limit);
-            return Reply::json(
-                200,
-                &json!({
-                    "data": {"items": items, "has_more": has_more},
-                    "message": PAGE_MESSAGE,
-                    "status": 200,
-                }),
-            );
+            return Reply::page(&items, has_more);
         }
         let mut items: Vec<(i64, &str, &Record)> = table
             .rows
@@ -616,14 +609,7 @@ impl State {
             (&items[..items.len().min(limit)], items.len() > limit)
         };
         let items: Vec<&Record> = page.iter().map(|(_, _, m)| *m).collect();
-        Reply::json(
-            200,
-            &json!({
-                "data": {"items": items, "has_more": has_more},
-                "message": PAGE_MESSAGE,
-                "status": 200,
-            }),
-        )
+        Reply::page(&items, has_more)
     }
 }
 
@@ -766,6 +752,18 @@ impl Reply {
             status,
             body: body.as_bytes().to_vec(),
         }
+    }
+
+    /// A list page in PartnerStack's envelope.
+    fn page(items: &[&Record], has_more: bool) -> Reply {
+        Reply::json(
+            200,
+            &json!({
+                "data": {"items": items, "has_more": has_more},
+                "message": PAGE_MESSAGE,
+                "status": 200,
+            }),
+        )
     }
 
     fn error(status: u16, message: &str) -> Reply {
