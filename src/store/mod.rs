@@ -160,6 +160,13 @@ const MIGRATIONS: &[&str] = &[
     console::MIGRATION_13,
 ];
 
+/// `keys` as a JSON array, bound as one parameter and read back with
+/// `json_each`: one statement for a whole cycle's rows.
+fn json_array<'a>(keys: impl Iterator<Item = &'a str>) -> rusqlite::Result<String> {
+    serde_json::to_string(&keys.collect::<Vec<_>>())
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
 /// Step 10 (the same in store/pg.rs).
 pub(crate) const MIRROR_LAYOUTS: &str = "ALTER TABLE mirror ADD COLUMN layout INTEGER;
     CREATE TABLE mirror_layouts (
@@ -604,17 +611,16 @@ impl Sqlite {
             // A finding seen again unchanged is not rewritten above (its
             // row, its index entries, its triggers): only its `last_seen`
             // moves, for all of them in one statement, which touches no index.
-            let seen_keys = serde_json::to_string(&seen.iter().map(|f| f.key.as_str()).collect::<Vec<_>>())
-                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
             tx.execute(
                 "UPDATE findings SET last_seen = ?1
                  WHERE key IN (SELECT value FROM json_each(?2)) AND last_seen IS NOT ?1",
-                params![now, seen_keys],
+                params![now, json_array(seen.iter().map(|f| f.key.as_str()))?],
             )?;
             if !new_keys.is_empty() {
-                let keys = serde_json::to_string(&new_keys)
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-                tx.execute(console::INDEX_NEW_ACCOUNTS, params![keys])?;
+                tx.execute(
+                    console::INDEX_NEW_ACCOUNTS,
+                    params![json_array(new_keys.iter().copied())?],
+                )?;
             }
             let mut close = tx.prepare(
                 "UPDATE findings SET resolved_at = ?2, closed_as = ?3 WHERE key = ?1 AND resolved_at IS NULL",
