@@ -180,22 +180,78 @@ pub struct PrmTables {
 }
 
 /// Rejects rows whose id repeats an earlier row's, keeping the first.
-pub(crate) fn dedupe<T: Sync + Keyed>(table: &mut Table<T>, id: impl Fn(&T) -> &str) {
-    let mut first_line_of_duplicate: FastMap<usize, u64> = FastMap::default();
-    {
-        let mut first: FastMap<&str, u64> = crate::fast::map_with_capacity(table.rows.len());
-        for (i, row) in table.rows.iter().enumerate() {
-            match first.entry(id(row)) {
-                std::collections::hash_map::Entry::Occupied(e) => {
-                    first_line_of_duplicate.insert(i, *e.get());
-                }
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(table.lines[i]);
+///
+/// A million-row table does not fit a hash map in cache, and one map fills
+/// on one core. So each id is hashed (on both cores), the rows are grouped
+/// by the top byte of their hash into 256 shards of a few thousand, and
+/// each shard is sorted by hash on whichever core is free: equal ids are
+/// then neighbours (rows whose hashes are equal and ids are not stay apart,
+/// checked by their ids).
+pub(crate) fn dedupe<T: Sync + Keyed>(table: &mut Table<T>, id: impl Fn(&T) -> &str + Sync) {
+    use std::hash::BuildHasher;
+    let state = foldhash::fast::RandomState::default();
+    dedupe_by(table, id, |key| state.hash_one(key));
+}
+
+/// [`dedupe`] with the hash of an id given (tests make ids collide).
+fn dedupe_by<T: Sync + Keyed>(
+    table: &mut Table<T>,
+    id: impl Fn(&T) -> &str + Sync,
+    hash: impl Fn(&str) -> u64 + Sync,
+) {
+    const SHARD_BITS: u32 = 8;
+    let rows = &table.rows;
+    let hashes: Vec<u64> = rows.par_iter().map(|r| hash(id(r))).collect();
+    let shard = |h: u64| (h >> (64 - SHARD_BITS)) as usize;
+    let mut start = vec![0usize; (1 << SHARD_BITS) + 1];
+    for &h in &hashes {
+        start[shard(h) + 1] += 1;
+    }
+    for k in 1..start.len() {
+        start[k] += start[k - 1];
+    }
+    let mut fill = start.clone();
+    let mut order = vec![(0u64, 0usize); rows.len()];
+    for (i, &h) in hashes.iter().enumerate() {
+        let slot = &mut fill[shard(h)];
+        order[*slot] = (h, i);
+        *slot += 1;
+    }
+    drop(hashes);
+    let mut shards = Vec::with_capacity(1 << SHARD_BITS);
+    let mut rest = order.as_mut_slice();
+    for k in 0..1 << SHARD_BITS {
+        let (head, tail) = rest.split_at_mut(start[k + 1] - start[k]);
+        shards.push(head);
+        rest = tail;
+    }
+    let lines = &table.lines;
+    // (row, line of the first row with its id), for every later row.
+    let duplicates: Vec<(usize, u64)> = shards
+        .into_par_iter()
+        .flat_map_iter(|shard| {
+            shard.sort_unstable();
+            let mut found = Vec::new();
+            let mut firsts: Vec<usize> = Vec::new();
+            for run in shard
+                .chunk_by(|a, b| a.0 == b.0)
+                .filter(|run| run.len() > 1)
+            {
+                // In row order: each row is a duplicate of the first earlier
+                // row with the same id, or the first of its own.
+                firsts.clear();
+                for &(_, i) in run {
+                    match firsts.iter().find(|&&f| id(&rows[f]) == id(&rows[i])) {
+                        Some(&f) => found.push((i, lines[f])),
+                        None => firsts.push(i),
+                    }
                 }
             }
-        }
-    }
-    if !first_line_of_duplicate.is_empty() {
+            found
+        })
+        .collect();
+    if !duplicates.is_empty() {
+        let first_line_of_duplicate: FastMap<usize, u64> = duplicates.into_iter().collect();
         table.reject_where(|i, _| {
             first_line_of_duplicate
                 .get(&i)
@@ -215,7 +271,9 @@ pub(crate) fn link(
     mut registrations: Table<Registration>,
     mut users: Table<User>,
 ) -> Loaded {
-    rayon::join(
+    // The account ids' set is filled beside the opportunities' dedupe. Its
+    // keys are copies of the ids, kept inline (see `crate::fast::inline_ids`).
+    let ((), account_ids) = rayon::join(
         || dedupe(&mut opportunities, |o| &o.id),
         || {
             dedupe(&mut accounts, |a| &a.id);
@@ -223,11 +281,10 @@ pub(crate) fn link(
             dedupe(&mut reps, |r| &r.id);
             dedupe(&mut registrations, |r| &r.id);
             dedupe(&mut users, |u| &u.id);
+            crate::fast::inline_ids(&accounts.rows, |a| &a.id)
         },
     );
 
-    let account_ids: crate::fast::FastSet<&str> =
-        accounts.rows.iter().map(|a| a.id.as_str()).collect();
     let partner_ids: crate::fast::FastSet<&str> =
         partners.rows.iter().map(|p| p.id.as_str()).collect();
     let unknown_partner = |id: &str| {
@@ -236,7 +293,7 @@ pub(crate) fn link(
     reps.reject_where(|_, r| unknown_partner(&r.partner_id));
     registrations.reject_where(|_, r| unknown_partner(&r.partner_id));
     opportunities.reject_where(|_, o| {
-        if !account_ids.contains(o.account_id.as_str()) {
+        if !account_ids.contains_key(o.account_id.as_str()) {
             return Some(format!(
                 "account_id: no account '{}' in accounts",
                 o.account_id
@@ -261,4 +318,82 @@ pub(crate) fn link(
 pub(crate) fn take_rows<T>(rejected: &mut Vec<Rejected>, t: Table<T>) -> Vec<T> {
     rejected.extend(t.rejected);
     t.rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users(ids: &[&str]) -> Table<User> {
+        let mut t = Table::new("users.csv".into(), ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            let user = User {
+                id: id.to_string(),
+                name: None,
+                email: None,
+            };
+            t.push(user, i as u64 + 2);
+        }
+        t
+    }
+
+    /// What dedupe must do, the plain way: the first row of each id kept,
+    /// every later one rejected with the first one's line.
+    fn expected(ids: &[&str]) -> (Vec<String>, Vec<(u64, String)>) {
+        let mut first: std::collections::HashMap<&str, u64> = Default::default();
+        let mut kept = Vec::new();
+        let mut rejected = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let line = i as u64 + 2;
+            match first.get(id) {
+                Some(f) => rejected.push((line, format!("id: duplicate of line {f}"))),
+                None => {
+                    first.insert(id, line);
+                    kept.push(id.to_string());
+                }
+            }
+        }
+        (kept, rejected)
+    }
+
+    fn outcome(t: &Table<User>) -> (Vec<String>, Vec<(u64, String)>) {
+        let mut rejected: Vec<(u64, String)> = t
+            .rejected
+            .iter()
+            .map(|r| (r.line, r.reason.clone()))
+            .collect();
+        rejected.sort();
+        (t.rows.iter().map(|u| u.id.clone()).collect(), rejected)
+    }
+
+    #[test]
+    fn ids_whose_hashes_collide_are_told_apart_by_their_ids() {
+        let ids = ["a", "b", "a", "c", "b", "a", "d"];
+        for hash in [
+            |_: &str| 7u64,
+            |k: &str| k.len() as u64,
+            |k: &str| u64::MAX - k.len() as u64,
+        ] {
+            let mut t = users(&ids);
+            dedupe_by(&mut t, |u| &u.id, hash);
+            assert_eq!(outcome(&t), expected(&ids));
+            assert_eq!(t.lines, vec![2, 3, 5, 8]);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn dedupe_keeps_each_ids_first_row_and_names_it_for_the_rest(
+            ids in proptest::collection::vec("[a-e]{1,2}", 0..300)
+        ) {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let mut t = users(&ids);
+            dedupe(&mut t, |u| &u.id);
+            proptest::prop_assert_eq!(outcome(&t), expected(&ids));
+            // A hash that puts every id in one shard, most of them equal.
+            let mut t = users(&ids);
+            dedupe_by(&mut t, |u| &u.id, |k| k.len() as u64);
+            proptest::prop_assert_eq!(outcome(&t), expected(&ids));
+        }
+    }
 }

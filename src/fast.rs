@@ -11,6 +11,22 @@ pub(crate) fn map_with_capacity<K, V>(n: usize) -> FastMap<K, V> {
     FastMap::with_capacity_and_hasher(n, Default::default())
 }
 
+/// Ids to their rows' positions, each id copied into the map itself: ids of
+/// up to 24 bytes (`compact_str` keeps them inline) need no allocation, and
+/// a lookup compares keys inside the map's own slot instead of reading the
+/// row's id wherever it lies, one cache miss fewer for each of a million
+/// lookups. A repeated id maps to its last row.
+pub(crate) fn inline_ids<T>(
+    items: &[T],
+    id: impl Fn(&T) -> &str,
+) -> FastMap<compact_str::CompactString, usize> {
+    let mut map = map_with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        map.insert(compact_str::CompactString::from(id(item)), i);
+    }
+    map
+}
+
 /// 64 random bits for jitter and correlation ids (not for secrets: those
 /// use `ring`). A fresh std hasher's keys are random per process and stepped
 /// per hasher, so this needs no generator crate in the daemon.

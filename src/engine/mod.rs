@@ -271,7 +271,7 @@ pub fn expiry_of(r: &Registration, protection_days: u32) -> DateTime<Utc> {
 /// does not, a bug upstream, is simply left out), and the opportunities of
 /// each account: `list[offsets[a]..offsets[a + 1]]`.
 fn by_account(data: &Dataset) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
-    let account_by_id: FastMap<&str, usize> = index_by_id(&data.accounts, |x| &x.id);
+    let account_by_id = crate::fast::inline_ids(&data.accounts, |x| &x.id);
     let opp_account: Vec<usize> = data
         .opportunities
         .par_iter()
