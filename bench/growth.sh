@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# How each phase of `detect` grows from 100k to 1M opportunities (issue 14:
+# within 1.3x of linear, that is at most 13x, for every phase).
+#
+#   bench/growth.sh                       # default profile, 5 runs a size
+#   NAMES=skewed RUNS=7 bench/growth.sh   # the skewed name profile
+#
+# Uses the programs bench/detect.sh generates (run it once first for both
+# sizes) and the release binary. Prints, for each phase the debug log
+# times, the median in ms at 100k and at 1M and their ratio. Phases of a few
+# ms at 100k are timed to the millisecond: read their ratio with that in
+# mind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-5}
+NAMES=${NAMES:-default}
+BIN=${BIN:-target/release/channel-sync}
+NOW=2026-11-26T00:00:00Z
+prefix=""
+[ "$NAMES" = default ] || prefix="$NAMES-"
+small=bench/data/${prefix}100000
+large=bench/data/${prefix}1000000
+for d in "$small" "$large"; do
+  [ -f "$d/registrations.csv" ] || { echo "no program in $d: run NAMES=$NAMES bench/detect.sh 100000 1000000 first" >&2; exit 1; }
+done
+
+raw=$(mktemp)
+trap 'rm -f "$raw"' EXIT
+for d in "$small" "$large"; do
+  for _ in $(seq "$RUNS"); do
+    RUST_LOG=channel_sync=debug "$BIN" detect --input "$d" --now "$NOW" --format json 2>&1 >/dev/null |
+      sed -e 's/\x1b\[[0-9;]*m//g' |
+      awk -v d="$d" '
+        /Other tables read/ { match($0, /ms=[0-9]+/); print d, "other_tables_ms", substr($0, RSTART + 3, RLENGTH - 3) }
+        /Opportunities read/ { match($0, /ms=[0-9]+/); print d, "opportunities_ms", substr($0, RSTART + 3, RLENGTH - 3) }
+        { n = split($0, f, " "); for (i = 1; i <= n; i++) if (f[i] ~ /^[a-z_]+_ms=[0-9]+$/) { split(f[i], kv, "="); print d, kv[1], kv[2] } }'
+  done
+done >"$raw"
+
+median() { awk -v d="$1" -v k="$2" '$1 == d && $2 == k {print $3}' "$raw" | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+echo "| phase ($NAMES) | 100k (ms) | 1M (ms) | 1M / 100k |"
+echo "|---|---:|---:|---:|"
+for k in other_tables_ms opportunities_ms read_ms link_ms index_ms exact_ms fuzzy_ms context_ms findings_ms scorecards_ms rules_ms output_ms; do
+  a=$(median "$small" "$k")
+  b=$(median "$large" "$k")
+  [ -n "$a" ] && [ -n "$b" ] || continue
+  echo "| ${k%_ms} | $a | $b | $(awk -v a="$a" -v b="$b" 'BEGIN { if (a > 0) printf "%.1f", b / a; else print "-" }') |"
+done
