@@ -2,6 +2,7 @@
 //! clock go in; findings and scorecards come out. No I/O, no clock reads.
 
 mod findings;
+mod jaro;
 pub(crate) mod matching;
 pub mod names;
 pub mod review;
