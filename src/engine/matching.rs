@@ -757,9 +757,13 @@ impl<'a> AccountIndex<'a> {
                 }
                 _ => usize::MAX,
             };
+            // Every word outside `near` shares exactly `shared` leading
+            // chars with `q`, so `need` holds for all of them.
             let far = |at: &usize| !near.contains(at);
             if by_letter.min(by_pair) >= size / 2 {
-                (0..size).filter(far).for_each(|at| take(at, need_of(at)));
+                (0..near.start)
+                    .chain(near.end..size)
+                    .for_each(|at| take(at, need));
                 continue;
             }
             candidates.clear();
@@ -781,7 +785,7 @@ impl<'a> AccountIndex<'a> {
                 .iter()
                 .map(|&at| at as usize)
                 .filter(far)
-                .for_each(|at| take(at, need_of(at)));
+                .for_each(|at| take(at, need));
         }
         found.sort_unstable_by_key(|&(id, _)| id);
         found
