@@ -1016,24 +1016,6 @@ impl<'a> AccountIndex<'a> {
             })
             .collect();
         let exact = started.elapsed();
-        let reps: usize = std::env::var("CS_FUZZY_REPEAT")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut times = Vec::new();
-        for _ in 0..reps {
-            let t = std::time::Instant::now();
-            let f: Vec<(usize, Option<AccountMatch>)> = left
-                .par_iter()
-                .map(|(i, norm)| (*i, self.fuzzy(norm)))
-                .collect();
-            times.push(t.elapsed().as_micros());
-            std::hint::black_box(f);
-        }
-        if reps > 0 {
-            times.sort();
-            eprintln!("REPEAT min {} median {}", times[0], times[reps / 2]);
-        }
         let found: Vec<(usize, Option<AccountMatch>)> = left
             .par_iter()
             .map(|(i, norm)| (*i, self.fuzzy(norm)))
