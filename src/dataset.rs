@@ -272,7 +272,7 @@ pub(crate) fn link(
     mut users: Table<User>,
 ) -> Loaded {
     // The account ids' set is filled beside the opportunities' dedupe. Its
-    // keys are copies of the ids, kept inline (see `crate::fast::inline_ids`).
+    // keys are copies of the ids, kept inline (see `crate::fast::index_by_id`).
     let ((), account_ids) = rayon::join(
         || dedupe(&mut opportunities, |o| &o.id),
         || {
@@ -281,7 +281,7 @@ pub(crate) fn link(
             dedupe(&mut reps, |r| &r.id);
             dedupe(&mut registrations, |r| &r.id);
             dedupe(&mut users, |u| &u.id);
-            crate::fast::inline_ids(&accounts.rows, |a| &a.id)
+            crate::fast::index_by_id::<_, compact_str::CompactString>(&accounts.rows, |a| &a.id)
         },
     );
 

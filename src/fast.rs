@@ -11,18 +11,23 @@ pub(crate) fn map_with_capacity<K, V>(n: usize) -> FastMap<K, V> {
     FastMap::with_capacity_and_hasher(n, Default::default())
 }
 
-/// Ids to their rows' positions, each id copied into the map itself: ids of
-/// up to 24 bytes (`compact_str` keeps them inline) need no allocation, and
-/// a lookup compares keys inside the map's own slot instead of reading the
-/// row's id wherever it lies, one cache miss fewer for each of a million
-/// lookups. A repeated id maps to its last row.
-pub(crate) fn inline_ids<T>(
-    items: &[T],
-    id: impl Fn(&T) -> &str,
-) -> FastMap<compact_str::CompactString, usize> {
+/// Ids to their rows' positions (a repeated id maps to its last row).
+///
+/// The key type is the caller's: `&str` borrows the rows' ids, while
+/// `compact_str::CompactString` copies each id into the map itself. Ids of up
+/// to 24 bytes then need no allocation, and a lookup compares keys inside
+/// the map's own slot instead of reading the row's id wherever it lies: one
+/// cache miss fewer for each of a million lookups (accounts by id).
+pub(crate) fn index_by_id<'a, T, K>(
+    items: &'a [T],
+    id: impl Fn(&'a T) -> &'a str,
+) -> FastMap<K, usize>
+where
+    K: From<&'a str> + std::hash::Hash + Eq,
+{
     let mut map = map_with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        map.insert(compact_str::CompactString::from(id(item)), i);
+        map.insert(K::from(id(item)), i);
     }
     map
 }

@@ -9,7 +9,7 @@ pub mod review;
 mod rules;
 mod scorecard;
 
-use crate::fast::{FastMap, FastSet};
+use crate::fast::{FastMap, FastSet, index_by_id};
 
 use chrono::{DateTime, Duration, Utc};
 use rayon::prelude::*;
@@ -251,15 +251,6 @@ impl<'a> Context<'a> {
     }
 }
 
-/// Maps each record's id to its position.
-pub(crate) fn index_by_id<T>(items: &[T], id: impl Fn(&T) -> &str) -> FastMap<&str, usize> {
-    let mut map = crate::fast::map_with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        map.insert(id(item), i);
-    }
-    map
-}
-
 /// When a registration's protection ends (SPEC §3.2).
 pub fn expiry_of(r: &Registration, protection_days: u32) -> DateTime<Utc> {
     r.expires_at.unwrap_or_else(|| {
@@ -272,7 +263,8 @@ pub fn expiry_of(r: &Registration, protection_days: u32) -> DateTime<Utc> {
 /// does not, a bug upstream, is simply left out), and the opportunities of
 /// each account: `list[offsets[a]..offsets[a + 1]]`.
 fn by_account(data: &Dataset) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
-    let account_by_id = crate::fast::inline_ids(&data.accounts, |x| &x.id);
+    let account_by_id: FastMap<compact_str::CompactString, usize> =
+        index_by_id(&data.accounts, |x| &x.id);
     let opp_account: Vec<usize> = data
         .opportunities
         .par_iter()

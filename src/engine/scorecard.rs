@@ -6,8 +6,9 @@ use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, Utc};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::Context;
 use super::findings::Finding;
-use super::{Context, index_by_id};
+use crate::fast::index_by_id;
 use crate::model::OpportunityStatus;
 use crate::values::date_of;
 
