@@ -29,11 +29,13 @@
 //! before layouts (JSON objects with field names) are replaced by one full
 //! read (the cursor says which format its rows are in).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::dataset::Table;
@@ -307,6 +309,108 @@ pub(crate) fn row(fields: &[String], mut record: Map<String, Value>) -> String {
             .collect(),
     )
     .to_string()
+}
+
+/// A JSON object's members as raw JSON text, borrowed from the page they came
+/// in: a reader takes out the few it keeps without building a map of values
+/// per record. A repeated name reads as its last value, as in a parsed
+/// object.
+#[derive(Debug, Default)]
+pub(crate) struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> RawObject<'a> {
+    /// The members of `raw`, or `None` when it is not an object.
+    pub(crate) fn parse(raw: &'a RawValue) -> Option<RawObject<'a>> {
+        serde_json::from_str(raw.get()).ok()
+    }
+
+    /// A member's raw value (`null` included).
+    pub(crate) fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+    }
+
+    /// A member that is a string, unescaped (`None` for any other type).
+    pub(crate) fn str(&self, name: &str) -> Option<Cow<'a, str>> {
+        let raw = self.get(name)?.get();
+        if !raw.starts_with('"') {
+            return None;
+        }
+        match serde_json::from_str::<&str>(raw) {
+            Ok(s) => Some(Cow::Borrowed(s)),
+            // Escapes: the unescaped text is a new string.
+            Err(_) => serde_json::from_str::<String>(raw).ok().map(Cow::Owned),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawObject<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = RawObject<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<RawObject<'de>, M::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some((name, value)) = map.next_entry::<Name<'de>, &'de RawValue>()? {
+                    members.push((name.0, value));
+                }
+                Ok(RawObject(members))
+            }
+        }
+        d.deserialize_map(Members)
+    }
+}
+
+/// A member name, borrowed unless it holds escapes.
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> serde::de::Visitor<'de> for Text {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(Text)
+    }
+}
+
+/// [`row`] for a record read as raw members: the values' JSON text in the
+/// order of `fields` (a field the record lacks is null), copied as the
+/// upstream wrote it. It reads back as the same values.
+pub(crate) fn raw_row(fields: &[String], record: &RawObject) -> String {
+    let values: Vec<&str> = fields
+        .iter()
+        .map(|f| record.get(f).map_or("null", RawValue::get))
+        .collect();
+    let mut out =
+        String::with_capacity(2 + values.len() + values.iter().map(|v| v.len()).sum::<usize>());
+    out.push('[');
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(v);
+    }
+    out.push(']');
+    out
 }
 
 /// A stored record: its values, read by field name through its layout.

@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::Mutex;
 
 use crate::config::Secret;
@@ -142,14 +143,48 @@ struct ApiError {
     message: String,
 }
 
+/// One page of a query. Its records stay raw JSON text, borrowed from the
+/// body, until the reader takes out the fields it keeps: a page of 2,000
+/// records is parsed once, with no map built per record.
 #[derive(Debug, Deserialize)]
-struct QueryPage {
+struct QueryPage<'a> {
     #[serde(default)]
     done: bool,
     #[serde(rename = "nextRecordsUrl")]
     next_records_url: Option<String>,
-    #[serde(default)]
-    records: Vec<Value>,
+    #[serde(default, borrow)]
+    records: Vec<&'a RawValue>,
+}
+
+/// A query page fetched on its own task; dropping it stops the fetch.
+struct Prefetch {
+    task: tokio::task::JoinHandle<Result<String, SalesforceError>>,
+    upstream: &'static str,
+}
+
+impl Prefetch {
+    fn start(client: &Arc<SalesforceClient>, path: String) -> Prefetch {
+        let client = Arc::clone(client);
+        Prefetch {
+            upstream: client.upstream.name,
+            task: tokio::spawn(async move { client.get_text(&path, &[]).await }),
+        }
+    }
+
+    async fn finish(mut self) -> Result<String, SalesforceError> {
+        (&mut self.task).await.map_err(|e| {
+            SalesforceError::Upstream(CallError::Transport {
+                upstream: self.upstream,
+                message: format!("the page's fetch stopped: {e}"),
+            })
+        })?
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// One record's result in an sObject Collections response.
@@ -405,6 +440,17 @@ impl SalesforceClient {
         self.send(reqwest::Method::GET, path, query, None).await
     }
 
+    /// As [`Self::get`], the body left as text (a query page, which the
+    /// caller parses borrowing from it).
+    async fn get_text(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<String, SalesforceError> {
+        self.send_as(reqwest::Method::GET, path, query, None, Ok)
+            .await
+    }
+
     /// Sends one request to the instance; re-authenticates once on an
     /// expired session and retries server errors with backoff. Only requests
     /// that are safe to repeat come here (reads, and updates that set
@@ -416,6 +462,22 @@ impl SalesforceClient {
         query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Value, SalesforceError> {
+        self.send_as(verb, path, query, body, |text| {
+            serde_json::from_str(&text).map_err(|e| e.to_string())
+        })
+        .await
+    }
+
+    /// As [`Self::send`], with the body of a successful answer decoded by
+    /// `decode` (its error is the answer's decode error).
+    async fn send_as<T>(
+        &self,
+        verb: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        decode: fn(String) -> Result<T, String>,
+    ) -> Result<T, SalesforceError> {
         let verb = &verb;
         self.upstream
             .call(
@@ -437,13 +499,18 @@ impl SalesforceClient {
                     }
                     Ok(request)
                 },
-                |answer| self.judge(path, answer),
+                |answer| self.judge(path, answer, decode),
             )
             .await
     }
 
     /// Reads the limit and clock headers every answer carries, then decides.
-    fn judge(&self, path: &str, answer: Answer) -> Next<Value, SalesforceError> {
+    fn judge<T>(
+        &self,
+        path: &str,
+        answer: Answer,
+        decode: fn(String) -> Result<T, String>,
+    ) -> Next<T, SalesforceError> {
         if let Some(usage) = answer.header("Sforce-Limit-Info").and_then(parse_usage) {
             *self.usage.lock().unwrap_or_else(|e| e.into_inner()) = Some(usage);
             if let Some(m) = self.upstream.metrics() {
@@ -455,7 +522,7 @@ impl SalesforceClient {
             }
         }
         if (200..300).contains(&answer.status) {
-            return match serde_json::from_str(&answer.body) {
+            return match decode(answer.body) {
                 Ok(v) => Next::Return(v),
                 Err(e) => Next::Fail(SalesforceError::Decode(format!("{path}: {e}"))),
             };
@@ -543,55 +610,63 @@ impl SalesforceClient {
 
     /// Runs a SOQL query and returns every record of every page. With `all`,
     /// through `queryAll`, which includes deleted and archived records.
-    pub async fn query(&self, soql: &str, all: bool) -> Result<Vec<Value>, SalesforceError> {
+    pub async fn query(
+        self: &Arc<Self>,
+        soql: &str,
+        all: bool,
+    ) -> Result<Vec<Value>, SalesforceError> {
         let mut records = Vec::new();
-        self.query_pages(soql, all, |mut page| {
-            records.append(&mut page);
+        self.query_pages(soql, all, |page| {
+            for raw in page {
+                records.push(
+                    serde_json::from_str(raw.get())
+                        .map_err(|e| SalesforceError::Decode(format!("query record: {e}")))?,
+                );
+            }
             Ok(())
         })
         .await?;
         Ok(records)
     }
 
-    /// Runs a SOQL query and hands each page's records to `on_page` as it
-    /// arrives (so a million records never sit in memory at once). Each
-    /// page is one call; a failed page is retried, never skipped.
+    /// Runs a SOQL query and hands each page's records, as raw JSON, to
+    /// `on_page` as it arrives (so a million records never sit in memory
+    /// at once). Each page is one call; a failed page is retried, never
+    /// skipped.
     pub async fn query_pages(
-        &self,
+        self: &Arc<Self>,
         soql: &str,
         all: bool,
-        mut on_page: impl FnMut(Vec<Value>) -> Result<(), SalesforceError>,
+        mut on_page: impl FnMut(Vec<&RawValue>) -> Result<(), SalesforceError>,
     ) -> Result<Queried, SalesforceError> {
         let resource = if all { "queryAll" } else { "query" };
         let first = format!("/services/data/{}/{resource}", self.config.api_version);
         self.upstream.begin_mark();
-        let mut page: QueryPage =
-            serde_json::from_value(self.get(&first, &[("q", soql)]).await?)
-                .map_err(|e| SalesforceError::Decode(format!("query page: {e}")))?;
+        let mut body = self.get_text(&first, &[("q", soql)]).await?;
         let started = self.upstream.mark();
         let mut pages = 1;
-        let mut records = std::mem::take(&mut page.records);
-        while !page.done {
-            let Some(next) = page.next_records_url.take() else {
+        loop {
+            let page: QueryPage = serde_json::from_str(&body)
+                .map_err(|e| SalesforceError::Decode(format!("query page: {e}")))?;
+            if page.done {
+                on_page(page.records)?;
+                return Ok(Queried { pages, started });
+            }
+            let Some(next) = page.next_records_url else {
                 return Err(SalesforceError::Decode(
                     "a page that is not the last has no nextRecordsUrl".into(),
                 ));
             };
-            // Pipelined: the next page is asked for before this one is
-            // stored, so the upstream prepares and sends it meanwhile. A
-            // store that fails still stops the read (the fetched page is
-            // dropped); a fetch that fails leaves the stored pages, as before.
-            let store = &mut on_page;
-            let (fetched, stored) =
-                tokio::join!(self.get(&next, &[]), async move { store(records) });
-            stored?;
-            page = serde_json::from_value(fetched?)
-                .map_err(|e| SalesforceError::Decode(format!("query page: {e}")))?;
+            // Pipelined: the next page is fetched on a task of its own (the
+            // runtime's other worker) while this one is stored here, so its
+            // request, its transfer and the upstream's work overlap the
+            // store. A store that fails stops the read and drops the fetch;
+            // a fetch that fails leaves the stored pages, as before.
+            let fetch = Prefetch::start(self, next);
+            on_page(page.records)?;
+            body = fetch.finish().await?;
             pages += 1;
-            records = std::mem::take(&mut page.records);
         }
-        on_page(records)?;
-        Ok(Queried { pages, started })
     }
 
     /// The fields of an object, by API name, with their types (`describe`).
@@ -703,7 +778,8 @@ mod tests {
             .mount(&server)
             .await;
         mount_two_pages(&server, "access-1").await;
-        let client = SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap();
+        let client =
+            Arc::new(SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap());
         let records = client.query("SELECT Id FROM Account", false).await.unwrap();
         assert_eq!(labels(&records), ["First Page", "Last Page"]);
         assert_eq!(client.api_usage(), Some((18, 5000)));
@@ -720,6 +796,34 @@ mod tests {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             self.1.clone()
         }
+    }
+
+    /// A page that cannot be stored stops the read there: no later page is
+    /// handed over, and the store's error is the read's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_page_that_cannot_be_stored_stops_the_read() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/services/oauth2/token"))
+            .respond_with(token(&server, "access-1", None))
+            .mount(&server)
+            .await;
+        mount_two_pages(&server, "access-1").await;
+        let client =
+            Arc::new(SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap());
+        let mut handed = 0;
+        let err = client
+            .query_pages("SELECT Id FROM Account", false, |records| {
+                handed += records.len();
+                Err(SalesforceError::Decode("the disk is full".into()))
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(handed, 1, "the first page's one record, and no more");
+        assert!(
+            matches!(&err, SalesforceError::Decode(m) if m == "the disk is full"),
+            "{err}"
+        );
     }
 
     /// The next page is asked for while the current one is being stored:
@@ -752,7 +856,8 @@ mod tests {
             ))
             .mount(&server)
             .await;
-        let client = SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap();
+        let client =
+            Arc::new(SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap());
         let mut seen_while_storing = Vec::new();
         let mut pages = 0;
         let queried = client
@@ -821,7 +926,8 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let client = SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap();
+        let client =
+            Arc::new(SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap());
         let records = client.query("SELECT Id FROM Account", false).await.unwrap();
         assert_eq!(
             labels(&records),
@@ -860,7 +966,8 @@ mod tests {
             )
             .mount(&server)
             .await;
-        let client = SalesforceClient::new(config(&server, AuthFlow::RefreshToken)).unwrap();
+        let client =
+            Arc::new(SalesforceClient::new(config(&server, AuthFlow::RefreshToken)).unwrap());
         let records = client.query("SELECT Id FROM User", false).await.unwrap();
         assert!(records.is_empty());
         let rotated = client.rotated_refresh_token().await.unwrap();
@@ -880,7 +987,8 @@ mod tests {
             )
             .mount(&server)
             .await;
-        let client = SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap();
+        let client =
+            Arc::new(SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap());
         let e = client
             .query("SELECT Id FROM Account", false)
             .await
@@ -930,7 +1038,8 @@ mod tests {
             )
             .mount(&server)
             .await;
-        let client = SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap();
+        let client =
+            Arc::new(SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap());
         let e = client
             .query("SELECT Nope FROM Account", false)
             .await
@@ -978,7 +1087,7 @@ mod tests {
             audience: "https://login.salesforce.com".into(),
             key: SigningKey::from_pem(&key).unwrap(),
         };
-        let client = SalesforceClient::new(cfg).unwrap();
+        let client = Arc::new(SalesforceClient::new(cfg).unwrap());
         client.query("SELECT Id FROM User", false).await.unwrap();
 
         let requests = server.received_requests().await.unwrap();
@@ -1037,7 +1146,8 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let client = SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap();
+        let client =
+            Arc::new(SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap());
         client.query("SELECT Id FROM User", false).await.unwrap();
         let e = client
             .query("SELECT Id FROM User", false)

@@ -10,15 +10,17 @@
 //!   keeps a finding alive. The mark is Salesforce's clock (`Date`) when the
 //!   last read's first page answered.
 
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::client::{SalesforceClient, SalesforceError};
 use crate::store::{MirrorRow, State};
 pub(crate) use crate::sync::ObjectReport;
-use crate::sync::{self as mirror, Batch, Horizon, MirrorError, Read, Reader, Store};
+use crate::sync::{self as mirror, Batch, Horizon, MirrorError, RawObject, Read, Reader, Store};
 use crate::values::parse_timestamp;
 
 /// The mirror's source name in the state.
@@ -47,13 +49,12 @@ impl Keep {
         }
     }
 
-    fn keeps(&self, record: &serde_json::Map<String, Value>) -> bool {
+    fn keeps(&self, record: &RawObject) -> bool {
+        let raw = |f: &str| record.get(f).map(RawValue::get);
         match self {
             Keep::All => true,
-            Keep::NotNull(f) => record
-                .get(f)
-                .is_some_and(|v| !v.is_null() && v.as_str() != Some("")),
-            Keep::IsTrue(f) => record.get(f).and_then(Value::as_bool) == Some(true),
+            Keep::NotNull(f) => raw(f).is_some_and(|v| v != "null" && v != "\"\""),
+            Keep::IsTrue(f) => raw(f) == Some("true"),
         }
     }
 }
@@ -115,7 +116,7 @@ pub(crate) const HORIZON: Horizon = Horizon {
 
 /// One object of the org, read through SOQL.
 pub(crate) struct SoqlReader<'a> {
-    pub client: &'a SalesforceClient,
+    pub client: &'a Arc<SalesforceClient>,
     pub spec: &'a ObjectSpec,
 }
 
@@ -199,7 +200,7 @@ impl Reader for SoqlReader<'_> {
 
 /// Brings one object's mirror up to date.
 pub(crate) async fn sync_object(
-    client: &SalesforceClient,
+    client: &Arc<SalesforceClient>,
     state: &State,
     spec: &ObjectSpec,
     full: bool,
@@ -217,37 +218,36 @@ pub(crate) async fn sync_object(
 }
 
 /// Splits a page into records to store and ids to remove (deleted, or no
-/// longer kept), tracking the newest `SystemModstamp`.
-fn split_page(page: Vec<Value>, spec: &ObjectSpec) -> Batch {
+/// longer kept), tracking the newest `SystemModstamp`. Each record is read
+/// as raw members: the stored values are copied as Salesforce wrote them.
+fn split_page(page: Vec<&RawValue>, spec: &ObjectSpec) -> Batch {
     let mut batch = Batch {
         read: page.len() as u64,
         rows: Vec::with_capacity(page.len()),
         ..Batch::default()
     };
-    for record in page {
-        let Value::Object(mut record) = record else {
+    for raw in page {
+        let Some(record) = RawObject::parse(raw) else {
             continue;
         };
-        record.remove("attributes");
-        let Some(id) = record.get("Id").and_then(Value::as_str).map(str::to_string) else {
+        let Some(id) = record.str("Id").map(Cow::into_owned) else {
             continue;
         };
         if let Some(t) = record
-            .get("SystemModstamp")
-            .and_then(Value::as_str)
-            .and_then(parse_timestamp)
+            .str("SystemModstamp")
+            .and_then(|s| parse_timestamp(&s))
             && batch.newest.is_none_or(|n| t > n)
         {
             batch.newest = Some(t);
         }
-        let deleted = record.remove("IsDeleted").and_then(|v| v.as_bool()) == Some(true);
+        let deleted = record.get("IsDeleted").map(RawValue::get) == Some("true");
         if deleted || !spec.keep.keeps(&record) {
             batch.gone.push(id);
             continue;
         }
         batch.rows.push(MirrorRow {
             id,
-            data: mirror::row(spec.stored(), record),
+            data: mirror::raw_row(spec.stored(), &record),
         });
     }
     batch
@@ -256,20 +256,27 @@ fn split_page(page: Vec<Value>, spec: &ObjectSpec) -> Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn spec(keep: Keep) -> ObjectSpec {
         ObjectSpec::new("Lead", &["Company", "PartnerAccountId"], true, keep)
     }
 
+    /// A page's records as the client hands them over: raw JSON, borrowed.
+    fn records(text: &str) -> Vec<&RawValue> {
+        serde_json::from_str(text).unwrap()
+    }
+
     #[test]
     fn a_page_splits_into_kept_records_and_removals() {
-        let page = vec![
-            json!({"attributes": {"type": "Lead"}, "Id": "00Q1", "SystemModstamp": "2026-11-01T10:00:00.000+0000", "Company": "Acme", "PartnerAccountId": "001P", "IsDeleted": false}),
-            json!({"attributes": {"type": "Lead"}, "Id": "00Q2", "SystemModstamp": "2026-11-02T10:00:00.000+0000", "Company": "Beta", "PartnerAccountId": null, "IsDeleted": false}),
-            json!({"attributes": {"type": "Lead"}, "Id": "00Q3", "SystemModstamp": "2026-11-01T12:00:00.000+0000", "Company": "Gone", "PartnerAccountId": "001P", "IsDeleted": true}),
-        ];
-        let batch = split_page(page, &spec(Keep::NotNull("PartnerAccountId".into())));
+        let page = r#"[
+            {"attributes": {"type": "Lead"}, "Id": "00Q1", "SystemModstamp": "2026-11-01T10:00:00.000+0000", "Company": "Acme", "PartnerAccountId": "001P", "IsDeleted": false},
+            {"attributes": {"type": "Lead"}, "Id": "00Q2", "SystemModstamp": "2026-11-02T10:00:00.000+0000", "Company": "Beta", "PartnerAccountId": null, "IsDeleted": false},
+            {"attributes": {"type": "Lead"}, "Id": "00Q3", "SystemModstamp": "2026-11-01T12:00:00.000+0000", "Company": "Gone", "PartnerAccountId": "001P", "IsDeleted": true}
+        ]"#;
+        let batch = split_page(
+            records(page),
+            &spec(Keep::NotNull("PartnerAccountId".into())),
+        );
         assert_eq!(batch.read, 3);
         assert_eq!(batch.rows.len(), 1);
         assert_eq!(batch.rows[0].id, "00Q1");
@@ -282,6 +289,75 @@ mod tests {
             batch.newest,
             parse_timestamp("2026-11-02T10:00:00.000+0000"),
             "the newest stamp, deleted records included"
+        );
+    }
+
+    #[test]
+    fn the_filters_read_raw_values_as_the_parsed_ones_did() {
+        let page = r#"[
+            {"Id": "1", "Company": "A", "PartnerAccountId": ""},
+            {"Id": "2", "Company": "B", "PartnerAccountId": "001P"},
+            {"Id": "3", "Company": "C"},
+            {"Id": "4", "Company": "D", "PartnerAccountId": false},
+            {"Id": "5", "Company": "E", "PartnerAccountId": true},
+            {"Id": "6", "Company": "F", "PartnerAccountId": "true"},
+            {"Id": "7", "Company": "G", "PartnerAccountId": null, "PartnerAccountId": "001Q"}
+        ]"#;
+        let kept = |keep: Keep| -> Vec<String> {
+            split_page(records(page), &spec(keep))
+                .rows
+                .into_iter()
+                .map(|r| r.id)
+                .collect()
+        };
+        assert_eq!(kept(Keep::All), ["1", "2", "3", "4", "5", "6", "7"]);
+        assert_eq!(
+            kept(Keep::NotNull("PartnerAccountId".into())),
+            ["2", "4", "5", "6", "7"],
+            "set means neither null nor empty text, and a repeated name reads as its last value"
+        );
+        assert_eq!(
+            kept(Keep::IsTrue("PartnerAccountId".into())),
+            ["5"],
+            "only the boolean true, not the text"
+        );
+    }
+
+    #[test]
+    fn raw_records_store_what_parsed_records_stored() {
+        // Escapes, unicode, numbers in odd forms, nested relationship
+        // objects, whitespace, a missing field: the stored text may keep
+        // Salesforce's spelling, but it must read back as the same values.
+        let page = r#"[
+            {"Id":"00\u0051A","SystemModstamp":"2026-11-01T10:00:00.000+0000","Company":"Caf\u00e9 \"Noir\" \/ Co","PartnerAccountId":{ "attributes" : {"type":"Account"}, "Name" : "P\u00e9" }},
+            {"Id": "00QB", "Company": 1.5E3, "PartnerAccountId": [1, 2.0, -0]},
+            {"Id": "00QC", "Company": "Zürich 北京 😀"},
+            {"Company": "no id"},
+            "not an object",
+            {"Id": 42, "Company": "an id that is not text"}
+        ]"#;
+        let s = spec(Keep::All);
+        let batch = split_page(records(page), &s);
+        assert_eq!(batch.read, 6);
+        let ids: Vec<&str> = batch.rows.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["00QA", "00QB", "00QC"],
+            "ids unescaped; records without a text id skipped"
+        );
+        let parsed: Vec<serde_json::Value> = serde_json::from_str(page).unwrap();
+        for (row, record) in batch.rows.iter().zip(parsed) {
+            let serde_json::Value::Object(record) = record else {
+                unreachable!()
+            };
+            let stored: serde_json::Value = serde_json::from_str(&row.data).unwrap();
+            let before: serde_json::Value =
+                serde_json::from_str(&mirror::row(s.stored(), record)).unwrap();
+            assert_eq!(stored, before, "{}", row.data);
+        }
+        assert_eq!(
+            batch.newest,
+            parse_timestamp("2026-11-01T10:00:00.000+0000")
         );
     }
 
