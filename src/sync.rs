@@ -503,7 +503,8 @@ impl Layouts {
 /// Reads every mirrored record of an object and maps each, parsed, with
 /// `map` on all cores, a chunk at a time (parsing a million records is
 /// most of building a dataset); rows and rejections land in `into`, in id
-/// order.
+/// order. The rows are read from the state on this thread while the chunk
+/// before is mapped on another, so reading and mapping overlap.
 pub(crate) fn scan_into<T: Send>(
     state: &State,
     source: &str,
@@ -513,28 +514,48 @@ pub(crate) fn scan_into<T: Send>(
 ) -> Result<(), StateError> {
     use rayon::prelude::*;
     const CHUNK: usize = 16_384;
+    type Chunk = Vec<(String, Option<i64>, String)>;
     let layouts = Layouts::load(state, source, object)?;
-    let mut chunk: Vec<(String, Option<i64>, String)> = Vec::with_capacity(CHUNK);
-    let flush = |chunk: &mut Vec<(String, Option<i64>, String)>, into: &mut Mapped<T>| {
-        let mapped: Vec<Result<T, String>> = chunk
-            .par_iter()
-            .map(|(id, layout, data)| layouts.record(*layout, data).and_then(|r| map(id, r)))
-            .collect();
-        for ((id, _, _), m) in chunk.drain(..).zip(mapped) {
-            match m {
-                Ok(row) => into.rows.push(row),
-                Err(e) => into.reject(&id, e),
+    let (layouts, map) = (&layouts, &map);
+    std::thread::scope(|scope| {
+        // Two chunks in flight at most: one being mapped, one waiting.
+        let (send, chunks) = std::sync::mpsc::sync_channel::<Chunk>(1);
+        let mapper = scope.spawn(move || {
+            for mut chunk in chunks {
+                let mapped: Vec<Result<T, String>> = chunk
+                    .par_iter()
+                    .map(|(id, layout, data)| {
+                        layouts.record(*layout, data).and_then(|r| map(id, r))
+                    })
+                    .collect();
+                into.rows.reserve(mapped.len());
+                for ((id, _, _), m) in chunk.drain(..).zip(mapped) {
+                    match m {
+                        Ok(row) => into.rows.push(row),
+                        Err(e) => into.reject(&id, e),
+                    }
+                }
             }
+        });
+        let mut chunk: Chunk = Vec::with_capacity(CHUNK);
+        let scanned = state.mirror_scan(source, object, |id, layout, data| {
+            chunk.push((id.to_string(), layout, data.to_string()));
+            if chunk.len() == CHUNK {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                // The mapper only stops early by panicking, which the join
+                // below reports.
+                let _ = send.send(full);
+            }
+        });
+        if !chunk.is_empty() {
+            let _ = send.send(chunk);
         }
-    };
-    state.mirror_scan(source, object, |id, layout, data| {
-        chunk.push((id.to_string(), layout, data.to_string()));
-        if chunk.len() == CHUNK {
-            flush(&mut chunk, into);
+        drop(send);
+        if let Err(panic) = mapper.join() {
+            std::panic::resume_unwind(panic);
         }
-    })?;
-    flush(&mut chunk, into);
-    Ok(())
+        scanned
+    })
 }
 
 /// Reads every mirrored record of an object and hands each, parsed, to
@@ -1012,6 +1033,40 @@ mod tests {
             assert_eq!(r.get("Missing"), None);
         })
         .unwrap();
+    }
+
+    /// Read and mapped on two threads, several chunks long: every record
+    /// once, rows in id order, and each rejection under its record's id.
+    #[test]
+    fn scan_into_maps_every_chunk_in_id_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&dir.path().join("s.db")).unwrap();
+        let n = 40_000;
+        let records: Vec<(String, Map<String, Value>)> = (0..n)
+            .map(|i| {
+                let mut r = Map::new();
+                r.insert("N".into(), Value::from(i));
+                (format!("r{i:06}"), r)
+            })
+            .collect();
+        put_objects(&state, "test", "thing", 1, &records).unwrap();
+        let mut into = Mapped::new("test", "thing");
+        scan_into(&state, "test", "thing", &mut into, |id, r| {
+            let n = number(&r, "N")?.ok_or("N: empty")? as u64;
+            if n % 1_000 == 7 {
+                return Err(format!("{id}: refused"));
+            }
+            Ok(n)
+        })
+        .unwrap();
+        let want: Vec<u64> = (0..n).filter(|i| i % 1_000 != 7).collect();
+        assert_eq!(into.rows, want);
+        assert_eq!(into.rejected.len(), 40);
+        for (k, r) in into.rejected.iter().enumerate() {
+            let id = format!("r{:06}", k * 1_000 + 7);
+            assert_eq!(r.file, format!("test thing {id}"));
+            assert_eq!(r.reason, format!("{id}: refused"));
+        }
     }
 
     /// A change of fields stores the records in a new layout; while the

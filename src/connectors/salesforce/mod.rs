@@ -304,7 +304,12 @@ impl SalesforceSource {
         for spec in plan.objects() {
             reports.push(sync::sync_object(&self.client, state, spec, full, Utc::now()).await?);
         }
+        let started = std::time::Instant::now();
         let loaded = map::build(state, settings, &plan, file_prm)?;
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "Dataset built from the mirror."
+        );
         Ok((loaded, reports))
     }
 }
