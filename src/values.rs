@@ -10,10 +10,58 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
     if s.len() == 10 {
         return parse_date(s).map(|d| Utc.from_utc_datetime(&d.and_time(chrono::NaiveTime::MIN)));
     }
+    if let Some(t) = salesforce_exact(s) {
+        return Some(t);
+    }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
     salesforce_form(s)
+}
+
+/// `2026-09-01T12:00:00.000+0000` exactly, the form Salesforce writes every
+/// stamp in, read by hand (a first sync reads two million). Anything else,
+/// or anything out of range, is `None` and goes the general way; where this
+/// answers, it answers as [`salesforce_form`] does.
+fn salesforce_exact(s: &str) -> Option<DateTime<Utc>> {
+    let b = s.as_bytes();
+    if b.len() != 28
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'.'
+        || !matches!(b[23], b'+' | b'-')
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| {
+        b[r].iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let date = NaiveDate::from_ymd_opt(i32::try_from(num(0..4)?).ok()?, num(5..7)?, num(8..10)?)?;
+    let (second, milli) = (num(17..19)?, num(20..23)?);
+    if second > 59 {
+        // A leap second: chrono's own rules.
+        return None;
+    }
+    let time = chrono::NaiveTime::from_hms_milli_opt(num(11..13)?, num(14..16)?, second, milli)?;
+    let (hours, minutes) = (num(24..26)?, num(26..28)?);
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    let offset = i32::try_from(hours * 3600 + minutes * 60).ok()?;
+    let offset = if b[23] == b'+' {
+        FixedOffset::east_opt(offset)?
+    } else {
+        FixedOffset::west_opt(offset)?
+    };
+    offset
+        .from_local_datetime(&date.and_time(time))
+        .single()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Salesforce's form: offset without a colon, optional fraction.
@@ -207,6 +255,47 @@ mod tests {
                 .ok()
                 .map(|t| t.with_timezone(&Utc));
             assert_eq!(salesforce_form(s), want, "{s:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The hand-read form answers as chrono's items do wherever it
+        /// answers, and answers for every well-formed stamp.
+        #[test]
+        fn the_hand_read_salesforce_form_agrees_with_chrono(
+            s in "[0-9]{4}-[0-1][0-9]-[0-3][0-9]T[0-2][0-9]:[0-6][0-9]:[0-6][0-9]\\.[0-9]{3}[+-][0-2][0-9][0-6][0-9]",
+            noise in proptest::option::of((0usize..28, proptest::char::any())),
+        ) {
+            let well_formed = noise.is_none();
+            let s = match noise {
+                Some((at, c)) => {
+                    let mut chars: Vec<char> = s.chars().collect();
+                    chars[at] = c;
+                    chars.into_iter().collect()
+                }
+                None => s,
+            };
+            let general = salesforce_form(&s);
+            match salesforce_exact(&s) {
+                Some(t) => proptest::prop_assert_eq!(Some(t), general, "{:?}", s),
+                // Every well-formed stamp chrono reads is read by hand too,
+                // but a leap second.
+                None if well_formed => proptest::prop_assert!(
+                    general.is_none() || &s[17..19] == "60",
+                    "{:?} is well formed ({:?}) and was not read by hand", s, general
+                ),
+                None => {}
+            }
+            let t = s.trim();
+            let before = if t.len() == 10 {
+                parse_timestamp(t)
+            } else {
+                DateTime::parse_from_rfc3339(t)
+                    .ok()
+                    .map(|x| x.with_timezone(&Utc))
+                    .or_else(|| salesforce_form(t))
+            };
+            proptest::prop_assert_eq!(parse_timestamp(&s), before, "{:?}", s);
         }
     }
 

@@ -334,11 +334,13 @@ mod tests {
             {"Id": "00QC", "Company": "Zürich 北京 😀"},
             {"Company": "no id"},
             "not an object",
+            [1, {"Id": "00QX"}, [2]],
+            null, true, 3.5, -4, 18446744073709551615,
             {"Id": 42, "Company": "an id that is not text"}
         ]"#;
         let s = spec(Keep::All);
         let batch = split_page(records(page), &s);
-        assert_eq!(batch.read, 6);
+        assert_eq!(batch.read, 12, "every record counts as read, kept or not");
         let ids: Vec<&str> = batch.rows.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(
             ids,
