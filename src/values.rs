@@ -36,12 +36,9 @@ fn salesforce_exact(s: &str) -> Option<DateTime<Utc>> {
     {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| {
-        b[r].iter().try_fold(0u32, |n, &c| {
-            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
-        })
-    };
-    let date = NaiveDate::from_ymd_opt(i32::try_from(num(0..4)?).ok()?, num(5..7)?, num(8..10)?)?;
+    let num = |r: std::ops::Range<usize>| digits(&b[r]);
+    // Byte 10 is the ASCII `T`, so the first ten bytes are whole chars.
+    let date = parse_date(&s[..10])?;
     let (second, milli) = (num(17..19)?, num(20..23)?);
     if second > 59 {
         // A leap second: chrono's own rules.
@@ -99,13 +96,16 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| {
-        b[r].iter().try_fold(0u32, |n, &c| {
-            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
-        })
-    };
+    let num = |r: std::ops::Range<usize>| digits(&b[r]);
     let year = i32::try_from(num(0..4)?).ok()?;
     NaiveDate::from_ymd_opt(year, num(5..7)?, num(8..10)?)
+}
+
+/// The number an all-digit run of bytes spells (`None` for any other byte).
+fn digits(b: &[u8]) -> Option<u32> {
+    b.iter().try_fold(0u32, |n, &c| {
+        c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+    })
 }
 
 /// `true/false`, `yes/no`, `1/0`, any case.
