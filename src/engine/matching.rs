@@ -11,7 +11,10 @@
 //! known: the candidates come from postings of letters and letter pairs, and
 //! most are dropped on an upper bound of their similarity before it is
 //! computed. It never compares all pairs, and its cost does not grow with
-//! how many accounts share a word.
+//! how many accounts share a word. A large first-word set is also split by
+//! the names' other words: once another position's similar words are known
+//! (`Systems`, `Insurance`, a branch number), the first word is searched
+//! only among the names holding one of them there.
 
 use crate::fast::FastMap;
 
@@ -83,8 +86,9 @@ struct LengthSet {
     /// `heads[i]`: the first four chars of `words[i]`.
     heads: Vec<[char; 4]>,
     /// For each letter bucket of [`Signature`], the indices into `words` of
-    /// the words that contain it, ascending.
-    postings: [Vec<u32>; 32],
+    /// the words that contain it, ascending (none for a length scanned
+    /// whole: see [`Tuning::scan_below`]).
+    postings: Postings,
     /// For lengths of at least [`Tuning::pairs_from`] words: for each pair of letter
     /// buckets, the indices into `words` of the words holding both.
     pairs: Option<Pairs>,
@@ -103,17 +107,16 @@ impl WordSet {
         for id in ids {
             let sig = words[id as usize].sig;
             let set = &mut lengths[sig.chars];
-            let at = to_u32(set.words.len());
             set.words.push(id);
             set.sigs.push(sig);
             set.heads.push(head(&words[id as usize].text));
-            for (bucket, &n) in sig.counts.iter().enumerate() {
-                if n > 0 {
-                    set.postings[bucket].push(at);
-                }
-            }
         }
         for set in &mut lengths {
+            // A length of fewer words is scanned whole: no postings needed.
+            if set.words.len() < tuning.scan_below {
+                continue;
+            }
+            set.postings = Postings::build(&set.sigs);
             if set.words.len() >= tuning.pairs_from {
                 set.pairs = Some(Pairs::build(&set.sigs));
             }
@@ -132,6 +135,9 @@ struct Tuning {
     /// Pairs of letters are indexed for lengths of at least this many words:
     /// smaller ones cost more to index than they save.
     pairs_from: usize,
+    /// A first-word set of at least this many words is also split by each
+    /// of the name's other words ([`AccountIndex`]'s `by_other`).
+    split_from: usize,
 }
 
 impl Default for Tuning {
@@ -139,6 +145,7 @@ impl Default for Tuning {
         Tuning {
             scan_below: 32,
             pairs_from: 256,
+            split_from: 512,
         }
     }
 }
@@ -149,6 +156,47 @@ fn pairs_among(letters: &[usize]) -> impl Iterator<Item = (usize, usize)> + '_ {
         .iter()
         .enumerate()
         .flat_map(move |(i, &a)| letters[i + 1..].iter().map(move |&b| (a, b)))
+}
+
+/// Postings by letter bucket, stored flat: bucket `b`'s words are
+/// `at[start[b]..start[b + 1]]`.
+#[derive(Default)]
+struct Postings {
+    start: Vec<u32>,
+    at: Vec<u32>,
+}
+
+impl Postings {
+    fn build(sigs: &[Signature]) -> Self {
+        let mut start = vec![0u32; 33];
+        for sig in sigs {
+            for (b, &n) in sig.counts.iter().enumerate() {
+                start[b + 1] += u32::from(n > 0);
+            }
+        }
+        for b in 1..start.len() {
+            start[b] += start[b - 1];
+        }
+        let mut next = start.clone();
+        let mut at = vec![0u32; start[32] as usize];
+        for (w, sig) in sigs.iter().enumerate() {
+            for (b, &n) in sig.counts.iter().enumerate() {
+                if n > 0 {
+                    at[next[b] as usize] = to_u32(w);
+                    next[b] += 1;
+                }
+            }
+        }
+        Postings { start, at }
+    }
+
+    /// The words holding bucket `b` (none when not built).
+    fn of(&self, b: usize) -> &[u32] {
+        match (self.start.get(b), self.start.get(b + 1)) {
+            (Some(&from), Some(&to)) => &self.at[from as usize..to as usize],
+            _ => &[],
+        }
+    }
 }
 
 /// Postings by pair of letter buckets `(a, b)`, `a < b`, stored flat:
@@ -325,6 +373,14 @@ pub(crate) struct AccountIndex<'a> {
     /// Words without a digit by place; the first position is further split
     /// by first character (the SPEC's blocking), the others use `'\0'`.
     sets: FastMap<(u32, u32, char), WordSet>,
+    /// The first words of a large first-word set (see [`Tuning::split_from`])
+    /// split again by each other word of the name: (word count, first char,
+    /// position, word) -> the first words of the names holding that word
+    /// there. A name's other words are often common ones (`Systems`,
+    /// `Bank`, a branch number), so once a position's similar words are
+    /// known, the first word is searched among the names holding one of
+    /// them there: a small share of the set, whatever the vocabulary's size.
+    by_other: FastMap<Other, WordSet>,
     /// The longest vocabulary word, in chars.
     longest: usize,
     /// `need[la][lb]`: [`min_common`] for every pair of lengths up to the
@@ -356,9 +412,14 @@ fn to_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// A key of [`AccountIndex`]'s `by_other`: (word count, first char,
+/// position, word).
+type Other = (u32, char, u32, u32);
+
 /// The fuzzy step's structures over the normalised names (see
 /// [`AccountIndex`]'s fields of the same names).
 struct Vocabulary {
+    by_other: FastMap<Other, WordSet>,
     words: Vec<Word>,
     word_ids: FastMap<Box<str>, u32>,
     name_start: Vec<u32>,
@@ -441,11 +502,61 @@ impl Vocabulary {
             };
             set_ids.entry((count, pos, block)).or_default().push(id);
         }
-        let sets: FastMap<(u32, u32, char), WordSet> = set_ids
-            .into_par_iter()
-            .map(|(key, ids)| (key, WordSet::build(ids, &words, tuning)))
+        // The large first-word sets, split again by each other word.
+        let split: crate::fast::FastSet<(u32, char)> = set_ids
+            .iter()
+            .filter(|&(&(count, pos, _), ids)| {
+                count > 1 && pos == 0 && ids.len() >= tuning.split_from
+            })
+            .map(|(&(count, _, block), _)| (count, block))
             .collect();
+        // (word count, first char, position, word, first word) for every
+        // other word of every name in a split set, once each.
+        let mut others: Vec<(Other, u32)> = if split.is_empty() {
+            Vec::new()
+        } else {
+            (0..name_start.len().saturating_sub(1))
+                .into_par_iter()
+                .flat_map_iter(|i| {
+                    let name = name_of(&name_start, &name_words, i);
+                    let count = to_u32(name.len());
+                    // The name's first word and its char, when its set is split.
+                    let split_first = name.first().and_then(|&first| {
+                        let word = &words[first as usize];
+                        let block = word.text.chars().next()?;
+                        (!word.digit && split.contains(&(count, block))).then_some((first, block))
+                    });
+                    split_first.into_iter().flat_map(move |(first, block)| {
+                        name.iter()
+                            .enumerate()
+                            .skip(1)
+                            .map(move |(pos, &id)| ((count, block, to_u32(pos), id), first))
+                    })
+                })
+                .collect()
+        };
+        others.par_sort_unstable();
+        others.dedup();
+        let other_ids: Vec<(Other, Vec<u32>)> = others
+            .chunk_by(|a, b| a.0 == b.0)
+            .map(|run| (run[0].0, run.iter().map(|e| e.1).collect()))
+            .collect();
+        let (sets, by_other) = rayon::join(
+            || {
+                set_ids
+                    .into_par_iter()
+                    .map(|(key, ids)| (key, WordSet::build(ids, &words, tuning)))
+                    .collect::<FastMap<_, _>>()
+            },
+            || {
+                other_ids
+                    .into_par_iter()
+                    .map(|(key, ids)| (key, WordSet::build(ids, &words, tuning)))
+                    .collect::<FastMap<_, _>>()
+            },
+        );
         Vocabulary {
+            by_other,
             words,
             word_ids,
             name_start,
@@ -537,6 +648,7 @@ impl<'a> AccountIndex<'a> {
             postings,
             names,
             sets,
+            by_other,
         } = vocabulary;
         let longest = words.iter().map(|w| w.sig.chars).max().unwrap_or(0);
         let need = (0..=longest)
@@ -557,6 +669,7 @@ impl<'a> AccountIndex<'a> {
             postings,
             names,
             sets,
+            by_other,
             threshold,
             tuning,
         }
@@ -654,9 +767,63 @@ impl<'a> AccountIndex<'a> {
         } else {
             '\0'
         };
-        let Some(set) = self.sets.get(&(place.0, place.1, block)) else {
-            return Vec::new();
+        match self.sets.get(&(place.0, place.1, block)) {
+            Some(set) => self.similar_in(set, place, q),
+            None => Vec::new(),
+        }
+    }
+
+    /// The first words similar enough to `q` (the first word of a name of
+    /// `count` words) among the names holding, at one other position, one
+    /// of that position's similar words (`known`): each of `by_other`'s sets
+    /// for them searched, at the position where they hold the fewest words.
+    /// A matching name holds one of them there. `None` when the first-word
+    /// set is not split, or when no position's sets are clearly smaller
+    /// than the whole set.
+    fn similar_by_other(
+        &self,
+        count: u32,
+        q: &QueryWord,
+        known: &[Option<Similar>],
+    ) -> Option<Similar> {
+        if q.digit || count < 2 {
+            return None;
+        }
+        let block = q.text.chars().next()?;
+        let whole = self.sets.get(&(count, 0, block))?;
+        if whole.size < self.tuning.split_from {
+            return None;
+        }
+        let sets_at = |pos: usize, similar: &Similar| -> Vec<&WordSet> {
+            similar
+                .iter()
+                .filter_map(|&(id, _)| self.by_other.get(&(count, block, to_u32(pos), id)))
+                .collect()
         };
+        let size = |sets: &[&WordSet]| sets.iter().map(|s| s.size).sum::<usize>();
+        let sets = known
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter_map(|(pos, k)| Some(sets_at(pos, k.as_ref()?)))
+            .min_by_key(|sets| size(sets))?;
+        if size(&sets) * 2 > whole.size {
+            return None;
+        }
+        let mut found: Similar = sets
+            .into_iter()
+            .flat_map(|set| self.similar_in(set, (count, 0), q))
+            .collect();
+        // A first word held by names with two of the words is in both sets,
+        // with the same similarity.
+        found.sort_unstable_by_key(|&(id, _)| id);
+        found.dedup_by_key(|&mut (id, _)| id);
+        Some(found)
+    }
+
+    /// The words of `set` (a set of words at `place`) similar enough to `q`,
+    /// each compared once.
+    fn similar_in(&self, set: &WordSet, place: Place, q: &QueryWord) -> Similar {
         let one_word = place.0 == 1;
         let la = q.sig.chars;
         // Every word of the set shares this many leading chars with `q`: the
@@ -743,12 +910,12 @@ impl<'a> AccountIndex<'a> {
             let missable = la.saturating_sub(need);
             letters.clear();
             letters.extend_from_slice(&present);
-            letters.sort_by_key(|&b| (set.postings[b].len(), b));
+            letters.sort_by_key(|&b| (set.postings.of(b).len(), b));
             let single = letters.get(..=missable).unwrap_or(&[]);
             let by_letter = if single.is_empty() {
                 usize::MAX
             } else {
-                single.iter().map(|&b| set.postings[b].len()).sum()
+                single.iter().map(|&b| set.postings.of(b).len()).sum()
             };
             let paired = letters.get(..missable + 2).unwrap_or(&[]);
             let by_pair = match &set.pairs {
@@ -775,7 +942,7 @@ impl<'a> AccountIndex<'a> {
                 }
                 _ => {
                     for &b in single {
-                        candidates.extend_from_slice(&set.postings[b]);
+                        candidates.extend_from_slice(set.postings.of(b));
                     }
                 }
             }
@@ -871,7 +1038,16 @@ impl<'a> AccountIndex<'a> {
             if size >= best_cost.saturating_mul(CHECK_COST) {
                 break;
             }
-            let similar = self.similar(place(pos), &query[pos]);
+            // The first word among the names holding one of another
+            // position's similar words, when those are known and few.
+            let by_other = match pos {
+                0 => self.similar_by_other(count, &query[0], &known),
+                _ => None,
+            };
+            let similar = match by_other {
+                Some(similar) => similar,
+                None => self.similar(place(pos), &query[pos]),
+            };
             let cost: usize = similar
                 .iter()
                 .map(|&(id, _)| self.holders(place(pos), id).len())
@@ -1027,6 +1203,7 @@ impl<'a> AccountIndex<'a> {
         tracing::debug!(
             exact_ms = exact.as_millis() as u64,
             fuzzy_ms = (started.elapsed() - exact).as_millis() as u64,
+            fuzzy_us = (started.elapsed() - exact).as_micros() as u64,
             fuzzy_tried = left.len(),
             fuzzy_matched,
             "Matching steps timed."
@@ -1458,7 +1635,7 @@ mod tests {
             };
             for x in 'a'..='z' {
                 assert_eq!(
-                    set.postings[bucket(x)],
+                    set.postings.of(bucket(x)),
                     holding(&|w| w.contains(x)),
                     "{len} {x}"
                 );
@@ -1691,6 +1868,77 @@ mod tests {
         }
     }
 
+    /// A first-word set split by the names' other words: the first word is
+    /// searched among the names holding one of another position's similar
+    /// words (`Insurance`, `Insurence`, the branch number), and finds what
+    /// comparing every account finds, through each of those words' sets.
+    #[test]
+    fn a_split_first_word_set_finds_what_comparing_every_account_finds() {
+        let names = [
+            "Podin Insurance",
+            "Podim Insurence",
+            "Padin Insurance",
+            "Podin Systems",
+            "Podine Systems",
+            "Pidon Insurance",
+            "Podin Mutual Insurance",
+            "Podim Mutual Insurance",
+            "Podin Mutual Bank",
+            "Podin Store 104",
+            "Podim Store 105",
+            "Pedin Store 104",
+            "Podin Health Clinic",
+            "Poden Health Clinik",
+        ];
+        // Names of other first words starting with `p`: enough of them end
+        // in `Insurance` that the first word is searched rather than their
+        // accounts walked, and most end in other words, so that the sets
+        // searched are a small share of the whole.
+        let fillers: Vec<String> = (0u8..240)
+            .map(|i| {
+                let (a, b) = ((b'a' + i % 26) as char, (b'a' + i / 26) as char);
+                let last = if i < 30 { "Insurance" } else { "Freight" };
+                format!("Pq{a}{b}xz {last}")
+            })
+            .collect();
+        let accounts: Vec<Account> = names
+            .iter()
+            .copied()
+            .chain(fillers.iter().map(String::as_str))
+            .enumerate()
+            .map(|(i, n)| account(&format!("A-{i:02}"), n, None))
+            .collect();
+        let tuning = Tuning {
+            split_from: 2,
+            ..Tuning::default()
+        };
+        let index = AccountIndex::build_tuned(&accounts, &Default::default(), 0.92, tuning);
+        assert!(!index.by_other.is_empty());
+        let queries = [
+            "Podinn Insurance",
+            "Podim Insurance",
+            "Podin Insurence",
+            "Podimm Insurence",
+            "Podinn Mutual Insurence",
+            "Podinn Store 104",
+            "Podinn Store 105",
+            "Podinn Health Clinic",
+            "Podinn Systemz",
+            "Pxxxx Insurance",
+        ];
+        let mut matched = 0;
+        for query in queries {
+            let expected = brute_force(&accounts, query, 0.92);
+            matched += usize::from(expected.is_some());
+            assert_eq!(
+                fuzzy_id(&index, &accounts, &normalize_name(query)),
+                expected,
+                "{query}"
+            );
+        }
+        assert!(matched >= 7, "only {matched} of the queries match");
+    }
+
     #[test]
     fn a_similarity_equal_to_the_threshold_survives_the_pruning() {
         // jaro_winkler("eaa", "e") is 0.7999999999999999: equal to 0.8 but
@@ -1714,6 +1962,7 @@ mod tests {
     const EVERY_PATH: Tuning = Tuning {
         scan_below: 0,
         pairs_from: 0,
+        split_from: 0,
     };
 
     /// Candidates sorted out for every length through single letters only
@@ -1721,6 +1970,7 @@ mod tests {
     const LETTERS_ONLY: Tuning = Tuning {
         scan_below: 0,
         pairs_from: usize::MAX,
+        split_from: usize::MAX,
     };
 
     fn brute_force(accounts: &[Account], name: &str, threshold: f64) -> Option<(String, f64)> {
