@@ -57,8 +57,8 @@ reps = "partner_reps"
 TOML
 
 
-echo "| run ($N deals) | wall (s) | peak RSS (MiB) | read calls | records written | state file (MiB) |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| run ($N deals) | wall (s) | peak RSS (MiB) | read calls | records written | state file (MiB) | channel-sync CPU (s) | fake CPU (s) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 measure_sync "once, first sync (empty state)" "$BIN" once --config "$work/config.toml" --now "$NOW"
 measure_sync "once, incremental (no change)" "$BIN" once --config "$work/config.toml" --now "$NOW"
 measure_sync "once --full (read everything again)" "$BIN" once --config "$work/config.toml" --now "$NOW" --full

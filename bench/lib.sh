@@ -35,19 +35,31 @@ start_fake() {
   echo "fake loaded in $(( $(date +%s) - loaded )) s at $url" >&2
 }
 
+# CPU seconds (user + system) a process has used so far, from /proc.
+cpu_of() {
+  awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
 # measure_sync label command...: one row of a connector benchmark table
 # (wall, peak RSS, read calls summed from the summary's synced lines,
-# records written, state file size). LOG=1 adds the binary's log.
+# records written, state file size, and the CPU seconds channel-sync and the
+# fake ($fake_pid) each used during the run: on a 2-core machine the fake's
+# CPU is taken from channel-sync's, which a remote API's would not be).
+# LOG=1 adds the binary's log.
 measure_sync() {
   local label=$1; shift
-  /usr/bin/time -f 'TIME %e %M' "$@" >"$work/out.txt" 2>"$work/err.txt" || true
+  local fake_before
+  fake_before=$(cpu_of "$fake_pid")
+  /usr/bin/time -f 'TIME %e %M %U %S' "$@" >"$work/out.txt" 2>"$work/err.txt" || true
   [ -f "$work/state.db" ] || { grep -v "^TIME" "$work/err.txt" >&2; }
-  local t rss calls written
+  local t rss calls written cpu fake_cpu
   t=$(awk '/^TIME/ {print $2}' "$work/err.txt")
   rss=$(awk '/^TIME/ {printf "%.0f", $3/1024}' "$work/err.txt")
+  cpu=$(awk '/^TIME/ {printf "%.1f", $4 + $5}' "$work/err.txt")
+  fake_cpu=$(awk -v a="$fake_before" -v b="$(cpu_of "$fake_pid")" 'BEGIN { printf "%.1f", b - a }')
   calls=$(awk '/^synced/ {for (i = 1; i <= NF; i++) if ($i == "calls") n += $(i-1)} END {print n+0}' "$work/out.txt")
   written=$(awk '/^write-back/ {print $2}' "$work/out.txt")
-  echo "| $label | $t | $rss | $calls | ${written:-0} | $(du -m "$work/state.db" 2>/dev/null | cut -f1) |"
+  echo "| $label | $t | $rss | $calls | ${written:-0} | $(du -m "$work/state.db" 2>/dev/null | cut -f1) | $cpu | $fake_cpu |"
   grep -E "^(pulled|synced|findings|error)" "$work/out.txt" | sed 's/^/    /' >&2
   [ -z "${LOG:-}" ] || grep -v '^TIME' "$work/err.txt" | sed 's/^/    /' >&2
 }
