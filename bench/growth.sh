@@ -27,8 +27,10 @@ done
 
 raw=$(mktemp)
 trap 'rm -f "$raw"' EXIT
-for d in "$small" "$large"; do
-  for _ in $(seq "$RUNS"); do
+# The sizes alternate, run by run, so that a change in the machine's speed
+# (it is shared) weighs on both sides of the ratio alike.
+for _ in $(seq "$RUNS"); do
+  for d in "$small" "$large"; do
     RUST_LOG=channel_sync=debug "$BIN" detect --input "$d" --now "$NOW" --format json 2>&1 >/dev/null |
       sed -e 's/\x1b\[[0-9;]*m//g' |
       awk -v d="$d" '
