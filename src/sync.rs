@@ -220,14 +220,16 @@ pub(crate) async fn sync<R: Reader>(
         (Some(_), None) => Some("nothing seen yet"),
         (Some(_), Some(_)) => None,
     };
-    let generation = match (reason, since) {
-        (None, Some((c, _))) => c.generation,
+    // `stored`: whether the mirror held records of this object before the
+    // read (only then can a full read leave any to sweep).
+    let (generation, stored) = match (reason, since) {
+        (None, Some((c, _))) => (c.generation, true),
         // Newer than every record stored so far, even when our clock went
         // back (or two full reads share a millisecond): the sweep removes
         // what is older.
         _ => match state.mirror_generation(source, reader.object())? {
-            Some(g) => wall_now.timestamp_millis().max(g + 1),
-            None => wall_now.timestamp_millis(),
+            Some(g) => (wall_now.timestamp_millis().max(g + 1), true),
+            None => (wall_now.timestamp_millis(), false),
         },
     };
     let fields = Value::from(reader.fields()).to_string();
@@ -255,7 +257,11 @@ pub(crate) async fn sync<R: Reader>(
     }
     let read = read.map_err(MirrorError::Upstream)?;
     let mut removed = store.removed;
-    if reason.is_some() {
+    // A full read into an empty mirror stored every record it holds: there
+    // is nothing older to sweep, and the sweep would scan them all (0.16 s
+    // for a million). Layouts left from before are swept by the next full
+    // read that finds records.
+    if reason.is_some() && stored {
         removed += state.mirror_sweep(source, reader.object(), generation, layout)? as u64;
     }
     let next = Cursor {
