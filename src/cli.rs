@@ -547,7 +547,7 @@ async fn once_until_signal(
     options: &crate::cycle::Options,
     out: &mut (dyn Write + Send),
 ) -> Result<crate::cycle::Summary, crate::cycle::CycleError> {
-    let runner = crate::cycle::Runner::new(settings.clone(), None)?;
+    let runner = crate::cycle::Runner::new(settings.clone(), None)?.exiting_after_one_cycle();
     let stopping = runner.stopping.clone();
     let watcher = tokio::spawn(async move {
         crate::daemon::signal().await;

@@ -121,7 +121,10 @@ pub async fn once(
     opts: &Options,
     out: &mut (dyn Write + Send),
 ) -> Result<Summary, CycleError> {
-    Runner::new(settings.clone(), None)?.cycle(opts, out).await
+    Runner::new(settings.clone(), None)?
+        .exiting_after_one_cycle()
+        .cycle(opts, out)
+        .await
 }
 
 /// What lives across cycles: the settings, the upstream clients (with their
@@ -138,6 +141,10 @@ pub struct Runner {
     /// With the console on: the last cycle's data, until the console takes
     /// it for its snapshot (so it shows what the cycle saw, from any source).
     handoff: Option<std::sync::Mutex<Option<Handoff>>>,
+    /// The process exits after one cycle (`once`): the cycle's records are
+    /// not freed one by one (0.2 s for a million opportunities), the OS
+    /// takes the memory back.
+    exits_after: bool,
 }
 
 /// What a cycle leaves for the console: the data it evaluated, the
@@ -166,7 +173,15 @@ impl Runner {
             mentions,
             stopping: Default::default(),
             handoff: None,
+            exits_after: false,
         })
+    }
+
+    /// For a process that exits after one cycle: its data is left to the OS
+    /// rather than freed (see `exits_after`).
+    pub fn exiting_after_one_cycle(mut self) -> Runner {
+        self.exits_after = true;
+        self
     }
 
     /// Keeps each successful cycle's data for the console (the daemon with
@@ -300,22 +315,24 @@ impl Runner {
         let pulled = Pulled {
             loaded,
             review_inputs,
-            keep_data: console_inputs.is_some(),
+            keep_data: console_inputs.is_some() || self.exits_after,
             links,
             state,
             sink,
             decisions,
         };
         let (summary, data) = self.decide_and_deliver(opts, out, pulled, summary).await?;
-        if let (Some(slot), Some(dataset), Some((review_inputs, rejected))) =
-            (&self.handoff, data, console_inputs)
-        {
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Handoff {
-                dataset,
-                review_inputs,
-                rejected,
-                links: console_links,
-            });
+        match (&self.handoff, data, console_inputs) {
+            (Some(slot), Some(dataset), Some((review_inputs, rejected))) => {
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Handoff {
+                    dataset,
+                    review_inputs,
+                    rejected,
+                    links: console_links,
+                });
+            }
+            (_, Some(dataset), _) if self.exits_after => std::mem::forget(dataset),
+            _ => {}
         }
         Ok(summary)
     }
