@@ -121,10 +121,7 @@ pub async fn once(
     opts: &Options,
     out: &mut (dyn Write + Send),
 ) -> Result<Summary, CycleError> {
-    Runner::new(settings.clone(), None)?
-        .exiting_after_one_cycle()
-        .cycle(opts, out)
-        .await
+    Runner::new(settings.clone(), None)?.cycle(opts, out).await
 }
 
 /// What lives across cycles: the settings, the upstream clients (with their
