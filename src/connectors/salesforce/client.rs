@@ -730,6 +730,20 @@ mod tests {
     }
 
     /// Page 1 of the fixture, pointing at page 2, and page 2, the last.
+    /// The token endpoint, answering `access-1` to any sign-in.
+    async fn mount_token(server: &MockServer) {
+        Mock::given(method("POST"))
+            .and(path("/services/oauth2/token"))
+            .respond_with(token(server, "access-1", None))
+            .mount(server)
+            .await;
+    }
+
+    /// A client signing in with client credentials.
+    fn client(server: &MockServer) -> Arc<SalesforceClient> {
+        Arc::new(SalesforceClient::new(config(server, AuthFlow::ClientCredentials)).unwrap())
+    }
+
     async fn mount_two_pages(server: &MockServer, access: &str) {
         let first = fixture("query_paginated_first_page_response").replace(
             "/services/data/v26.0/query/01gD",
@@ -778,8 +792,7 @@ mod tests {
             .mount(&server)
             .await;
         mount_two_pages(&server, "access-1").await;
-        let client =
-            Arc::new(SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap());
+        let client = client(&server);
         let records = client.query("SELECT Id FROM Account", false).await.unwrap();
         assert_eq!(labels(&records), ["First Page", "Last Page"]);
         assert_eq!(client.api_usage(), Some((18, 5000)));
@@ -803,14 +816,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_page_that_cannot_be_stored_stops_the_read() {
         let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/services/oauth2/token"))
-            .respond_with(token(&server, "access-1", None))
-            .mount(&server)
-            .await;
+        mount_token(&server).await;
         mount_two_pages(&server, "access-1").await;
-        let client =
-            Arc::new(SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap());
+        let client = client(&server);
         let mut handed = 0;
         let err = client
             .query_pages("SELECT Id FROM Account", false, |records| {
@@ -832,11 +840,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_next_page_is_fetched_while_this_one_is_stored() {
         let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/services/oauth2/token"))
-            .respond_with(token(&server, "access-1", None))
-            .mount(&server)
-            .await;
+        mount_token(&server).await;
         let first = fixture("query_paginated_first_page_response").replace(
             "/services/data/v26.0/query/01gD",
             "/services/data/v62.0/query/01gD-2000",
@@ -856,8 +860,7 @@ mod tests {
             ))
             .mount(&server)
             .await;
-        let client =
-            Arc::new(SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap());
+        let client = client(&server);
         let mut seen_while_storing = Vec::new();
         let mut pages = 0;
         let queried = client
@@ -926,8 +929,7 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let client =
-            Arc::new(SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap());
+        let client = client(&server);
         let records = client.query("SELECT Id FROM Account", false).await.unwrap();
         assert_eq!(
             labels(&records),
@@ -987,8 +989,7 @@ mod tests {
             )
             .mount(&server)
             .await;
-        let client =
-            Arc::new(SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap());
+        let client = client(&server);
         let e = client
             .query("SELECT Id FROM Account", false)
             .await
@@ -1038,8 +1039,7 @@ mod tests {
             )
             .mount(&server)
             .await;
-        let client =
-            Arc::new(SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap());
+        let client = client(&server);
         let e = client
             .query("SELECT Nope FROM Account", false)
             .await
@@ -1146,8 +1146,7 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let client =
-            Arc::new(SalesforceClient::new(config(&server, AuthFlow::ClientCredentials)).unwrap());
+        let client = client(&server);
         client.query("SELECT Id FROM User", false).await.unwrap();
         let e = client
             .query("SELECT Id FROM User", false)
