@@ -1200,10 +1200,11 @@ impl<'a> AccountIndex<'a> {
         for (i, m) in found {
             matches[i] = m;
         }
+        let fuzzy = started.elapsed() - exact;
         tracing::debug!(
             exact_ms = exact.as_millis() as u64,
-            fuzzy_ms = (started.elapsed() - exact).as_millis() as u64,
-            fuzzy_us = (started.elapsed() - exact).as_micros() as u64,
+            fuzzy_ms = fuzzy.as_millis() as u64,
+            fuzzy_us = fuzzy.as_micros() as u64,
             fuzzy_tried = left.len(),
             fuzzy_matched,
             "Matching steps timed."
