@@ -94,6 +94,18 @@ struct LengthSet {
     pairs: Option<Pairs>,
 }
 
+/// A first word of one of [`AccountIndex`]'s split sets (`by_other`), with
+/// everything its scan reads, in one cache line: a split set is small, and
+/// one of thousands, so it is read as one contiguous run rather than through
+/// a [`WordSet`]'s separate arrays.
+#[derive(Clone, Copy)]
+#[repr(align(64))]
+struct Entry {
+    sig: Signature,
+    head: [char; 4],
+    id: u32,
+}
+
 impl WordSet {
     /// The set of `ids` (distinct words without a digit), indexed.
     fn build(mut ids: Vec<u32>, words: &[Word], tuning: Tuning) -> Self {
@@ -294,6 +306,15 @@ const CHECK_COST: usize = 16;
 /// sorted by word id, with their similarity.
 type Similar = Vec<(u32, f64)>;
 
+/// The letter bucket of [`Signature`] that `c` counts in.
+fn bucket(c: char) -> usize {
+    match c {
+        'a'..='z' => c as usize - 'a' as usize,
+        '0'..='9' => 26 + (c as usize - '0' as usize) % 5,
+        _ => 31,
+    }
+}
+
 /// A word's length and letter counts: enough to bound its Jaro-Winkler
 /// similarity to another word without computing it.
 #[derive(Clone, Copy)]
@@ -311,14 +332,21 @@ impl Signature {
         let mut chars = 0;
         for c in word.chars() {
             chars += 1;
-            let bucket = match c {
-                'a'..='z' => c as usize - 'a' as usize,
-                '0'..='9' => 26 + (c as usize - '0' as usize) % 5,
-                _ => 31,
-            };
+            let bucket = bucket(c);
             counts[bucket] = counts[bucket].saturating_add(1);
         }
         Signature { chars, counts }
+    }
+
+    /// The letter buckets present, one bit each (bits 0-31), and those
+    /// present twice or more (bits 32-63). A word lacking a bucket `q` holds
+    /// has one letter fewer in common with `q` for each bit `q` has and it
+    /// lacks.
+    fn mask(&self) -> u64 {
+        (0..32).fold(0, |mask, b| {
+            mask | (u64::from(self.counts[b] > 0) << b)
+                | (u64::from(self.counts[b] > 1) << (32 + b))
+        })
     }
 
     /// An upper bound of the characters two words can have in common.
@@ -336,6 +364,42 @@ impl Signature {
         usize::from(sum)
     }
 }
+
+/// A word of a split set in sixteen bytes, enough to pass over most of them
+/// without reading their [`Entry`] (see `similar_by_other`): its
+/// [`Signature::mask`] (bits 0-63), its length (bits 64-79, [`KEY_LONG`] for
+/// that length or more), and the buckets of its 2nd to 4th chars (5 bits
+/// each from bit 80; `'\0'` past the end).
+fn scan_key(sig: &Signature, head: &[char; 4]) -> u128 {
+    let chars = u64::try_from(sig.chars).map_or(KEY_LONG, |n| n.min(KEY_LONG));
+    let heads = head[1..]
+        .iter()
+        .enumerate()
+        .fold(0u128, |key, (i, &c)| key | ((bucket(c) as u128) << (5 * i)));
+    u128::from(sig.mask()) | (u128::from(chars) << 64) | (heads << 80)
+}
+
+/// Whether the word of [`scan_key`] `key` can reach the threshold against
+/// query word `q` (key `q_key`, `la` chars, the same first char), `need`
+/// being `q`'s [`Need`] row for the word's length. Their
+/// common prefix is at most the chars up to the first whose buckets differ,
+/// so the word needs at least that prefix's count of letters in common with
+/// `q`; each bit of `q`'s [`Signature::mask`] the word lacks is one letter
+/// fewer in common.
+fn key_may_reach(q_key: u128, key: u128, la: usize, need: &Need) -> bool {
+    let lb = usize::try_from((key >> 64) as u64 & KEY_LONG).unwrap_or(usize::MAX);
+    let differ = (q_key ^ key) >> 80;
+    let prefix = (1..4)
+        .find(|i| (differ >> (5 * (i - 1))) & 0x1F != 0)
+        .unwrap_or(4)
+        .min(la.min(lb));
+    let lacking = (q_key as u64 & !(key as u64)).count_ones() as usize;
+    need[prefix] != usize::MAX && lacking <= la.saturating_sub(need[prefix])
+}
+
+/// The length [`scan_key`] holds for words this long or longer, whose
+/// entry is then always read.
+const KEY_LONG: u64 = 0xFFFF;
 
 /// Lookup structures over the accounts that can be matched (partners' own
 /// accounts are left out of every one of them).
@@ -379,8 +443,16 @@ pub(crate) struct AccountIndex<'a> {
     /// there. A name's other words are often common ones (`Systems`,
     /// `Bank`, a branch number), so once a position's similar words are
     /// known, the first word is searched among the names holding one of
-    /// them there: a small share of the set, whatever the vocabulary's size.
-    by_other: FastMap<Other, WordSet>,
+    /// them there: a small share of the set. Each set is a run of
+    /// `other_entries` (start, length), sorted by length then first chars,
+    /// with `other_keys` beside it: thousands of small sets, each read as
+    /// one contiguous run.
+    by_other: FastMap<Other, (u32, u32)>,
+    other_entries: Vec<Entry>,
+    /// `other_keys[i]`: `other_entries[i]`'s [`scan_key`], read first
+    /// (four to a cache line) to pass over most entries without reading
+    /// them.
+    other_keys: Vec<u128>,
     /// The longest vocabulary word, in chars.
     longest: usize,
     /// `need[la][lb]`: [`min_common`] for every pair of lengths up to the
@@ -419,7 +491,9 @@ type Other = (u32, char, u32, u32);
 /// The fuzzy step's structures over the normalised names (see
 /// [`AccountIndex`]'s fields of the same names).
 struct Vocabulary {
-    by_other: FastMap<Other, WordSet>,
+    by_other: FastMap<Other, (u32, u32)>,
+    other_entries: Vec<Entry>,
+    other_keys: Vec<u128>,
     words: Vec<Word>,
     word_ids: FastMap<Box<str>, u32>,
     name_start: Vec<u32>,
@@ -510,8 +584,28 @@ impl Vocabulary {
             })
             .map(|(&(count, _, block), _)| (count, block))
             .collect();
-        // (word count, first char, position, word, first word) for every
-        // other word of every name in a split set, once each.
+        // The first words of the split sets, in the order a split set's
+        // words are kept in (length, first chars, id): `ranked[r]` is the
+        // entry of rank `r`, `rank` maps a word id to its rank.
+        let mut ranked: Vec<Entry> = set_ids
+            .iter()
+            .filter(|&(&(count, pos, block), _)| pos == 0 && split.contains(&(count, block)))
+            .flat_map(|(_, ids)| ids.iter())
+            .map(|&id| Entry {
+                sig: words[id as usize].sig,
+                head: head(&words[id as usize].text),
+                id,
+            })
+            .collect();
+        ranked.par_sort_unstable_by_key(|e| (e.sig.chars, e.head, e.id));
+        // A word heads names of several word counts: once is enough.
+        ranked.dedup_by_key(|e| e.id);
+        let mut rank = vec![u32::MAX; words.len()];
+        for (r, e) in ranked.iter().enumerate() {
+            rank[e.id as usize] = to_u32(r);
+        }
+        // (word count, first char, position, word, first word's rank) for
+        // every other word of every name in a split set, once each.
         let mut others: Vec<(Other, u32)> = if split.is_empty() {
             Vec::new()
         } else {
@@ -520,11 +614,15 @@ impl Vocabulary {
                 .flat_map_iter(|i| {
                     let name = name_of(&name_start, &name_words, i);
                     let count = to_u32(name.len());
-                    // The name's first word and its char, when its set is split.
+                    // The name's first word's rank and char, when its set is
+                    // split.
                     let split_first = name.first().and_then(|&first| {
                         let word = &words[first as usize];
                         let block = word.text.chars().next()?;
-                        (!word.digit && split.contains(&(count, block))).then_some((first, block))
+                        if word.digit || !split.contains(&(count, block)) {
+                            return None;
+                        }
+                        Some((rank[first as usize], block))
                     });
                     split_first.into_iter().flat_map(move |(first, block)| {
                         name.iter()
@@ -535,13 +633,7 @@ impl Vocabulary {
                 })
                 .collect()
         };
-        others.par_sort_unstable();
-        others.dedup();
-        let other_ids: Vec<(Other, Vec<u32>)> = others
-            .chunk_by(|a, b| a.0 == b.0)
-            .map(|run| (run[0].0, run.iter().map(|e| e.1).collect()))
-            .collect();
-        let (sets, by_other) = rayon::join(
+        let (sets, (by_other, other_entries, other_keys)) = rayon::join(
             || {
                 set_ids
                     .into_par_iter()
@@ -549,14 +641,22 @@ impl Vocabulary {
                     .collect::<FastMap<_, _>>()
             },
             || {
-                other_ids
-                    .into_par_iter()
-                    .map(|(key, ids)| (key, WordSet::build(ids, &words, tuning)))
-                    .collect::<FastMap<_, _>>()
+                others.par_sort_unstable();
+                others.dedup();
+                let mut by_other: FastMap<Other, (u32, u32)> = FastMap::default();
+                let mut entries = Vec::with_capacity(others.len());
+                for run in others.chunk_by(|a, b| a.0 == b.0) {
+                    by_other.insert(run[0].0, (to_u32(entries.len()), to_u32(run.len())));
+                    entries.extend(run.iter().map(|&(_, r)| ranked[r as usize]));
+                }
+                let keys = entries.iter().map(|e| scan_key(&e.sig, &e.head)).collect();
+                (by_other, entries, keys)
             },
         );
         Vocabulary {
             by_other,
+            other_entries,
+            other_keys,
             words,
             word_ids,
             name_start,
@@ -649,6 +749,8 @@ impl<'a> AccountIndex<'a> {
             names,
             sets,
             by_other,
+            other_entries,
+            other_keys,
         } = vocabulary;
         let longest = words.iter().map(|w| w.sig.chars).max().unwrap_or(0);
         let need = (0..=longest)
@@ -670,6 +772,8 @@ impl<'a> AccountIndex<'a> {
             names,
             sets,
             by_other,
+            other_entries,
+            other_keys,
             threshold,
             tuning,
         }
@@ -776,7 +880,7 @@ impl<'a> AccountIndex<'a> {
     /// The first words similar enough to `q` (the first word of a name of
     /// `count` words) among the names holding, at one other position, one
     /// of that position's similar words (`known`): each of `by_other`'s sets
-    /// for them searched, at the position where they hold the fewest words.
+    /// for them scanned, at the position where they hold the fewest words.
     /// A matching name holds one of them there. `None` when the first-word
     /// set is not split, or when no position's sets are clearly smaller
     /// than the whole set.
@@ -794,26 +898,60 @@ impl<'a> AccountIndex<'a> {
         if whole.size < self.tuning.split_from {
             return None;
         }
-        let sets_at = |pos: usize, similar: &Similar| -> Vec<&WordSet> {
+        let runs_at = |pos: usize, similar: &Similar| -> Vec<(u32, u32)> {
             similar
                 .iter()
                 .filter_map(|&(id, _)| self.by_other.get(&(count, block, to_u32(pos), id)))
+                .copied()
                 .collect()
         };
-        let size = |sets: &[&WordSet]| sets.iter().map(|s| s.size).sum::<usize>();
-        let sets = known
+        let size = |runs: &[(u32, u32)]| runs.iter().map(|&(_, len)| len as usize).sum::<usize>();
+        let runs = known
             .iter()
             .enumerate()
             .skip(1)
-            .filter_map(|(pos, k)| Some(sets_at(pos, k.as_ref()?)))
-            .min_by_key(|sets| size(sets))?;
-        if size(&sets) * 2 > whole.size {
+            .filter_map(|(pos, k)| Some(runs_at(pos, k.as_ref()?)))
+            .min_by_key(|runs| size(runs))?;
+        if size(&runs) * 2 > whole.size {
             return None;
         }
-        let mut found: Similar = sets
-            .into_iter()
-            .flat_map(|set| self.similar_in(set, (count, 0), q))
-            .collect();
+        // The lengths a similar word can have: a range around `q`'s.
+        let fits = |lb: usize| q.need.get(lb).is_some_and(|n| n[4] != usize::MAX);
+        let shortest = (0..q.need.len()).find(|&lb| fits(lb))?;
+        let longest = (shortest..q.need.len()).rev().find(|&lb| fits(lb))?;
+        let la = q.sig.chars;
+        let q_key = scan_key(&q.sig, &q.head);
+        let mut found: Similar = Vec::new();
+        for (start, len) in runs {
+            let range = start as usize..(start + len) as usize;
+            // The keys are read in order (a binary search for the lengths
+            // would jump between cache lines of a run only a few lines
+            // long), and most words are passed over on their key alone.
+            for (at, &key) in range.clone().zip(&self.other_keys[range]) {
+                let lb = match (key >> 64) as u64 & KEY_LONG {
+                    KEY_LONG => self.other_entries[at].sig.chars,
+                    lb => usize::try_from(lb).unwrap_or(usize::MAX),
+                };
+                if lb < shortest {
+                    continue;
+                }
+                if lb > longest {
+                    break;
+                }
+                if !key_may_reach(q_key, key, la, &q.need[lb]) {
+                    continue;
+                }
+                let e = &self.other_entries[at];
+                let need = q.need[lb][common_prefix(&q.head, &e.head, la.min(lb))];
+                if need == usize::MAX || q.sig.common(&e.sig) < need {
+                    continue;
+                }
+                let s = super::jaro::jaro_winkler(q.text, &self.words[e.id as usize].text);
+                if passes(s, self.threshold) {
+                    found.push((e.id, s));
+                }
+            }
+        }
         // A first word held by names with two of the words is in both sets,
         // with the same similarity.
         found.sort_unstable_by_key(|&(id, _)| id);
@@ -1867,6 +2005,41 @@ mod tests {
             let bound = similarity_bound(&a, &Signature::of(&a), &b, &Signature::of(&b));
             proptest::prop_assert!(bound + 1e-12 >= real, "{} {}: {} < {}", a, b, bound, real);
         }
+
+        /// The scan of a split set passes over a word on its key alone only
+        /// when the word cannot reach the threshold: repeated letters, a
+        /// letter outside a-z (`é`, `ü` share one bucket) and prefixes
+        /// shorter than four chars included.
+        #[test]
+        fn a_word_passed_over_on_its_key_cannot_reach_the_threshold(
+            a in "a[abcde\u{e9}\u{fc}]{0,11}",
+            // `b` is `a`'s first `shared` chars and a tail: long common
+            // prefixes are frequent.
+            shared in 1usize..6,
+            tail in "[abcde\u{e9}\u{fc}]{0,9}",
+            threshold in proptest::sample::select(vec![0.6, 0.8, 0.85, 0.92, 0.97, 1.0]),
+        ) {
+            let b: String = a.chars().take(shared).chain(tail.chars()).collect();
+            let (sa, sb) = (Signature::of(&a), Signature::of(&b));
+            let need = need_row(sa.chars, sb.chars, threshold);
+            let may = key_may_reach(
+                scan_key(&sa, &head(&a)),
+                scan_key(&sb, &head(&b)),
+                sa.chars,
+                &need[sb.chars],
+            );
+            let s = super::super::jaro::jaro_winkler(&a, &b);
+            proptest::prop_assert!(may || !passes(s, threshold), "{} {}: {}", a, b, s);
+        }
+    }
+
+    #[test]
+    fn a_word_too_long_for_its_key_keeps_its_length_apart() {
+        let long = "a".repeat(70_000);
+        let key = scan_key(&Signature::of(&long), &head(&long));
+        assert_eq!((key >> 64) as u64 & KEY_LONG, KEY_LONG);
+        let short = scan_key(&Signature::of("ab"), &head("ab"));
+        assert_eq!((short >> 64) as u64 & KEY_LONG, 2);
     }
 
     /// A first-word set split by the names' other words: the first word is
