@@ -1340,8 +1340,7 @@ impl<'a> AccountIndex<'a> {
         }
         let fuzzy = started.elapsed() - exact;
         tracing::debug!(
-            exact_ms = exact.as_millis() as u64,
-            fuzzy_ms = fuzzy.as_millis() as u64,
+            exact_us = exact.as_micros() as u64,
             fuzzy_us = fuzzy.as_micros() as u64,
             fuzzy_tried = left.len(),
             fuzzy_matched,

@@ -107,10 +107,10 @@ pub fn evaluate_with_review<'a>(
     let scored = started.elapsed();
     let review = review_inputs.map(|inputs| review::review_with(&ctx, &findings, inputs, 1));
     tracing::debug!(
-        context_ms = built.as_millis() as u64,
-        findings_ms = (detected - built).as_millis() as u64,
-        scorecards_ms = (scored - detected).as_millis() as u64,
-        review_ms = (started.elapsed() - scored).as_millis() as u64,
+        context_us = built.as_micros() as u64,
+        findings_us = (detected - built).as_micros() as u64,
+        scorecards_us = (scored - detected).as_micros() as u64,
+        review_us = (started.elapsed() - scored).as_micros() as u64,
         "Rules evaluated."
     );
     Evaluation {
@@ -168,8 +168,8 @@ impl<'a> Context<'a> {
                     let indexed = started.elapsed();
                     let matches = index.match_all(&data.registrations);
                     tracing::debug!(
-                        index_ms = indexed.as_millis() as u64,
-                        match_ms = (started.elapsed() - indexed).as_millis() as u64,
+                        index_us = indexed.as_micros() as u64,
+                        match_us = (started.elapsed() - indexed).as_micros() as u64,
                         "Registrations matched."
                     );
                     matches

@@ -885,7 +885,7 @@ pub fn load_split(crm: &Path, prm: &Path, money: &ScorecardSettings) -> Result<L
     );
     tracing::debug!(
         read_ms = read.as_millis() as u64,
-        link_ms = (started.elapsed() - read).as_millis() as u64,
+        link_us = (started.elapsed() - read).as_micros() as u64,
         "Files read."
     );
     Ok(loaded)
