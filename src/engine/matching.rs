@@ -381,11 +381,10 @@ fn scan_key(sig: &Signature, head: &[char; 4]) -> u128 {
 
 /// Whether the word of [`scan_key`] `key` can reach the threshold against
 /// query word `q` (key `q_key`, `la` chars, the same first char), `need`
-/// being `q`'s [`Need`] row for the word's length. Their
-/// common prefix is at most the chars up to the first whose buckets differ,
-/// so the word needs at least that prefix's count of letters in common with
-/// `q`; each bit of `q`'s [`Signature::mask`] the word lacks is one letter
-/// fewer in common.
+/// being `q`'s [`Need`] row for the word's length. Their common prefix is
+/// at most the chars up to the first whose buckets differ, so the word needs
+/// at least that prefix's count of letters in common with `q`; each bit of
+/// `q`'s [`Signature::mask`] the word lacks is one letter fewer in common.
 fn key_may_reach(q_key: u128, key: u128, la: usize, need: &Need) -> bool {
     let lb = usize::try_from((key >> 64) as u64 & KEY_LONG).unwrap_or(usize::MAX);
     let differ = (q_key ^ key) >> 80;
