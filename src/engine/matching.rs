@@ -379,14 +379,14 @@ fn scan_key(sig: &Signature, head: &[char; 4]) -> u128 {
     u128::from(sig.mask()) | (u128::from(chars) << 64) | (heads << 80)
 }
 
-/// Whether the word of [`scan_key`] `key` can reach the threshold against
-/// query word `q` (key `q_key`, `la` chars, the same first char), `need`
-/// being `q`'s [`Need`] row for the word's length. Their common prefix is
-/// at most the chars up to the first whose buckets differ, so the word needs
-/// at least that prefix's count of letters in common with `q`; each bit of
-/// `q`'s [`Signature::mask`] the word lacks is one letter fewer in common.
-fn key_may_reach(q_key: u128, key: u128, la: usize, need: &Need) -> bool {
-    let lb = usize::try_from((key >> 64) as u64 & KEY_LONG).unwrap_or(usize::MAX);
+/// Whether the word of [`scan_key`] `key` and `lb` chars can reach the
+/// threshold against query word `q` (key `q_key`, `la` chars, the same first
+/// char), `need` being `q`'s [`Need`] row for length `lb`. Their common
+/// prefix is at most the chars up to the first whose buckets differ, so the
+/// word needs at least that prefix's count of letters in common with `q`;
+/// each bit of `q`'s [`Signature::mask`] the word lacks is one letter fewer
+/// in common.
+fn key_may_reach(q_key: u128, key: u128, la: usize, lb: usize, need: &Need) -> bool {
     let differ = (q_key ^ key) >> 80;
     let prefix = (1..4)
         .find(|i| (differ >> (5 * (i - 1))) & 0x1F != 0)
@@ -603,6 +603,9 @@ impl Vocabulary {
         for (r, e) in ranked.iter().enumerate() {
             rank[e.id as usize] = to_u32(r);
         }
+        // Each word's key, once: a word is in as many sets as its names have
+        // other words.
+        let ranked_keys: Vec<u128> = ranked.iter().map(|e| scan_key(&e.sig, &e.head)).collect();
         // (word count, first char, position, word, first word's rank) for
         // every other word of every name in a split set, once each.
         let mut others: Vec<(Other, u32)> = if split.is_empty() {
@@ -644,11 +647,12 @@ impl Vocabulary {
                 others.dedup();
                 let mut by_other: FastMap<Other, (u32, u32)> = FastMap::default();
                 let mut entries = Vec::with_capacity(others.len());
+                let mut keys = Vec::with_capacity(others.len());
                 for run in others.chunk_by(|a, b| a.0 == b.0) {
                     by_other.insert(run[0].0, (to_u32(entries.len()), to_u32(run.len())));
                     entries.extend(run.iter().map(|&(_, r)| ranked[r as usize]));
+                    keys.extend(run.iter().map(|&(_, r)| ranked_keys[r as usize]));
                 }
-                let keys = entries.iter().map(|e| scan_key(&e.sig, &e.head)).collect();
                 (by_other, entries, keys)
             },
         );
@@ -937,7 +941,7 @@ impl<'a> AccountIndex<'a> {
                 if lb > longest {
                     break;
                 }
-                if !key_may_reach(q_key, key, la, &q.need[lb]) {
+                if !key_may_reach(q_key, key, la, lb, &q.need[lb]) {
                     continue;
                 }
                 let e = &self.other_entries[at];
@@ -2024,6 +2028,7 @@ mod tests {
                 scan_key(&sa, &head(&a)),
                 scan_key(&sb, &head(&b)),
                 sa.chars,
+                sb.chars,
                 &need[sb.chars],
             );
             let s = super::super::jaro::jaro_winkler(&a, &b);
