@@ -586,19 +586,29 @@ impl Vocabulary {
         // The first words of the split sets, in the order a split set's
         // words are kept in (length, first chars, id): `ranked[r]` is the
         // entry of rank `r`, `rank` maps a word id to its rank.
-        let mut ranked: Vec<Entry> = set_ids
+        // They are sorted as 32-byte keys, and each 64-byte entry is built
+        // once, in order: sorting the entries themselves moved twice the
+        // memory (25 ms of the index's 300 at 1M).
+        let mut order: Vec<(usize, [char; 4], u32)> = set_ids
             .iter()
             .filter(|&(&(count, pos, block), _)| pos == 0 && split.contains(&(count, block)))
             .flat_map(|(_, ids)| ids.iter())
-            .map(|&id| Entry {
+            .map(|&id| {
+                let word = &words[id as usize];
+                (word.sig.chars, head(&word.text), id)
+            })
+            .collect();
+        order.par_sort_unstable();
+        // A word heads names of several word counts: once is enough.
+        order.dedup_by_key(|e| e.2);
+        let ranked: Vec<Entry> = order
+            .into_iter()
+            .map(|(_, head, id)| Entry {
                 sig: words[id as usize].sig,
-                head: head(&words[id as usize].text),
+                head,
                 id,
             })
             .collect();
-        ranked.par_sort_unstable_by_key(|e| (e.sig.chars, e.head, e.id));
-        // A word heads names of several word counts: once is enough.
-        ranked.dedup_by_key(|e| e.id);
         let mut rank = vec![u32::MAX; words.len()];
         for (r, e) in ranked.iter().enumerate() {
             rank[e.id as usize] = to_u32(r);
