@@ -8,6 +8,7 @@
 //! always runs them. `CHROMEDRIVER` names another driver binary.
 
 use std::io::Write as _;
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -17,11 +18,29 @@ use crate::console::{KEY, TOKEN, start};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// A chromedriver and its Chromium, in a process group of their own: a
+/// session's Chromium outlived chromedriver's kill (three browsers left
+/// running after each run of these tests), so the whole group is killed
+/// when the driver is done or a test fails.
 struct Driver {
     child: Child,
+    /// chromedriver's own URL.
+    base: String,
+    /// The session's URL, once started.
     url: String,
     http: reqwest::Client,
     _profile: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // The group's id is chromedriver's pid (`process_group(0)`).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.wait();
+    }
 }
 
 /// The chromedriver binary, or a printed note saying why the test skips.
@@ -56,6 +75,7 @@ impl Driver {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .unwrap();
         let profile = tempfile::tempdir().unwrap();
@@ -85,6 +105,7 @@ impl Driver {
         }
         let mut d = Driver {
             child,
+            base: url.clone(),
             url,
             http,
             _profile: profile,
@@ -272,10 +293,21 @@ impl Driver {
         }
     }
 
+    /// Ends the session and lets chromedriver close its browser and exit;
+    /// whatever is left of the group is killed on drop.
     async fn quit(mut self) {
         let _ = self.raw(reqwest::Method::DELETE, "", Value::Null).await;
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self
+            .http
+            .get(format!("{}/shutdown", self.base))
+            .send()
+            .await;
+        for _ in 0..50 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
