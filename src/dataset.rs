@@ -199,8 +199,36 @@ fn dedupe_by<T: Sync + Keyed>(
     id: impl Fn(&T) -> &str + Sync,
     hash: impl Fn(&str) -> u64 + Sync,
 ) {
+    // A row is one u64 in the shards: a table of more rows than 32 bits
+    // number (4 billion) goes through a map instead.
+    let duplicates = if u32::try_from(table.rows.len()).is_ok() {
+        duplicates_sharded(&table.rows, &table.lines, id, hash)
+    } else {
+        duplicates_by_map(&table.rows, &table.lines, id)
+    };
+    if !duplicates.is_empty() {
+        let first_line_of_duplicate: FastMap<usize, u64> = duplicates.into_iter().collect();
+        table.reject_where(|i, _| {
+            first_line_of_duplicate
+                .get(&i)
+                .map(|first| format!("id: duplicate of line {first}"))
+        });
+    }
+}
+
+/// (row, line of the first row with its id) for every row whose id repeats
+/// an earlier row's, through 256 shards (see [`dedupe`]). Each row is one
+/// u64 there: 32 bits of its hash (those under the shard's 8), then its row
+/// number, half the memory of a (hash, row) pair to write and sort. Rows
+/// whose 40 bits of hash are equal and ids are not stay apart, checked by
+/// their ids.
+fn duplicates_sharded<T: Sync>(
+    rows: &[T],
+    lines: &[u64],
+    id: impl Fn(&T) -> &str + Sync,
+    hash: impl Fn(&str) -> u64 + Sync,
+) -> Vec<(usize, u64)> {
     const SHARD_BITS: u32 = 8;
-    let rows = &table.rows;
     let hashes: Vec<u64> = rows.par_iter().map(|r| hash(id(r))).collect();
     let shard = |h: u64| (h >> (64 - SHARD_BITS)) as usize;
     let mut start = vec![0usize; (1 << SHARD_BITS) + 1];
@@ -211,10 +239,10 @@ fn dedupe_by<T: Sync + Keyed>(
         start[k] += start[k - 1];
     }
     let mut fill = start.clone();
-    let mut order = vec![(0u64, 0usize); rows.len()];
+    let mut order = vec![0u64; rows.len()];
     for (i, &h) in hashes.iter().enumerate() {
         let slot = &mut fill[shard(h)];
-        order[*slot] = (h, i);
+        order[*slot] = ((h << SHARD_BITS) & !0xFFFF_FFFF) | i as u64;
         *slot += 1;
     }
     drop(hashes);
@@ -225,22 +253,23 @@ fn dedupe_by<T: Sync + Keyed>(
         shards.push(head);
         rest = tail;
     }
-    let lines = &table.lines;
-    // (row, line of the first row with its id), for every later row.
-    let duplicates: Vec<(usize, u64)> = shards
+    let row = |packed: u64| (packed & 0xFFFF_FFFF) as usize;
+    shards
         .into_par_iter()
         .flat_map_iter(|shard| {
+            // By hash, then row: a run of equal hashes is in row order.
             shard.sort_unstable();
             let mut found = Vec::new();
             let mut firsts: Vec<usize> = Vec::new();
             for run in shard
-                .chunk_by(|a, b| a.0 == b.0)
+                .chunk_by(|a, b| a >> 32 == b >> 32)
                 .filter(|run| run.len() > 1)
             {
-                // In row order: each row is a duplicate of the first earlier
-                // row with the same id, or the first of its own.
+                // Each row is a duplicate of the first earlier row with the
+                // same id, or the first of its own.
                 firsts.clear();
-                for &(_, i) in run {
+                for &packed in run {
+                    let i = row(packed);
                     match firsts.iter().find(|&&f| id(&rows[f]) == id(&rows[i])) {
                         Some(&f) => found.push((i, lines[f])),
                         None => firsts.push(i),
@@ -249,15 +278,22 @@ fn dedupe_by<T: Sync + Keyed>(
             }
             found
         })
-        .collect();
-    if !duplicates.is_empty() {
-        let first_line_of_duplicate: FastMap<usize, u64> = duplicates.into_iter().collect();
-        table.reject_where(|i, _| {
-            first_line_of_duplicate
-                .get(&i)
-                .map(|first| format!("id: duplicate of line {first}"))
-        });
+        .collect()
+}
+
+/// What [`duplicates_sharded`] finds, through a map of each id's first row.
+fn duplicates_by_map<T>(rows: &[T], lines: &[u64], id: impl Fn(&T) -> &str) -> Vec<(usize, u64)> {
+    let mut first: FastMap<&str, usize> = FastMap::default();
+    let mut found = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        match first.get(id(r)) {
+            Some(&f) => found.push((i, lines[f])),
+            None => {
+                first.insert(id(r), i);
+            }
+        }
     }
+    found
 }
 
 /// Checks ids and the references between tables; rows that break them are
@@ -401,6 +437,11 @@ mod tests {
             let mut t = users(&ids);
             dedupe_by(&mut t, |u| &u.id, |k| k.len() as u64);
             proptest::prop_assert_eq!(outcome(&t), expected(&ids));
+            // The two ways find the same rows, with the same first lines.
+            let t = users(&ids);
+            let mut sharded = duplicates_sharded(&t.rows, &t.lines, |u| &u.id, |k| k.len() as u64);
+            sharded.sort_unstable();
+            proptest::prop_assert_eq!(sharded, duplicates_by_map(&t.rows, &t.lines, |u| &u.id));
         }
     }
 }
