@@ -172,6 +172,7 @@ fn main() {
     let rounds: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
+        .filter(|&n| n > 0)
         .unwrap_or(9);
     let sizes = [100_000usize, 1_000_000];
     let data: Vec<_> = sizes

@@ -72,7 +72,7 @@ pub struct Money {
 /// dates and amount. A million opportunities (288 MB) do not fit the cache,
 /// so a pass costs the cache lines it touches: with Rust's own order, the
 /// account and the partner were 96 bytes apart and the id straddled two
-/// lines (see `BENCHMARKS.md`, 2026-12-04 12:00-13:20).
+/// lines (see `BENCHMARKS.md`, 2026-12-04 12:00-13:35).
 #[derive(Debug, Clone, PartialEq)]
 #[repr(C)]
 pub struct Opportunity {
