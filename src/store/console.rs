@@ -1391,4 +1391,123 @@ mod tests {
         };
         assert_eq!(s.console_open_findings(&p1, 0, 10).unwrap().total, 1);
     }
+
+    /// A cycle of many new findings drops the findings' secondary indexes
+    /// and builds them again. Afterwards the schema is the migrations'
+    /// (the same SQL), the indexes agree with their tables, every table
+    /// holds what the row-by-row path stores, and later cycles keep the
+    /// indexes up as before.
+    #[test]
+    fn a_bulk_cycle_stores_what_row_by_row_stores_and_rebuilds_the_same_indexes() {
+        let now = chrono::Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap();
+        let later = now + chrono::Duration::days(1);
+        let finding = |i: usize| {
+            let payload = serde_json::json!({
+                "partner_ids": [format!("P{}", i % 7), format!("P{}", i % 5)],
+                "account_id": format!("A-{}", i % 50),
+                "account_name": format!("Acme {} Corp", i % 50),
+                "evidence": [{"type": "opportunity", "status": "open", "amount": i as f64}],
+            });
+            let kind = if i.is_multiple_of(3) {
+                "partner_vs_partner"
+            } else {
+                "direct_vs_partner"
+            };
+            seen(&format!("k{i:03}"), kind, payload.to_string())
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let bulk = Sqlite::open(&dir.path().join("bulk.db")).unwrap();
+        let rows = Sqlite::open(&dir.path().join("rows.db")).unwrap();
+        let cycles: [(chrono::DateTime<Utc>, Vec<FindingUpdate>, Vec<String>); 3] = [
+            (now, (0..3).map(finding).collect(), vec![]),
+            // 400 new, one of the three closed.
+            (now, (0..403).map(finding).collect(), vec!["k001".into()]),
+            // A day later: a few seen again, one new, one closed.
+            (
+                later,
+                vec![finding(0), finding(2), finding(500)],
+                vec!["k005".into()],
+            ),
+        ];
+        for (at, seen, resolved) in &cycles {
+            bulk.commit_cycle_with(*at, seen, resolved, &[], &[], 100)
+                .unwrap();
+            rows.commit_cycle_with(*at, seen, resolved, &[], &[], usize::MAX)
+                .unwrap();
+        }
+        let dump = |s: &Sqlite, sql: &str| -> Vec<Vec<String>> {
+            let conn = s.conn();
+            let mut stmt = conn.prepare(sql).unwrap();
+            let n = stmt.column_count();
+            stmt.query_map([], |r| {
+                (0..n)
+                    .map(|i| {
+                        r.get::<_, rusqlite::types::Value>(i)
+                            .map(|v| format!("{v:?}"))
+                    })
+                    .collect()
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+        };
+        for sql in [
+            "SELECT * FROM findings ORDER BY key",
+            "SELECT * FROM finding_partners ORDER BY partner_id, key",
+            "SELECT key, account_name FROM finding_accounts ORDER BY key",
+            "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY name",
+            "PRAGMA integrity_check",
+        ] {
+            assert_eq!(dump(&bulk, sql), dump(&rows, sql), "{sql}");
+        }
+        assert_eq!(dump(&bulk, "PRAGMA integrity_check"), [["Text(\"ok\")"]]);
+        assert_eq!(
+            dump(&bulk, "SELECT count(*) FROM findings"),
+            [["Integer(404)"]]
+        );
+        // The rebuild happened in one file only: its indexes were created
+        // again, after every other schema entry.
+        let last = |s: &Sqlite| {
+            dump(
+                s,
+                "SELECT name FROM sqlite_schema ORDER BY rowid DESC LIMIT 4",
+            )
+            .concat()
+        };
+        assert_eq!(
+            last(&bulk),
+            [
+                "Text(\"findings_open_risk\")",
+                "Text(\"findings_open_kind\")",
+                "Text(\"findings_open_account\")",
+                "Text(\"finding_partners_key\")",
+            ]
+        );
+        assert_ne!(last(&rows), last(&bulk));
+        // The console reads the rebuilt indexes as it reads kept ones.
+        for filter in [
+            FindingFilter::default(),
+            FindingFilter {
+                partner_id: Some("P3".into()),
+                ..Default::default()
+            },
+            FindingFilter {
+                account: Some("acme 7".into()),
+                ..Default::default()
+            },
+        ] {
+            let keys = |s: &Sqlite| {
+                let page = s.console_open_findings(&filter, 0, 1000).unwrap();
+                (
+                    page.total,
+                    page.rows
+                        .into_iter()
+                        .map(|(f, _)| f.key)
+                        .collect::<Vec<_>>(),
+                )
+            };
+            assert_eq!(keys(&bulk), keys(&rows));
+            assert!(keys(&bulk).0 > 0);
+        }
+    }
 }
