@@ -272,6 +272,7 @@ pub(crate) fn plan_with(
     // Each finding as stored, serialised on every core: at 1M opportunities
     // a cycle has about 58,000 findings of a kilobyte or more, and this was
     // half the plan's time on one core.
+    //
     // A finding is plain data (strings, numbers, timestamps): it always
     // serialises; storing "" instead would lose it silently.
     let payloads: Vec<String> = {
