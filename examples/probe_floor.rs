@@ -18,18 +18,27 @@
 //!   keys, each shard joined in cache, then each answer checked against the
 //!   id in opportunity order), the textbook way around a map bigger than the
 //!   cache;
+//! - `id index build` and `id index probe`: the same with channel-sync's own
+//!   `IdIndex` (`src/id_index.rs`, compiled in here), which `link` and the
+//!   context use: each probe's line asked for 16 probes ahead, so that the
+//!   trips to memory overlap;
 //! - `scan, one line a row` and `scan, two lines a row`: one pass over
 //!   288-byte rows (the size of an `Opportunity`) reading two fields on the
 //!   same cache line, then two fields 144 bytes apart: what a pass over the
 //!   opportunities costs by the lines it touches.
 //!
 //! It prints the medians and their ratio. A ratio above 10 is the machine's:
-//! the code does ten times the work.
+//! the code does ten times the work. Apart from the id index, none of
+//! channel-sync's code runs here.
 
 use std::hash::BuildHasher;
 use std::time::Instant;
 
 use compact_str::CompactString;
+
+#[allow(dead_code)]
+#[path = "../src/id_index.rs"]
+mod id_index;
 
 type Map = std::collections::HashMap<CompactString, u32, foldhash::fast::RandomState>;
 
@@ -122,16 +131,18 @@ struct Row {
     rest: [u64; 17],
 }
 
-const STEPS: [&str; 5] = [
+const STEPS: [&str; 7] = [
     "map build",
     "map probe",
     "partitioned join",
+    "id index build",
+    "id index probe",
     "scan, one line a row",
     "scan, two lines a row",
 ];
 
 /// One round at one size: each step's time in ms.
-fn round(keys: &[String], probes: &[String], rows: &[Row]) -> [f64; 5] {
+fn round(keys: &[String], probes: &[String], rows: &[Row]) -> [f64; 7] {
     let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
     let t = Instant::now();
     let mut map = Map::with_capacity_and_hasher(keys.len(), Default::default());
@@ -150,6 +161,14 @@ fn round(keys: &[String], probes: &[String], rows: &[Row]) -> [f64; 5] {
     let join = ms(t);
     assert_eq!(found, joined, "the join and the map disagree");
     let t = Instant::now();
+    let index = id_index::IdIndex::build(keys.iter().map(String::as_str));
+    let index_build = ms(t);
+    let t = Instant::now();
+    let mut indexed = Vec::with_capacity(probes.len());
+    index.rows_of(probes.iter(), |p| p.as_str(), |_, row| indexed.push(row));
+    let index_probe = ms(t);
+    assert_eq!(found, indexed, "the id index and the map disagree");
+    let t = Instant::now();
     let near = rows
         .iter()
         .fold(0u64, |s, r| s.wrapping_add(r.head ^ r.middle[0]));
@@ -159,8 +178,16 @@ fn round(keys: &[String], probes: &[String], rows: &[Row]) -> [f64; 5] {
         .iter()
         .fold(0u64, |s, r| s.wrapping_add(r.head ^ r.tail));
     let two_lines = ms(t);
-    std::hint::black_box((found, joined, near, far));
-    [build, probe, join, one_line, two_lines]
+    std::hint::black_box((found, joined, indexed, near, far));
+    [
+        build,
+        probe,
+        join,
+        index_build,
+        index_probe,
+        one_line,
+        two_lines,
+    ]
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -32,6 +32,7 @@ pub mod engine;
 pub(crate) mod fast;
 pub(crate) mod findings_cmd;
 pub(crate) mod http;
+pub(crate) mod id_index;
 pub mod metrics;
 pub mod model;
 pub(crate) mod notify;

@@ -263,16 +263,16 @@ pub fn expiry_of(r: &Registration, protection_days: u32) -> DateTime<Utc> {
 /// does not, a bug upstream, is simply left out), and the opportunities of
 /// each account: `list[offsets[a]..offsets[a + 1]]`.
 fn by_account(data: &Dataset) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
-    let account_by_id: FastMap<compact_str::CompactString, usize> =
-        index_by_id(&data.accounts, |x| &x.id);
-    let opp_account: Vec<usize> = data
-        .opportunities
-        .par_iter()
-        .map(|o| {
-            account_by_id
-                .get(o.account_id.as_str())
-                .copied()
-                .unwrap_or(usize::MAX)
+    // A million lookups in a table larger than the cache: a few ahead at a
+    // time (see `crate::id_index::IdIndex`).
+    let account_by_id =
+        crate::id_index::IdIndex::build(data.accounts.iter().map(|a| a.id.as_str()));
+    let opp_account: Vec<usize> = account_by_id
+        .par_rows_of(&data.opportunities, |o| &o.account_id)
+        .into_iter()
+        .map(|row| match row {
+            crate::id_index::NO_ROW => usize::MAX,
+            row => row as usize,
         })
         .collect();
     let mut opp_offsets = vec![0usize; data.accounts.len() + 1];
