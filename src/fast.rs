@@ -32,6 +32,21 @@ where
     map
 }
 
+/// Asks for the cache line holding `at` without waiting for it: a hint, for
+/// passes that know a batch of scattered rows they are about to read.
+#[inline(always)]
+pub(crate) fn prefetch(at: *const u8) {
+    // SAFETY: a prefetch is a hint to the cache: it reads nothing into the
+    // program, cannot fault (on any address), and needs only SSE, which every
+    // x86_64 has.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
+}
+
 /// 64 random bits for jitter and correlation ids (not for secrets: those
 /// use `ring`). A fresh std hasher's keys are random per process and stepped
 /// per hasher, so this needs no generator crate in the daemon.
