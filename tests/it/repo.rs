@@ -180,7 +180,7 @@ fn the_release_binary_is_stripped_and_profiling_keeps_line_tables() {
 /// lower layer (README "Layout"). Modules of one layer do not use each other.
 const LAYERS: &[&[&str]] = &[
     &[
-        "model", "fast", "csv_safe", "metrics", "crash", "crypto", "clock",
+        "model", "fast", "id_index", "csv_safe", "metrics", "crash", "crypto", "clock",
     ],
     &["values"],
     &["engine"],
