@@ -62,8 +62,29 @@ pub(crate) struct AccountMatch {
 struct Word {
     text: Box<str>,
     sig: Signature,
+    /// Its first four chars ([`head`]), kept so that sorting words by them
+    /// does not chase each word's text.
+    head: [char; 4],
     /// Holds a digit: compared exactly, never searched by similarity.
     digit: bool,
+}
+
+impl Word {
+    fn new(text: &str) -> Self {
+        Word {
+            text: text.into(),
+            sig: Signature::of(text),
+            head: head(text),
+            digit: has_digit(text),
+        }
+    }
+}
+
+/// A head's four chars packed in order, 21 bits each (every char fits): the
+/// packed keys sort as the heads do.
+fn head_bits(head: &[char; 4]) -> u128 {
+    head.iter()
+        .fold(0, |bits, &c| (bits << 21) | u128::from(u32::from(c)))
 }
 
 /// The words without a digit found at one place (word count, position and,
@@ -108,21 +129,40 @@ struct Entry {
 
 impl WordSet {
     /// The set of `ids` (distinct words without a digit), indexed.
-    fn build(mut ids: Vec<u32>, words: &[Word], tuning: Tuning) -> Self {
-        ids.sort_by_cached_key(|&id| {
-            let word = &words[id as usize];
-            (word.sig.chars, head(&word.text), id)
-        });
+    fn build(ids: Vec<u32>, words: &[Word], tuning: Tuning) -> Self {
         let size = ids.len();
-        let longest = ids.last().map_or(0, |&id| words[id as usize].sig.chars);
-        let mut lengths: Vec<LengthSet> = (0..=longest).map(|_| LengthSet::default()).collect();
+        let longest = ids
+            .iter()
+            .map(|&id| words[id as usize].sig.chars)
+            .max()
+            .unwrap_or(0);
+        // Each length's words by their first chars, then id: one u128 key a
+        // word (head, then id in the low 32 bits), sorted as integers.
+        let mut keys: Vec<Vec<u128>> = vec![Vec::new(); longest + 1];
         for id in ids {
-            let sig = words[id as usize].sig;
-            let set = &mut lengths[sig.chars];
-            set.words.push(id);
-            set.sigs.push(sig);
-            set.heads.push(head(&words[id as usize].text));
+            let word = &words[id as usize];
+            keys[word.sig.chars].push((head_bits(&word.head) << 32) | u128::from(id));
         }
+        let mut lengths: Vec<LengthSet> = keys
+            .into_iter()
+            .map(|mut keys| {
+                keys.sort_unstable();
+                let mut set = LengthSet {
+                    words: Vec::with_capacity(keys.len()),
+                    sigs: Vec::with_capacity(keys.len()),
+                    heads: Vec::with_capacity(keys.len()),
+                    ..LengthSet::default()
+                };
+                for key in keys {
+                    let id = key as u32;
+                    let word = &words[id as usize];
+                    set.words.push(id);
+                    set.sigs.push(word.sig);
+                    set.heads.push(word.head);
+                }
+                set
+            })
+            .collect();
         for set in &mut lengths {
             // A length of fewer words is scanned whole: no postings needed.
             if set.words.len() < tuning.scan_below {
@@ -536,11 +576,7 @@ impl Vocabulary {
                         Some(&id) => id,
                         None => {
                             let id = to_u32(words.len());
-                            words.push(Word {
-                                text: w.into(),
-                                sig: Signature::of(w),
-                                digit: has_digit(w),
-                            });
+                            words.push(Word::new(w));
                             word_ids.insert(w.into(), id);
                             id
                         }
@@ -595,7 +631,7 @@ impl Vocabulary {
             .flat_map(|(_, ids)| ids.iter())
             .map(|&id| {
                 let word = &words[id as usize];
-                (word.sig.chars, head(&word.text), id)
+                (word.sig.chars, word.head, id)
             })
             .collect();
         order.par_sort_unstable();
@@ -1766,14 +1802,7 @@ mod tests {
     #[test]
     fn the_letter_and_pair_lists_hold_exactly_the_words_with_them() {
         let texts = ["abc", "bcd", "acd", "aab", "xyz", "dcba", "zz"];
-        let words: Vec<Word> = texts
-            .iter()
-            .map(|&t| Word {
-                text: t.into(),
-                sig: Signature::of(t),
-                digit: false,
-            })
-            .collect();
+        let words: Vec<Word> = texts.iter().map(|&t| Word::new(t)).collect();
         let ids: Vec<u32> = (0..to_u32(texts.len())).collect();
         let set = WordSet::build(ids, &words, EVERY_PATH);
         let bucket = |c: char| c as usize - 'a' as usize;
@@ -2008,6 +2037,31 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Word sets are sorted by packed heads: they must sort as the
+        /// heads themselves, whatever the chars (the highest need 21 bits).
+        #[test]
+        fn packed_heads_sort_as_heads(
+            a in proptest::array::uniform4(proptest::prop_oneof![
+                proptest::char::any(),
+                proptest::char::range('\u{100000}', '\u{10FFFF}'),
+            ]),
+            at in 0usize..4,
+            c in proptest::prop_oneof![
+                proptest::char::any(),
+                proptest::char::range('\u{100000}', '\u{10FFFF}'),
+            ],
+            next in proptest::bool::ANY,
+        ) {
+            // Heads that differ at one char, or in the next char up from it.
+            let mut b = a;
+            b[at] = c;
+            if next && at < 3 {
+                b[at] = a[at];
+                b[at + 1] = c;
+            }
+            proptest::prop_assert_eq!(head_bits(&a).cmp(&head_bits(&b)), a.cmp(&b));
+        }
+
         #[test]
         fn the_bound_is_never_below_the_real_similarity(
             a in "[abcde\u{e9}\u{fc}1]{1,12}",
