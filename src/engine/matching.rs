@@ -168,9 +168,10 @@ impl WordSet {
             if set.words.len() < tuning.scan_below {
                 continue;
             }
-            set.postings = Postings::build(&set.sigs);
+            let masks: Vec<u32> = set.sigs.iter().map(bucket_mask).collect();
+            set.postings = Postings::build(&masks);
             if set.words.len() >= tuning.pairs_from {
-                set.pairs = Some(Pairs::build(&set.sigs));
+                set.pairs = Some(Pairs::build(&masks));
             }
         }
         WordSet { lengths, size }
@@ -202,6 +203,25 @@ impl Default for Tuning {
     }
 }
 
+/// The letter buckets of [`Signature`] a word holds, one bit each.
+fn bucket_mask(sig: &Signature) -> u32 {
+    sig.counts
+        .iter()
+        .enumerate()
+        .fold(0, |mask, (b, &n)| mask | (u32::from(n > 0) << b))
+}
+
+/// The buckets set in `mask`, ascending.
+fn buckets_of(mut mask: u32) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (mask != 0).then(|| {
+            let b = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            b
+        })
+    })
+}
+
 /// Every pair `(a, b)` of `letters`, `a` before `b`.
 fn pairs_among(letters: &[usize]) -> impl Iterator<Item = (usize, usize)> + '_ {
     letters
@@ -219,11 +239,12 @@ struct Postings {
 }
 
 impl Postings {
-    fn build(sigs: &[Signature]) -> Self {
+    /// `masks[w]`: word `w`'s [`bucket_mask`].
+    fn build(masks: &[u32]) -> Self {
         let mut start = vec![0u32; 33];
-        for sig in sigs {
-            for (b, &n) in sig.counts.iter().enumerate() {
-                start[b + 1] += u32::from(n > 0);
+        for &mask in masks {
+            for b in buckets_of(mask) {
+                start[b + 1] += 1;
             }
         }
         for b in 1..start.len() {
@@ -231,12 +252,10 @@ impl Postings {
         }
         let mut next = start.clone();
         let mut at = vec![0u32; start[32] as usize];
-        for (w, sig) in sigs.iter().enumerate() {
-            for (b, &n) in sig.counts.iter().enumerate() {
-                if n > 0 {
-                    at[next[b] as usize] = to_u32(w);
-                    next[b] += 1;
-                }
+        for (w, &mask) in masks.iter().enumerate() {
+            for b in buckets_of(mask) {
+                at[next[b] as usize] = to_u32(w);
+                next[b] += 1;
             }
         }
         Postings { start, at }
@@ -259,18 +278,13 @@ struct Pairs {
 }
 
 impl Pairs {
-    fn build(sigs: &[Signature]) -> Self {
+    /// `masks[w]`: word `w`'s [`bucket_mask`].
+    fn build(masks: &[u32]) -> Self {
         let mut start = vec![0u32; 32 * 32 + 1];
-        let mut buckets = Vec::with_capacity(32);
-        let distinct = |sig: &Signature, buckets: &mut Vec<usize>| {
-            buckets.clear();
-            buckets.extend((0..32).filter(|&b| sig.counts[b] > 0));
-        };
-        for sig in sigs {
-            distinct(sig, &mut buckets);
-            for (i, &a) in buckets.iter().enumerate() {
-                for &b in &buckets[i + 1..] {
-                    start[a * 32 + b + 1] += 1;
+        for &mask in masks {
+            for a in buckets_of(mask) {
+                for b in buckets_of(mask >> a >> 1) {
+                    start[a * 32 + (a + 1 + b) + 1] += 1;
                 }
             }
         }
@@ -279,11 +293,10 @@ impl Pairs {
         }
         let mut next = start.clone();
         let mut at = vec![0u32; start[32 * 32] as usize];
-        for (w, sig) in sigs.iter().enumerate() {
-            distinct(sig, &mut buckets);
-            for (i, &a) in buckets.iter().enumerate() {
-                for &b in &buckets[i + 1..] {
-                    let slot = &mut next[a * 32 + b];
+        for (w, &mask) in masks.iter().enumerate() {
+            for a in buckets_of(mask) {
+                for b in buckets_of(mask >> a >> 1) {
+                    let slot = &mut next[a * 32 + (a + 1 + b)];
                     at[*slot as usize] = to_u32(w);
                     *slot += 1;
                 }
