@@ -1,7 +1,10 @@
 //! Hash maps for the hot paths. std's default SipHash is built to resist
 //! hash flooding from untrusted network peers and is slow on the short ids
 //! this program hashes millions of times; foldhash (hashbrown's own default)
-//! is several times faster and still seeded per process.
+//! is several times faster and still seeded per process. Also the prefetch
+//! hint for passes that read a batch of scattered rows (`src/id_index.rs`
+//! keeps its own copy, so that `examples/probe_floor.rs` compiles that file
+//! alone).
 
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
