@@ -65,7 +65,8 @@ struct Word {
     /// Its first four chars ([`head`]), kept so that sorting words by them
     /// does not chase each word's text.
     head: [char; 4],
-    /// Holds a digit: compared exactly, never searched by similarity.
+    /// Holds a digit, or is too long to compare by similarity
+    /// ([`compared_exactly`]): compared exactly, never searched.
     digit: bool,
 }
 
@@ -75,7 +76,7 @@ impl Word {
             text: text.into(),
             sig: Signature::of(text),
             head: head(text),
-            digit: has_digit(text),
+            digit: compared_exactly(text),
         }
     }
 }
@@ -204,6 +205,16 @@ impl Default for Tuning {
 }
 
 /// The letter buckets of [`Signature`] a word holds, one bit each.
+impl Tuning {
+    /// Whether the first-word set of names of `count` words, holding `size`
+    /// distinct words, is split by the names' other words. Names of
+    /// [`OTHER_COUNT_LIMIT`] words or more never are: their count would not
+    /// fit [`other_key`].
+    fn splits(&self, count: u32, size: usize) -> bool {
+        count > 1 && count < OTHER_COUNT_LIMIT && size >= self.split_from
+    }
+}
+
 fn bucket_mask(sig: &Signature) -> u32 {
     sig.counts
         .iter()
@@ -540,6 +551,44 @@ fn to_u32(n: usize) -> u32 {
 /// position, word).
 type Other = (u32, char, u32, u32);
 
+/// How many words a name of a split set has at most, plus one: its word count
+/// and positions take 21 bits each in [`other_key`].
+const OTHER_COUNT_LIMIT: u32 = 1 << 21;
+
+/// An [`Other`] and the rank of its name's first word as one sortable key:
+/// word count, first char and position (21 bits each, from bit 106, 85 and
+/// 64), the word (bits 32-63) and the rank (bits 0-31). Sorting these sorts
+/// the tuples, at a fraction of the cost.
+fn other_key((count, block, pos, word): Other, rank: u32) -> u128 {
+    debug_assert!(count < OTHER_COUNT_LIMIT && pos < count);
+    (u128::from(count) << 106)
+        | (u128::from(u32::from(block)) << 85)
+        | (u128::from(pos) << 64)
+        | (u128::from(word) << 32)
+        | u128::from(rank)
+}
+
+/// The [`Other`] of an [`other_key`].
+fn other_of(key: u128) -> Other {
+    let field = |shift: u32| (key >> shift) as u32 & (OTHER_COUNT_LIMIT - 1);
+    (
+        field(106),
+        char::from_u32(field(85)).unwrap_or('\0'),
+        field(64),
+        (key >> 32) as u32,
+    )
+}
+
+/// The order of a split set's words, (length, first four chars, id), as one
+/// sortable key: the length in the top 12 bits, then [`head_bits`] (84
+/// bits), then the id. A set holds words compared by similarity only, so
+/// the length fits.
+fn rank_key(word: &Word, id: u32) -> u128 {
+    const _: () = assert!(FUZZY_CHARS_MAX < 1 << 12);
+    debug_assert!(word.sig.chars <= FUZZY_CHARS_MAX);
+    ((word.sig.chars as u128) << 116) | (head_bits(&word.head) << 32) | u128::from(id)
+}
+
 /// The fuzzy step's structures over the normalised names (see
 /// [`AccountIndex`]'s fields of the same names).
 struct Vocabulary {
@@ -627,35 +676,33 @@ impl Vocabulary {
         // The large first-word sets, split again by each other word.
         let split: crate::fast::FastSet<(u32, char)> = set_ids
             .iter()
-            .filter(|&(&(count, pos, _), ids)| {
-                count > 1 && pos == 0 && ids.len() >= tuning.split_from
-            })
+            .filter(|&(&(count, pos, _), ids)| pos == 0 && tuning.splits(count, ids.len()))
             .map(|(&(count, _, block), _)| (count, block))
             .collect();
         // The first words of the split sets, in the order a split set's
         // words are kept in (length, first chars, id): `ranked[r]` is the
         // entry of rank `r`, `rank` maps a word id to its rank.
-        // They are sorted as 32-byte keys, and each 64-byte entry is built
-        // once, in order: sorting the entries themselves moved twice the
-        // memory (25 ms of the index's 300 at 1M).
-        let mut order: Vec<(usize, [char; 4], u32)> = set_ids
+        // They are sorted as `u128` keys (see `rank_key`), and each 64-byte
+        // entry is built once, in order: sorting the entries themselves moved
+        // twice the memory (25 ms of the index's 300 at 1M).
+        let mut order: Vec<u128> = set_ids
             .iter()
             .filter(|&(&(count, pos, block), _)| pos == 0 && split.contains(&(count, block)))
             .flat_map(|(_, ids)| ids.iter())
-            .map(|&id| {
-                let word = &words[id as usize];
-                (word.sig.chars, word.head, id)
-            })
+            .map(|&id| rank_key(&words[id as usize], id))
             .collect();
         order.par_sort_unstable();
         // A word heads names of several word counts: once is enough.
-        order.dedup_by_key(|e| e.2);
+        order.dedup();
         let ranked: Vec<Entry> = order
             .into_iter()
-            .map(|(_, head, id)| Entry {
-                sig: words[id as usize].sig,
-                head,
-                id,
+            .map(|k| {
+                let word = &words[k as u32 as usize];
+                Entry {
+                    sig: word.sig,
+                    head: word.head,
+                    id: k as u32,
+                }
             })
             .collect();
         let mut rank = vec![u32::MAX; words.len()];
@@ -667,7 +714,7 @@ impl Vocabulary {
         let ranked_keys: Vec<u128> = ranked.iter().map(|e| scan_key(&e.sig, &e.head)).collect();
         // (word count, first char, position, word, first word's rank) for
         // every other word of every name in a split set, once each.
-        let mut others: Vec<(Other, u32)> = if split.is_empty() {
+        let mut others: Vec<u128> = if split.is_empty() {
             Vec::new()
         } else {
             (0..name_start.len().saturating_sub(1))
@@ -686,10 +733,9 @@ impl Vocabulary {
                         Some((rank[first as usize], block))
                     });
                     split_first.into_iter().flat_map(move |(first, block)| {
-                        name.iter()
-                            .enumerate()
-                            .skip(1)
-                            .map(move |(pos, &id)| ((count, block, to_u32(pos), id), first))
+                        name.iter().enumerate().skip(1).map(move |(pos, &id)| {
+                            other_key((count, block, to_u32(pos), id), first)
+                        })
                     })
                 })
                 .collect()
@@ -707,10 +753,11 @@ impl Vocabulary {
                 let mut by_other: FastMap<Other, (u32, u32)> = FastMap::default();
                 let mut entries = Vec::with_capacity(others.len());
                 let mut keys = Vec::with_capacity(others.len());
-                for run in others.chunk_by(|a, b| a.0 == b.0) {
-                    by_other.insert(run[0].0, (to_u32(entries.len()), to_u32(run.len())));
-                    entries.extend(run.iter().map(|&(_, r)| ranked[r as usize]));
-                    keys.extend(run.iter().map(|&(_, r)| ranked_keys[r as usize]));
+                for run in others.chunk_by(|a, b| a >> 32 == b >> 32) {
+                    by_other.insert(other_of(run[0]), (to_u32(entries.len()), to_u32(run.len())));
+                    // The low 32 bits: the first word's rank.
+                    entries.extend(run.iter().map(|&k| ranked[k as u32 as usize]));
+                    keys.extend(run.iter().map(|&k| ranked_keys[k as u32 as usize]));
                 }
                 (by_other, entries, keys)
             },
@@ -814,7 +861,13 @@ impl<'a> AccountIndex<'a> {
             other_entries,
             other_keys,
         } = vocabulary;
-        let longest = words.iter().map(|w| w.sig.chars).max().unwrap_or(0);
+        // Only words compared by similarity need bounds.
+        let longest = words
+            .iter()
+            .filter(|w| !w.digit)
+            .map(|w| w.sig.chars)
+            .max()
+            .unwrap_or(0);
         let need = (0..=longest)
             .map(|la| need_row(la, longest, threshold))
             .collect();
@@ -957,7 +1010,7 @@ impl<'a> AccountIndex<'a> {
         }
         let block = q.text.chars().next()?;
         let whole = self.sets.get(&(count, 0, block))?;
-        if whole.size < self.tuning.split_from {
+        if !self.tuning.splits(count, whole.size) {
             return None;
         }
         let runs_at = |pos: usize, similar: &Similar| -> Vec<(u32, u32)> {
@@ -1192,7 +1245,7 @@ impl<'a> AccountIndex<'a> {
                 QueryWord {
                     text,
                     head: head(text),
-                    digit: has_digit(text),
+                    digit: compared_exactly(text),
                     need: match self.need.get(sig.chars) {
                         Some(row) => std::borrow::Cow::Borrowed(row.as_slice()),
                         None => std::borrow::Cow::Owned(need_row(
@@ -1416,6 +1469,18 @@ impl<'a> AccountIndex<'a> {
 /// numbers, `3m`, `7eleven`) compare exactly (SPEC §3.1 step 4).
 fn has_digit(word: &str) -> bool {
     word.chars().any(char::is_numeric)
+}
+
+/// The longest word compared by similarity. No company's name holds a
+/// longer word (Salesforce caps a whole account name at 255 chars); what
+/// does is pasted text, and the fuzzy step's bounds cost the square of the
+/// longest word (`need`): one word of 5,000 chars took a gigabyte.
+const FUZZY_CHARS_MAX: usize = 64;
+
+/// Whether a word is compared exactly rather than by similarity: it holds
+/// a digit, or is longer than [`FUZZY_CHARS_MAX`] chars.
+fn compared_exactly(word: &str) -> bool {
+    has_digit(word) || word.chars().nth(FUZZY_CHARS_MAX).is_some()
 }
 
 /// Similarities are compared with a small tolerance so that a word pair whose
@@ -2075,6 +2140,45 @@ mod tests {
             proptest::prop_assert_eq!(head_bits(&a).cmp(&head_bits(&b)), a.cmp(&b));
         }
 
+        /// The split sets' entries are sorted, grouped and read back as
+        /// packed keys: a key must give back its tuple and rank, and keys
+        /// must sort as the tuples do, whatever the fields.
+        #[test]
+        fn other_keys_round_trip_and_sort_as_their_tuples(
+            a in (2u32..OTHER_COUNT_LIMIT, proptest::char::any(), proptest::num::u32::ANY, proptest::num::u32::ANY),
+            b in (2u32..OTHER_COUNT_LIMIT, proptest::char::any(), proptest::num::u32::ANY, proptest::num::u32::ANY),
+            pos in (proptest::num::u32::ANY, proptest::num::u32::ANY),
+            same in 0usize..4,
+        ) {
+            let (ca, ka, wa, ra) = a;
+            let (mut cb, mut kb, wb, rb) = b;
+            // Tuples that share their leading fields, so that every field
+            // gets to decide an order.
+            if same >= 1 { cb = ca; }
+            if same >= 2 { kb = ka; }
+            let pa = pos.0 % ca;
+            let pb = if same >= 3 { pa.min(cb - 1) } else { pos.1 % cb };
+            let (oa, ob) = ((ca, ka, pa, wa), (cb, kb, pb, wb));
+            let (xa, xb) = (other_key(oa, ra), other_key(ob, rb));
+            proptest::prop_assert_eq!((other_of(xa), xa as u32), (oa, ra));
+            proptest::prop_assert_eq!((other_of(xb), xb as u32), (ob, rb));
+            proptest::prop_assert_eq!(xa.cmp(&xb), (oa, ra).cmp(&(ob, rb)));
+        }
+
+        /// A split set's words are ranked by packed keys: (length, head, id).
+        #[test]
+        fn rank_keys_sort_by_length_head_and_id(
+            a in "[a\u{e9}\u{10FFFF}]{1,6}",
+            b in "[a\u{e9}\u{10FFFF}]{1,6}",
+            ids in (proptest::num::u32::ANY, proptest::num::u32::ANY),
+        ) {
+            let (wa, wb) = (Word::new(&a), Word::new(&b));
+            proptest::prop_assert_eq!(
+                rank_key(&wa, ids.0).cmp(&rank_key(&wb, ids.1)),
+                (wa.sig.chars, wa.head, ids.0).cmp(&(wb.sig.chars, wb.head, ids.1))
+            );
+        }
+
         #[test]
         fn the_bound_is_never_below_the_real_similarity(
             a in "[abcde\u{e9}\u{fc}1]{1,12}",
@@ -2126,6 +2230,36 @@ mod tests {
     /// searched among the names holding one of another position's similar
     /// words (`Insurance`, `Insurence`, the branch number), and finds what
     /// comparing every account finds, through each of those words' sets.
+    /// Words too long to be a company's are compared exactly, and cost no
+    /// more than any: the bounds grow with the longest word compared by
+    /// similarity, not with the longest word held.
+    #[test]
+    fn words_longer_than_any_company_name_compare_exactly_and_cheaply() {
+        let word = |n: usize| format!("p{}", "q".repeat(n - 1));
+        let accounts = [
+            account("A-1", &format!("{} Freight", word(64)), None),
+            account("A-2", &format!("{} Freight", word(65)), None),
+            account("A-3", &format!("{} Freight", word(200_000)), None),
+        ];
+        let index = AccountIndex::build(&accounts, &Default::default(), 0.92);
+        assert_eq!(index.longest, 64);
+        assert_eq!(index.need.len(), 65);
+        // A typo in a word of 64 chars still matches; at 65 only the word
+        // itself does.
+        let typo = |n: usize| format!("{}x freight", word(n - 1));
+        let found = |q: &str| fuzzy_id(&index, &accounts, q).map(|(id, _)| id);
+        assert_eq!(found(&typo(64)).as_deref(), Some("A-1"));
+        assert_eq!(found(&typo(65)), None);
+        assert_eq!(
+            found(&format!("{} freight", word(65))).as_deref(),
+            Some("A-2")
+        );
+        assert_eq!(
+            found(&format!("{} freight", word(200_000))).as_deref(),
+            Some("A-3")
+        );
+    }
+
     #[test]
     fn a_split_first_word_set_finds_what_comparing_every_account_finds() {
         let names = [
@@ -2248,7 +2382,9 @@ mod tests {
                 .iter()
                 .zip(&theirs)
                 .map(|(x, y)| {
-                    if x.chars().any(|c| c.is_numeric()) || y.chars().any(|c| c.is_numeric()) {
+                    let exactly =
+                        |w: &str| w.chars().any(|c| c.is_numeric()) || w.chars().count() > 64;
+                    if exactly(x) || exactly(y) {
                         if x == y { 1.0 } else { 0.0 }
                     } else {
                         strsim::jaro_winkler(x, y)
