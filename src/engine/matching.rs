@@ -67,7 +67,7 @@ struct Word {
     head: [char; 4],
     /// Holds a digit, or is too long to compare by similarity
     /// ([`compared_exactly`]): compared exactly, never searched.
-    digit: bool,
+    exact: bool,
 }
 
 impl Word {
@@ -76,7 +76,7 @@ impl Word {
             text: text.into(),
             sig: Signature::of(text),
             head: head(text),
-            digit: compared_exactly(text),
+            exact: compared_exactly(text),
         }
     }
 }
@@ -88,7 +88,7 @@ fn head_bits(head: &[char; 4]) -> u128 {
         .fold(0, |bits, &c| (bits << 21) | u128::from(u32::from(c)))
 }
 
-/// The words without a digit found at one place (word count, position and,
+/// The words compared by similarity found at one place (word count, position and,
 /// for the first word, its first character), searched by similarity, split
 /// by length: the letters a candidate must share depend on its length.
 #[derive(Default)]
@@ -129,7 +129,7 @@ struct Entry {
 }
 
 impl WordSet {
-    /// The set of `ids` (distinct words without a digit), indexed.
+    /// The set of `ids` (distinct words compared by similarity), indexed.
     fn build(ids: Vec<u32>, words: &[Word], tuning: Tuning) -> Self {
         let size = ids.len();
         let longest = ids
@@ -204,7 +204,6 @@ impl Default for Tuning {
     }
 }
 
-/// The letter buckets of [`Signature`] a word holds, one bit each.
 impl Tuning {
     /// Whether the first-word set of names of `count` words, holding `size`
     /// distinct words, is split by the names' other words. Names of
@@ -215,6 +214,7 @@ impl Tuning {
     }
 }
 
+/// The letter buckets of [`Signature`] a word holds, one bit each.
 fn bucket_mask(sig: &Signature) -> u32 {
     sig.counts
         .iter()
@@ -330,7 +330,8 @@ type Place = (u32, u32);
 struct QueryWord<'q> {
     text: &'q str,
     sig: Signature,
-    digit: bool,
+    /// Compared exactly ([`compared_exactly`]).
+    exact: bool,
     /// Its first four chars (`'\0'` past the end).
     head: [char; 4],
     /// For each vocabulary word length, the fewest letters a word of that
@@ -497,7 +498,7 @@ pub(crate) struct AccountIndex<'a> {
     /// words are known and their combinations are fewer than the accounts
     /// a position's words are held by.
     names: FastMap<u64, u32>,
-    /// Words without a digit by place; the first position is further split
+    /// Words compared by similarity, by place; the first position is further split
     /// by first character (the SPEC's blocking), the others use `'\0'`.
     sets: FastMap<(u32, u32, char), WordSet>,
     /// The first words of a large first-word set (see [`Tuning::split_from`])
@@ -663,7 +664,7 @@ impl Vocabulary {
             );
             postings.extend(run.iter().map(|e| e.3));
             let word = &words[id as usize];
-            if word.digit {
+            if word.exact {
                 continue;
             }
             let block = if pos == 0 {
@@ -727,7 +728,7 @@ impl Vocabulary {
                     let split_first = name.first().and_then(|&first| {
                         let word = &words[first as usize];
                         let block = word.text.chars().next()?;
-                        if word.digit || !split.contains(&(count, block)) {
+                        if word.exact || !split.contains(&(count, block)) {
                             return None;
                         }
                         Some((rank[first as usize], block))
@@ -864,7 +865,7 @@ impl<'a> AccountIndex<'a> {
         // Only words compared by similarity need bounds.
         let longest = words
             .iter()
-            .filter(|w| !w.digit)
+            .filter(|w| !w.exact)
             .map(|w| w.sig.chars)
             .max()
             .unwrap_or(0);
@@ -974,7 +975,7 @@ impl<'a> AccountIndex<'a> {
 
     /// The words at `place` similar enough to `q`, each compared once.
     fn similar(&self, place: Place, q: &QueryWord) -> Similar {
-        if q.digit {
+        if q.exact {
             // Compared exactly: only the same word.
             return match self.word_ids.get(q.text) {
                 Some(&id) if !self.holders(place, id).is_empty() => vec![(id, 1.0)],
@@ -1005,7 +1006,7 @@ impl<'a> AccountIndex<'a> {
         q: &QueryWord,
         known: &[Option<Similar>],
     ) -> Option<Similar> {
-        if q.digit || count < 2 {
+        if q.exact || count < 2 {
             return None;
         }
         let block = q.text.chars().next()?;
@@ -1215,7 +1216,7 @@ impl<'a> AccountIndex<'a> {
     /// when it passes (the same value [`similar`](Self::similar) gives).
     fn check(&self, place: Place, q: &QueryWord, id: u32) -> Option<f64> {
         let w = &self.words[id as usize];
-        if q.digit || w.digit {
+        if q.exact || w.exact {
             return (q.text == &*w.text).then_some(1.0);
         }
         if place.1 == 0 && q.text.chars().next() != w.text.chars().next() {
@@ -1245,7 +1246,7 @@ impl<'a> AccountIndex<'a> {
                 QueryWord {
                     text,
                     head: head(text),
-                    digit: compared_exactly(text),
+                    exact: compared_exactly(text),
                     need: match self.need.get(sig.chars) {
                         Some(row) => std::borrow::Cow::Borrowed(row.as_slice()),
                         None => std::borrow::Cow::Owned(need_row(
@@ -1271,7 +1272,7 @@ impl<'a> AccountIndex<'a> {
             .iter()
             .enumerate()
             .map(|(pos, q)| {
-                let size = if q.digit {
+                let size = if q.exact {
                     0
                 } else {
                     let block = if pos == 0 {
@@ -2226,10 +2227,6 @@ mod tests {
         assert_eq!((short >> 64) as u64 & KEY_LONG, 2);
     }
 
-    /// A first-word set split by the names' other words: the first word is
-    /// searched among the names holding one of another position's similar
-    /// words (`Insurance`, `Insurence`, the branch number), and finds what
-    /// comparing every account finds, through each of those words' sets.
     /// Words too long to be a company's are compared exactly, and cost no
     /// more than any: the bounds grow with the longest word compared by
     /// similarity, not with the longest word held.
@@ -2260,6 +2257,10 @@ mod tests {
         );
     }
 
+    /// A first-word set split by the names' other words: the first word is
+    /// searched among the names holding one of another position's similar
+    /// words (`Insurance`, `Insurence`, the branch number), and finds what
+    /// comparing every account finds, through each of those words' sets.
     #[test]
     fn a_split_first_word_set_finds_what_comparing_every_account_finds() {
         let names = [
