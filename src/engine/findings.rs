@@ -442,7 +442,6 @@ fn day(t: &DateTime<Utc>) -> String {
 /// Runs every rule; the result is sorted by kind, then key.
 pub(super) fn detect(ctx: &Context) -> Vec<Finding> {
     let n = ctx.data.registrations.len();
-    let started = std::time::Instant::now();
     // A registration's matched account's opportunities lie anywhere in a
     // table larger than the cache: each batch of registrations first asks
     // for all their lines, then reads them (see `crate::fast::prefetch`).
@@ -462,16 +461,8 @@ pub(super) fn detect(ctx: &Context) -> Vec<Finding> {
             })
         })
         .collect();
-    let per_registration = started.elapsed();
     findings.extend(partner_vs_partner(ctx));
-    let contested = started.elapsed();
     sort_by_kind_and_key(&mut findings);
-    tracing::debug!(
-        per_registration_us = per_registration.as_micros() as u64,
-        partner_vs_partner_us = (contested - per_registration).as_micros() as u64,
-        sort_us = (started.elapsed() - contested).as_micros() as u64,
-        "Findings found."
-    );
     findings
 }
 
