@@ -462,65 +462,9 @@ pub(super) fn detect(ctx: &Context) -> Vec<Finding> {
         })
         .collect();
     findings.extend(partner_vs_partner(ctx));
-    sort_by_kind_and_key(&mut findings);
-    findings
-}
-
-/// Sorts findings by kind, then key. A finding is hundreds of bytes: the
-/// sort moves (kind, key, index) triples, and each finding then moves once,
-/// to where its index says.
-fn sort_by_kind_and_key(findings: &mut [Finding]) {
-    let mut order: Vec<(&str, &str, usize)> = findings
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (f.kind.as_str(), f.key.as_str(), i))
-        .collect();
     // Keys are unique, so an unstable sort gives the one order there is.
-    order.par_sort_unstable();
-    let mut from: Vec<usize> = order.into_iter().map(|(_, _, i)| i).collect();
-    apply_permutation(findings, &mut from);
-}
-
-/// Rearranges `items` so that position `k` holds what was at `from[k]`,
-/// following each cycle of the permutation with swaps. `from` is left as
-/// the identity. The items a cycle reaches lie anywhere in a table larger
-/// than the cache: the item `AHEAD` steps on is asked for before it is
-/// needed (see `crate::fast::prefetch`).
-fn apply_permutation<T>(items: &mut [T], from: &mut [usize]) {
-    const AHEAD: usize = 6;
-    let ask = |items: &[T], i: usize| {
-        let item = items.as_ptr().wrapping_add(i).cast::<u8>();
-        for line in (0..std::mem::size_of::<T>()).step_by(64) {
-            crate::fast::prefetch(item.wrapping_add(line));
-        }
-    };
-    for start in 0..items.len() {
-        if from[start] == start {
-            continue;
-        }
-        // `ahead` walks the same cycle, AHEAD steps on, and waits at its
-        // start once it gets there.
-        let mut ahead = start;
-        for _ in 0..AHEAD {
-            ahead = from[ahead];
-            ask(items, ahead);
-            if ahead == start {
-                break;
-            }
-        }
-        let mut at = start;
-        while from[at] != start {
-            let next = from[at];
-            if ahead != start {
-                ahead = from[ahead];
-                ask(items, ahead);
-            }
-            items.swap(at, next);
-            from[at] = at;
-            at = next;
-        }
-        from[at] = at;
-    }
+    findings.par_sort_unstable_by(|a, b| (a.kind.as_str(), &a.key).cmp(&(b.kind.as_str(), &b.key)));
+    findings
 }
 
 /// Asks for the lines [`direct_vs_partner`] and [`partner_bypassed`] read of
@@ -977,26 +921,5 @@ mod tests {
             summary: String::new(),
         });
         assert_eq!(f.first_in, "O-1");
-    }
-
-    use proptest::strategy::Strategy as _;
-
-    proptest::proptest! {
-        /// Following the permutation's cycles gives what building a new list
-        /// from it gives, and leaves `from` as the identity.
-        #[test]
-        fn a_permutation_applied_in_place_equals_one_applied_by_copying(
-            from in (0usize..200).prop_flat_map(|n| {
-                proptest::strategy::Just((0..n).collect::<Vec<_>>()).prop_shuffle()
-            })
-        ) {
-            let items: Vec<String> = (0..from.len()).map(|i| format!("item {i}")).collect();
-            let expected: Vec<String> = from.iter().map(|&i| items[i].clone()).collect();
-            let mut moved = items;
-            let mut order = from;
-            apply_permutation(&mut moved, &mut order);
-            proptest::prop_assert_eq!(moved, expected);
-            proptest::prop_assert!(order.iter().enumerate().all(|(k, &i)| k == i));
-        }
     }
 }
