@@ -480,7 +480,9 @@ fn prefetch_opportunities(ctx: &Context, r: usize) {
     }
 }
 
-/// Asks for the first 192 bytes of a claim's row (ids, partner, dates).
+/// Asks for the first 192 bytes of a claim's row: an opportunity's ids,
+/// partner, status and creation date (laid out first, see
+/// `model::Opportunity`), most of a registration's.
 fn prefetch_claim(ctx: &Context, c: Claim) {
     let row = match c {
         Claim::Registration(r) => {
