@@ -17,6 +17,7 @@
 //! only among the names holding one of them there.
 
 use crate::fast::FastMap;
+use crate::id_index::IdIndex;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -478,9 +479,8 @@ const KEY_LONG: u64 = 0xFFFF;
 /// nothing unless every other word of the name is just as common.
 pub(crate) struct AccountIndex<'a> {
     accounts: &'a [Account],
-    by_id: FastMap<&'a str, usize>,
-    by_domain: FastMap<String, usize>,
-    by_name: FastMap<String, usize>,
+    /// Steps 1-3: account ids, registrable domains and name keys.
+    exact: ExactKeys,
     /// Distinct words of the normalised names, and their ids.
     words: Vec<Word>,
     word_ids: FastMap<Box<str>, u32>,
@@ -527,21 +527,88 @@ pub(crate) struct AccountIndex<'a> {
     tuning: Tuning,
 }
 
-/// Keeps the account with the smaller id under `key`.
-fn insert_smallest<K: std::hash::Hash + Eq>(
-    map: &mut FastMap<K, usize>,
-    key: K,
-    i: usize,
-    accounts: &[Account],
-) {
-    map.entry(key)
-        .and_modify(|held| {
-            if accounts[i].id < accounts[*held].id {
-                *held = i;
-            }
-        })
-        .or_insert(i);
+/// Keys of one exact step (account id, registrable domain or name key) to
+/// the account holding them: the smallest account id, for a key several
+/// hold. A million registrations look up keys of 200k accounts, larger than
+/// the cache: an [`IdIndex`] overlaps their trips to memory.
+struct KeyIndex {
+    index: IdIndex,
+    /// The account of each of the index's rows.
+    accounts: Vec<u32>,
 }
+
+impl KeyIndex {
+    /// `keys` in order of account id: an index keeps a key's first row.
+    fn build(keys: Vec<(&str, u32)>) -> Self {
+        KeyIndex {
+            index: IdIndex::build(keys.iter().map(|&(key, _)| key)),
+            accounts: keys.into_iter().map(|(_, account)| account).collect(),
+        }
+    }
+
+    /// Each item's account (by the key `key` gives it), handed to `put`
+    /// with the item.
+    fn accounts_of<I>(
+        &self,
+        items: impl Iterator<Item = I>,
+        key: impl Fn(&I) -> &str,
+        mut put: impl FnMut(I, Option<usize>),
+    ) {
+        self.index.rows_of(items, key, |item, row| {
+            let account = self.accounts.get(row as usize).map(|&a| a as usize);
+            put(item, account)
+        });
+    }
+}
+
+/// The indexes of matching's steps 1-3.
+struct ExactKeys {
+    by_id: KeyIndex,
+    by_domain: KeyIndex,
+    by_name: KeyIndex,
+}
+
+impl ExactKeys {
+    /// `exact[i]`: account `i`'s name key and registrable domains (`None`:
+    /// not matchable).
+    /// Takes `exact` to drop it here, beside the vocabulary's build rather
+    /// than after it (400k strings at 1M).
+    fn build(accounts: &[Account], exact: Vec<Option<(String, Vec<String>)>>) -> Self {
+        // The matchable accounts in order of id (the usual order of an
+        // export, so most often only checked).
+        let mut order: Vec<u32> = (0..exact.len())
+            .filter(|&i| exact[i].is_some())
+            .map(to_u32)
+            .collect();
+        let id = |i: &u32| accounts[*i as usize].id.as_str();
+        if !order.is_sorted_by_key(id) {
+            order.par_sort_by_key(id);
+        }
+        let domains: Vec<(&str, u32)> = order
+            .iter()
+            .filter_map(|&i| Some((&exact[i as usize].as_ref()?.1, i)))
+            .flat_map(|(domains, i)| domains.iter().map(move |d| (d.as_str(), i)))
+            .collect();
+        let names: Vec<(&str, u32)> = order
+            .iter()
+            .filter_map(|&i| Some((exact[i as usize].as_ref()?.0.as_str(), i)))
+            .filter(|(key, _)| !key.is_empty())
+            .collect();
+        // One after the other: the vocabulary is built on the other core.
+        let by_id = KeyIndex::build(order.iter().map(|i| (id(i), *i)).collect());
+        let by_domain = KeyIndex::build(domains);
+        let by_name = KeyIndex::build(names);
+        ExactKeys {
+            by_id,
+            by_domain,
+            by_name,
+        }
+    }
+}
+
+/// What steps 1-3 make of a registration: its match (or none at all), or
+/// `Err` with its normalised name for step 4.
+type Exact = Result<Option<AccountMatch>, String>;
 
 /// Saturating conversion for counts that fit u32 by construction.
 fn to_u32(n: usize) -> u32 {
@@ -824,11 +891,11 @@ impl<'a> AccountIndex<'a> {
         tuning: Tuning,
     ) -> Self {
         // The per-account work (normalising, public-suffix lookups, name
-        // keys) is the expensive part: do it in parallel. Then the exact-match
-        // maps and the fuzzy step's vocabulary are filled on both cores at
-        // once, each in account order.
+        // keys) is the expensive part: do it in parallel. Then the exact steps'
+        // indexes and the fuzzy step's vocabulary are filled on both cores at
+        // once, the first in order of account id, the second of account.
         type Exact = Option<(String, Vec<String>)>;
-        let (norms, exact): (Vec<Option<String>>, Vec<Exact>) = accounts
+        let (norms, exact_in): (Vec<Option<String>>, Vec<Exact>) = accounts
             .par_iter()
             .map(|a| -> (Option<String>, Exact) {
                 if excluded.contains(a.id.as_str()) {
@@ -845,8 +912,8 @@ impl<'a> AccountIndex<'a> {
                 (Some(norm), Some((key, domains)))
             })
             .unzip();
-        let ((by_id, by_domain, by_name), vocabulary) = rayon::join(
-            || Self::exact_maps(accounts, exact),
+        let (exact, vocabulary) = rayon::join(
+            || ExactKeys::build(accounts, exact_in),
             || Vocabulary::build(&norms, accounts, tuning),
         );
         let Vocabulary {
@@ -875,9 +942,7 @@ impl<'a> AccountIndex<'a> {
         AccountIndex {
             need,
             accounts,
-            by_id,
-            by_domain,
-            by_name,
+            exact,
             longest,
             words,
             word_ids,
@@ -895,74 +960,77 @@ impl<'a> AccountIndex<'a> {
         }
     }
 
-    /// The maps of steps 1-3: account id, registrable domain and name key
-    /// (the smallest account id holds a shared domain or name).
-    #[allow(clippy::type_complexity)]
-    fn exact_maps(
-        accounts: &'a [Account],
-        exact: Vec<Option<(String, Vec<String>)>>,
-    ) -> (
-        FastMap<&'a str, usize>,
-        FastMap<String, usize>,
-        FastMap<String, usize>,
-    ) {
-        let mut by_id = crate::fast::map_with_capacity(accounts.len());
-        let mut by_domain = crate::fast::map_with_capacity(accounts.len());
-        let mut by_name = crate::fast::map_with_capacity(accounts.len());
-        for (i, e) in exact.into_iter().enumerate() {
-            let Some((key, domains)) = e else {
-                continue;
-            };
-            by_id.insert(accounts[i].id.as_str(), i);
-            for d in domains {
-                insert_smallest(&mut by_domain, d, i, accounts);
-            }
-            if !key.is_empty() {
-                insert_smallest(&mut by_name, key, i, accounts);
-            }
-        }
-        (by_id, by_domain, by_name)
-    }
-
-    /// The account index of a matchable account id.
-    pub(crate) fn by_id(&self, id: &str) -> Option<usize> {
-        self.by_id.get(id).copied()
-    }
-
     /// Matches one registration by the first rule that applies (the
     /// engine matches in bulk; the unit tests one at a time).
     #[cfg(test)]
     pub(crate) fn match_registration(&self, r: &Registration) -> Option<AccountMatch> {
-        match self.match_exact(r) {
-            Ok(m) => m,
-            Err(norm) => self.fuzzy(&norm),
+        match self.match_exact(std::slice::from_ref(r)).pop() {
+            Some(Ok(m)) => m,
+            Some(Err(norm)) => self.fuzzy(&norm),
+            None => None,
         }
     }
 
-    /// Steps 1-3; `Err` holds the normalised name when step 4 is next.
-    fn match_exact(&self, r: &Registration) -> Result<Option<AccountMatch>, String> {
+    /// Steps 1-3 for each of `registrations`, in order; `Err` holds the
+    /// normalised name when step 4 is next. Step by step over all of them,
+    /// so that each step's lookups overlap (see [`KeyIndex`]).
+    fn match_exact(&self, registrations: &[Registration]) -> Vec<Exact> {
         let exact = |account, method| {
             Some(AccountMatch {
                 account,
                 how: Match { method, score: 1.0 },
             })
         };
-        if let Some(i) = r.account_id.as_deref().and_then(|id| self.by_id(id)) {
-            return Ok(exact(i, Method::AccountId));
-        }
-        if let Some(d) = r.customer_domain.as_deref().and_then(registrable_domain)
-            && let Some(&i) = self.by_domain.get(&d)
-        {
-            return Ok(exact(i, Method::Domain));
-        }
-        let norm = normalize_name(&r.customer_name);
-        if norm.is_empty() {
-            return Ok(None);
-        }
-        if let Some(&i) = self.by_name.get(&name_key(&norm)) {
-            return Ok(exact(i, Method::Name));
-        }
-        Err(norm)
+        let mut out: Vec<Option<Exact>> = vec![None; registrations.len()];
+        self.exact.by_id.accounts_of(
+            registrations
+                .iter()
+                .enumerate()
+                .filter_map(|(k, r)| Some((k, r.account_id.as_deref()?))),
+            |&(_, id)| id,
+            |(k, _), account| {
+                if let Some(a) = account {
+                    out[k] = Some(Ok(exact(a, Method::AccountId)));
+                }
+            },
+        );
+        let domains: Vec<(usize, String)> = registrations
+            .iter()
+            .enumerate()
+            .filter(|&(k, _)| out[k].is_none())
+            .filter_map(|(k, r)| Some((k, registrable_domain(r.customer_domain.as_deref()?)?)))
+            .collect();
+        self.exact.by_domain.accounts_of(
+            domains.iter(),
+            |(_, d)| d,
+            |&(k, _), account| {
+                if let Some(a) = account {
+                    out[k] = Some(Ok(exact(a, Method::Domain)));
+                }
+            },
+        );
+        let names: Vec<(usize, String, String)> = registrations
+            .iter()
+            .enumerate()
+            .filter(|&(k, _)| out[k].is_none())
+            .map(|(k, r)| {
+                let norm = normalize_name(&r.customer_name);
+                let key = name_key(&norm);
+                (k, norm, key)
+            })
+            .collect();
+        self.exact.by_name.accounts_of(
+            names.into_iter(),
+            |(_, _, key)| key,
+            |(k, norm, _), account| {
+                out[k] = Some(match account {
+                    Some(a) => Ok(exact(a, Method::Name)),
+                    None if norm.is_empty() => Ok(None),
+                    None => Err(norm),
+                });
+            },
+        );
+        out.into_iter().map(|e| e.unwrap_or(Ok(None))).collect()
     }
 
     /// The accounts holding word `id` at `place`, ascending.
@@ -1427,22 +1495,21 @@ impl<'a> AccountIndex<'a> {
     /// Matches every registration, in parallel, in input order: the exact
     /// steps first, then the fuzzy step for those left (timed apart).
     pub(crate) fn match_all(&self, registrations: &[Registration]) -> Vec<Option<AccountMatch>> {
+        const CHUNK: usize = 1024;
         let started = std::time::Instant::now();
         let mut left: Vec<(usize, String)> = Vec::new();
         let mut matches: Vec<Option<AccountMatch>> = registrations
-            .par_iter()
-            .map(|r| match self.match_exact(r) {
-                Ok(m) => (m, None),
-                Err(norm) => (None, Some(norm)),
-            })
+            .par_chunks(CHUNK)
+            .flat_map_iter(|chunk| self.match_exact(chunk))
             .collect::<Vec<_>>()
             .into_iter()
             .enumerate()
-            .map(|(i, (m, norm))| {
-                if let Some(norm) = norm {
+            .map(|(i, e)| match e {
+                Ok(m) => m,
+                Err(norm) => {
                     left.push((i, norm));
+                    None
                 }
-                m
             })
             .collect();
         let exact = started.elapsed();
