@@ -467,33 +467,30 @@ pub(super) fn detect(ctx: &Context) -> Vec<Finding> {
     findings
 }
 
-/// Asks for the lines [`direct_vs_partner`] and [`partner_bypassed`] read of
-/// the opportunities they look at for registration `r`: the first 160 bytes
-/// of each (ids, partner, status, dates).
-fn prefetch_opportunities(ctx: &Context, r: usize) {
-    let on_account = ctx.matches[r].map_or(&[][..], |m| ctx.opportunities_of(m.account));
-    for &o in on_account.iter().chain(&ctx.linked[r]) {
-        let row = (&ctx.data.opportunities[o] as *const crate::model::Opportunity).cast::<u8>();
-        for line in [0, 64, 128] {
-            crate::fast::prefetch(row.wrapping_add(line));
-        }
+/// Asks for the first three cache lines of a row: for an opportunity its
+/// ids, partner, status and dates (laid out first, see
+/// `model::Opportunity`), for a registration most of it.
+fn prefetch_row<T>(row: &T) {
+    let row = (row as *const T).cast::<u8>();
+    for line in [0, 64, 128] {
+        crate::fast::prefetch(row.wrapping_add(line));
     }
 }
 
-/// Asks for the first 192 bytes of a claim's row: an opportunity's ids,
-/// partner, status and creation date (laid out first, see
-/// `model::Opportunity`), most of a registration's.
+/// Asks for the rows [`direct_vs_partner`] and [`partner_bypassed`] read of
+/// the opportunities they look at for registration `r`.
+fn prefetch_opportunities(ctx: &Context, r: usize) {
+    let on_account = ctx.matches[r].map_or(&[][..], |m| ctx.opportunities_of(m.account));
+    for &o in on_account.iter().chain(&ctx.linked[r]) {
+        prefetch_row(&ctx.data.opportunities[o]);
+    }
+}
+
+/// Asks for the row of a claim (its partner, id and date are read).
 fn prefetch_claim(ctx: &Context, c: Claim) {
-    let row = match c {
-        Claim::Registration(r) => {
-            (&ctx.data.registrations[r] as *const crate::model::Registration).cast::<u8>()
-        }
-        Claim::Opportunity(o) => {
-            (&ctx.data.opportunities[o] as *const crate::model::Opportunity).cast::<u8>()
-        }
-    };
-    for line in [0, 64, 128] {
-        crate::fast::prefetch(row.wrapping_add(line));
+    match c {
+        Claim::Registration(r) => prefetch_row(&ctx.data.registrations[r]),
+        Claim::Opportunity(o) => prefetch_row(&ctx.data.opportunities[o]),
     }
 }
 

@@ -555,6 +555,7 @@ impl KeyIndex {
         mut put: impl FnMut(I, Option<usize>),
     ) {
         self.index.rows_of(items, key, |item, row| {
+            // A key not indexed is `NO_ROW`, past the end of `accounts`.
             let account = self.accounts.get(row as usize).map(|&a| a as usize);
             put(item, account)
         });
@@ -570,9 +571,8 @@ struct ExactKeys {
 
 impl ExactKeys {
     /// `exact[i]`: account `i`'s name key and registrable domains (`None`:
-    /// not matchable).
-    /// Takes `exact` to drop it here, beside the vocabulary's build rather
-    /// than after it (400k strings at 1M).
+    /// not matchable). Taken by value so that its strings (400k at 1M) are
+    /// dropped here, beside the vocabulary's build, rather than after it.
     fn build(accounts: &[Account], exact: Vec<Option<(String, Vec<String>)>>) -> Self {
         // The matchable accounts in order of id (the usual order of an
         // export, so most often only checked).
@@ -894,10 +894,10 @@ impl<'a> AccountIndex<'a> {
         // keys) is the expensive part: do it in parallel. Then the exact steps'
         // indexes and the fuzzy step's vocabulary are filled on both cores at
         // once, the first in order of account id, the second of account.
-        type Exact = Option<(String, Vec<String>)>;
-        let (norms, exact_in): (Vec<Option<String>>, Vec<Exact>) = accounts
+        type Keys = Option<(String, Vec<String>)>;
+        let (norms, keys): (Vec<Option<String>>, Vec<Keys>) = accounts
             .par_iter()
-            .map(|a| -> (Option<String>, Exact) {
+            .map(|a| -> (Option<String>, Keys) {
                 if excluded.contains(a.id.as_str()) {
                     return (None, None);
                 }
@@ -913,7 +913,7 @@ impl<'a> AccountIndex<'a> {
             })
             .unzip();
         let (exact, vocabulary) = rayon::join(
-            || ExactKeys::build(accounts, exact_in),
+            || ExactKeys::build(accounts, keys),
             || Vocabulary::build(&norms, accounts, tuning),
         );
         let Vocabulary {
