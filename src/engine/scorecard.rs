@@ -85,6 +85,39 @@ fn cents(x: f64) -> i64 {
     (x * 100.0).round() as i64
 }
 
+/// Opportunities summed per task: enough that the per-partner totals of a
+/// chunk cost little beside it, few enough that both cores get several.
+pub(super) const SUM_CHUNK: usize = 16_384;
+
+/// One chunk's opportunity sums, per partner index, in cents; and the reps
+/// credited with a win in the period.
+struct Sums {
+    pipeline: Vec<i64>,
+    revenue: Vec<i64>,
+    credited: Vec<usize>,
+}
+
+impl Sums {
+    fn new(partners: usize) -> Self {
+        Sums {
+            pipeline: vec![0; partners],
+            revenue: vec![0; partners],
+            credited: Vec::new(),
+        }
+    }
+
+    fn add(mut self, other: Sums) -> Sums {
+        for (a, b) in self.pipeline.iter_mut().zip(&other.pipeline) {
+            *a += b;
+        }
+        for (a, b) in self.revenue.iter_mut().zip(&other.revenue) {
+            *a += b;
+        }
+        self.credited.extend(other.credited);
+        self
+    }
+}
+
 pub(super) fn compute(ctx: &Context, period: &Period, findings: &[Finding]) -> Vec<Scorecard> {
     let data = ctx.data;
     let np = data.partners.len();
@@ -128,54 +161,62 @@ pub(super) fn compute(ctx: &Context, period: &Period, findings: &[Finding]) -> V
         }
     }
 
-    // The lookups for each opportunity on every core, then the sums in order:
-    // (partner, amount, open, credited rep) for those that count.
-    let counted: Vec<(Option<usize>, i64, bool, Option<usize>)> = data
+    // The lookups and sums for a chunk of opportunities at a time on every
+    // core, each chunk into its own totals, then the totals added up. Sums
+    // are whole cents, so the order they are added in does not matter.
+    let sums = data
         .opportunities
-        .par_iter()
-        .filter_map(|opp| {
-            let partner = opp
-                .partner_id
-                .as_deref()
-                .and_then(|p| ctx.partner_by_id.get(p).copied());
-            let amount = opp.amount.as_ref().and_then(|m| m.base).map_or(0, cents);
-            match opp.status {
-                OpportunityStatus::Open => partner.map(|p| (Some(p), amount, true, None)),
-                OpportunityStatus::Won => {
-                    if !opp.close_date.is_some_and(|d| period.contains(d)) {
-                        return None;
+        .par_chunks(SUM_CHUNK)
+        .map(|chunk| {
+            let mut sums = Sums::new(np);
+            for opp in chunk {
+                let partner = opp
+                    .partner_id
+                    .as_deref()
+                    .and_then(|p| ctx.partner_by_id.get(p).copied());
+                let amount = || opp.amount.as_ref().and_then(|m| m.base).map_or(0, cents);
+                match opp.status {
+                    OpportunityStatus::Open => {
+                        if let Some(p) = partner {
+                            sums.pipeline[p] += amount();
+                        }
                     }
-                    // The credited rep: the opportunity's own, else a linked
-                    // registration's.
-                    let credited = opp.partner_rep.as_deref().and_then(resolve).or_else(|| {
-                        let via_link = opp
-                            .registration_id
-                            .as_deref()
-                            .and_then(|id| ctx.registration_by_id.get(id))
-                            .or_else(|| reg_naming.get(opp.id.as_str()))?;
-                        data.registrations[*via_link]
-                            .rep
-                            .as_deref()
-                            .and_then(resolve)
-                    });
-                    Some((partner, amount, false, credited))
+                    OpportunityStatus::Won => {
+                        if !opp.close_date.is_some_and(|d| period.contains(d)) {
+                            continue;
+                        }
+                        if let Some(p) = partner {
+                            sums.revenue[p] += amount();
+                        }
+                        // The credited rep: the opportunity's own, else a
+                        // linked registration's.
+                        let credited = opp.partner_rep.as_deref().and_then(resolve).or_else(|| {
+                            let via_link = opp
+                                .registration_id
+                                .as_deref()
+                                .and_then(|id| ctx.registration_by_id.get(id))
+                                .or_else(|| reg_naming.get(opp.id.as_str()))?;
+                            data.registrations[*via_link]
+                                .rep
+                                .as_deref()
+                                .and_then(resolve)
+                        });
+                        sums.credited.extend(credited);
+                    }
+                    OpportunityStatus::Lost => {}
                 }
-                OpportunityStatus::Lost => None,
             }
+            sums
         })
-        .collect();
+        .reduce(|| Sums::new(np), Sums::add);
+    let Sums {
+        pipeline,
+        revenue,
+        credited,
+    } = sums;
     let mut sold = vec![false; data.reps.len()];
-    let mut pipeline = vec![0i64; np];
-    let mut revenue = vec![0i64; np];
-    for (partner, amount, open, credited) in counted {
-        match (partner, open) {
-            (Some(p), true) => pipeline[p] += amount,
-            (Some(p), false) => revenue[p] += amount,
-            (None, _) => {}
-        }
-        if let Some(rep) = credited {
-            sold[rep] = true;
-        }
+    for rep in credited {
+        sold[rep] = true;
     }
 
     let mut reps = vec![0u64; np];

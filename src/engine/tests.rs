@@ -737,6 +737,52 @@ fn pipeline_and_revenue_sum_the_partners_deals_in_the_base_currency() {
 }
 
 #[test]
+fn sums_and_sellers_add_up_across_the_chunks_they_are_computed_in() {
+    // Three chunks and a bit: every chunk holds open deals of both partners
+    // and one win in the period crediting its own rep, so a chunk lost or
+    // counted twice in the adding up changes every number below.
+    let chunks = 3;
+    let n = super::scorecard::SUM_CHUNK * chunks + 9;
+    let mut data = program();
+    data.reps = (0..=chunks)
+        .map(|c| rep(&format!("PR-{c}"), "P-1"))
+        .collect();
+    data.opportunities = (0..n)
+        .map(|i| {
+            let mut o = opp(
+                &format!("O-{i}"),
+                "A-1",
+                OpportunityStatus::Open,
+                "2026-06-01",
+            );
+            o.partner_id = Some(if i % 2 == 0 { "P-1" } else { "P-2" }.into());
+            o.amount = usd(1.0);
+            if i % super::scorecard::SUM_CHUNK == 7 {
+                o.status = OpportunityStatus::Won;
+                o.close_date = Some(d("2026-08-01"));
+                o.amount = usd(1000.0);
+                o.partner_id = Some("P-1".into());
+                o.partner_rep = Some(format!("PR-{}", i / super::scorecard::SUM_CHUNK).into());
+            }
+            o
+        })
+        .collect();
+    let e = run(&data);
+    let wins = chunks + 1;
+    let p1 = card(&e, "P-1");
+    let open_p1 = (0..n)
+        .filter(|i| i % 2 == 0 && i % super::scorecard::SUM_CHUNK != 7)
+        .count();
+    assert_eq!(p1.sourced_pipeline, open_p1 as f64);
+    assert_eq!(p1.sourced_revenue, 1000.0 * wins as f64);
+    assert_eq!((p1.reps, p1.active_sellers), (wins as u64, wins as u64));
+    let open_p2 = (0..n)
+        .filter(|i| i % 2 == 1 && i % super::scorecard::SUM_CHUNK != 7)
+        .count();
+    assert_eq!(card(&e, "P-2").sourced_pipeline, open_p2 as f64);
+}
+
+#[test]
 fn open_and_expiring_registrations_and_conflicts_are_counted() {
     let mut data = program();
     let mut soon = reg("R-1", "P-2", "Acme Corp", "2026-10-01");
