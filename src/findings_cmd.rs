@@ -85,30 +85,14 @@ struct LightEvidence {
 }
 
 impl Light {
-    /// As [`value_at_risk`]: open and won opportunities, else (when the
-    /// evidence is registrations only) the registrations.
+    /// As [`crate::engine::Finding::value_at_risk`], by the same rule.
     fn value_at_risk(&self) -> Option<(f64, Option<String>)> {
-        use crate::engine::Record;
-        let sum = |record: Record| {
-            let known: Vec<&LightEvidence> = self
-                .evidence
-                .iter()
-                .filter(|e| e.record == record && e.status != "lost" && e.amount.is_some())
-                .collect();
-            (!known.is_empty()).then(|| {
-                (
-                    known.iter().filter_map(|e| e.amount).sum::<f64>(),
-                    known.iter().find_map(|e| e.currency.clone()),
-                )
-            })
-        };
-        sum(Record::Opportunity).or_else(|| {
-            self.evidence
-                .iter()
-                .all(|e| e.record == Record::Registration)
-                .then(|| sum(Record::Registration))
-                .flatten()
-        })
+        crate::engine::value_at_risk(self.evidence.iter().map(|e| crate::engine::Stake {
+            record: e.record,
+            status: &e.status,
+            amount: e.amount,
+            currency: e.currency.as_deref(),
+        }))
     }
 }
 

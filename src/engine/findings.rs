@@ -180,27 +180,53 @@ impl Finding {
     /// opportunities, else its registrations' amounts. `None` when no amount
     /// is known.
     pub fn value_at_risk(&self) -> Option<(f64, Option<String>)> {
-        let sum = |record: Record| {
-            let known: Vec<&Evidence> = self
-                .evidence
-                .iter()
-                .filter(|e| e.record == record && e.status != "lost" && e.amount.is_some())
-                .collect();
-            (!known.is_empty()).then(|| {
-                (
-                    known.iter().filter_map(|e| e.amount).sum::<f64>(),
-                    known.iter().find_map(|e| e.currency.clone()),
-                )
-            })
-        };
-        sum(Record::Opportunity).or_else(|| {
-            self.evidence
-                .iter()
-                .all(|e| e.record == Record::Registration)
-                .then(|| sum(Record::Registration))
-                .flatten()
-        })
+        value_at_risk(self.evidence.iter().map(|e| Stake {
+            record: e.record,
+            status: &e.status,
+            amount: e.amount,
+            currency: e.currency.as_deref(),
+        }))
     }
+}
+
+/// What [`value_at_risk`] reads of one piece of evidence.
+#[derive(Clone, Copy)]
+pub struct Stake<'e> {
+    pub record: Record,
+    pub status: &'e str,
+    pub amount: Option<f64>,
+    pub currency: Option<&'e str>,
+}
+
+/// What evidence puts at stake: the amounts of its opportunities that are
+/// not lost, else, when it holds registrations only, theirs; with the first
+/// currency named among the amounts summed. `None` when no amount is known.
+/// The one rule for [`Finding::value_at_risk`] and for findings read back
+/// from the state.
+pub fn value_at_risk<'e>(
+    evidence: impl Iterator<Item = Stake<'e>> + Clone,
+) -> Option<(f64, Option<String>)> {
+    let sum = |record: Record| {
+        let mut known = evidence
+            .clone()
+            .filter(|e| e.record == record && e.status != "lost")
+            .filter_map(|e| Some((e.amount?, e.currency)))
+            .peekable();
+        known.peek()?;
+        let (mut total, mut currency) = (0.0, None);
+        for (amount, named) in known {
+            total += amount;
+            currency = currency.or(named);
+        }
+        Some((total, currency.map(str::to_string)))
+    };
+    sum(Record::Opportunity).or_else(|| {
+        evidence
+            .clone()
+            .all(|e| e.record == Record::Registration)
+            .then(|| sum(Record::Registration))
+            .flatten()
+    })
 }
 
 /// A finding before its ids, parties and evidence are filled in.
@@ -829,6 +855,49 @@ mod tests {
             );
         }
         assert_eq!(status_name(Cancelled), "cancelled");
+    }
+
+    #[test]
+    fn value_at_risk_sums_deals_not_lost_else_registrations_only() {
+        let stake = |record, status, amount, currency| Stake {
+            record,
+            status,
+            amount,
+            currency,
+        };
+        use Record::{Opportunity as O, Registration as R};
+        let risk = |e: &[Stake]| value_at_risk(e.iter().copied());
+        // Lost deals and unknown amounts are left out; the first currency
+        // named among those summed is the one given.
+        assert_eq!(
+            risk(&[
+                stake(R, "approved", Some(5.0), Some("EUR")),
+                stake(O, "lost", Some(1000.0), Some("GBP")),
+                stake(O, "open", None, Some("JPY")),
+                stake(O, "open", Some(100.0), None),
+                stake(O, "won", Some(20.0), Some("USD")),
+            ]),
+            Some((120.0, Some("USD".into())))
+        );
+        // Only registrations: theirs.
+        assert_eq!(
+            risk(&[
+                stake(R, "approved", Some(5.0), None),
+                stake(R, "submitted", Some(7.0), None),
+            ]),
+            Some((12.0, None))
+        );
+        // A deal without a known amount does not fall back to the
+        // registrations beside it.
+        assert_eq!(
+            risk(&[
+                stake(R, "approved", Some(5.0), None),
+                stake(O, "open", None, None),
+            ]),
+            None
+        );
+        assert_eq!(risk(&[stake(O, "lost", Some(9.0), None)]), None);
+        assert_eq!(risk(&[]), None);
     }
 
     #[test]

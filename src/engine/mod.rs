@@ -15,7 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use rayon::prelude::*;
 use serde::Serialize;
 
-pub use findings::{Evidence, Finding, FindingKind, Record, Severity};
+pub use findings::{Evidence, Finding, FindingKind, Record, Severity, Stake, value_at_risk};
 pub use matching::{Match, Method};
 pub use rules::{Policy, ReviewRules, Rules, TierRules};
 pub use scorecard::{Period, SCORECARD_FIELDS, Scorecard};
