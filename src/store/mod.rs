@@ -1013,14 +1013,13 @@ impl Sqlite {
             )
             .optional()
             .map_err(|e| self.err(e))?;
-        let Some(stored) = stored else {
-            return Ok(None);
-        };
-        if crypto::is_sealed(&stored) {
-            return Ok(Some(key.open(name, &stored)?));
-        }
-        self.set_credential(name, configured, &stored, key, Utc::now())?;
-        Ok(Some(stored))
+        stored
+            .map(|stored| {
+                unseal(name, stored, key, |clear| {
+                    self.set_credential(name, configured, clear, key, Utc::now())
+                })
+            })
+            .transpose()
     }
 
     /// Stores a credential sealed with `key`, in its own committed
@@ -1106,6 +1105,21 @@ impl Sqlite {
     }
 }
 
+/// A stored credential's value: opened with `key` when sealed. One an older
+/// version stored in clear is sealed in its place by `reseal` first, for
+/// either backend.
+pub(super) fn unseal(
+    name: &str,
+    stored: String,
+    key: &crypto::CredentialKey,
+    reseal: impl FnOnce(&str) -> Result<(), CredentialError>,
+) -> Result<String, CredentialError> {
+    if crypto::is_sealed(&stored) {
+        return Ok(key.open(name, &stored)?);
+    }
+    reseal(&stored)?;
+    Ok(stored)
+}
 #[cfg(test)]
 mod tests {
     use super::Sqlite as State;

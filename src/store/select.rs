@@ -287,16 +287,14 @@ impl State {
     ) -> Result<Option<String>, CredentialError> {
         match &self.backend {
             Backend::Sqlite(s) => s.credential(name, configured, key),
-            Backend::Postgres(p, _) => {
-                let Some(stored) = p.credential_row(name, configured)? else {
-                    return Ok(None);
-                };
-                if crypto::is_sealed(&stored) {
-                    return Ok(Some(key.open(name, &stored)?));
-                }
-                self.set_credential(name, configured, &stored, key, Utc::now())?;
-                Ok(Some(stored))
-            }
+            Backend::Postgres(p, _) => p
+                .credential_row(name, configured)?
+                .map(|stored| {
+                    super::unseal(name, stored, key, |clear| {
+                        self.set_credential(name, configured, clear, key, Utc::now())
+                    })
+                })
+                .transpose(),
         }
     }
 

@@ -297,6 +297,74 @@ async fn a_kill_right_after_the_token_call_does_not_lock_the_daemon_out() {
     let _ = KEY_B;
 }
 
+/// The same credential in a PostgreSQL state: the rotated token is stored
+/// sealed there too, and a token stored in clear (as a state copied by
+/// `state migrate` from an older SQLite file holds it) is read and signs in.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_token_in_postgresql_is_sealed_and_one_in_clear_still_signs_in() {
+    let Some(db) = crate::pg::TestDb::create("sealed_credential") else {
+        return;
+    };
+    let mut org = Org::start(FakeConfig {
+        rotate_refresh_tokens: true,
+        ..FakeConfig::default()
+    })
+    .await;
+    seed(&org.fake);
+    org.extra.push_str(&format!("[state]\n{}", db.state_toml()));
+    org.env.extend([
+        (
+            "CHANNEL_SYNC__CRM__SALESFORCE__AUTH".into(),
+            "refresh_token".into(),
+        ),
+        (
+            "CHANNEL_SYNC__CRM__SALESFORCE__REFRESH_TOKEN".into(),
+            "fake-refresh-1".into(),
+        ),
+    ]);
+    let (name, password) = db.env();
+    org.env.push((name.into(), password));
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(org.fake.current_refresh_token(), "fake-refresh-2");
+    let stored = || -> Vec<String> {
+        db.query(|c| {
+            c.query("SELECT value FROM credentials", &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        })
+    };
+    let values = stored();
+    assert_eq!(values.len(), 1, "{values:?}");
+    assert!(
+        values[0].starts_with("cs1:") && !values[0].contains("fake-refresh"),
+        "{values:?}"
+    );
+    assert!(!org.state().exists(), "the state is in PostgreSQL");
+
+    db.query(|c| {
+        c.execute("UPDATE credentials SET value = 'fake-refresh-2'", &[])
+            .unwrap()
+    });
+    let run = org.once(&[]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        org.fake.token_grants(),
+        ["refresh_token", "refresh_token"],
+        "the second run signed in with the token stored in clear"
+    );
+    assert_eq!(org.fake.current_refresh_token(), "fake-refresh-3");
+    let values = stored();
+    assert!(
+        values
+            .iter()
+            .all(|v| v.starts_with("cs1:") && !v.contains("fake-refresh")),
+        "{values:?}"
+    );
+}
+
 /// Item 2: a webhook that posts the message but answers after 1.6 s, with
 /// `timeout_secs = 1`. The timed-out alert is not repeated within the
 /// cycle; the next cycle sends it once more: exactly one duplicate.
