@@ -1120,6 +1120,7 @@ pub(super) fn unseal(
     reseal(&stored)?;
     Ok(stored)
 }
+
 #[cfg(test)]
 mod tests {
     use super::Sqlite as State;
