@@ -122,6 +122,55 @@ pub(super) fn compute(ctx: &Context, period: &Period, findings: &[Finding]) -> V
     let data = ctx.data;
     let np = data.partners.len();
 
+    // The registrations and conflicts are counted on one core while the
+    // rep maps are built on the other, and then the opportunities summed on
+    // both.
+    let ((pipeline, revenue, sold), (open, expiring, conflicts)) =
+        rayon::join(|| sums_and_sellers(ctx, period), || counts(ctx, findings));
+
+    let mut reps = vec![0u64; np];
+    let mut sellers = vec![0u64; np];
+    for (i, rep) in data.reps.iter().enumerate() {
+        let Some(&p) = ctx.partner_by_id.get(rep.partner_id.as_str()) else {
+            continue;
+        };
+        let with_partner = rep.joined_on.is_none_or(|d| d <= period.end)
+            && rep.left_on.is_none_or(|d| d >= period.start)
+            && (rep.active || rep.left_on.is_some());
+        if with_partner {
+            reps[p] += 1;
+            sellers[p] += u64::from(sold[i]);
+        }
+    }
+
+    let mut cards: Vec<Scorecard> = data
+        .partners
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Scorecard {
+            partner_id: p.id.clone(),
+            reps: reps[i],
+            active_sellers: sellers[i],
+            active_seller_rate: (reps[i] > 0).then(|| sellers[i] as f64 / reps[i] as f64),
+            sourced_pipeline: pipeline[i] as f64 / 100.0,
+            sourced_revenue: revenue[i] as f64 / 100.0,
+            open_registrations: open[i],
+            expiring_registrations: expiring[i],
+            open_conflicts: conflicts[i],
+            partner_name: p.name.clone(),
+            tier: p.tier.clone(),
+        })
+        .collect();
+    cards.sort_by(|a, b| a.partner_id.cmp(&b.partner_id));
+    cards
+}
+
+/// Each partner's sourced pipeline and revenue in cents, and per rep
+/// whether it is credited with a win in the period.
+fn sums_and_sellers(ctx: &Context, period: &Period) -> (Vec<i64>, Vec<i64>, Vec<bool>) {
+    let data = ctx.data;
+    let np = data.partners.len();
+
     // Reps by id and by e-mail (case-insensitive; the smaller id on a tie).
     let rep_by_id: FastMap<&str, usize> = index_by_id(&data.reps, |x| &x.id);
     let mut rep_by_email: FastMap<String, usize> = FastMap::default();
@@ -218,22 +267,14 @@ pub(super) fn compute(ctx: &Context, period: &Period, findings: &[Finding]) -> V
     for rep in credited {
         sold[rep] = true;
     }
+    (pipeline, revenue, sold)
+}
 
-    let mut reps = vec![0u64; np];
-    let mut sellers = vec![0u64; np];
-    for (i, rep) in data.reps.iter().enumerate() {
-        let Some(&p) = ctx.partner_by_id.get(rep.partner_id.as_str()) else {
-            continue;
-        };
-        let with_partner = rep.joined_on.is_none_or(|d| d <= period.end)
-            && rep.left_on.is_none_or(|d| d >= period.start)
-            && (rep.active || rep.left_on.is_some());
-        if with_partner {
-            reps[p] += 1;
-            sellers[p] += u64::from(sold[i]);
-        }
-    }
-
+/// Each partner's open and expiring registrations, and the conflicts that
+/// name it.
+fn counts(ctx: &Context, findings: &[Finding]) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
+    let data = ctx.data;
+    let np = data.partners.len();
     let ahead = ctx.now + Duration::days(i64::from(ctx.policy.rules.expiring_within_days));
     let mut open = vec![0u64; np];
     let mut expiring = vec![0u64; np];
@@ -255,27 +296,7 @@ pub(super) fn compute(ctx: &Context, period: &Period, findings: &[Finding]) -> V
             }
         }
     }
-
-    let mut cards: Vec<Scorecard> = data
-        .partners
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Scorecard {
-            partner_id: p.id.clone(),
-            reps: reps[i],
-            active_sellers: sellers[i],
-            active_seller_rate: (reps[i] > 0).then(|| sellers[i] as f64 / reps[i] as f64),
-            sourced_pipeline: pipeline[i] as f64 / 100.0,
-            sourced_revenue: revenue[i] as f64 / 100.0,
-            open_registrations: open[i],
-            expiring_registrations: expiring[i],
-            open_conflicts: conflicts[i],
-            partner_name: p.name.clone(),
-            tier: p.tier.clone(),
-        })
-        .collect();
-    cards.sort_by(|a, b| a.partner_id.cmp(&b.partner_id));
-    cards
+    (open, expiring, conflicts)
 }
 
 /// The scorecard values of SPEC §3.4 that can be written back, in the
