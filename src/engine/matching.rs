@@ -1513,6 +1513,10 @@ impl<'a> AccountIndex<'a> {
             })
             .collect();
         let exact = started.elapsed();
+        // Names in order, so that those sharing first words (and so the same
+        // word sets) are matched one after another while those sets are still
+        // in the cache. Each match is written back at its own index.
+        left.sort_unstable_by(|a, b| a.1.cmp(&b.1));
         let found: Vec<(usize, Option<AccountMatch>)> = left
             .par_iter()
             .map(|(i, norm)| (*i, self.fuzzy(norm)))
