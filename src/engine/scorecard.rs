@@ -126,7 +126,7 @@ pub(super) fn compute(ctx: &Context, period: &Period, findings: &[Finding]) -> V
     // rep maps are built on the other, and then the opportunities summed on
     // both.
     let ((pipeline, revenue, sold), (open, expiring, conflicts)) =
-        rayon::join(|| sums_and_sellers(ctx, period), || counts(ctx, findings));
+        rayon::join(|| sums_and_credited(ctx, period), || counts(ctx, findings));
 
     let mut reps = vec![0u64; np];
     let mut sellers = vec![0u64; np];
@@ -167,7 +167,7 @@ pub(super) fn compute(ctx: &Context, period: &Period, findings: &[Finding]) -> V
 
 /// Each partner's sourced pipeline and revenue in cents, and per rep
 /// whether it is credited with a win in the period.
-fn sums_and_sellers(ctx: &Context, period: &Period) -> (Vec<i64>, Vec<i64>, Vec<bool>) {
+fn sums_and_credited(ctx: &Context, period: &Period) -> (Vec<i64>, Vec<i64>, Vec<bool>) {
     let data = ctx.data;
     let np = data.partners.len();
 
