@@ -372,6 +372,9 @@ const CHECK_COST: usize = 16;
 /// sorted by word id, with their similarity.
 type Similar = Vec<(u32, f64)>;
 
+/// The similar words found for (word count, position, word).
+type SimilarCache = FastMap<Place, FastMap<Box<str>, Similar>>;
+
 /// The letter bucket of [`Signature`] that `c` counts in.
 fn bucket(c: char) -> usize {
     match c {
@@ -1306,27 +1309,43 @@ impl<'a> AccountIndex<'a> {
     }
 
     /// Step 4: word-by-word similarity among names of as many words.
+    #[cfg(test)]
     fn fuzzy(&self, norm: &str) -> Option<AccountMatch> {
-        let query: Vec<QueryWord> = norm
-            .split(' ')
-            .map(|text| {
-                let sig = Signature::of(text);
-                QueryWord {
-                    text,
-                    head: head(text),
-                    exact: compared_exactly(text),
-                    need: match self.need.get(sig.chars) {
-                        Some(row) => std::borrow::Cow::Borrowed(row.as_slice()),
-                        None => std::borrow::Cow::Owned(need_row(
-                            sig.chars,
-                            self.longest,
-                            self.threshold,
-                        )),
-                    },
-                    sig,
-                }
-            })
-            .collect();
+        self.fuzzy_with(norm, &mut SimilarCache::default())
+    }
+
+    /// A word of the name being matched, with what its searches need.
+    fn query_word<'q>(&'q self, text: &'q str) -> QueryWord<'q> {
+        let sig = Signature::of(text);
+        QueryWord {
+            text,
+            head: head(text),
+            exact: compared_exactly(text),
+            need: match self.need.get(sig.chars) {
+                Some(row) => std::borrow::Cow::Borrowed(row.as_slice()),
+                None => std::borrow::Cow::Owned(need_row(sig.chars, self.longest, self.threshold)),
+            },
+            sig,
+        }
+    }
+
+    /// [`Self::similar`], from `cache` when this place's word was searched
+    /// before: a word such as `bakery` or `bank` at the same place of the
+    /// same word count recurs across thousands of names.
+    fn similar_cached(&self, place: Place, q: &QueryWord, cache: &mut SimilarCache) -> Similar {
+        let words = cache.entry(place).or_default();
+        if let Some(found) = words.get(q.text) {
+            return found.clone();
+        }
+        let found = self.similar(place, q);
+        words.insert(q.text.into(), found.clone());
+        found
+    }
+
+    /// As [`Self::fuzzy`], searching each place's words at most once per
+    /// `cache`.
+    fn fuzzy_with(&self, norm: &str, cache: &mut SimilarCache) -> Option<AccountMatch> {
+        let query: Vec<QueryWord> = norm.split(' ').map(|w| self.query_word(w)).collect();
         let count = to_u32(query.len());
         let place = |pos: usize| (count, to_u32(pos));
         // Positions whose similar words are known, with how many accounts
@@ -1368,7 +1387,7 @@ impl<'a> AccountIndex<'a> {
             };
             let similar = match by_other {
                 Some(similar) => similar,
-                None => self.similar(place(pos), &query[pos]),
+                None => self.similar_cached(place(pos), &query[pos], cache),
             };
             let cost: usize = similar
                 .iter()
@@ -1519,7 +1538,9 @@ impl<'a> AccountIndex<'a> {
         left.sort_unstable_by(|a, b| a.1.cmp(&b.1));
         let found: Vec<(usize, Option<AccountMatch>)> = left
             .par_iter()
-            .map(|(i, norm)| (*i, self.fuzzy(norm)))
+            .map_init(SimilarCache::default, |cache, (i, norm)| {
+                (*i, self.fuzzy_with(norm, cache))
+            })
             .collect();
         let fuzzy_matched = found.iter().filter(|(_, m)| m.is_some()).count();
         for (i, m) in found {
@@ -2400,6 +2421,34 @@ mod tests {
     }
 
     #[test]
+    fn a_word_searched_again_is_found_as_at_its_own_place() {
+        // `waverianus` is within the threshold of `caverianus` (0.93) but
+        // starts with another letter: similar at a later position, not at
+        // the first, where words are blocked by their first letter.
+        let accounts = [
+            account("A-1", "Waverianus Holding", None),
+            account("A-2", "Holding Waverianus", None),
+            account("A-3", "Holding Trust Waverianus", None),
+        ];
+        let index = AccountIndex::build(&accounts, &Default::default(), 0.92);
+        let q = index.query_word("caverianus");
+        let places = [(2, 1), (2, 0), (3, 2), (3, 0), (2, 1)];
+        let mut cache = SimilarCache::default();
+        let found: Vec<Similar> = places
+            .iter()
+            .map(|&place| index.similar_cached(place, &q, &mut cache))
+            .collect();
+        for (&place, found) in places.iter().zip(&found) {
+            assert_eq!(found, &index.similar(place, &q), "{place:?}");
+        }
+        assert_eq!(found[0].len(), 1);
+        assert!(found[1].is_empty());
+        assert_eq!(found[2].len(), 1);
+        // The first and the last were one search.
+        assert_eq!(cache.values().map(|words| words.len()).sum::<usize>(), 4);
+    }
+
+    #[test]
     fn a_similarity_equal_to_the_threshold_survives_the_pruning() {
         // jaro_winkler("eaa", "e") is 0.7999999999999999: equal to 0.8 but
         // for rounding. Found by the property test below.
@@ -2508,12 +2557,17 @@ mod tests {
                 .map(|a| name_key(&normalize_name(&a.name)))
                 .collect();
             let mut fuzzy = 0;
+            // One cache for every name, as `match_all` keeps one a task: a
+            // place's word found again must give what searching it gives.
+            let mut cache = SimilarCache::default();
             for name in column("registrations.csv", 2) {
                 let norm = normalize_name(&name);
                 if norm.is_empty() || keys.contains(&name_key(&norm)) {
                     continue;
                 }
-                let fast = fuzzy_id(&index, &accounts, &norm);
+                let fast = index
+                    .fuzzy_with(&norm, &mut cache)
+                    .map(|m| (accounts[m.account].id.clone(), m.how.score));
                 assert_eq!(
                     fast,
                     brute_force(&accounts, &name, 0.92),
@@ -2526,6 +2580,8 @@ mod tests {
                 fuzzy += usize::from(fast.is_some());
             }
             assert!(fuzzy > 10, "{names:?}: only {fuzzy} fuzzy matches");
+            let cached: usize = cache.values().map(|words| words.len()).sum();
+            assert!(cached > 100, "{names:?}: only {cached} words cached");
         }
     }
 
