@@ -573,6 +573,41 @@ fn findings_are_sorted_by_kind_then_key() {
     assert!(order.len() >= 6);
 }
 
+#[test]
+fn findings_are_sorted_by_kind_then_key_whatever_the_order_of_the_rows() {
+    // Registrations and opportunities listed backwards: each kind's
+    // findings come out of the passes out of key order, and are sorted.
+    let mut data = program();
+    data.accounts.push(account("A-2", "Globex Ltd"));
+    for i in (0..4).rev() {
+        let customer = if i % 2 == 0 {
+            "Acme Corp"
+        } else {
+            "Globex Ltd"
+        };
+        let partner = if i < 2 { "P-1" } else { "P-2" };
+        let mut r = reg(&format!("R-{i}"), partner, customer, "2026-10-01");
+        r.expires_at = Some(t(if i == 3 { "2026-11-20" } else { "2026-12-01" }));
+        data.registrations.push(r);
+    }
+    for (id, account) in [("O-3", "A-2"), ("O-2", "A-1"), ("O-1", "A-2")] {
+        data.opportunities
+            .push(opp(id, account, OpportunityStatus::Open, "2026-10-15"));
+    }
+    let e = run(&data);
+    let order: Vec<(&str, &str)> = e
+        .findings
+        .iter()
+        .map(|f| (f.kind.as_str(), f.key.as_str()))
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted);
+    let kinds: std::collections::BTreeSet<&str> = order.iter().map(|&(k, _)| k).collect();
+    assert_eq!(kinds.len(), 4, "{order:?}");
+    assert_eq!(order.len(), 9, "{order:?}");
+}
+
 // ---- scorecards (SPEC §3.4) ----
 
 #[test]
