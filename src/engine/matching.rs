@@ -1308,7 +1308,7 @@ impl<'a> AccountIndex<'a> {
         passes(s, self.threshold).then_some(s)
     }
 
-    /// Step 4: word-by-word similarity among names of as many words.
+    /// [`Self::fuzzy_with`] for one name, on a cache of its own.
     #[cfg(test)]
     fn fuzzy(&self, norm: &str) -> Option<AccountMatch> {
         self.fuzzy_with(norm, &mut SimilarCache::default())
@@ -1342,8 +1342,8 @@ impl<'a> AccountIndex<'a> {
         found
     }
 
-    /// As [`Self::fuzzy`], searching each place's words at most once per
-    /// `cache`.
+    /// Step 4: word-by-word similarity among names of as many words, each
+    /// place's words searched at most once per `cache`.
     fn fuzzy_with(&self, norm: &str, cache: &mut SimilarCache) -> Option<AccountMatch> {
         let query: Vec<QueryWord> = norm.split(' ').map(|w| self.query_word(w)).collect();
         let count = to_u32(query.len());
