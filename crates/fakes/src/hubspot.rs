@@ -63,8 +63,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::State as AxumState;
-use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, Utc};
 use rand::Rng as _;
@@ -1234,14 +1233,6 @@ fn required_scope(route: &Route, method: &Method, table: Option<&str>) -> Option
     })
 }
 
-async fn handle(AxumState(fake): AxumState<FakeHubSpot>, req: Request<Body>) -> Response<Body> {
-    let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .unwrap_or_default();
-    fake.respond(&parts.method, &parts.uri, &parts.headers, &bytes)
-}
-
 // ---------------------------------------------------------------------------
 // The server
 
@@ -1266,11 +1257,9 @@ impl FakeHubSpot {
                 state: Mutex::new(state),
             }),
         };
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(fake.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+        let served = fake.clone();
+        crate::shared::serve(listener, MAX_BODY, move |method, uri, headers, body| {
+            served.respond(method, uri, headers, body)
         });
         Ok(fake)
     }

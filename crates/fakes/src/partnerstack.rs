@@ -96,13 +96,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::State as AxumState;
-use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use base64::Engine as _;
 use rand::Rng as _;
 use serde_json::{Map, Value, json};
 
 use crate::shared::http_date;
+
+/// The largest request body read. This fake answers from the method, the
+/// path and the headers; a body is read and dropped.
+const MAX_BODY: usize = 1 << 20;
 
 /// How many logged requests are kept (oldest dropped).
 const LOG_CAP: usize = 20_000;
@@ -866,14 +869,6 @@ fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_string(), pass.to_string()))
 }
 
-async fn handle(
-    AxumState(fake): AxumState<FakePartnerStack>,
-    req: Request<Body>,
-) -> Response<Body> {
-    let (parts, _body) = req.into_parts();
-    fake.respond(&parts.method, &parts.uri, &parts.headers)
-}
-
 // ---------------------------------------------------------------------------
 // The server
 
@@ -901,11 +896,9 @@ impl FakePartnerStack {
                 state: Mutex::new(state),
             }),
         };
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(fake.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+        let served = fake.clone();
+        crate::shared::serve(listener, MAX_BODY, move |method, uri, headers, _body| {
+            served.respond(method, uri, headers)
         });
         Ok(fake)
     }

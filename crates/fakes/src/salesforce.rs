@@ -21,8 +21,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Body;
-use axum::extract::State as AxumState;
-use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, Utc};
 use rand::Rng as _;
@@ -1306,14 +1305,6 @@ struct JwtClaims {
     sub: Option<String>,
 }
 
-async fn handle(AxumState(fake): AxumState<FakeSalesforce>, req: Request<Body>) -> Response<Body> {
-    let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .unwrap_or_default();
-    fake.respond(&parts.method, &parts.uri, &parts.headers, &bytes)
-}
-
 // ---------------------------------------------------------------------------
 // The server
 
@@ -1338,11 +1329,9 @@ impl FakeSalesforce {
                 state: Mutex::new(state),
             }),
         };
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(fake.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+        let served = fake.clone();
+        crate::shared::serve(listener, MAX_BODY, move |method, uri, headers, body| {
+            served.respond(method, uri, headers, body)
         });
         Ok(fake)
     }

@@ -2,7 +2,30 @@
 
 use std::collections::VecDeque;
 
-use axum::http::HeaderValue;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
+
+/// Serves every request on `listener` (whatever its path) with `respond`,
+/// in a tokio task: the method, the URI, the headers and the body, read up
+/// to `max_body` bytes (a longer or broken body reads as empty).
+pub(crate) fn serve<R>(listener: tokio::net::TcpListener, max_body: usize, respond: R)
+where
+    R: Fn(&Method, &Uri, &HeaderMap, &[u8]) -> Response<Body> + Clone + Send + Sync + 'static,
+{
+    let app = axum::Router::new().fallback(move |req: Request<Body>| {
+        let respond = respond.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let bytes = axum::body::to_bytes(body, max_body)
+                .await
+                .unwrap_or_default();
+            respond(&parts.method, &parts.uri, &parts.headers, &bytes)
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+}
 
 /// The canned answer of the first pattern `target` contains, once its
 /// `skip` matching calls have passed: `(pattern, skip, times, status, body)`.
