@@ -209,7 +209,7 @@ async fn a_decided_conflict_stays_quiet_and_a_snoozed_one_is_reminded_only_after
     let state = dir.path().join("state/channel-sync.db");
 
     let r = once_at(&config, "2026-11-26T00:00:00Z", &slack).await;
-    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    r.assert_ok();
     let pvp_open_before = last_open_by_kind(&state, "partner_vs_partner");
     let before = open_conflicts(dir.path());
     assert_eq!(before["P-3"], "2");
@@ -248,7 +248,7 @@ async fn a_decided_conflict_stays_quiet_and_a_snoozed_one_is_reminded_only_after
     // snoozed conflicts; the decided one leaves open_conflicts.
     let day2 = "2026-11-28T00:00:00Z";
     let r = once_at(&config, day2, &slack).await;
-    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    r.assert_ok();
     let day2_reminders = reminded(&state, day2);
     assert!(
         day2_reminders.contains(&"direct_vs_partner:R-02:O-006".to_string()),
@@ -339,7 +339,7 @@ async fn a_decided_conflict_that_gains_an_opportunity_comes_back_and_says_why() 
     drop(opps);
     let at = "2026-11-27T00:00:00Z";
     let r = once_at(&config, at, &slack).await;
-    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    r.assert_ok();
     let sent = messages_at(&state, at);
     let back: Vec<_> = sent.iter().filter(|(k, _, _)| k == PVP).collect();
     assert_eq!(back.len(), 1, "{sent:?}");

@@ -66,6 +66,20 @@ impl Run {
             .collect::<Vec<_>>()
             .join("\n")
     }
+
+    /// Fails the test, showing both outputs, unless the run exited 0.
+    #[track_caller]
+    pub fn assert_ok(&self) {
+        assert_eq!(self.code, Some(0), "{}\n{}", self.stdout, self.stderr);
+    }
+
+    /// Fails the test, showing the output, unless the summary's `synced`
+    /// line of `object` (e.g. `deals`, `Opportunity`) contains `text`.
+    #[track_caller]
+    pub fn assert_synced(&self, object: &str, text: &str) {
+        let line = self.line(&format!("synced      {object}"));
+        assert!(line.contains(text), "{}", self.stdout);
+    }
 }
 
 /// Runs the binary off the async runtime (which serves the fakes).

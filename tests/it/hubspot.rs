@@ -146,7 +146,7 @@ async fn hubspot_as_crm_end_to_end() {
     let acct = Account::start(quick()).await;
     seed(&acct.fake);
     let run = acct.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     assert!(
         run.stdout.contains("accounts 4") && run.stdout.contains("opportunities 3"),
         "{}",
@@ -197,19 +197,13 @@ async fn hubspot_as_crm_end_to_end() {
     // Unchanged: nothing written, nothing sent; only searches.
     acct.fake.reset_counts();
     let again = acct.once(&[]).await;
-    assert_eq!(again.code, Some(0), "{}\n{}", again.stdout, again.stderr);
+    again.assert_ok();
     let calls = acct.fake.calls();
     assert_eq!(calls.batch_update, 0, "{calls:?}");
     assert_eq!(calls.list_deals, 1, "only the archived list: {calls:?}");
     assert_eq!(calls.search, 2, "companies and deals: {calls:?}");
     assert_eq!(slack_texts(&acct.slack).await.len(), 2);
-    assert!(
-        again
-            .line("synced      deals")
-            .contains("Incremental: 0 read"),
-        "{}",
-        again.stdout
-    );
+    again.assert_synced("deals", "Incremental: 0 read");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -217,19 +211,13 @@ async fn a_change_is_searched_and_an_archived_deal_resolves_its_finding() {
     let acct = Account::start(quick()).await;
     seed(&acct.fake);
     let first = acct.once(&[]).await;
-    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    first.assert_ok();
     acct.fake.update_deal("302", json!({"amount": "55000"}));
     acct.fake.archive_deal("301");
     acct.fake.reset_counts();
     let second = acct.once(&[]).await;
-    assert_eq!(second.code, Some(0), "{}\n{}", second.stdout, second.stderr);
-    assert!(
-        second
-            .line("synced      deals")
-            .contains("Incremental: 1 read, 1 removed"),
-        "{}",
-        second.stdout
-    );
+    second.assert_ok();
+    second.assert_synced("deals", "Incremental: 1 read, 1 removed");
     assert!(
         second.stdout.contains("opportunities 2"),
         "{}",
@@ -252,7 +240,7 @@ async fn a_full_read_of_n_deals_costs_ceil_n_over_100_calls() {
         );
     }
     let run = acct.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     assert!(run.stdout.contains("opportunities 250"), "{}", run.stdout);
     let calls = acct.fake.calls();
     assert_eq!(calls.list_deals, 3, "ceil(250 / 100): {calls:?}");
@@ -301,7 +289,7 @@ async fn writing_m_companies_costs_ceil_m_over_100_and_a_207_is_retried() {
     acct.fake.omit_results_in_207(false);
     acct.fake.reset_counts();
     let second = acct.once(&[]).await;
-    assert_eq!(second.code, Some(0), "{}\n{}", second.stdout, second.stderr);
+    second.assert_ok();
     // Everything the 207 did not confirm is written again, nothing else.
     assert!(
         second
@@ -325,7 +313,7 @@ async fn the_search_cap_is_crossed_by_starting_a_new_window() {
     let acct = Account::start(quick()).await;
     seed(&acct.fake);
     let first = acct.once(&[]).await;
-    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    first.assert_ok();
     // 10,050 deals change after the first cycle, each a millisecond apart.
     let base = Utc::now();
     acct.fake.insert_many(
@@ -336,7 +324,7 @@ async fn the_search_cap_is_crossed_by_starting_a_new_window() {
     );
     acct.fake.reset_counts();
     let second = acct.once(&[]).await;
-    assert_eq!(second.code, Some(0), "{}\n{}", second.stdout, second.stderr);
+    second.assert_ok();
     assert!(
         second.stdout.contains("opportunities 10053"),
         "{}",
@@ -453,7 +441,7 @@ async fn a_503_burst_is_waited_out_and_malformed_json_ends_the_cycle() {
         r#"{"status":"error","message":"Service Unavailable","category":"SERVICE_UNAVAILABLE"}"#,
     );
     let run = acct.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     acct.fake.fail_next(1, 200, r#"{"results": [{"id": "#);
     let run = acct.once(&[]).await;
     assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
@@ -463,7 +451,7 @@ async fn a_503_burst_is_waited_out_and_malformed_json_ends_the_cycle() {
         run.stderr
     );
     let run = acct.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -486,7 +474,7 @@ async fn oauth_refresh_signs_in_and_bad_credentials_are_named() {
         ),
     ];
     let run = acct.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     assert_eq!(
         acct.fake.calls().token,
         1,
@@ -553,9 +541,9 @@ async fn a_dry_run_and_check_config_create_nothing() {
     let acct = Account::start(quick()).await;
     seed(&acct.fake);
     let run = acct.run("check-config", &[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     let dry = acct.once(&["--dry-run"]).await;
-    assert_eq!(dry.code, Some(0), "{}\n{}", dry.stdout, dry.stderr);
+    dry.assert_ok();
     assert!(
         dry.stdout.contains("Would write 2 record(s) to hubspot"),
         "{}",
@@ -604,7 +592,7 @@ async fn a_read_cut_on_page_two_starts_again_from_the_old_cursor_and_loses_nothi
         );
     }
     let first = acct.once(&[]).await;
-    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    first.assert_ok();
 
     // Every bulk deal changes and one is archived; the next read begins 20
     // minutes later and its second search page (of three) is malformed.
@@ -643,17 +631,13 @@ async fn a_read_cut_on_page_two_starts_again_from_the_old_cursor_and_loses_nothi
     // The next cycle asks again from the old cursor and reads it all.
     acct.fake.reset_counts();
     let next = acct.once(&[]).await;
-    assert_eq!(next.code, Some(0), "{}\n{}", next.stdout, next.stderr);
+    next.assert_ok();
     assert_eq!(
         deal_windows(&acct.fake)[0],
         cut_windows[0],
         "the same start"
     );
-    assert!(
-        next.line("synced      deals").contains("1 removed"),
-        "{}",
-        next.stdout
-    );
+    next.assert_synced("deals", "1 removed");
     assert!(next.stdout.contains("opportunities 452"), "{}", next.stdout);
     let mirror = mirrored(&acct.state(), "hubspot", "deals");
     assert_eq!(mirror.len(), 452);
@@ -673,12 +657,8 @@ async fn a_read_cut_on_page_two_starts_again_from_the_old_cursor_and_loses_nothi
     assert_eq!(cut.code, Some(1), "{}\n{}", cut.stdout, cut.stderr);
     assert_eq!(mirrored(&acct.state(), "hubspot", "deals").len(), 452);
     let next = acct.once(&[]).await;
-    assert_eq!(next.code, Some(0), "{}\n{}", next.stdout, next.stderr);
-    assert!(
-        next.line("synced      deals").contains("Incremental"),
-        "{}",
-        next.stdout
-    );
+    next.assert_ok();
+    next.assert_synced("deals", "Incremental");
     assert!(next.stdout.contains("opportunities 452"), "{}", next.stdout);
 }
 
@@ -687,46 +667,24 @@ async fn a_full_read_runs_after_7_days_and_when_the_properties_read_change() {
     let mut acct = Account::start(quick()).await;
     seed(&acct.fake);
     let first = acct.once(&[]).await;
-    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    first.assert_ok();
 
     backdate_cursor(&acct.state(), "hubspot/deals", 6);
     let run = acct.once(&[]).await;
-    assert!(
-        run.line("synced      deals").contains("Incremental"),
-        "{}",
-        run.stdout
-    );
+    run.assert_synced("deals", "Incremental");
     backdate_cursor(&acct.state(), "hubspot/deals", 8);
     let run = acct.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
-    assert!(
-        run.line("synced      deals")
-            .contains("Full (the weekly full read): 3 read"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.line("synced      companies").contains("Incremental"),
-        "{}",
-        run.stdout
-    );
+    run.assert_ok();
+    run.assert_synced("deals", "Full (the weekly full read): 3 read");
+    run.assert_synced("companies", "Incremental");
 
     acct.fake.add_property("deals", "credited_rep", "string");
     acct.extra
         .push_str("\n[crm.hubspot.properties]\npartner_rep = \"credited_rep\"\n");
     let run = acct.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
-    assert!(
-        run.line("synced      deals")
-            .contains("Full (the fields read changed): 3 read"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.line("synced      companies").contains("Incremental"),
-        "{}",
-        run.stdout
-    );
+    run.assert_ok();
+    run.assert_synced("deals", "Full (the fields read changed): 3 read");
+    run.assert_synced("companies", "Incremental");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -734,7 +692,7 @@ async fn more_than_10000_deals_in_one_millisecond_end_the_cycle_and_a_full_read_
     let acct = Account::start(quick()).await;
     seed(&acct.fake);
     let first = acct.once(&[]).await;
-    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    first.assert_ok();
     let stamp = Utc::now().to_rfc3339();
     acct.fake.insert_many(
         "deals",
@@ -756,7 +714,7 @@ async fn more_than_10000_deals_in_one_millisecond_end_the_cycle_and_a_full_read_
         "never paged past the cap"
     );
     let full = acct.once(&["--full"]).await;
-    assert_eq!(full.code, Some(0), "{}\n{}", full.stdout, full.stderr);
+    full.assert_ok();
     assert!(
         full.stdout.contains("opportunities 10053"),
         "{}",
@@ -832,7 +790,7 @@ async fn a_decision_is_written_onto_the_deal_property_once_retried_and_rewritten
     acct.extra
         .push_str("[writeback]\ndecision_field = \"channel_decision\"\n");
     let first = acct.once(&[]).await;
-    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    first.assert_ok();
     // crm.hubspot.create_properties: the deal property is created on first use.
     assert!(
         acct.fake
@@ -865,7 +823,7 @@ async fn a_decision_is_written_onto_the_deal_property_once_retried_and_rewritten
                     ],
                 )
                 .await;
-            assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+            r.assert_ok();
         }
     };
     decide("direct_keeps", "ana@example.com").await;
@@ -882,13 +840,7 @@ async fn a_decision_is_written_onto_the_deal_property_once_retried_and_rewritten
     acct.fake.clear_update_failures();
     acct.fake.reset_counts();
     let retried = acct.once(&[]).await;
-    assert_eq!(
-        retried.code,
-        Some(0),
-        "{}\n{}",
-        retried.stdout,
-        retried.stderr
-    );
+    retried.assert_ok();
     assert_eq!(acct.fake.calls().batch_update, 1);
     assert_eq!(
         decided(&acct.fake.deal("301").unwrap()),
@@ -899,7 +851,7 @@ async fn a_decision_is_written_onto_the_deal_property_once_retried_and_rewritten
 
     acct.fake.reset_counts();
     let quiet = acct.once(&[]).await;
-    assert_eq!(quiet.code, Some(0), "{}\n{}", quiet.stdout, quiet.stderr);
+    quiet.assert_ok();
     assert_eq!(
         acct.fake.calls().batch_update,
         0,
@@ -909,13 +861,7 @@ async fn a_decision_is_written_onto_the_deal_property_once_retried_and_rewritten
     decide("partner_keeps", "bo@example.com").await;
     acct.fake.reset_counts();
     let changed = acct.once(&[]).await;
-    assert_eq!(
-        changed.code,
-        Some(0),
-        "{}\n{}",
-        changed.stdout,
-        changed.stderr
-    );
+    changed.assert_ok();
     assert_eq!(acct.fake.calls().batch_update, 1);
     assert_eq!(
         decided(&acct.fake.deal("301").unwrap()),
@@ -940,7 +886,7 @@ async fn review_values_are_written_to_companies_and_diffed() {
     )
     .unwrap();
     let first = acct.once(&[]).await;
-    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    first.assert_ok();
     // P-1 (company 201): deal 303 won 10,000, created in Q3; cost 2,000:
     // ROI (10,000 - 2,000) / 2,000 = 4.
     assert_eq!(acct.company_value("201", "partner_roi"), json!("4.000000"));
@@ -963,7 +909,7 @@ async fn review_values_are_written_to_companies_and_diffed() {
 
     acct.fake.reset_counts();
     let second = acct.once(&[]).await;
-    assert_eq!(second.code, Some(0), "{}\n{}", second.stdout, second.stderr);
+    second.assert_ok();
     assert!(
         second.stdout.contains("0 records written"),
         "{}",
@@ -978,7 +924,7 @@ async fn review_values_are_written_to_companies_and_diffed() {
     .unwrap();
     acct.fake.reset_counts();
     let third = acct.once(&[]).await;
-    assert_eq!(third.code, Some(0), "{}\n{}", third.stdout, third.stderr);
+    third.assert_ok();
     assert!(
         third.stdout.contains("1 records written, 0 failed"),
         "{}",
@@ -1030,7 +976,7 @@ async fn a_configured_campaign_property_attributes_mdf() {
     acct.fake
         .update_deal("303", json!({"partner_campaign": "CMP-1"}));
     let run = acct.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     assert_eq!(
         acct.company_value("201", "partner_mdf_effectiveness"),
         json!("1.000000")

@@ -82,7 +82,7 @@ async fn conflict_alerts_mention_the_direct_owner_and_the_partner_manager_and_no
         ],
     )
     .await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     assert!(
         !run.stderr.contains("xoxb-test-token"),
         "the token is never logged"

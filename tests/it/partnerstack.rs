@@ -104,7 +104,7 @@ async fn program() -> Program {
 async fn hubspot_and_partnerstack_end_to_end() {
     let Program { acct, ps } = program().await;
     let run = acct.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     assert!(run.stdout.contains("partners 2"), "{}", run.stdout);
     assert!(
         run.stdout.contains("partner_reps 3"),
@@ -137,14 +137,8 @@ async fn hubspot_and_partnerstack_end_to_end() {
     // Unchanged: one call each, nothing read, nothing written or sent.
     ps.reset_counts();
     let again = acct.once(&[]).await;
-    assert_eq!(again.code, Some(0), "{}\n{}", again.stdout, again.stderr);
-    assert!(
-        again
-            .line("synced      deals")
-            .contains("Incremental: 0 read"),
-        "{}",
-        again.stdout
-    );
+    again.assert_ok();
+    again.assert_synced("deals", "Incremental: 0 read");
     assert!(
         again.stdout.contains("0 records written"),
         "{}",
@@ -175,7 +169,7 @@ async fn paging_incremental_reads_and_stage_mapping() {
     }
     ps.set_now(Utc::now().timestamp_millis());
     let first = acct.once(&[]).await;
-    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    first.assert_ok();
     assert!(
         first.stdout.contains("registrations 600"),
         "{}",
@@ -189,13 +183,7 @@ async fn paging_incremental_reads_and_stage_mapping() {
     ps.reset_counts();
     let second = acct.once(&[]).await;
     assert_eq!(second.code, Some(1), "{}\n{}", second.stdout, second.stderr);
-    assert!(
-        second
-            .line("synced      deals")
-            .contains("Incremental: 2 read"),
-        "{}",
-        second.stdout
-    );
+    second.assert_synced("deals", "Incremental: 2 read");
     assert_eq!(ps.calls().deals, 1);
     assert!(
         second.stderr.contains("bulk_0002")
@@ -218,7 +206,7 @@ async fn rate_limits_server_errors_and_malformed_json() {
     ps.fail_next(1, 429, r#"{"message":"Too many requests","status":429}"#);
     ps.fail_next(2, 503, r#"{"message":"Service unavailable","status":503}"#);
     let run = acct.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     let statuses: Vec<u16> = ps.requests().iter().map(|r| r.status).collect();
     assert!(
         statuses.contains(&429) && statuses.contains(&503),
@@ -234,7 +222,7 @@ async fn rate_limits_server_errors_and_malformed_json() {
         run.stderr
     );
     let run = acct.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
 
     let mut acct = acct;
     acct.env.retain(|(k, _)| !k.ends_with("SECRET_KEY"));
@@ -279,7 +267,7 @@ async fn leads_can_count_as_registrations() {
         "status": "new", "created_at": ms("2026-11-21"), "updated_at": ms("2026-11-21"),
     }));
     let run = acct.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     assert!(
         run.stdout.contains("registrations 3"),
         "off by default: {}",
@@ -289,14 +277,9 @@ async fn leads_can_count_as_registrations() {
 
     acct.prm.push_str("leads_as_registrations = true\n");
     let run = acct.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     assert!(run.stdout.contains("registrations 5"), "{}", run.stdout);
-    assert!(
-        run.line("synced      leads")
-            .contains("Full (first sync): 2 read"),
-        "{}",
-        run.stdout
-    );
+    run.assert_synced("leads", "Full (first sync): 2 read");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -313,7 +296,7 @@ async fn a_read_cut_on_page_two_starts_again_from_the_old_cursor_and_loses_nothi
         }));
     }
     let first = acct.once(&[]).await;
-    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    first.assert_ok();
 
     // Every bulk deal changes; the next read begins 20 minutes later and
     // its second page (of three) is malformed.
@@ -346,14 +329,9 @@ async fn a_read_cut_on_page_two_starts_again_from_the_old_cursor_and_loses_nothi
     // The next cycle asks again from the old cursor and reads it all.
     ps.reset_counts();
     let next = acct.once(&[]).await;
-    assert_eq!(next.code, Some(0), "{}\n{}", next.stdout, next.stderr);
+    next.assert_ok();
     assert_eq!(deal_queries(&ps)[0], cut_queries[0], "the same first page");
-    assert!(
-        next.line("synced      deals")
-            .contains("Incremental: 597 read"),
-        "{}",
-        next.stdout
-    );
+    next.assert_synced("deals", "Incremental: 597 read");
     assert_eq!(fresh(), 597);
     assert_eq!(mirrored(&acct.state(), "partnerstack", "deals").len(), 600);
 
@@ -363,7 +341,7 @@ async fn a_read_cut_on_page_two_starts_again_from_the_old_cursor_and_loses_nothi
     assert_eq!(cut.code, Some(1), "{}\n{}", cut.stdout, cut.stderr);
     assert_eq!(mirrored(&acct.state(), "partnerstack", "deals").len(), 600);
     let next = acct.once(&[]).await;
-    assert_eq!(next.code, Some(0), "{}\n{}", next.stdout, next.stderr);
+    next.assert_ok();
     assert!(next.stdout.contains("registrations 600"), "{}", next.stdout);
 }
 
@@ -371,28 +349,15 @@ async fn a_read_cut_on_page_two_starts_again_from_the_old_cursor_and_loses_nothi
 async fn a_full_read_runs_after_7_days() {
     let Program { acct, ps: _ps } = program().await;
     let first = acct.once(&[]).await;
-    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    first.assert_ok();
     backdate_cursor(&acct.state(), "partnerstack/deals", 6);
     let run = acct.once(&[]).await;
-    assert!(
-        run.line("synced      deals").contains("Incremental"),
-        "{}",
-        run.stdout
-    );
+    run.assert_synced("deals", "Incremental");
     backdate_cursor(&acct.state(), "partnerstack/deals", 8);
     let run = acct.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
-    assert!(
-        run.line("synced      deals")
-            .contains("Full (the weekly full read): 3 read"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.line("synced      partnerships").contains("Incremental"),
-        "{}",
-        run.stdout
-    );
+    run.assert_ok();
+    run.assert_synced("deals", "Full (the weekly full read): 3 read");
+    run.assert_synced("partnerships", "Incremental");
 }
 
 /// PartnerStack's deal `fields` items carry `api_name`, `field_key`,
@@ -414,7 +379,7 @@ async fn documented_custom_field_items_date_the_protection_from_approval() {
         ]}),
     ));
     let run = acct.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     let texts = slack_texts(&acct.slack).await;
     let acme = texts
         .iter()

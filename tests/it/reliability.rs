@@ -228,7 +228,7 @@ async fn a_kill_right_after_the_token_call_does_not_lock_the_daemon_out() {
     );
     org.env.pop();
     let run = org.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     assert_eq!(
         org.fake.token_grants(),
         ["refresh_token", "refresh_token"],
@@ -268,7 +268,7 @@ async fn a_kill_right_after_the_token_call_does_not_lock_the_daemon_out() {
     org.env[2].1 = issued.clone();
     assert_eq!(org.env[2].0, "CHANNEL_SYNC__CRM__SALESFORCE__REFRESH_TOKEN");
     let run = org.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     let run = org.once(&[]).await;
     assert_eq!(
         run.code,
@@ -325,7 +325,7 @@ async fn a_rotated_token_in_postgresql_is_sealed_and_one_in_clear_still_signs_in
     let (name, password) = db.env();
     org.env.push((name.into(), password));
     let run = org.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     assert_eq!(org.fake.current_refresh_token(), "fake-refresh-2");
     let stored = || -> Vec<String> {
         db.query(|c| {
@@ -349,7 +349,7 @@ async fn a_rotated_token_in_postgresql_is_sealed_and_one_in_clear_still_signs_in
             .unwrap()
     });
     let run = org.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     assert_eq!(
         org.fake.token_grants(),
         ["refresh_token", "refresh_token"],

@@ -150,7 +150,7 @@ async fn salesforce_as_crm_and_prm_end_to_end() {
     let org = Org::start(FakeConfig::default()).await;
     seed(&org.fake);
     let run = org.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     assert!(
         run.stdout.contains("accounts 4") && run.stdout.contains("opportunities 3"),
         "{}",
@@ -192,16 +192,10 @@ async fn salesforce_as_crm_and_prm_end_to_end() {
     // changed records are asked for.
     org.fake.reset_counts();
     let again = org.once(&[]).await;
-    assert_eq!(again.code, Some(0), "{}\n{}", again.stdout, again.stderr);
+    again.assert_ok();
     assert_eq!(org.fake.calls().composite, 0);
     assert_eq!(org.slack_texts().await.len(), 2);
-    assert!(
-        again
-            .line("synced      Opportunity")
-            .contains("Incremental: 0 read"),
-        "{}",
-        again.stdout
-    );
+    again.assert_synced("Opportunity", "Incremental: 0 read");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -209,7 +203,7 @@ async fn an_incremental_cycle_reads_only_changes_and_a_deletion_resolves_its_fin
     let org = Org::start(FakeConfig::default()).await;
     seed(&org.fake);
     let first = org.once(&[]).await;
-    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    first.assert_ok();
 
     // One opportunity changes (a new amount), the conflicting one is deleted.
     org.fake.update(
@@ -220,7 +214,7 @@ async fn an_incremental_cycle_reads_only_changes_and_a_deletion_resolves_its_fin
     org.fake.delete("Opportunity", "006000000000D01AAA");
     org.fake.reset_counts();
     let second = org.once(&[]).await;
-    assert_eq!(second.code, Some(0), "{}\n{}", second.stdout, second.stderr);
+    second.assert_ok();
     let synced = second.line("synced      Opportunity");
     assert!(
         synced.contains("Incremental: 2 read, 1 removed, 1 calls"),
@@ -229,13 +223,7 @@ async fn an_incremental_cycle_reads_only_changes_and_a_deletion_resolves_its_fin
     );
     // The two partner accounts come back: the first cycle's write-back
     // changed them.
-    assert!(
-        second
-            .line("synced      Account")
-            .contains("Incremental: 2 read"),
-        "{}",
-        second.stdout
-    );
+    second.assert_synced("Account", "Incremental: 2 read");
     assert!(
         second.stdout.contains("opportunities 2"),
         "{}",
@@ -258,13 +246,8 @@ async fn an_incremental_cycle_reads_only_changes_and_a_deletion_resolves_its_fin
     // --full reads everything again and sweeps what is gone.
     org.fake.purge("Opportunity", "006000000000W02AAA");
     let full = org.once(&["--full"]).await;
-    assert_eq!(full.code, Some(0), "{}\n{}", full.stdout, full.stderr);
-    assert!(
-        full.line("synced      Opportunity")
-            .contains("Full (requested): 1 read, 1 removed"),
-        "{}",
-        full.stdout
-    );
+    full.assert_ok();
+    full.assert_synced("Opportunity", "Full (requested): 1 read, 1 removed");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -327,7 +310,7 @@ async fn many_pages_cost_one_call_each_and_expiry_mid_paging_loses_nothing() {
     // session dies before the second.
     org.fake.expire_sessions_after(6);
     let run = org.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     assert!(run.stdout.contains("opportunities 4503"), "{}", run.stdout);
     let calls = org.fake.calls();
     // ceil(4503 / 2000) = 3 pages of opportunities, 1 each for the others;
@@ -355,7 +338,7 @@ async fn writing_m_changed_partners_costs_ceil_m_over_200_calls() {
         );
     }
     let run = org.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     assert!(run.stdout.contains("250 records written"), "{}", run.stdout);
     assert_eq!(org.fake.calls().composite, 2, "ceil(250 / 200)");
     let sizes: Vec<usize> = org
@@ -389,7 +372,7 @@ async fn a_partial_write_failure_is_retried_next_cycle() {
     org.fake.clear_write_failures();
     org.fake.reset_counts();
     let second = org.once(&[]).await;
-    assert_eq!(second.code, Some(0), "{}\n{}", second.stdout, second.stderr);
+    second.assert_ok();
     assert!(
         second.stdout.contains("1 records written, 0 failed"),
         "{}",
@@ -431,7 +414,7 @@ async fn the_daily_share_stops_the_cycle_before_it_is_spent() {
     // Usage falls: the next cycle runs.
     org.fake.set_api_usage(10, 100_000);
     let run = org.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -444,7 +427,7 @@ async fn a_burst_of_503s_is_waited_out_and_malformed_json_ends_the_cycle() {
         r#"[{"message":"Service unavailable","errorCode":"SERVER_UNAVAILABLE"}]"#,
     );
     let run = org.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     let statuses: Vec<u16> = org.fake.requests().iter().map(|r| r.status).collect();
     assert_eq!(statuses.iter().filter(|s| **s == 503).count(), 3);
 
@@ -461,12 +444,8 @@ async fn a_burst_of_503s_is_waited_out_and_malformed_json_ends_the_cycle() {
     );
     // Nothing was lost: the next cycle reads the change.
     let run = org.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
-    assert!(
-        run.line("synced      Opportunity").contains("1 read"),
-        "{}",
-        run.stdout
-    );
+    run.assert_ok();
+    run.assert_synced("Opportunity", "1 read");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -497,7 +476,7 @@ async fn jwt_bearer_signs_in() {
         ),
     ];
     let run = org.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     assert_eq!(
         org.fake.token_grants(),
         ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
@@ -532,10 +511,10 @@ async fn a_rotated_refresh_token_survives_a_restart() {
         "fake-refresh-1".into(),
     ));
     let run = org.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     // fake-refresh-1 is dead now; a new process must use what it rotated to.
     let run = org.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     assert_eq!(org.fake.token_grants(), ["refresh_token", "refresh_token"]);
     assert!(
         !run.stdout.contains("fake-refresh") && !run.stderr.contains("fake-refresh"),
@@ -559,7 +538,7 @@ async fn check_config_asks_the_org_for_every_configured_field() {
     let mut org = Org::start(FakeConfig::default()).await;
     seed(&org.fake);
     let run = org.run("check-config", &[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     assert!(
         run.stderr.contains("every configured field exists"),
         "{}",
@@ -586,7 +565,7 @@ async fn a_dry_run_syncs_into_a_copy_and_changes_nothing() {
     let org = Org::start(FakeConfig::default()).await;
     seed(&org.fake);
     let first = org.once(&[]).await;
-    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    first.assert_ok();
     let before = std::fs::read(org.state()).unwrap();
     org.fake.update(
         "Opportunity",
@@ -599,7 +578,7 @@ async fn a_dry_run_syncs_into_a_copy_and_changes_nothing() {
     );
     org.fake.reset_counts();
     let dry = org.once(&["--dry-run"]).await;
-    assert_eq!(dry.code, Some(0), "{}\n{}", dry.stdout, dry.stderr);
+    dry.assert_ok();
     assert!(
         dry.stdout.contains("Would write 1 record(s) to salesforce"),
         "{}",
@@ -683,12 +662,7 @@ async fn registrations_from_a_custom_object_through_the_field_and_status_maps() 
         run.stderr
     );
     assert!(run.stdout.contains("registrations 2"), "{}", run.stdout);
-    assert!(
-        run.line("synced      Deal_Registration__c")
-            .contains("Full (first sync): 3 read"),
-        "{}",
-        run.stdout
-    );
+    run.assert_synced("Deal_Registration__c", "Full (first sync): 3 read");
     // Globex's window (expires_at 2026-12-05) ends within 14 days of NOW.
     let texts = org.slack_texts().await;
     assert!(texts.iter().any(|t| t.contains("Globex")), "{texts:?}");
@@ -724,7 +698,7 @@ async fn a_read_cut_on_page_two_starts_again_from_the_old_cursor_and_loses_nothi
     org.fake
         .insert_many("Opportunity", (0..4500).map(bulk_opportunity));
     let first = org.once(&[]).await;
-    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    first.assert_ok();
 
     // Every bulk opportunity changes and one is deleted; the next read
     // begins 20 minutes later and its second page (of three) is malformed.
@@ -767,14 +741,9 @@ async fn a_read_cut_on_page_two_starts_again_from_the_old_cursor_and_loses_nothi
     // The next cycle asks again from the old cursor and reads it all.
     org.fake.reset_counts();
     let next = org.once(&[]).await;
-    assert_eq!(next.code, Some(0), "{}\n{}", next.stdout, next.stderr);
+    next.assert_ok();
     assert_eq!(opportunity_soql(&org.fake), cut_soql, "the same query");
-    assert!(
-        next.line("synced      Opportunity")
-            .contains("Incremental: 4500 read, 1 removed, 3 calls"),
-        "{}",
-        next.stdout
-    );
+    next.assert_synced("Opportunity", "Incremental: 4500 read, 1 removed, 3 calls");
     assert!(
         next.stdout.contains("opportunities 4502"),
         "{}",
@@ -803,12 +772,8 @@ async fn a_read_cut_on_page_two_starts_again_from_the_old_cursor_and_loses_nothi
         4502
     );
     let next = org.once(&[]).await;
-    assert_eq!(next.code, Some(0), "{}\n{}", next.stdout, next.stderr);
-    assert!(
-        next.line("synced      Opportunity").contains("Incremental"),
-        "{}",
-        next.stdout
-    );
+    next.assert_ok();
+    next.assert_synced("Opportunity", "Incremental");
     assert!(
         next.stdout.contains("opportunities 4502"),
         "{}",
@@ -821,38 +786,22 @@ async fn a_full_read_runs_after_15_days_and_when_the_fields_read_change() {
     let mut org = Org::start(FakeConfig::default()).await;
     seed(&org.fake);
     let first = org.once(&[]).await;
-    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    first.assert_ok();
     let quiet = org.once(&[]).await;
-    assert!(
-        quiet
-            .line("synced      Opportunity")
-            .contains("Incremental"),
-        "{}",
-        quiet.stdout
-    );
+    quiet.assert_synced("Opportunity", "Incremental");
 
     // 14 days is not enough; past 15 days the object is read whole.
     backdate_cursor(&org.state(), "salesforce/Opportunity", 14);
     let run = org.once(&[]).await;
-    assert!(
-        run.line("synced      Opportunity").contains("Incremental"),
-        "{}",
-        run.stdout
-    );
+    run.assert_synced("Opportunity", "Incremental");
     backdate_cursor(&org.state(), "salesforce/Opportunity", 16);
     let run = org.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
-    assert!(
-        run.line("synced      Opportunity")
-            .contains("Full (the last sync is older than 15 days): 3 read"),
-        "{}",
-        run.stdout
+    run.assert_ok();
+    run.assert_synced(
+        "Opportunity",
+        "Full (the last sync is older than 15 days): 3 read",
     );
-    assert!(
-        run.line("synced      Account").contains("Incremental"),
-        "{}",
-        run.stdout
-    );
+    run.assert_synced("Account", "Incremental");
 
     // Another partner rep field: the opportunities are read whole again.
     org.fake
@@ -860,18 +809,9 @@ async fn a_full_read_runs_after_15_days_and_when_the_fields_read_change() {
     org.extra
         .push_str("\n[crm.salesforce.fields]\npartner_rep = \"Credited_Rep__c\"\n");
     let run = org.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
-    assert!(
-        run.line("synced      Opportunity")
-            .contains("Full (the fields read changed): 3 read"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.line("synced      Account").contains("Incremental"),
-        "{}",
-        run.stdout
-    );
+    run.assert_ok();
+    run.assert_synced("Opportunity", "Full (the fields read changed): 3 read");
+    run.assert_synced("Account", "Incremental");
 }
 
 /// The direct-vs-partner finding's key, from the state.
@@ -915,7 +855,7 @@ async fn a_decision_is_written_onto_its_opportunities_once_retried_and_rewritten
     org.extra
         .push_str("[writeback]\ndecision_field = \"Channel_Decision__c\"\n");
     let first = org.once(&[]).await;
-    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    first.assert_ok();
     assert_eq!(
         org.fake.calls().composite,
         1,
@@ -940,7 +880,7 @@ async fn a_decision_is_written_onto_its_opportunities_once_retried_and_rewritten
                     ],
                 )
                 .await;
-            assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+            r.assert_ok();
         }
     };
     decide("partner_keeps", "ana@example.com").await;
@@ -973,13 +913,7 @@ async fn a_decision_is_written_onto_its_opportunities_once_retried_and_rewritten
     // Retried next cycle, in one call, onto the decided opportunities only.
     org.fake.reset_counts();
     let retried = org.once(&[]).await;
-    assert_eq!(
-        retried.code,
-        Some(0),
-        "{}\n{}",
-        retried.stdout,
-        retried.stderr
-    );
+    retried.assert_ok();
     let writes = decision_writes(&org.fake);
     assert_eq!(writes.len(), 1, "{writes:?}");
     let value = json!("partner_keeps by ana@example.com on 2026-11-26");
@@ -1005,20 +939,14 @@ async fn a_decision_is_written_onto_its_opportunities_once_retried_and_rewritten
     // Unchanged: nothing is written.
     org.fake.reset_counts();
     let quiet = org.once(&[]).await;
-    assert_eq!(quiet.code, Some(0), "{}\n{}", quiet.stdout, quiet.stderr);
+    quiet.assert_ok();
     assert_eq!(org.fake.calls().composite, 0);
 
     // A new decision: written again, once.
     decide("split", "bo@example.com").await;
     org.fake.reset_counts();
     let changed = org.once(&[]).await;
-    assert_eq!(
-        changed.code,
-        Some(0),
-        "{}\n{}",
-        changed.stdout,
-        changed.stderr
-    );
+    changed.assert_ok();
     let writes = decision_writes(&org.fake);
     assert_eq!(writes.len(), 1, "{writes:?}");
     assert!(
@@ -1035,7 +963,7 @@ async fn a_decision_is_written_onto_its_opportunities_once_retried_and_rewritten
     org.fake.delete("Opportunity", "006000000000D01AAA");
     org.fake.reset_counts();
     let gone = org.once(&[]).await;
-    assert_eq!(gone.code, Some(0), "{}\n{}", gone.stdout, gone.stderr);
+    gone.assert_ok();
     assert!(
         decision_writes(&org.fake)
             .iter()
@@ -1065,7 +993,7 @@ async fn review_values_go_onto_partner_accounts() {
     org.extra = "dormant = \"Dormant__c\"\nsourced_pipeline_created = \"Pipeline_Created__c\"\nroi = \"Partner_Roi__c\"\n\n[prm]\nkind = \"salesforce\"\n".into();
     seed(&org.fake);
     let run = org.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     let p1 = org.fake.record("Account", P1).unwrap();
     assert_eq!(p1["Dormant__c"], json!(false), "{p1}");
     assert_eq!(p1["Pipeline_Created__c"], json!(10000.0), "{p1}");
@@ -1076,7 +1004,7 @@ async fn review_values_go_onto_partner_accounts() {
 
     org.fake.reset_counts();
     let again = org.once(&[]).await;
-    assert_eq!(again.code, Some(0), "{}\n{}", again.stdout, again.stderr);
+    again.assert_ok();
     assert_eq!(org.fake.calls().composite, 0, "nothing changed");
 }
 
@@ -1224,7 +1152,7 @@ async fn review_reads_a_salesforce_program_and_stores_nothing() {
         .await
     };
     let first = review().await;
-    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+    first.assert_ok();
     assert!(!org.state().exists(), "a review stores nothing");
     let json: Value = serde_json::from_str(&first.stdout).unwrap();
     let partners = json["partners"].to_string();
@@ -1232,7 +1160,7 @@ async fn review_reads_a_salesforce_program_and_stores_nothing() {
     assert!(partners.contains("Contoso Resellers"), "{partners}");
     // After a cycle (the mirror stored), the same review.
     let cycle = org.once(&[]).await;
-    assert_eq!(cycle.code, Some(0), "{}\n{}", cycle.stdout, cycle.stderr);
+    cycle.assert_ok();
     let before = std::fs::read(org.state()).unwrap();
     let second = review().await;
     assert_eq!(second.code, Some(0), "{}", second.stderr);
@@ -1351,7 +1279,7 @@ fn mdf_written(fake: &FakeSalesforce, id: &str) -> (Value, Value) {
 async fn mdf_objects_give_the_review_what_mdf_csv_would() {
     let org = mdf_org(true, false).await;
     let run = org.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     let from_org = (mdf_written(&org.fake, P1), mdf_written(&org.fake, P2));
     assert_eq!(from_org.0.0, json!(9000.0), "{from_org:?}");
     let rate = from_org.0.1.as_f64().unwrap();
@@ -1361,13 +1289,13 @@ async fn mdf_objects_give_the_review_what_mdf_csv_would() {
 
     let files = mdf_org(false, true).await;
     let run = files.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     let from_csv = (mdf_written(&files.fake, P1), mdf_written(&files.fake, P2));
     assert_eq!(from_org, from_csv);
 
     // check-config finds them, and counts the requests.
     let check = org.run("check-config", &[]).await;
-    assert_eq!(check.code, Some(0), "{}\n{}", check.stdout, check.stderr);
+    check.assert_ok();
     assert!(
         check
             .stderr
@@ -1384,13 +1312,13 @@ async fn mdf_objects_give_the_review_what_mdf_csv_would() {
 async fn an_org_without_mdf_leaves_the_mdf_values_null() {
     let org = mdf_org(false, false).await;
     let run = org.once(&[]).await;
-    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    run.assert_ok();
     for p in [P1, P2] {
         let (spend, rate) = mdf_written(&org.fake, p);
         assert!(spend.is_null() && rate.is_null(), "{spend} {rate}");
     }
     let check = org.run("check-config", &[]).await;
-    assert_eq!(check.code, Some(0), "{}\n{}", check.stdout, check.stderr);
+    check.assert_ok();
     assert!(
         check
             .stderr
