@@ -69,7 +69,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rand::Rng as _;
 use serde_json::{Map, Value, json};
 
-use crate::shared::{http_date, take_matching};
+use crate::shared::{http_date, parse_form, pct_decode, take_matching};
 
 /// How many logged requests and batch bodies are kept (oldest dropped).
 const LOG_CAP: usize = 20_000;
@@ -1105,35 +1105,6 @@ fn route(path: &str) -> Route {
     }
 }
 
-fn pct_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h * 16 + l);
-                    i += 3;
-                }
-                _ => {
-                    out.push(b'%');
-                    i += 1;
-                }
-            },
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn pct_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for &b in s.as_bytes() {
@@ -1144,25 +1115,6 @@ fn pct_encode(s: &str) -> String {
         }
     }
     out
-}
-
-fn hex(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
-fn parse_form(s: &str) -> Vec<(String, String)> {
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (pct_decode(k), pct_decode(v)),
-            None => (pct_decode(p), String::new()),
-        })
-        .collect()
 }
 
 fn form_get<'a>(form: &'a [(String, String)], key: &str) -> Option<&'a str> {

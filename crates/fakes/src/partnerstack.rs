@@ -101,7 +101,7 @@ use base64::Engine as _;
 use rand::Rng as _;
 use serde_json::{Map, Value, json};
 
-use crate::shared::http_date;
+use crate::shared::{http_date, parse_form, pct_decode};
 
 /// The largest request body read. This fake answers from the method, the
 /// path and the headers; a body is read and dropped.
@@ -800,58 +800,10 @@ fn route(path: &str) -> Route {
     match segs.as_slice() {
         [seg] => Resource::of(seg).map_or(Route::Other, Route::List),
         [seg, key] if !key.is_empty() => {
-            Resource::of(seg).map_or(Route::Other, |r| Route::One(r, pct_decode(key, false)))
+            Resource::of(seg).map_or(Route::Other, |r| Route::One(r, pct_decode(key)))
         }
         _ => Route::Other,
     }
-}
-
-fn pct_decode(s: &str, plus_is_space: bool) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h * 16 + l);
-                    i += 3;
-                }
-                _ => {
-                    out.push(b'%');
-                    i += 1;
-                }
-            },
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
-fn parse_form(s: &str) -> Vec<(String, String)> {
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (pct_decode(k, true), pct_decode(v, true)),
-            None => (pct_decode(p, true), String::new()),
-        })
-        .collect()
 }
 
 /// `(username, password)` of an `Authorization: Basic` header.

@@ -27,6 +27,25 @@ where
     });
 }
 
+/// The name-value pairs of a query string or an
+/// `application/x-www-form-urlencoded` body (`+` is a space).
+pub(crate) fn parse_form(s: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(s.as_bytes()).into_owned().collect()
+}
+
+/// A percent-encoded path segment, decoded (`+` stays a plus).
+pub(crate) fn pct_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// One form-encoded value, decoded (`+` is a space): an OAuth client id or
+/// secret inside a Basic header (RFC 6749 §2.3.1).
+pub(crate) fn form_decode(s: &str) -> String {
+    pct_decode(&s.replace('+', " "))
+}
+
 /// The canned answer of the first pattern `target` contains, once its
 /// `skip` matching calls have passed: `(pattern, skip, times, status, body)`.
 pub(crate) fn take_matching(
@@ -53,4 +72,25 @@ pub(crate) fn take_matching(
 pub(crate) fn http_date(ms: i64) -> Option<HeaderValue> {
     let t = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)?;
     HeaderValue::from_str(&t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_paths_and_basic_credentials_decode_as_the_vendors_encode_them() {
+        assert_eq!(
+            parse_form("q=SELECT+Id%2C+Name&&limit=5&flag&bad=%zz%4"),
+            vec![
+                ("q".to_string(), "SELECT Id, Name".to_string()),
+                ("limit".to_string(), "5".to_string()),
+                ("flag".to_string(), String::new()),
+                ("bad".to_string(), "%zz%4".to_string()),
+            ]
+        );
+        // A path keeps its plus; a form value's plus is a space.
+        assert_eq!(pct_decode("a+b%40x.com"), "a+b@x.com");
+        assert_eq!(form_decode("a+b%2Bc"), "a b+c");
+    }
 }
