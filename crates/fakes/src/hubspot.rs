@@ -69,7 +69,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rand::Rng as _;
 use serde_json::{Map, Value, json};
 
-use crate::shared::{http_date, parse_form, pct_decode, take_matching};
+use crate::shared::{
+    bearer, form_get, http_date, parse_form, pct_decode, pct_encode, take_matching,
+};
 
 /// How many logged requests and batch bodies are kept (oldest dropped).
 const LOG_CAP: usize = 20_000;
@@ -1105,22 +1107,6 @@ fn route(path: &str) -> Route {
     }
 }
 
-fn pct_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn form_get<'a>(form: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-}
-
 /// All values of a repeatable, comma-separated parameter (`properties=a,b&properties=c`).
 fn form_list(form: &[(String, String)], key: &str) -> Option<Vec<String>> {
     let mut out = Vec::new();
@@ -1137,18 +1123,6 @@ fn form_list(form: &[(String, String)], key: &str) -> Option<Vec<String>> {
         }
     }
     seen.then_some(out)
-}
-
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = header_str(headers, "authorization")?.trim();
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
 }
 
 fn encode_after(i: usize) -> String {

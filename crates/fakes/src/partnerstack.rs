@@ -97,11 +97,10 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
-use base64::Engine as _;
 use rand::Rng as _;
 use serde_json::{Map, Value, json};
 
-use crate::shared::{http_date, parse_form, pct_decode};
+use crate::shared::{basic_credentials as basic, http_date, parse_form, pct_decode};
 
 /// The largest request body read. This fake answers from the method, the
 /// path and the headers; a body is read and dropped.
@@ -804,21 +803,6 @@ fn route(path: &str) -> Route {
         }
         _ => Route::Other,
     }
-}
-
-/// `(username, password)` of an `Authorization: Basic` header.
-fn basic(headers: &HeaderMap) -> Option<(String, String)> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, b64) = v.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .ok()?;
-    let s = String::from_utf8(bytes).ok()?;
-    let (user, pass) = s.split_once(':')?;
-    Some((user.to_string(), pass.to_string()))
 }
 
 // ---------------------------------------------------------------------------

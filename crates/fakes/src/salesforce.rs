@@ -27,7 +27,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rand::Rng as _;
 use serde_json::{Value, json};
 
-use crate::shared::{form_decode, http_date, parse_form, take_matching};
+use crate::shared::{
+    basic_credentials, bearer, form_decode, form_get, header_str, http_date, parse_form,
+    take_matching,
+};
 
 /// How many logged requests and composite bodies are kept (oldest dropped).
 const LOG_CAP: usize = 20_000;
@@ -1210,34 +1213,11 @@ fn route(path: &str) -> Route {
     }
 }
 
-fn form_get<'a>(form: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-}
-
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = header_str(headers, "authorization")?.trim();
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-}
-
+/// The client id and secret of an `Authorization: Basic` header, each
+/// form-decoded first (RFC 6749 §2.3.1).
 fn basic(headers: &HeaderMap) -> Option<(String, String)> {
-    let v = header_str(headers, "authorization")?.trim();
-    let (scheme, b64) = v.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .ok()?;
-    let s = String::from_utf8(bytes).ok()?;
-    let (id, secret) = s.split_once(':')?;
-    Some((form_decode(id), form_decode(secret)))
+    let (id, secret) = basic_credentials(headers)?;
+    Some((form_decode(&id), form_decode(&secret)))
 }
 
 fn batch_size(headers: &HeaderMap) -> usize {
