@@ -1632,6 +1632,10 @@ fn min_common(la: usize, lb: usize, threshold: f64, prefix: usize) -> Option<usi
 }
 
 #[cfg(test)]
+#[path = "matching_real_names.rs"]
+mod real_names;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
