@@ -185,9 +185,11 @@ pub fn is_free_mail(registrable: &str) -> bool {
 /// The registrable domain of a domain, URL or e-mail address: scheme, user,
 /// `www.`, path, query and port stripped, lower-cased, reduced with the
 /// public-suffix list (`https://eu.shop.acme.co.uk:8443/x` -> `acme.co.uk`).
-/// Free-mail domains, IP addresses and bare suffixes give `None`.
+/// Only the first word of the value is read: website fields copied from a
+/// page carry words after the address (`www.boy.co.jp (en)`, `www.lycorp.co.jp
+/// /en /`). Free-mail domains, IP addresses and bare suffixes give `None`.
 pub fn registrable_domain(input: &str) -> Option<String> {
-    let mut host = input.trim();
+    let mut host = input.split_whitespace().next().unwrap_or_default();
     if let Some(i) = host.find("://") {
         host = &host[i + 3..];
     }
@@ -298,6 +300,16 @@ mod tests {
         assert_eq!(r("jane@sales.acme.de").as_deref(), Some("acme.de"));
         assert_eq!(r("acme.com.").as_deref(), Some("acme.com"));
         assert_eq!(r("www.acme.io").as_deref(), Some("acme.io"));
+        // Words after the address, as website fields copied from a page have.
+        assert_eq!(r("www.boy.co.jp (en)").as_deref(), Some("boy.co.jp"));
+        assert_eq!(
+            r(" www.lycorp.co.jp /en /").as_deref(),
+            Some("lycorp.co.jp")
+        );
+        assert_eq!(
+            r("www.myavista.com Outage Map").as_deref(),
+            Some("myavista.com")
+        );
     }
 
     #[test]
@@ -308,6 +320,7 @@ mod tests {
             "co.uk",
             "10.0.0.1",
             "not a domain.com",
+            "Official website",
             "a..b.com",
         ] {
             assert_eq!(registrable_domain(s), None, "{s}");
