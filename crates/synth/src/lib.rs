@@ -36,6 +36,11 @@
 //!   a third end in a store or branch number (`#12`, `12`, `Store 1042`, `Branch 7`). Thousands
 //!   of accounts then share a first word, the hard case for fuzzy matching. Partners and
 //!   everything else are drawn as in the default profile, whose bytes do not change.
+//!   With [`NameProfile::Real`] (`generate --names real`) they are made of the words of 1,834
+//!   real listed companies' names (`tests/fixtures/real-names/companies.csv`, legal forms
+//!   dropped): as many words as a real name drawn at random, the first from the names' first
+//!   words and the others from their other words, each as often as the names hold it; a fifth
+//!   end in a branch number (`#12`, `Branch 7`).
 //! - **partners**: tier gold 10% / silver 30% / registered 55% / empty 5%; name from the same
 //!   generator with partner words (`Consulting`, `Solutions`, …); every partner has a `domain`.
 //!   90% have a `crm_account_id`: a distinct account (at most half of the accounts) whose name and
@@ -119,7 +124,7 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Datelike, Utc};
 mod review;
 
-use rand::seq::{SliceRandom, index};
+use rand::seq::{IndexedRandom, SliceRandom, index};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -149,6 +154,10 @@ pub enum NameProfile {
     /// (`First`, `United`, `Global`, ...), numbered stores and branches
     /// (`First National Bank 1042`): thousands of accounts share a first word.
     Skewed,
+    /// The words of 1,834 real listed companies' names, as often as those
+    /// names hold them (`tests/fixtures/real-names/`): real letters, lengths
+    /// and sharing (`Mitsubishi`, `Sumitomo`, `First`, `Holdings`, `Bank`).
+    Real,
 }
 
 impl SynthParams {
@@ -628,6 +637,8 @@ struct CompanyGen {
     /// Zipf samplers over `SKEWED_FIRST` and `SKEWED_WORDS` (skewed profile).
     first_words: Zipf,
     other_words: Zipf,
+    /// The real profile's words.
+    real: RealWords,
     names: HashSet<u64, BuildHasherDefault<MixHasher>>,
     domains: HashSet<u64, BuildHasherDefault<MixHasher>>,
     scratch: String,
@@ -681,6 +692,11 @@ impl CompanyGen {
             profile,
             first_words: Zipf::new(SKEWED_FIRST.len()),
             other_words: Zipf::new(SKEWED_WORDS.len()),
+            real: if profile == NameProfile::Real {
+                RealWords::load()
+            } else {
+                RealWords::default()
+            },
             names: HashSet::default(),
             domains: HashSet::default(),
             scratch: String::with_capacity(64),
@@ -814,6 +830,8 @@ impl CompanyGen {
             stem.clear();
             if kind == CompanyKind::Customer && self.profile == NameProfile::Skewed {
                 self.skewed_core(rng, &mut core, &mut stem);
+            } else if kind == CompanyKind::Customer && self.profile == NameProfile::Real {
+                self.real.core(rng, &mut core, &mut stem);
             } else {
                 self.default_core(rng, kind, &mut core, &mut stem);
             }
@@ -868,6 +886,73 @@ fn with_legal(core: &str, legal: Option<usize>) -> String {
 
 /// The engine's normalised name (SPEC §3.1 step 3): uniqueness and the name
 /// variants are judged by the same rule that will match them.
+/// The real profile's vocabulary: the normalised words of real listed
+/// companies' names (legal forms dropped), each as often as the names hold it.
+#[derive(Default)]
+struct RealWords {
+    /// The names' first words, and their other words, capitalised.
+    first: Vec<String>,
+    other: Vec<String>,
+    /// Each name's word count.
+    sizes: Vec<usize>,
+}
+
+impl RealWords {
+    fn load() -> Self {
+        let text = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/real-names/companies.csv"
+        ));
+        let mut words = RealWords::default();
+        let capitalised = |w: &str| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                .unwrap_or_default()
+        };
+        for row in csv::Reader::from_reader(text.as_bytes())
+            .records()
+            .flatten()
+        {
+            let norm = norm_name(&row[1]);
+            let mut split = norm.split(' ').filter(|w| !w.is_empty());
+            let Some(first) = split.next() else { continue };
+            words.first.push(capitalised(first));
+            let before = words.other.len();
+            words.other.extend(split.map(capitalised));
+            words.sizes.push(1 + words.other.len() - before);
+        }
+        words
+    }
+
+    /// A real-profile name without its legal form, and the stem of its
+    /// domain: as many words as a real name drawn at random, the first from
+    /// the real first words, the others from the real other words (each as
+    /// often as the names hold it); a fifth end in a store or branch number
+    /// as in the skewed profile, which counts among the words.
+    fn core(&self, rng: &mut ChaCha8Rng, core: &mut String, stem: &mut String) {
+        let (Some(size), Some(first)) = (self.sizes.choose(rng), self.first.choose(rng)) else {
+            return;
+        };
+        let style = pick_weighted(rng, &[(0u8, 80), (1, 10), (2, 10)]);
+        core.push_str(first);
+        stem.push_str(first);
+        for _ in 1..(*size).saturating_sub(usize::from(style > 1)).max(1) {
+            let Some(w) = self.other.choose(rng) else {
+                break;
+            };
+            core.push(' ');
+            core.push_str(w);
+            stem.push_str(w);
+        }
+        if style > 0 {
+            let n: u32 = rng.random_range(1..1000);
+            let prefix = if style == 1 { "#" } else { "Branch " };
+            core.push_str(&format!(" {prefix}{n}"));
+        }
+    }
+}
+
 fn norm_name(name: &str) -> String {
     channel_sync::engine::names::normalize_name(name)
 }
@@ -2850,6 +2935,55 @@ mod tests {
         assert!(top * 20 > n, "most common first word on {top} of {n}");
         assert!(numbered * 5 > n, "{numbered} of {n} numbered");
         assert!(sized * 100 > n * 95, "{sized} of {n} with 2-4 words");
+        let keys: HashSet<String> = norms.iter().map(|x| x.replace(' ', "")).collect();
+        assert!(keys.len() * 100 > n * 95, "{} distinct of {n}", keys.len());
+    }
+
+    #[test]
+    fn real_names_are_made_of_real_words() {
+        let d = TempDir::new("real");
+        let p = SynthParams {
+            names: NameProfile::Real,
+            ..SynthParams::scaled(5, 20_000, now())
+        };
+        let s = write_program(&d.0, &p).unwrap();
+        validate(&d.0, &p, &s);
+        let real = RealWords::load();
+        assert_eq!(real.sizes.len(), 1834);
+        let lower = |w: &String| w.to_lowercase();
+        let firsts: HashSet<String> = real.first.iter().map(lower).collect();
+        let others: HashSet<String> = real.other.iter().map(lower).collect();
+        assert!(firsts.contains("mitsubishi") && others.contains("holdings"));
+        // The customers' accounts: not the partners' own.
+        let partners = Table::read(&d.0, "partners.csv");
+        let own = partners.col("crm_account_id");
+        let own: HashSet<&str> = partners.rows.iter().map(|r| r[own].as_str()).collect();
+        let accounts = Table::read(&d.0, "accounts.csv");
+        let norms: Vec<String> = accounts
+            .rows
+            .iter()
+            .filter(|r| !own.contains(r[0].as_str()))
+            .map(|r| norm_name(&r[1]))
+            .collect();
+        let n = norms.len();
+        let (mut numbered, mut one_word) = (0, 0);
+        for norm in &norms {
+            let words: Vec<&str> = norm.split(' ').collect();
+            assert!(firsts.contains(words[0]), "{norm}");
+            let number =
+                words.len() > 1 && words[words.len() - 1].bytes().all(|b| b.is_ascii_digit());
+            numbered += usize::from(number);
+            one_word += usize::from(words.len() == 1);
+            let rest = &words[1..words.len() - usize::from(number)];
+            for w in rest.iter().filter(|w| **w != "branch") {
+                assert!(others.contains(*w), "{w} in {norm}");
+            }
+        }
+        assert!(
+            numbered * 10 > n && numbered * 3 < n,
+            "{numbered} of {n} numbered"
+        );
+        assert!(one_word * 20 > n, "{one_word} of {n} of one word");
         let keys: HashSet<String> = norms.iter().map(|x| x.replace(' ', "")).collect();
         assert!(keys.len() * 100 > n * 95, "{} distinct of {n}", keys.len());
     }

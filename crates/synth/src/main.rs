@@ -39,9 +39,11 @@ enum Command {
         /// always gives the same bytes; run detect with the same --now.
         #[arg(long, value_parser = parse_now, default_value = GENERATE_NOW)]
         now: DateTime<Utc>,
-        /// How account names are built: `default` (invented brand words) or
+        /// How account names are built: `default` (invented brand words),
         /// `skewed` (a small real vocabulary, Zipf-distributed, common first
-        /// words, numbered branches: the hard case for fuzzy matching).
+        /// words, numbered branches: the hard case for fuzzy matching) or
+        /// `real` (the words of 1,834 real listed companies' names, as often
+        /// as those names hold them).
         #[arg(long, value_enum, default_value_t = Names::Default)]
         names: Names,
         /// Also write the channel review's inputs (SPEC §6.1): program_costs.csv, mdf.csv and
@@ -60,6 +62,7 @@ const GENERATE_NOW: &str = "2026-11-26T00:00:00Z";
 enum Names {
     Default,
     Skewed,
+    Real,
 }
 
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
     params.names = match names {
         Names::Default => NameProfile::Default,
         Names::Skewed => NameProfile::Skewed,
+        Names::Real => NameProfile::Real,
     };
     match write_program_with(&out, &params, review_inputs) {
         Ok(summary) => {
