@@ -3,7 +3,7 @@
 #
 #   bench/detect.sh                        # 100k, 250k, 500k and 1M opportunities
 #   bench/detect.sh 1000000                # just one size
-#   NAMES=skewed bench/detect.sh 100000 1000000   # the skewed name profile
+#   NAMES=skewed bench/detect.sh 100000 1000000   # the skewed name profile (or NAMES=real)
 #   RUNS=5 bench/detect.sh 1000000         # more runs per size (the median is reported)
 #
 # Data is generated once per size and profile under bench/data/ (git-ignored)

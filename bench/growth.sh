@@ -3,7 +3,7 @@
 # within 1.3x of linear, that is at most 13x, for every phase).
 #
 #   bench/growth.sh                       # default profile, 9 runs a size
-#   NAMES=skewed bench/growth.sh          # the skewed name profile
+#   NAMES=skewed bench/growth.sh          # the skewed name profile (or NAMES=real)
 #   ROUNDS=5 bench/growth.sh              # five such tables, then each phase's
 #                                         # ratio over them: median, range and
 #                                         # how many rounds went over 13x
