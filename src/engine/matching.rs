@@ -386,6 +386,10 @@ struct SimilarCache {
     shards: [std::sync::Mutex<PlaceWords>; CACHE_SHARDS],
 }
 
+/// The key in `sets` of the words at any position but the first, of names
+/// of any word count (no name has 0 words).
+const ANY_LATER: (u32, u32, char) = (0, 1, '\0');
+
 /// One shard of [`SimilarCache`]: by place, then by word.
 type PlaceWords = FastMap<Place, FastMap<Box<str>, Similar>>;
 
@@ -776,6 +780,13 @@ impl Vocabulary {
                 '\0'
             };
             set_ids.entry((count, pos, block)).or_default().push(id);
+            if pos > 0 {
+                set_ids.entry(ANY_LATER).or_default().push(id);
+            }
+        }
+        if let Some(ids) = set_ids.get_mut(&ANY_LATER) {
+            ids.sort_unstable();
+            ids.dedup();
         }
         // The large first-word sets, split again by each other word.
         let split: crate::fast::FastSet<(u32, char)> = set_ids
@@ -1376,26 +1387,40 @@ impl<'a> AccountIndex<'a> {
         if let Some(found) = words.get(q.text) {
             return found.clone();
         }
-        let shard = cache.shard(place, q.text);
+        // A word after the first is searched once among the words at any
+        // later position, whatever the place; the place keeps those it holds.
+        let later = place.1 > 0 && !q.exact;
+        let key = if later {
+            (ANY_LATER.0, ANY_LATER.1)
+        } else {
+            place
+        };
+        let shard = cache.shard(key, q.text);
         // A poisoned lock only means another task panicked: search anew.
         let shared = shard
             .lock()
             .ok()
-            .and_then(|held| held.get(&place)?.get(q.text).cloned());
-        let found = match shared {
+            .and_then(|held| held.get(&key)?.get(q.text).cloned());
+        let mut found = match shared {
             Some(found) => found,
             None => {
                 // Searched outside the lock: two tasks may search one word
                 // at once, and both find the same.
-                let found = self.similar(place, q);
+                let found = match self.sets.get(&ANY_LATER) {
+                    Some(set) if later => self.similar_in(set, place, q),
+                    _ => self.similar(place, q),
+                };
                 if let Ok(mut held) = shard.lock() {
-                    held.entry(place)
+                    held.entry(key)
                         .or_default()
                         .insert(q.text.into(), found.clone());
                 }
                 found
             }
         };
+        if later {
+            found.retain(|&(id, _)| !self.holders(place, id).is_empty());
+        }
         words.insert(q.text.into(), found.clone());
         found
     }
@@ -2500,7 +2525,9 @@ mod tests {
         ];
         let index = AccountIndex::build(&accounts, &Default::default(), 0.92);
         let q = index.query_word("caverianus");
-        let places = [(2, 1), (2, 0), (3, 2), (3, 0), (2, 1)];
+        // (3, 1) holds `trust` only: found among the later words, and not
+        // kept there.
+        let places = [(2, 1), (2, 0), (3, 2), (3, 0), (2, 1), (3, 1)];
         let cache = SimilarCache::default();
         let found: Vec<Similar> = places
             .iter()
@@ -2512,8 +2539,10 @@ mod tests {
         assert_eq!(found[0].len(), 1);
         assert!(found[1].is_empty());
         assert_eq!(found[2].len(), 1);
-        // The first and the last were one search.
-        assert_eq!(cache.len(), 4);
+        assert!(found[5].is_empty());
+        // Every later place was one search (of the words at any later
+        // position), and each first place one.
+        assert_eq!(cache.len(), 3);
     }
 
     #[test]
