@@ -1739,7 +1739,7 @@ mod tests {
         }
     }
 
-    fn registration(name: &str) -> Registration {
+    pub(super) fn registration(name: &str) -> Registration {
         Registration {
             id: "R-1".into(),
             partner_id: "P-1".into(),

@@ -9,8 +9,8 @@
 //! - the companies it holds, retyped the ways partners retype them, each
 //!   match their own account and no other (but one pinned group).
 
+use super::tests::registration;
 use super::*;
-use chrono::{TimeZone, Utc};
 
 struct Company {
     name: String,
@@ -45,23 +45,6 @@ fn account(i: usize, name: &str) -> Account {
         domain: None,
         website: None,
         owner_id: None,
-    }
-}
-
-fn registration(name: &str) -> Registration {
-    Registration {
-        id: "R-1".into(),
-        partner_id: "P-1".into(),
-        customer_name: name.into(),
-        status: crate::model::RegistrationStatus::Approved,
-        submitted_at: Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0).unwrap(),
-        rep: None,
-        customer_domain: None,
-        account_id: None,
-        opportunity_id: None,
-        approved_at: None,
-        expires_at: None,
-        amount: None,
     }
 }
 
