@@ -372,7 +372,12 @@ const CHECK_COST: usize = 16;
 /// sorted by word id, with their similarity.
 type Similar = Vec<(u32, f64)>;
 
-/// The similar words found for (word count, position, word), shared by the
+/// The key in `sets` of the words at any position but the first, of names
+/// of any word count (no name has 0 words).
+const ANY_LATER: (u32, u32, char) = (0, 1, '\0');
+
+/// The similar words found for (word count, position, word), under
+/// [`ANY_LATER`]'s place for a word after the first; shared by the
 /// fuzzy step's tasks on every core: a word searched by one task is not
 /// searched again by another. On names made of real companies' words at 1M
 /// (`generate --names real`), a cache for each task made 14,388 searches,
@@ -385,10 +390,6 @@ type Similar = Vec<(u32, f64)>;
 struct SimilarCache {
     shards: [std::sync::Mutex<PlaceWords>; CACHE_SHARDS],
 }
-
-/// The key in `sets` of the words at any position but the first, of names
-/// of any word count (no name has 0 words).
-const ANY_LATER: (u32, u32, char) = (0, 1, '\0');
 
 /// One shard of [`SimilarCache`]: by place, then by word.
 type PlaceWords = FastMap<Place, FastMap<Box<str>, Similar>>;
@@ -1373,9 +1374,10 @@ impl<'a> AccountIndex<'a> {
         }
     }
 
-    /// [`Self::similar`], from `cache` when this place's word was searched
-    /// before: a word such as `bakery` or `bank` at the same place of the
-    /// same word count recurs across thousands of names.
+    /// [`Self::similar`], from `local` or `cache` when this place's word was
+    /// searched before: a word such as `bakery` or `bank` at the same place of
+    /// the same word count recurs across thousands of names. A word after
+    /// the first is searched once for every later place.
     fn similar_cached(
         &self,
         place: Place,
