@@ -204,8 +204,8 @@ const LOOKALIKES: [(&str, &str); 9] = [
     // One name, two banks (North Carolina's and Puerto Rico's): only a domain
     // tells them apart.
     ("First Bancorp", "First BanCorp"),
-    // One company listed twice, before and after it moved from Luxembourg
-    // to Germany.
+    // One company's name twice in the list (its `STABILUS SE` row carries
+    // another company's ISIN and website, STMicroelectronics').
     ("Stabilus", "STABILUS SE"),
     // One-word names a letter apart or with two letters swapped, whose
     // Jaro-Winkler similarity passes 0.92: false conflicts on a real program.
@@ -335,8 +335,8 @@ fn real_websites_match_their_own_account_by_domain() {
         }
     }
     assert_eq!(asked, 4477);
-    // The list gives Mitsui Mining & Smelting its group's website: one
-    // domain, two accounts, and the smaller id wins.
+    // The list gives Mitsui Mining & Smelting the website of Mitsui & Co.:
+    // one domain, two accounts, and the smaller id wins.
     let known =
         std::collections::BTreeSet::from([("Mitsui Mining & Smelting", Some("Mitsui & Co."))]);
     assert_eq!(wrong, known, "of {asked} registrations");
