@@ -79,6 +79,8 @@ fn legal_form(country: &str) -> &'static str {
 
 /// `name` without the legal forms and `and` it ends with, as written (`Nokia
 /// Oyj` -> `Nokia`, `Rolls-Royce Holdings plc` -> `Rolls-Royce Holdings`).
+/// The forms are written out here rather than taken from the engine's list,
+/// so that a form the engine lost still shows up as a miss.
 fn without_legal_form(name: &str) -> &str {
     const FORMS: [&str; 27] = [
         "inc",
